@@ -1,0 +1,42 @@
+"""Key pairs for departments' principals: the private key stays with the caller, the public JWK is
+what the platform admin registers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+
+def generate_key(private_key_file: Path, algorithm: str = "ES256") -> dict[str, Any]:
+    """Write a new private key (PEM, mode 0600) and return its public JWK."""
+    if algorithm == "ES256":
+        private_key: Any = ec.generate_private_key(ec.SECP256R1())
+    elif algorithm == "RS256":
+        private_key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+    else:
+        raise ValueError("algorithm must be ES256 or RS256")
+    pem = private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    private_key_file.parent.mkdir(parents=True, exist_ok=True)
+    private_key_file.touch(mode=0o600)
+    private_key_file.write_bytes(pem)
+    return public_jwk(private_key)
+
+
+def load_private_key(private_key_file: Path) -> Any:
+    return serialization.load_pem_private_key(private_key_file.read_bytes(), password=None)
+
+
+def public_jwk(private_key: Any) -> dict[str, Any]:
+    public = private_key.public_key()
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        jwk = json.loads(ECAlgorithm.to_jwk(public))
+        jwk["alg"] = "ES256"
+    else:
+        jwk = json.loads(RSAAlgorithm.to_jwk(public))
+        jwk["alg"] = "RS256"
+    return dict(jwk)

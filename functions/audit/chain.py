@@ -1,0 +1,118 @@
+"""An append-only, hash-chained audit log in DynamoDB.
+
+Each chain (a department, or `platform` for authentication failures and directory changes) is a
+partition whose sort key is a gapless sequence number. An entry stores the hash of its predecessor
+and its own hash over a canonical JSON form, so a removed, altered or reordered entry breaks the
+chain. Appends are conditional on the sequence number being free, so two writers cannot fork it:
+the loser re-reads the head and tries again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from functions.core import aws
+from functions.core.dynamo import from_item, is_conditional_failure, to_item
+from functions.core.errors import Conflict
+
+GENESIS_HASH = "0" * 64
+_MAX_APPEND_ATTEMPTS = 8
+
+
+class AuditEvent(BaseModel):
+    """What happened; the chain adds position and hashes."""
+
+    actor_department: str
+    actor_principal: str
+    action: str
+    resource: str
+    decision: str  # allow | deny | error
+    reason: str = ""
+    policies: list[str] = Field(default_factory=list)
+    request_id: str = ""
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class AuditEntry(AuditEvent):
+    chain: str
+    seq: int
+    at: str
+    prev_hash: str
+    hash: str
+
+
+def entry_hash(fields: dict[str, Any]) -> str:
+    """SHA-256 over the canonical JSON of every field but `hash` (the SDK's verifier does the same)."""
+    body = {k: v for k, v in fields.items() if k != "hash"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class AuditLog:
+    def __init__(self, table_name: str, client: Any = None) -> None:
+        self._table = table_name
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = aws.client("dynamodb")
+        return self._client
+
+    def append(self, chain: str, event: AuditEvent) -> AuditEntry:
+        for _ in range(_MAX_APPEND_ATTEMPTS):
+            head = self._head(chain)
+            seq = head.seq + 1 if head else 1
+            fields: dict[str, Any] = event.model_dump()
+            fields.update(
+                chain=chain,
+                seq=seq,
+                at=datetime.now(UTC).isoformat(timespec="microseconds"),
+                prev_hash=head.hash if head else GENESIS_HASH,
+            )
+            fields["hash"] = entry_hash(fields)
+            record = dict(fields, details=json.dumps(fields["details"], sort_keys=True))
+            try:
+                self.client.put_item(
+                    TableName=self._table, Item=to_item(record), ConditionExpression="attribute_not_exists(seq)"
+                )
+            except Exception as error:
+                if is_conditional_failure(error):
+                    continue  # another writer took this position: re-read the head
+                raise
+            return AuditEntry.model_validate(fields)
+        raise Conflict("The audit log is too busy to append; try again")
+
+    def read(self, chain: str, after_seq: int = 0, limit: int = 100) -> list[AuditEntry]:
+        response = self.client.query(
+            TableName=self._table,
+            KeyConditionExpression="chain = :chain AND seq > :after",
+            ExpressionAttributeValues=to_item({":chain": chain, ":after": after_seq}),
+            Limit=limit,
+            ConsistentRead=True,
+        )
+        return [_entry(item) for item in response["Items"]]
+
+    def _head(self, chain: str) -> AuditEntry | None:
+        response = self.client.query(
+            TableName=self._table,
+            KeyConditionExpression="chain = :chain",
+            ExpressionAttributeValues=to_item({":chain": chain}),
+            ScanIndexForward=False,
+            Limit=1,
+            ConsistentRead=True,
+        )
+        items = response["Items"]
+        return _entry(items[0]) if items else None
+
+
+def _entry(item: dict[str, Any]) -> AuditEntry:
+    record = from_item(item)
+    record["details"] = json.loads(record.get("details") or "{}")
+    record.setdefault("policies", [])
+    return AuditEntry.model_validate(record)

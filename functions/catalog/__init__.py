@@ -1,0 +1,1 @@
+"""The catalog: datasets' metadata and their declared schemas."""

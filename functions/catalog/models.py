@@ -1,0 +1,152 @@
+"""Datasets as the catalog holds them, and the JSON Schema subset that declares their columns."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+
+DatasetId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{2,62}$")]
+ColumnName = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
+Tag = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")]
+Classification = Literal["public", "internal", "confidential", "restricted"]
+CLASSIFICATIONS: tuple[str, ...] = ("public", "internal", "confidential", "restricted")
+ColumnType = Literal["string", "number", "integer", "boolean"]
+Protection = Literal["pseudonymise", "encrypt", "generalise", "drop"]
+MAX_COLUMNS = 500
+
+
+class JsonSchemaModel(BaseModel):
+    """Serialises as the JSON Schema it stands for: by alias, without unset keywords."""
+
+    @model_serializer(mode="wrap")
+    def _without_nulls(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+class PersonalData(JsonSchemaModel):
+    """How a personal column is protected before it reaches curated storage (applied at ingest)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    protection: Protection
+    category: str = Field(default="", max_length=64, description="e.g. vehicle-plate, phone, address, location")
+    # For `generalise`: a grid in decimal degrees, a time interval ("15m", "1h"), or a bucket width.
+    granularity: str | None = Field(default=None, max_length=16)
+
+
+class ColumnSchema(JsonSchemaModel):
+    """One column: a JSON Schema property with CityShare's `x-unit` and `x-personal` keywords."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    type: ColumnType | list[ColumnType | Literal["null"]]
+    description: str = Field(default="", max_length=1000)
+    format: Literal["date-time", "date", "time"] | None = None
+    enum: list[str | int | float | bool] | None = Field(default=None, max_length=1000)
+    minimum: float | None = None
+    maximum: float | None = None
+    minLength: int | None = Field(default=None, ge=0)  # noqa: N815 - JSON Schema's spelling
+    maxLength: int | None = Field(default=None, ge=0)  # noqa: N815
+    pattern: str | None = Field(default=None, max_length=512)
+    unit: str | None = Field(default=None, alias="x-unit", max_length=32)
+    personal: PersonalData | None = Field(default=None, alias="x-personal")
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            import re
+
+            try:
+                re.compile(value)
+            except re.error as error:
+                raise ValueError(f"pattern does not compile: {error}") from None
+        return value
+
+
+class TableSchema(JsonSchemaModel):
+    """A dataset's schema: a JSON Schema object whose properties are the columns."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    json_schema: str | None = Field(default=None, alias="$schema")
+    id: str | None = Field(default=None, alias="$id", max_length=200)
+    title: str | None = Field(default=None, max_length=200)
+    description: str | None = Field(default=None, max_length=4000)
+    type: Literal["object"] = "object"
+    properties: dict[ColumnName, ColumnSchema] = Field(min_length=1, max_length=MAX_COLUMNS)
+    required: list[ColumnName] = Field(default_factory=list)
+    additionalProperties: bool = False  # noqa: N815 - JSON Schema's spelling
+
+    @model_validator(mode="after")
+    def _required_are_columns(self) -> TableSchema:
+        unknown = sorted(set(self.required) - set(self.properties))
+        if unknown:
+            raise ValueError(f"required names columns that are not declared: {', '.join(unknown)}")
+        return self
+
+    def personal_columns(self) -> dict[str, PersonalData]:
+        return {name: col.personal for name, col in self.properties.items() if col.personal is not None}
+
+
+class DatasetFields(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    title: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=4000)
+    tags: list[Tag] = Field(default_factory=list, max_length=20)
+    classification: Classification
+    table_schema: TableSchema = Field(alias="schema")
+
+    @field_validator("tags")
+    @classmethod
+    def _unique_tags(cls, tags: list[str]) -> list[str]:
+        return sorted(set(tags))
+
+
+class DatasetCreate(DatasetFields):
+    """What a department sends to create a dataset; the owner is the caller's department."""
+
+    dataset_id: DatasetId
+
+
+class DatasetUpdate(BaseModel):
+    """A partial change of a dataset's metadata. `revision`, when given, must match (optimistic lock)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=4000)
+    tags: list[Tag] | None = Field(default=None, max_length=20)
+    classification: Classification | None = None
+    revision: int | None = Field(default=None, ge=1)
+
+    def changes(self) -> dict[str, Any]:
+        values = self.model_dump(exclude_none=True, exclude={"revision"})
+        if "tags" in values:
+            values["tags"] = sorted(set(values["tags"]))
+        return values
+
+
+class Dataset(DatasetCreate):
+    owner: str
+    created_at: str
+    updated_at: str
+    created_by: str
+    revision: int = 1
+    legal_hold: bool = False
+
+
+class DatasetPage(BaseModel):
+    datasets: list[Dataset]
+    next_cursor: str | None = None

@@ -1,0 +1,157 @@
+"""The catalog table. Datasets are `DATASET#<id>` / `DATASET`; versions join the same partition later.
+
+Read paths are keys or indexes, never scans: `by_owner` (owner, dataset_id) and `all_datasets`
+(a constant `listing` key, dataset_id) for browsing the whole catalog in id order.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from functions.core import aws
+from functions.core.dynamo import from_item, is_conditional_failure, to_item
+from functions.core.errors import AlreadyExists, Conflict, DatasetNotFound, InvalidRequest
+from functions.catalog.models import Dataset
+
+OWNER_INDEX = "by_owner"
+ALL_INDEX = "all_datasets"
+_LISTING = "DATASET"
+_INDEX_KEYS = {OWNER_INDEX: ("owner", "dataset_id"), ALL_INDEX: ("listing", "dataset_id")}
+
+
+def _pk(dataset_id: str) -> str:
+    return f"DATASET#{dataset_id}"
+
+
+@dataclass(frozen=True)
+class CatalogQuery:
+    owner: str | None = None
+    classification: str | None = None
+    tag: str | None = None
+    text: str | None = None
+
+
+class CatalogRepository:
+    def __init__(self, table_name: str, client: Any = None) -> None:
+        self._table = table_name
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = aws.client("dynamodb")
+        return self._client
+
+    def create(self, dataset: Dataset) -> None:
+        try:
+            self.client.put_item(
+                TableName=self._table,
+                Item=to_item(_record(dataset)),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except Exception as error:
+            if is_conditional_failure(error):
+                raise AlreadyExists(f"A dataset {dataset.dataset_id} already exists") from None
+            raise
+
+    def get(self, dataset_id: str) -> Dataset | None:
+        response = self.client.get_item(
+            TableName=self._table, Key=to_item({"pk": _pk(dataset_id), "sk": "DATASET"}), ConsistentRead=True
+        )
+        return _dataset(from_item(response["Item"])) if "Item" in response else None
+
+    def replace(self, dataset: Dataset, expected_revision: int) -> None:
+        """Write `dataset` if the stored one is still at `expected_revision` (no lost updates)."""
+        try:
+            self.client.put_item(
+                TableName=self._table,
+                Item=to_item(_record(dataset)),
+                ConditionExpression="attribute_exists(pk) AND revision = :expected",
+                ExpressionAttributeValues=to_item({":expected": expected_revision}),
+            )
+        except Exception as error:
+            if is_conditional_failure(error):
+                raise Conflict(f"Dataset {dataset.dataset_id} changed meanwhile; read it again") from None
+            raise
+
+    def scan_pages(self, query: CatalogQuery, page_size: int, cursor: str | None) -> Iterator[tuple[Dataset, str]]:
+        """Datasets matching `query` in id order, each with the cursor that resumes after it."""
+        index = OWNER_INDEX if query.owner else ALL_INDEX
+        key_name = "owner" if query.owner else "listing"
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": index,
+            "KeyConditionExpression": "#key = :key",
+            "ExpressionAttributeNames": {"#key": key_name},
+            "ExpressionAttributeValues": {":key": query.owner or _LISTING},
+            "Limit": page_size,
+        }
+        filters = []
+        if query.classification:
+            filters.append("classification = :classification")
+            request["ExpressionAttributeValues"][":classification"] = query.classification
+        if query.tag:
+            filters.append("contains(tags, :tag)")
+            request["ExpressionAttributeValues"][":tag"] = query.tag
+        if query.text:
+            filters.append("contains(search_text, :text)")
+            request["ExpressionAttributeValues"][":text"] = query.text.lower()
+        if filters:
+            request["FilterExpression"] = " AND ".join(filters)
+        request["ExpressionAttributeValues"] = to_item(request["ExpressionAttributeValues"])
+        start = _decode_cursor(cursor, index)
+        while True:
+            if start:
+                request["ExclusiveStartKey"] = to_item(start)
+            response = self.client.query(**request)
+            for item in response["Items"]:
+                record = from_item(item)
+                yield _dataset(record), _encode_cursor({k: record[k] for k in ("pk", "sk", *_INDEX_KEYS[index])}, index)
+            start = from_item(response["LastEvaluatedKey"]) if "LastEvaluatedKey" in response else None
+            if not start:
+                return
+
+
+def _record(dataset: Dataset) -> dict[str, Any]:
+    values = dataset.model_dump(by_alias=True, exclude_none=True)
+    schema = values.pop("schema")
+    search_text = " ".join([dataset.title, dataset.description, *dataset.tags]).lower()
+    return dict(
+        values,
+        pk=_pk(dataset.dataset_id),
+        sk="DATASET",
+        listing=_LISTING,
+        schema=json.dumps(schema, sort_keys=True),
+        search_text=search_text,
+    )
+
+
+def _dataset(record: dict[str, Any]) -> Dataset:
+    values = {k: v for k, v in record.items() if k not in {"pk", "sk", "listing", "search_text"}}
+    values["schema"] = json.loads(values["schema"])
+    return Dataset.model_validate(values)
+
+
+def _encode_cursor(key: dict[str, Any], index: str) -> str:
+    payload = json.dumps({"i": index, "k": key}, separators=(",", ":"), sort_keys=True)
+    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None, index: str) -> dict[str, Any] | None:
+    if not cursor:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        key = payload["k"]
+        valid = payload["i"] == index and set(key) == {"pk", "sk", *_INDEX_KEYS[index]}
+        valid = valid and all(isinstance(v, str) and len(v) <= 256 for v in key.values())
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        valid = False
+    if not valid:
+        raise InvalidRequest("The cursor is not one this listing issued")
+    return dict(key)

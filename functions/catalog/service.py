@@ -1,0 +1,109 @@
+"""Catalog operations, each behind one `authorize()` call. Knows nothing of HTTP or Lambda."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from functions.catalog.models import Dataset, DatasetCreate, DatasetPage, DatasetUpdate
+from functions.catalog.repository import CatalogQuery, CatalogRepository
+from functions.core.errors import Conflict, DatasetNotFound, Forbidden
+from functions.identity.models import Caller
+from functions.policy.access import AccessControl
+from functions.policy.engine import Resource, uid
+
+MAX_PAGE_SIZE = 100
+# A listing reads at most this many index pages for one answer, so a selective filter over a large
+# catalog returns a short page with a cursor rather than a slow call.
+_MAX_PAGES_READ = 10
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def dataset_resource(dataset: Dataset) -> Resource:
+    return Resource(
+        "Dataset",
+        dataset.dataset_id,
+        {
+            "owner": uid("Department", dataset.owner),
+            "classification": dataset.classification,
+            "tags": list(dataset.tags),
+            "legal_hold": dataset.legal_hold,
+        },
+    )
+
+
+class CatalogService:
+    def __init__(self, repository: CatalogRepository, access: AccessControl, clock: Callable[[], str] = _now) -> None:
+        self._repository = repository
+        self._access = access
+        self._clock = clock
+
+    def create(self, caller: Caller, request: DatasetCreate, request_id: str = "") -> Dataset:
+        now = self._clock()
+        dataset = Dataset(
+            **request.model_dump(by_alias=True),
+            owner=caller.department_id,
+            created_at=now,
+            updated_at=now,
+            created_by=caller.principal_id,
+        )
+        self._require(caller, "CreateDataset", dataset, request_id)
+        self._repository.create(dataset)
+        return dataset
+
+    def get(self, caller: Caller, dataset_id: str, request_id: str = "") -> Dataset:
+        dataset = self._repository.get(dataset_id)
+        if dataset is None:
+            raise DatasetNotFound(f"No dataset {dataset_id}")
+        self._require(caller, "ViewDataset", dataset, request_id)
+        return dataset
+
+    def update(self, caller: Caller, dataset_id: str, update: DatasetUpdate, request_id: str = "") -> Dataset:
+        current = self._repository.get(dataset_id)
+        if current is None:
+            raise DatasetNotFound(f"No dataset {dataset_id}")
+        if update.revision is not None and update.revision != current.revision:
+            raise Conflict(f"Dataset {dataset_id} is at revision {current.revision}, not {update.revision}")
+        self._require(caller, "UpdateDataset", current, request_id, details={"changes": sorted(update.changes())})
+        changed = current.model_copy(update=dict(update.changes(), updated_at=self._clock(), revision=current.revision + 1))
+        changed = Dataset.model_validate(changed.model_dump(by_alias=True))
+        self._repository.replace(changed, expected_revision=current.revision)
+        return changed
+
+    def list(self, caller: Caller, query: CatalogQuery, limit: int, cursor: str | None, request_id: str = "") -> DatasetPage:
+        limit = max(1, min(limit, MAX_PAGE_SIZE))
+        listing = self._access.authorize(
+            caller, "ListDatasets", Resource("Directory", "catalog"), caller.department_id, request_id,
+            details={"owner": query.owner, "classification": query.classification, "tag": query.tag, "text": query.text},
+        )
+        if not listing.allowed:
+            raise Forbidden("The caller may not list the catalog")
+        visible: list[Dataset] = []
+        next_cursor: str | None = None
+        budget = _MAX_PAGES_READ * limit
+        for dataset, resume_after in self._repository.scan_pages(query, page_size=limit, cursor=cursor):
+            budget -= 1
+            # Listing filters by the same policies as a get, so it never reveals what a get would hide.
+            if self._access.engine.decide(caller, "ViewDataset", dataset_resource(dataset), caller.department_status).allowed:
+                visible.append(dataset)
+            if len(visible) == limit or budget == 0:
+                next_cursor = resume_after
+                break
+        return DatasetPage(datasets=visible, next_cursor=next_cursor)
+
+    def _require(
+        self, caller: Caller, action: str, dataset: Dataset, request_id: str, details: dict[str, object] | None = None
+    ) -> None:
+        resource = dataset_resource(dataset)
+        decision = self._access.authorize(caller, action, resource, dataset.owner, request_id, details)
+        if decision.allowed:
+            return
+        # Answer "not found" unless the caller may see the dataset: a refusal must not reveal existence.
+        if action == "CreateDataset":
+            raise Forbidden("The caller may not create datasets")
+        if action != "ViewDataset" and self._access.engine.decide(caller, "ViewDataset", resource, caller.department_status).allowed:
+            raise Forbidden(f"The caller may not {action} on dataset {dataset.dataset_id}")
+        raise DatasetNotFound(f"No dataset {dataset.dataset_id}")

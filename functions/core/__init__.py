@@ -1,0 +1,1 @@
+"""Cross-cutting pieces every part of CityShare's Lambda code uses: settings, AWS clients, errors."""

@@ -1,0 +1,60 @@
+"""Typed domain errors. Each carries a stable machine-readable code and its HTTP status; the API maps
+them to application/problem+json in one place (functions/handlers/api.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class CityShareError(Exception):
+    status: int = 500
+    code: str = "internal_error"
+    title: str = "Internal error"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.extra = extra
+
+
+class InvalidRequest(CityShareError):
+    status, code, title = 400, "invalid_request", "The request is not valid"
+
+
+class Unauthenticated(CityShareError):
+    """The caller's signed request did not verify. `reason` is audited, never returned."""
+
+    status, code, title = 401, "unauthenticated", "The request's signature could not be verified"
+
+    def __init__(self, reason: str, detail: str | None = None) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+class Forbidden(CityShareError):
+    status, code, title = 403, "forbidden", "The caller may not do this"
+
+
+class NotFound(CityShareError):
+    status, code, title = 404, "not_found", "No such resource"
+
+
+class DatasetNotFound(NotFound):
+    # Also what a caller gets for a dataset it may not see: the answer must not reveal existence.
+    code, title = "dataset_not_found", "No such dataset"
+
+
+class DepartmentNotFound(NotFound):
+    code, title = "department_not_found", "No such department"
+
+
+class Conflict(CityShareError):
+    status, code, title = 409, "conflict", "The resource changed or already exists"
+
+
+class AlreadyExists(Conflict):
+    code, title = "already_exists", "The resource already exists"
+
+
+class PayloadTooLarge(CityShareError):
+    status, code, title = 413, "payload_too_large", "The request body is too large"

@@ -1,0 +1,47 @@
+"""Configuration, read once per process from the environment that the CDK stack and the local stack set."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+_DEFAULT_POLICIES_DIR = str(Path(__file__).resolve().parents[2] / "policies")
+
+
+class Settings(BaseModel):
+    """Every field is filled from the environment variable named by its alias."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    stage: str = Field(alias="CITYSHARE_STAGE")
+    audience: str = Field(alias="CITYSHARE_AUDIENCE")
+    catalog_table: str = Field(alias="CATALOG_TABLE")
+    directory_table: str = Field(alias="DIRECTORY_TABLE")
+    nonces_table: str = Field(alias="NONCES_TABLE")
+    audit_table: str = Field(alias="AUDIT_TABLE")
+    data_bucket: str = Field(alias="DATA_BUCKET")
+    event_bus: str = Field(alias="EVENT_BUS")
+    policies_dir: str = Field(default=_DEFAULT_POLICIES_DIR, alias="POLICIES_DIR")
+    # Signed-request limits (DESIGN.md, Trust and security).
+    max_token_bytes: int = Field(default=8192, alias="MAX_TOKEN_BYTES")
+    max_token_lifetime_seconds: int = Field(default=300, alias="MAX_TOKEN_LIFETIME_SECONDS")
+    clock_skew_seconds: int = Field(default=30, alias="CLOCK_SKEW_SECONDS")
+    max_body_bytes: int = Field(default=1_048_576, alias="MAX_BODY_BYTES")
+
+
+def environment_names() -> set[str]:
+    """The environment variables a function may be given (the spec test checks the stack sets them)."""
+    return {str(field.alias) for field in Settings.model_fields.values()}
+
+
+def required_environment_names() -> set[str]:
+    return {str(field.alias) for field in Settings.model_fields.values() if field.is_required()}
+
+
+@cache
+def get_settings() -> Settings:
+    present = {name: os.environ[name] for name in environment_names() if name in os.environ}
+    return Settings.model_validate(present)

@@ -1,0 +1,1 @@
+"""Lambda entry points: thin adapters between AWS events and the domain."""

@@ -1,0 +1,47 @@
+"""Catalog routes: create, get, edit, list and search datasets."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+
+from functions.catalog.models import Classification, Dataset, DatasetCreate, DatasetPage, DatasetUpdate
+from functions.catalog.repository import CatalogQuery
+from functions.handlers.routes.context import caller, created, request_id
+from functions.handlers.services import catalog
+
+router = APIGatewayRouter()
+
+DatasetPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{2,62}$", description="Dataset id")]
+
+
+@router.post("/datasets", summary="Create a dataset owned by the caller's department", tags=["catalog"])
+def create_dataset(request: DatasetCreate) -> Response[Dataset]:
+    dataset = catalog().create(caller(router), request, request_id(router))
+    return created(dataset, location=f"/datasets/{dataset.dataset_id}")
+
+
+@router.get("/datasets", summary="List and search the datasets the caller may see", tags=["catalog"])
+def list_datasets(
+    owner: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9-]{1,31}$")] = None,
+    classification: Annotated[Classification | None, Query()] = None,
+    tag: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")] = None,
+    q: Annotated[str | None, Query(min_length=1, max_length=100, description="Text in title, description or tags")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+) -> DatasetPage:
+    query = CatalogQuery(owner=owner, classification=classification, tag=tag, text=q)
+    return catalog().list(caller(router), query, limit, cursor, request_id(router))
+
+
+@router.get("/datasets/<dataset_id>", summary="Get a dataset's metadata and schema", tags=["catalog"])
+def get_dataset(dataset_id: DatasetPath) -> Dataset:
+    return catalog().get(caller(router), dataset_id, request_id(router))
+
+
+@router.patch("/datasets/<dataset_id>", summary="Edit a dataset's metadata (owner department only)", tags=["catalog"])
+def update_dataset(dataset_id: DatasetPath, update: DatasetUpdate) -> Dataset:
+    return catalog().update(caller(router), dataset_id, update, request_id(router))

@@ -1,0 +1,1 @@
+"""Who is calling: the directory of departments, principals and keys, and signed-request verification."""

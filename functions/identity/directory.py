@@ -1,0 +1,166 @@
+"""The directory table: departments, their principals (with roles) and the principals' public keys.
+
+One partition per department: `DEPT#<id>` holds the department (`DEPARTMENT`), its principals
+(`PRINCIPAL#<id>`) and keys (`KEY#<kid>`), so verifying a request is one BatchGetItem.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from functions.core import aws
+from functions.core.dynamo import from_item, is_conditional_failure, to_item
+from functions.core.errors import AlreadyExists, NotFound
+from functions.identity.models import Department, Principal, PublicKey
+
+DEPARTMENT_INDEX = "by_kind"
+
+
+def _pk(department_id: str) -> str:
+    return f"DEPT#{department_id}"
+
+
+@dataclass(frozen=True)
+class Signer:
+    """What the directory knows about the signer of a request (each part None when unknown)."""
+
+    department: Department | None
+    principal: Principal | None
+    key: PublicKey | None
+
+
+class DirectoryRepository:
+    def __init__(self, table_name: str, client: Any = None) -> None:
+        self._table = table_name
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = aws.client("dynamodb")
+        return self._client
+
+    # -- departments
+    def create_department(self, department: Department) -> None:
+        record = department.model_dump()
+        record.update(pk=_pk(department.department_id), sk="DEPARTMENT", kind="department")
+        self._put_new(record, f"department {department.department_id}")
+
+    def get_department(self, department_id: str) -> Department | None:
+        record = self._get(_pk(department_id), "DEPARTMENT")
+        return Department.model_validate(_strip(record)) if record else None
+
+    def list_departments(self) -> list[Department]:
+        records = self._query_all(
+            IndexName=DEPARTMENT_INDEX,
+            KeyConditionExpression="kind = :kind",
+            ExpressionAttributeValues=to_item({":kind": "department"}),
+        )
+        return [Department.model_validate(_strip(r)) for r in records]
+
+    def set_department_status(self, department_id: str, status: str) -> Department:
+        try:
+            response = self.client.update_item(
+                TableName=self._table,
+                Key=to_item({"pk": _pk(department_id), "sk": "DEPARTMENT"}),
+                UpdateExpression="SET #status = :status",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=to_item({":status": status}),
+                ReturnValues="ALL_NEW",
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            raise NotFound(f"No department {department_id}") from None
+        return Department.model_validate(_strip(from_item(response["Attributes"])))
+
+    # -- principals
+    def put_principal(self, principal: Principal) -> None:
+        record = principal.model_dump()
+        record.update(pk=_pk(principal.department_id), sk=f"PRINCIPAL#{principal.principal_id}")
+        self.client.put_item(TableName=self._table, Item=to_item(record))
+
+    def list_principals(self, department_id: str) -> list[Principal]:
+        return [Principal.model_validate(_strip(r)) for r in self._members(department_id, "PRINCIPAL#")]
+
+    # -- keys
+    def add_key(self, key: PublicKey) -> None:
+        record = key.model_dump()
+        record.update(pk=_pk(key.department_id), sk=f"KEY#{key.kid}", jwk=json.dumps(key.jwk))
+        self._put_new(record, f"key {key.kid}")
+
+    def retire_key(self, department_id: str, kid: str) -> None:
+        try:
+            self.client.update_item(
+                TableName=self._table,
+                Key=to_item({"pk": _pk(department_id), "sk": f"KEY#{kid}"}),
+                UpdateExpression="SET #status = :retired",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=to_item({":retired": "retired"}),
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            raise NotFound(f"No key {kid} in department {department_id}") from None
+
+    def list_keys(self, department_id: str) -> list[PublicKey]:
+        return [_key(r) for r in self._members(department_id, "KEY#")]
+
+    def find_signer(self, department_id: str, principal_id: str, kid: str) -> Signer:
+        """Department, principal and key of a request in one BatchGetItem (one round trip)."""
+        pk = _pk(department_id)
+        keys = [{"pk": pk, "sk": "DEPARTMENT"}, {"pk": pk, "sk": f"PRINCIPAL#{principal_id}"}, {"pk": pk, "sk": f"KEY#{kid}"}]
+        request = {self._table: {"Keys": [to_item(k) for k in keys], "ConsistentRead": True}}
+        found: dict[str, dict[str, Any]] = {}
+        while request:
+            response = self.client.batch_get_item(RequestItems=request)
+            for item in response["Responses"].get(self._table, []):
+                record = from_item(item)
+                found[record["sk"].split("#", 1)[0]] = record
+            request = response.get("UnprocessedKeys") or {}
+        department = found.get("DEPARTMENT")
+        principal = found.get("PRINCIPAL")
+        key = found.get("KEY")
+        return Signer(
+            department=Department.model_validate(_strip(department)) if department else None,
+            principal=Principal.model_validate(_strip(principal)) if principal else None,
+            key=_key(key) if key else None,
+        )
+
+    # -- plumbing
+    def _put_new(self, record: dict[str, Any], what: str) -> None:
+        try:
+            self.client.put_item(
+                TableName=self._table, Item=to_item(record), ConditionExpression="attribute_not_exists(pk)"
+            )
+        except Exception as error:
+            if is_conditional_failure(error):
+                raise AlreadyExists(f"The {what} already exists") from None
+            raise
+
+    def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
+        response = self.client.get_item(TableName=self._table, Key=to_item({"pk": pk, "sk": sk}), ConsistentRead=True)
+        return from_item(response["Item"]) if "Item" in response else None
+
+    def _members(self, department_id: str, prefix: str) -> list[dict[str, Any]]:
+        return self._query_all(
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues=to_item({":pk": _pk(department_id), ":prefix": prefix}),
+        )
+
+    def _query_all(self, **query: Any) -> list[dict[str, Any]]:
+        records: list[dict[str, Any]] = []
+        paginator = self.client.get_paginator("query")
+        for page in paginator.paginate(TableName=self._table, **query):
+            records.extend(from_item(item) for item in page["Items"])
+        return records
+
+
+def _strip(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k not in {"pk", "sk", "kind"}}
+
+
+def _key(record: dict[str, Any]) -> PublicKey:
+    values = _strip(record)
+    values["jwk"] = json.loads(values["jwk"])
+    return PublicKey.model_validate(values)

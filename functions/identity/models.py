@@ -1,0 +1,68 @@
+"""The directory's records. Roles live here and only here; a token never carries them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+DepartmentId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,31}$")]
+PrincipalId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
+KeyId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,128}$")]
+Role = Literal["member", "steward", "admin"]
+Status = Literal["active", "suspended"]
+
+# The department that holds the platform team's principals; created at bootstrap.
+PLATFORM_DEPARTMENT = "platform"
+
+
+class Department(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    department_id: DepartmentId
+    name: str = Field(min_length=1, max_length=200)
+    status: Status = "active"
+    created_at: str
+
+
+class Principal(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    department_id: DepartmentId
+    principal_id: PrincipalId
+    display_name: str = Field(default="", max_length=200)
+    roles: list[Role] = Field(min_length=1)
+    status: Status = "active"
+
+
+class PublicKey(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    department_id: DepartmentId
+    principal_id: PrincipalId
+    kid: KeyId
+    alg: Literal["ES256", "RS256"]
+    jwk: dict[str, Any]
+    status: Literal["active", "retired"] = "active"
+    created_at: str
+
+
+class Caller(BaseModel):
+    """The verified identity of a request, as the authorizer hands it to the API."""
+
+    model_config = ConfigDict(frozen=True)
+
+    department_id: str
+    principal_id: str
+    roles: tuple[str, ...]
+    department_status: str = "active"
+    jti: str
+    body_sha256: str
+
+    @property
+    def is_steward(self) -> bool:
+        return "steward" in self.roles
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles and self.department_id == PLATFORM_DEPARTMENT

@@ -1,0 +1,1 @@
+"""Authorisation: Cedar policies from `policies/`, evaluated in-process, every decision audited."""

@@ -1,0 +1,214 @@
+"""The embedded API gateway: turns each HTTP request on 127.0.0.1 into the REST API proxy event that
+API Gateway sends, runs the same REQUEST authorizer first, then the same API handler."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from infra.local.lambdas import LocalLambdas
+from infra.spec import SPEC, PlatformSpec, RouteSpec
+
+PROBLEM_JSON = "application/problem+json"
+logger = logging.getLogger("cityshare.gateway")
+STAGE = "local"
+API_ID = "cityshare-local"
+
+
+@dataclass(frozen=True)
+class CompiledRoute:
+    route: RouteSpec
+    pattern: re.Pattern[str]
+
+
+def compile_routes(spec: PlatformSpec) -> list[CompiledRoute]:
+    compiled = []
+    for route in spec.routes:
+        regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(route.path))
+        compiled.append(CompiledRoute(route, re.compile(f"^{regex}$")))
+    return compiled
+
+
+class TokenBucket:
+    """Per-department request rate limit (API Gateway's throttling, emulated)."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self._rate, self._burst = rate, burst
+        self._state: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, key: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._state.get(key, (float(self._burst), now))
+            tokens = min(self._burst, tokens + (now - last) * self._rate)
+            if tokens < 1:
+                self._state[key] = (tokens, now)
+                return False
+            self._state[key] = (tokens - 1, now)
+            return True
+
+
+def problem_body(status: int, code: str, title: str, detail: str) -> bytes:
+    return json.dumps(
+        {"type": f"https://cityshare.city/problems/{code}", "title": title, "status": status, "code": code, "detail": detail}
+    ).encode()
+
+
+class Gateway:
+    def __init__(self, lambdas: LocalLambdas, spec: PlatformSpec = SPEC, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._lambdas = lambdas
+        self._spec = spec
+        self._routes = compile_routes(spec)
+        self._limiter = TokenBucket(spec.limits.rate_per_second, spec.limits.burst)
+        gateway = self
+
+        class RequestHandler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out as separate writes
+
+            def _serve(self) -> None:
+                gateway.serve(self)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve  # noqa: N815
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet by default
+                return
+
+        self.server = ThreadingHTTPServer((host, port), RequestHandler)
+        self.server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.server.serve_forever, name="cityshare-gateway", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    # -- one request
+    def serve(self, request: BaseHTTPRequestHandler) -> None:
+        try:
+            status, headers, body = self._handle(request)
+        except Exception:  # the gateway itself never leaks a trace
+            logger.exception("gateway failed")
+            status, headers, body = 502, {"Content-Type": PROBLEM_JSON}, problem_body(502, "bad_gateway", "Bad gateway", "The function failed")
+        request.send_response(status)
+        for name, value in headers.items():
+            if name.lower() not in {"content-length", "connection", "transfer-encoding"}:
+                request.send_header(name, value)
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        if request.command != "HEAD":
+            request.wfile.write(body)
+
+    def _handle(self, request: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes]:
+        length = int(request.headers.get("Content-Length") or 0)
+        # API Gateway's own payload limit is 10 MB; the API's documented limit is smaller and
+        # enforced by the function, which can say so in problem+json.
+        if length > 10 * 1024 * 1024:
+            request.close_connection = True
+            return 413, {"Content-Type": PROBLEM_JSON}, problem_body(413, "payload_too_large", "Payload too large", "The body exceeds 10 MB")
+        raw_body = request.rfile.read(length) if length else b""
+        split = urlsplit(request.path)
+        path = split.path or "/"
+        matched = self._match(request.command, unquote(path))
+        if matched is None:
+            return 404, {"Content-Type": PROBLEM_JSON}, problem_body(404, "route_not_found", "No such route", f"{request.command} {path}")
+        route, path_parameters = matched
+        event = self._proxy_event(request, route, path, split.query, path_parameters, raw_body)
+        try:
+            authorization = self._lambdas.invoke(self._spec.authorizer, self._authorizer_event(event))
+        except Exception as error:
+            if str(error) != "Unauthorized":  # anything else is a fault of the authorizer: log it
+                logger.exception("authorizer failed")
+            return 401, {"Content-Type": PROBLEM_JSON}, problem_body(401, "unauthenticated", "The request's signature could not be verified", "Unauthorized")
+        if not self._limiter.allow(str(authorization["context"]["department_id"])):
+            return 429, {"Content-Type": PROBLEM_JSON, "Retry-After": "1"}, problem_body(429, "too_many_requests", "Too many requests", "Slow down")
+        event["requestContext"]["authorizer"] = dict(authorization["context"], principalId=authorization["principalId"])
+        response = self._lambdas.invoke(route.function, event)
+        headers = {k: str(v) for k, v in (response.get("headers") or {}).items()}
+        for name, values in (response.get("multiValueHeaders") or {}).items():
+            headers[name] = ", ".join(str(v) for v in values)
+        body = response.get("body") or ""
+        data = base64.b64decode(body) if response.get("isBase64Encoded") else body.encode()
+        return int(response["statusCode"]), headers, data
+
+    def _match(self, method: str, path: str) -> tuple[RouteSpec, dict[str, str]] | None:
+        for compiled in self._routes:
+            if compiled.route.method != method:
+                continue
+            found = compiled.pattern.match(path)
+            if found:
+                return compiled.route, found.groupdict()
+        return None
+
+    def _proxy_event(
+        self,
+        request: BaseHTTPRequestHandler,
+        route: RouteSpec,
+        path: str,
+        query: str,
+        path_parameters: dict[str, str],
+        raw_body: bytes,
+    ) -> dict[str, Any]:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        multi_query: dict[str, list[str]] = {}
+        for name, value in pairs:
+            multi_query.setdefault(name, []).append(value)
+        multi_headers: dict[str, list[str]] = {}
+        for name, value in request.headers.items():
+            multi_headers.setdefault(name, []).append(value)
+        try:
+            body: str | None = raw_body.decode("utf-8") if raw_body else None
+            is_base64 = False
+        except UnicodeDecodeError:
+            body, is_base64 = base64.b64encode(raw_body).decode(), True
+        request_id = str(uuid.uuid4())
+        return {
+            "resource": route.path,
+            "path": path,
+            "httpMethod": request.command,
+            "headers": {name: values[-1] for name, values in multi_headers.items()},
+            "multiValueHeaders": multi_headers,
+            "queryStringParameters": {n: v[-1] for n, v in multi_query.items()} or None,
+            "multiValueQueryStringParameters": multi_query or None,
+            "pathParameters": path_parameters or None,
+            "stageVariables": None,
+            "requestContext": {
+                "resourcePath": route.path,
+                "httpMethod": request.command,
+                "path": f"/{STAGE}{path}",
+                "stage": STAGE,
+                "requestId": request_id,
+                "accountId": "123456789012",
+                "apiId": API_ID,
+                "protocol": "HTTP/1.1",
+                "requestTimeEpoch": int(time.time() * 1000),
+                "identity": {"sourceIp": request.client_address[0], "userAgent": request.headers.get("User-Agent", "")},
+            },
+            "body": body,
+            "isBase64Encoded": is_base64,
+        }
+
+    @staticmethod
+    def _authorizer_event(event: dict[str, Any]) -> dict[str, Any]:
+        method_arn = f"arn:aws:execute-api:eu-west-1:123456789012:{API_ID}/{STAGE}/{event['httpMethod']}{event['path']}"
+        keys = ("resource", "path", "httpMethod", "headers", "multiValueHeaders", "queryStringParameters",
+                "multiValueQueryStringParameters", "pathParameters", "stageVariables", "requestContext")
+        return dict({k: event[k] for k in keys}, type="REQUEST", methodArn=method_arn)

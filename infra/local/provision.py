@@ -1,0 +1,100 @@
+"""Creates the spec's resources on the moto server: tables, the bucket and its notifications, queues
+with dead-letter queues, the event bus and its rules."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from infra.spec import SPEC, PlatformSpec, TableSpec
+
+REGION = "eu-west-1"
+ACCOUNT = "123456789012"
+
+
+def physical_names(prefix: str, spec: PlatformSpec = SPEC) -> dict[tuple[str, str], str]:
+    names: dict[tuple[str, str], str] = {}
+    names.update({("table", t.name): f"{prefix}-{t.name}" for t in spec.tables})
+    names.update({("bucket", b.name): f"{prefix}-{b.name}" for b in spec.buckets})
+    names.update({("queue", q.name): f"{prefix}-{q.name}" for q in spec.queues})
+    names[("bus", spec.event_bus)] = f"{prefix}-{spec.event_bus}"
+    return names
+
+
+def _table_request(table: TableSpec, name: str) -> dict[str, Any]:
+    keys = [table.partition_key] + ([table.sort_key] if table.sort_key else [])
+    attributes = {k.name: k.type for k in keys}
+    request: dict[str, Any] = {
+        "TableName": name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "KeySchema": [{"AttributeName": k.name, "KeyType": kt} for k, kt in zip(keys, ("HASH", "RANGE"), strict=False)],
+    }
+    indexes = []
+    for index in table.indexes:
+        index_keys = [index.partition_key] + ([index.sort_key] if index.sort_key else [])
+        attributes.update({k.name: k.type for k in index_keys})
+        indexes.append(
+            {
+                "IndexName": index.name,
+                "KeySchema": [{"AttributeName": k.name, "KeyType": kt} for k, kt in zip(index_keys, ("HASH", "RANGE"), strict=False)],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        )
+    if indexes:
+        request["GlobalSecondaryIndexes"] = indexes
+    request["AttributeDefinitions"] = [{"AttributeName": n, "AttributeType": t} for n, t in attributes.items()]
+    return request
+
+
+def provision(session: Any, names: dict[tuple[str, str], str], spec: PlatformSpec = SPEC) -> dict[str, str]:
+    """Create everything; returns the queue URLs by logical name."""
+    dynamodb = session.client("dynamodb")
+    for table in spec.tables:
+        dynamodb.create_table(**_table_request(table, names[("table", table.name)]))
+        if table.ttl_attribute:
+            dynamodb.update_time_to_live(
+                TableName=names[("table", table.name)],
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
+            )
+    sqs = session.client("sqs")
+    queue_urls: dict[str, str] = {}
+    queue_arns: dict[str, str] = {}
+    for queue in spec.queues:
+        name = names[("queue", queue.name)]
+        dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(queue.max_receive_count)})
+        url = sqs.create_queue(
+            QueueName=name,
+            Attributes={"VisibilityTimeout": str(queue.visibility_timeout_seconds), "RedrivePolicy": redrive},
+        )["QueueUrl"]
+        queue_urls[queue.name] = url
+        queue_arns[queue.name] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    s3 = session.client("s3")
+    for bucket in spec.buckets:
+        bucket_name = names[("bucket", bucket.name)]
+        s3.create_bucket(Bucket=bucket_name, CreateBucketConfiguration={"LocationConstraint": REGION})
+        s3.put_bucket_versioning(Bucket=bucket_name, VersioningConfiguration={"Status": "Enabled"})
+        if bucket.notify:
+            s3.put_bucket_notification_configuration(
+                Bucket=bucket_name,
+                NotificationConfiguration={
+                    "QueueConfigurations": [
+                        {
+                            "QueueArn": queue_arns[queue],
+                            "Events": ["s3:ObjectCreated:*"],
+                            "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}},
+                        }
+                        for prefix, queue in bucket.notify.items()
+                    ]
+                },
+            )
+    events = session.client("events")
+    bus = names[("bus", spec.event_bus)]
+    events.create_event_bus(Name=bus)
+    for rule in spec.rules:
+        events.put_rule(
+            Name=rule.name, EventBusName=bus, EventPattern=json.dumps({"detail-type": list(rule.detail_types)})
+        )
+        events.put_targets(Rule=rule.name, EventBusName=bus, Targets=[{"Id": rule.target_queue, "Arn": queue_arns[rule.target_queue]}])
+    return queue_urls

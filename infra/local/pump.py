@@ -1,0 +1,80 @@
+"""Delivers SQS messages to the spec's consumer functions, as Lambda's event source mapping does:
+batches of up to `batch_size`, partial batch failures honoured, failed messages left to be
+redelivered and, after `max_receive_count` receives, moved to the dead-letter queue by SQS."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from infra.local.lambdas import LocalLambdas
+from infra.spec import SPEC, PlatformSpec, QueueSpec
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": m.get("MessageAttributes", {}),
+                "md5OfBody": m.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": "eu-west-1",
+            }
+            for m in messages
+        ]
+    }
+
+
+class Pump:
+    def __init__(self, sqs: Any, queue_urls: dict[str, str], lambdas: LocalLambdas, spec: PlatformSpec = SPEC) -> None:
+        self._sqs = sqs
+        self._urls = queue_urls
+        self._lambdas = lambdas
+        self._consumed = [q for q in spec.queues if q.consumer]
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for queue in self._consumed:
+            thread = threading.Thread(target=self._run, args=(queue,), name=f"pump-{queue.name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def drain_once(self, queue: QueueSpec) -> int:
+        """Deliver one batch; returns how many messages were received."""
+        url = self._urls[queue.name]
+        received = self._sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=queue.batch_size, WaitTimeSeconds=0, AttributeNames=["All"]
+        ).get("Messages", [])
+        if not received:
+            return 0
+        arn = self._sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        assert queue.consumer is not None
+        try:
+            result = self._lambdas.invoke(queue.consumer, sqs_event(received, arn)) or {}
+            failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+        except Exception:
+            failed = {m["MessageId"] for m in received}  # the whole batch is retried, as in Lambda
+        done = [m for m in received if m["MessageId"] not in failed]
+        for start in range(0, len(done), 10):
+            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done[start : start + 10])]
+            self._sqs.delete_message_batch(QueueUrl=url, Entries=entries)
+        return len(received)
+
+    def _run(self, queue: QueueSpec) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.drain_once(queue) == 0:
+                    self._stop.wait(0.2)
+            except Exception:
+                self._stop.wait(1.0)

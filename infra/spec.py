@@ -1,0 +1,204 @@
+"""ONE description of CityShare's resources, read by both provisioners (infra/cloud and infra/local).
+
+Plain data: no CDK, no boto3. Names here are logical; each provisioner gives them physical names
+and passes those to the functions through the environment variables listed in ENVIRONMENT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+AttributeType = Literal["S", "N"]
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    type: AttributeType = "S"
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    name: str
+    partition_key: Key
+    sort_key: Key | None = None
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    partition_key: Key
+    sort_key: Key | None = None
+    indexes: tuple[IndexSpec, ...] = ()
+    ttl_attribute: str | None = None
+    purpose: str = ""
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    name: str
+    # Top-level prefixes and what they hold; `notify` prefixes send ObjectCreated to the named queue.
+    prefixes: dict[str, str] = field(default_factory=dict)
+    notify: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    name: str
+    consumer: str | None = None  # function name; None while no function consumes it yet
+    visibility_timeout_seconds: int = 360
+    max_receive_count: int = 5
+    batch_size: int = 10
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    name: str
+    detail_types: tuple[str, ...]
+    target_queue: str
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    name: str
+    handler: str  # module path "package.module.function" inside the one functions asset
+    memory_mb: int = 512
+    timeout_seconds: int = 29
+    tables: dict[str, Literal["read", "write"]] = field(default_factory=dict)
+    buckets: dict[str, Literal["read", "write"]] = field(default_factory=dict)
+    publishes_events: bool = False
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    method: str
+    path: str  # API Gateway form: /datasets/{dataset_id}
+    function: str
+
+
+@dataclass(frozen=True)
+class LimitsSpec:
+    """Request limits, applied by API Gateway in AWS and by the embedded gateway locally."""
+
+    rate_per_second: float = 50.0  # per department locally; per stage in API Gateway
+    burst: int = 100
+    max_body_bytes: int = 1_048_576
+
+
+@dataclass(frozen=True)
+class PlatformSpec:
+    tables: tuple[TableSpec, ...]
+    buckets: tuple[BucketSpec, ...]
+    queues: tuple[QueueSpec, ...]
+    event_bus: str
+    rules: tuple[RuleSpec, ...]
+    functions: tuple[FunctionSpec, ...]
+    authorizer: str
+    routes: tuple[RouteSpec, ...]
+    limits: LimitsSpec = LimitsSpec()
+
+    def table(self, name: str) -> TableSpec:
+        return next(t for t in self.tables if t.name == name)
+
+    def function(self, name: str) -> FunctionSpec:
+        return next(f for f in self.functions if f.name == name)
+
+
+
+SPEC = PlatformSpec(
+    tables=(
+        TableSpec(
+            "catalog",
+            Key("pk"),
+            Key("sk"),
+            indexes=(
+                IndexSpec("by_owner", Key("owner"), Key("dataset_id")),
+                IndexSpec("all_datasets", Key("listing"), Key("dataset_id")),
+            ),
+            purpose="datasets, their versions and profiles",
+        ),
+        TableSpec(
+            "directory",
+            Key("pk"),
+            Key("sk"),
+            indexes=(IndexSpec("by_kind", Key("kind"), Key("department_id")),),
+            purpose="departments, principals with their roles, public keys",
+        ),
+        TableSpec("nonces", Key("nonce"), ttl_attribute="expires_at", purpose="used request token ids until they expire"),
+        TableSpec("audit", Key("chain"), Key("seq", "N"), purpose="hash-chained audit entries per department"),
+    ),
+    buckets=(
+        BucketSpec(
+            "data",
+            prefixes={
+                "landing/": "uploads as sent, kept",
+                "curated/": "validated Parquet by dataset and version",
+                "quarantine/": "rejected input with its report",
+                "views/": "materialised restricted views (expiring)",
+            },
+            notify={"landing/": "ingest"},
+        ),
+    ),
+    queues=(QueueSpec("ingest"), QueueSpec("events")),
+    event_bus="cityshare",
+    rules=(RuleSpec("dataset-events", ("DatasetVersionPublished", "AlertRaised", "GrantChanged"), "events"),),
+    functions=(
+        FunctionSpec(
+            "authorizer",
+            "functions.handlers.authorizer.handler",
+            memory_mb=512,
+            timeout_seconds=10,
+            tables={"directory": "read", "nonces": "write", "audit": "write"},
+        ),
+        FunctionSpec(
+            "api",
+            "functions.handlers.api.handler",
+            memory_mb=1024,
+            tables={"catalog": "write", "directory": "write", "audit": "write"},
+            buckets={"data": "write"},
+            publishes_events=True,
+        ),
+    ),
+    authorizer="authorizer",
+    routes=tuple(
+        RouteSpec(method, path, "api")
+        for method, path in (
+            ("GET", "/me"),
+            ("POST", "/datasets"),
+            ("GET", "/datasets"),
+            ("GET", "/datasets/{dataset_id}"),
+            ("PATCH", "/datasets/{dataset_id}"),
+            ("GET", "/audit"),
+            ("POST", "/admin/departments"),
+            ("GET", "/admin/departments"),
+            ("GET", "/admin/departments/{department_id}"),
+            ("PATCH", "/admin/departments/{department_id}"),
+            ("PUT", "/admin/departments/{department_id}/principals/{principal_id}"),
+            ("POST", "/admin/departments/{department_id}/principals/{principal_id}/keys"),
+            ("DELETE", "/admin/departments/{department_id}/keys/{kid}"),
+        )
+    ),
+)
+
+# Environment variable -> (kind, logical name) of the resource whose physical name it carries.
+RESOURCE_ENVIRONMENT: dict[str, tuple[str, str]] = {
+    "CATALOG_TABLE": ("table", "catalog"),
+    "DIRECTORY_TABLE": ("table", "directory"),
+    "NONCES_TABLE": ("table", "nonces"),
+    "AUDIT_TABLE": ("table", "audit"),
+    "DATA_BUCKET": ("bucket", "data"),
+    "EVENT_BUS": ("bus", "cityshare"),
+}
+
+
+def function_environment(physical: dict[tuple[str, str], str], stage: str, audience: str) -> dict[str, str]:
+    """The environment every function gets, from the provisioner's physical names."""
+    env = {variable: physical[resource] for variable, resource in RESOURCE_ENVIRONMENT.items()}
+    env.update(
+        CITYSHARE_STAGE=stage,
+        CITYSHARE_AUDIENCE=audience,
+        MAX_BODY_BYTES=str(SPEC.limits.max_body_bytes),
+        POWERTOOLS_SERVICE_NAME="cityshare",
+    )
+    return env
