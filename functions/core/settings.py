@@ -24,6 +24,8 @@ class Settings(BaseModel):
     audit_table: str = Field(alias="AUDIT_TABLE")
     data_bucket: str = Field(alias="DATA_BUCKET")
     event_bus: str = Field(alias="EVENT_BUS")
+    # JSON {department: KMS key ARN}; the CDK stack sets it from the departments in cdk.json.
+    department_keys: str = Field(default="{}", alias="DEPARTMENT_KEYS")
     policies_dir: str = Field(default=_DEFAULT_POLICIES_DIR, alias="POLICIES_DIR")
     # Signed-request limits (DESIGN.md, Trust and security).
     max_token_bytes: int = Field(default=8192, alias="MAX_TOKEN_BYTES")

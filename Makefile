@@ -1,0 +1,77 @@
+# CityShare: `make demo` and `make test` do all set-up on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+RUNTIME := $(VENV)/.runtime-installed
+DEV := $(VENV)/.dev-installed
+LAYER := build/layer
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export CDK_DISABLE_CLI_TELEMETRY := true
+
+.PHONY: demo test lint typecheck unit integration e2e infra-test security openapi layer synth deploy diff bench local clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(RUNTIME): $(BIN)/python requirements.txt pyproject.toml
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+$(DEV): $(RUNTIME) requirements-dev.txt
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+demo: $(RUNTIME)  ## start the embedded stack and run the city scenario
+	$(BIN)/cityshare demo
+
+test: $(DEV) lint typecheck  ## ruff, mypy and every test suite
+	$(BIN)/pytest
+
+lint: $(DEV)
+	$(BIN)/ruff check .
+
+typecheck: $(DEV)
+	$(BIN)/mypy functions infra cityshare app.py
+
+unit integration e2e security: $(DEV)
+	$(BIN)/pytest tests/$@
+
+infra-test: $(DEV)
+	$(BIN)/pytest tests/infra
+
+openapi: $(RUNTIME)  ## regenerate schemas/openapi.json from the pydantic models
+	$(BIN)/python -m functions.handlers.openapi > schemas/openapi.json
+
+local: $(RUNTIME)  ## run the embedded stack until Ctrl-C
+	$(BIN)/cityshare local up
+
+bench: $(RUNTIME)  ## print the benchmarks' figures
+	$(BIN)/python -m benchmarks.api
+	$(BIN)/python -m benchmarks.cold_start
+
+# The Lambda layer for arm64, from wheels only: no Docker, no compiler.
+$(LAYER)/.built: functions/requirements.txt
+	rm -rf $(LAYER) && mkdir -p $(LAYER)/python
+	$(BIN)/pip install -q --platform manylinux_2_28_aarch64 --platform manylinux2014_aarch64 \
+	  --implementation cp --python-version 3.13 --only-binary=:all: --no-compile \
+	  -t $(LAYER)/python -r functions/requirements.txt
+	touch $@
+layer: $(RUNTIME) $(LAYER)/.built
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+
+synth: layer node_modules/.package-lock.json  ## CloudFormation template into cdk.out (offline, no credentials)
+	PATH=$(abspath $(BIN)):$$PATH npx cdk synth --quiet
+
+diff: layer node_modules/.package-lock.json
+	PATH=$(abspath $(BIN)):$$PATH npx cdk diff
+
+deploy: layer node_modules/.package-lock.json  ## deploy to the AWS account of your credentials
+	PATH=$(abspath $(BIN)):$$PATH npx cdk deploy --require-approval broadening
+
+clean:
+	rm -rf build cdk.out .cityshare .pytest_cache .mypy_cache .ruff_cache

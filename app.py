@@ -1,0 +1,45 @@
+#!/usr/bin/env python3
+"""CDK app: reads the `cityshare` context of cdk.json and builds the CityShare stack.
+
+    npx cdk synth          # offline, no AWS credentials needed
+    npx cdk deploy         # with credentials for the target account
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from aws_cdk import App, Environment, Validations
+from cdk_nag import AwsSolutionsChecks
+
+from infra.cloud.config import DeploymentConfig
+from infra.cloud.functions import stage_function_code
+from infra.cloud.stack import CityShareStack
+
+BUILD_DIR = Path(__file__).resolve().parent / "build"
+
+
+def build_app(app: App, layer_dir: Path = BUILD_DIR / "layer", code_dir: Path = BUILD_DIR / "function-code") -> CityShareStack:
+    config = DeploymentConfig.from_context(app.node.try_get_context("cityshare"))
+    if not (layer_dir / "python").is_dir():
+        raise SystemExit(f"The Lambda layer is not built in {layer_dir}: run `make layer` (or `make synth`)")
+    region = config.region or os.environ.get("CDK_DEPLOY_REGION") or os.environ.get("AWS_REGION") or os.environ.get("CDK_DEFAULT_REGION")
+    account = config.account or os.environ.get("CDK_DEFAULT_ACCOUNT")
+    stack = CityShareStack(
+        app,
+        f"CityShare-{config.stage}",
+        config=config,
+        layer_dir=layer_dir,
+        code_dir=stage_function_code(code_dir),
+        env=Environment(account=account, region=region),
+        description="CityShare: governed data sharing between a city's departments",
+    )
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app, write_suppressions_to_cloud_formation=True))
+    return stack
+
+
+if __name__ == "__main__":
+    cdk_app = App()
+    build_app(cdk_app)
+    cdk_app.synth()

@@ -1,0 +1,154 @@
+"""The city scenario `make demo` runs, through the SDK over signed HTTP, against an embedded stack."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import requests
+from rich.console import Console
+from rich.table import Table
+
+from cityshare.client import CityShareClient, CityShareError
+from cityshare.keys import generate_key, load_private_key
+from cityshare.profile import Profile
+from cityshare.signing import RequestSigner, request_target
+
+SCHEMAS = Path(__file__).resolve().parents[1] / "schemas" / "datasets"
+
+DEPARTMENTS = {
+    "transport": "Transport and Mobility",
+    "environment": "Environment and Climate",
+    "health": "Public Health",
+}
+# (owner, dataset id, schema file, classification, tags)
+DATASETS = [
+    ("transport", "traffic-flow", "traffic-flow.json", "internal", ["traffic", "mobility"]),
+    ("transport", "plate-reads", "plate-reads.json", "restricted", ["traffic", "cameras"]),
+    ("environment", "air-quality", "air-quality.json", "public", ["environment", "air"]),
+    ("health", "hospital-beds", "hospital-beds.json", "confidential", ["health", "capacity"]),
+]
+
+
+def onboard(admin: CityShareClient, admin_profile: Profile, keys_dir: Path, department: str, name: str) -> dict[str, CityShareClient]:
+    """Register a department with a system principal (member) and a data steward, each with a key."""
+    admin.register_department(department, name)
+    clients = {}
+    for principal, roles in ((f"{department}-system", ["member"]), (f"{department}-steward", ["member", "steward"])):
+        admin.put_principal(department, principal, roles, display_name=f"{name} {roles[-1]}")
+        key_file = keys_dir / f"{principal}.pem"
+        key = admin.add_key(department, principal, generate_key(key_file))
+        profile = admin_profile.as_principal(department, principal, str(key_file), key["kid"])
+        profile.save(keys_dir.parent / "profiles" / f"{principal}.json")
+        clients[roles[-1]] = CityShareClient.from_profile(profile)
+    return clients
+
+
+def _dataset_table(datasets: list[dict[str, Any]], title: str) -> Table:
+    table = Table("dataset", "owner", "classification", "tags", title=title)
+    for dataset in datasets:
+        table.add_row(dataset["dataset_id"], dataset["owner"], dataset["classification"], ",".join(dataset["tags"]))
+    return table
+
+
+def run_scenario(admin_profile_path: Path, console: Console) -> dict[str, Any]:
+    """Run the story; returns what happened (the e2e test checks it)."""
+    outcome: dict[str, Any] = {}
+    admin_profile = Profile.load(admin_profile_path)
+    admin = CityShareClient.from_profile(admin_profile)
+    keys_dir = admin_profile_path.parent / "keys"
+
+    console.rule("1. The platform team registers three departments, their systems and stewards")
+    people = {dept: onboard(admin, admin_profile, keys_dir, dept, name) for dept, name in DEPARTMENTS.items()}
+    for department in admin.list_departments():
+        console.print(f"  {department['department_id']:<12} {department['name']}")
+
+    console.rule("2. Each department publishes its datasets' metadata")
+    for owner, dataset_id, schema_file, classification, tags in DATASETS:
+        schema = json.loads((SCHEMAS / schema_file).read_text())
+        people[owner]["member"].create_dataset(
+            dataset_id, schema["title"], classification, schema, description=schema["description"], tags=tags
+        )
+        console.print(f"  {owner} published [bold]{dataset_id}[/bold] ({classification}, {len(schema['properties'])} columns)")
+
+    console.rule("3. Departments browse and search the catalog")
+    seen = list(people["environment"]["member"].iter_datasets())
+    console.print(_dataset_table(seen, "What environment can see (confidential and restricted of others stay hidden)"))
+    traffic = list(people["environment"]["member"].iter_datasets(tag="traffic"))
+    console.print(f"  environment searches tag=traffic: {[d['dataset_id'] for d in traffic]}")
+    air = list(people["health"]["member"].iter_datasets(q="air"))
+    console.print(f"  health searches 'air': {[d['dataset_id'] for d in air]}")
+    own = list(people["transport"]["member"].iter_datasets(owner="transport"))
+    console.print(f"  transport lists its own: {[d['dataset_id'] for d in own]}")
+    outcome["environment_sees"] = sorted(d["dataset_id"] for d in seen)
+
+    console.rule("4. Refusals: another department's dataset, a forged request, a replayed request")
+    try:
+        people["environment"]["member"].update_dataset("traffic-flow", title="Renamed by environment")
+    except CityShareError as error:
+        console.print(f"  environment edits transport's traffic-flow -> [red]{error.status} {error.code}[/red]")
+        outcome["cross_department_edit"] = error.status
+    outcome["forged"] = forged_request(admin_profile, people["transport"]["member"], keys_dir)
+    console.print(f"  a request signed with a stolen key id but the wrong key -> [red]{outcome['forged']}[/red]")
+    outcome["replay"] = replayed_request(people["health"]["member"])
+    console.print(f"  the same signed request sent twice -> first {outcome['replay'][0]}, then [red]{outcome['replay'][1]}[/red]")
+
+    console.rule("5. The audit trail")
+    table = Table("seq", "actor", "action", "resource", "decision", "reason", title="Platform security chain (platform admin)")
+    for entry in admin.iter_audit("platform"):
+        if entry["action"] == "Authenticate":
+            actor = f"{entry['actor_department']}/{entry['actor_principal']}"
+            table.add_row(str(entry["seq"]), actor, entry["action"], entry["resource"], entry["decision"], entry["reason"])
+    console.print(table)
+    transport_steward = people["transport"]["steward"]
+    denied = [e for e in transport_steward.iter_audit() if e["decision"] == "deny"]
+    for entry in denied:
+        console.print(f"  transport's chain: {entry['actor_department']}/{entry['actor_principal']} {entry['action']} "
+                      f"{entry['resource']} -> deny")
+    reports = [admin.verify_audit("platform"), transport_steward.verify_audit()]
+    for report in reports:
+        state = "[green]intact[/green]" if report.intact else f"[red]BROKEN: {report.problems}[/red]"
+        console.print(f"  chain {report.chain}: {report.entries} entries, {state}")
+    outcome["refusals_audited"] = sorted({e["reason"] for e in admin.iter_audit("platform") if e["decision"] == "deny"})
+    outcome["chains_intact"] = all(r.intact for r in reports)
+    return outcome
+
+
+def forged_request(admin_profile: Profile, victim: CityShareClient, keys_dir: Path) -> str:
+    """Sign as the victim (same department, principal and key id) with a key the attacker made."""
+    attacker_key = keys_dir / "attacker.pem"
+    generate_key(attacker_key)
+    victim_kid = victim.signer._kid  # what an attacker reads off any intercepted token header
+    forged = RequestSigner(victim.signer.department, victim.signer.principal, load_private_key(attacker_key), victim_kid, admin_profile.audience)
+    return _status(CityShareClient(admin_profile.endpoint, forged), "GET", "/datasets")
+
+
+def replayed_request(client: CityShareClient) -> tuple[int, int]:
+    token = client.signer.token("GET", request_target("/datasets"), b"")
+    statuses = []
+    for _ in range(2):
+        response = requests.get(f"{client.endpoint}/datasets", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        statuses.append(response.status_code)
+    return statuses[0], statuses[1]
+
+
+def _status(client: CityShareClient, method: str, path: str) -> str:
+    try:
+        client.request(method, path)
+    except CityShareError as error:
+        return f"{error.status} {error.code}"
+    return "200 (accepted!)"
+
+
+def run_demo(state_dir: Path, console: Console) -> dict[str, Any]:
+    from cityshare.local import start
+
+    shutil.rmtree(state_dir, ignore_errors=True)
+    stack, profile_path = start(state_dir)
+    try:
+        console.print(f"[bold]CityShare embedded stack[/bold] at {Profile.load(profile_path).endpoint}")
+        return run_scenario(profile_path, console)
+    finally:
+        stack.stop()  # type: ignore[attr-defined]

@@ -1,0 +1,22 @@
+"""`cityshare local`: the embedded stack (the only part of the client that reaches into infra/local)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DEFAULT_STATE_DIR = Path(".cityshare/local")
+
+
+def up(state_dir: Path = DEFAULT_STATE_DIR, port: int = 0) -> None:
+    from infra.local.stack import serve_forever
+
+    serve_forever(state_dir, port)
+
+
+def start(state_dir: Path) -> tuple[object, Path]:
+    """Start a stack in this process; returns it (call `.stop()`) and the admin profile's path."""
+    from infra.local.stack import LocalStack
+
+    stack = LocalStack(state_dir)
+    endpoints = stack.start()
+    return stack, endpoints.profile_path

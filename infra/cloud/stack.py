@@ -1,0 +1,82 @@
+"""The one CityShare stack: composes one construct per concern, all built from infra.spec.SPEC."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from infra.cloud.api import Api
+from infra.cloud.config import DeploymentConfig
+from infra.cloud.functions import Functions
+from infra.cloud.keys import Keys
+from infra.cloud.messaging import Messaging
+from infra.cloud.monitoring import Monitoring
+from infra.cloud.storage import Storage
+from infra.cloud.tables import Tables
+from infra.cloud.suppressions import acknowledge_findings
+from infra.spec import RESOURCE_ENVIRONMENT, SPEC, PlatformSpec
+
+
+class CityShareStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        config: DeploymentConfig,
+        layer_dir: Path,
+        code_dir: Path,
+        spec: PlatformSpec = SPEC,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        keys = Keys(self, "Keys", config.stage, config.departments)
+        storage = Storage(self, "Storage", spec.buckets, keys.platform)
+        tables = Tables(self, "Tables", spec.tables, keys.platform)
+        messaging = Messaging(self, "Messaging", spec.queues, spec.event_bus, spec.rules, config.stage)
+        for bucket_spec in spec.buckets:
+            messaging.notify(storage.buckets[bucket_spec.name], bucket_spec)
+
+        physical = {
+            ("table", name): table.table_name for name, table in tables.tables.items()
+        } | {("bucket", name): bucket.bucket_name for name, bucket in storage.buckets.items()} | {
+            ("bus", spec.event_bus): messaging.bus.event_bus_name
+        }
+        environment = {variable: physical[resource] for variable, resource in RESOURCE_ENVIRONMENT.items()}
+        environment.update(
+            CITYSHARE_STAGE=config.stage,
+            CITYSHARE_AUDIENCE=config.token_audience,
+            MAX_BODY_BYTES=str(spec.limits.max_body_bytes),
+            DEPARTMENT_KEYS=json.dumps({d: k.key_arn for d, k in keys.departments.items()}),
+            POWERTOOLS_SERVICE_NAME="cityshare",
+        )
+        functions = Functions(
+            self, "Functions", spec.functions, layer_dir, code_dir, environment, tables.tables, storage.buckets, messaging.bus,
+            config.log_retention_days,
+        )
+        api_functions = functions.functions
+        for name, function in api_functions.items():
+            if spec.function(name).buckets:
+                for key in keys.departments.values():
+                    key.grant_encrypt_decrypt(function)
+        api = Api(
+            self, "Api", config.stage, spec.routes, api_functions, api_functions[spec.authorizer], config.rate_limit, config.burst_limit
+        )
+        monitoring = Monitoring(
+            self, "Monitoring", keys.platform, messaging.dead_letter_queues, api_functions, api.rest_api, config.alarm_email
+        )
+        monitoring.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                actions=["sns:Publish"],
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                resources=[monitoring.topic.topic_arn],
+            )
+        )
+        CfnOutput(self, "ApiUrl", value=api.rest_api.url, description="Endpoint for CityShare profiles")
+        CfnOutput(self, "Audience", value=config.token_audience, description="The `aud` every request token carries")
+        CfnOutput(self, "DirectoryTable", value=tables.tables["directory"].table_name, description="For `make bootstrap-admin`")
+        acknowledge_findings(self)

@@ -1,0 +1,48 @@
+"""The data bucket (landing, curated, quarantine, views) and its access-log bucket."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from infra.spec import BucketSpec
+
+
+class Storage(Construct):
+    def __init__(self, scope: Construct, construct_id: str, buckets: tuple[BucketSpec, ...], key: kms.IKey) -> None:
+        super().__init__(scope, construct_id)
+        # S3 server access logs can only be delivered to SSE-S3 buckets.
+        self.access_logs = s3.Bucket(
+            self,
+            "AccessLogs",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(400))],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.buckets = {
+            spec.name: s3.Bucket(
+                self,
+                f"Bucket-{spec.name}",
+                encryption=s3.BucketEncryption.KMS,
+                encryption_key=key,
+                bucket_key_enabled=True,
+                block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+                enforce_ssl=True,
+                versioned=True,
+                object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+                server_access_logs_bucket=self.access_logs,
+                server_access_logs_prefix=f"{spec.name}/",
+                lifecycle_rules=[
+                    s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(2)),
+                    s3.LifecycleRule(prefix="views/", expiration=Duration.days(7)),
+                    s3.LifecycleRule(noncurrent_version_expiration=Duration.days(90)),
+                ],
+                removal_policy=RemovalPolicy.RETAIN,
+            )
+            for spec in buckets
+        }
