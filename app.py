@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """CDK app: reads the `cityshare` context of cdk.json and builds the CityShare stack.
 
-    npx cdk synth          # offline, no AWS credentials needed
-    npx cdk deploy         # with credentials for the target account
+npx cdk synth          # offline, no AWS credentials needed
+npx cdk deploy         # with credentials for the target account
 """
 
 from __future__ import annotations
@@ -24,7 +24,12 @@ def build_app(app: App, layer_dir: Path = BUILD_DIR / "layer", code_dir: Path = 
     config = DeploymentConfig.from_context(app.node.try_get_context("cityshare"))
     if not (layer_dir / "python").is_dir():
         raise SystemExit(f"The Lambda layer is not built in {layer_dir}: run `make layer` (or `make synth`)")
-    region = config.region or os.environ.get("CDK_DEPLOY_REGION") or os.environ.get("AWS_REGION") or os.environ.get("CDK_DEFAULT_REGION")
+    region = (
+        config.region
+        or os.environ.get("CDK_DEPLOY_REGION")
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("CDK_DEFAULT_REGION")
+    )
     account = config.account or os.environ.get("CDK_DEFAULT_ACCOUNT")
     stack = CityShareStack(
         app,

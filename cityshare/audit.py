@@ -12,7 +12,9 @@ GENESIS_HASH = "0" * 64
 
 
 def entry_hash(entry: dict[str, Any]) -> str:
-    canonical = json.dumps({k: v for k, v in entry.items() if k != "hash"}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    canonical = json.dumps(
+        {k: v for k, v in entry.items() if k != "hash"}, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -21,10 +21,16 @@ datasets_app = typer.Typer(no_args_is_help=True, help="The catalog: create, show
 audit_app = typer.Typer(no_args_is_help=True, help="The audit trail: show and verify a department's chain.")
 keys_app = typer.Typer(no_args_is_help=True, help="Key pairs and profiles for signing requests.")
 local_app = typer.Typer(no_args_is_help=True, help="The embedded stack on 127.0.0.1 (no AWS account needed).")
-for sub, name in ((admin_app, "admin"), (datasets_app, "datasets"), (audit_app, "audit"), (keys_app, "keys"), (local_app, "local")):
+for sub, name in (
+    (admin_app, "admin"),
+    (datasets_app, "datasets"),
+    (audit_app, "audit"),
+    (keys_app, "keys"),
+    (local_app, "local"),
+):
     app.add_typer(sub, name=name)
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 120)
 ProfileOption = Annotated[Path | None, typer.Option("--profile", envvar="CITYSHARE_PROFILE", help="Profile JSON file")]
 _state: dict[str, Path | None] = {"profile": None}
 
@@ -178,7 +184,9 @@ def datasets_list(
     """List and search the datasets you may see (all pages)."""
     table = Table("dataset", "owner", "classification", "tags", "title")
     for dataset in client().iter_datasets(owner=owner, tag=tag, classification=classification, q=q):
-        table.add_row(dataset["dataset_id"], dataset["owner"], dataset["classification"], ",".join(dataset["tags"]), dataset["title"])
+        table.add_row(
+            dataset["dataset_id"], dataset["owner"], dataset["classification"], ",".join(dataset["tags"]), dataset["title"]
+        )
     console.print(table)
 
 

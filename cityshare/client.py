@@ -1,9 +1,9 @@
 """The CityShare SDK: one method per API operation, every request signed.
 
-    from cityshare import CityShareClient, Profile
-    client = CityShareClient.from_profile(Profile.load())
-    for dataset in client.iter_datasets(tag="traffic"):
-        print(dataset["dataset_id"], dataset["title"])
+from cityshare import CityShareClient, Profile
+client = CityShareClient.from_profile(Profile.load())
+for dataset in client.iter_datasets(tag="traffic"):
+    print(dataset["dataset_id"], dataset["title"])
 """
 
 from __future__ import annotations
@@ -55,13 +55,20 @@ class CityShareClient:
         headers = {"Authorization": f"Bearer {self.signer.token(method, request_target(path_and_query), data)}"}
         if body is not None:
             headers["Content-Type"] = "application/json"
-        response = self._http.request(method, self.endpoint + path_and_query, data=data or None, headers=headers, timeout=self.timeout)
+        response = self._http.request(
+            method, self.endpoint + path_and_query, data=data or None, headers=headers, timeout=self.timeout
+        )
         if response.status_code >= 400:
             try:
                 problem = response.json()
             except ValueError:
                 problem = {}
-            raise CityShareError(response.status_code, str(problem.get("code", "http_error")), str(problem.get("detail", response.text[:200])), problem)
+            raise CityShareError(
+                response.status_code,
+                str(problem.get("code", "http_error")),
+                str(problem.get("detail", response.text[:200])),
+                problem,
+            )
         return response.json() if response.content else None
 
     # -- identity and directory (platform admin)

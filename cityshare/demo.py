@@ -32,7 +32,9 @@ DATASETS = [
 ]
 
 
-def onboard(admin: CityShareClient, admin_profile: Profile, keys_dir: Path, department: str, name: str) -> dict[str, CityShareClient]:
+def onboard(
+    admin: CityShareClient, admin_profile: Profile, keys_dir: Path, department: str, name: str
+) -> dict[str, CityShareClient]:
     """Register a department with a system principal (member) and a data steward, each with a key."""
     admin.register_department(department, name)
     clients = {}
@@ -105,8 +107,10 @@ def run_scenario(admin_profile_path: Path, console: Console) -> dict[str, Any]:
     transport_steward = people["transport"]["steward"]
     denied = [e for e in transport_steward.iter_audit() if e["decision"] == "deny"]
     for entry in denied:
-        console.print(f"  transport's chain: {entry['actor_department']}/{entry['actor_principal']} {entry['action']} "
-                      f"{entry['resource']} -> deny")
+        console.print(
+            f"  transport's chain: {entry['actor_department']}/{entry['actor_principal']} {entry['action']} "
+            f"{entry['resource']} -> deny"
+        )
     reports = [admin.verify_audit("platform"), transport_steward.verify_audit()]
     for report in reports:
         state = "[green]intact[/green]" if report.intact else f"[red]BROKEN: {report.problems}[/red]"
@@ -121,7 +125,9 @@ def forged_request(admin_profile: Profile, victim: CityShareClient, keys_dir: Pa
     attacker_key = keys_dir / "attacker.pem"
     generate_key(attacker_key)
     victim_kid = victim.signer._kid  # what an attacker reads off any intercepted token header
-    forged = RequestSigner(victim.signer.department, victim.signer.principal, load_private_key(attacker_key), victim_kid, admin_profile.audience)
+    forged = RequestSigner(
+        victim.signer.department, victim.signer.principal, load_private_key(attacker_key), victim_kid, admin_profile.audience
+    )
     return _status(CityShareClient(admin_profile.endpoint, forged), "GET", "/datasets")
 
 

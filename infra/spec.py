@@ -105,7 +105,6 @@ class PlatformSpec:
         return next(f for f in self.functions if f.name == name)
 
 
-
 SPEC = PlatformSpec(
     tables=(
         TableSpec(

@@ -78,9 +78,7 @@ class AuditLog:
             fields["hash"] = entry_hash(fields)
             record = dict(fields, details=json.dumps(fields["details"], sort_keys=True))
             try:
-                self.client.put_item(
-                    TableName=self._table, Item=to_item(record), ConditionExpression="attribute_not_exists(seq)"
-                )
+                self.client.put_item(TableName=self._table, Item=to_item(record), ConditionExpression="attribute_not_exists(seq)")
             except Exception as error:
                 if is_conditional_failure(error):
                     continue  # another writer took this position: re-read the head

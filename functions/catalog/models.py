@@ -50,11 +50,11 @@ class ColumnSchema(JsonSchemaModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
 
     type: ColumnType | list[ColumnType | Literal["null"]]
-    description: str = Field(default="", max_length=1000)
+    description: str | None = Field(default=None, max_length=1000)
     format: Literal["date-time", "date", "time"] | None = None
     enum: list[str | int | float | bool] | None = Field(default=None, max_length=1000)
-    minimum: float | None = None
-    maximum: float | None = None
+    minimum: int | float | None = None
+    maximum: int | float | None = None
     minLength: int | None = Field(default=None, ge=0)  # noqa: N815 - JSON Schema's spelling
     maxLength: int | None = Field(default=None, ge=0)  # noqa: N815
     pattern: str | None = Field(default=None, max_length=512)

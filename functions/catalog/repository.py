@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from functions.catalog.models import Dataset
 from functions.core import aws
 from functions.core.dynamo import from_item, is_conditional_failure, to_item
-from functions.core.errors import AlreadyExists, Conflict, DatasetNotFound, InvalidRequest
-from functions.catalog.models import Dataset
+from functions.core.errors import AlreadyExists, Conflict, InvalidRequest
 
 OWNER_INDEX = "by_owner"
 ALL_INDEX = "all_datasets"

@@ -76,7 +76,11 @@ class CatalogService:
     def list(self, caller: Caller, query: CatalogQuery, limit: int, cursor: str | None, request_id: str = "") -> DatasetPage:
         limit = max(1, min(limit, MAX_PAGE_SIZE))
         listing = self._access.authorize(
-            caller, "ListDatasets", Resource("Directory", "catalog"), caller.department_id, request_id,
+            caller,
+            "ListDatasets",
+            Resource("Directory", "catalog"),
+            caller.department_id,
+            request_id,
             details={"owner": query.owner, "classification": query.classification, "tag": query.tag, "text": query.text},
         )
         if not listing.allowed:
@@ -87,7 +91,7 @@ class CatalogService:
         for dataset, resume_after in self._repository.scan_pages(query, page_size=limit, cursor=cursor):
             budget -= 1
             # Listing filters by the same policies as a get, so it never reveals what a get would hide.
-            if self._access.engine.decide(caller, "ViewDataset", dataset_resource(dataset), caller.department_status).allowed:
+            if self._access.engine.decide(caller, "ViewDataset", dataset_resource(dataset)).allowed:
                 visible.append(dataset)
             if len(visible) == limit or budget == 0:
                 next_cursor = resume_after
@@ -104,6 +108,6 @@ class CatalogService:
         # Answer "not found" unless the caller may see the dataset: a refusal must not reveal existence.
         if action == "CreateDataset":
             raise Forbidden("The caller may not create datasets")
-        if action != "ViewDataset" and self._access.engine.decide(caller, "ViewDataset", resource, caller.department_status).allowed:
+        if action != "ViewDataset" and self._access.engine.decide(caller, "ViewDataset", resource).allowed:
             raise Forbidden(f"The caller may not {action} on dataset {dataset.dataset_id}")
         raise DatasetNotFound(f"No dataset {dataset.dataset_id}")

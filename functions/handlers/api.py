@@ -47,7 +47,11 @@ def _domain_error(error: CityShareError) -> Response[str]:
 @app.exception_handler(RequestValidationError)
 def _invalid_request(error: RequestValidationError) -> Response[str]:
     issues = [
-        {"location": [str(part) for part in issue.get("loc", ())], "message": str(issue.get("msg", "")), "type": str(issue.get("type", ""))}
+        {
+            "location": [str(part) for part in issue.get("loc", ())],
+            "message": str(issue.get("msg", "")),
+            "type": str(issue.get("type", "")),
+        }
         for issue in error.errors()[:50]
     ]
     if any(issue["type"] == "json_invalid" for issue in issues):

@@ -59,7 +59,7 @@ def caller_from_context(context: dict[str, Any]) -> Caller:
 def authenticate(event: APIGatewayAuthorizerRequestEvent) -> Caller:
     """Verify the request's token; audit and re-raise any failure."""
     header = event.headers.get("authorization") or event.headers.get("Authorization") or ""
-    token = header[len(BEARER):].strip() if header.lower().startswith(BEARER) else ""
+    token = header[len(BEARER) :].strip() if header.lower().startswith(BEARER) else ""
     target = canonical_target(event.path, event.raw_event.get("multiValueQueryStringParameters"))
     try:
         if not token:

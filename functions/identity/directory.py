@@ -130,9 +130,7 @@ class DirectoryRepository:
     # -- plumbing
     def _put_new(self, record: dict[str, Any], what: str) -> None:
         try:
-            self.client.put_item(
-                TableName=self._table, Item=to_item(record), ConditionExpression="attribute_not_exists(pk)"
-            )
+            self.client.put_item(TableName=self._table, Item=to_item(record), ConditionExpression="attribute_not_exists(pk)")
         except Exception as error:
             if is_conditional_failure(error):
                 raise AlreadyExists(f"The {what} already exists") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 
@@ -118,26 +119,34 @@ class DirectoryService:
     def put_principal(
         self, caller: Caller, department_id: str, principal_id: str, request: PrincipalPut, request_id: str = ""
     ) -> Principal:
-        self._require(caller, "ManageDirectory", request_id, {"principal": f"{department_id}/{principal_id}", "roles": request.roles})
+        self._require(
+            caller, "ManageDirectory", request_id, {"principal": f"{department_id}/{principal_id}", "roles": request.roles}
+        )
         self._existing(department_id)
         if "admin" in request.roles and department_id != PLATFORM_DEPARTMENT:
             raise InvalidRequest("Only principals of the platform department can be admins")
         principal = Principal(
-            department_id=department_id, principal_id=principal_id, display_name=request.display_name, roles=sorted(set(request.roles))
+            department_id=department_id,
+            principal_id=principal_id,
+            display_name=request.display_name,
+            roles=sorted(set(request.roles)),
         )
         self._directory.put_principal(principal)
         return principal
 
-    def add_key(
-        self, caller: Caller, department_id: str, principal_id: str, request: KeyAdd, request_id: str = ""
-    ) -> PublicKey:
+    def add_key(self, caller: Caller, department_id: str, principal_id: str, request: KeyAdd, request_id: str = "") -> PublicKey:
         self._require(caller, "ManageDirectory", request_id, {"key_for": f"{department_id}/{principal_id}"})
         self._existing(department_id)
         if principal_id not in {p.principal_id for p in self._directory.list_principals(department_id)}:
             raise InvalidRequest(f"Register principal {principal_id} before adding its keys")
         kid, alg, jwk = validate_public_jwk(request.jwk)
         key = PublicKey(
-            department_id=department_id, principal_id=principal_id, kid=kid, alg=alg, jwk=jwk, created_at=_now()  # type: ignore[arg-type]
+            department_id=department_id,
+            principal_id=principal_id,
+            kid=kid,
+            alg=alg,
+            jwk=jwk,
+            created_at=_now(),
         )
         self._directory.add_key(key)
         return key
@@ -162,19 +171,20 @@ def bootstrap_platform(directory: DirectoryRepository, admin_jwk: dict[str, Any]
 
     The one write that does not go through the API: there is nobody to sign it yet.
     """
-    try:
+    with suppress(AlreadyExists):
         directory.create_department(Department(department_id=PLATFORM_DEPARTMENT, name="City platform team", created_at=_now()))
-    except AlreadyExists:
-        pass
     directory.put_principal(
         Principal(department_id=PLATFORM_DEPARTMENT, principal_id=principal_id, display_name="Platform admin", roles=["admin"])
     )
     kid, alg, jwk = validate_public_jwk(admin_jwk)
     key = PublicKey(
-        department_id=PLATFORM_DEPARTMENT, principal_id=principal_id, kid=kid, alg=alg, jwk=jwk, created_at=_now()  # type: ignore[arg-type]
+        department_id=PLATFORM_DEPARTMENT,
+        principal_id=principal_id,
+        kid=kid,
+        alg=alg,
+        jwk=jwk,
+        created_at=_now(),
     )
-    try:
+    with suppress(AlreadyExists):
         directory.add_key(key)
-    except AlreadyExists:
-        pass
     return key

@@ -97,8 +97,8 @@ class TokenVerifier:
                 algorithms=[alg],
                 audience=self._settings.audience,
                 issuer=issuer,
-                leeway=self._settings.clock_skew_seconds,
-                options={"require": REQUIRED_CLAIMS},
+                # Time claims are checked below against the verifier's own clock.
+                options={"require": REQUIRED_CLAIMS, "verify_exp": False, "verify_iat": False, "verify_nbf": False},
             )
         except jwt.PyJWTError as error:
             for error_type, reason in _ERROR_REASONS:
@@ -108,9 +108,14 @@ class TokenVerifier:
         return claims
 
     def _check_lifetime(self, claims: dict[str, Any]) -> None:
-        issued, expires = claims["iat"], claims["exp"]
-        if not isinstance(issued, int | float) or not isinstance(expires, int | float):
+        issued, expires, not_before = claims["iat"], claims["exp"], claims.get("nbf", claims["iat"])
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (issued, expires, not_before)):
             raise Unauthenticated("malformed_token")
+        now, skew = self._clock(), self._settings.clock_skew_seconds
+        if expires <= now - skew:
+            raise Unauthenticated("token_expired")
+        if issued > now + skew or not_before > now + skew:
+            raise Unauthenticated("token_not_yet_valid")
         if expires - issued > self._settings.max_token_lifetime_seconds:
             raise Unauthenticated("token_lifetime_too_long")
 

@@ -22,7 +22,7 @@ class AccessControl:
         request_id: str = "",
         details: dict[str, object] | None = None,
     ) -> Decision:
-        decision = self.engine.decide(caller, action, resource, caller.department_status)
+        decision = self.engine.decide(caller, action, resource)
         self.audit.append(
             audit_chain,
             AuditEvent(

@@ -46,9 +46,9 @@ class PolicyEngine:
         self._schema = cedarpy.Schema.from_str(schema_text)
         self._policies = cedarpy.PolicySet.from_str(policy_text)
 
-    def decide(self, caller: Caller, action: str, resource: Resource, department_status: str = "active") -> Decision:
+    def decide(self, caller: Caller, action: str, resource: Resource) -> Decision:
         entities = [
-            {"uid": uid("Department", caller.department_id), "attrs": {"status": department_status}, "parents": []},
+            {"uid": uid("Department", caller.department_id), "attrs": {"status": caller.department_status}, "parents": []},
             {
                 "uid": uid("Principal", principal_key(caller)),
                 "attrs": {
@@ -59,7 +59,9 @@ class PolicyEngine:
             },
         ]
         if resource.entity_type != "Principal":
-            entities.append({"uid": uid(resource.entity_type, resource.entity_id), "attrs": _attrs(resource.attrs), "parents": []})
+            entities.append(
+                {"uid": uid(resource.entity_type, resource.entity_id), "attrs": _attrs(resource.attrs), "parents": []}
+            )
         request = {
             "principal": uid("Principal", principal_key(caller)),
             "action": uid("Action", action),

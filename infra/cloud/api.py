@@ -49,7 +49,9 @@ class Api(Construct):
         burst_limit: int,
     ) -> None:
         super().__init__(scope, construct_id)
-        access_logs = logs.LogGroup(self, "AccessLogs", retention=logs.RetentionDays.ONE_YEAR, removal_policy=RemovalPolicy.RETAIN)
+        access_logs = logs.LogGroup(
+            self, "AccessLogs", retention=logs.RetentionDays.ONE_YEAR, removal_policy=RemovalPolicy.RETAIN
+        )
         self.authorizer = apigw.RequestAuthorizer(
             self,
             "SignedRequests",
@@ -69,8 +71,15 @@ class Api(Construct):
                 stage_name=stage,
                 access_log_destination=apigw.LogGroupLogDestination(access_logs),
                 access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
-                    caller=True, http_method=True, ip=True, protocol=True, request_time=True,
-                    resource_path=True, response_length=True, status=True, user=True,
+                    caller=True,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=True,
                 ),
                 logging_level=apigw.MethodLoggingLevel.ERROR,
                 data_trace_enabled=False,
@@ -83,9 +92,7 @@ class Api(Construct):
                 authorizer=self.authorizer, authorization_type=apigw.AuthorizationType.CUSTOM
             ),
         )
-        validator = self.rest_api.add_request_validator(
-            "Validator", validate_request_body=True, validate_request_parameters=True
-        )
+        validator = self.rest_api.add_request_validator("Validator", validate_request_body=True, validate_request_parameters=True)
         integrations: dict[str, apigw.LambdaIntegration] = {}
         for route in routes:
             if route.function not in integrations:

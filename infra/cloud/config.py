@@ -29,6 +29,14 @@ class DeploymentConfig(BaseModel):
                 raise ValueError(f"department id {department!r} must be lower-case letters, digits and dashes")
         return sorted(set(departments))
 
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention_cloudwatch_accepts(cls, days: int) -> int:
+        allowed = {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653}
+        if days not in allowed:
+            raise ValueError(f"logRetentionDays must be one of CloudWatch's values: {sorted(allowed)}")
+        return days
+
     @property
     def token_audience(self) -> str:
         return self.audience or f"cityshare-{self.stage}"

@@ -27,7 +27,9 @@ def stage_function_code(target: Path) -> Path:
     """
     shutil.rmtree(target, ignore_errors=True)
     for folder in ASSET_FOLDERS:
-        shutil.copytree(PROJECT_ROOT / folder, target / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "requirements.txt"))
+        shutil.copytree(
+            PROJECT_ROOT / folder, target / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "requirements.txt")
+        )
     return target
 
 
@@ -60,7 +62,7 @@ class Functions(Construct):
             log_group = logs.LogGroup(
                 self,
                 f"Logs-{spec.name}",
-                retention=logs.RetentionDays(log_retention_days) if log_retention_days in _RETENTIONS else logs.RetentionDays.ONE_MONTH,
+                retention=logs.RetentionDays(log_retention_days),
                 removal_policy=RemovalPolicy.DESTROY,
             )
             function = lambda_.Function(
@@ -88,6 +90,3 @@ class Functions(Construct):
             if spec.publishes_events:
                 bus.grant_put_events_to(function)
             self.functions[spec.name] = function
-
-
-_RETENTIONS = {r.value for r in logs.RetentionDays}

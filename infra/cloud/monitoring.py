@@ -33,14 +33,20 @@ class Monitoring(Construct):
         for name, queue in dead_letter_queues.items():
             alarms.append(
                 queue.metric_approximate_number_of_messages_visible(period=Duration.minutes(5)).create_alarm(
-                    self, f"DeadLetters-{name}", threshold=1, evaluation_periods=1,
+                    self,
+                    f"DeadLetters-{name}",
+                    threshold=1,
+                    evaluation_periods=1,
                     alarm_description=f"Messages of {name} failed repeatedly and wait in its dead-letter queue",
                 )
             )
         for name, function in functions.items():
             alarms.append(
                 function.metric_errors(period=Duration.minutes(5)).create_alarm(
-                    self, f"Errors-{name}", threshold=1, evaluation_periods=1,
+                    self,
+                    f"Errors-{name}",
+                    threshold=1,
+                    evaluation_periods=1,
                     alarm_description=f"Function {name} raised errors",
                 )
             )

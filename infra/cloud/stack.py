@@ -17,8 +17,8 @@ from infra.cloud.keys import Keys
 from infra.cloud.messaging import Messaging
 from infra.cloud.monitoring import Monitoring
 from infra.cloud.storage import Storage
-from infra.cloud.tables import Tables
 from infra.cloud.suppressions import acknowledge_findings
+from infra.cloud.tables import Tables
 from infra.spec import RESOURCE_ENVIRONMENT, SPEC, PlatformSpec
 
 
@@ -41,11 +41,11 @@ class CityShareStack(Stack):
         for bucket_spec in spec.buckets:
             messaging.notify(storage.buckets[bucket_spec.name], bucket_spec)
 
-        physical = {
-            ("table", name): table.table_name for name, table in tables.tables.items()
-        } | {("bucket", name): bucket.bucket_name for name, bucket in storage.buckets.items()} | {
-            ("bus", spec.event_bus): messaging.bus.event_bus_name
-        }
+        physical = (
+            {("table", name): table.table_name for name, table in tables.tables.items()}
+            | {("bucket", name): bucket.bucket_name for name, bucket in storage.buckets.items()}
+            | {("bus", spec.event_bus): messaging.bus.event_bus_name}
+        )
         environment = {variable: physical[resource] for variable, resource in RESOURCE_ENVIRONMENT.items()}
         environment.update(
             CITYSHARE_STAGE=config.stage,
@@ -55,7 +55,15 @@ class CityShareStack(Stack):
             POWERTOOLS_SERVICE_NAME="cityshare",
         )
         functions = Functions(
-            self, "Functions", spec.functions, layer_dir, code_dir, environment, tables.tables, storage.buckets, messaging.bus,
+            self,
+            "Functions",
+            spec.functions,
+            layer_dir,
+            code_dir,
+            environment,
+            tables.tables,
+            storage.buckets,
+            messaging.bus,
             config.log_retention_days,
         )
         api_functions = functions.functions
@@ -64,7 +72,14 @@ class CityShareStack(Stack):
                 for key in keys.departments.values():
                     key.grant_encrypt_decrypt(function)
         api = Api(
-            self, "Api", config.stage, spec.routes, api_functions, api_functions[spec.authorizer], config.rate_limit, config.burst_limit
+            self,
+            "Api",
+            config.stage,
+            spec.routes,
+            api_functions,
+            api_functions[spec.authorizer],
+            config.rate_limit,
+            config.burst_limit,
         )
         monitoring = Monitoring(
             self, "Monitoring", keys.platform, messaging.dead_letter_queues, api_functions, api.rest_api, config.alarm_email

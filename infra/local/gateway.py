@@ -91,7 +91,7 @@ class Gateway:
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.server.serve_forever, name="cityshare-gateway", daemon=True)
@@ -107,7 +107,11 @@ class Gateway:
             status, headers, body = self._handle(request)
         except Exception:  # the gateway itself never leaks a trace
             logger.exception("gateway failed")
-            status, headers, body = 502, {"Content-Type": PROBLEM_JSON}, problem_body(502, "bad_gateway", "Bad gateway", "The function failed")
+            status, headers, body = (
+                502,
+                {"Content-Type": PROBLEM_JSON},
+                problem_body(502, "bad_gateway", "Bad gateway", "The function failed"),
+            )
         request.send_response(status)
         for name, value in headers.items():
             if name.lower() not in {"content-length", "connection", "transfer-encoding"}:
@@ -123,13 +127,21 @@ class Gateway:
         # enforced by the function, which can say so in problem+json.
         if length > 10 * 1024 * 1024:
             request.close_connection = True
-            return 413, {"Content-Type": PROBLEM_JSON}, problem_body(413, "payload_too_large", "Payload too large", "The body exceeds 10 MB")
+            return (
+                413,
+                {"Content-Type": PROBLEM_JSON},
+                problem_body(413, "payload_too_large", "Payload too large", "The body exceeds 10 MB"),
+            )
         raw_body = request.rfile.read(length) if length else b""
         split = urlsplit(request.path)
         path = split.path or "/"
         matched = self._match(request.command, unquote(path))
         if matched is None:
-            return 404, {"Content-Type": PROBLEM_JSON}, problem_body(404, "route_not_found", "No such route", f"{request.command} {path}")
+            return (
+                404,
+                {"Content-Type": PROBLEM_JSON},
+                problem_body(404, "route_not_found", "No such route", f"{request.command} {path}"),
+            )
         route, path_parameters = matched
         event = self._proxy_event(request, route, path, split.query, path_parameters, raw_body)
         try:
@@ -137,9 +149,17 @@ class Gateway:
         except Exception as error:
             if str(error) != "Unauthorized":  # anything else is a fault of the authorizer: log it
                 logger.exception("authorizer failed")
-            return 401, {"Content-Type": PROBLEM_JSON}, problem_body(401, "unauthenticated", "The request's signature could not be verified", "Unauthorized")
+            return (
+                401,
+                {"Content-Type": PROBLEM_JSON},
+                problem_body(401, "unauthenticated", "The request's signature could not be verified", "Unauthorized"),
+            )
         if not self._limiter.allow(str(authorization["context"]["department_id"])):
-            return 429, {"Content-Type": PROBLEM_JSON, "Retry-After": "1"}, problem_body(429, "too_many_requests", "Too many requests", "Slow down")
+            return (
+                429,
+                {"Content-Type": PROBLEM_JSON, "Retry-After": "1"},
+                problem_body(429, "too_many_requests", "Too many requests", "Slow down"),
+            )
         event["requestContext"]["authorizer"] = dict(authorization["context"], principalId=authorization["principalId"])
         response = self._lambdas.invoke(route.function, event)
         headers = {k: str(v) for k, v in (response.get("headers") or {}).items()}
@@ -209,6 +229,16 @@ class Gateway:
     @staticmethod
     def _authorizer_event(event: dict[str, Any]) -> dict[str, Any]:
         method_arn = f"arn:aws:execute-api:eu-west-1:123456789012:{API_ID}/{STAGE}/{event['httpMethod']}{event['path']}"
-        keys = ("resource", "path", "httpMethod", "headers", "multiValueHeaders", "queryStringParameters",
-                "multiValueQueryStringParameters", "pathParameters", "stageVariables", "requestContext")
+        keys = (
+            "resource",
+            "path",
+            "httpMethod",
+            "headers",
+            "multiValueHeaders",
+            "queryStringParameters",
+            "multiValueQueryStringParameters",
+            "pathParameters",
+            "stageVariables",
+            "requestContext",
+        )
         return dict({k: event[k] for k in keys}, type="REQUEST", methodArn=method_arn)

@@ -36,7 +36,9 @@ def _table_request(table: TableSpec, name: str) -> dict[str, Any]:
         indexes.append(
             {
                 "IndexName": index.name,
-                "KeySchema": [{"AttributeName": k.name, "KeyType": kt} for k, kt in zip(index_keys, ("HASH", "RANGE"), strict=False)],
+                "KeySchema": [
+                    {"AttributeName": k.name, "KeyType": kt} for k, kt in zip(index_keys, ("HASH", "RANGE"), strict=False)
+                ],
                 "Projection": {"ProjectionType": "ALL"},
             }
         )
@@ -93,8 +95,8 @@ def provision(session: Any, names: dict[tuple[str, str], str], spec: PlatformSpe
     bus = names[("bus", spec.event_bus)]
     events.create_event_bus(Name=bus)
     for rule in spec.rules:
-        events.put_rule(
-            Name=rule.name, EventBusName=bus, EventPattern=json.dumps({"detail-type": list(rule.detail_types)})
+        events.put_rule(Name=rule.name, EventBusName=bus, EventPattern=json.dumps({"detail-type": list(rule.detail_types)}))
+        events.put_targets(
+            Rule=rule.name, EventBusName=bus, Targets=[{"Id": rule.target_queue, "Arn": queue_arns[rule.target_queue]}]
         )
-        events.put_targets(Rule=rule.name, EventBusName=bus, Targets=[{"Id": rule.target_queue, "Arn": queue_arns[rule.target_queue]}])
     return queue_urls

@@ -8,13 +8,15 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from functions.audit.service import AuditPage
-from functions.handlers.routes.context import caller, request_id
+from functions.handlers.routes.context import caller, documented, request_id
 from functions.handlers.services import audit
 
 router = APIGatewayRouter()
 
 
-@router.get("/audit", summary="Entries of a department's audit chain, in order", tags=["audit"])
+@router.get(
+    "/audit", summary="Entries of a department's audit chain, in order", tags=["audit"], responses=documented(AuditPage, 403)
+)
 def read_audit(
     department: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9-]{1,31}$", description="Default: the caller's")] = None,
     after: Annotated[int, Query(ge=0, description="Return entries after this sequence number")] = 0,

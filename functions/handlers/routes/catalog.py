@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from functions.catalog.models import Classification, Dataset, DatasetCreate, DatasetPage, DatasetUpdate
 from functions.catalog.repository import CatalogQuery
-from functions.handlers.routes.context import caller, created, request_id
+from functions.handlers.routes.context import caller, created, documented, request_id
 from functions.handlers.services import catalog
 
 router = APIGatewayRouter()
@@ -18,13 +18,23 @@ router = APIGatewayRouter()
 DatasetPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{2,62}$", description="Dataset id")]
 
 
-@router.post("/datasets", summary="Create a dataset owned by the caller's department", tags=["catalog"])
+@router.post(
+    "/datasets",
+    summary="Create a dataset owned by the caller's department",
+    tags=["catalog"],
+    responses=documented(Dataset, 403, 409, 413, status=201),
+)
 def create_dataset(request: DatasetCreate) -> Response[Dataset]:
     dataset = catalog().create(caller(router), request, request_id(router))
     return created(dataset, location=f"/datasets/{dataset.dataset_id}")
 
 
-@router.get("/datasets", summary="List and search the datasets the caller may see", tags=["catalog"])
+@router.get(
+    "/datasets",
+    summary="List and search the datasets the caller may see",
+    tags=["catalog"],
+    responses=documented(DatasetPage, 400, 403),
+)
 def list_datasets(
     owner: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9-]{1,31}$")] = None,
     classification: Annotated[Classification | None, Query()] = None,
@@ -37,11 +47,18 @@ def list_datasets(
     return catalog().list(caller(router), query, limit, cursor, request_id(router))
 
 
-@router.get("/datasets/<dataset_id>", summary="Get a dataset's metadata and schema", tags=["catalog"])
+@router.get(
+    "/datasets/<dataset_id>", summary="Get a dataset's metadata and schema", tags=["catalog"], responses=documented(Dataset, 404)
+)
 def get_dataset(dataset_id: DatasetPath) -> Dataset:
     return catalog().get(caller(router), dataset_id, request_id(router))
 
 
-@router.patch("/datasets/<dataset_id>", summary="Edit a dataset's metadata (owner department only)", tags=["catalog"])
+@router.patch(
+    "/datasets/<dataset_id>",
+    summary="Edit a dataset's metadata (owner department only)",
+    tags=["catalog"],
+    responses=documented(Dataset, 403, 404, 409, 413),
+)
 def update_dataset(dataset_id: DatasetPath, update: DatasetUpdate) -> Dataset:
     return catalog().update(caller(router), dataset_id, update, request_id(router))

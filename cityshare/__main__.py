@@ -1,0 +1,3 @@
+from cityshare.cli import main
+
+main()

@@ -1,0 +1,84 @@
+"""Fixtures shared by the suites: the embedded stack (started once, in its own process) and
+helpers to onboard departments through the real SDK."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from cityshare import CityShareClient, Profile
+from cityshare.keys import generate_key
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class RunningStack:
+    profile_path: Path
+    state_dir: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def admin_profile(self) -> Profile:
+        return Profile.load(self.profile_path)
+
+    def admin(self) -> CityShareClient:
+        return CityShareClient.from_profile(self.admin_profile)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """`cityshare local up` in a subprocess, as a platform engineer would run it."""
+    state_dir = tmp_path_factory.mktemp("stack")
+    log = (state_dir / "stack.log").open("wb")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cityshare", "local", "up", "--state-dir", str(state_dir)],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    profile_path = state_dir / "profile.json"
+    deadline = time.monotonic() + 60
+    while not profile_path.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"the embedded stack did not start:\n{(state_dir / 'stack.log').read_text()}")
+        time.sleep(0.1)
+    time.sleep(0.1)  # the profile is written last, once the gateway listens
+    yield RunningStack(profile_path, state_dir, process)
+    process.terminate()
+    process.wait(timeout=15)
+    log.close()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class Member:
+    client: CityShareClient
+    profile: Profile
+    key_file: Path
+
+
+def onboard(stack: RunningStack, department: str, principal: str, roles: list[str], register: bool = True) -> Member:
+    """Register (optionally) a department and a principal with a fresh key, through the admin API."""
+    admin = stack.admin()
+    if register:
+        admin.register_department(department, department.title())
+    admin.put_principal(department, principal, roles)
+    key_file = stack.state_dir / "keys" / f"{department}-{principal}.pem"
+    key = admin.add_key(department, principal, generate_key(key_file))
+    profile = stack.admin_profile.as_principal(department, principal, str(key_file), key["kid"])
+    return Member(CityShareClient.from_profile(profile), profile, key_file)

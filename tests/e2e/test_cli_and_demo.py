@@ -1,0 +1,92 @@
+"""The `cityshare` CLI and `make demo`'s scenario, run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT, RunningStack, onboard, unique
+
+
+def cityshare(*args: str, profile: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, COLUMNS="200")
+    if profile:
+        env["CITYSHARE_PROFILE"] = str(profile)
+    return subprocess.run(
+        [sys.executable, "-m", "cityshare", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=check, timeout=120
+    )
+
+
+def test_cli_publishes_lists_and_verifies(stack: RunningStack, tmp_path: Path) -> None:
+    member = onboard(stack, unique("mobility"), "planner", ["member", "steward"])
+    profile = tmp_path / "planner.json"
+    member.profile.save(profile)
+    dataset_id = unique("bike-counts")
+    schema = ROOT / "schemas" / "datasets" / "traffic-flow.json"
+    created = cityshare(
+        "datasets",
+        "create",
+        dataset_id,
+        "--title",
+        "Bike counts",
+        "--classification",
+        "public",
+        "--schema",
+        str(schema),
+        "--tag",
+        "mobility",
+        profile=profile,
+    )
+    assert json.loads(created.stdout)["owner"] == member.profile.department
+    listed = cityshare("datasets", "list", "--owner", member.profile.department, profile=profile)
+    assert dataset_id in listed.stdout
+    assert "intact" in cityshare("audit", "verify", profile=profile).stdout
+    refused = cityshare("admin", "departments", profile=profile, check=False)
+    assert refused.returncode == 1
+    assert "403 forbidden" in refused.stdout
+
+
+def test_cli_generates_keys_that_the_admin_registers(stack: RunningStack, tmp_path: Path) -> None:
+    admin_profile = stack.profile_path
+    department = unique("libraries")
+    cityshare("admin", "register", department, "--name", "Libraries", profile=admin_profile)
+    cityshare("admin", "principal", department, "loans", "--role", "member", profile=admin_profile)
+    jwk = cityshare("keys", "generate", "--out", str(tmp_path / "loans.pem")).stdout
+    (tmp_path / "loans.jwk").write_text(jwk)
+    key = json.loads(
+        cityshare("admin", "add-key", department, "loans", str(tmp_path / "loans.jwk"), profile=admin_profile).stdout
+    )
+    endpoint = stack.admin_profile.endpoint
+    cityshare(
+        "keys",
+        "profile",
+        "--out",
+        str(tmp_path / "loans.json"),
+        "--endpoint",
+        endpoint,
+        "--audience",
+        stack.admin_profile.audience,
+        "--department",
+        department,
+        "--principal",
+        "loans",
+        "--key-file",
+        str(tmp_path / "loans.pem"),
+        "--kid",
+        key["kid"],
+    )
+    assert json.loads(cityshare("whoami", profile=tmp_path / "loans.json").stdout)["roles"] == ["member"]
+
+
+def test_demo_tells_the_story(tmp_path: Path) -> None:
+    result = cityshare("demo", "--state-dir", str(tmp_path / "demo"))
+    out = result.stdout
+    assert "transport published traffic-flow" in out
+    assert "environment edits transport's traffic-flow -> 403 forbidden" in out
+    assert "wrong key -> 401 unauthenticated" in out
+    assert "first 200, then 401" in out
+    assert "invalid_signature" in out and "replayed_token" in out
+    assert "BROKEN" not in out and out.count("intact") == 2

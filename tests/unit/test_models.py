@@ -1,0 +1,62 @@
+"""Dataset schemas: the shipped city schemas are valid, malformed ones are refused with reasons."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from functions.catalog.models import DatasetCreate, DatasetUpdate, TableSchema
+
+SCHEMAS = sorted((Path(__file__).resolve().parents[2] / "schemas" / "datasets").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", SCHEMAS, ids=lambda p: p.stem)
+def test_city_schemas_are_valid_and_round_trip(path: Path) -> None:
+    document = json.loads(path.read_text())
+    schema = TableSchema.model_validate(document)
+    assert schema.model_dump() == document
+
+
+def test_personal_columns_are_declared() -> None:
+    schema = TableSchema.model_validate(json.loads(SCHEMAS[[p.stem for p in SCHEMAS].index("service-requests")].read_text()))
+    assert {name: p.protection for name, p in schema.personal_columns().items()} == {
+        "address": "encrypt",
+        "phone": "drop",
+        "latitude": "generalise",
+        "longitude": "generalise",
+    }
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object", "properties": {}},
+        {"type": "array", "properties": {"a": {"type": "string"}}},
+        {"type": "object", "properties": {"A-B": {"type": "string"}}},
+        {"type": "object", "properties": {"a": {"type": "object"}}},
+        {"type": "object", "properties": {"a": {"type": "string", "pattern": "("}}},
+        {"type": "object", "properties": {"a": {"type": "string", "x-personal": {"protection": "hide"}}}},
+        {"type": "object", "properties": {"a": {"type": "string", "$ref": "#/x"}}},
+        {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["b"]},
+    ],
+)
+def test_malformed_schemas_are_refused(schema: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        TableSchema.model_validate(schema)
+
+
+def test_dataset_ids_and_tags_are_constrained() -> None:
+    base = {"title": "t", "classification": "public", "schema": {"type": "object", "properties": {"a": {"type": "string"}}}}
+    for bad_id in ("../x", "A", "ab", "x" * 64, "a\x00b", "%2e%2e"):
+        with pytest.raises(ValidationError):
+            DatasetCreate.model_validate(dict(base, dataset_id=bad_id))
+    created = DatasetCreate.model_validate(dict(base, dataset_id="ok-id", tags=["b", "a", "b"]))
+    assert created.tags == ["a", "b"]
+
+
+def test_an_update_lists_only_what_it_changes() -> None:
+    assert DatasetUpdate(title="New", revision=3).changes() == {"title": "New"}

@@ -1,0 +1,63 @@
+"""The spec, the settings, the routes and the OpenAPI document agree; the layering rules hold."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+from functions.core.settings import environment_names, required_environment_names
+from functions.handlers.openapi import openapi_document
+from infra.local.provision import physical_names
+from infra.spec import RESOURCE_ENVIRONMENT, SPEC, function_environment
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_function_gets_every_setting_it_requires() -> None:
+    environment = function_environment(physical_names("x"), stage="s", audience="a")
+    assert required_environment_names() <= set(environment)
+    assert set(environment) - {"POWERTOOLS_SERVICE_NAME"} <= environment_names()
+
+
+def test_every_resource_variable_names_a_resource_of_the_spec() -> None:
+    names = physical_names("x")
+    assert all(resource in names for resource in RESOURCE_ENVIRONMENT.values())
+
+
+def test_spec_routes_are_exactly_the_apis_routes() -> None:
+    document = openapi_document()
+    documented = {(method.upper(), path) for path, item in document["paths"].items() for method in item}  # type: ignore[attr-defined]
+    assert {(r.method, r.path) for r in SPEC.routes} == documented
+
+
+def test_committed_openapi_document_is_current() -> None:
+    committed = json.loads((ROOT / "schemas" / "openapi.json").read_text())
+    assert committed == openapi_document(), "run `make openapi` and commit schemas/openapi.json"
+
+
+def _imports(folder: str) -> set[tuple[str, str]]:
+    found = set()
+    for path in (ROOT / folder).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found.add((str(path.relative_to(ROOT)), node.module.split(".")[0]))
+            elif isinstance(node, ast.Import):
+                found.update((str(path.relative_to(ROOT)), alias.name.split(".")[0]) for alias in node.names)
+    return found
+
+
+def test_imports_run_one_way() -> None:
+    assert not {(f, m) for f, m in _imports("functions") if m in {"infra", "cityshare", "aws_cdk", "moto"}}
+    assert not {(f, m) for f, m in _imports("cityshare") if m in {"functions"}}
+    infra = _imports("infra")
+    assert not {(f, m) for f, m in infra if f.startswith("infra/cloud") and m in {"functions", "moto"}}
+    assert not {(f, m) for f, m in infra if f == "infra/spec.py" and m not in {"__future__", "dataclasses", "typing"}}
+    assert not {f for f, m in _imports("cityshare") if m == "infra" and f != "cityshare/local.py"}
+
+
+def test_the_api_path_imports_nothing_heavy() -> None:
+    heavy = {"pyarrow", "duckdb", "pandas", "moto", "jwt", "cryptography"}
+    api_modules = ["functions/handlers/api.py", "functions/handlers/routes", "functions/catalog", "functions/policy"]
+    found = {(f, m) for f, m in _imports("functions") if any(f.startswith(p) for p in api_modules) and m in heavy}
+    assert not found
