@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +23,7 @@ from functions.core.dynamo import from_item, is_conditional_failure, to_item
 from functions.core.errors import Conflict
 
 GENESIS_HASH = "0" * 64
-_MAX_APPEND_ATTEMPTS = 8
+_MAX_APPEND_ATTEMPTS = 25
 
 
 class AuditEvent(BaseModel):
@@ -65,7 +67,10 @@ class AuditLog:
         return self._client
 
     def append(self, chain: str, event: AuditEvent) -> AuditEntry:
-        for _ in range(_MAX_APPEND_ATTEMPTS):
+        for attempt in range(_MAX_APPEND_ATTEMPTS):
+            if attempt:
+                # Jittered backoff so contending writers stop colliding on the same position.
+                time.sleep(random.uniform(0, 0.002 * min(attempt, 10)))
             head = self._head(chain)
             seq = head.seq + 1 if head else 1
             fields: dict[str, Any] = event.model_dump()

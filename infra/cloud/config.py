@@ -7,6 +7,21 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+# Days -> the name of CDK's RetentionDays member (the CloudWatch Logs retention values offered).
+LOG_RETENTION_NAMES = {
+    7: "ONE_WEEK",
+    14: "TWO_WEEKS",
+    30: "ONE_MONTH",
+    60: "TWO_MONTHS",
+    90: "THREE_MONTHS",
+    180: "SIX_MONTHS",
+    365: "ONE_YEAR",
+    400: "THIRTEEN_MONTHS",
+    731: "TWO_YEARS",
+    1827: "FIVE_YEARS",
+    3653: "TEN_YEARS",
+}
+
 
 class DeploymentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -32,9 +47,8 @@ class DeploymentConfig(BaseModel):
     @field_validator("log_retention_days")
     @classmethod
     def _retention_cloudwatch_accepts(cls, days: int) -> int:
-        allowed = {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653}
-        if days not in allowed:
-            raise ValueError(f"logRetentionDays must be one of CloudWatch's values: {sorted(allowed)}")
+        if days not in LOG_RETENTION_NAMES:
+            raise ValueError(f"logRetentionDays must be one of {sorted(LOG_RETENTION_NAMES)}")
         return days
 
     @property

@@ -14,6 +14,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from infra.cloud.config import LOG_RETENTION_NAMES
 from infra.spec import FunctionSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +63,7 @@ class Functions(Construct):
             log_group = logs.LogGroup(
                 self,
                 f"Logs-{spec.name}",
-                retention=logs.RetentionDays(log_retention_days),
+                retention=logs.RetentionDays[LOG_RETENTION_NAMES[log_retention_days]],
                 removal_policy=RemovalPolicy.DESTROY,
             )
             function = lambda_.Function(

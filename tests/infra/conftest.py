@@ -1,0 +1,55 @@
+"""Synthesises the CDK app once per test session (about 5 s), offline and without credentials."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk import App
+from aws_cdk.assertions import Template
+
+from app import build_app
+from infra.cloud.stack import CityShareStack
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Synthesised:
+    app: App
+    stack: CityShareStack
+    template: Template
+    context: dict[str, Any]
+    outdir: Path
+
+
+@pytest.fixture(scope="session")
+def synthesised(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synthesised]:
+    work = tmp_path_factory.mktemp("cdk")
+    layer = work / "layer"
+    (layer / "python").mkdir(parents=True)
+    (layer / "python" / "README").write_text("stand-in for the built layer: the template does not depend on its content")
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    app = App(context=context, outdir=str(work / "cdk.out"))
+    stack = build_app(app, layer_dir=layer, code_dir=work / "function-code")
+    app.synth()  # raises ValidationFailed if cdk-nag finds anything not acknowledged
+    yield Synthesised(app, stack, Template.from_stack(stack), context, work / "cdk.out")
+
+
+@pytest.fixture(scope="session")
+def template(synthesised: Synthesised) -> Template:
+    return synthesised.template
+
+
+@pytest.fixture(scope="session")
+def resources(template: Template) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = template.to_json()["Resources"]
+    return found
+
+
+def of_type(resources: dict[str, dict[str, Any]], resource_type: str) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in resources.items() if r["Type"] == resource_type}

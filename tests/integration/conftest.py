@@ -1,0 +1,44 @@
+"""AWS-side tests against moto (in-process): the spec's resources, created as the local stack does."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from functions.core import aws
+from infra.local.provision import physical_names, provision
+
+
+@dataclass
+class Aws:
+    session: Any
+    names: dict[tuple[str, str], str]
+    queue_urls: dict[str, str]
+
+    def client(self, service: str) -> Any:
+        return self.session.client(service)
+
+    def table(self, name: str) -> str:
+        return self.names[("table", name)]
+
+
+@pytest.fixture
+def moto_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
+    for variable in [v for v in os.environ if v.startswith("AWS_")]:
+        monkeypatch.delenv(variable)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    with mock_aws():
+        aws.reset_clients()
+        session = boto3.session.Session()
+        names = physical_names("it")
+        queue_urls = provision(session, names)
+        yield Aws(session, names, queue_urls)
+    aws.reset_clients()
