@@ -48,7 +48,7 @@ openapi: $(RUNTIME)  ## regenerate schemas/openapi.json from the pydantic models
 local: $(RUNTIME)  ## run the embedded stack until Ctrl-C
 	$(BIN)/cityshare local up
 
-bench: $(RUNTIME)  ## print the benchmarks' figures
+bench: $(DEV)  ## print the benchmarks' figures
 	$(BIN)/python -m benchmarks.api
 	$(BIN)/python -m benchmarks.cold_start
 

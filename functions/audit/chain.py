@@ -5,6 +5,10 @@ partition whose sort key is a gapless sequence number. An entry stores the hash 
 and its own hash over a canonical JSON form, so a removed, altered or reordered entry breaks the
 chain. Appends are conditional on the sequence number being free, so two writers cannot fork it:
 the loser re-reads the head and tries again.
+
+A warm process remembers the head it last wrote or read, so a steady append is one conditional
+PutItem; the head is read again only when another writer got there first. That is safe because
+positions fill in order and entries never change: if position n+1 is free, entry n is the head.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ class AuditLog:
     def __init__(self, table_name: str, client: Any = None) -> None:
         self._table = table_name
         self._client = client
+        self._heads: dict[str, tuple[int, str]] = {}  # chain -> (seq, hash) last seen by this process
 
     @property
     def client(self) -> Any:
@@ -68,17 +73,19 @@ class AuditLog:
 
     def append(self, chain: str, event: AuditEvent) -> AuditEntry:
         for attempt in range(_MAX_APPEND_ATTEMPTS):
-            if attempt:
+            if attempt > 1:
                 # Jittered backoff so contending writers stop colliding on the same position.
                 time.sleep(random.uniform(0, 0.002 * min(attempt, 10)))
-            head = self._head(chain)
-            seq = head.seq + 1 if head else 1
+            head = self._heads.get(chain) if attempt == 0 else None
+            if head is None:
+                latest = self._head(chain)
+                head = (latest.seq, latest.hash) if latest else (0, GENESIS_HASH)
             fields: dict[str, Any] = event.model_dump()
             fields.update(
                 chain=chain,
-                seq=seq,
+                seq=head[0] + 1,
                 at=datetime.now(UTC).isoformat(timespec="microseconds"),
-                prev_hash=head.hash if head else GENESIS_HASH,
+                prev_hash=head[1],
             )
             fields["hash"] = entry_hash(fields)
             record = dict(fields, details=json.dumps(fields["details"], sort_keys=True))
@@ -88,6 +95,7 @@ class AuditLog:
                 if is_conditional_failure(error):
                     continue  # another writer took this position: re-read the head
                 raise
+            self._heads[chain] = (fields["seq"], fields["hash"])
             return AuditEntry.model_validate(fields)
         raise Conflict("The audit log is too busy to append; try again")
 

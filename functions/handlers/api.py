@@ -19,10 +19,10 @@ from functions.audit.chain import AuditEvent
 from functions.core.errors import CityShareError, PayloadTooLarge, Unauthenticated
 from functions.core.observability import logger
 from functions.core.settings import get_settings
-from functions.handlers.authorizer import caller_from_context
 from functions.handlers.routes import audit, catalog, directory
 from functions.handlers.wiring import audit_log
 from functions.identity.binding import body_digest
+from functions.identity.context import caller_from_context
 from functions.identity.models import PLATFORM_DEPARTMENT, Caller
 
 PROBLEM_JSON = "application/problem+json"

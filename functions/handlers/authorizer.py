@@ -20,6 +20,7 @@ from functions.core.observability import logger
 from functions.core.settings import get_settings
 from functions.handlers.wiring import audit_log, directory
 from functions.identity.binding import canonical_target
+from functions.identity.context import authorizer_context
 from functions.identity.models import PLATFORM_DEPARTMENT, Caller
 from functions.identity.nonces import NonceStore
 from functions.identity.tokens import TokenVerifier, claimed_identity
@@ -31,29 +32,6 @@ BEARER = "bearer "
 def verifier() -> TokenVerifier:
     settings = get_settings()
     return TokenVerifier(settings, directory(), NonceStore(settings.nonces_table))
-
-
-def authorizer_context(caller: Caller) -> dict[str, str]:
-    """Authorizer context values must be flat strings, numbers or booleans."""
-    return {
-        "department_id": caller.department_id,
-        "principal_id": caller.principal_id,
-        "roles": ",".join(caller.roles),
-        "department_status": caller.department_status,
-        "jti": caller.jti,
-        "body_sha256": caller.body_sha256,
-    }
-
-
-def caller_from_context(context: dict[str, Any]) -> Caller:
-    return Caller(
-        department_id=str(context["department_id"]),
-        principal_id=str(context["principal_id"]),
-        roles=tuple(r for r in str(context.get("roles", "")).split(",") if r),
-        department_status=str(context.get("department_status", "active")),
-        jti=str(context["jti"]),
-        body_sha256=str(context["body_sha256"]),
-    )
 
 
 def authenticate(event: APIGatewayAuthorizerRequestEvent) -> Caller:
