@@ -9,7 +9,7 @@ LAYER := build/layer
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: demo test lint typecheck unit integration e2e infra-test security openapi layer synth deploy diff bench local clean
+.PHONY: bootstrap-admin demo test lint typecheck unit integration e2e infra-test security openapi layer synth deploy diff bench local clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,9 @@ diff: layer node_modules/.package-lock.json
 
 deploy: layer node_modules/.package-lock.json  ## deploy to the AWS account of your credentials
 	PATH=$(abspath $(BIN)):$$PATH npx cdk deploy --require-approval broadening
+
+bootstrap-admin: $(RUNTIME)  ## register the platform admin's key in a deployed stack: make bootstrap-admin STACK=CityShare-prod JWK=admin.jwk
+	$(BIN)/python -m infra.bootstrap --stack $(STACK) --jwk $(JWK)
 
 clean:
 	rm -rf build cdk.out .cityshare .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,39 @@
+"""Creates the platform admin in a deployed CityShare (the one write that cannot be a signed request,
+since nobody can sign yet). Run with the platform team's AWS credentials:
+
+    python -m infra.bootstrap --stack CityShare-prod --jwk admin.jwk
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import boto3
+
+from functions.identity.directory import DirectoryRepository
+from functions.identity.service import bootstrap_platform
+
+
+def directory_table(stack: str, session: boto3.session.Session) -> str:
+    outputs = session.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]["Outputs"]
+    return str(next(o["OutputValue"] for o in outputs if o["OutputKey"] == "DirectoryTable"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stack", required=True, help="the deployed stack's name, e.g. CityShare-prod")
+    parser.add_argument("--jwk", required=True, type=Path, help="the admin's public key (cityshare keys generate)")
+    parser.add_argument("--principal", default="admin")
+    arguments = parser.parse_args()
+    session = boto3.session.Session()
+    table = directory_table(arguments.stack, session)
+    key = bootstrap_platform(
+        DirectoryRepository(table, session.client("dynamodb")), json.loads(arguments.jwk.read_text()), arguments.principal
+    )
+    print(f"platform/{arguments.principal} registered with key {key.kid} in {table}")
+
+
+if __name__ == "__main__":
+    main()
