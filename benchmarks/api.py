@@ -33,24 +33,13 @@ WHY = {
 
 
 def verify_cost() -> None:
-    from functions.core.settings import Settings
     from functions.identity.binding import TOKEN_TYPE, body_digest
     from functions.identity.models import Department, Principal, PublicKey
     from functions.identity.tokens import TokenVerifier
     from tests.unit.fakes import MemoryDirectory, MemoryNonces
+    from tests.unit.fakes import settings as fake_settings
 
-    settings = Settings.model_validate(
-        {
-            "CITYSHARE_STAGE": "b",
-            "CITYSHARE_AUDIENCE": "bench",
-            "CATALOG_TABLE": "c",
-            "DIRECTORY_TABLE": "d",
-            "NONCES_TABLE": "n",
-            "AUDIT_TABLE": "a",
-            "DATA_BUCKET": "b",
-            "EVENT_BUS": "e",
-        }
-    )
+    settings = fake_settings(audience="bench")
     key = ec.generate_private_key(ec.SECP256R1())
     directory = MemoryDirectory()
     directory.departments["transport"] = Department(department_id="transport", name="T", created_at="t")

@@ -22,8 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from functions.core import aws
-from functions.core.dynamo import from_item, is_conditional_failure, to_item
+from functions.core.dynamo import DynamoTable, from_item, is_conditional_failure, to_item
 from functions.core.errors import Conflict
 
 GENESIS_HASH = "0" * 64
@@ -59,17 +58,10 @@ def entry_hash(fields: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-class AuditLog:
+class AuditLog(DynamoTable):
     def __init__(self, table_name: str, client: Any = None) -> None:
-        self._table = table_name
-        self._client = client
+        super().__init__(table_name, client)
         self._heads: dict[str, tuple[int, str]] = {}  # chain -> (seq, hash) last seen by this process
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = aws.client("dynamodb")
-        return self._client
 
     def append(self, chain: str, event: AuditEvent) -> AuditEntry:
         for attempt in range(_MAX_APPEND_ATTEMPTS):

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from functions.catalog.models import Dataset
-from functions.core import aws
-from functions.core.dynamo import from_item, is_conditional_failure, to_item
+from functions.core.dynamo import DynamoTable, from_item, is_conditional_failure, to_item
 from functions.core.errors import AlreadyExists, Conflict, InvalidRequest
 
 OWNER_INDEX = "by_owner"
@@ -36,17 +35,7 @@ class CatalogQuery:
     text: str | None = None
 
 
-class CatalogRepository:
-    def __init__(self, table_name: str, client: Any = None) -> None:
-        self._table = table_name
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = aws.client("dynamodb")
-        return self._client
-
+class CatalogRepository(DynamoTable):
     def create(self, dataset: Dataset) -> None:
         try:
             self.client.put_item(

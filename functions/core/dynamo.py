@@ -7,6 +7,8 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
+from functions.core import aws
+
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
@@ -35,3 +37,17 @@ def is_conditional_failure(error: Exception) -> bool:
     response = getattr(error, "response", None) or {}
     code = response.get("Error", {}).get("Code")
     return code in {"ConditionalCheckFailedException", "TransactionCanceledException"}
+
+
+class DynamoTable:
+    """Base of the repositories: one table, its low-level client injected or taken from core.aws."""
+
+    def __init__(self, table_name: str, client: Any = None) -> None:
+        self._table = table_name
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = aws.client("dynamodb")
+        return self._client

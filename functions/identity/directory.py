@@ -10,8 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from functions.core import aws
-from functions.core.dynamo import from_item, is_conditional_failure, to_item
+from functions.core.dynamo import DynamoTable, from_item, is_conditional_failure, to_item
 from functions.core.errors import AlreadyExists, NotFound
 from functions.identity.models import Department, Principal, PublicKey
 
@@ -31,17 +30,7 @@ class Signer:
     key: PublicKey | None
 
 
-class DirectoryRepository:
-    def __init__(self, table_name: str, client: Any = None) -> None:
-        self._table = table_name
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = aws.client("dynamodb")
-        return self._client
-
+class DirectoryRepository(DynamoTable):
     # -- departments
     def create_department(self, department: Department) -> None:
         record = department.model_dump()

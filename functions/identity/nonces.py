@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from functions.core import aws
-from functions.core.dynamo import is_conditional_failure, to_item
+from functions.core.dynamo import DynamoTable, is_conditional_failure, to_item
 
 
-class NonceStore:
-    def __init__(self, table_name: str, client: Any = None) -> None:
-        self._table = table_name
-        self._client = client
-
+class NonceStore(DynamoTable):
     def use_once(self, nonce: str, expires_at: int, now: int) -> bool:
         """True the first time `nonce` is seen; False on every later call before it expires.
 
         DynamoDB's TTL deletes lazily (up to days later), so an expired record counts as absent.
         """
-        client = self._client or aws.client("dynamodb")
         try:
-            client.put_item(
+            self.client.put_item(
                 TableName=self._table,
                 Item=to_item({"nonce": nonce, "expires_at": expires_at}),
                 ConditionExpression="attribute_not_exists(nonce) OR expires_at < :now",

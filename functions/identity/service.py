@@ -72,6 +72,12 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def public_key(department_id: str, principal_id: str, submitted_jwk: dict[str, Any]) -> PublicKey:
+    """A directory key record from a submitted JWK (validated: public, ES256 or RS256)."""
+    kid, alg, jwk = validate_public_jwk(submitted_jwk)
+    return PublicKey(department_id=department_id, principal_id=principal_id, kid=kid, alg=alg, jwk=jwk, created_at=_now())
+
+
 class DirectoryService:
     def __init__(self, directory: DirectoryRepository, access: AccessControl) -> None:
         self._directory = directory
@@ -139,15 +145,7 @@ class DirectoryService:
         self._existing(department_id)
         if principal_id not in {p.principal_id for p in self._directory.list_principals(department_id)}:
             raise InvalidRequest(f"Register principal {principal_id} before adding its keys")
-        kid, alg, jwk = validate_public_jwk(request.jwk)
-        key = PublicKey(
-            department_id=department_id,
-            principal_id=principal_id,
-            kid=kid,
-            alg=alg,
-            jwk=jwk,
-            created_at=_now(),
-        )
+        key = public_key(department_id, principal_id, request.jwk)
         self._directory.add_key(key)
         return key
 
@@ -176,15 +174,7 @@ def bootstrap_platform(directory: DirectoryRepository, admin_jwk: dict[str, Any]
     directory.put_principal(
         Principal(department_id=PLATFORM_DEPARTMENT, principal_id=principal_id, display_name="Platform admin", roles=["admin"])
     )
-    kid, alg, jwk = validate_public_jwk(admin_jwk)
-    key = PublicKey(
-        department_id=PLATFORM_DEPARTMENT,
-        principal_id=principal_id,
-        kid=kid,
-        alg=alg,
-        jwk=jwk,
-        created_at=_now(),
-    )
+    key = public_key(PLATFORM_DEPARTMENT, principal_id, admin_jwk)
     with suppress(AlreadyExists):
         directory.add_key(key)
     return key

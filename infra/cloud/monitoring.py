@@ -29,31 +29,24 @@ class Monitoring(Construct):
         self.topic = sns.Topic(self, "Alarms", master_key=key, enforce_ssl=True)
         if alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
-        alarms: list[cloudwatch.Alarm] = []
-        for name, queue in dead_letter_queues.items():
-            alarms.append(
-                queue.metric_approximate_number_of_messages_visible(period=Duration.minutes(5)).create_alarm(
-                    self,
-                    f"DeadLetters-{name}",
-                    threshold=1,
-                    evaluation_periods=1,
-                    alarm_description=f"Messages of {name} failed repeatedly and wait in its dead-letter queue",
-                )
+        five_minutes = Duration.minutes(5)
+        watched: list[tuple[str, cloudwatch.Metric, int, str]] = [
+            (
+                f"DeadLetters-{name}",
+                queue.metric_approximate_number_of_messages_visible(period=five_minutes),
+                1,
+                f"Messages of {name} failed repeatedly and wait in its dead-letter queue",
             )
-        for name, function in functions.items():
-            alarms.append(
-                function.metric_errors(period=Duration.minutes(5)).create_alarm(
-                    self,
-                    f"Errors-{name}",
-                    threshold=1,
-                    evaluation_periods=1,
-                    alarm_description=f"Function {name} raised errors",
-                )
-            )
-        alarms.append(
-            api.metric_server_error(period=Duration.minutes(5)).create_alarm(
-                self, "Api5xx", threshold=5, evaluation_periods=1, alarm_description="The API answered 5xx"
-            )
-        )
+            for name, queue in dead_letter_queues.items()
+        ]
+        watched += [
+            (f"Errors-{name}", function.metric_errors(period=five_minutes), 1, f"Function {name} raised errors")
+            for name, function in functions.items()
+        ]
+        watched.append(("Api5xx", api.metric_server_error(period=five_minutes), 5, "The API answered 5xx"))
+        alarms = [
+            metric.create_alarm(self, alarm_id, threshold=threshold, evaluation_periods=1, alarm_description=description)
+            for alarm_id, metric, threshold, description in watched
+        ]
         for alarm in alarms:
             alarm.add_alarm_action(actions.SnsAction(self.topic))

@@ -57,6 +57,9 @@ class LocalStack:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         from moto.server import ThreadedMotoServer
 
+        from infra.local.fidelity import make_conditional_writes_atomic
+
+        make_conditional_writes_atomic()
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._moto.start()
         host, moto_port = self._moto.get_host_and_port()

@@ -12,6 +12,7 @@ import pytest
 from moto import mock_aws
 
 from functions.core import aws
+from infra.local.fidelity import make_conditional_writes_atomic
 from infra.local.provision import physical_names, provision
 
 
@@ -26,6 +27,12 @@ class Aws:
 
     def table(self, name: str) -> str:
         return self.names[("table", name)]
+
+
+@pytest.fixture
+def atomic_conditional_writes() -> None:
+    """Concurrency tests need DynamoDB's atomic conditional writes, which moto lacks (see infra/local/fidelity.py)."""
+    make_conditional_writes_atomic()
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ def event(number: int) -> AuditEvent:
     )
 
 
-def test_concurrent_appends_make_one_gapless_verifiable_chain(moto_aws: Aws) -> None:
+def test_concurrent_appends_make_one_gapless_verifiable_chain(moto_aws: Aws, atomic_conditional_writes: None) -> None:
     log = AuditLog(moto_aws.table("audit"), moto_aws.client("dynamodb"))
     errors: list[Exception] = []
 

@@ -96,7 +96,7 @@ def test_catalog_replace_is_conditional_on_the_revision(moto_aws: Aws) -> None:
     assert stored is not None and stored.title == "Second"
 
 
-def test_a_nonce_is_used_once_even_under_concurrency(moto_aws: Aws) -> None:
+def test_a_nonce_is_used_once_even_under_concurrency(moto_aws: Aws, atomic_conditional_writes: None) -> None:
     nonces = NonceStore(moto_aws.table("nonces"), moto_aws.client("dynamodb"))
     results: list[bool] = []
     threads = [threading.Thread(target=lambda: results.append(nonces.use_once("transport#abc", 2000, 1000))) for _ in range(8)]

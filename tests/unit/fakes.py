@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from functions.core.settings import Settings
 from functions.identity.directory import Signer
 from functions.identity.models import Department, Principal, PublicKey
 
@@ -30,3 +31,19 @@ class MemoryNonces:
             return False
         self.seen[nonce] = expires_at
         return True
+
+
+def settings(audience: str = "cityshare-test") -> Settings:
+    """Settings as a function would read them, with placeholder resource names."""
+    return Settings.model_validate(
+        {
+            "CITYSHARE_STAGE": "test",
+            "CITYSHARE_AUDIENCE": audience,
+            "CATALOG_TABLE": "c",
+            "DIRECTORY_TABLE": "d",
+            "NONCES_TABLE": "n",
+            "AUDIT_TABLE": "a",
+            "DATA_BUCKET": "b",
+            "EVENT_BUS": "e",
+        }
+    )

@@ -11,24 +11,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from functions.core.errors import Unauthenticated
-from functions.core.settings import Settings
 from functions.identity.binding import TOKEN_TYPE, body_digest
 from functions.identity.models import Department, Principal, PublicKey
 from functions.identity.tokens import TokenVerifier
-from tests.unit.fakes import MemoryDirectory, MemoryNonces
+from tests.unit.fakes import MemoryDirectory, MemoryNonces, settings
 
-SETTINGS = Settings.model_validate(
-    {
-        "CITYSHARE_STAGE": "test",
-        "CITYSHARE_AUDIENCE": "cityshare-test",
-        "CATALOG_TABLE": "c",
-        "DIRECTORY_TABLE": "d",
-        "NONCES_TABLE": "n",
-        "AUDIT_TABLE": "a",
-        "DATA_BUCKET": "b",
-        "EVENT_BUS": "e",
-    }
-)
+SETTINGS = settings()
 NOW = 1_800_000_000
 
 
