@@ -9,7 +9,9 @@ for dataset in client.iter_datasets(tag="traffic"):
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import re
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -145,6 +147,80 @@ class CityShareClient:
             if not cursor:
                 return
 
+    # -- ingestion
+    def request_upload(
+        self,
+        dataset_id: str,
+        filename: str,
+        file_format: str,
+        size_bytes: int,
+        compression: str = "none",
+        csv: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"filename": filename, "format": file_format, "compression": compression, "size_bytes": size_bytes}
+        if csv:
+            body["csv"] = csv
+        return dict(self.request("POST", f"/datasets/{dataset_id}/uploads", body=body))
+
+    def upload_file(
+        self,
+        dataset_id: str,
+        path: Path,
+        file_format: str | None = None,
+        compression: str | None = None,
+        csv: dict[str, str] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Send a file through a presigned upload (multipart when large); returns the upload ticket."""
+        guessed_format, guessed_compression = guess_format(path)
+        size = path.stat().st_size
+        ticket = self.request_upload(
+            dataset_id, _safe_filename(path.name), file_format or guessed_format, size, compression or guessed_compression, csv
+        )
+        with path.open("rb") as handle:
+            if ticket.get("url"):
+                self._put(ticket["url"], _Counting(handle, size, progress), size)
+                return ticket
+            parts = []
+            for part in ticket["parts"]:
+                chunk = handle.read(part["size_bytes"])
+                etag = self._put(part["url"], chunk, len(chunk))
+                parts.append({"part_number": part["part_number"], "etag": etag})
+                if progress:
+                    progress(len(chunk))
+        self.request("POST", f"/datasets/{dataset_id}/uploads/{ticket['upload_id']}/complete", body={"parts": parts})
+        return ticket
+
+    def _put(self, url: str, data: Any, size: int) -> str:
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+        response = self._http.put(url, data=data, headers=headers, timeout=max(self.timeout, 600))
+        if response.status_code >= 300:
+            raise CityShareError(response.status_code, "upload_failed", response.text[:300])
+        return str(response.headers.get("ETag", ""))
+
+    def upload_status(self, dataset_id: str, upload_id: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/datasets/{dataset_id}/uploads/{upload_id}"))
+
+    def wait_for_upload(self, dataset_id: str, upload_id: str, timeout: float = 300.0) -> dict[str, Any]:
+        """Poll until the upload is published or rejected."""
+        deadline = time.monotonic() + timeout
+        delay = 0.1
+        while True:
+            upload = self.upload_status(dataset_id, upload_id)
+            if upload["status"] in ("published", "rejected") or time.monotonic() > deadline:
+                return upload
+            time.sleep(delay)
+            delay = min(delay * 1.5, 2.0)
+
+    def push_records(self, dataset_id: str, records: list[dict[str, Any]]) -> dict[str, Any]:
+        return dict(self.request("POST", f"/datasets/{dataset_id}/records", body={"records": records}))
+
+    def list_versions(self, dataset_id: str) -> list[dict[str, Any]]:
+        return list(self.request("GET", f"/datasets/{dataset_id}/versions")["versions"])
+
+    def get_version(self, dataset_id: str, version: int) -> dict[str, Any]:
+        return dict(self.request("GET", f"/datasets/{dataset_id}/versions/{version}"))
+
     # -- audit
     def audit(self, department: str | None = None, after: int = 0, limit: int = 100) -> dict[str, Any]:
         return dict(self.request("GET", "/audit", params={"department": department, "after": after, "limit": limit}))
@@ -161,3 +237,34 @@ class CityShareClient:
     def verify_audit(self, department: str | None = None) -> ChainReport:
         chain = department or self.signer.department
         return verify_chain(chain, self.iter_audit(department))
+
+
+def guess_format(path: Path) -> tuple[str, str]:
+    """(format, compression) from a file name: data.csv, data.jsonl.gz, data.parquet ..."""
+    suffixes = [s.lower() for s in path.suffixes]
+    compression = "gzip" if suffixes and suffixes[-1] in (".gz", ".gzip") else "none"
+    if compression == "gzip":
+        suffixes = suffixes[:-1]
+    last = suffixes[-1] if suffixes else ""
+    formats = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+    return formats.get(last, "csv"), compression
+
+
+def _safe_filename(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)[-200:] or "upload"
+
+
+class _Counting:
+    """A file wrapper that reports bytes read (for a progress bar) while requests streams it."""
+
+    def __init__(self, handle: Any, size: int, progress: Callable[[int], None] | None) -> None:
+        self._handle, self._size, self._progress = handle, size, progress
+
+    def __len__(self) -> int:
+        return self._size
+
+    def read(self, size: int = -1) -> bytes:
+        chunk: bytes = self._handle.read(size)
+        if self._progress and chunk:
+            self._progress(len(chunk))
+        return chunk

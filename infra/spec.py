@@ -68,6 +68,8 @@ class FunctionSpec:
     tables: dict[str, Literal["read", "write"]] = field(default_factory=dict)
     buckets: dict[str, Literal["read", "write"]] = field(default_factory=dict)
     publishes_events: bool = False
+    ephemeral_storage_mb: int = 512
+    uses_data_keys: bool = False  # encrypt/decrypt with the departments' and the platform's KMS keys
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,7 @@ SPEC = PlatformSpec(
             notify={"landing/": "ingest"},
         ),
     ),
-    queues=(QueueSpec("ingest"), QueueSpec("events")),
+    queues=(QueueSpec("ingest", consumer="ingest", batch_size=1), QueueSpec("events")),
     event_bus="cityshare",
     rules=(RuleSpec("dataset-events", ("DatasetVersionPublished", "AlertRaised", "GrantChanged"), "events"),),
     functions=(
@@ -151,12 +153,24 @@ SPEC = PlatformSpec(
             tables={"directory": "read", "nonces": "write", "audit": "write"},
         ),
         FunctionSpec(
+            "ingest",
+            "functions.handlers.ingest.handler",
+            memory_mb=3008,
+            timeout_seconds=300,
+            tables={"catalog": "write", "audit": "write"},
+            buckets={"data": "write"},
+            publishes_events=True,
+            ephemeral_storage_mb=10240,
+            uses_data_keys=True,
+        ),
+        FunctionSpec(
             "api",
             "functions.handlers.api.handler",
             memory_mb=1024,
             tables={"catalog": "write", "directory": "write", "audit": "write"},
             buckets={"data": "write"},
             publishes_events=True,
+            uses_data_keys=True,
         ),
     ),
     authorizer="authorizer",
@@ -169,6 +183,12 @@ SPEC = PlatformSpec(
             ("GET", "/datasets/{dataset_id}"),
             ("PATCH", "/datasets/{dataset_id}"),
             ("GET", "/audit"),
+            ("POST", "/datasets/{dataset_id}/uploads"),
+            ("GET", "/datasets/{dataset_id}/uploads/{upload_id}"),
+            ("POST", "/datasets/{dataset_id}/uploads/{upload_id}/complete"),
+            ("POST", "/datasets/{dataset_id}/records"),
+            ("GET", "/datasets/{dataset_id}/versions"),
+            ("GET", "/datasets/{dataset_id}/versions/{version}"),
             ("POST", "/admin/departments"),
             ("GET", "/admin/departments"),
             ("GET", "/admin/departments/{department_id}"),
@@ -188,6 +208,7 @@ RESOURCE_ENVIRONMENT: dict[str, tuple[str, str]] = {
     "AUDIT_TABLE": ("table", "audit"),
     "DATA_BUCKET": ("bucket", "data"),
     "EVENT_BUS": ("bus", "cityshare"),
+    "PLATFORM_KEY": ("key", "platform"),
 }
 
 

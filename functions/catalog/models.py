@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -61,12 +62,25 @@ class ColumnSchema(JsonSchemaModel):
     unit: str | None = Field(default=None, alias="x-unit", max_length=32)
     personal: PersonalData | None = Field(default=None, alias="x-personal")
 
+    @model_validator(mode="after")
+    def _protection_fits_the_type(self) -> ColumnSchema:
+        if self.personal is not None and self.personal.protection == "generalise":
+            types = self.type if isinstance(self.type, list) else [self.type]
+            temporal = "string" in types and self.format == "date-time"
+            if not (temporal or {"number", "integer"} & set(types)):
+                raise ValueError("generalise applies to numbers, integers and date-time strings")
+            if not self.personal.granularity:
+                raise ValueError("generalise needs a granularity (a grid like 0.01, a bucket width, or an interval like 15m)")
+            if temporal and not re.fullmatch(r"[1-9][0-9]{0,3}[smhd]", self.personal.granularity):
+                raise ValueError("a date-time granularity looks like 30s, 15m, 1h or 1d")
+            if not temporal and not re.fullmatch(r"[0-9]*\.?[0-9]+", self.personal.granularity):
+                raise ValueError("a numeric granularity is a positive number such as 0.01 or 10")
+        return self
+
     @field_validator("pattern")
     @classmethod
     def _pattern_compiles(cls, value: str | None) -> str | None:
         if value is not None:
-            import re
-
             try:
                 re.compile(value)
             except re.error as error:
@@ -99,6 +113,16 @@ class TableSchema(JsonSchemaModel):
         return {name: col.personal for name, col in self.properties.items() if col.personal is not None}
 
 
+class IngestPolicy(BaseModel):
+    """What to do with invalid rows: refuse the whole file, or publish the valid rows when the
+    invalid ones are at most `max_invalid_share` of the file (they are reported either way)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    on_invalid_rows: Literal["reject_file", "accept_valid"] = "reject_file"
+    max_invalid_share: float = Field(default=0.05, ge=0, le=1)
+
+
 class DatasetFields(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
 
@@ -107,6 +131,7 @@ class DatasetFields(BaseModel):
     tags: list[Tag] = Field(default_factory=list, max_length=20)
     classification: Classification
     table_schema: TableSchema = Field(alias="schema")
+    ingest: IngestPolicy = Field(default_factory=IngestPolicy)
 
     @field_validator("tags")
     @classmethod
@@ -129,6 +154,7 @@ class DatasetUpdate(BaseModel):
     description: str | None = Field(default=None, max_length=4000)
     tags: list[Tag] | None = Field(default=None, max_length=20)
     classification: Classification | None = None
+    ingest: IngestPolicy | None = None
     revision: int | None = Field(default=None, ge=1)
 
     def changes(self) -> dict[str, Any]:
@@ -145,6 +171,7 @@ class Dataset(DatasetCreate):
     created_by: str
     revision: int = 1
     legal_hold: bool = False
+    latest_version: int = 0
 
 
 class DatasetPage(BaseModel):

@@ -54,14 +54,21 @@ class CatalogRepository(DynamoTable):
         )
         return _dataset(from_item(response["Item"])) if "Item" in response else None
 
-    def replace(self, dataset: Dataset, expected_revision: int) -> None:
-        """Write `dataset` if the stored one is still at `expected_revision` (no lost updates)."""
+    def update_metadata(self, dataset: Dataset, changed: list[str], expected_revision: int) -> None:
+        """Write the changed metadata fields of `dataset` if the stored revision is still
+        `expected_revision`; other attributes (the latest version, written by ingest) are untouched."""
+        record = _record(dataset)
+        names = [*changed, "revision", "updated_at", "search_text"]
         try:
-            self.client.put_item(
+            self.client.update_item(
                 TableName=self._table,
-                Item=to_item(_record(dataset)),
+                Key=to_item({"pk": record["pk"], "sk": record["sk"]}),
+                UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(names))),
                 ConditionExpression="attribute_exists(pk) AND revision = :expected",
-                ExpressionAttributeValues=to_item({":expected": expected_revision}),
+                ExpressionAttributeNames={f"#f{i}": name for i, name in enumerate(names)},
+                ExpressionAttributeValues=to_item(
+                    {**{f":v{i}": record[name] for i, name in enumerate(names)}, ":expected": expected_revision}
+                ),
             )
         except Exception as error:
             if is_conditional_failure(error):

@@ -55,10 +55,16 @@ class CatalogService:
         return dataset
 
     def get(self, caller: Caller, dataset_id: str, request_id: str = "") -> Dataset:
+        return self.authorized(caller, "ViewDataset", dataset_id, request_id)
+
+    def authorized(
+        self, caller: Caller, action: str, dataset_id: str, request_id: str = "", details: dict[str, object] | None = None
+    ) -> Dataset:
+        """The dataset, if `caller` may do `action` on it (audited); DatasetNotFound or Forbidden otherwise."""
         dataset = self._repository.get(dataset_id)
         if dataset is None:
             raise DatasetNotFound(f"No dataset {dataset_id}")
-        self._require(caller, "ViewDataset", dataset, request_id)
+        self._require(caller, action, dataset, request_id, details)
         return dataset
 
     def update(self, caller: Caller, dataset_id: str, update: DatasetUpdate, request_id: str = "") -> Dataset:
@@ -70,7 +76,7 @@ class CatalogService:
         self._require(caller, "UpdateDataset", current, request_id, details={"changes": sorted(update.changes())})
         changed = current.model_copy(update=dict(update.changes(), updated_at=self._clock(), revision=current.revision + 1))
         changed = Dataset.model_validate(changed.model_dump(by_alias=True))
-        self._repository.replace(changed, expected_revision=current.revision)
+        self._repository.update_metadata(changed, sorted(update.changes()), expected_revision=current.revision)
         return changed
 
     def list(self, caller: Caller, query: CatalogQuery, limit: int, cursor: str | None, request_id: str = "") -> DatasetPage:

@@ -14,7 +14,18 @@ _deserializer = TypeDeserializer()
 
 
 def to_item(values: dict[str, Any]) -> dict[str, Any]:
-    return {name: _serializer.serialize(value) for name, value in values.items() if value is not None}
+    return {name: _serializer.serialize(_numbers(value)) for name, value in values.items() if value is not None}
+
+
+def _numbers(value: Any) -> Any:
+    """DynamoDB numbers are decimals: floats go in by their shortest exact text."""
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    return value
 
 
 def from_item(item: dict[str, Any]) -> dict[str, Any]:

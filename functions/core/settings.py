@@ -24,7 +24,9 @@ class Settings(BaseModel):
     audit_table: str = Field(alias="AUDIT_TABLE")
     data_bucket: str = Field(alias="DATA_BUCKET")
     event_bus: str = Field(alias="EVENT_BUS")
-    # JSON {department: KMS key ARN}; the CDK stack sets it from the departments in cdk.json.
+    platform_key: str = Field(alias="PLATFORM_KEY")
+    # JSON {department: KMS key ARN or alias}; the CDK stack sets it from the departments in cdk.json.
+    # "*" names a key for any department not listed (the embedded stack uses one local key).
     department_keys: str = Field(default="{}", alias="DEPARTMENT_KEYS")
     policies_dir: str = Field(default=_DEFAULT_POLICIES_DIR, alias="POLICIES_DIR")
     # Signed-request limits (DESIGN.md, Trust and security).
@@ -32,6 +34,13 @@ class Settings(BaseModel):
     max_token_lifetime_seconds: int = Field(default=300, alias="MAX_TOKEN_LIFETIME_SECONDS")
     clock_skew_seconds: int = Field(default=30, alias="CLOCK_SKEW_SECONDS")
     max_body_bytes: int = Field(default=1_048_576, alias="MAX_BODY_BYTES")
+
+
+def department_key(settings: Settings, department: str) -> str | None:
+    import json
+
+    keys: dict[str, str] = json.loads(settings.department_keys)
+    return keys.get(department) or keys.get("*")
 
 
 def environment_names() -> set[str]:

@@ -10,6 +10,8 @@ from functions.catalog.service import CatalogService
 from functions.core.settings import get_settings
 from functions.handlers.wiring import audit_log, directory
 from functions.identity.service import DirectoryService
+from functions.ingest.repository import IngestRepository
+from functions.ingest.uploads import UploadService
 from functions.policy.access import AccessControl
 from functions.policy.engine import PolicyEngine
 
@@ -32,3 +34,9 @@ def directory_service() -> DirectoryService:
 @cache
 def audit() -> AuditService:
     return AuditService(audit_log(), access_control())
+
+
+@cache
+def uploads() -> UploadService:
+    settings = get_settings()
+    return UploadService(catalog(), IngestRepository(settings.catalog_table), settings.data_bucket)

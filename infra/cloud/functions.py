@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Size
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_lambda as lambda_
@@ -75,6 +75,7 @@ class Functions(Construct):
                 code=code,
                 layers=[layer],
                 memory_size=spec.memory_mb,
+                ephemeral_storage_size=Size.mebibytes(spec.ephemeral_storage_mb),
                 timeout=Duration.seconds(spec.timeout_seconds),
                 environment=environment,
                 tracing=lambda_.Tracing.ACTIVE,

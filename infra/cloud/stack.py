@@ -8,6 +8,7 @@ from typing import Any
 
 from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_iam as iam
+from aws_cdk.aws_lambda_event_sources import SqsEventSource
 from constructs import Construct
 
 from infra.cloud.api import Api
@@ -44,7 +45,7 @@ class CityShareStack(Stack):
         physical = (
             {("table", name): table.table_name for name, table in tables.tables.items()}
             | {("bucket", name): bucket.bucket_name for name, bucket in storage.buckets.items()}
-            | {("bus", spec.event_bus): messaging.bus.event_bus_name}
+            | {("bus", spec.event_bus): messaging.bus.event_bus_name, ("key", "platform"): keys.platform.key_arn}
         )
         environment = {variable: physical[resource] for variable, resource in RESOURCE_ENVIRONMENT.items()}
         environment.update(
@@ -68,9 +69,16 @@ class CityShareStack(Stack):
         )
         api_functions = functions.functions
         for name, function in api_functions.items():
-            if spec.function(name).buckets:
-                for key in keys.departments.values():
+            if spec.function(name).uses_data_keys:
+                for key in [keys.platform, *keys.departments.values()]:
                     key.grant_encrypt_decrypt(function)
+        for queue_spec in spec.queues:
+            if queue_spec.consumer:
+                api_functions[queue_spec.consumer].add_event_source(
+                    SqsEventSource(
+                        messaging.queues[queue_spec.name], batch_size=queue_spec.batch_size, report_batch_item_failures=True
+                    )
+                )
         api = Api(
             self,
             "Api",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # moto's transactions call its own put_item and update_item
 _patched = False
 
 

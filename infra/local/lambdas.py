@@ -37,6 +37,12 @@ class LocalLambdas:
         self._handlers: dict[str, Handler] = {}
         self._locks = {f.name: threading.Lock() for f in spec.functions}
 
+    def preload(self) -> None:
+        """Import every handler now, in one thread: concurrent first imports of the same packages
+        from the gateway's and the pump's threads can see half-initialised modules."""
+        for function in self._spec.functions:
+            self.handler(function.name)
+
     def handler(self, name: str) -> Handler:
         if name not in self._handlers:
             module_name, _, attribute = self._spec.function(name).handler.rpartition(".")

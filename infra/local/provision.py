@@ -18,6 +18,7 @@ def physical_names(prefix: str, spec: PlatformSpec = SPEC) -> dict[tuple[str, st
     names.update({("bucket", b.name): f"{prefix}-{b.name}" for b in spec.buckets})
     names.update({("queue", q.name): f"{prefix}-{q.name}" for q in spec.queues})
     names[("bus", spec.event_bus)] = f"{prefix}-{spec.event_bus}"
+    names[("key", "platform")] = f"alias/{prefix}/platform"
     return names
 
 
@@ -50,6 +51,9 @@ def _table_request(table: TableSpec, name: str) -> dict[str, Any]:
 
 def provision(session: Any, names: dict[tuple[str, str], str], spec: PlatformSpec = SPEC) -> dict[str, str]:
     """Create everything; returns the queue URLs by logical name."""
+    kms = session.client("kms")
+    key_id = kms.create_key(Description="CityShare embedded stack: platform and departments' data")["KeyMetadata"]["KeyId"]
+    kms.create_alias(AliasName=names[("key", "platform")], TargetKeyId=key_id)
     dynamodb = session.client("dynamodb")
     for table in spec.tables:
         dynamodb.create_table(**_table_request(table, names[("table", table.name)]))

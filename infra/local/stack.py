@@ -79,6 +79,8 @@ class LocalStack:
             POWERTOOLS_LOG_LEVEL=os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
         )
         os.environ.update(function_environment(names, stage="local", audience=LOCAL_AUDIENCE))
+        # Departments are registered at run time here, so one local key serves them all.
+        os.environ["DEPARTMENT_KEYS"] = json.dumps({"*": names[("key", "platform")]})
 
         import boto3
 
@@ -98,6 +100,7 @@ class LocalStack:
         admin_key = bootstrap_platform(DirectoryRepository(get_settings().directory_table, session.client("dynamodb")), admin_jwk)
 
         lambdas = LocalLambdas()
+        lambdas.preload()
         self._gateway = Gateway(lambdas, port=self.port)
         self._gateway.start()
         self._pump = Pump(session.client("sqs"), queue_urls, lambdas)

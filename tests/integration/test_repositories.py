@@ -86,12 +86,12 @@ def test_catalog_pages_by_owner_and_filters_without_scanning(moto_aws: Aws) -> N
         list(catalog.scan_pages(CatalogQuery(), page_size=2, cursor=cursor))  # a cursor of another index
 
 
-def test_catalog_replace_is_conditional_on_the_revision(moto_aws: Aws) -> None:
+def test_catalog_metadata_update_is_conditional_on_the_revision(moto_aws: Aws) -> None:
     catalog = CatalogRepository(moto_aws.table("catalog"), moto_aws.client("dynamodb"))
     catalog.create(dataset("d-1"))
-    catalog.replace(dataset("d-1", title="Second", revision=2), expected_revision=1)
+    catalog.update_metadata(dataset("d-1", title="Second", revision=2), ["title"], expected_revision=1)
     with pytest.raises(Conflict):
-        catalog.replace(dataset("d-1", title="Lost", revision=2), expected_revision=1)
+        catalog.update_metadata(dataset("d-1", title="Lost", revision=2), ["title"], expected_revision=1)
     stored = catalog.get("d-1")
     assert stored is not None and stored.title == "Second"
 

@@ -53,7 +53,7 @@ def documented(model: Any, *statuses: int, status: int = 200) -> dict[int, Any]:
         problem: {"description": described[problem], "content": {"application/problem+json": {"model": Problem}}}
         for problem in sorted({401, 422, 429, *statuses})
     }
-    success: dict[str, Any] = {"description": {200: "OK", 201: "Created", 204: "Done"}[status]}
+    success: dict[str, Any] = {"description": {200: "OK", 201: "Created", 202: "Accepted", 204: "Done"}[status]}
     if model is not None:
         success["content"] = {"application/json": {"model": model}}
     responses[status] = success

@@ -1,0 +1,296 @@
+"""Reading a landing object in bounded batches: CSV, JSON lines and Parquet, optionally gzip'd.
+
+Every reader yields (RecordBatch, issues) where the batch holds the declared columns only (absent
+optional columns filled with nulls) and the issues are row-level problems found while reading
+(ragged CSV rows, malformed or nested JSON). File-level problems raise FileRejected.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zlib
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from functions.catalog.models import TableSchema
+from functions.ingest.models import CsvDialect, Issue
+
+BATCH_ROWS = 65_536
+CSV_BLOCK_BYTES = 4 * 1024 * 1024  # also the longest row accepted
+MAX_ROW_BYTES = 1024 * 1024
+MAX_JSON_DEPTH = 32
+MAX_NUMBER_DIGITS = 64
+GZIP_MAX_RATIO = 200
+GZIP_RATIO_GRACE_BYTES = 64 * 1024 * 1024
+MAX_DECOMPRESSED_BYTES = 20 * 1024**3
+
+ReadResult = tuple[pa.RecordBatch, list[Issue]]
+
+
+class FileRejected(Exception):
+    """The whole file is refused (and kept, with a report): rule is a stable code."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.message = message
+
+
+class _Prepended(io.RawIOBase):
+    """A raw stream with bytes already read from it put back in front (to sniff a file's start)."""
+
+    def __init__(self, head: bytes, raw: BinaryIO) -> None:
+        self._head, self._raw = head, raw
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        data = self._head[: len(target)] if self._head else self._raw.read(len(target))
+        self._head = self._head[len(data) :] if self._head else b""
+        target[: len(data)] = data
+        return len(data)
+
+
+class BoundedGzipReader(io.RawIOBase):
+    """Decompresses gzip on the fly and refuses a decompression bomb: output may not exceed
+    GZIP_MAX_RATIO x the compressed bytes read (past a grace), nor MAX_DECOMPRESSED_BYTES."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._buffer = b""
+        self._pending = b""
+        self._read_in = 0
+        self._written_out = 0
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        while not self._buffer and not self._eof:
+            self._inflate_some()
+        count = min(len(target), len(self._buffer))
+        target[:count] = self._buffer[:count]
+        self._buffer = self._buffer[count:]
+        return count
+
+    def _inflate_some(self) -> None:
+        data = self._pending
+        if not data:
+            data = self._raw.read(256 * 1024)
+            self._read_in += len(data)
+        try:
+            if data:
+                self._buffer = self._inflater.decompress(data, 4 * 1024 * 1024)  # bounded output per step
+                self._pending = self._inflater.unconsumed_tail
+            else:
+                self._buffer = self._inflater.flush()
+                self._eof = True
+                if not self._inflater.eof:
+                    raise FileRejected("truncated_gzip", "The gzip stream ends before its end marker")
+        except zlib.error as error:
+            raise FileRejected("invalid_gzip", f"The file is not valid gzip: {error}") from None
+        self._written_out += len(self._buffer)
+        too_large = self._written_out > MAX_DECOMPRESSED_BYTES
+        too_dense = self._written_out > GZIP_RATIO_GRACE_BYTES and self._written_out > GZIP_MAX_RATIO * max(self._read_in, 1)
+        if too_large or too_dense:
+            raise FileRejected("decompression_bomb", f"The file expands more than {GZIP_MAX_RATIO}x; refused")
+
+
+def open_source(raw: BinaryIO, compression: str) -> BinaryIO:
+    """The decompressed byte stream of a landing object (gzip when declared or when it starts like gzip)."""
+    head = raw.read(2)
+    if not head:
+        raise FileRejected("empty_file", "The file is empty")
+    stream: Any = _Prepended(head, raw)
+    if compression == "gzip" or head == b"\x1f\x8b":
+        stream = BoundedGzipReader(stream)
+    return io.BufferedReader(stream, buffer_size=1024 * 1024)
+
+
+def check_columns(present: list[str], schema: TableSchema) -> None:
+    """Schema drift at file level: unknown columns, or a required column missing."""
+    unknown = [c for c in present if c not in schema.properties]
+    if unknown and not schema.additionalProperties:
+        raise FileRejected("unexpected_columns", f"Columns not in the dataset's schema: {', '.join(unknown[:20])}")
+    missing = [c for c in schema.required if c not in present]
+    if missing:
+        raise FileRejected("missing_columns", f"Required columns missing: {', '.join(missing)}")
+    duplicated = sorted({c for c in present if present.count(c) > 1})
+    if duplicated:
+        raise FileRejected("duplicate_columns", f"Columns named twice: {', '.join(duplicated)}")
+
+
+def _declared(batch: pa.RecordBatch, schema: TableSchema) -> pa.RecordBatch:
+    """The batch's declared columns in schema order; absent optional ones as nulls."""
+    columns = []
+    for name in schema.properties:
+        index = batch.schema.get_field_index(name)
+        columns.append(batch.column(index) if index >= 0 else pa.nulls(batch.num_rows, pa.string()))
+    return pa.RecordBatch.from_arrays(columns, names=list(schema.properties))
+
+
+def csv_batches(stream: BinaryIO, schema: TableSchema, dialect: CsvDialect) -> Iterator[ReadResult]:
+    ragged: list[Issue] = []
+
+    def on_invalid_row(row: Any) -> str:
+        ragged.append(
+            Issue(
+                row=row.number,
+                rule="ragged_row",
+                message=f"expected {row.expected_columns} fields, found {row.actual_columns}",
+                value=(row.text or "")[:80],
+            )
+        )
+        return "skip"
+
+    encoding = "utf8" if dialect.encoding in ("utf-8", "utf-8-sig") else dialect.encoding
+    try:
+        reader = pacsv.open_csv(
+            stream,
+            read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, encoding=encoding, use_threads=True),
+            parse_options=pacsv.ParseOptions(
+                delimiter=dialect.delimiter, quote_char=dialect.quote_char, invalid_row_handler=on_invalid_row
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(schema.properties, pa.string()),
+                strings_can_be_null=True,
+                check_utf8=True,
+            ),
+        )
+    except pa.ArrowInvalid as error:
+        raise FileRejected(*_csv_problem(error)) from None
+    names = [name.lstrip("\ufeff") for name in reader.schema.names]  # a BOM before the header is not part of it
+    check_columns(names, schema)
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            break
+        except pa.ArrowInvalid as error:
+            raise FileRejected(*_csv_problem(error)) from None
+        batch = pa.RecordBatch.from_arrays(batch.columns, names=names)
+        issues, ragged[:] = list(ragged), []
+        yield _declared(batch, schema), issues
+    if ragged:
+        yield _declared(pa.RecordBatch.from_pylist([], schema=pa.schema([(n, pa.string()) for n in names])), schema), ragged
+
+
+def _csv_problem(error: Exception) -> tuple[str, str]:
+    text = str(error)
+    if "UTF8" in text or "utf8" in text.lower():
+        return "invalid_encoding", "The file is not valid UTF-8; declare its encoding (csv.encoding)"
+    if "straddling" in text or "block size" in text.lower():
+        return "row_too_large", f"A row is longer than {CSV_BLOCK_BYTES // 1024 // 1024} MB"
+    if "Empty CSV" in text:
+        return "empty_file", "The file has no header row"
+    return "unreadable_csv", text[:300]
+
+
+def jsonl_batches(stream: BinaryIO, schema: TableSchema) -> Iterator[ReadResult]:
+    names = list(schema.properties)
+    rows: dict[str, list[str | None]] = {n: [] for n in names}
+    issues: list[Issue] = []
+    count = 0
+    for number, line in enumerate(stream, start=1):
+        if len(line) > MAX_ROW_BYTES:
+            raise FileRejected("row_too_large", f"Line {number} is longer than {MAX_ROW_BYTES} bytes")
+        if not line.strip():
+            continue
+        record, problem = _parse_json_line(line)
+        if problem or not isinstance(record, dict):
+            issues.append(
+                Issue(
+                    row=number,
+                    rule=problem or "not_an_object",
+                    message="the line is not one JSON object",
+                    value=line[:80].decode("utf-8", "replace"),
+                )
+            )
+            record = None
+        else:
+            extra = [k for k in record if k not in schema.properties]
+            if extra and not schema.additionalProperties:
+                issues.append(
+                    Issue(row=number, column=extra[0][:64], rule="unexpected_column", message="a key not in the schema")
+                )
+                record = None
+            nested = [k for k, v in record.items() if isinstance(v, dict | list)] if record else []
+            if nested:
+                issues.append(
+                    Issue(row=number, column=nested[0], rule="nested_value", message="objects and arrays are not column values")
+                )
+                record = None
+        if record is None:
+            continue
+        for name in names:
+            rows[name].append(_as_text(record.get(name)))
+        count += 1
+        if count == BATCH_ROWS:
+            yield _batch(rows, names), issues
+            rows, issues, count = {n: [] for n in names}, [], 0
+    if count or issues:
+        yield _batch(rows, names), issues
+
+
+def _parse_json_line(line: bytes) -> tuple[Any, str | None]:
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "invalid_encoding"
+    depth = 0
+    for character in text:  # bound nesting before the parser recurses
+        if character in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return None, "too_deeply_nested"
+        elif character in "]}":
+            depth -= 1
+    try:
+        return json.loads(text, parse_int=_bounded_number, parse_float=_bounded_number, parse_constant=_no_constant), None
+    except ValueError as error:
+        return None, "number_too_long" if "digits" in str(error) else "malformed_json"
+
+
+def _bounded_number(text: str) -> str:
+    if len(text) > MAX_NUMBER_DIGITS:
+        raise ValueError("a number has too many digits")
+    return text  # kept as text: validated and converted with the other formats' values
+
+
+def _no_constant(text: str) -> None:
+    raise ValueError(f"{text} is not a JSON number")
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    return str(value)
+
+
+def _batch(rows: dict[str, list[str | None]], names: list[str]) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays([pa.array(rows[n], type=pa.string()) for n in names], names=names)
+
+
+def parquet_batches(source: BinaryIO, schema: TableSchema) -> Iterator[ReadResult]:
+    try:
+        parquet = pq.ParquetFile(source)
+    except (pa.ArrowInvalid, OSError) as error:
+        raise FileRejected("unreadable_parquet", f"Not a readable Parquet file: {str(error)[:200]}") from None
+    check_columns(parquet.schema_arrow.names, schema)
+    try:
+        for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
+            yield _declared(batch, schema), []
+    except (pa.ArrowInvalid, OSError) as error:
+        raise FileRejected("unreadable_parquet", f"The Parquet file is damaged: {str(error)[:200]}") from None

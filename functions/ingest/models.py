@@ -1,0 +1,144 @@
+"""Uploads, dataset versions and the reports that explain a rejection. No pyarrow here."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+FileFormat = Literal["csv", "jsonl", "parquet"]
+Compression = Literal["none", "gzip"]
+UploadStatus = Literal["awaiting_upload", "processing", "published", "rejected"]
+
+MAX_UPLOAD_BYTES = 5 * 1024**3
+MULTIPART_THRESHOLD = 100 * 1024**2
+PART_SIZE = 64 * 1024**2
+MAX_RECORDS_PER_PUSH = 1000
+
+
+class CsvDialect(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    delimiter: Literal[",", ";", "\t", "|"] = ","
+    quote_char: Literal['"', "'"] = '"'
+    encoding: Literal["utf-8", "utf-8-sig", "latin-1", "windows-1252", "utf-16"] = "utf-8"
+
+
+class UploadRequest(BaseModel):
+    """What a department declares before sending a file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    filename: str = Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9._-]+$")
+    format: FileFormat
+    compression: Compression = "none"
+    size_bytes: int = Field(gt=0, le=MAX_UPLOAD_BYTES, description="Exact size of the file as sent (compressed)")
+    csv: CsvDialect = Field(default_factory=CsvDialect)
+
+
+class PresignedPart(BaseModel):
+    part_number: int
+    url: str
+    size_bytes: int
+
+
+class UploadTicket(BaseModel):
+    """Where and how to send the file: one presigned PUT, or one per part for large files."""
+
+    upload_id: str
+    dataset_id: str
+    method: Literal["PUT"] = "PUT"
+    url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    parts: list[PresignedPart] = Field(default_factory=list)
+    expires_at: str
+
+
+class CompletedPart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    part_number: int = Field(ge=1, le=10000)
+    etag: str = Field(min_length=1, max_length=128)
+
+
+class MultipartCompletion(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    parts: list[CompletedPart] = Field(min_length=1, max_length=10000)
+
+
+class RecordsPush(BaseModel):
+    """A small batch of JSON records (sensors, IoT gateways), ingested like an uploaded file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    records: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_RECORDS_PER_PUSH)
+
+
+class Issue(BaseModel):
+    """One problem found in the input: where (row, column), which rule, and an excerpt of the value."""
+
+    row: int | None = None
+    column: str | None = None
+    rule: str
+    message: str
+    value: str | None = None
+
+
+class IngestReport(BaseModel):
+    rows_read: int = 0
+    rows_accepted: int = 0
+    rows_rejected: int = 0
+    file_error: str | None = None
+    issue_counts: dict[str, int] = Field(default_factory=dict)
+    issues: list[Issue] = Field(default_factory=list, description="The first problems found (at most 100)")
+    quarantine_key: str | None = None
+
+
+class ColumnProfile(BaseModel):
+    nulls: int
+    min: Any = None
+    max: Any = None
+    distinct_estimate: int
+
+
+class DatasetProfile(BaseModel):
+    rows: int
+    columns: dict[str, ColumnProfile]
+
+
+class Upload(BaseModel):
+    """An upload's record in the catalog: what was declared, and what became of it."""
+
+    upload_id: str
+    dataset_id: str
+    owner: str
+    created_by: str
+    created_at: str
+    source: Literal["file", "records"] = "file"
+    request: UploadRequest
+    status: UploadStatus = "awaiting_upload"
+    landing_key: str
+    multipart_id: str | None = None
+    version: int | None = None
+    report: IngestReport | None = None
+    updated_at: str | None = None
+
+
+class DatasetVersion(BaseModel):
+    dataset_id: str
+    version: int
+    owner: str
+    upload_id: str
+    created_at: str
+    rows: int
+    files: list[str]
+    bytes: int
+    content_sha256: str
+    profile: DatasetProfile
+    report: IngestReport
+    output_schema: dict[str, str] = Field(description="Column -> Arrow type of the curated Parquet")
+
+
+class VersionPage(BaseModel):
+    versions: list[DatasetVersion]

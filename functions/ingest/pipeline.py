@@ -1,0 +1,140 @@
+"""The ingest pipeline for one landing object: read in bounded batches, validate, protect, profile,
+write Parquet (zstd) to a local file. Memory is bounded by the batch, not the file.
+
+The caller decides nothing here; this returns what happened and the files to store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from functions.catalog.models import IngestPolicy, TableSchema
+from functions.ingest.formats import FileRejected, ReadResult, csv_batches, jsonl_batches, open_source, parquet_batches
+from functions.ingest.models import DatasetProfile, IngestReport, Issue, UploadRequest
+from functions.ingest.profile import ProfileBuilder
+from functions.ingest.protect import Protector
+from functions.ingest.validate import MAX_ISSUES_KEPT, BatchValidator
+
+MAX_QUARANTINED_ROWS = 100_000
+
+
+@dataclass
+class IngestOutcome:
+    accepted: bool
+    report: IngestReport
+    profile: DatasetProfile | None
+    parquet: Path | None
+    parquet_sha256: str
+    quarantine: Path | None
+
+
+def _batches(source: BinaryIO, request: UploadRequest, schema: TableSchema, workdir: Path) -> Iterator[ReadResult]:
+    if request.format == "parquet":
+        # Parquet needs random access: spool the (decompressed) object to local disk first.
+        spooled = workdir / "input.parquet"
+        with spooled.open("wb") as target:
+            while chunk := source.read(8 * 1024 * 1024):
+                target.write(chunk)
+        with spooled.open("rb") as handle:
+            yield from parquet_batches(handle, schema)
+    elif request.format == "jsonl":
+        yield from jsonl_batches(source, schema)
+    else:
+        yield from csv_batches(source, schema, request.csv)
+
+
+def run_pipeline(
+    raw: BinaryIO, request: UploadRequest, schema: TableSchema, policy: IngestPolicy, protector: Protector, workdir: Path
+) -> IngestOutcome:
+    report = IngestReport()
+    counts: Counter[str] = Counter()
+    parquet_path, quarantine_path = workdir / "part-00000.parquet", workdir / "rejected.jsonl"
+    validator = BatchValidator(schema)
+    profile = ProfileBuilder(protector.output_schema)
+    writer = pq.ParquetWriter(parquet_path, protector.output_schema, compression="zstd")
+    quarantined = 0
+    try:
+        with quarantine_path.open("w", encoding="utf-8") as quarantine:
+            source = open_source(raw, request.compression)
+            row = 1
+            for batch, read_issues in _batches(source, request, schema, workdir):
+                for issue in read_issues:
+                    counts[issue.rule] += 1
+                    report.rows_rejected += 1
+                    if len(report.issues) < MAX_ISSUES_KEPT:
+                        report.issues.append(issue)
+                    if quarantined < MAX_QUARANTINED_ROWS:
+                        quarantine.write(json.dumps({"row": issue.row, "reasons": [issue.rule], "excerpt": issue.value}) + "\n")
+                        quarantined += 1
+                checked = validator.validate(batch, first_row=row, issues_kept=len(report.issues))
+                row += batch.num_rows
+                report.rows_read += batch.num_rows
+                counts.update(checked.counts)
+                report.issues.extend(checked.issues)
+                report.rows_rejected += len(checked.rejected_rows)
+                for number, values, reasons in zip(
+                    checked.rejected_rows, checked.rejected_values, checked.rejected_reasons, strict=True
+                ):
+                    if quarantined < MAX_QUARANTINED_ROWS:
+                        quarantine.write(json.dumps({"row": number, "reasons": reasons, "values": values}, default=str) + "\n")
+                        quarantined += 1
+                if checked.valid.num_rows:
+                    protected = protector.protect(checked.valid)
+                    profile.add(protected)
+                    writer.write_batch(protected)
+                    report.rows_accepted += protected.num_rows
+    except FileRejected as rejected:
+        report.file_error = rejected.rule
+        counts[rejected.rule] += 1
+        report.issues.insert(0, Issue(rule=rejected.rule, message=rejected.message))
+    finally:
+        writer.close()
+    report.rows_read = report.rows_accepted + report.rows_rejected
+    report.issue_counts = dict(counts)
+    accepted = _accept(report, policy)
+    if accepted:
+        return IngestOutcome(
+            True, report, profile.build(), parquet_path, _sha256(parquet_path), quarantine_path if report.rows_rejected else None
+        )
+    return IngestOutcome(False, report, None, None, "", quarantine_path if quarantined else None)
+
+
+def _accept(report: IngestReport, policy: IngestPolicy) -> bool:
+    if report.file_error:
+        return False
+    if report.rows_accepted == 0:
+        report.file_error = "no_valid_rows"
+        report.issues.insert(0, Issue(rule="no_valid_rows", message="The file holds no valid row"))
+        return False
+    if report.rows_rejected == 0:
+        return True
+    total = report.rows_accepted + report.rows_rejected
+    if policy.on_invalid_rows == "accept_valid" and report.rows_rejected / total <= policy.max_invalid_share:
+        return True
+    report.file_error = "invalid_rows"
+    message = f"{report.rows_rejected} of {total} rows are invalid; the dataset accepts " + (
+        "no invalid row" if policy.on_invalid_rows == "reject_file" else f"at most {policy.max_invalid_share:.0%}"
+    )
+    report.issues.insert(0, Issue(rule="invalid_rows", message=message))
+    return False
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(8 * 1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def arrow_schema_summary(schema: pa.Schema) -> dict[str, str]:
+    return {field.name: str(field.type) for field in schema}

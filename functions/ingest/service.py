@@ -1,0 +1,227 @@
+"""Turning one landing object into one dataset version, exactly once.
+
+Safe to run twice, or twice at once, for the same object: the upload record is claimed before
+processing, the curated files are written under the upload's own prefix (a retry overwrites them),
+and the version is committed in one transaction that also moves the upload to `published`. A crash
+between writing Parquet and committing leaves files no catalog entry points to; the retry rewrites
+them and commits. The DatasetVersionPublished event is sent after the commit and marked sent.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from functions.audit.chain import AuditEvent, AuditLog
+from functions.catalog.repository import CatalogRepository
+from functions.core import aws
+from functions.core.errors import Conflict
+from functions.core.observability import logger
+from functions.core.settings import Settings, department_key
+from functions.ingest.keys import KeyService
+from functions.ingest.models import DatasetVersion, IngestReport, Issue, Upload
+from functions.ingest.pipeline import arrow_schema_summary, run_pipeline
+from functions.ingest.protect import Protector
+from functions.ingest.repository import IngestRepository, VersionTaken
+
+LANDING_KEY = re.compile(r"^landing/([a-z][a-z0-9-]{1,31})/([a-z0-9][a-z0-9-]{2,62})/(u[0-9a-f]{32})/([A-Za-z0-9._-]{1,255})$")
+_MAX_VERSION_ATTEMPTS = 20
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    outcome: str  # published | rejected | duplicate | ignored
+    version: int | None = None
+
+
+class IngestService:
+    def __init__(
+        self,
+        settings: Settings,
+        uploads: IngestRepository,
+        catalog: CatalogRepository,
+        keys: KeyService,
+        audit: AuditLog,
+        s3: Any = None,
+        events: Any = None,
+    ) -> None:
+        self._settings = settings
+        self._uploads = uploads
+        self._catalog = catalog
+        self._keys = keys
+        self._audit = audit
+        self._s3 = s3
+        self._events = events
+
+    @property
+    def s3(self) -> Any:
+        if self._s3 is None:
+            self._s3 = aws.client("s3")
+        return self._s3
+
+    @property
+    def events(self) -> Any:
+        if self._events is None:
+            self._events = aws.client("events")
+        return self._events
+
+    def process(self, bucket: str, key: str) -> IngestResult:
+        found = LANDING_KEY.match(key)
+        if bucket != self._settings.data_bucket or not found:
+            logger.warning("not a landing upload; ignored", extra={"bucket": bucket, "key": key[:300]})
+            return IngestResult("ignored")
+        owner, dataset_id, upload_id, _ = found.groups()
+        upload = self._uploads.get_upload(dataset_id, upload_id)
+        if upload is None or upload.landing_key != key or upload.owner != owner:
+            logger.warning("no upload was requested for this object; ignored", extra={"key": key})
+            return IngestResult("ignored")
+        if upload.status == "published":
+            self._announce(upload)  # a crash may have come between the commit and the event
+            return IngestResult("duplicate", upload.version)
+        if upload.status == "rejected" or not self._uploads.mark_processing(upload, _now()):
+            return IngestResult("duplicate")
+        return self._ingest(upload)
+
+    def _ingest(self, upload: Upload) -> IngestResult:
+        dataset = self._catalog.get(upload.dataset_id)
+        if dataset is None:
+            return self._reject(
+                upload,
+                IngestReport(
+                    file_error="dataset_deleted", issues=[Issue(rule="dataset_deleted", message="The dataset no longer exists")]
+                ),
+            )
+        head = self.s3.head_object(Bucket=self._settings.data_bucket, Key=upload.landing_key)
+        if upload.source == "file" and head["ContentLength"] != upload.request.size_bytes:
+            return self._reject(
+                upload,
+                IngestReport(
+                    file_error="size_mismatch",
+                    issues=[
+                        Issue(
+                            rule="size_mismatch",
+                            message=f"declared {upload.request.size_bytes} bytes, received {head['ContentLength']}",
+                        )
+                    ],
+                ),
+            )
+        department = department_key(self._settings, dataset.owner)
+        protector = Protector(
+            dataset.table_schema,
+            dataset.dataset_id,
+            self._keys.pseudonymisation_key(),
+            lambda: self._keys.dataset_key(dataset.dataset_id, department),
+        )
+        body = self.s3.get_object(Bucket=self._settings.data_bucket, Key=upload.landing_key)["Body"]
+        with tempfile.TemporaryDirectory(prefix="ingest-") as folder:
+            outcome = run_pipeline(body, upload.request, dataset.table_schema, dataset.ingest, protector, Path(folder))
+            prefix = f"{dataset.dataset_id}/{upload.upload_id}"
+            if outcome.quarantine is not None:
+                outcome.report.quarantine_key = f"quarantine/{prefix}/rejected-rows.jsonl"
+                self._store(outcome.quarantine, outcome.report.quarantine_key, department)
+            if not outcome.accepted or outcome.parquet is None or outcome.profile is None:
+                return self._reject(upload, outcome.report, department)
+            curated_key = f"curated/{prefix}/part-00000.parquet"
+            self._store(outcome.parquet, curated_key, department)
+            size = outcome.parquet.stat().st_size
+        for _ in range(_MAX_VERSION_ATTEMPTS):
+            latest = self._catalog.get(dataset.dataset_id)
+            number = (latest.latest_version if latest else 0) + 1
+            version = DatasetVersion(
+                dataset_id=dataset.dataset_id,
+                version=number,
+                owner=dataset.owner,
+                upload_id=upload.upload_id,
+                created_at=_now(),
+                rows=outcome.report.rows_accepted,
+                files=[curated_key],
+                bytes=size,
+                content_sha256=outcome.parquet_sha256,
+                profile=outcome.profile,
+                report=outcome.report,
+                output_schema=arrow_schema_summary(protector.output_schema),
+            )
+            try:
+                self._uploads.commit_version(version, _now())
+            except VersionTaken:
+                continue
+            except Conflict:
+                return IngestResult("duplicate")
+            self._record(
+                upload,
+                "PublishVersion",
+                "allow",
+                {"version": number, "rows": version.rows, "rows_rejected": outcome.report.rows_rejected},
+            )
+            upload.version = number
+            self._announce(upload, version)
+            return IngestResult("published", number)
+        raise Conflict(f"Could not commit a version of {dataset.dataset_id}: too many concurrent uploads")
+
+    def _store(self, path: Path, key: str, department: str | None) -> None:
+        extra: dict[str, str] = {"ServerSideEncryption": "aws:kms"}
+        if department:
+            extra["SSEKMSKeyId"] = department
+        self.s3.upload_file(str(path), self._settings.data_bucket, key, ExtraArgs=extra)
+
+    def _reject(self, upload: Upload, report: IngestReport, department: str | None = None) -> IngestResult:
+        report_key = f"quarantine/{upload.dataset_id}/{upload.upload_id}/report.json"
+        extra: dict[str, Any] = {"ServerSideEncryption": "aws:kms", **({"SSEKMSKeyId": department} if department else {})}
+        self.s3.put_object(
+            Bucket=self._settings.data_bucket,
+            Key=report_key,
+            Body=report.model_dump_json(indent=2).encode(),
+            ContentType="application/json",
+            **extra,
+        )
+        self._uploads.reject_upload(upload, report, _now())
+        self._record(upload, "RejectUpload", "deny", {"reason": report.file_error, "rows_rejected": report.rows_rejected})
+        return IngestResult("rejected")
+
+    def _record(self, upload: Upload, action: str, decision: str, details: dict[str, object]) -> None:
+        self._audit.append(
+            upload.owner,
+            AuditEvent(
+                actor_department=upload.owner,
+                actor_principal=upload.created_by,
+                action=action,
+                resource=f"Dataset::{upload.dataset_id}",
+                decision=decision,
+                reason=str(details.get("reason") or ""),
+                details=dict(details, upload_id=upload.upload_id),
+            ),
+        )
+
+    def _announce(self, upload: Upload, version: DatasetVersion | None = None) -> None:
+        if self._uploads.is_announced(upload.dataset_id, upload.upload_id) or upload.version is None:
+            return
+        version = version or self._uploads.get_version(upload.dataset_id, upload.version)
+        detail = {
+            "dataset_id": version.dataset_id,
+            "version": version.version,
+            "owner": version.owner,
+            "rows": version.rows,
+            "files": version.files,
+            "created_at": version.created_at,
+            "profile": {name: column.model_dump() for name, column in version.profile.columns.items()},
+        }
+        self.events.put_events(
+            Entries=[
+                {
+                    "EventBusName": self._settings.event_bus,
+                    "Source": "cityshare.ingest",
+                    "DetailType": "DatasetVersionPublished",
+                    "Detail": json.dumps(detail, default=str),
+                }
+            ]
+        )
+        self._uploads.mark_announced(upload.dataset_id, upload.upload_id)
