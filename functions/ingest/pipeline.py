@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -52,6 +54,78 @@ def _batches(source: BinaryIO, request: UploadRequest, schema: TableSchema, work
         yield from csv_batches(source, schema, request.csv)
 
 
+_DONE = object()
+
+
+def prefetched(batches: Iterator[ReadResult], depth: int = 2) -> Iterator[ReadResult]:
+    """Read the next batches in a background thread while this one is checked and written
+    (pyarrow parses with the GIL released); at most `depth` batches wait, so memory stays bounded."""
+    waiting: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for item in batches:
+                while not stop.is_set():
+                    try:
+                        waiting.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            waiting.put(_DONE)
+        except BaseException as error:  # handed to the consuming thread, which raises it
+            waiting.put(error)
+
+    reader = threading.Thread(target=read, name="ingest-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = waiting.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        reader.join(timeout=5)
+
+
+class BackgroundSink:
+    """Profiles and writes protected batches in a thread of its own, so the next batch is read and
+    validated meanwhile; at most `depth` batches wait. Errors surface on `close()`."""
+
+    def __init__(self, writer: pq.ParquetWriter, profile: ProfileBuilder, depth: int = 2) -> None:
+        self._writer, self._profile = writer, profile
+        self._waiting: queue.Queue[pa.RecordBatch | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, batch: pa.RecordBatch) -> None:
+        if self._error is not None:
+            raise self._error
+        self._waiting.put(batch)
+
+    def close(self) -> None:
+        self._waiting.put(None)
+        self._thread.join()
+        self._writer.close()
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while (batch := self._waiting.get()) is not None:
+            if self._error is None:
+                try:
+                    self._profile.add(batch)
+                    self._writer.write_batch(batch)
+                except BaseException as error:
+                    self._error = error
+
+
 def run_pipeline(
     raw: BinaryIO, request: UploadRequest, schema: TableSchema, policy: IngestPolicy, protector: Protector, workdir: Path
 ) -> IngestOutcome:
@@ -60,13 +134,13 @@ def run_pipeline(
     parquet_path, quarantine_path = workdir / "part-00000.parquet", workdir / "rejected.jsonl"
     validator = BatchValidator(schema)
     profile = ProfileBuilder(protector.output_schema)
-    writer = pq.ParquetWriter(parquet_path, protector.output_schema, compression="zstd")
+    sink = BackgroundSink(pq.ParquetWriter(parquet_path, protector.output_schema, compression="zstd"), profile)
     quarantined = 0
     try:
         with quarantine_path.open("w", encoding="utf-8") as quarantine:
             source = open_source(raw, request.compression)
             row = 1
-            for batch, read_issues in _batches(source, request, schema, workdir):
+            for batch, read_issues in prefetched(_batches(source, request, schema, workdir)):
                 for issue in read_issues:
                     counts[issue.rule] += 1
                     report.rows_rejected += 1
@@ -89,15 +163,14 @@ def run_pipeline(
                         quarantined += 1
                 if checked.valid.num_rows:
                     protected = protector.protect(checked.valid)
-                    profile.add(protected)
-                    writer.write_batch(protected)
+                    sink.put(protected)
                     report.rows_accepted += protected.num_rows
     except FileRejected as rejected:
         report.file_error = rejected.rule
         counts[rejected.rule] += 1
         report.issues.insert(0, Issue(rule=rejected.rule, message=rejected.message))
     finally:
-        writer.close()
+        sink.close()
     report.rows_read = report.rows_accepted + report.rows_rejected
     report.issue_counts = dict(counts)
     accepted = _accept(report, policy)

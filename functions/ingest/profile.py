@@ -33,6 +33,20 @@ def _mix(values: np.ndarray) -> np.ndarray:
 class HyperLogLog:
     def __init__(self) -> None:
         self.registers = np.zeros(_M, dtype=np.uint8)
+        self._pending: list[np.ndarray] = []
+        self._pending_count = 0
+
+    def add(self, hashes: np.ndarray) -> None:
+        """Buffer hashes and fold them in large steps (each fold has a fixed cost)."""
+        self._pending.append(hashes)
+        self._pending_count += len(hashes)
+        if self._pending_count >= 262_144:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self.add_hashes(np.concatenate(self._pending))
+            self._pending, self._pending_count = [], 0
 
     def add_hashes(self, hashes: np.ndarray) -> None:
         if not len(hashes):
@@ -40,10 +54,17 @@ class HyperLogLog:
         index = (hashes >> np.uint64(64 - _P)).astype(np.int64)
         rest = (hashes << np.uint64(_P)) | np.uint64(1 << (_P - 1))
         # rank = position of the first 1 bit in the remaining bits
-        rank = (64 - np.floor(np.log2(rest.astype(np.float64))).astype(np.int64)).astype(np.uint8)
-        np.maximum.at(self.registers, index, rank)
+        rank = 64 - np.floor(np.log2(rest.astype(np.float64))).astype(np.int64)
+        # Highest rank per register without np.maximum.at (slow): mark (register, rank) pairs seen,
+        # then take the last marked rank of each register.
+        seen = np.zeros((_M, 66), dtype=bool)
+        seen[index, rank] = True
+        highest = 65 - np.argmax(seen[:, ::-1], axis=1)
+        highest[~seen.any(axis=1)] = 0
+        np.maximum(self.registers, highest.astype(np.uint8), out=self.registers)
 
     def estimate(self) -> int:
+        self.flush()
         harmonic = 1.0 / np.sum(np.power(2.0, -self.registers.astype(np.float64)))
         raw = _ALPHA * _M * _M * harmonic
         zeros = int(np.count_nonzero(self.registers == 0))
@@ -52,14 +73,13 @@ class HyperLogLog:
         return int(raw + 0.5)
 
 
-def _hashes(values: pa.Array) -> np.ndarray:
-    present = values.drop_null() if values.null_count else values
+def _hashes(present: pa.Array) -> np.ndarray:
+    """64-bit hashes of distinct, non-null values."""
     if not len(present):
         return np.zeros(0, dtype=np.uint64)
     kind = present.type
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        distinct = pc.unique(present).to_pylist()
-        digests = [int.from_bytes(hashlib.blake2b(v.encode(), digest_size=8).digest(), "little") for v in distinct]
+        digests = [int.from_bytes(hashlib.blake2b(v.encode(), digest_size=8).digest(), "little") for v in present.to_pylist()]
         return np.array(digests, dtype=np.uint64)
     if pa.types.is_boolean(kind):
         return _mix(np.asarray(present.to_numpy(zero_copy_only=False), dtype=np.uint64))
@@ -89,14 +109,16 @@ class ProfileBuilder:
         for name in self._schema.names:
             values = batch.column(name)
             self._nulls[name] += values.null_count
-            if values.null_count < len(values) and not pa.types.is_boolean(values.type):
-                extremes = pc.min_max(values).as_py()
+            # City data repeats a lot: work on each distinct value once.
+            distinct = pc.unique(values.drop_null() if values.null_count else values)
+            if len(distinct) and not pa.types.is_boolean(values.type):
+                extremes = pc.min_max(distinct).as_py()
                 low, high = extremes["min"], extremes["max"]
                 if low is not None and (self._min[name] is None or low < self._min[name]):
                     self._min[name] = low
                 if high is not None and (self._max[name] is None or high > self._max[name]):
                     self._max[name] = high
-            self._distinct[name].add_hashes(_hashes(values))
+            self._distinct[name].add(_hashes(distinct))
 
     def build(self) -> DatasetProfile:
         return DatasetProfile(

@@ -8,7 +8,9 @@ with their row, column and an excerpt of the value.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +22,7 @@ from functions.catalog.models import ColumnSchema, TableSchema
 from functions.ingest.models import Issue
 
 MAX_ISSUES_KEPT = 100
+_POOL = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="validate")
 MAX_NUMBER_TEXT = 64
 CONTROL_CHARACTERS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
 INTEGER_TEXT = r"^[+-]?[0-9]{1,18}$"
@@ -40,6 +43,10 @@ def arrow_type(column: ColumnSchema) -> pa.DataType:
             column.format or "", pa.string()
         )
     return {"integer": pa.int64(), "number": pa.float64(), "boolean": pa.bool_()}[json_type]
+
+
+# A rule's verdict per row: an Arrow boolean array (null: not applicable) or a numpy mask.
+Problem = pa.Array | np.ndarray
 
 
 @dataclass
@@ -65,11 +72,20 @@ class BatchValidator:
         counts: Counter[str] = Counter()
         issues: list[Issue] = []
         typed_columns = []
-        for name, column in self.schema.properties.items():
+        # Columns are independent and pyarrow's kernels release the GIL: check them side by side.
+        checked = list(
+            _POOL.map(lambda item: self._check_column(item[0], item[1], batch.column(item[0])), self.schema.properties.items())
+        )
+        for (name, _), (typed, problems) in zip(self.schema.properties.items(), checked, strict=True):
             original = batch.column(name)
-            typed, problems = self._check_column(name, column, original)
             typed_columns.append(typed)
-            for rule, mask in problems:
+            for rule, found in problems:
+                if isinstance(found, np.ndarray):
+                    mask = found
+                elif found.null_count == len(found) or not pc.any(found).as_py():
+                    continue  # the usual case: nothing wrong, no numpy mask needed
+                else:
+                    mask = _mask(found)
                 positions = np.flatnonzero(mask)
                 if not len(positions):
                     continue
@@ -104,12 +120,12 @@ class BatchValidator:
             issues=issues,
         )
 
-    def _check_column(self, name: str, column: ColumnSchema, original: pa.Array) -> tuple[pa.Array, list[tuple[str, np.ndarray]]]:
+    def _check_column(self, name: str, column: ColumnSchema, original: pa.Array) -> tuple[pa.Array, list[tuple[str, Problem]]]:
         target = self.targets[name]
         _, null_in_type = declared_types(column)
         nullable = null_in_type or name not in self.schema.required
-        problems: list[tuple[str, np.ndarray]] = []
-        if pa.types.is_string(original.type) or pa.types.is_large_string(original.type):
+        problems: list[tuple[str, Problem]] = []
+        if (pa.types.is_string(original.type) or pa.types.is_large_string(original.type)) and _has_control_bytes(original):
             control = _mask(pc.match_substring_regex(original, CONTROL_CHARACTERS))
             if control.any():
                 problems.append(("control_characters", control))
@@ -143,6 +159,21 @@ class BatchValidator:
         return typed, problems
 
 
+_CONTROL_BYTES = np.zeros(256, dtype=bool)
+_CONTROL_BYTES[[*range(0, 9), 11, 12, *range(14, 32), 127]] = True
+
+
+def _has_control_bytes(values: pa.Array) -> bool:
+    """One numpy pass over the column's character data; the per-row regex runs only when it finds one."""
+    data = values.buffers()[2]
+    if data is None or not data.size:
+        return False
+    characters = np.frombuffer(data, dtype=np.uint8)
+    if characters.min() >= 32 and (characters.max() < 127 or not (characters == 127).any()):
+        return False  # two SIMD reductions settle the usual case
+    return bool(_CONTROL_BYTES[characters].any())
+
+
 def _mask(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """A boolean numpy mask; nulls count as False (not a problem of this rule)."""
     return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)
@@ -154,6 +185,10 @@ def convert(original: pa.Array, target: pa.DataType) -> tuple[pa.Array, np.ndarr
         return original, np.zeros(len(original), dtype=bool)
     if pa.types.is_null(original.type):
         return pa.nulls(len(original), target), np.zeros(len(original), dtype=bool)
+    try:
+        return pc.cast(original, target), np.zeros(len(original), dtype=bool)  # the common case: all convert
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
     candidates = original
     prefiltered = np.zeros(len(original), dtype=bool)
     if pa.types.is_string(original.type) and (pa.types.is_integer(target) or pa.types.is_floating(target)):

@@ -1,0 +1,158 @@
+"""Seeded generators of realistic city data, any size, for demos, tests and benchmarks.
+
+Each writes rows matching its schema in schemas/datasets/ (CSV or JSON lines), streaming, so a
+million rows never sit in memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+START = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
+DISTRICTS = ["Centre", "Harbour", "Old Town", "North Park", "Riverside", "University", "Airport", "Eastgate"]
+STREETS = ["Market Street", "Station Road", "Harbour Lane", "Elm Avenue", "Bridge Street", "Mill Road", "Park Row"]
+Row = dict[str, Any]
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def traffic_flow(rng: random.Random, rows: int, spike: bool = False) -> Iterator[Row]:
+    segments = max(1, min(2000, rows // 288 or 1))
+    for index in range(rows):
+        segment, interval = index % segments, index // segments
+        moment = START + timedelta(minutes=5 * interval)
+        rush = 1.0 + (0.8 if moment.hour in (7, 8, 17, 18) else 0.0)
+        count = int(rng.gauss(60 * rush, 12))
+        speed = max(3.0, rng.gauss(48 / rush, 8) - (40 if spike and segment % 7 == 0 else 0))
+        yield {
+            "segment_id": f"SEG-{segment + 1:05d}",
+            "district": DISTRICTS[segment % len(DISTRICTS)],
+            "measured_at": _iso(moment),
+            "vehicle_count": max(0, count),
+            "avg_speed_kmh": round(speed, 1),
+            "occupancy_pct": round(min(100.0, max(0.0, rng.gauss(22 * rush, 6))), 1),
+            "camera_id": f"CAM-{segment % 400 + 1:04d}" if segment % 3 == 0 else None,
+        }
+
+
+def plate_reads(rng: random.Random, rows: int, spike: bool = False) -> Iterator[Row]:
+    plates = [
+        f"{rng.choice('ABCDEFGHJKLMNPRSTVWXYZ')}{rng.choice('ABCDEFGHJKLMNPRSTVWXYZ')}{rng.randint(100, 999)}"
+        f"{rng.choice('ABCDEFGHJKLMNPRSTVWXYZ')}{rng.choice('ABCDEFGHJKLMNPRSTVWXYZ')}"
+        for _ in range(max(10, rows // 5))
+    ]
+    for index in range(rows):
+        yield {
+            "camera_id": f"CAM-{rng.randint(1, 400):04d}",
+            "read_at": _iso(START + timedelta(seconds=index * 2)),
+            "plate": rng.choice(plates),
+            "confidence": round(rng.uniform(0.7, 1.0), 3),
+            "lane": rng.randint(1, 4),
+        }
+
+
+def air_quality(rng: random.Random, rows: int, spike: bool = False) -> Iterator[Row]:
+    stations = 24
+    for index in range(rows):
+        station, hour = index % stations, index // stations
+        surge = 70.0 if spike and station == 3 and hour % 24 in (7, 8, 9) else 0.0
+        yield {
+            "station_id": f"AQ-{station + 1:03d}",
+            "district": DISTRICTS[station % len(DISTRICTS)],
+            "measured_at": _iso(START + timedelta(hours=hour)),
+            "pm25": round(max(1.0, rng.gauss(14, 5) + surge), 1),
+            "pm10": round(max(2.0, rng.gauss(24, 8) + surge * 1.4), 1),
+            "no2": round(max(1.0, rng.gauss(32, 10)), 1),
+            "o3": round(max(1.0, rng.gauss(55, 15)), 1) if index % 11 else None,
+        }
+
+
+def hospital_beds(rng: random.Random, rows: int, spike: bool = False) -> Iterator[Row]:
+    wards = ["icu", "general", "paediatric", "maternity", "emergency"]
+    capacity = {"icu": 24, "general": 320, "paediatric": 60, "maternity": 48, "emergency": 40}
+    for index in range(rows):
+        hospital, ward = index % 6, wards[(index // 6) % len(wards)]
+        total = capacity[ward]
+        yield {
+            "hospital_id": f"HOSP-{hospital + 1:02d}",
+            "ward_type": ward,
+            "reported_at": _iso(START + timedelta(hours=index // 30)),
+            "beds_total": total,
+            "beds_occupied": min(total, max(0, int(rng.gauss(total * 0.82, total * 0.08)))),
+        }
+
+
+def service_requests(rng: random.Random, rows: int, spike: bool = False) -> Iterator[Row]:
+    categories = ["pothole", "street-light", "waste", "noise", "graffiti", "other"]
+    for index in range(rows):
+        yield {
+            "request_id": f"SR-{index + 1:08d}",
+            "opened_at": _iso(START + timedelta(minutes=index * 7)),
+            "category": rng.choice(categories),
+            "district": rng.choice(DISTRICTS),
+            "address": f"{rng.randint(1, 240)} {rng.choice(STREETS)}",
+            "phone": f"+44 7{rng.randint(100, 999)} {rng.randint(100000, 999999)}" if rng.random() < 0.7 else None,
+            "latitude": round(51.45 + rng.uniform(-0.05, 0.05), 6),
+            "longitude": round(-2.58 + rng.uniform(-0.08, 0.08), 6),
+            "status": rng.choice(["open", "in-progress", "closed"]),
+        }
+
+
+def delivery_gps(rng: random.Random, rows: int, spike: bool = False) -> Iterator[Row]:
+    vehicles = [(f"VAN-{n:04d}", rng.choice(["ParcelCo", "CityFresh", "QuickDrop", "GreenVan"])) for n in range(1, 81)]
+    positions = {v: (51.45 + rng.uniform(-0.03, 0.03), -2.58 + rng.uniform(-0.05, 0.05)) for v, _ in vehicles}
+    for index in range(rows):
+        vehicle, operator = vehicles[index % len(vehicles)]
+        lat, lon = positions[vehicle]
+        lat, lon = lat + rng.uniform(-0.0004, 0.0004), lon + rng.uniform(-0.0006, 0.0006)
+        positions[vehicle] = (lat, lon)
+        yield {
+            "vehicle_id": vehicle,
+            "operator": operator,
+            "recorded_at": _iso(START + timedelta(seconds=30 * (index // len(vehicles)))),
+            "latitude": round(lat, 6),
+            "longitude": round(lon, 6),
+            "speed_kmh": round(max(0.0, rng.gauss(22, 9)), 1),
+        }
+
+
+GENERATORS: dict[str, Callable[[random.Random, int, bool], Iterator[Row]]] = {
+    "traffic-flow": traffic_flow,
+    "plate-reads": plate_reads,
+    "air-quality": air_quality,
+    "hospital-beds": hospital_beds,
+    "service-requests": service_requests,
+    "delivery-gps": delivery_gps,
+}
+
+
+def generate(name: str, rows: int, out: Path, seed: int = 7, spike: bool = False) -> Path:
+    """Write `rows` rows of dataset `name` to `out` (.csv or .jsonl, by its suffix)."""
+    rng = random.Random(f"{name}:{seed}")
+    records = GENERATORS[name](rng, rows, spike)
+    with out.open("w", encoding="utf-8", newline="") as handle:
+        _write_jsonl(handle, records) if out.suffix == ".jsonl" else _write_csv(handle, records)
+    return out
+
+
+def _write_csv(handle: TextIO, records: Iterator[Row]) -> None:
+    first = next(records, None)
+    if first is None:
+        return
+    writer = csv.DictWriter(handle, fieldnames=list(first))
+    writer.writeheader()
+    writer.writerow(first)
+    writer.writerows(records)
+
+
+def _write_jsonl(handle: TextIO, records: Iterator[Row]) -> None:
+    for record in records:
+        handle.write(json.dumps(record) + "\n")
