@@ -12,7 +12,7 @@ import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -46,7 +46,7 @@ def arrow_type(column: ColumnSchema) -> pa.DataType:
 
 
 # A rule's verdict per row: an Arrow boolean array (null: not applicable) or a numpy mask.
-Problem = pa.Array | np.ndarray
+Problem: TypeAlias = Any  # a boolean pa.Array (null: not applicable) or a numpy mask
 
 
 @dataclass
