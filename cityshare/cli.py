@@ -190,6 +190,112 @@ def datasets_list(
     console.print(table)
 
 
+# -- ingestion
+@app.command()
+def upload(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV, JSON lines or Parquet; .gz accepted")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d")],
+    file_format: Annotated[str | None, typer.Option("--format", help="csv, jsonl or parquet (default: from the name)")] = None,
+    delimiter: Annotated[str | None, typer.Option(help="CSV delimiter: , ; tab |")] = None,
+    encoding: Annotated[str | None, typer.Option(help="CSV encoding, e.g. latin-1")] = None,
+    wait: Annotated[bool, typer.Option(help="Wait for the outcome")] = True,
+) -> None:
+    """Upload a file to a dataset of yours, with a progress bar, and show what became of it."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    csv = {k: v for k, v in {"delimiter": "\t" if delimiter == "tab" else delimiter, "encoding": encoding}.items() if v}
+    sdk = client()
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=console
+    ) as progress:
+        task = progress.add_task(f"uploading {file.name}", total=file.stat().st_size)
+        ticket = sdk.upload_file(dataset, file, file_format, csv=csv or None, progress=lambda n: progress.advance(task, n))
+    console.print(f"upload {ticket['upload_id']} sent")
+    if wait:
+        show_outcome(sdk.wait_for_upload(dataset, ticket["upload_id"]))
+
+
+@app.command()
+def push(
+    dataset: str,
+    records_file: Annotated[Path, typer.Argument(exists=True, help="A JSON array of records, or JSON lines")],
+    wait: Annotated[bool, typer.Option(help="Wait for the outcome")] = True,
+) -> None:
+    """Push a small batch of JSON records (at most 1,000) to a dataset of yours."""
+    text = records_file.read_text()
+    records = (
+        json.loads(text) if text.lstrip().startswith("[") else [json.loads(line) for line in text.splitlines() if line.strip()]
+    )
+    sdk = client()
+    pushed = sdk.push_records(dataset, records)
+    if wait:
+        show_outcome(sdk.wait_for_upload(dataset, pushed["upload_id"]))
+
+
+def show_outcome(upload: dict[str, Any]) -> None:
+    report = upload.get("report") or {}
+    if upload["status"] == "published":
+        console.print(
+            f"[green]published as version {upload['version']}[/green]: {report.get('rows_accepted')} rows"
+            + (f", {report['rows_rejected']} rejected" if report.get("rows_rejected") else "")
+        )
+    elif upload["status"] == "rejected":
+        console.print(f"[red]rejected[/red] ({report.get('file_error')}): {report.get('rows_rejected', 0)} invalid rows")
+    else:
+        console.print(f"still {upload['status']}")
+    if report.get("issues"):
+        table = Table("row", "column", "rule", "message", "value", title="Problems found (first ones)")
+        for issue in report["issues"][:20]:
+            table.add_row(
+                str(issue.get("row") or ""), issue.get("column") or "", issue["rule"], issue["message"], issue.get("value") or ""
+            )
+        console.print(table)
+    if upload["status"] == "rejected":
+        raise typer.Exit(1)
+
+
+@app.command()
+def versions(dataset: str) -> None:
+    """A dataset's versions with rows and rejected rows."""
+    table = Table("version", "created", "rows", "rejected", "bytes", "upload")
+    for version in client().list_versions(dataset):
+        table.add_row(
+            str(version["version"]),
+            version["created_at"],
+            str(version["rows"]),
+            str(version["report"]["rows_rejected"]),
+            str(version["bytes"]),
+            version["upload_id"],
+        )
+    console.print(table)
+
+
+@app.command("version")
+def version_show(dataset: str, number: int) -> None:
+    """One version: files, profile and the report of rejected rows."""
+    show(client().get_version(dataset, number))
+
+
+@app.command("demo-data")
+def demo_data(
+    name: Annotated[
+        str, typer.Argument(help="traffic-flow, plate-reads, air-quality, hospital-beds, service-requests, delivery-gps")
+    ],
+    out: Annotated[Path, typer.Option(help="File to write (.csv or .jsonl)")],
+    rows: Annotated[int, typer.Option()] = 1000,
+    seed: Annotated[int, typer.Option()] = 7,
+    spike: Annotated[bool, typer.Option(help="Include an incident (pollution spike, congestion)")] = False,
+) -> None:
+    """Generate realistic, seeded city data matching schemas/datasets/NAME.json."""
+    from cityshare.generators import GENERATORS, generate
+
+    if name not in GENERATORS:
+        console.print(f"[red]unknown dataset {name}[/red]; one of {', '.join(GENERATORS)}")
+        raise typer.Exit(2)
+    generate(name, rows, out, seed, spike)
+    console.print(f"{rows} rows of {name} written to {out}")
+
+
 # -- audit
 @audit_app.command("show")
 def audit_show(department: Annotated[str | None, typer.Option()] = None) -> None:

@@ -75,6 +75,8 @@ def run_scenario(admin_profile_path: Path, console: Console) -> dict[str, Any]:
         )
         console.print(f"  {owner} published [bold]{dataset_id}[/bold] ({classification}, {len(schema['properties'])} columns)")
 
+    outcome["ingest"] = publish_data(people, admin_profile_path.parent / "data", console)
+
     console.rule("3. Departments browse and search the catalog")
     seen = list(people["environment"]["member"].iter_datasets())
     console.print(_dataset_table(seen, "What environment can see (confidential and restricted of others stay hidden)"))
@@ -118,6 +120,76 @@ def run_scenario(admin_profile_path: Path, console: Console) -> dict[str, Any]:
     outcome["refusals_audited"] = sorted({e["reason"] for e in admin.iter_audit("platform") if e["decision"] == "deny"})
     outcome["chains_intact"] = all(r.intact for r in reports)
     return outcome
+
+
+def publish_data(people: dict[str, dict[str, CityShareClient]], folder: Path, console: Console) -> dict[str, Any]:
+    """Each department uploads generated data; one broken file is rejected with its report."""
+    from cityshare.generators import generate
+
+    console.rule("2b. Departments upload data: validated, protected, versioned")
+    folder.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {}
+    uploads = [
+        ("transport", "traffic-flow", generate("traffic-flow", 5000, folder / "traffic-flow.csv")),
+        ("transport", "plate-reads", generate("plate-reads", 2000, folder / "plate-reads.csv")),
+        ("environment", "air-quality", _gzip(generate("air-quality", 24 * 48, folder / "air-quality.jsonl", spike=True))),
+        ("health", "hospital-beds", generate("hospital-beds", 600, folder / "hospital-beds.csv")),
+    ]
+    for owner, dataset_id, path in uploads:
+        sdk = people[owner]["member"]
+        ticket = sdk.upload_file(dataset_id, path)
+        upload = sdk.wait_for_upload(dataset_id, ticket["upload_id"])
+        results[dataset_id] = upload["status"]
+        console.print(
+            f"  {owner} uploaded {path.name} -> [green]{upload['status']}[/green] as version {upload['version']} "
+            f"({upload['report']['rows_accepted']} rows)"
+        )
+    plates = people["transport"]["member"].get_version("plate-reads", 1)
+    sample = plates["profile"]["columns"]["plate"]
+    console.print(
+        f"  plate numbers reach storage only as city-wide pseudonyms, e.g. {sample['min']} "
+        f"({sample['distinct_estimate']} distinct vehicles)"
+    )
+    sensors = people["environment"]["member"]
+    pushed = sensors.push_records(
+        "air-quality",
+        [
+            {"station_id": "AQ-004", "district": "Harbour", "measured_at": "2026-11-04T08:00:00Z", "pm25": 92.5, "pm10": 130.1},
+            {"station_id": "AQ-005", "district": "Centre", "measured_at": "2026-11-04T08:00:00Z", "pm25": 18.0},
+        ],
+    )
+    pushed = sensors.wait_for_upload("air-quality", pushed["upload_id"])
+    console.print(f"  environment's sensors pushed 2 records -> {pushed['status']} as version {pushed['version']}")
+
+    broken = folder / "hospital-beds-broken.csv"
+    broken.write_text(
+        "hospital_id,ward_type,reported_at,beds_total,beds_occupied\n"
+        "HOSP-01,icu,2026-11-04T08:00:00Z,24,20\n"
+        "HOSP-02,rooftop,2026-11-04T08:00:00Z,24,19\n"
+        "HOSP-03,general,yesterday,320,-4\n"
+        "HOSP-04,general,2026-11-04T08:00:00Z,3.5e9999,12\n"
+    )
+    health = people["health"]["member"]
+    rejected = health.wait_for_upload("hospital-beds", health.upload_file("hospital-beds", broken)["upload_id"])
+    results["broken"] = rejected["status"]
+    report = rejected["report"]
+    console.print(f"  health uploaded {broken.name} -> [red]{rejected['status']}[/red]: {report['issues'][0]['message']}")
+    table = Table("row", "column", "rule", "value", title="The rejection report (the original file is kept)")
+    for issue in report["issues"][1:]:
+        table.add_row(str(issue["row"]), issue["column"] or "", issue["rule"], issue["value"] or "")
+    console.print(table)
+    for owner, dataset_id in (("transport", "traffic-flow"), ("environment", "air-quality")):
+        listed = people[owner]["member"].list_versions(dataset_id)
+        console.print(f"  {dataset_id} versions: " + ", ".join(f"v{v['version']} ({v['rows']} rows)" for v in reversed(listed)))
+    return results
+
+
+def _gzip(path: Path) -> Path:
+    import gzip
+
+    target = path.with_suffix(path.suffix + ".gz")
+    target.write_bytes(gzip.compress(path.read_bytes()))
+    return target
 
 
 def forged_request(admin_profile: Profile, victim: CityShareClient, keys_dir: Path) -> str:

@@ -172,6 +172,7 @@ def run_pipeline(
     finally:
         sink.close()
     report.rows_read = report.rows_accepted + report.rows_rejected
+    report.issues.sort(key=lambda issue: (issue.row is not None, issue.row or 0, issue.column or ""))
     report.issue_counts = dict(counts)
     accepted = _accept(report, policy)
     if accepted:
