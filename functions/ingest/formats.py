@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -165,27 +166,36 @@ def csv_batches(stream: BinaryIO, schema: TableSchema, dialect: CsvDialect) -> I
                 check_utf8=True,
             ),
         )
-    except pa.ArrowInvalid as error:
+        # A BOM before the header is not part of the first column's name.
+        names = [name.lstrip("\ufeff") for name in reader.schema.names]
+    except (pa.ArrowException, UnicodeDecodeError) as error:
         raise FileRejected(*_csv_problem(error)) from None
-    names = [name.lstrip("\ufeff") for name in reader.schema.names]  # a BOM before the header is not part of it
     check_columns(names, schema)
     while True:
         try:
             batch = reader.read_next_batch()
         except StopIteration:
             break
-        except pa.ArrowInvalid as error:
+        except (pa.ArrowException, UnicodeDecodeError) as error:
             raise FileRejected(*_csv_problem(error)) from None
         batch = pa.RecordBatch.from_arrays(batch.columns, names=names)
+        _check_row_size(batch)
         issues, ragged[:] = list(ragged), []
         yield _declared(batch, schema), issues
     if ragged:
         yield _declared(pa.RecordBatch.from_pylist([], schema=pa.schema([(n, pa.string()) for n in names])), schema), ragged
 
 
+def _check_row_size(batch: pa.RecordBatch) -> None:
+    """The reader accepts long values; CityShare's row limit is MAX_ROW_BYTES (a value cannot exceed it)."""
+    for column in batch.columns:
+        if pa.types.is_string(column.type) and len(column) and (pc.max(pc.binary_length(column)).as_py() or 0) > MAX_ROW_BYTES:
+            raise FileRejected("row_too_large", f"A value is longer than {MAX_ROW_BYTES // 1024} KB")
+
+
 def _csv_problem(error: Exception) -> tuple[str, str]:
     text = str(error)
-    if "UTF8" in text or "utf8" in text.lower():
+    if isinstance(error, UnicodeDecodeError) or "UTF8" in text or "utf8" in text.lower():
         return "invalid_encoding", "The file is not valid UTF-8; declare its encoding (csv.encoding)"
     if "straddling" in text or "block size" in text.lower():
         return "row_too_large", f"A row is longer than {CSV_BLOCK_BYTES // 1024 // 1024} MB"
@@ -286,11 +296,11 @@ def _batch(rows: dict[str, list[str | None]], names: list[str]) -> pa.RecordBatc
 def parquet_batches(source: BinaryIO, schema: TableSchema) -> Iterator[ReadResult]:
     try:
         parquet = pq.ParquetFile(source)
-    except (pa.ArrowInvalid, OSError) as error:
+    except (pa.ArrowException, OSError) as error:
         raise FileRejected("unreadable_parquet", f"Not a readable Parquet file: {str(error)[:200]}") from None
     check_columns(parquet.schema_arrow.names, schema)
     try:
         for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
             yield _declared(batch, schema), []
-    except (pa.ArrowInvalid, OSError) as error:
+    except (pa.ArrowException, OSError) as error:
         raise FileRejected("unreadable_parquet", f"The Parquet file is damaged: {str(error)[:200]}") from None

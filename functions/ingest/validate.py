@@ -185,13 +185,19 @@ def convert(original: pa.Array, target: pa.DataType) -> tuple[pa.Array, np.ndarr
         return original, np.zeros(len(original), dtype=bool)
     if pa.types.is_null(original.type):
         return pa.nulls(len(original), target), np.zeros(len(original), dtype=bool)
+    numeric_text = pa.types.is_string(original.type) and (pa.types.is_integer(target) or pa.types.is_floating(target))
     try:
-        return pc.cast(original, target), np.zeros(len(original), dtype=bool)  # the common case: all convert
+        converted = pc.cast(original, target)  # the common case: everything converts
+        if not numeric_text:
+            return converted, np.zeros(len(original), dtype=bool)
+        too_long = _mask(pc.greater(pc.utf8_length(original), MAX_NUMBER_TEXT))  # "1" * 3000 casts to inf
+        if not too_long.any():
+            return converted, too_long
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
     candidates = original
     prefiltered = np.zeros(len(original), dtype=bool)
-    if pa.types.is_string(original.type) and (pa.types.is_integer(target) or pa.types.is_floating(target)):
+    if numeric_text:
         syntax = INTEGER_TEXT if pa.types.is_integer(target) else NUMBER_TEXT
         well_formed = pc.and_(
             pc.match_substring_regex(original, syntax), pc.less_equal(pc.utf8_length(original), MAX_NUMBER_TEXT)
