@@ -114,7 +114,7 @@ SPEC = PlatformSpec(
             Key("pk"),
             Key("sk"),
             indexes=(
-                IndexSpec("by_owner", Key("owner"), Key("dataset_id")),
+                IndexSpec("by_owner", Key("catalog_owner"), Key("dataset_id")),
                 IndexSpec("all_datasets", Key("listing"), Key("dataset_id")),
             ),
             purpose="datasets, their versions and profiles",

@@ -1,6 +1,6 @@
 """The catalog table. Datasets are `DATASET#<id>` / `DATASET`; versions join the same partition later.
 
-Read paths are keys or indexes, never scans: `by_owner` (owner, dataset_id) and `all_datasets`
+Read paths are keys or indexes, never scans: `by_owner` (catalog_owner, dataset_id) and `all_datasets`
 (a constant `listing` key, dataset_id) for browsing the whole catalog in id order.
 """
 
@@ -20,7 +20,9 @@ from functions.core.errors import AlreadyExists, Conflict, InvalidRequest
 OWNER_INDEX = "by_owner"
 ALL_INDEX = "all_datasets"
 _LISTING = "DATASET"
-_INDEX_KEYS = {OWNER_INDEX: ("owner", "dataset_id"), ALL_INDEX: ("listing", "dataset_id")}
+# Only dataset items carry the index keys (uploads and versions in the same partitions must not
+# appear in the listings).
+_INDEX_KEYS = {OWNER_INDEX: ("catalog_owner", "dataset_id"), ALL_INDEX: ("listing", "dataset_id")}
 
 
 def _pk(dataset_id: str) -> str:
@@ -78,7 +80,7 @@ class CatalogRepository(DynamoTable):
     def scan_pages(self, query: CatalogQuery, page_size: int, cursor: str | None) -> Iterator[tuple[Dataset, str]]:
         """Datasets matching `query` in id order, each with the cursor that resumes after it."""
         index = OWNER_INDEX if query.owner else ALL_INDEX
-        key_name = "owner" if query.owner else "listing"
+        key_name = _INDEX_KEYS[index][0]
         request: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": index,
@@ -122,13 +124,14 @@ def _record(dataset: Dataset) -> dict[str, Any]:
         pk=_pk(dataset.dataset_id),
         sk="DATASET",
         listing=_LISTING,
+        catalog_owner=dataset.owner,
         schema=json.dumps(schema, sort_keys=True),
         search_text=search_text,
     )
 
 
 def _dataset(record: dict[str, Any]) -> Dataset:
-    values = {k: v for k, v in record.items() if k not in {"pk", "sk", "listing", "search_text"}}
+    values = {k: v for k, v in record.items() if k not in {"pk", "sk", "listing", "catalog_owner", "search_text"}}
     values["schema"] = json.loads(values["schema"])
     return Dataset.model_validate(values)
 

@@ -181,3 +181,27 @@ def test_the_function_asset_holds_only_the_code_and_the_policies(synthesised: Sy
     assert sorted(p.name for p in code_dir.iterdir()) == ["functions", "policies"]
     assert (code_dir / "policies" / "base.cedar").exists()
     assert not list(code_dir.rglob("__pycache__"))
+
+
+def test_the_ingest_function_consumes_its_queue_with_partial_batch_failures(resources: Resources) -> None:
+    mappings = of_type(resources, "AWS::Lambda::EventSourceMapping")
+    assert len(mappings) == len([q for q in SPEC.queues if q.consumer])
+    mapping = next(iter(mappings.values()))["Properties"]
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BatchSize"] == SPEC.queues[0].batch_size
+    ingest = [f for name, f in of_type(resources, "AWS::Lambda::Function").items() if "Functioningest" in name]
+    assert ingest[0]["Properties"]["EphemeralStorage"] == {"Size": 10240}
+    assert ingest[0]["Properties"]["Timeout"] < next(
+        q["Properties"]["VisibilityTimeout"]
+        for q in of_type(resources, "AWS::SQS::Queue").values()
+        if "RedrivePolicy" in q["Properties"]
+    )
+
+
+def test_functions_that_protect_data_may_use_the_departments_keys(synthesised: Synthesised, resources: Resources) -> None:
+    policies = [p["Properties"] for p in of_type(resources, "AWS::IAM::Policy").values()]
+    ingest_policy = next(p for p in policies if "ingest" in json.dumps(p["Roles"]).lower())
+    statements = json.dumps(ingest_policy["PolicyDocument"]["Statement"])
+    assert "kms:GenerateDataKey" in statements and "kms:Decrypt" in statements
+    department_keys = [name for name in of_type(resources, "AWS::KMS::Key") if "Department" in name]
+    assert all(name in statements for name in department_keys)
