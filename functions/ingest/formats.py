@@ -22,7 +22,7 @@ from functions.catalog.models import TableSchema
 from functions.ingest.models import CsvDialect, Issue
 
 BATCH_ROWS = 65_536
-CSV_BLOCK_BYTES = 8 * 1024 * 1024  # also the longest row accepted
+CSV_BLOCK_BYTES = 4 * 1024 * 1024  # also the longest row accepted
 MAX_ROW_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 32
 MAX_NUMBER_DIGITS = 64

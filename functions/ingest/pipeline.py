@@ -57,7 +57,7 @@ def _batches(source: BinaryIO, request: UploadRequest, schema: TableSchema, work
 _DONE = object()
 
 
-def prefetched(batches: Iterator[ReadResult], depth: int = 2) -> Iterator[ReadResult]:
+def prefetched(batches: Iterator[ReadResult], depth: int = 1) -> Iterator[ReadResult]:
     """Read the next batches in a background thread while this one is checked and written
     (pyarrow parses with the GIL released); at most `depth` batches wait, so memory stays bounded."""
     waiting: queue.Queue[object] = queue.Queue(maxsize=depth)
@@ -97,7 +97,7 @@ class BackgroundSink:
     """Profiles and writes protected batches in a thread of its own, so the next batch is read and
     validated meanwhile; at most `depth` batches wait. Errors surface on `close()`."""
 
-    def __init__(self, writer: pq.ParquetWriter, profile: ProfileBuilder, depth: int = 2) -> None:
+    def __init__(self, writer: pq.ParquetWriter, profile: ProfileBuilder, depth: int = 1) -> None:
         self._writer, self._profile = writer, profile
         self._waiting: queue.Queue[pa.RecordBatch | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
