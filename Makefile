@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
-LAYER := build/layer
+LAYERS := build/layers
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
@@ -52,14 +52,18 @@ bench: $(DEV)  ## print the benchmarks' figures
 	$(BIN)/python -m benchmarks.api
 	$(BIN)/python -m benchmarks.cold_start
 
-# The Lambda layer for arm64, from wheels only: no Docker, no compiler.
-$(LAYER)/.built: functions/requirements.txt
-	rm -rf $(LAYER) && mkdir -p $(LAYER)/python
-	$(BIN)/pip install -q --platform manylinux_2_28_aarch64 --platform manylinux2014_aarch64 \
-	  --implementation cp --python-version 3.13 --only-binary=:all: --no-compile \
-	  -t $(LAYER)/python -r functions/requirements.txt
+# The Lambda layers for arm64, from wheels only: no Docker, no compiler. "data" drops pyarrow's C++
+# headers, Cython sources and tests (never loaded) so core + data stay under Lambda's 250 MB limit.
+LAYER_PIP := $(BIN)/pip install -q --platform manylinux_2_28_aarch64 --platform manylinux2014_aarch64 \
+	--implementation cp --python-version 3.13 --only-binary=:all: --no-compile
+$(LAYERS)/.built: functions/requirements-core.txt functions/requirements-data.txt
+	rm -rf $(LAYERS) && mkdir -p $(LAYERS)/core/python $(LAYERS)/data/python
+	$(LAYER_PIP) -t $(LAYERS)/core/python -r functions/requirements-core.txt
+	$(LAYER_PIP) -t $(LAYERS)/data/python --no-deps -r functions/requirements-data.txt
+	cd $(LAYERS)/data/python/pyarrow && rm -rf include tests *.pyx *.pxd
+	du -sh $(LAYERS)/core $(LAYERS)/data
 	touch $@
-layer: $(RUNTIME) $(LAYER)/.built
+layer: $(RUNTIME) $(LAYERS)/.built
 
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund

@@ -20,10 +20,11 @@ from infra.cloud.stack import CityShareStack
 BUILD_DIR = Path(__file__).resolve().parent / "build"
 
 
-def build_app(app: App, layer_dir: Path = BUILD_DIR / "layer", code_dir: Path = BUILD_DIR / "function-code") -> CityShareStack:
+def build_app(app: App, layer_dir: Path = BUILD_DIR / "layers", code_dir: Path = BUILD_DIR / "function-code") -> CityShareStack:
     config = DeploymentConfig.from_context(app.node.try_get_context("cityshare"))
-    if not (layer_dir / "python").is_dir():
-        raise SystemExit(f"The Lambda layer is not built in {layer_dir}: run `make layer` (or `make synth`)")
+    missing = [name for name in ("core", "data") if not (layer_dir / name / "python").is_dir()]
+    if missing:
+        raise SystemExit(f"The Lambda layers {missing} are not built in {layer_dir}: run `make layer` (or `make synth`)")
     region = (
         config.region
         or os.environ.get("CDK_DEPLOY_REGION")

@@ -70,6 +70,7 @@ class FunctionSpec:
     publishes_events: bool = False
     ephemeral_storage_mb: int = 512
     uses_data_keys: bool = False  # encrypt/decrypt with the departments' and the platform's KMS keys
+    layers: tuple[str, ...] = ("core",)  # dependency layers (functions/requirements-<layer>.txt)
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,7 @@ SPEC = PlatformSpec(
             publishes_events=True,
             ephemeral_storage_mb=10240,
             uses_data_keys=True,
+            layers=("core", "data"),
         ),
         FunctionSpec(
             "api",

@@ -50,14 +50,17 @@ class Functions(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         code = lambda_.Code.from_asset(str(code_dir))
-        layer = lambda_.LayerVersion(
-            self,
-            "Dependencies",
-            code=lambda_.Code.from_asset(str(layer_dir)),
-            compatible_runtimes=[lambda_.Runtime.PYTHON_3_13],
-            compatible_architectures=[lambda_.Architecture.ARM_64],
-            description="CityShare dependencies (functions/requirements.txt, wheels for arm64)",
-        )
+        layers = {
+            name: lambda_.LayerVersion(
+                self,
+                f"Dependencies-{name}",
+                code=lambda_.Code.from_asset(str(layer_dir / name)),
+                compatible_runtimes=[lambda_.Runtime.PYTHON_3_13],
+                compatible_architectures=[lambda_.Architecture.ARM_64],
+                description=f"CityShare {name} dependencies (functions/requirements-{name}.txt, wheels for arm64)",
+            )
+            for name in sorted({layer for spec in specs for layer in spec.layers})
+        }
         self.functions: dict[str, lambda_.Function] = {}
         for spec in specs:
             log_group = logs.LogGroup(
@@ -73,7 +76,7 @@ class Functions(Construct):
                 architecture=lambda_.Architecture.ARM_64,
                 handler=spec.handler,
                 code=code,
-                layers=[layer],
+                layers=[layers[name] for name in spec.layers],
                 memory_size=spec.memory_mb,
                 ephemeral_storage_size=Size.mebibytes(spec.ephemeral_storage_mb),
                 timeout=Duration.seconds(spec.timeout_seconds),

@@ -34,9 +34,10 @@ class Synthesised:
 @pytest.fixture(scope="session")
 def synthesised(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synthesised]:
     work = tmp_path_factory.mktemp("cdk")
-    layer = work / "layer"
-    (layer / "python").mkdir(parents=True)
-    (layer / "python" / "README").write_text("stand-in for the built layer: the template does not depend on its content")
+    layer = work / "layers"
+    for name in ("core", "data"):
+        (layer / name / "python").mkdir(parents=True)
+        (layer / name / "python" / "README").write_text(f"stand-in for the built {name} layer: the template does not depend on it")
     context = json.loads((ROOT / "cdk.json").read_text())["context"]
     app = App(context=context, outdir=str(work / "cdk.out"))
     stack = build_app(app, layer_dir=layer, code_dir=work / "function-code")
