@@ -37,7 +37,9 @@ def synthesised(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synthesise
     layer = work / "layers"
     for name in ("core", "data"):
         (layer / name / "python").mkdir(parents=True)
-        (layer / name / "python" / "README").write_text(f"stand-in for the built {name} layer: the template does not depend on it")
+        (layer / name / "python" / "README").write_text(
+            f"stand-in for the built {name} layer: the template does not depend on it"
+        )
     context = json.loads((ROOT / "cdk.json").read_text())["context"]
     app = App(context=context, outdir=str(work / "cdk.out"))
     stack = build_app(app, layer_dir=layer, code_dir=work / "function-code")
