@@ -1,0 +1,1 @@
+"""Sharing: access requests, stewards' grants and governed reads."""

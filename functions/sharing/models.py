@@ -1,0 +1,217 @@
+"""Access requests, grants and their terms. No pyarrow here."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from functions.catalog.models import ColumnName, ColumnSchema, TableSchema
+
+PurposeCategory = Literal[
+    "planning", "research", "operations", "public-health", "public-safety", "environment-monitoring", "statistics", "other"
+]
+LegalBasis = Literal["public-task", "legal-obligation", "vital-interests", "consent", "legitimate-interests", "none"]
+Operator = Literal["eq", "ne", "lt", "le", "gt", "ge", "in", "not_null"]
+Scalar = str | int | float | bool
+MAX_FILTER_DEPTH = 4
+
+
+def comparable_value(column: ColumnSchema, op: str, value: Any) -> None:
+    """Raise ValueError unless `value` can be compared with `column` by `op` (checked before any read)."""
+    types = column.type if isinstance(column.type, list) else [column.type]
+    if op == "not_null":
+        if value is not None:
+            raise ValueError("not_null takes no value")
+        return
+    values = value if op == "in" else [value]
+    if op == "in" and (not isinstance(value, list) or not 1 <= len(value) <= 1000):
+        raise ValueError("`in` takes a list of 1 to 1000 values")
+    if op != "in" and isinstance(value, list):
+        raise ValueError(f"`{op}` takes one value")
+    ordered = op in ("lt", "le", "gt", "ge")
+    for item in values:
+        if isinstance(item, bool):
+            fits = "boolean" in types and not ordered
+        elif isinstance(item, int | float):
+            fits = bool({"number", "integer"} & set(types))
+        elif isinstance(item, str):
+            fits = "string" in types and (not ordered or column.format in ("date-time", "date", "time"))
+        else:
+            fits = False
+        if not fits:
+            raise ValueError(f"{item!r} cannot be compared with a {'/'.join(types)} column by `{op}`")
+
+
+class Condition(BaseModel):
+    """One comparison: `column op value`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    column: ColumnName
+    op: Operator
+    value: Scalar | list[Scalar] | None = None
+
+
+class RowFilter(BaseModel):
+    """A small safe predicate: a condition, or all/any of nested filters. Never SQL text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    condition: Condition | None = None
+    all: list[RowFilter] | None = Field(default=None, min_length=1, max_length=20)
+    any: list[RowFilter] | None = Field(default=None, min_length=1, max_length=20)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> RowFilter:
+        if sum(part is not None for part in (self.condition, self.all, self.any)) != 1:
+            raise ValueError("a row filter is exactly one of: condition, all, any")
+        if self.depth() > MAX_FILTER_DEPTH:
+            raise ValueError(f"row filters nest at most {MAX_FILTER_DEPTH} deep")
+        return self
+
+    def depth(self) -> int:
+        children = self.all or self.any or []
+        return 1 + max((child.depth() for child in children), default=0)
+
+    def conditions(self) -> list[Condition]:
+        if self.condition is not None:
+            return [self.condition]
+        return [c for child in (self.all or self.any or []) for c in child.conditions()]
+
+
+class GrantTerms(BaseModel):
+    """What a grant lets its holder read. Empty `columns` means every column."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    columns: list[ColumnName] = Field(default_factory=list, max_length=500)
+    row_filter: RowFilter | None = None
+    masked_columns: list[ColumnName] = Field(default_factory=list, description="Replaced by a per-grant token")
+    decrypt_columns: list[ColumnName] = Field(default_factory=list, description="`encrypt` columns shown in clear")
+    expires_at: str | None = Field(default=None, description="ISO 8601; the grant stops working then")
+
+    def restricted(self) -> bool:
+        return bool(self.columns or self.row_filter or self.masked_columns or self.decrypt_columns)
+
+    def fingerprint(self) -> str:
+        """Identifies the view these terms produce (expiry does not change the data)."""
+        terms = self.model_dump(exclude={"expires_at"}, mode="json")
+        return hashlib.sha256(json.dumps(terms, sort_keys=True).encode()).hexdigest()[:24]
+
+    def check_against(self, schema: TableSchema) -> None:
+        """Raise ValueError when the terms name columns the schema lacks or compare with wrong values."""
+        names = set(schema.properties)
+        for field in ("columns", "masked_columns", "decrypt_columns"):
+            unknown = sorted(set(getattr(self, field)) - names)
+            if unknown:
+                raise ValueError(f"{field} names columns not in the dataset: {', '.join(unknown)}")
+        encrypted = {n for n, c in schema.personal_columns().items() if c.protection == "encrypt"}
+        if set(self.decrypt_columns) - encrypted:
+            raise ValueError("decrypt_columns must be columns protected with `encrypt`")
+        dropped = {n for n, c in schema.personal_columns().items() if c.protection == "drop"}
+        if set(self.columns) & dropped:
+            raise ValueError(f"columns dropped at ingest cannot be granted: {', '.join(sorted(set(self.columns) & dropped))}")
+        for condition in self.row_filter.conditions() if self.row_filter else []:
+            if condition.column not in names:
+                raise ValueError(f"the row filter names a column not in the dataset: {condition.column}")
+            comparable_value(schema.properties[condition.column], condition.op, condition.value)
+
+
+class AccessRequestCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    purpose: str = Field(min_length=10, max_length=2000)
+    purpose_category: PurposeCategory
+    legal_basis: LegalBasis
+    columns: list[ColumnName] = Field(default_factory=list, max_length=500)
+    until: str = Field(description="ISO 8601 date or date-time the access is wanted until")
+
+
+class Decision(BaseModel):
+    by: str
+    at: str
+    reason: str = ""
+    grant_id: str | None = None
+
+
+class AccessRequest(AccessRequestCreate):
+    request_id: str
+    dataset_id: str
+    owner: str
+    requester_department: str
+    requester_principal: str
+    status: Literal["pending", "approved", "denied"] = "pending"
+    created_at: str
+    decision: Decision | None = None
+
+
+class Approval(BaseModel):
+    """A steward's approval: as asked (no terms), or narrowed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    terms: GrantTerms | None = None
+    note: str = Field(default="", max_length=1000)
+
+
+class Denial(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=3, max_length=1000)
+
+
+class GrantCreate(BaseModel):
+    """A steward's direct grant, to a department or to one of its principals."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    grantee_department: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,31}$")]
+    grantee_principal: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
+    purpose: str = Field(min_length=10, max_length=2000)
+    purpose_category: PurposeCategory
+    legal_basis: LegalBasis = "public-task"
+    terms: GrantTerms = Field(default_factory=GrantTerms)
+
+
+class Grant(GrantCreate):
+    grant_id: str
+    dataset_id: str
+    owner: str
+    created_by: str
+    created_at: str
+    status: Literal["active", "revoked"] = "active"
+    revoked_at: str | None = None
+    revoked_by: str | None = None
+    access_request: str | None = None
+
+    def live(self, now: str) -> bool:
+        return self.status == "active" and (self.terms.expires_at is None or self.terms.expires_at > now)
+
+
+class GrantList(BaseModel):
+    grants: list[Grant]
+
+
+class AccessRequestList(BaseModel):
+    requests: list[AccessRequest]
+
+
+class PresignedFile(BaseModel):
+    url: str
+    size_bytes: int
+    expires_at: str
+
+
+class DataAccess(BaseModel):
+    """Where to read a version from: short-lived URLs to the curated files or to a restricted view."""
+
+    dataset_id: str
+    version: int
+    grant_id: str | None
+    restricted: bool
+    columns: list[str]
+    files: list[PresignedFile]
+    audit: dict[str, Any] = Field(default_factory=dict)
