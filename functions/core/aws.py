@@ -43,3 +43,22 @@ def reset_clients() -> None:
     with _lock:
         _clients.clear()
         _session = None
+
+
+class LazyClient:
+    """A class attribute giving each instance the shared client of `service`, unless one was
+    injected as `self._<name>` (tests pass moto clients that way)."""
+
+    def __init__(self, service: str) -> None:
+        self._service = service
+        self._attribute = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._attribute = f"_{name}"
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        found = getattr(instance, self._attribute, None)
+        if found is None:
+            found = client(self._service)
+            setattr(instance, self._attribute, found)
+        return found

@@ -53,12 +53,8 @@ def is_conditional_failure(error: Exception) -> bool:
 class DynamoTable:
     """Base of the repositories: one table, its low-level client injected or taken from core.aws."""
 
+    client = aws.LazyClient("dynamodb")
+
     def __init__(self, table_name: str, client: Any = None) -> None:
         self._table = table_name
         self._client = client
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = aws.client("dynamodb")
-        return self._client

@@ -21,17 +21,13 @@ _SECRET_KEY = {"pk": "SECRET", "sk": "PSEUDONYMISATION"}
 
 
 class KeyService(DynamoTable):
+    kms = aws.LazyClient("kms")
+
     def __init__(self, table_name: str, platform_key: str, client: Any = None, kms: Any = None) -> None:
         super().__init__(table_name, client)
         self._platform_key = platform_key
         self._kms = kms
         self._cache: dict[str, bytes] = {}
-
-    @property
-    def kms(self) -> Any:
-        if self._kms is None:
-            self._kms = aws.client("kms")
-        return self._kms
 
     def pseudonymisation_key(self) -> bytes:
         return self._stored_key("pseudonymisation", _SECRET_KEY, self._platform_key, {"purpose": "pseudonymisation"})

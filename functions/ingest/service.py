@@ -44,6 +44,9 @@ class IngestResult:
 
 
 class IngestService:
+    s3 = aws.LazyClient("s3")
+    events = aws.LazyClient("events")
+
     def __init__(
         self,
         settings: Settings,
@@ -61,18 +64,6 @@ class IngestService:
         self._audit = audit
         self._s3 = s3
         self._events = events
-
-    @property
-    def s3(self) -> Any:
-        if self._s3 is None:
-            self._s3 = aws.client("s3")
-        return self._s3
-
-    @property
-    def events(self) -> Any:
-        if self._events is None:
-            self._events = aws.client("events")
-        return self._events
 
     def process(self, bucket: str, key: str) -> IngestResult:
         found = LANDING_KEY.match(key)

@@ -44,6 +44,8 @@ def new_upload_id() -> str:
 
 
 class UploadService:
+    s3 = aws.LazyClient("s3")
+
     def __init__(
         self,
         catalog: CatalogService,
@@ -57,12 +59,6 @@ class UploadService:
         self._bucket = bucket
         self._s3 = s3
         self._clock = clock
-
-    @property
-    def s3(self) -> Any:
-        if self._s3 is None:
-            self._s3 = aws.client("s3")
-        return self._s3
 
     def request_upload(self, caller: Caller, dataset_id: str, request: UploadRequest, request_id: str = "") -> UploadTicket:
         dataset = self._catalog.authorized(caller, "UploadData", dataset_id, request_id, {"size_bytes": request.size_bytes})
