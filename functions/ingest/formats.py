@@ -256,7 +256,9 @@ def _parse_json_line(line: bytes) -> tuple[Any, str | None]:
     except UnicodeDecodeError:
         return None, "invalid_encoding"
     depth = 0
-    for character in text:  # bound nesting before the parser recurses
+    # Bound nesting before the parser recurses; a flat record has one brace, so count first.
+    brackets = text.count("{") + text.count("[")
+    for character in text if brackets > MAX_JSON_DEPTH else "":
         if character in "[{":
             depth += 1
             if depth > MAX_JSON_DEPTH:
