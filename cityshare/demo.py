@@ -196,7 +196,7 @@ def forged_request(admin_profile: Profile, victim: CityShareClient, keys_dir: Pa
     """Sign as the victim (same department, principal and key id) with a key the attacker made."""
     attacker_key = keys_dir / "attacker.pem"
     generate_key(attacker_key)
-    victim_kid = victim.signer._kid  # what an attacker reads off any intercepted token header
+    victim_kid = victim.signer.kid  # what an attacker reads off any intercepted token header
     forged = RequestSigner(
         victim.signer.department, victim.signer.principal, load_private_key(attacker_key), victim_kid, admin_profile.audience
     )

@@ -39,6 +39,10 @@ class RequestSigner:
         self._audience = audience
         self._algorithm = "RS256" if isinstance(private_key, rsa.RSAPrivateKey) else "ES256"
 
+    @property
+    def kid(self) -> str:
+        return self._kid
+
     def token(self, method: str, target: str, body: bytes) -> str:
         now = int(time.time())
         claims = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from functools import cache
 from pathlib import Path
@@ -37,8 +38,6 @@ class Settings(BaseModel):
 
 
 def department_key(settings: Settings, department: str) -> str | None:
-    import json
-
     keys: dict[str, str] = json.loads(settings.department_keys)
     return keys.get(department) or keys.get("*")
 
