@@ -184,43 +184,23 @@ def test_keys_that_are_not_requested_uploads_are_ignored(settings: Settings, ser
 def test_the_handler_reports_a_poison_message_alone(moto_aws: Aws, settings: Settings, service: IngestService) -> None:
     from functions.handlers import ingest as ingest_handler
     from infra.local.lambdas import LocalContext
+    from infra.local.pump import sqs_event
 
     ingest_handler.ingest_service.cache_clear()
     good_key = land(moto_aws, settings)
-    records = [
-        {
-            "messageId": "poison",
-            "body": "this is not an S3 event",
-            "receiptHandle": "r1",
-            "attributes": {},
-            "messageAttributes": {},
-            "md5OfBody": "",
-            "eventSource": "aws:sqs",
-            "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:q",
-            "awsRegion": "eu-west-1",
-        },
-        {
-            "messageId": "good",
-            "body": json.dumps(
-                {
-                    "Records": [
-                        {
-                            "eventName": "ObjectCreated:Put",
-                            "s3": {"bucket": {"name": settings.data_bucket}, "object": {"key": good_key}},
-                        }
-                    ]
-                }
-            ),
-            "receiptHandle": "r2",
-            "attributes": {},
-            "messageAttributes": {},
-            "md5OfBody": "",
-            "eventSource": "aws:sqs",
-            "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:q",
-            "awsRegion": "eu-west-1",
-        },
-    ]
-    response = ingest_handler.handler({"Records": records}, LocalContext("ingest", 1024))
+    notification = {
+        "Records": [
+            {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": settings.data_bucket}, "object": {"key": good_key}}}
+        ]
+    }
+    event = sqs_event(
+        [
+            {"MessageId": "poison", "ReceiptHandle": "r1", "Body": "this is not an S3 event"},
+            {"MessageId": "good", "ReceiptHandle": "r2", "Body": json.dumps(notification)},
+        ],
+        "arn:aws:sqs:eu-west-1:123456789012:ingest",
+    )
+    response = ingest_handler.handler(event, LocalContext("ingest", 1024))
     assert response["batchItemFailures"] == [{"itemIdentifier": "poison"}]
     assert versions(service) == [1]
     ingest_handler.ingest_service.cache_clear()
