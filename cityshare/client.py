@@ -221,6 +221,76 @@ class CityShareClient:
     def get_version(self, dataset_id: str, version: int) -> dict[str, Any]:
         return dict(self.request("GET", f"/datasets/{dataset_id}/versions/{version}"))
 
+    # -- sharing
+    def request_access(
+        self, dataset_id: str, purpose: str, purpose_category: str, legal_basis: str, until: str, columns: list[str] | None = None
+    ) -> dict[str, Any]:
+        body = {
+            "purpose": purpose,
+            "purpose_category": purpose_category,
+            "legal_basis": legal_basis,
+            "until": until,
+            "columns": columns or [],
+        }
+        return dict(self.request("POST", f"/datasets/{dataset_id}/access-requests", body=body))
+
+    def pending_requests(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/access-requests")["requests"])
+
+    def approve_request(
+        self, dataset_id: str, access_request_id: str, terms: dict[str, Any] | None = None, note: str = ""
+    ) -> dict[str, Any]:
+        body = {"terms": terms, "note": note} if terms else {"note": note}
+        return dict(self.request("POST", f"/datasets/{dataset_id}/access-requests/{access_request_id}/approve", body=body))
+
+    def deny_request(self, dataset_id: str, access_request_id: str, reason: str) -> dict[str, Any]:
+        return dict(
+            self.request("POST", f"/datasets/{dataset_id}/access-requests/{access_request_id}/deny", body={"reason": reason})
+        )
+
+    def grant(
+        self,
+        dataset_id: str,
+        grantee_department: str,
+        purpose: str,
+        purpose_category: str,
+        terms: dict[str, Any] | None = None,
+        grantee_principal: str | None = None,
+    ) -> dict[str, Any]:
+        body = {
+            "grantee_department": grantee_department,
+            "grantee_principal": grantee_principal,
+            "purpose": purpose,
+            "purpose_category": purpose_category,
+            "terms": terms or {},
+        }
+        return dict(self.request("POST", f"/datasets/{dataset_id}/grants", body=body))
+
+    def grants(self, dataset_id: str) -> list[dict[str, Any]]:
+        return list(self.request("GET", f"/datasets/{dataset_id}/grants")["grants"])
+
+    def revoke_grant(self, dataset_id: str, grant_id: str) -> dict[str, Any]:
+        return dict(self.request("DELETE", f"/datasets/{dataset_id}/grants/{grant_id}"))
+
+    def data_access(self, dataset_id: str, version: int | None = None, grant_id: str | None = None) -> dict[str, Any]:
+        return dict(self.request("GET", f"/datasets/{dataset_id}/data", params={"version": version, "grant_id": grant_id}))
+
+    def read_table(self, dataset_id: str, version: int | None = None, grant_id: str | None = None) -> Any:
+        """The version (or the caller's grant's view of it) as a pyarrow Table; `.to_pandas()` with pandas installed."""
+        import io
+
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        access = self.data_access(dataset_id, version, grant_id)
+        tables = []
+        for file in access["files"]:
+            response = self._http.get(file["url"], timeout=max(self.timeout, 600))
+            if response.status_code != 200:
+                raise CityShareError(response.status_code, "download_failed", response.text[:300])
+            tables.append(pq.read_table(io.BytesIO(response.content)))
+        return pa.concat_tables(tables)
+
     # -- audit
     def audit(self, department: str | None = None, after: int = 0, limit: int = 100) -> dict[str, Any]:
         return dict(self.request("GET", "/audit", params={"department": department, "after": after, "limit": limit}))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Protocol
 
 from functions.catalog.models import Dataset, DatasetCreate, DatasetPage, DatasetUpdate
 from functions.catalog.repository import CatalogQuery, CatalogRepository
@@ -11,6 +12,7 @@ from functions.core.errors import Conflict, DatasetNotFound, Forbidden
 from functions.identity.models import Caller
 from functions.policy.access import AccessControl
 from functions.policy.engine import Resource, uid
+from functions.sharing.models import Grant
 
 MAX_PAGE_SIZE = 100
 # A listing reads at most this many index pages for one answer, so a selective filter over a large
@@ -22,7 +24,8 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def dataset_resource(dataset: Dataset) -> Resource:
+def dataset_resource(dataset: Dataset, grants: Sequence[Grant] = ()) -> Resource:
+    """The dataset as Cedar sees it, with the live grants that can apply to this request."""
     return Resource(
         "Dataset",
         dataset.dataset_id,
@@ -31,15 +34,38 @@ def dataset_resource(dataset: Dataset) -> Resource:
             "classification": dataset.classification,
             "tags": list(dataset.tags),
             "legal_hold": dataset.legal_hold,
+            "readers": [uid("Department", g.grantee_department) for g in grants if g.grantee_principal is None],
+            "reader_principals": [f"{g.grantee_department}/{g.grantee_principal}" for g in grants if g.grantee_principal],
         },
     )
 
 
+class GrantSource(Protocol):
+    def grants_for(self, dataset_id: str, department: str) -> list[Grant]: ...
+
+    def grants_to(self, department: str) -> list[Grant]: ...
+
+
 class CatalogService:
-    def __init__(self, repository: CatalogRepository, access: AccessControl, clock: Callable[[], str] = _now) -> None:
+    def __init__(
+        self,
+        repository: CatalogRepository,
+        access: AccessControl,
+        clock: Callable[[], str] = _now,
+        grants: GrantSource | None = None,
+    ) -> None:
         self._repository = repository
         self._access = access
         self._clock = clock
+        self._grants = grants
+
+    def live_grants(self, caller: Caller, dataset: Dataset) -> list[Grant]:
+        """The caller department's live grants on `dataset` (one key query; none needed for the owner)."""
+        if self._grants is None or dataset.owner == caller.department_id:
+            return []
+        now = self._clock()
+        grants = self._grants.grants_for(dataset.dataset_id, caller.department_id)
+        return [g for g in grants if g.live(now) and g.grantee_principal in (None, caller.principal_id)]
 
     def create(self, caller: Caller, request: DatasetCreate, request_id: str = "") -> Dataset:
         now = self._clock()
@@ -93,21 +119,45 @@ class CatalogService:
             raise Forbidden("The caller may not list the catalog")
         visible: list[Dataset] = []
         next_cursor: str | None = None
+        now = self._clock()
+        granted: dict[str, list[Grant]] = {}
+        for grant in self._grants.grants_to(caller.department_id) if self._grants else []:
+            if grant.live(now) and grant.grantee_principal in (None, caller.principal_id):
+                granted.setdefault(grant.dataset_id, []).append(grant)
         budget = _MAX_PAGES_READ * limit
         for dataset, resume_after in self._repository.scan_pages(query, page_size=limit, cursor=cursor):
             budget -= 1
             # Listing filters by the same policies as a get, so it never reveals what a get would hide.
-            if self._access.engine.decide(caller, "ViewDataset", dataset_resource(dataset)).allowed:
+            resource = dataset_resource(dataset, granted.get(dataset.dataset_id, []))
+            if self._access.engine.decide(caller, "ViewDataset", resource).allowed:
                 visible.append(dataset)
             if len(visible) == limit or budget == 0:
                 next_cursor = resume_after
                 break
         return DatasetPage(datasets=visible, next_cursor=next_cursor)
 
-    def _require(
-        self, caller: Caller, action: str, dataset: Dataset, request_id: str, details: dict[str, object] | None = None
+    def require(
+        self,
+        caller: Caller,
+        action: str,
+        dataset: Dataset,
+        request_id: str = "",
+        details: dict[str, object] | None = None,
+        grants: Sequence[Grant] | None = None,
     ) -> None:
-        resource = dataset_resource(dataset)
+        """Authorise `action` on a dataset already read (with the caller's grants, if already fetched)."""
+        self._require(caller, action, dataset, request_id, details, grants)
+
+    def _require(
+        self,
+        caller: Caller,
+        action: str,
+        dataset: Dataset,
+        request_id: str,
+        details: dict[str, object] | None = None,
+        grants: Sequence[Grant] | None = None,
+    ) -> None:
+        resource = dataset_resource(dataset, self.live_grants(caller, dataset) if grants is None else grants)
         decision = self._access.authorize(caller, action, resource, dataset.owner, request_id, details)
         if decision.allowed:
             return

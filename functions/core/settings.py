@@ -23,6 +23,7 @@ class Settings(BaseModel):
     directory_table: str = Field(alias="DIRECTORY_TABLE")
     nonces_table: str = Field(alias="NONCES_TABLE")
     audit_table: str = Field(alias="AUDIT_TABLE")
+    sharing_table: str = Field(alias="SHARING_TABLE")
     data_bucket: str = Field(alias="DATA_BUCKET")
     event_bus: str = Field(alias="EVENT_BUS")
     platform_key: str = Field(alias="PLATFORM_KEY")

@@ -19,7 +19,7 @@ from functions.audit.chain import AuditEvent
 from functions.core.errors import CityShareError, PayloadTooLarge, Unauthenticated
 from functions.core.observability import logger
 from functions.core.settings import get_settings
-from functions.handlers.routes import audit, catalog, directory, ingest
+from functions.handlers.routes import audit, catalog, directory, ingest, sharing
 from functions.handlers.wiring import audit_log
 from functions.identity.binding import body_digest
 from functions.identity.context import caller_from_context
@@ -32,6 +32,7 @@ app.include_router(catalog.router)
 app.include_router(directory.router)
 app.include_router(audit.router)
 app.include_router(ingest.router)
+app.include_router(sharing.router)
 
 
 def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> Response[str]:

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 from functions.audit.service import AuditService
+from functions.catalog.models import Dataset
 from functions.catalog.repository import CatalogRepository
 from functions.catalog.service import CatalogService
+from functions.core import aws
 from functions.core.settings import get_settings
 from functions.handlers.wiring import audit_log, directory
 from functions.identity.service import DirectoryService
+from functions.ingest.keys import KeyService
 from functions.ingest.repository import IngestRepository
 from functions.ingest.uploads import UploadService
 from functions.policy.access import AccessControl
 from functions.policy.engine import PolicyEngine
+from functions.sharing.models import Grant
+from functions.sharing.repository import SharingRepository
+from functions.sharing.service import SharingService
 
 
 @cache
@@ -23,7 +30,7 @@ def access_control() -> AccessControl:
 
 @cache
 def catalog() -> CatalogService:
-    return CatalogService(CatalogRepository(get_settings().catalog_table), access_control())
+    return CatalogService(CatalogRepository(get_settings().catalog_table), access_control(), grants=sharing_repository())
 
 
 @cache
@@ -40,3 +47,29 @@ def audit() -> AuditService:
 def uploads() -> UploadService:
     settings = get_settings()
     return UploadService(catalog(), IngestRepository(settings.catalog_table), settings.data_bucket)
+
+
+@cache
+def sharing_repository() -> SharingRepository:
+    return SharingRepository(get_settings().sharing_table)
+
+
+@cache
+def _view_builder() -> Any:
+    from functions.sharing.views import ViewBuilder  # pyarrow is imported only when a restricted view is built
+
+    settings = get_settings()
+    return ViewBuilder(settings, KeyService(settings.catalog_table, settings.platform_key), aws.client("s3"))
+
+
+def build_view(dataset: Dataset, version: int, files: list[str], grant: Grant, now: str) -> tuple[str, int]:
+    result: tuple[str, int] = _view_builder()(dataset, version, files, grant, now)
+    return result
+
+
+@cache
+def sharing() -> SharingService:
+    settings = get_settings()
+    return SharingService(
+        catalog(), sharing_repository(), IngestRepository(settings.catalog_table), settings.data_bucket, build_view
+    )

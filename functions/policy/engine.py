@@ -54,6 +54,7 @@ class PolicyEngine:
                 "attrs": {
                     "department": {"__entity": uid("Department", caller.department_id)},
                     "roles": list(caller.roles),
+                    "name": principal_key(caller),
                 },
                 "parents": [uid("Department", caller.department_id)],
             },

@@ -138,6 +138,8 @@ class Decision(BaseModel):
 
 
 class AccessRequest(AccessRequestCreate):
+    model_config = ConfigDict(extra="forbid")
+
     request_id: str
     dataset_id: str
     owner: str

@@ -43,6 +43,7 @@ def settings(audience: str = "cityshare-test") -> Settings:
             "DIRECTORY_TABLE": "d",
             "NONCES_TABLE": "n",
             "AUDIT_TABLE": "a",
+            "SHARING_TABLE": "s",
             "PLATFORM_KEY": "alias/test",
             "DATA_BUCKET": "b",
             "EVENT_BUS": "e",

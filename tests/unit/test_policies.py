@@ -30,12 +30,16 @@ def caller(department: str, *roles: str, status: str = "active") -> Caller:
     )
 
 
-def dataset(owner: str, classification: str = "internal", legal_hold: bool = False) -> Resource:
-    return Resource(
-        "Dataset",
-        "d",
-        {"owner": uid("Department", owner), "classification": classification, "tags": [], "legal_hold": legal_hold},
-    )
+def dataset(owner: str, classification: str = "internal", legal_hold: bool = False, readers: tuple[str, ...] = ()) -> Resource:
+    attrs = {
+        "owner": uid("Department", owner),
+        "classification": classification,
+        "tags": [],
+        "legal_hold": legal_hold,
+        "readers": [uid("Department", r) for r in readers],
+        "reader_principals": [],
+    }
+    return Resource("Dataset", "d", attrs)
 
 
 def test_policies_validate_against_the_schema() -> None:
@@ -94,3 +98,40 @@ def test_legal_hold_freezes_a_dataset_even_for_its_owner() -> None:
 def test_a_request_outside_the_schema_is_denied() -> None:
     decision = ENGINE.decide(caller("transport"), "ViewDataset", Resource("Dataset", "d", {"owner": "not-an-entity"}))
     assert not decision.allowed
+
+
+readers_lists = st.lists(departments, max_size=4)
+
+
+@given(departments, departments, st.sampled_from(["confidential", "restricted", "internal"]))
+def test_no_grant_no_read(actor: str, owner: str, classification: str) -> None:
+    decision = ENGINE.decide(caller(actor), "ReadData", dataset(owner, classification))
+    assert decision.allowed is (actor == owner)
+
+
+@given(departments, departments, readers_lists, st.sampled_from(CLASSIFICATIONS))
+def test_an_explicit_deny_wins_over_any_grant(actor: str, owner: str, readers: list[str], classification: str) -> None:
+    resource = dataset(owner, classification, readers=(actor, *readers))
+    assert not ENGINE.decide(caller(actor, status="suspended"), "ReadData", resource).allowed
+
+
+@given(departments, departments, readers_lists, st.randoms())
+def test_the_order_of_grants_does_not_matter(actor: str, owner: str, readers: list[str], rng: object) -> None:
+    shuffled = list(readers)
+    rng.shuffle(shuffled)  # type: ignore[attr-defined]
+    first = ENGINE.decide(caller(actor), "ReadData", dataset(owner, "confidential", readers=tuple(readers))).allowed
+    assert first == ENGINE.decide(caller(actor), "ReadData", dataset(owner, "confidential", readers=tuple(shuffled))).allowed
+
+
+@given(departments, departments, readers_lists, st.integers(0, 3))
+def test_revoking_a_grant_never_widens_access(actor: str, owner: str, readers: list[str], revoked: int) -> None:
+    before = ENGINE.decide(caller(actor), "ReadData", dataset(owner, "restricted", readers=tuple(readers))).allowed
+    remaining = tuple(r for i, r in enumerate(readers) if i != revoked)
+    after = ENGINE.decide(caller(actor), "ReadData", dataset(owner, "restricted", readers=remaining)).allowed
+    assert after <= before
+
+
+def test_only_the_owners_stewards_manage_grants() -> None:
+    assert ENGINE.decide(caller("transport", "member", "steward"), "ManageGrants", dataset("transport")).allowed
+    assert not ENGINE.decide(caller("transport", "member"), "ManageGrants", dataset("transport")).allowed
+    assert not ENGINE.decide(caller("health", "member", "steward"), "ManageGrants", dataset("transport")).allowed

@@ -1,0 +1,113 @@
+"""Sharing routes: access requests, stewards' decisions, grants, and governed reads."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+
+from functions.handlers.routes.catalog import DatasetPath
+from functions.handlers.routes.context import caller, created, documented, request_id
+from functions.handlers.services import sharing
+from functions.sharing.models import (
+    AccessRequest,
+    AccessRequestCreate,
+    AccessRequestList,
+    Approval,
+    DataAccess,
+    Denial,
+    Grant,
+    GrantCreate,
+    GrantList,
+)
+
+router = APIGatewayRouter()
+
+RequestPath = Annotated[str, Path(pattern=r"^r[0-9a-f]{24}$")]
+GrantPath = Annotated[str, Path(pattern=r"^g[0-9a-f]{24}$")]
+
+
+@router.post(
+    "/datasets/<dataset_id>/access-requests",
+    summary="Ask the owner's stewards for access",
+    tags=["sharing"],
+    responses=documented(AccessRequest, 400, 403, 404, status=201),
+)
+def request_access(dataset_id: DatasetPath, request: AccessRequestCreate) -> Response[AccessRequest]:
+    return created(sharing().request_access(caller(router), dataset_id, request, request_id(router)))
+
+
+@router.get(
+    "/access-requests",
+    summary="Pending access requests to the caller's department (stewards)",
+    tags=["sharing"],
+    responses=documented(AccessRequestList, 403),
+)
+def pending_requests() -> AccessRequestList:
+    return AccessRequestList(requests=sharing().pending_requests(caller(router), request_id(router)))
+
+
+@router.post(
+    "/datasets/<dataset_id>/access-requests/<access_request_id>/approve",
+    summary="Approve as asked or narrowed",
+    tags=["sharing"],
+    responses=documented(Grant, 400, 403, 404, 409, status=201),
+)
+def approve(dataset_id: DatasetPath, access_request_id: RequestPath, approval: Approval) -> Response[Grant]:
+    return created(sharing().approve(caller(router), dataset_id, access_request_id, approval, request_id(router)))
+
+
+@router.post(
+    "/datasets/<dataset_id>/access-requests/<access_request_id>/deny",
+    summary="Deny with a reason",
+    tags=["sharing"],
+    responses=documented(AccessRequest, 403, 404, 409),
+)
+def deny(dataset_id: DatasetPath, access_request_id: RequestPath, denial: Denial) -> AccessRequest:
+    return sharing().deny(caller(router), dataset_id, access_request_id, denial, request_id(router))
+
+
+@router.post(
+    "/datasets/<dataset_id>/grants",
+    summary="Grant directly (stewards of the owner)",
+    tags=["sharing"],
+    responses=documented(Grant, 400, 403, 404, status=201),
+)
+def grant(dataset_id: DatasetPath, request: GrantCreate) -> Response[Grant]:
+    return created(sharing().grant(caller(router), dataset_id, request, request_id(router)))
+
+
+@router.get(
+    "/datasets/<dataset_id>/grants",
+    summary="A dataset's grants (stewards of the owner)",
+    tags=["sharing"],
+    responses=documented(GrantList, 403, 404),
+)
+def grants(dataset_id: DatasetPath) -> GrantList:
+    return GrantList(grants=sharing().grants(caller(router), dataset_id, request_id(router)))
+
+
+@router.delete(
+    "/datasets/<dataset_id>/grants/<grant_id>",
+    summary="Revoke a grant: effective on the next request",
+    tags=["sharing"],
+    responses=documented(Grant, 403, 404, 409),
+)
+def revoke(dataset_id: DatasetPath, grant_id: GrantPath) -> Grant:
+    return sharing().revoke(caller(router), dataset_id, grant_id, request_id(router))
+
+
+@router.get(
+    "/datasets/<dataset_id>/data",
+    summary="Presigned URLs to read a version (whole, or the grant's view)",
+    tags=["sharing"],
+    responses=documented(DataAccess, 403, 404),
+)
+def read_data(
+    dataset_id: DatasetPath,
+    version: Annotated[int | None, Query(ge=1)] = None,
+    grant_id: Annotated[str | None, Query(pattern=r"^g[0-9a-f]{24}$")] = None,
+) -> DataAccess:
+    return sharing().read(caller(router), dataset_id, version, grant_id, request_id(router))

@@ -1,0 +1,109 @@
+"""Sharing over HTTP: a request narrowed by the owner's steward, a governed read of the view,
+revocation taking effect on the next request, and the refusals around them."""
+
+from __future__ import annotations
+
+import pytest
+
+from cityshare import CityShareError
+from cityshare.generators import generate
+from tests.conftest import Member, RunningStack, onboard, unique
+from tests.datasets import city_schema
+
+
+@pytest.fixture(scope="module")
+def parties(stack: RunningStack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    transport = unique("transport")
+    owner = onboard(stack, transport, "traffic-control", ["member"])
+    steward = onboard(stack, transport, "steward", ["member", "steward"], register=False)
+    consumer = onboard(stack, unique("environment"), "analyst", ["member"])
+    dataset_id = unique("traffic-flow")
+    owner.client.create_dataset(dataset_id, "Traffic flow", "confidential", city_schema("traffic-flow"))
+    path = generate("traffic-flow", 2000, tmp_path_factory.mktemp("data") / "flow.csv")
+    ticket = owner.client.upload_file(dataset_id, path)
+    assert owner.client.wait_for_upload(dataset_id, ticket["upload_id"], 60)["status"] == "published"
+    return {"owner": owner, "steward": steward, "consumer": consumer, "dataset": dataset_id}
+
+
+def test_a_narrowed_grant_reads_only_its_view_and_revocation_stops_it(parties: dict[str, object]) -> None:
+    owner, steward, consumer = parties["owner"], parties["steward"], parties["consumer"]
+    dataset_id = str(parties["dataset"])
+    assert isinstance(owner, Member) and isinstance(steward, Member) and isinstance(consumer, Member)
+    with pytest.raises(CityShareError) as hidden:
+        consumer.client.data_access(dataset_id)
+    assert hidden.value.status == 404  # confidential and not granted: not even its existence
+    grant = steward.client.grant(
+        dataset_id,
+        consumer.profile.department,
+        "Study pollution near congested roads",
+        "environment-monitoring",
+        terms={
+            "columns": ["segment_id", "district", "measured_at", "avg_speed_kmh", "camera_id"],
+            "row_filter": {"condition": {"column": "district", "op": "eq", "value": "Centre"}},
+            "masked_columns": ["camera_id"],
+        },
+    )
+    table = consumer.client.read_table(dataset_id)
+    assert table.column_names == ["segment_id", "district", "measured_at", "avg_speed_kmh", "camera_id"]
+    assert set(table.column("district").to_pylist()) == {"Centre"} and table.num_rows > 0
+    assert not any(str(v).startswith("CAM-") for v in table.column("camera_id").to_pylist() if v)
+    access = consumer.client.data_access(dataset_id)
+    assert access["restricted"] and "/views/" in access["files"][0]["url"]
+    owner_table = owner.client.read_table(dataset_id)
+    assert owner_table.num_rows == 2000 and "occupancy_pct" in owner_table.column_names
+    steward.client.revoke_grant(dataset_id, grant["grant_id"])
+    with pytest.raises(CityShareError) as revoked:
+        consumer.client.data_access(dataset_id)
+    assert revoked.value.status == 404
+    with pytest.raises(CityShareError) as twice:
+        steward.client.revoke_grant(dataset_id, grant["grant_id"])
+    assert twice.value.status == 409
+    reads = [e for e in steward.client.iter_audit() if e["action"] == "ReadData"]
+    assert any(e["decision"] == "allow" and e["details"]["grant"] == grant["grant_id"] for e in reads)
+    after_revocation = [e for e in steward.client.iter_audit() if e["actor_department"] == consumer.profile.department]
+    assert after_revocation[-1]["decision"] == "deny"  # refused, and the refusal is in the owner's chain
+
+
+def test_an_access_request_is_approved_narrowed_or_denied_by_a_steward(stack: RunningStack, parties: dict[str, object]) -> None:
+    owner, steward = parties["owner"], parties["steward"]
+    assert isinstance(owner, Member) and isinstance(steward, Member)
+    public_id = unique("counts")
+    owner.client.create_dataset(public_id, "Counts", "internal", city_schema("traffic-flow"))
+    consumer = onboard(stack, unique("health"), "epidemiology", ["member"])
+    asked = consumer.client.request_access(
+        public_id,
+        "Road injuries and traffic volume study",
+        "public-health",
+        "public-task",
+        "2027-06-30",
+        columns=["segment_id", "vehicle_count", "camera_id"],
+    )
+    with pytest.raises(CityShareError) as not_steward:
+        owner.client.approve_request(public_id, asked["request_id"])
+    assert not_steward.value.status == 403
+    pending = [r["request_id"] for r in steward.client.pending_requests()]
+    assert asked["request_id"] in pending
+    with pytest.raises(CityShareError) as widened:
+        steward.client.approve_request(public_id, asked["request_id"], terms={"columns": ["segment_id", "occupancy_pct"]})
+    assert widened.value.status == 400
+    grant = steward.client.approve_request(
+        public_id, asked["request_id"], terms={"columns": ["segment_id", "vehicle_count"], "expires_at": "2027-01-31"}
+    )
+    assert grant["terms"]["columns"] == ["segment_id", "vehicle_count"] and grant["terms"]["expires_at"].startswith("2027-01-31")
+    with pytest.raises(CityShareError) as decided:
+        steward.client.deny_request(public_id, asked["request_id"], "too late")
+    assert decided.value.status == 409
+    other = onboard(stack, unique("police"), "analyst", ["member"])
+    plates = other.client.request_access(
+        public_id, "Find vehicles of interest on all roads", "public-safety", "none", "2027-01-01"
+    )
+    denied = steward.client.deny_request(public_id, plates["request_id"], "No legal basis given")
+    assert denied["status"] == "denied" and denied["decision"]["reason"] == "No legal basis given"
+
+
+def test_stewards_of_another_department_cannot_grant(stack: RunningStack, parties: dict[str, object]) -> None:
+    dataset_id = str(parties["dataset"])
+    outsider = onboard(stack, unique("housing"), "lead", ["member", "steward"])
+    with pytest.raises(CityShareError) as refused:
+        outsider.client.grant(dataset_id, outsider.profile.department, "Let me in to everything", "other")
+    assert refused.value.status == 404
