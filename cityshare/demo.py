@@ -22,6 +22,7 @@ DEPARTMENTS = {
     "transport": "Transport and Mobility",
     "environment": "Environment and Climate",
     "health": "Public Health",
+    "public-safety": "Public Safety",
 }
 # (owner, dataset id, schema file, classification, tags)
 DATASETS = [
@@ -99,6 +100,8 @@ def run_scenario(admin_profile_path: Path, console: Console) -> dict[str, Any]:
     outcome["replay"] = replayed_request(people["health"]["member"])
     console.print(f"  the same signed request sent twice -> first {outcome['replay'][0]}, then [red]{outcome['replay'][1]}[/red]")
 
+    outcome["sharing"] = share(people, console)
+
     console.rule("5. The audit trail")
     table = Table("seq", "actor", "action", "resource", "decision", "reason", title="Platform security chain (platform admin)")
     for entry in admin.iter_audit("platform"):
@@ -120,6 +123,91 @@ def run_scenario(admin_profile_path: Path, console: Console) -> dict[str, Any]:
     outcome["refusals_audited"] = sorted({e["reason"] for e in admin.iter_audit("platform") if e["decision"] == "deny"})
     outcome["chains_intact"] = all(r.intact for r in reports)
     return outcome
+
+
+def share(people: dict[str, dict[str, CityShareClient]], console: Console) -> dict[str, Any]:
+    """Environment asks transport for traffic flow; the steward narrows; the data is read and joined."""
+    import pyarrow.compute as pc
+
+    console.rule("4b. Sharing under a steward's control")
+    results: dict[str, Any] = {}
+    environment, transport_steward = people["environment"]["member"], people["transport"]["steward"]
+    asked = environment.request_access(
+        "traffic-flow",
+        "Study air pollution near congested roads, per district",
+        "environment-monitoring",
+        "public-task",
+        "2027-12-31",
+        columns=["segment_id", "district", "measured_at", "avg_speed_kmh", "vehicle_count", "camera_id"],
+    )
+    console.print(f"  environment asks transport for traffic-flow ({len(asked['columns'])} columns, until {asked['until'][:10]})")
+    pending = transport_steward.pending_requests()
+    grant = transport_steward.approve_request(
+        "traffic-flow",
+        pending[0]["request_id"],
+        note="No camera ids; city centre districts only",
+        terms={
+            "columns": ["district", "measured_at", "avg_speed_kmh", "vehicle_count"],
+            "row_filter": {"condition": {"column": "district", "op": "in", "value": ["Centre", "Harbour", "Old Town"]}},
+            "expires_at": "2027-06-30",
+        },
+    )
+    console.print(
+        f"  transport's steward approves it narrowed: columns {grant['terms']['columns']}, 3 districts, "
+        f"until {grant['terms']['expires_at'][:10]}"
+    )
+    traffic = environment.read_table("traffic-flow")
+    air = environment.read_table("air-quality", version=1)  # the hourly network upload (v2 holds two pushed readings)
+    speed = traffic.group_by("district").aggregate([("avg_speed_kmh", "mean"), ("vehicle_count", "sum")])
+    pm25 = air.group_by("district").aggregate([("pm25", "mean")])
+    joined = speed.join(pm25, "district").sort_by("district")
+    table = Table(
+        "district",
+        "mean speed km/h",
+        "vehicles",
+        "mean PM2.5 µg/m³",
+        title="Environment joins granted traffic with its air quality",
+    )
+    for row in joined.to_pylist():
+        table.add_row(
+            row["district"], _number(row["avg_speed_kmh_mean"]), str(row["vehicle_count_sum"]), _number(row["pm25_mean"])
+        )
+    console.print(table)
+    console.print(
+        f"  the view environment read has {traffic.num_rows} rows and columns {traffic.column_names}; "
+        f"camera ids never left transport"
+    )
+    results["view_columns"] = traffic.column_names
+    results["districts"] = sorted(set(pc.unique(traffic.column("district")).to_pylist()))
+
+    safety = people["public-safety"]["member"]
+    plates = safety.request_access(
+        "traffic-flow",
+        "Track vehicles seen by cameras near incidents",
+        "public-safety",
+        "none",
+        "2027-12-31",
+        columns=["camera_id", "measured_at", "segment_id"],
+    )
+    denied = transport_steward.deny_request("traffic-flow", plates["request_id"], "No legal basis was given for camera data")
+    console.print(
+        f"  public safety asks for camera data without a legal basis -> [red]{denied['status']}[/red]: "
+        f"{denied['decision']['reason']}"
+    )
+    results["safety"] = denied["status"]
+
+    transport_steward.revoke_grant("traffic-flow", grant["grant_id"])
+    try:
+        environment.read_table("traffic-flow")
+        results["after_revoke"] = "read!"
+    except CityShareError as error:
+        results["after_revoke"] = f"{error.status} {error.code}"
+    console.print(f"  transport revokes the grant; environment's next read -> [red]{results['after_revoke']}[/red]")
+    return results
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def publish_data(people: dict[str, dict[str, CityShareClient]], folder: Path, console: Console) -> dict[str, Any]:

@@ -90,3 +90,5 @@ def test_demo_tells_the_story(tmp_path: Path) -> None:
     assert "first 200, then 401" in out
     assert "invalid_signature" in out and "replayed_token" in out
     assert "BROKEN" not in out and out.count("intact") == 2
+    assert "transport's steward approves it narrowed" in out and "camera ids never left transport" in out
+    assert "without a legal basis -> denied" in out and "next read -> 403 forbidden" in out
