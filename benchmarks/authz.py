@@ -1,0 +1,103 @@
+"""authorize() figures (issue: Sharing): the Cedar decision with the directory and the grants already
+fetched, p50/p99 in µs, with 100 and with 50,000 grants in the platform. Only the grants that can
+apply (the caller department's grants on the dataset, fetched by key) enter the decision, so the
+platform's total must not matter; the key query that fetches them is timed too (moto, in-process).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from pathlib import Path
+
+import boto3
+from moto import mock_aws
+
+from functions.catalog.models import Dataset
+from functions.catalog.service import dataset_resource
+from functions.identity.models import Caller
+from functions.policy.engine import PolicyEngine
+from functions.sharing.models import Grant
+from functions.sharing.repository import SharingRepository
+from infra.local.provision import physical_names, provision
+
+ROOT = Path(__file__).resolve().parents[1]
+DECISIONS = 5000
+
+
+def grant(number: int, grantee: str, dataset_id: str) -> Grant:
+    return Grant.model_validate(
+        {
+            "grant_id": f"g{number:024x}",
+            "dataset_id": dataset_id,
+            "owner": "transport",
+            "grantee_department": grantee,
+            "purpose": "Benchmark grant for the authorisation figures",
+            "purpose_category": "research",
+            "created_by": "steward",
+            "created_at": "2026-11-01T00:00:00+00:00",
+        }
+    )
+
+
+def percentiles(samples: list[float]) -> str:
+    samples.sort()
+    return f"p50 {statistics.median(samples):6.0f} µs, p99 {samples[int(len(samples) * 0.99)]:6.0f} µs"
+
+
+def main() -> None:
+    engine = PolicyEngine(ROOT / "policies")
+    caller = Caller(department_id="environment", principal_id="analyst", roles=("member",), jti="j" * 16, body_sha256="x" * 43)
+    dataset = Dataset.model_validate(
+        {
+            "dataset_id": "traffic-flow",
+            "title": "Traffic",
+            "classification": "confidential",
+            "schema": {"type": "object", "properties": {"a": {"type": "string"}}},
+            "owner": "transport",
+            "created_at": "t",
+            "updated_at": "t",
+            "created_by": "p",
+        }
+    )
+    os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="eu-west-1")
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    for total in (100, 50_000):
+        with mock_aws():
+            session = boto3.session.Session()
+            names = physical_names("bench")
+            provision(session, names)
+            repository = SharingRepository(names[("table", "sharing")], session.client("dynamodb"))
+            table = session.resource("dynamodb").Table(names[("table", "sharing")])
+            with table.batch_writer() as writer:
+                for number in range(total):
+                    grantee = "environment" if number == 0 else f"dept-{number % 300}"
+                    item = grant(number, grantee, "traffic-flow" if number % 50 == 0 else f"dataset-{number % 997}")
+                    writer.put_item(
+                        Item={
+                            "pk": f"DATASET#{item.dataset_id}",
+                            "sk": f"GRANT#{item.grantee_department}#{item.grant_id}",
+                            "terms": item.terms.model_dump_json(),
+                            **item.model_dump(exclude_none=True, exclude={"terms"}),
+                        }
+                    )
+            fetch = []
+            for _ in range(200):
+                start = time.perf_counter()
+                relevant = repository.grants_for("traffic-flow", "environment")
+                fetch.append((time.perf_counter() - start) * 1e6)
+            decide = []
+            for _ in range(DECISIONS):
+                start = time.perf_counter()
+                decision = engine.decide(caller, "ReadData", dataset_resource(dataset, relevant))
+                decide.append((time.perf_counter() - start) * 1e6)
+            assert decision.allowed and len(relevant) == 1
+            print(
+                f"{total:>6} grants in the platform: authorize() {percentiles(decide)} | "
+                f"fetching the applicable grants by key (moto in-process) {percentiles(fetch)}"
+            )
+
+
+if __name__ == "__main__":
+    main()
