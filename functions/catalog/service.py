@@ -87,10 +87,15 @@ class CatalogService:
         self, caller: Caller, action: str, dataset_id: str, request_id: str = "", details: dict[str, object] | None = None
     ) -> Dataset:
         """The dataset, if `caller` may do `action` on it (audited); DatasetNotFound or Forbidden otherwise."""
+        dataset = self.load(dataset_id)
+        self._require(caller, action, dataset, request_id, details)
+        return dataset
+
+    def load(self, dataset_id: str) -> Dataset:
+        """The dataset without a decision: the caller must authorise before using it."""
         dataset = self._repository.get(dataset_id)
         if dataset is None:
             raise DatasetNotFound(f"No dataset {dataset_id}")
-        self._require(caller, action, dataset, request_id, details)
         return dataset
 
     def update(self, caller: Caller, dataset_id: str, update: DatasetUpdate, request_id: str = "") -> Dataset:
