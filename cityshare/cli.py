@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from cityshare.client import CityShareClient, CityShareError
 from cityshare.keys import generate_key
@@ -21,12 +21,14 @@ datasets_app = typer.Typer(no_args_is_help=True, help="The catalog: create, show
 audit_app = typer.Typer(no_args_is_help=True, help="The audit trail: show and verify a department's chain.")
 keys_app = typer.Typer(no_args_is_help=True, help="Key pairs and profiles for signing requests.")
 local_app = typer.Typer(no_args_is_help=True, help="The embedded stack on 127.0.0.1 (no AWS account needed).")
+access_app = typer.Typer(no_args_is_help=True, help="Sharing: access requests, stewards' decisions, grants.")
 for sub, name in (
     (admin_app, "admin"),
     (datasets_app, "datasets"),
     (audit_app, "audit"),
     (keys_app, "keys"),
     (local_app, "local"),
+    (access_app, "access"),
 ):
     app.add_typer(sub, name=name)
 
@@ -294,6 +296,110 @@ def demo_data(
         raise typer.Exit(2)
     generate(name, rows, out, seed, spike)
     console.print(f"{rows} rows of {name} written to {out}")
+
+
+# -- sharing
+@access_app.command("request")
+def access_request(
+    dataset_id: str,
+    purpose: Annotated[str, typer.Option()],
+    category: Annotated[str, typer.Option(help="planning, research, operations, public-health, public-safety, ...")],
+    legal_basis: Annotated[str, typer.Option(help="public-task, legal-obligation, vital-interests, consent, ...")],
+    until: Annotated[str, typer.Option(help="ISO date")],
+    column: Annotated[list[str] | None, typer.Option(help="A column wanted; repeat (none: all)")] = None,
+) -> None:
+    """Ask the owner's stewards for access to a dataset."""
+    show(client().request_access(dataset_id, purpose, category, legal_basis, until, column or []))
+
+
+@access_app.command("pending")
+def access_pending() -> None:
+    """Access requests waiting for your department's stewards."""
+    table = Table(Column("request", no_wrap=True, min_width=25), "dataset", "from", "purpose", "columns", "until")
+    for item in client().pending_requests():
+        table.add_row(
+            item["request_id"],
+            item["dataset_id"],
+            f"{item['requester_department']}/{item['requester_principal']}",
+            item["purpose"][:60],
+            ",".join(item["columns"]) or "all",
+            item["until"][:10],
+        )
+    console.print(table)
+
+
+@access_app.command("approve")
+def access_approve(
+    dataset_id: str,
+    request_id: str,
+    terms: Annotated[Path | None, typer.Option(help="JSON grant terms narrowing the request")] = None,
+    note: Annotated[str, typer.Option()] = "",
+) -> None:
+    """Approve a request as asked, or narrowed by a terms file."""
+    show(client().approve_request(dataset_id, request_id, json.loads(terms.read_text()) if terms else None, note))
+
+
+@access_app.command("deny")
+def access_deny(dataset_id: str, request_id: str, reason: Annotated[str, typer.Option()]) -> None:
+    """Deny a request with a reason."""
+    show(client().deny_request(dataset_id, request_id, reason))
+
+
+@access_app.command("grant")
+def access_grant(
+    dataset_id: str,
+    department: Annotated[str, typer.Option()],
+    purpose: Annotated[str, typer.Option()],
+    category: Annotated[str, typer.Option()],
+    terms: Annotated[Path | None, typer.Option(help="JSON grant terms")] = None,
+    principal: Annotated[str | None, typer.Option(help="Grant to one principal of the department")] = None,
+) -> None:
+    """Grant a department (or one principal) access directly."""
+    show(client().grant(dataset_id, department, purpose, category, json.loads(terms.read_text()) if terms else None, principal))
+
+
+@access_app.command("grants")
+def access_grants(dataset_id: str) -> None:
+    """A dataset's grants."""
+    table = Table(Column("grant", no_wrap=True, min_width=25), "to", "status", "columns", "expires", "purpose")
+    for item in client().grants(dataset_id):
+        grantee = item["grantee_department"] + (f"/{item['grantee_principal']}" if item.get("grantee_principal") else "")
+        table.add_row(
+            item["grant_id"],
+            grantee,
+            item["status"],
+            ",".join(item["terms"]["columns"]) or "all",
+            (item["terms"].get("expires_at") or "")[:10],
+            item["purpose"][:50],
+        )
+    console.print(table)
+
+
+@access_app.command("revoke")
+def access_revoke(dataset_id: str, grant_id: str) -> None:
+    """Revoke a grant; the next request under it is refused."""
+    show(client().revoke_grant(dataset_id, grant_id))
+
+
+@app.command()
+def read(
+    dataset_id: str,
+    version: Annotated[int | None, typer.Option()] = None,
+    grant: Annotated[str | None, typer.Option(help="Read under this grant")] = None,
+    out: Annotated[Path | None, typer.Option(help="Save as Parquet here instead of printing the first rows")] = None,
+) -> None:
+    """Read a version you may read (whole, or your grant's view)."""
+    table = client().read_table(dataset_id, version, grant)
+    if out:
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, out)
+        console.print(f"{table.num_rows} rows, columns {table.column_names}, saved to {out}")
+        return
+    preview = Table(*table.column_names, title=f"{dataset_id}: {table.num_rows} rows (first 10)")
+    for row in table.slice(0, 10).to_pylist():
+        preview.add_row(*(str(v) for v in row.values()))
+    console.print(preview)
 
 
 # -- audit

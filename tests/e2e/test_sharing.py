@@ -3,6 +3,9 @@ revocation taking effect on the next request, and the refusals around them."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from cityshare import CityShareError
@@ -107,3 +110,37 @@ def test_stewards_of_another_department_cannot_grant(stack: RunningStack, partie
     with pytest.raises(CityShareError) as refused:
         outsider.client.grant(dataset_id, outsider.profile.department, "Let me in to everything", "other")
     assert refused.value.status == 404
+
+
+def test_the_cli_grants_lists_reads_and_revokes(stack: RunningStack, parties: dict[str, object], tmp_path: Path) -> None:
+    from tests.e2e.test_cli_and_demo import cityshare
+
+    steward, owner = parties["steward"], parties["owner"]
+    assert isinstance(steward, Member) and isinstance(owner, Member)
+    reader = onboard(stack, unique("logistics"), "planner", ["member"])
+    dataset_id = str(parties["dataset"])
+    steward_profile, reader_profile = tmp_path / "steward.json", tmp_path / "reader.json"
+    steward.profile.save(steward_profile)
+    reader.profile.save(reader_profile)
+    (tmp_path / "terms.json").write_text('{"columns": ["segment_id", "vehicle_count"]}')
+    granted = json.loads(
+        cityshare(
+            "access",
+            "grant",
+            dataset_id,
+            "--department",
+            reader.profile.department,
+            "--purpose",
+            "Delivery route planning by segment",
+            "--category",
+            "planning",
+            "--terms",
+            str(tmp_path / "terms.json"),
+            profile=steward_profile,
+        ).stdout
+    )
+    assert granted["grant_id"] in cityshare("access", "grants", dataset_id, profile=steward_profile).stdout
+    saved = cityshare("read", dataset_id, "--out", str(tmp_path / "view.parquet"), profile=reader_profile)
+    assert "['segment_id', 'vehicle_count']" in saved.stdout
+    cityshare("access", "revoke", dataset_id, granted["grant_id"], profile=steward_profile)
+    assert cityshare("read", dataset_id, profile=reader_profile, check=False).returncode == 1
