@@ -72,8 +72,8 @@ class SharingService:
     def request_access(
         self, caller: Caller, dataset_id: str, request: AccessRequestCreate, request_id: str = ""
     ) -> AccessRequest:
-        dataset = self._catalog.authorized(caller, "ViewDataset", dataset_id, request_id)
-        self._catalog.require(caller, "RequestAccess", dataset, request_id, {"purpose": request.purpose_category})
+        # One decision: a refusal already answers "not found" when the caller may not see the dataset.
+        dataset = self._catalog.authorized(caller, "RequestAccess", dataset_id, request_id, {"purpose": request.purpose_category})
         _check(GrantTerms(columns=request.columns), dataset)
         access_request = AccessRequest(
             **request.model_dump(exclude={"until"}),
