@@ -42,8 +42,8 @@ unit integration e2e security: $(DEV)
 infra-test: $(DEV)
 	$(BIN)/pytest tests/infra
 
-openapi: $(RUNTIME)  ## regenerate schemas/openapi.json from the pydantic models
-	$(BIN)/python -m functions.handlers.openapi > schemas/openapi.json
+openapi: $(RUNTIME)  ## regenerate schemas/openapi.json and schemas/events/ from the pydantic models
+	$(BIN)/python -m functions.handlers.openapi schemas
 
 local: $(RUNTIME)  ## run the embedded stack until Ctrl-C
 	$(BIN)/cityshare local up

@@ -1,6 +1,6 @@
 """authorize() figures (issue: Sharing): the Cedar decision with the directory and the grants already
 fetched, p50/p99 in µs, with 100 and with 50,000 grants in the platform. Only the grants that can
-apply (the caller department's grants on the dataset, fetched by key) enter the decision, so the
+apply (the grants between the owner and the caller's department, fetched by key) enter the decision, so the
 platform's total must not matter; the key query that fetches them is timed too (moto, in-process).
 """
 
@@ -15,7 +15,7 @@ import boto3
 from moto import mock_aws
 
 from functions.catalog.models import Dataset
-from functions.catalog.service import dataset_resource
+from functions.catalog.service import applicable, dataset_resource
 from functions.identity.models import Caller
 from functions.policy.engine import PolicyEngine
 from functions.sharing.models import Grant
@@ -26,12 +26,12 @@ ROOT = Path(__file__).resolve().parents[1]
 DECISIONS = 5000
 
 
-def grant(number: int, grantee: str, dataset_id: str) -> Grant:
+def grant(number: int, grantee: str, dataset_id: str, owner: str) -> Grant:
     return Grant.model_validate(
         {
             "grant_id": f"g{number:024x}",
             "dataset_id": dataset_id,
-            "owner": "transport",
+            "owner": owner,
             "grantee_department": grantee,
             "purpose": "Benchmark grant for the authorisation figures",
             "purpose_category": "research",
@@ -73,10 +73,11 @@ def main() -> None:
             with table.batch_writer() as writer:
                 for number in range(total):
                     grantee = "environment" if number == 0 else f"dept-{number % 300}"
-                    item = grant(number, grantee, "traffic-flow" if number % 50 == 0 else f"dataset-{number % 997}")
+                    owner = "transport" if number % 50 == 0 else f"owner-{number % 40}"
+                    item = grant(number, grantee, "traffic-flow" if number % 50 == 0 else f"dataset-{number % 997}", owner)
                     writer.put_item(
                         Item={
-                            "pk": f"DATASET#{item.dataset_id}",
+                            "pk": f"OWNER#{item.owner}",
                             "sk": f"GRANT#{item.grantee_department}#{item.grant_id}",
                             "terms": item.terms.model_dump_json(),
                             **item.model_dump(exclude_none=True, exclude={"terms"}),
@@ -85,7 +86,8 @@ def main() -> None:
             fetch = []
             for _ in range(200):
                 start = time.perf_counter()
-                relevant = repository.grants_for("traffic-flow", "environment")
+                between = repository.grants_between("transport", "environment")
+                relevant = applicable(between, caller, dataset, "2026-11-26T00:00:00+00:00")
                 fetch.append((time.perf_counter() - start) * 1e6)
             decide = []
             for _ in range(DECISIONS):

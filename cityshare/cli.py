@@ -193,6 +193,15 @@ def datasets_list(
 
 
 # -- ingestion
+def transfer_progress() -> Any:
+    """A progress bar with bytes and speed, for uploads and downloads."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    return Progress(
+        "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=console
+    )
+
+
 @app.command()
 def upload(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV, JSON lines or Parquet; .gz accepted")],
@@ -203,13 +212,9 @@ def upload(
     wait: Annotated[bool, typer.Option(help="Wait for the outcome")] = True,
 ) -> None:
     """Upload a file to a dataset of yours, with a progress bar, and show what became of it."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
     csv = {k: v for k, v in {"delimiter": "\t" if delimiter == "tab" else delimiter, "encoding": encoding}.items() if v}
     sdk = client()
-    with Progress(
-        "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=console
-    ) as progress:
+    with transfer_progress() as progress:
         task = progress.add_task(f"uploading {file.name}", total=file.stat().st_size)
         ticket = sdk.upload_file(dataset, file, file_format, csv=csv or None, progress=lambda n: progress.advance(task, n))
     console.print(f"upload {ticket['upload_id']} sent")
@@ -358,14 +363,28 @@ def access_grant(
     show(client().grant(dataset_id, department, purpose, category, json.loads(terms.read_text()) if terms else None, principal))
 
 
-@access_app.command("grants")
-def access_grants(dataset_id: str) -> None:
-    """A dataset's grants."""
-    table = Table(Column("grant", no_wrap=True, min_width=25), "to", "status", "columns", "expires", "purpose")
-    for item in client().grants(dataset_id):
+@access_app.command("grant-tags")
+def access_grant_tags(
+    department: Annotated[str, typer.Option()],
+    tag: Annotated[list[str], typer.Option(help="A tag the datasets must carry; repeat for several (all must match)")],
+    purpose: Annotated[str, typer.Option()],
+    category: Annotated[str, typer.Option()],
+    max_classification: Annotated[str, typer.Option(help="public, internal, confidential or restricted")] = "internal",
+    expires: Annotated[str | None, typer.Option(help="ISO date the grant stops working")] = None,
+) -> None:
+    """Grant every dataset of yours carrying the tags, including datasets created later."""
+    show(client().grant_by_tags(department, tag, purpose, category, max_classification, expires))
+
+
+def show_grants(grants: list[dict[str, Any]]) -> None:
+    table = Table(Column("grant", no_wrap=True, min_width=25), "of", "on", "to", "status", "columns", "expires", "purpose")
+    for item in grants:
         grantee = item["grantee_department"] + (f"/{item['grantee_principal']}" if item.get("grantee_principal") else "")
+        scope = item.get("dataset_id") or f"tags {','.join(item['tags'])} ≤ {item['max_classification']}"
         table.add_row(
             item["grant_id"],
+            item["owner"],
+            scope,
             grantee,
             item["status"],
             ",".join(item["terms"]["columns"]) or "all",
@@ -375,10 +394,63 @@ def access_grants(dataset_id: str) -> None:
     console.print(table)
 
 
+@access_app.command("grants")
+def access_grants(
+    dataset_id: Annotated[str | None, typer.Argument(help="A dataset of yours (default: your department's grants)")] = None,
+    given: Annotated[bool, typer.Option("--given", help="Grants your department gave (stewards)")] = False,
+) -> None:
+    """A dataset's grants, or the grants your department received (or, with --given, gave)."""
+    if dataset_id:
+        show_grants(client().grants(dataset_id))
+    else:
+        show_grants(client().department_grants("given" if given else "received"))
+
+
 @access_app.command("revoke")
-def access_revoke(dataset_id: str, grant_id: str) -> None:
-    """Revoke a grant; the next request under it is refused."""
-    show(client().revoke_grant(dataset_id, grant_id))
+def access_revoke(
+    first: Annotated[str, typer.Argument(metavar="[DATASET] GRANT")], grant_id: Annotated[str | None, typer.Argument()] = None
+) -> None:
+    """Revoke a grant (of a dataset, or any grant your department gave); the next request under it is refused."""
+    show(client().revoke_grant(first, grant_id) if grant_id else client().revoke_department_grant(first))
+
+
+@app.command()
+def notifications(
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep waiting for new ones (Ctrl-C to stop)")] = False,
+    limit: Annotated[int, typer.Option(min=1, max=100)] = 20,
+) -> None:
+    """Your department's notifications: access requests, decisions, grants, new versions, alerts."""
+    sdk = client()
+
+    def line(item: dict[str, Any]) -> None:
+        console.print(f"[dim]{item['at'][:19]}[/dim] [bold]{item['kind']}[/bold] {item['message']}")
+
+    page = sdk.notifications(limit=limit)
+    for item in page["notifications"]:
+        line(item)
+    if follow:
+        try:
+            for item in sdk.follow_notifications(after=page.get("next_cursor")):
+                line(item)
+        except KeyboardInterrupt:
+            return
+
+
+@app.command()
+def download(
+    dataset_id: str,
+    out: Annotated[Path, typer.Option(help="Folder to save the Parquet files in")] = Path("."),
+    version: Annotated[int | None, typer.Option()] = None,
+    grant: Annotated[str | None, typer.Option(help="Read under this grant")] = None,
+) -> None:
+    """Save a version you may read (whole, or your grant's view) as Parquet files, with a progress bar."""
+    with transfer_progress() as progress:
+        task = progress.add_task(f"downloading {dataset_id}", total=None)
+        files = client().download(
+            dataset_id, out, version, grant, progress=lambda done, total: progress.update(task, completed=done, total=total)
+        )
+    for path in files:
+        console.print(f"saved {path} ({path.stat().st_size} bytes)")
 
 
 @app.command()

@@ -272,6 +272,51 @@ class CityShareClient:
     def revoke_grant(self, dataset_id: str, grant_id: str) -> dict[str, Any]:
         return dict(self.request("DELETE", f"/datasets/{dataset_id}/grants/{grant_id}"))
 
+    def grant_by_tags(
+        self,
+        grantee_department: str,
+        tags: list[str],
+        purpose: str,
+        purpose_category: str,
+        max_classification: str = "internal",
+        expires_at: str | None = None,
+        grantee_principal: str | None = None,
+    ) -> dict[str, Any]:
+        """Grant every dataset of your department carrying all `tags` (now and later), up to a classification."""
+        body = {
+            "grantee_department": grantee_department,
+            "grantee_principal": grantee_principal,
+            "tags": tags,
+            "max_classification": max_classification,
+            "purpose": purpose,
+            "purpose_category": purpose_category,
+            "terms": {"expires_at": expires_at} if expires_at else {},
+        }
+        return dict(self.request("POST", "/grants", body=body))
+
+    def department_grants(self, direction: str = "received") -> list[dict[str, Any]]:
+        """Grants your department received, or (stewards) gave: direction "received" or "given"."""
+        return list(self.request("GET", "/grants", params={"direction": direction})["grants"])
+
+    def revoke_department_grant(self, grant_id: str) -> dict[str, Any]:
+        """Revoke any grant your department gave (tag grants included), by id."""
+        return dict(self.request("DELETE", f"/grants/{grant_id}"))
+
+    # -- notifications
+    def notifications(self, after: str | None = None, limit: int = 50) -> dict[str, Any]:
+        return dict(self.request("GET", "/notifications", params={"after": after, "limit": limit}))
+
+    def follow_notifications(
+        self, after: str | None = None, poll_seconds: float = 2.0, stop: Callable[[], bool] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Yield notifications as they arrive (the newest page first when `after` is None)."""
+        while stop is None or not stop():
+            page = self.notifications(after=after, limit=100)
+            yield from page["notifications"]
+            after = page.get("next_cursor") or after
+            if not page["notifications"]:
+                time.sleep(poll_seconds)
+
     def data_access(self, dataset_id: str, version: int | None = None, grant_id: str | None = None) -> dict[str, Any]:
         return dict(self.request("GET", f"/datasets/{dataset_id}/data", params={"version": version, "grant_id": grant_id}))
 
@@ -290,6 +335,40 @@ class CityShareClient:
                 raise CityShareError(response.status_code, "download_failed", response.text[:300])
             tables.append(pq.read_table(io.BytesIO(response.content)))
         return pa.concat_tables(tables)
+
+    def download(
+        self,
+        dataset_id: str,
+        folder: Path,
+        version: int | None = None,
+        grant_id: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[Path]:
+        """Save the version's Parquet files (or the grant's view) in `folder`, streamed; returns their paths.
+
+        `progress(bytes_done, bytes_total)` is called as bytes arrive. A file is written under a
+        temporary name and renamed when complete, so an interrupted download leaves no partial file.
+        """
+        access = self.data_access(dataset_id, version, grant_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        total = sum(int(f["size_bytes"]) for f in access["files"])
+        done = 0
+        saved: list[Path] = []
+        for number, file in enumerate(access["files"]):
+            target = folder / f"{dataset_id}-v{access['version']}-part{number:05d}.parquet"
+            partial = target.with_suffix(".parquet.partial")
+            with self._http.get(file["url"], stream=True, timeout=max(self.timeout, 600)) as response:
+                if response.status_code != 200:
+                    raise CityShareError(response.status_code, "download_failed", response.text[:300])
+                with partial.open("wb") as handle:
+                    for chunk in response.iter_content(chunk_size=1 << 20):
+                        handle.write(chunk)
+                        done += len(chunk)
+                        if progress:
+                            progress(done, total)
+            partial.replace(target)
+            saved.append(target)
+        return saved
 
     # -- audit
     def audit(self, department: str | None = None, after: int = 0, limit: int = 100) -> dict[str, Any]:

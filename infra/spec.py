@@ -71,6 +71,7 @@ class FunctionSpec:
     ephemeral_storage_mb: int = 512
     uses_data_keys: bool = False  # encrypt/decrypt with the departments' and the platform's KMS keys
     layers: tuple[str, ...] = ("core",)  # dependency layers (functions/requirements-<layer>.txt)
+    topics: tuple[str, ...] = ()  # SNS topics it publishes to
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ class PlatformSpec:
     queues: tuple[QueueSpec, ...]
     event_bus: str
     rules: tuple[RuleSpec, ...]
+    topics: tuple[str, ...]
     functions: tuple[FunctionSpec, ...]
     authorizer: str
     routes: tuple[RouteSpec, ...]
@@ -137,9 +139,17 @@ SPEC = PlatformSpec(
                 IndexSpec("by_grantee", Key("grantee_department"), Key("sk")),
                 IndexSpec("by_owner_status", Key("owner_status"), Key("created_at")),
             ),
-            purpose="access requests and grants, beside their dataset",
+            purpose="grants by owner, access requests beside their dataset",
+        ),
+        TableSpec(
+            "notifications",
+            Key("pk"),
+            Key("sk"),
+            ttl_attribute="expires_at",
+            purpose="each department's inbox, kept 90 days",
         ),
     ),
+    topics=("notifications",),
     buckets=(
         BucketSpec(
             "data",
@@ -152,9 +162,14 @@ SPEC = PlatformSpec(
             notify={"landing/": "ingest"},
         ),
     ),
-    queues=(QueueSpec("ingest", consumer="ingest", batch_size=1), QueueSpec("events")),
+    queues=(
+        QueueSpec("ingest", consumer="ingest", batch_size=1),
+        QueueSpec("events", consumer="triggers", visibility_timeout_seconds=360),
+    ),
     event_bus="cityshare",
-    rules=(RuleSpec("dataset-events", ("DatasetVersionPublished", "AlertRaised", "GrantChanged"), "events"),),
+    rules=(
+        RuleSpec("platform-events", ("DatasetVersionPublished", "AlertRaised", "GrantChanged", "AccessRequestChanged"), "events"),
+    ),
     functions=(
         FunctionSpec(
             "authorizer",
@@ -179,11 +194,19 @@ SPEC = PlatformSpec(
             "api",
             "functions.handlers.api.handler",
             memory_mb=1024,
-            tables={"catalog": "write", "directory": "write", "audit": "write", "sharing": "write"},
+            tables={"catalog": "write", "directory": "write", "audit": "write", "sharing": "write", "notifications": "read"},
             buckets={"data": "write"},
             publishes_events=True,
             uses_data_keys=True,
             layers=("core", "data"),  # pyarrow is imported only to build a restricted view
+        ),
+        FunctionSpec(
+            "triggers",
+            "functions.handlers.triggers.handler",
+            memory_mb=1024,
+            timeout_seconds=60,
+            tables={"catalog": "read", "sharing": "read", "notifications": "write", "audit": "write"},
+            topics=("notifications",),
         ),
     ),
     authorizer="authorizer",
@@ -210,6 +233,10 @@ SPEC = PlatformSpec(
             ("GET", "/datasets/{dataset_id}/grants"),
             ("DELETE", "/datasets/{dataset_id}/grants/{grant_id}"),
             ("GET", "/datasets/{dataset_id}/data"),
+            ("POST", "/grants"),
+            ("GET", "/grants"),
+            ("DELETE", "/grants/{grant_id}"),
+            ("GET", "/notifications"),
             ("POST", "/admin/departments"),
             ("GET", "/admin/departments"),
             ("GET", "/admin/departments/{department_id}"),
@@ -230,6 +257,8 @@ RESOURCE_ENVIRONMENT: dict[str, tuple[str, str]] = {
     "SHARING_TABLE": ("table", "sharing"),
     "DATA_BUCKET": ("bucket", "data"),
     "EVENT_BUS": ("bus", "cityshare"),
+    "NOTIFICATIONS_TABLE": ("table", "notifications"),
+    "NOTIFICATIONS_TOPIC": ("topic", "notifications"),
     "PLATFORM_KEY": ("key", "platform"),
 }
 

@@ -20,6 +20,8 @@ DatasetId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{2,62}$
 ColumnName = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
 Tag = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")]
 Classification = Literal["public", "internal", "confidential", "restricted"]
+# Order of sensitivity: a tag grant up to "confidential" covers public, internal and confidential datasets.
+CLASSIFICATION_RANK: dict[str, int] = {"public": 0, "internal": 1, "confidential": 2, "restricted": 3}
 CLASSIFICATIONS: tuple[str, ...] = ("public", "internal", "confidential", "restricted")
 ColumnType = Literal["string", "number", "integer", "boolean"]
 Protection = Literal["pseudonymise", "encrypt", "generalise", "drop"]
@@ -172,6 +174,10 @@ class Dataset(DatasetCreate):
     revision: int = 1
     legal_hold: bool = False
     latest_version: int = 0
+    # The latest version's curated files, written in the same transaction as latest_version, so a
+    # read of the latest version needs no second lookup.
+    latest_files: list[str] = Field(default_factory=list)
+    latest_bytes: int = 0
 
 
 class DatasetPage(BaseModel):

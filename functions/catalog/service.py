@@ -40,8 +40,13 @@ def dataset_resource(dataset: Dataset, grants: Sequence[Grant] = ()) -> Resource
     )
 
 
+def applicable(grants: Sequence[Grant], caller: Caller, dataset: Dataset, now: str) -> list[Grant]:
+    """The grants that let `caller` use `dataset` now: live, covering it, to the department or to the caller."""
+    return [g for g in grants if g.live(now) and g.grantee_principal in (None, caller.principal_id) and g.covers(dataset)]
+
+
 class GrantSource(Protocol):
-    def grants_for(self, dataset_id: str, department: str) -> list[Grant]: ...
+    def grants_between(self, owner: str, grantee: str) -> list[Grant]: ...
 
     def grants_to(self, department: str) -> list[Grant]: ...
 
@@ -60,12 +65,10 @@ class CatalogService:
         self._grants = grants
 
     def live_grants(self, caller: Caller, dataset: Dataset) -> list[Grant]:
-        """The caller department's live grants on `dataset` (one key query; none needed for the owner)."""
+        """The caller's live grants covering `dataset`, on it or on its tags (one key query; none for the owner)."""
         if self._grants is None or dataset.owner == caller.department_id:
             return []
-        now = self._clock()
-        grants = self._grants.grants_for(dataset.dataset_id, caller.department_id)
-        return [g for g in grants if g.live(now) and g.grantee_principal in (None, caller.principal_id)]
+        return applicable(self._grants.grants_between(dataset.owner, caller.department_id), caller, dataset, self._clock())
 
     def create(self, caller: Caller, request: DatasetCreate, request_id: str = "") -> Dataset:
         now = self._clock()
@@ -125,15 +128,17 @@ class CatalogService:
         visible: list[Dataset] = []
         next_cursor: str | None = None
         now = self._clock()
-        granted: dict[str, list[Grant]] = {}
+        by_dataset: dict[str, list[Grant]] = {}
+        by_tags: list[Grant] = []
         for grant in self._grants.grants_to(caller.department_id) if self._grants else []:
-            if grant.live(now) and grant.grantee_principal in (None, caller.principal_id):
-                granted.setdefault(grant.dataset_id, []).append(grant)
+            (by_dataset.setdefault(grant.dataset_id, []) if grant.dataset_id else by_tags).append(grant)
         budget = _MAX_PAGES_READ * limit
         for dataset, resume_after in self._repository.scan_pages(query, page_size=limit, cursor=cursor):
             budget -= 1
             # Listing filters by the same policies as a get, so it never reveals what a get would hide.
-            resource = dataset_resource(dataset, granted.get(dataset.dataset_id, []))
+            resource = dataset_resource(
+                dataset, applicable([*by_dataset.get(dataset.dataset_id, []), *by_tags], caller, dataset, now)
+            )
             if self._access.engine.decide(caller, "ViewDataset", resource).allowed:
                 visible.append(dataset)
             if len(visible) == limit or budget == 0:

@@ -26,6 +26,8 @@ class Settings(BaseModel):
     sharing_table: str = Field(alias="SHARING_TABLE")
     data_bucket: str = Field(alias="DATA_BUCKET")
     event_bus: str = Field(alias="EVENT_BUS")
+    notifications_table: str = Field(alias="NOTIFICATIONS_TABLE")
+    notifications_topic: str = Field(default="", alias="NOTIFICATIONS_TOPIC")
     platform_key: str = Field(alias="PLATFORM_KEY")
     # JSON {department: KMS key ARN or alias}; the CDK stack sets it from the departments in cdk.json.
     # "*" names a key for any department not listed (the embedded stack uses one local key).

@@ -1,11 +1,14 @@
-"""Prints the API's OpenAPI document, generated from the routes' pydantic models.
+"""Writes the API's OpenAPI document and the events' JSON Schemas, generated from the pydantic models.
 
-`make openapi` writes it to schemas/openapi.json; a test fails when the committed copy drifts.
+`make openapi` writes schemas/openapi.json and schemas/events/<DetailType>.json; a test fails when
+the committed copies drift.
 """
 
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
@@ -29,5 +32,26 @@ def openapi_document() -> dict[str, object]:
     return parsed
 
 
+def event_schemas() -> dict[str, dict[str, object]]:
+    """JSON Schema of each event's `detail`, by detail type."""
+    from functions.core.events import EVENT_TYPES
+
+    schemas: dict[str, dict[str, object]] = {}
+    for event_type in EVENT_TYPES:
+        schema = event_type.model_json_schema()
+        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        schema["$id"] = f"https://cityshare.city/schemas/events/{event_type.detail_type()}.json"
+        schemas[event_type.detail_type()] = schema
+    return schemas
+
+
+def _dump(document: object) -> str:
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
 if __name__ == "__main__":
-    print(json.dumps(openapi_document(), indent=2, sort_keys=True))
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "schemas")
+    (target / "openapi.json").write_text(_dump(openapi_document()))
+    (target / "events").mkdir(exist_ok=True)
+    for name, schema in event_schemas().items():
+        (target / "events" / f"{name}.json").write_text(_dump(schema))

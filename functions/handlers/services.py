@@ -10,12 +10,15 @@ from functions.catalog.models import Dataset
 from functions.catalog.repository import CatalogRepository
 from functions.catalog.service import CatalogService
 from functions.core import aws
+from functions.core.events import EventPublisher
 from functions.core.settings import get_settings
 from functions.handlers.wiring import audit_log, directory
 from functions.identity.service import DirectoryService
 from functions.ingest.keys import KeyService
 from functions.ingest.repository import IngestRepository
 from functions.ingest.uploads import UploadService
+from functions.notifications.repository import NotificationRepository
+from functions.notifications.service import InboxService
 from functions.policy.access import AccessControl
 from functions.policy.engine import PolicyEngine
 from functions.sharing.models import Grant
@@ -71,5 +74,16 @@ def build_view(dataset: Dataset, version: int, files: list[str], grant: Grant, n
 def sharing() -> SharingService:
     settings = get_settings()
     return SharingService(
-        catalog(), sharing_repository(), IngestRepository(settings.catalog_table), settings.data_bucket, build_view
+        catalog(),
+        sharing_repository(),
+        IngestRepository(settings.catalog_table),
+        settings.data_bucket,
+        build_view,
+        access_control(),
+        EventPublisher(settings.event_bus),
     )
+
+
+@cache
+def inbox() -> InboxService:
+    return InboxService(NotificationRepository(get_settings().notifications_table), access_control().engine)

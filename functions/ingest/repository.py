@@ -89,9 +89,16 @@ class IngestRepository(DynamoTable):
                         "Update": {
                             "TableName": self._table,
                             "Key": to_item({"pk": _pk(version.dataset_id), "sk": "DATASET"}),
-                            "UpdateExpression": "SET latest_version = :version",
+                            "UpdateExpression": "SET latest_version = :version, latest_files = :files, latest_bytes = :bytes",
                             "ConditionExpression": "latest_version = :previous",
-                            "ExpressionAttributeValues": to_item({":version": version.version, ":previous": version.version - 1}),
+                            "ExpressionAttributeValues": to_item(
+                                {
+                                    ":version": version.version,
+                                    ":previous": version.version - 1,
+                                    ":files": version.files,
+                                    ":bytes": version.bytes,
+                                }
+                            ),
                         }
                     },
                     {

@@ -9,7 +9,6 @@ them and commits. The DatasetVersionPublished event is sent after the commit and
 
 from __future__ import annotations
 
-import json
 import re
 import tempfile
 from dataclasses import dataclass
@@ -18,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from functions.audit.chain import AuditEvent, AuditLog
+from functions.catalog.models import Dataset
 from functions.catalog.repository import CatalogRepository
 from functions.core import aws
 from functions.core.errors import Conflict
+from functions.core.events import ColumnSummary, DatasetVersionPublished, EventPublisher
 from functions.core.observability import logger
 from functions.core.settings import Settings, department_key
 from functions.ingest.keys import KeyService
@@ -154,7 +155,7 @@ class IngestService:
                 {"version": number, "rows": version.rows, "rows_rejected": outcome.report.rows_rejected},
             )
             upload.version = number
-            self._announce(upload, version)
+            self._announce(upload, version, dataset)
             return IngestResult("published", number)
         raise Conflict(f"Could not commit a version of {dataset.dataset_id}: too many concurrent uploads")
 
@@ -192,27 +193,26 @@ class IngestService:
             ),
         )
 
-    def _announce(self, upload: Upload, version: DatasetVersion | None = None) -> None:
+    def _announce(self, upload: Upload, version: DatasetVersion | None = None, dataset: Dataset | None = None) -> None:
         if self._uploads.is_announced(upload.dataset_id, upload.upload_id) or upload.version is None:
             return
         version = version or self._uploads.get_version(upload.dataset_id, upload.version)
-        detail = {
-            "dataset_id": version.dataset_id,
-            "version": version.version,
-            "owner": version.owner,
-            "rows": version.rows,
-            "files": version.files,
-            "created_at": version.created_at,
-            "profile": {name: column.model_dump() for name, column in version.profile.columns.items()},
-        }
-        self.events.put_events(
-            Entries=[
-                {
-                    "EventBusName": self._settings.event_bus,
-                    "Source": "cityshare.ingest",
-                    "DetailType": "DatasetVersionPublished",
-                    "Detail": json.dumps(detail, default=str),
-                }
-            ]
+        dataset = dataset or self._catalog.get(upload.dataset_id)
+        if dataset is None:
+            return
+        EventPublisher(self._settings.event_bus, self.events).publish(
+            DatasetVersionPublished(
+                dataset_id=version.dataset_id,
+                version=version.version,
+                owner=version.owner,
+                classification=dataset.classification,
+                tags=list(dataset.tags),
+                rows=version.rows,
+                files=version.files,
+                created_at=version.created_at,
+                profile={
+                    name: ColumnSummary.model_validate(column.model_dump()) for name, column in version.profile.columns.items()
+                },
+            )
         )
         self._uploads.mark_announced(upload.dataset_id, upload.upload_id)

@@ -59,7 +59,8 @@ class PolicyEngine:
                 "parents": [uid("Department", caller.department_id)],
             },
         ]
-        if resource.entity_type != "Principal":
+        own_department = resource.entity_type == "Department" and resource.entity_id == caller.department_id
+        if resource.entity_type != "Principal" and not own_department:
             entities.append(
                 {"uid": uid(resource.entity_type, resource.entity_id), "attrs": _attrs(resource.attrs), "parents": []}
             )

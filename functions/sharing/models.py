@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from functions.catalog.models import ColumnName, ColumnSchema, TableSchema
+from functions.catalog.models import CLASSIFICATION_RANK, Classification, ColumnName, ColumnSchema, Dataset, TableSchema, Tag
 
 PurposeCategory = Literal[
     "planning", "research", "operations", "public-health", "public-safety", "environment-monitoring", "statistics", "other"
@@ -178,12 +178,31 @@ class GrantCreate(BaseModel):
     terms: GrantTerms = Field(default_factory=GrantTerms)
 
 
+class TagGrantCreate(GrantCreate):
+    """A grant on every dataset of the steward's department that carries all `tags`, up to a
+    classification: datasets created later are covered without a new grant. It covers whole
+    datasets (curated files as published, personal columns protected at ingest); restrict columns,
+    rows or masking with a grant on one dataset."""
+
+    tags: list[Tag] = Field(min_length=1, max_length=10)
+    max_classification: Classification = "internal"
+
+    @model_validator(mode="after")
+    def _whole_datasets(self) -> TagGrantCreate:
+        if self.terms.restricted():
+            raise ValueError("a tag grant covers whole datasets: its terms may only set expires_at")
+        return self
+
+
 class Grant(GrantCreate):
     grant_id: str
-    dataset_id: str
     owner: str
     created_by: str
     created_at: str
+    # One dataset, or (tag grants) every dataset of the owner carrying all `tags` up to max_classification.
+    dataset_id: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    max_classification: Classification | None = None
     status: Literal["active", "revoked"] = "active"
     revoked_at: str | None = None
     revoked_by: str | None = None
@@ -191,6 +210,15 @@ class Grant(GrantCreate):
 
     def live(self, now: str) -> bool:
         return self.status == "active" and (self.terms.expires_at is None or self.terms.expires_at > now)
+
+    def covers(self, dataset: Dataset) -> bool:
+        """Whether this grant is about `dataset` (live or not)."""
+        if dataset.owner != self.owner:
+            return False
+        if self.dataset_id is not None:
+            return self.dataset_id == dataset.dataset_id
+        within = CLASSIFICATION_RANK[dataset.classification] <= CLASSIFICATION_RANK[self.max_classification or "public"]
+        return within and bool(self.tags) and set(self.tags) <= set(dataset.tags)
 
 
 class GrantList(BaseModel):

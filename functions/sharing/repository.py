@@ -1,8 +1,9 @@
-"""The sharing table: access requests and grants, in their dataset's partition.
+"""The sharing table: grants in their owner's partition, access requests in their dataset's.
 
-Grants are `DATASET#<id>` / `GRANT#<grantee department>#<grant id>`, so the grants that can apply
-to one caller on one dataset are one key query; the `by_grantee` index answers "what may my
-department see" for listings. Requests are `DATASET#<id>` / `REQUEST#<id>`, and `by_owner_status`
+Grants are `OWNER#<owner>` / `GRANT#<grantee department>#<grant id>`: the grants that can apply to
+one caller on one dataset (on that dataset, or on its tags) are one key query between two
+departments, flat in the number of grants in the platform; the `by_grantee` index answers "what may
+my department see" for listings. Requests are `DATASET#<id>` / `REQUEST#<id>`, and `by_owner_status`
 (`<owner>#<status>`, created_at) lists a department's pending requests for its stewards.
 """
 
@@ -20,26 +21,27 @@ def _pk(dataset_id: str) -> str:
     return f"DATASET#{dataset_id}"
 
 
+def _grant_key(grant: Grant) -> dict[str, str]:
+    return {"pk": f"OWNER#{grant.owner}", "sk": f"GRANT#{grant.grantee_department}#{grant.grant_id}"}
+
+
 class SharingRepository(DynamoTable):
     def put_grant(self, grant: Grant) -> None:
-        record = dict(
-            grant.model_dump(exclude_none=True),
-            terms=grant.terms.model_dump_json(),
-            pk=_pk(grant.dataset_id),
-            sk=f"GRANT#{grant.grantee_department}#{grant.grant_id}",
-        )
-        self.client.put_item(TableName=self._table, Item=to_item(record), ConditionExpression="attribute_not_exists(pk)")
-
-    def grants_for(self, dataset_id: str, department: str) -> list[Grant]:
-        return self._query(
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues=to_item({":pk": _pk(dataset_id), ":prefix": f"GRANT#{department}#"}),
+        self.client.put_item(
+            TableName=self._table, Item=to_item(_grant_record(grant)), ConditionExpression="attribute_not_exists(pk)"
         )
 
-    def grants_of_dataset(self, dataset_id: str) -> list[Grant]:
+    def grants_between(self, owner: str, grantee: str) -> list[Grant]:
+        """Every grant `owner` gave `grantee` (live or not): the candidates for one read."""
         return self._query(
             KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues=to_item({":pk": _pk(dataset_id), ":prefix": "GRANT#"}),
+            ExpressionAttributeValues=to_item({":pk": f"OWNER#{owner}", ":prefix": f"GRANT#{grantee}#"}),
+        )
+
+    def grants_of(self, owner: str) -> list[Grant]:
+        return self._query(
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues=to_item({":pk": f"OWNER#{owner}", ":prefix": "GRANT#"}),
         )
 
     def grants_to(self, department: str) -> list[Grant]:
@@ -54,7 +56,7 @@ class SharingRepository(DynamoTable):
         try:
             response = self.client.update_item(
                 TableName=self._table,
-                Key=to_item({"pk": _pk(grant.dataset_id), "sk": f"GRANT#{grant.grantee_department}#{grant.grant_id}"}),
+                Key=to_item(_grant_key(grant)),
                 UpdateExpression="SET #status = :revoked, revoked_at = :now, revoked_by = :by",
                 ConditionExpression="#status = :active",
                 ExpressionAttributeNames={"#status": "status"},
@@ -80,15 +82,29 @@ class SharingRepository(DynamoTable):
             raise NotFound(f"No access request {request_id} for dataset {dataset_id}")
         return _request(from_item(response["Item"]))
 
-    def decide(self, request: AccessRequest) -> None:
-        """Record a decision, conditional on the request still pending (two stewards cannot both decide)."""
+    def decide(self, request: AccessRequest, grant: Grant | None = None) -> None:
+        """Record a decision, conditional on the request still pending (two stewards cannot both
+        decide); an approval writes its grant in the same transaction, so neither exists alone."""
+        pending = {
+            "ConditionExpression": "#status = :pending",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": to_item({":pending": "pending"}),
+        }
         try:
-            self.client.put_item(
-                TableName=self._table,
-                Item=to_item(_request_record(request)),
-                ConditionExpression="#status = :pending",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=to_item({":pending": "pending"}),
+            if grant is None:
+                self.client.put_item(TableName=self._table, Item=to_item(_request_record(request)), **pending)
+                return
+            self.client.transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": self._table, "Item": to_item(_request_record(request)), **pending}},
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": to_item(_grant_record(grant)),
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                ]
             )
         except Exception as error:
             if is_conditional_failure(error):
@@ -109,6 +125,10 @@ class SharingRepository(DynamoTable):
         for page in self.client.get_paginator("query").paginate(TableName=self._table, **query):
             records.extend(_grant(from_item(item)) for item in page["Items"])
         return records
+
+
+def _grant_record(grant: Grant) -> dict[str, Any]:
+    return dict(grant.model_dump(exclude_none=True), terms=grant.terms.model_dump_json(), **_grant_key(grant))
 
 
 def _grant(record: dict[str, Any]) -> Grant:

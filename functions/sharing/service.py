@@ -6,14 +6,17 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from functions.catalog.models import Dataset
 from functions.catalog.service import CatalogService
 from functions.core import aws
 from functions.core.errors import Forbidden, InvalidRequest, NotFound
+from functions.core.events import AccessRequestChanged, EventPublisher, GrantChanged
 from functions.identity.models import Caller
 from functions.ingest.repository import IngestRepository
+from functions.policy.access import AccessControl
+from functions.policy.engine import Resource
 from functions.sharing.models import (
     AccessRequest,
     AccessRequestCreate,
@@ -25,6 +28,7 @@ from functions.sharing.models import (
     GrantCreate,
     GrantTerms,
     PresignedFile,
+    TagGrantCreate,
 )
 from functions.sharing.repository import SharingRepository
 
@@ -57,9 +61,13 @@ class SharingService:
         versions: IngestRepository,
         bucket: str,
         build_view: ViewBuilder,
+        access: AccessControl,
+        events: EventPublisher,
         s3: Any = None,
         clock: Callable[[], str] = _now,
     ) -> None:
+        self._access = access
+        self._events = events
         self._catalog = catalog
         self._sharing = sharing
         self._versions = versions
@@ -86,6 +94,7 @@ class SharingService:
             created_at=self._clock(),
         )
         self._sharing.put_request(access_request)
+        self._events.publish(_request_changed(access_request, "filed", caller.principal_id, access_request.created_at))
         return access_request
 
     def pending_requests(self, caller: Caller, request_id: str = "") -> list[AccessRequest]:
@@ -115,8 +124,11 @@ class SharingService:
         access_request.decision = Decision(
             by=caller.principal_id, at=self._clock(), reason=approval.note, grant_id=grant.grant_id
         )
-        self._sharing.decide(access_request)
-        self._sharing.put_grant(grant)
+        self._sharing.decide(access_request, grant)
+        self._events.publish(
+            _request_changed(access_request, "approved", caller.principal_id, grant.created_at, approval.note),
+            _grant_changed(grant, "granted", caller.principal_id, grant.created_at),
+        )
         return grant
 
     def deny(
@@ -126,6 +138,9 @@ class SharingService:
         access_request.status = "denied"
         access_request.decision = Decision(by=caller.principal_id, at=self._clock(), reason=denial.reason)
         self._sharing.decide(access_request)
+        self._events.publish(
+            _request_changed(access_request, "denied", caller.principal_id, access_request.decision.at, denial.reason)
+        )
         return access_request
 
     # -- grants
@@ -133,20 +148,74 @@ class SharingService:
         dataset = self._catalog.authorized(
             caller, "ManageGrants", dataset_id, request_id, {"grant_to": request.grantee_department}
         )
-        grant = self._new_grant(caller, dataset, request, None)
-        self._sharing.put_grant(grant)
-        return grant
+        return self._give(caller, self._new_grant(caller, dataset, request, None))
+
+    def grant_by_tags(self, caller: Caller, request: TagGrantCreate, request_id: str = "") -> Grant:
+        self._manage_department(caller, request_id, {"grant_to": request.grantee_department, "tags": request.tags})
+        if request.grantee_department == caller.department_id:
+            raise InvalidRequest("A department needs no grant on its own datasets")
+        terms = GrantTerms(expires_at=_until(request.terms.expires_at) if request.terms.expires_at else None)
+        grant = Grant(
+            **request.model_dump(exclude={"terms", "tags", "max_classification"}),
+            terms=terms,
+            tags=sorted(set(request.tags)),
+            max_classification=request.max_classification,
+            grant_id="g" + secrets.token_hex(12),
+            owner=caller.department_id,
+            created_by=caller.principal_id,
+            created_at=self._clock(),
+        )
+        return self._give(caller, grant)
 
     def grants(self, caller: Caller, dataset_id: str, request_id: str = "") -> list[Grant]:
-        self._catalog.authorized(caller, "ManageGrants", dataset_id, request_id, {"list": "grants"})
-        return self._sharing.grants_of_dataset(dataset_id)
+        """The grants covering one dataset: on it, and on tags it carries."""
+        dataset = self._catalog.authorized(caller, "ManageGrants", dataset_id, request_id, {"list": "grants"})
+        return [g for g in self._sharing.grants_of(dataset.owner) if g.covers(dataset)]
+
+    def department_grants(self, caller: Caller, direction: str, request_id: str = "") -> list[Grant]:
+        """Grants the caller's department gave (stewards) or received (any member)."""
+        if direction == "given":
+            self._manage_department(caller, request_id, {"list": "grants-given"})
+            return self._sharing.grants_of(caller.department_id)
+        self._view_inbox(caller)
+        received = self._sharing.grants_to(caller.department_id)
+        return [g for g in received if g.grantee_principal in (None, caller.principal_id)]
 
     def revoke(self, caller: Caller, dataset_id: str, grant_id: str, request_id: str = "") -> Grant:
-        self._catalog.authorized(caller, "ManageGrants", dataset_id, request_id, {"revoke": grant_id})
-        found = [g for g in self._sharing.grants_of_dataset(dataset_id) if g.grant_id == grant_id]
+        dataset = self._catalog.authorized(caller, "ManageGrants", dataset_id, request_id, {"revoke": grant_id})
+        found = [g for g in self._sharing.grants_of(dataset.owner) if g.grant_id == grant_id and g.dataset_id == dataset_id]
         if not found:
             raise NotFound(f"Dataset {dataset_id} has no grant {grant_id}")
-        return self._sharing.revoke(found[0], caller.principal_id, self._clock())
+        return self._revoke(caller, found[0])
+
+    def revoke_grant(self, caller: Caller, grant_id: str, request_id: str = "") -> Grant:
+        """Revoke any grant the caller's department gave, by id (tag grants have no dataset)."""
+        self._manage_department(caller, request_id, {"revoke": grant_id})
+        found = [g for g in self._sharing.grants_of(caller.department_id) if g.grant_id == grant_id]
+        if not found:
+            raise NotFound(f"Department {caller.department_id} gave no grant {grant_id}")
+        return self._revoke(caller, found[0])
+
+    def _give(self, caller: Caller, grant: Grant) -> Grant:
+        self._sharing.put_grant(grant)
+        self._events.publish(_grant_changed(grant, "granted", caller.principal_id, grant.created_at))
+        return grant
+
+    def _revoke(self, caller: Caller, grant: Grant) -> Grant:
+        revoked = self._sharing.revoke(grant, caller.principal_id, self._clock())
+        self._events.publish(_grant_changed(revoked, "revoked", caller.principal_id, revoked.revoked_at or self._clock()))
+        return revoked
+
+    def _manage_department(self, caller: Caller, request_id: str, details: dict[str, object]) -> None:
+        resource = Resource("Department", caller.department_id)
+        if not self._access.authorize(caller, "ManageGrants", resource, caller.department_id, request_id, details).allowed:
+            raise Forbidden("Only the department's data stewards manage its grants")
+
+    def _view_inbox(self, caller: Caller) -> None:
+        # Not audited: a department reading its own inbox or received grants reveals nothing of others'
+        # data, and a client following its inbox would otherwise flood its own audit chain.
+        if not self._access.engine.decide(caller, "ViewInbox", Resource("Department", caller.department_id)).allowed:
+            raise Forbidden("The caller may not view this department's inbox")
 
     # -- reads
     def read(
@@ -172,12 +241,16 @@ class SharingService:
         self._catalog.require(caller, "ReadData", dataset, request_id, details, grants)
         if number < 1:
             raise NotFound(f"Dataset {dataset_id} has no version yet")
-        published = self._versions.get_version(dataset_id, number)
+        if number == dataset.latest_version and dataset.latest_files:
+            version_files, version_bytes = dataset.latest_files, dataset.latest_bytes
+        else:
+            published = self._versions.get_version(dataset_id, number)
+            version_files, version_bytes = published.files, published.bytes
         if grant is not None and grant.terms.restricted():
-            key, size = self._build_view(dataset, number, published.files, grant, self._clock())
+            key, size = self._build_view(dataset, number, version_files, grant, self._clock())
             files = [(key, size)]
         else:
-            files = [(key, published.bytes) for key in published.files]
+            files = [(key, version_bytes) for key in version_files]
         expires = (datetime.now(UTC) + timedelta(seconds=URL_LIFETIME_SECONDS)).isoformat(timespec="seconds")
         urls = [
             PresignedFile(
@@ -219,6 +292,39 @@ class SharingService:
             created_at=self._clock(),
             access_request=access_request,
         )
+
+
+def _request_changed(
+    access_request: AccessRequest, change: Literal["filed", "approved", "denied"], by: str, at: str, reason: str = ""
+) -> AccessRequestChanged:
+    return AccessRequestChanged(
+        change=change,
+        access_request_id=access_request.request_id,
+        dataset_id=access_request.dataset_id,
+        owner=access_request.owner,
+        requester_department=access_request.requester_department,
+        requester_principal=access_request.requester_principal,
+        purpose_category=access_request.purpose_category,
+        by=by,
+        at=at,
+        reason=reason,
+        grant_id=access_request.decision.grant_id if access_request.decision else None,
+    )
+
+
+def _grant_changed(grant: Grant, change: Literal["granted", "revoked"], by: str, at: str) -> GrantChanged:
+    return GrantChanged(
+        change=change,
+        grant_id=grant.grant_id,
+        owner=grant.owner,
+        grantee_department=grant.grantee_department,
+        grantee_principal=grant.grantee_principal,
+        dataset_id=grant.dataset_id,
+        tags=grant.tags,
+        by=by,
+        at=at,
+        access_request=grant.access_request,
+    )
 
 
 def _check(terms: GrantTerms, dataset: Dataset) -> None:

@@ -12,6 +12,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from infra.cloud.config import LOG_RETENTION_NAMES
@@ -46,6 +47,7 @@ class Functions(Construct):
         tables: dict[str, dynamodb.TableV2],
         buckets: dict[str, s3.Bucket],
         bus: events.EventBus,
+        topics: dict[str, sns.Topic],
         log_retention_days: int,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -94,4 +96,6 @@ class Functions(Construct):
                 (bucket.grant_read_write if access == "write" else bucket.grant_read)(function)
             if spec.publishes_events:
                 bus.grant_put_events_to(function)
+            for topic_name in spec.topics:
+                topics[topic_name].grant_publish(function)
             self.functions[spec.name] = function

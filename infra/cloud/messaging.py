@@ -1,4 +1,5 @@
-"""SQS queues with dead-letter queues, the EventBridge bus and the rules that feed the queues."""
+"""SQS queues with dead-letter queues, the EventBridge bus and the rules that feed the queues, and
+the SNS topics functions publish to (departments subscribe with a filter policy on `department`)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import json
 from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -24,6 +27,8 @@ class Messaging(Construct):
         bus_name: str,
         rules: tuple[RuleSpec, ...],
         stage: str,
+        topics: tuple[str, ...],
+        topic_key: kms.IKey,
     ) -> None:
         super().__init__(scope, construct_id)
         self.dead_letter_queues: dict[str, sqs.Queue] = {}
@@ -48,6 +53,10 @@ class Messaging(Construct):
                 retention_period=Duration.days(4),
                 dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=spec.max_receive_count, queue=dead_letters),
             )
+        self.topics = {
+            name: sns.Topic(self, f"Topic-{name}", master_key=topic_key, enforce_ssl=True, display_name=f"CityShare {name}")
+            for name in topics
+        }
         self.bus = events.EventBus(self, "Bus", event_bus_name=f"cityshare-{stage}-{bus_name}")
         for rule in rules:
             events.Rule(

@@ -38,7 +38,9 @@ class CityShareStack(Stack):
         keys = Keys(self, "Keys", config.stage, config.departments)
         storage = Storage(self, "Storage", spec.buckets, keys.platform)
         tables = Tables(self, "Tables", spec.tables, keys.platform)
-        messaging = Messaging(self, "Messaging", spec.queues, spec.event_bus, spec.rules, config.stage)
+        messaging = Messaging(
+            self, "Messaging", spec.queues, spec.event_bus, spec.rules, config.stage, spec.topics, keys.platform
+        )
         for bucket_spec in spec.buckets:
             messaging.notify(storage.buckets[bucket_spec.name], bucket_spec)
 
@@ -46,6 +48,7 @@ class CityShareStack(Stack):
             {("table", name): table.table_name for name, table in tables.tables.items()}
             | {("bucket", name): bucket.bucket_name for name, bucket in storage.buckets.items()}
             | {("bus", spec.event_bus): messaging.bus.event_bus_name, ("key", "platform"): keys.platform.key_arn}
+            | {("topic", name): topic.topic_arn for name, topic in messaging.topics.items()}
         )
         environment = {variable: physical[resource] for variable, resource in RESOURCE_ENVIRONMENT.items()}
         environment.update(
@@ -65,6 +68,7 @@ class CityShareStack(Stack):
             tables.tables,
             storage.buckets,
             messaging.bus,
+            messaging.topics,
             config.log_retention_days,
         )
         api_functions = functions.functions

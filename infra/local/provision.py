@@ -1,5 +1,5 @@
 """Creates the spec's resources on the moto server: tables, the bucket and its notifications, queues
-with dead-letter queues, the event bus and its rules."""
+with dead-letter queues, the event bus and its rules, the SNS topics."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ def physical_names(prefix: str, spec: PlatformSpec = SPEC) -> dict[tuple[str, st
     names.update({("queue", q.name): f"{prefix}-{q.name}" for q in spec.queues})
     names[("bus", spec.event_bus)] = f"{prefix}-{spec.event_bus}"
     names[("key", "platform")] = f"alias/{prefix}/platform"
+    # Functions get a topic's ARN, which the local region and account make predictable.
+    names.update({("topic", t): f"arn:aws:sns:{REGION}:{ACCOUNT}:{prefix}-{t}" for t in spec.topics})
     return names
 
 
@@ -95,6 +97,9 @@ def provision(session: Any, names: dict[tuple[str, str], str], spec: PlatformSpe
                     ]
                 },
             )
+    sns = session.client("sns")
+    for topic in spec.topics:
+        sns.create_topic(Name=names[("topic", topic)].rsplit(":", 1)[1])
     events = session.client("events")
     bus = names[("bus", spec.event_bus)]
     events.create_event_bus(Name=bus)

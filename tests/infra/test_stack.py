@@ -8,6 +8,7 @@ from typing import Any
 from aws_cdk.assertions import Match, Template
 from cdk_nag import AwsSolutionsChecks
 
+from functions.core.events import EVENT_TYPES
 from functions.core.settings import required_environment_names
 from infra.spec import SPEC
 from tests.infra.conftest import Synthesised, of_type
@@ -166,7 +167,7 @@ def test_event_bus_routes_platform_events_to_their_queue(resources: Resources) -
     rules = of_type(resources, "AWS::Events::Rule")
     assert len(rules) == len(SPEC.rules)
     pattern = next(iter(rules.values()))["Properties"]["EventPattern"]
-    assert set(pattern["detail-type"]) == {"DatasetVersionPublished", "AlertRaised", "GrantChanged"}
+    assert set(pattern["detail-type"]) == {t.detail_type() for t in EVENT_TYPES}
 
 
 def test_landing_uploads_notify_the_ingest_queue(resources: Resources) -> None:
@@ -186,9 +187,10 @@ def test_the_function_asset_holds_only_the_code_and_the_policies(synthesised: Sy
 def test_the_ingest_function_consumes_its_queue_with_partial_batch_failures(resources: Resources) -> None:
     mappings = of_type(resources, "AWS::Lambda::EventSourceMapping")
     assert len(mappings) == len([q for q in SPEC.queues if q.consumer])
-    mapping = next(iter(mappings.values()))["Properties"]
-    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert mapping["BatchSize"] == SPEC.queues[0].batch_size
+    assert all(m["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"] for m in mappings.values())
+    assert sorted(m["Properties"]["BatchSize"] for m in mappings.values()) == sorted(
+        q.batch_size for q in SPEC.queues if q.consumer
+    )
     ingest = [f for name, f in of_type(resources, "AWS::Lambda::Function").items() if "Functioningest" in name]
     assert ingest[0]["Properties"]["EphemeralStorage"] == {"Size": 10240}
     assert ingest[0]["Properties"]["Timeout"] < next(
@@ -205,3 +207,17 @@ def test_functions_that_protect_data_may_use_the_departments_keys(synthesised: S
     assert "kms:GenerateDataKey" in statements and "kms:Decrypt" in statements
     department_keys = [name for name in of_type(resources, "AWS::KMS::Key") if "Department" in name]
     assert all(name in statements for name in department_keys)
+
+
+def test_notifications_topic_is_kms_encrypted_tls_only_and_only_triggers_publish(resources: Resources) -> None:
+    topics = of_type(resources, "AWS::SNS::Topic")
+    notifications = [t for name, t in topics.items() if "Topicnotifications" in name]
+    assert len(notifications) == 1 and "KmsMasterKeyId" in notifications[0]["Properties"]
+    topic_policies = json.dumps(of_type(resources, "AWS::SNS::TopicPolicy"))
+    assert '"aws:SecureTransport": "false"' in topic_policies
+    publishers = [
+        json.dumps(p["Properties"]["Roles"]).lower()
+        for p in of_type(resources, "AWS::IAM::Policy").values()
+        if "sns:Publish" in json.dumps(p["Properties"]["PolicyDocument"]) and "Topicnotifications" in json.dumps(p)
+    ]
+    assert len(publishers) == 1 and "triggers" in publishers[0]

@@ -47,5 +47,6 @@ def settings(audience: str = "cityshare-test") -> Settings:
             "PLATFORM_KEY": "alias/test",
             "DATA_BUCKET": "b",
             "EVENT_BUS": "e",
+            "NOTIFICATIONS_TABLE": "i",
         }
     )

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from functions.core.settings import environment_names, required_environment_names
-from functions.handlers.openapi import openapi_document
+from functions.handlers.openapi import event_schemas, openapi_document
 from infra.local.provision import physical_names
 from infra.spec import RESOURCE_ENVIRONMENT, SPEC, function_environment
 
@@ -34,6 +34,11 @@ def test_spec_routes_are_exactly_the_apis_routes() -> None:
 def test_committed_openapi_document_is_current() -> None:
     committed = json.loads((ROOT / "schemas" / "openapi.json").read_text())
     assert committed == openapi_document(), "run `make openapi` and commit schemas/openapi.json"
+
+
+def test_committed_event_schemas_are_current() -> None:
+    committed = {p.stem: json.loads(p.read_text()) for p in (ROOT / "schemas" / "events").glob("*.json")}
+    assert committed == event_schemas(), "run `make openapi` and commit schemas/events/"
 
 
 def _imports(folder: str) -> set[tuple[str, str]]:

@@ -1,8 +1,8 @@
-"""Sharing routes: access requests, stewards' decisions, grants, and governed reads."""
+"""Sharing routes: access requests, stewards' decisions, grants, governed reads, and the inbox."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
@@ -10,7 +10,8 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from functions.handlers.routes.catalog import DatasetPath
 from functions.handlers.routes.context import caller, created, documented, request_id
-from functions.handlers.services import sharing
+from functions.handlers.services import inbox, sharing
+from functions.notifications.models import NotificationPage
 from functions.sharing.models import (
     AccessRequest,
     AccessRequestCreate,
@@ -21,6 +22,7 @@ from functions.sharing.models import (
     Grant,
     GrantCreate,
     GrantList,
+    TagGrantCreate,
 )
 
 router = APIGatewayRouter()
@@ -111,3 +113,46 @@ def read_data(
     grant_id: Annotated[str | None, Query(pattern=r"^g[0-9a-f]{24}$")] = None,
 ) -> DataAccess:
     return sharing().read(caller(router), dataset_id, version, grant_id, request_id(router))
+
+
+@router.post(
+    "/grants",
+    summary="Grant every dataset of the department carrying given tags, up to a classification (stewards)",
+    tags=["sharing"],
+    responses=documented(Grant, 400, 403, status=201),
+)
+def grant_by_tags(request: TagGrantCreate) -> Response[Grant]:
+    return created(sharing().grant_by_tags(caller(router), request, request_id(router)))
+
+
+@router.get(
+    "/grants",
+    summary="Grants the caller's department gave (stewards) or received",
+    tags=["sharing"],
+    responses=documented(GrantList, 403),
+)
+def department_grants(direction: Annotated[Literal["given", "received"], Query()] = "received") -> GrantList:
+    return GrantList(grants=sharing().department_grants(caller(router), direction, request_id(router)))
+
+
+@router.delete(
+    "/grants/<grant_id>",
+    summary="Revoke any grant the department gave, by id (stewards)",
+    tags=["sharing"],
+    responses=documented(Grant, 403, 404, 409),
+)
+def revoke_grant(grant_id: GrantPath) -> Grant:
+    return sharing().revoke_grant(caller(router), grant_id, request_id(router))
+
+
+@router.get(
+    "/notifications",
+    summary="The department's notifications, oldest first after a cursor (newest page without one)",
+    tags=["notifications"],
+    responses=documented(NotificationPage, 403),
+)
+def notifications(
+    after: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+) -> NotificationPage:
+    return inbox().page(caller(router), after, limit)

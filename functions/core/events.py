@@ -1,0 +1,134 @@
+"""The events CityShare puts on its EventBridge bus: one pydantic model per detail type, whose JSON
+Schema is written to schemas/events/ (`make openapi`) for the departments that consume them.
+
+A consumer must expect duplicates and any order: each event names what it is about fully (dataset,
+version, grant), so handling it twice or late gives the same result.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from functions.core import aws
+
+SOURCE = "cityshare"
+
+
+class EventDetail(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    @classmethod
+    def detail_type(cls) -> str:
+        return cls.__name__
+
+
+class ColumnSummary(BaseModel):
+    nulls: int
+    min: Any = None
+    max: Any = None
+    distinct_estimate: int | None = None
+
+
+class DatasetVersionPublished(EventDetail):
+    """A new version of a dataset was committed and can be read."""
+
+    dataset_id: str
+    version: int = Field(ge=1)
+    owner: str
+    classification: str
+    tags: list[str]
+    rows: int = Field(ge=0)
+    files: list[str]
+    created_at: str
+    profile: dict[str, ColumnSummary]
+    # The versions this one was computed from (derived datasets), as "dataset@version".
+    inputs: list[str] = Field(default_factory=list)
+
+
+class GrantChanged(EventDetail):
+    """A grant was created or revoked (expiry needs no event: it is checked on every request)."""
+
+    change: Literal["granted", "revoked"]
+    grant_id: str
+    owner: str
+    grantee_department: str
+    grantee_principal: str | None = None
+    dataset_id: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    by: str
+    at: str
+    access_request: str | None = None
+
+
+class AccessRequestChanged(EventDetail):
+    """An access request was filed, approved or denied."""
+
+    change: Literal["filed", "approved", "denied"]
+    access_request_id: str
+    dataset_id: str
+    owner: str
+    requester_department: str
+    requester_principal: str
+    purpose_category: str
+    by: str
+    at: str
+    reason: str = ""
+    grant_id: str | None = None
+
+
+class AlertRaised(EventDetail):
+    """An alert rule fired on a dataset version."""
+
+    alert_id: str
+    rule_id: str
+    rule_name: str
+    rule_owner: str
+    dataset_id: str
+    version: int
+    owner: str
+    group: dict[str, Any]
+    window_start: str | None = None
+    window_end: str | None = None
+    value: float
+    threshold: float
+    comparison: str
+    raised_at: str
+
+
+EVENT_TYPES: tuple[type[EventDetail], ...] = (DatasetVersionPublished, GrantChanged, AccessRequestChanged, AlertRaised)
+
+
+def parse_event(detail_type: str, detail: dict[str, Any]) -> EventDetail:
+    """The typed detail of an EventBridge event; ValueError for a type CityShare does not emit."""
+    for event_type in EVENT_TYPES:
+        if event_type.detail_type() == detail_type:
+            return event_type.model_validate(detail)
+    raise ValueError(f"unknown event type {detail_type!r}")
+
+
+class EventPublisher:
+    events = aws.LazyClient("events")
+
+    def __init__(self, bus: str, events: Any = None) -> None:
+        self._bus = bus
+        self._events = events
+
+    def publish(self, *details: EventDetail) -> None:
+        if not details:
+            return
+        entries = [
+            {
+                "EventBusName": self._bus,
+                "Source": SOURCE,
+                "DetailType": detail.detail_type(),
+                "Detail": json.dumps(detail.model_dump(mode="json"), default=str),
+            }
+            for detail in details
+        ]
+        for start in range(0, len(entries), 10):  # PutEvents takes at most 10 entries
+            response = self.events.put_events(Entries=entries[start : start + 10])
+            if response.get("FailedEntryCount"):
+                raise RuntimeError(f"EventBridge refused {response['FailedEntryCount']} event(s)")

@@ -1,0 +1,46 @@
+"""The triggers function: platform events (EventBridge → SQS) turned into what they should cause.
+
+Each SQS record is one EventBridge event; a failure is reported for that record only (partial batch
+response). Handlers are idempotent, since SQS and EventBridge both deliver at least once.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.core.events import parse_event
+from functions.core.observability import logger
+from functions.core.settings import get_settings
+from functions.notifications.repository import NotificationRepository
+from functions.notifications.service import NotificationService
+
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+@cache
+def notifications() -> NotificationService:
+    settings = get_settings()
+    return NotificationService(NotificationRepository(settings.notifications_table), settings.notifications_topic or None)
+
+
+def handle_record(record: SQSRecord) -> None:
+    envelope: dict[str, Any] = json.loads(record.body)
+    try:
+        event = parse_event(str(envelope.get("detail-type")), envelope.get("detail") or {})
+    except ValueError as error:
+        # Not ours or malformed: retrying cannot help, so log it and let the record go.
+        logger.warning("event ignored", extra={"reason": str(error)[:300], "event_id": envelope.get("id")})
+        return
+    delivered = notifications().notify(str(envelope["id"]), event)
+    logger.info("event handled", extra={"type": event.detail_type(), "notified": [n.department for n in delivered]})
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return dict(process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context))
