@@ -309,12 +309,30 @@ class CityShareClient:
     def follow_notifications(
         self, after: str | None = None, poll_seconds: float = 2.0, stop: Callable[[], bool] | None = None
     ) -> Iterator[dict[str, Any]]:
-        """Yield notifications as they arrive (the newest page first when `after` is None)."""
+        """Yield notifications as they arrive (the newest page first when `after` is None), each once.
+
+        Each poll looks back a little before the cursor: two notifications stored at nearly the same
+        time by different function instances may become visible out of order."""
+        seen: dict[str, float] = {}
+        start = after  # what the caller has already read
+        look_back = True
         while stop is None or not stop():
-            page = self.notifications(after=after, limit=100)
-            yield from page["notifications"]
-            after = page.get("next_cursor") or after
-            if not page["notifications"]:
+            page = self.notifications(after=_looking_back(after, FOLLOW_LOOKBACK_SECONDS) if look_back else after, limit=100)
+            fresh = [
+                n
+                for n in page["notifications"]
+                if n["notification_id"] not in seen and (start is None or n["notification_id"] > start)
+            ]
+            now = time.monotonic()
+            for item in fresh:
+                seen[item["notification_id"]] = now
+                yield item
+            seen = {k: t for k, t in seen.items() if now - t < 10 * FOLLOW_LOOKBACK_SECONDS}
+            if page.get("next_cursor") and (after is None or page["next_cursor"] > after):
+                after = page["next_cursor"]
+            full = len(page["notifications"]) == 100
+            look_back = bool(fresh) or not full  # a full page of repeats: read on from the cursor itself
+            if not full:
                 time.sleep(poll_seconds)
 
     def data_access(self, dataset_id: str, version: int | None = None, grant_id: str | None = None) -> dict[str, Any]:
@@ -386,6 +404,22 @@ class CityShareClient:
     def verify_audit(self, department: str | None = None) -> ChainReport:
         chain = department or self.signer.department
         return verify_chain(chain, self.iter_audit(department))
+
+
+FOLLOW_LOOKBACK_SECONDS = 5
+
+
+def _looking_back(cursor: str | None, seconds: float) -> str | None:
+    """The cursor moved `seconds` earlier (cursors are `<ISO time>#<event id>`)."""
+    if cursor is None:
+        return None
+    from datetime import datetime, timedelta
+
+    try:
+        moment = datetime.fromisoformat(cursor.split("#", 1)[0])
+    except ValueError:
+        return cursor
+    return (moment - timedelta(seconds=seconds)).isoformat(timespec="microseconds")
 
 
 def guess_format(path: Path) -> tuple[str, str]:

@@ -73,13 +73,7 @@ class Protector:
         return pa.RecordBatch.from_arrays(columns, schema=self.output_schema)
 
     def pseudonymise(self, values: pa.Array) -> pa.Array:
-        text = values if pa.types.is_string(values.type) else pc.cast(values, pa.string())
-        encoded = pc.dictionary_encode(text)
-        tokens = [
-            None if v is None else hmac.new(self._pseudonym_key, v.encode(), hashlib.sha256).hexdigest()[:TOKEN_CHARS]
-            for v in encoded.dictionary.to_pylist()
-        ]
-        return pc.take(pa.array(tokens, type=pa.string()), encoded.indices)
+        return keyed_tokens(values, self._pseudonym_key)
 
     def _encrypt(self, name: str, values: pa.Array) -> pa.Array:
         if self._cipher is None:
@@ -94,6 +88,19 @@ class Protector:
             nonce = os.urandom(12)
             sealed.append(base64.b64encode(nonce + self._cipher.encrypt(nonce, value.encode(), associated)).decode())
         return pa.array(sealed, type=pa.string())
+
+
+def keyed_tokens(values: pa.Array | pa.ChunkedArray, key: bytes) -> pa.Array:
+    """HMAC-SHA256 tokens of the values under `key`, computed once per distinct value (nulls stay null)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    text = values if pa.types.is_string(values.type) else pc.cast(values, pa.string())
+    encoded = pc.dictionary_encode(text)
+    tokens = [
+        None if v is None else hmac.new(key, v.encode(), hashlib.sha256).hexdigest()[:TOKEN_CHARS]
+        for v in encoded.dictionary.to_pylist()
+    ]
+    return pc.take(pa.array(tokens, type=pa.string()), encoded.indices)
 
 
 def decrypt_value(data_key: bytes, dataset_id: str, column: str, sealed: str) -> str:

@@ -1,6 +1,8 @@
-"""The notifications table: `<department>` / `<time>#<event id>`, kept 90 days (TTL).
+"""The notifications table: `<department>` / `<stored at, µs>#<event id>`, kept 90 days (TTL).
 
-The sort key comes from the event, so a redelivered event writes the same item again, not a second one.
+The sort key follows the order notifications are stored in, so a follower reading "after my
+cursor" sees what arrived since (events can arrive out of their own order). A marker item
+`<department>#seen` / `<event id>`, written in the same transaction, makes a redelivered event a no-op.
 """
 
 from __future__ import annotations
@@ -15,27 +17,48 @@ RETENTION = timedelta(days=90)
 
 
 class NotificationRepository(DynamoTable):
-    def put(self, notification: Notification) -> bool:
-        """False when this notification was already stored (a duplicate event)."""
-        expires = datetime.now(UTC) + RETENTION
+    def put(self, notification: Notification, event_id: str) -> bool:
+        """False when `event_id` was already delivered to this department (a duplicate event)."""
+        expires = int((datetime.now(UTC) + RETENTION).timestamp())
         record = dict(
             notification.model_dump(exclude={"subject", "notification_id", "department"}),
             pk=notification.department,
             sk=notification.notification_id,
             subject=json.dumps(notification.subject, default=str),
-            expires_at=int(expires.timestamp()),
+            expires_at=expires,
         )
+        marker = {"pk": f"{notification.department}#seen", "sk": event_id, "notification": notification.notification_id}
         try:
-            self.client.put_item(TableName=self._table, Item=to_item(record), ConditionExpression="attribute_not_exists(pk)")
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": to_item(dict(marker, expires_at=expires)),
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                    {"Put": {"TableName": self._table, "Item": to_item(record)}},
+                ]
+            )
         except Exception as error:
             if is_conditional_failure(error):
                 return False
             raise
         return True
 
-    def forget(self, notification: Notification) -> None:
-        self.client.delete_item(
-            TableName=self._table, Key=to_item({"pk": notification.department, "sk": notification.notification_id})
+    def forget(self, notification: Notification, event_id: str) -> None:
+        """Undo `put` (its publication failed; the redelivered event will store it again)."""
+        self.client.transact_write_items(
+            TransactItems=[
+                {"Delete": {"TableName": self._table, "Key": to_item({"pk": f"{notification.department}#seen", "sk": event_id})}},
+                {
+                    "Delete": {
+                        "TableName": self._table,
+                        "Key": to_item({"pk": notification.department, "sk": notification.notification_id}),
+                    }
+                },
+            ]
         )
 
     def page(self, department: str, after: str | None, limit: int) -> list[Notification]:

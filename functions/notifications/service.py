@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from functions.core import aws
@@ -48,17 +49,18 @@ class NotificationService:
         """Store (once per event and department) and publish the notifications `event` causes."""
         delivered: list[Notification] = []
         for department, kind, message, at in self._notifications(event):
+            stored_at = datetime.now(UTC).isoformat(timespec="microseconds")
             notification = Notification(
-                notification_id=f"{at}#{event_id}",
+                notification_id=f"{stored_at}#{event_id}",
                 department=department,
                 kind=kind,
                 message=message,
                 at=at,
                 subject=event.model_dump(mode="json"),
             )
-            if not self._repository.put(notification):
+            if not self._repository.put(notification, event_id):
                 continue  # this event was already delivered to this department
-            self._publish(notification)
+            self._publish(notification, event_id)
             delivered.append(notification)
         return delivered
 
@@ -85,7 +87,7 @@ class NotificationService:
             return [(d, "alert.raised", text, event.raised_at) for d in sorted(recipients)]
         return []
 
-    def _publish(self, notification: Notification) -> None:
+    def _publish(self, notification: Notification, event_id: str) -> None:
         if not self._topic:
             return
         try:
@@ -100,7 +102,7 @@ class NotificationService:
             )
         except Exception:
             # Let the redelivery publish it: forget the stored copy so the retry is not taken for a duplicate.
-            self._repository.forget(notification)
+            self._repository.forget(notification, event_id)
             logger.exception("could not publish a notification", extra={"department": notification.department})
             raise
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -19,14 +20,24 @@ import pyarrow.parquet as pq
 from functions.catalog.models import Dataset
 from functions.core.settings import Settings, department_key
 from functions.ingest.keys import KeyService
-from functions.ingest.protect import decrypt_value
+from functions.ingest.protect import decrypt_value, keyed_tokens
 from functions.sharing.models import Grant, RowFilter
 
 _OPERATORS = {"eq": pc.equal, "ne": pc.not_equal, "lt": pc.less, "le": pc.less_equal, "gt": pc.greater, "ge": pc.greater_equal}
 
 
 def view_key(dataset_id: str, version: int, grant: Grant) -> str:
-    return f"views/{dataset_id}/v{version}/{grant.terms.fingerprint()}/part-00000.parquet"
+    # Masking tokens are per grant, so a view with masked columns is never shared with another grant.
+    scope = f"{grant.grant_id}-" if grant.terms.masked_columns else ""
+    return f"views/{dataset_id}/v{version}/{scope}{grant.terms.fingerprint()}/part-00000.parquet"
+
+
+def read_columns(dataset: Dataset, grant: Grant) -> list[str]:
+    """The columns a view needs from the curated files: the granted ones and those its filter tests."""
+    wanted = set(grant.terms.columns or dataset.table_schema.properties)
+    wanted |= {c.column for c in grant.terms.row_filter.conditions()} if grant.terms.row_filter else set()
+    dropped = {n for n, c in dataset.table_schema.personal_columns().items() if c.protection == "drop"}
+    return [name for name in dataset.table_schema.properties if name in wanted and name not in dropped]
 
 
 def predicate(table: pa.Table, row_filter: RowFilter) -> pa.Array:
@@ -47,7 +58,9 @@ def predicate(table: pa.Table, row_filter: RowFilter) -> pa.Array:
     return result
 
 
-def restrict(table: pa.Table, dataset: Dataset, grant: Grant, data_key: Any) -> pa.Table:
+def restrict(
+    table: pa.Table, dataset: Dataset, grant: Grant, data_key: Callable[[], bytes], mask_key: Callable[[], bytes]
+) -> pa.Table:
     terms = grant.terms
     if terms.row_filter is not None:
         table = table.filter(predicate(table, terms.row_filter))
@@ -62,12 +75,14 @@ def restrict(table: pa.Table, dataset: Dataset, grant: Grant, data_key: Any) -> 
             table = table.set_column(columns.index(name), name, pa.array(clear, pa.string()))
     for name in terms.masked_columns:
         if name in columns:
-            # A per-grant token: stable within the grant (counts and joins inside it work), useless outside it.
-            secret = grant.grant_id.encode()
-            values = pc.cast(table.column(name), pa.string()).to_pylist()
-            masked = [None if v is None else hmac.new(secret, v.encode(), hashlib.sha256).hexdigest()[:16] for v in values]
-            table = table.set_column(columns.index(name), name, pa.array(masked, pa.string()))
+            # A per-grant token: stable within the grant (counts and joins inside it work), useless
+            # outside it, and keyed by a platform secret so the grantee cannot recompute it from guesses.
+            table = table.set_column(columns.index(name), name, keyed_tokens(table.column(name), mask_key()))
     return table
+
+
+def mask_key(secret: bytes, grant: Grant) -> bytes:
+    return hmac.new(secret, f"grant-mask/{grant.grant_id}".encode(), hashlib.sha256).digest()
 
 
 class ViewBuilder:
@@ -84,10 +99,17 @@ class ViewBuilder:
         except self._s3.exceptions.ClientError:
             pass  # not built yet
         owner_key = department_key(self._settings, dataset.owner)
+        columns = read_columns(dataset, grant)
         table = pa.concat_tables(
-            pq.read_table(io.BytesIO(self._s3.get_object(Bucket=bucket, Key=f)["Body"].read())) for f in files
+            pq.read_table(io.BytesIO(self._s3.get_object(Bucket=bucket, Key=f)["Body"].read()), columns=columns) for f in files
         )
-        view = restrict(table, dataset, grant, lambda: self._keys.dataset_key(dataset.dataset_id, owner_key))
+        view = restrict(
+            table,
+            dataset,
+            grant,
+            lambda: self._keys.dataset_key(dataset.dataset_id, owner_key),
+            lambda: mask_key(self._keys.pseudonymisation_key(), grant),
+        )
         sink = io.BytesIO()
         pq.write_table(view, sink, compression="zstd")
         extra = {"ServerSideEncryption": "aws:kms", **({"SSEKMSKeyId": owner_key} if owner_key else {})}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,8 +13,10 @@ import pytest
 from moto import mock_aws
 
 from functions.core import aws
+from functions.core.settings import Settings, get_settings
 from infra.local.fidelity import make_conditional_writes_atomic
 from infra.local.provision import physical_names, provision
+from infra.spec import function_environment
 
 
 @dataclass
@@ -49,3 +52,22 @@ def moto_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
         queue_urls = provision(session, names)
         yield Aws(session, names, queue_urls)
     aws.reset_clients()
+
+
+@pytest.fixture
+def settings(moto_aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """The functions' environment, as the stacks set it, pointing at the moto resources."""
+    environment = function_environment(moto_aws.names, stage="it", audience="it")
+    environment["DEPARTMENT_KEYS"] = json.dumps({"*": moto_aws.names[("key", "platform")]})
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+
+
+def published_events(moto_aws: Aws) -> list[dict[str, Any]]:
+    """What reached the events queue through the bus and its rule."""
+    sqs = moto_aws.client("sqs")
+    messages = sqs.receive_message(QueueUrl=moto_aws.queue_urls["events"], MaxNumberOfMessages=10).get("Messages", [])
+    return [json.loads(m["Body"]) for m in messages]

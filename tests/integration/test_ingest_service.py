@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,28 +11,16 @@ import pytest
 from functions.audit.chain import AuditLog
 from functions.catalog.models import Dataset
 from functions.catalog.repository import CatalogRepository
-from functions.core.settings import Settings, get_settings
+from functions.core.settings import Settings
 from functions.ingest.keys import KeyService
 from functions.ingest.models import Upload, UploadRequest
 from functions.ingest.repository import IngestRepository
 from functions.ingest.service import IngestService
 from functions.ingest.uploads import new_upload_id
-from infra.spec import function_environment
 from tests.datasets import city_schema
-from tests.integration.conftest import Aws
+from tests.integration.conftest import Aws, published_events
 
 CSV = b"station_id,district,measured_at,pm25\nAQ-001,Centre,2026-11-04T08:00:00Z,12.5\nAQ-002,Harbour,2026-11-04T08:00:00Z,80.1\n"
-
-
-@pytest.fixture
-def settings(moto_aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    environment = function_environment(moto_aws.names, stage="it", audience="it")
-    environment["DEPARTMENT_KEYS"] = json.dumps({"*": moto_aws.names[("key", "platform")]})
-    for name, value in environment.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    yield get_settings()
-    get_settings.cache_clear()
 
 
 @pytest.fixture
@@ -80,12 +67,6 @@ def land(moto_aws: Aws, settings: Settings, data: bytes = CSV) -> str:
     )
     moto_aws.client("s3").put_object(Bucket=settings.data_bucket, Key=key, Body=data)
     return key
-
-
-def published_events(moto_aws: Aws) -> list[dict[str, Any]]:
-    sqs = moto_aws.client("sqs")
-    messages = sqs.receive_message(QueueUrl=moto_aws.queue_urls["events"], MaxNumberOfMessages=10).get("Messages", [])
-    return [json.loads(m["Body"]) for m in messages]
 
 
 def versions(service: IngestService) -> list[int]:
