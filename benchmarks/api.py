@@ -4,11 +4,14 @@
   4 client threads;
 - the cost of verifying one signed request (TokenVerifier.verify with the directory and nonce
   lookups answered from memory), against PyJWT's bare ES256 decode;
-- the AWS calls one authorised catalog read makes, counted with botocore's event hooks.
+- the AWS calls one authorised catalog read makes, and one authorised data read (GET
+  /datasets/{id}/data) of an unrestricted dataset: by another department when public, and under an
+  unrestricted grant; counted with botocore's event hooks on every client of the process.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import statistics
 import tempfile
@@ -26,7 +29,8 @@ THREADS = 4
 WHY = {
     ("dynamodb", "BatchGetItem"): "authorizer: department, principal and key of the signer, in one round trip",
     ("dynamodb", "PutItem", "nonces"): "authorizer: remember the token's jti (conditional write: refuses replays)",
-    ("dynamodb", "GetItem"): "api: the dataset's catalog entry (owner and classification decide access)",
+    ("dynamodb", "GetItem"): "api: the dataset's catalog entry (owner, classification, latest version's files)",
+    ("dynamodb", "Query", "sharing"): "api: the grants between the owner and the caller's department (one key query)",
     ("dynamodb", "Query"): "api: head of the owner's audit chain (to link the new entry)",
     ("dynamodb", "PutItem", "audit"): "api: append the decision to the audit chain (conditional on the position)",
 }
@@ -86,10 +90,43 @@ def verify_cost() -> None:
     )
 
 
+def count_calls(what: str, action: Any) -> None:
+    """Run `action` once, printing every AWS call the process made for it (botocore event hooks)."""
+    from functions.core import aws
+
+    calls: list[tuple[str, ...]] = []
+    lock = threading.Lock()
+
+    def count(model: Any, params: dict[str, Any], **_: Any) -> None:
+        # before-call fires for requests sent to AWS only (presigning a URL is local and is not counted).
+        if threading.current_thread().name.startswith("pump-"):
+            return  # the queue consumers (ingest, triggers) running meanwhile
+        body = params.get("body") or b"{}"
+        try:
+            sent = json.loads(body) if isinstance(body, bytes | str) else {}
+        except ValueError:
+            sent = {}
+        table = str(sent.get("TableName") or next(iter(sent.get("RequestItems") or {}), ""))
+        with lock:
+            calls.append((model.service_model.service_name, model.name, table.rsplit("-", 1)[-1]))
+
+    clients = [aws.client(service) for service in ("dynamodb", "s3", "kms", "events", "sns")]
+    for client in clients:
+        client.meta.events.register("before-call.*.*", count)
+    try:
+        action()
+    finally:
+        for client in clients:
+            client.meta.events.unregister("before-call.*.*", count)
+    print(f"AWS calls for {what}: {len(calls)}")
+    for service, operation, table in calls:
+        reason = WHY.get((service, operation, table)) or WHY.get((service, operation), "?")
+        print(f"  {service}.{operation} ({table}): {reason}")
+
+
 def embedded_stack() -> None:
     from cityshare import CityShareClient, Profile
     from cityshare.keys import generate_key
-    from functions.core import aws
     from infra.local.stack import LocalStack
 
     state = Path(tempfile.mkdtemp(prefix="cityshare-bench-"))
@@ -108,21 +145,30 @@ def embedded_stack() -> None:
         )
         reader.get_dataset("traffic-flow")  # warm: clients created, policies parsed
 
-        calls: list[tuple[str, ...]] = []
-        lock = threading.Lock()
-
-        def count(model: Any, params: dict[str, Any], **_: Any) -> None:
-            table = str(params.get("TableName") or next(iter(params.get("RequestItems") or {}), ""))
-            with lock:
-                calls.append((model.service_model.service_name, model.name, table.rsplit("-", 1)[-1]))
-
-        aws.client("dynamodb").meta.events.register("before-parameter-build.*.*", count)
-        reader.get_dataset("traffic-flow")
-        print(f"AWS calls for one authorised catalog read: {len(calls)}")
-        for service, operation, table in calls:
-            reason = WHY.get((service, operation, table)) or WHY.get((service, operation), "?")
-            print(f"  {service}.{operation} ({table}): {reason}")
-        aws.client("dynamodb").meta.events.unregister("before-parameter-build.*.*", count)
+        count_calls("one authorised catalog read", lambda: reader.get_dataset("traffic-flow"))
+        admin.register_department("health", "Health")
+        admin.put_principal("health", "analyst", ["member"])
+        key = admin.add_key("health", "analyst", generate_key(state / "analyst.pem"))
+        analyst = CityShareClient.from_profile(
+            admin_profile.as_principal("health", "analyst", str(state / "analyst.pem"), key["kid"])
+        )
+        schema = {"type": "object", "properties": {"segment_id": {"type": "string"}}}
+        for dataset_id, classification in (("counts-public", "public"), ("counts-granted", "internal")):
+            reader.create_dataset(dataset_id, dataset_id, classification, schema)
+            (state / "counts.csv").write_text("segment_id\nS-1\nS-2\n")
+            reader.wait_for_upload(dataset_id, reader.upload_file(dataset_id, state / "counts.csv")["upload_id"], 60)
+        admin.put_principal("transport", "steward", ["member", "steward"])
+        key = admin.add_key("transport", "steward", generate_key(state / "steward.pem"))
+        steward = CityShareClient.from_profile(
+            admin_profile.as_principal("transport", "steward", str(state / "steward.pem"), key["kid"])
+        )
+        steward.grant("counts-granted", "health", "Benchmark of a granted read", "research")
+        for dataset_id in ("counts-public", "counts-granted"):
+            analyst.data_access(dataset_id)  # warm
+        count_calls(
+            "one authorised data read of a public dataset by another department", lambda: analyst.data_access("counts-public")
+        )
+        count_calls("one authorised data read under an unrestricted grant", lambda: analyst.data_access("counts-granted"))
 
         latencies = []
         start = time.perf_counter()

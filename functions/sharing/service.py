@@ -224,7 +224,8 @@ class SharingService:
         # One dataset read, one grants query, one audited decision (ReadData; a refusal says "not found"
         # unless the caller may see the dataset's metadata).
         dataset = self._catalog.load(dataset_id)
-        grants = self._catalog.live_grants(caller, dataset)
+        # A public dataset is read whole by every department: no grant can change that, so none is fetched.
+        grants = [] if dataset.classification == "public" else self._catalog.live_grants(caller, dataset)
         if grant_id is not None:
             grants = [g for g in grants if g.grant_id == grant_id]  # only the grant asked for may decide
         grant = (

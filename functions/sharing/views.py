@@ -81,6 +81,17 @@ def restrict(
     return table
 
 
+def view_bytes(
+    sources: list[Any], dataset: Dataset, grant: Grant, data_key: Callable[[], bytes], mask_key: Callable[[], bytes]
+) -> bytes:
+    """The view's Parquet (zstd) from the version's curated Parquet sources (paths or file objects)."""
+    columns = read_columns(dataset, grant)
+    table = pa.concat_tables(pq.read_table(source, columns=columns) for source in sources)
+    sink = io.BytesIO()
+    pq.write_table(restrict(table, dataset, grant, data_key, mask_key), sink, compression="zstd")
+    return sink.getvalue()
+
+
 def mask_key(secret: bytes, grant: Grant) -> bytes:
     return hmac.new(secret, f"grant-mask/{grant.grant_id}".encode(), hashlib.sha256).digest()
 
@@ -99,19 +110,14 @@ class ViewBuilder:
         except self._s3.exceptions.ClientError:
             pass  # not built yet
         owner_key = department_key(self._settings, dataset.owner)
-        columns = read_columns(dataset, grant)
-        table = pa.concat_tables(
-            pq.read_table(io.BytesIO(self._s3.get_object(Bucket=bucket, Key=f)["Body"].read()), columns=columns) for f in files
-        )
-        view = restrict(
-            table,
+        sources = [io.BytesIO(self._s3.get_object(Bucket=bucket, Key=f)["Body"].read()) for f in files]
+        body = view_bytes(
+            sources,
             dataset,
             grant,
             lambda: self._keys.dataset_key(dataset.dataset_id, owner_key),
             lambda: mask_key(self._keys.pseudonymisation_key(), grant),
         )
-        sink = io.BytesIO()
-        pq.write_table(view, sink, compression="zstd")
         extra = {"ServerSideEncryption": "aws:kms", **({"SSEKMSKeyId": owner_key} if owner_key else {})}
-        self._s3.put_object(Bucket=bucket, Key=key, Body=sink.getvalue(), **extra)
-        return key, len(sink.getvalue())
+        self._s3.put_object(Bucket=bucket, Key=key, Body=body, **extra)
+        return key, len(body)
