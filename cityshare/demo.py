@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -203,7 +204,30 @@ def share(people: dict[str, dict[str, CityShareClient]], console: Console) -> di
     except CityShareError as error:
         results["after_revoke"] = f"{error.status} {error.code}"
     console.print(f"  transport revokes the grant; environment's next read -> [red]{results['after_revoke']}[/red]")
+    expected = {
+        "transport": (transport_steward, {"access-request.filed"}),
+        "environment": (environment, {"access-request.approved", "grant.granted", "grant.revoked"}),
+        "public-safety": (safety, {"access-request.denied"}),
+    }
+    results["inboxes"] = {}
+    for department, (member, kinds) in expected.items():
+        notes = inbox_with(member, kinds)
+        results["inboxes"][department] = sorted({n["kind"] for n in notes})
+        for note in notes:
+            console.print(f"  [dim]{department} inbox[/dim] {note['kind']}: {note['message']}")
     return results
+
+
+def inbox_with(member: CityShareClient, kinds: set[str], timeout: float = 15.0) -> list[dict[str, Any]]:
+    """The department's notifications once those of `kinds` arrived (the triggers function delivers them)."""
+    deadline = time.monotonic() + timeout
+    notes: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        notes = [n for n in member.notifications(limit=100)["notifications"] if n["kind"] in kinds]
+        if kinds <= {n["kind"] for n in notes}:
+            break
+        time.sleep(0.2)
+    return notes
 
 
 def _number(value: float | None) -> str:

@@ -92,3 +92,57 @@ def test_demo_tells_the_story(tmp_path: Path) -> None:
     assert "BROKEN" not in out and out.count("intact") == 2
     assert "transport's steward approves it narrowed" in out and "camera ids never left transport" in out
     assert "without a legal basis -> denied" in out and "next read -> 403 forbidden" in out
+    assert "transport inbox access-request.filed" in out and "public-safety inbox access-request.denied" in out
+    assert "environment inbox grant.revoked" in out
+
+
+def test_cli_tag_grants_downloads_and_notifications(stack: RunningStack, tmp_path: Path) -> None:
+    owner = onboard(stack, unique("transport"), "steward", ["member", "steward"])
+    reader = onboard(stack, unique("environment"), "analyst", ["member"])
+    owner.profile.save(tmp_path / "owner.json")
+    reader.profile.save(tmp_path / "reader.json")
+    granted = cityshare(
+        "access",
+        "grant-tags",
+        "--department",
+        reader.profile.department,
+        "--tag",
+        "mobility",
+        "--purpose",
+        "Every mobility dataset for the air model",
+        "--category",
+        "environment-monitoring",
+        profile=tmp_path / "owner.json",
+    )
+    grant_id = json.loads(granted.stdout)["grant_id"]
+    dataset_id = unique("counts")
+    schema = ROOT / "schemas" / "datasets" / "traffic-flow.json"
+    cityshare(
+        "datasets",
+        "create",
+        dataset_id,
+        "--title",
+        "Counts",
+        "--classification",
+        "internal",
+        "--schema",
+        str(schema),
+        "--tag",
+        "mobility",
+        profile=tmp_path / "owner.json",
+    )
+    cityshare("demo-data", "traffic-flow", "--rows", "200", "--out", str(tmp_path / "flow.csv"))
+    cityshare("upload", str(tmp_path / "flow.csv"), "--dataset", dataset_id, profile=tmp_path / "owner.json")
+    assert grant_id in cityshare("access", "grants", profile=tmp_path / "reader.json").stdout
+    assert grant_id in cityshare("access", "grants", "--given", profile=tmp_path / "owner.json").stdout
+    downloaded = cityshare("download", dataset_id, "--out", str(tmp_path / "out"), profile=tmp_path / "reader.json")
+    assert "saved" in downloaded.stdout and len(list((tmp_path / "out").glob("*.parquet"))) == 1
+    cityshare("access", "revoke", grant_id, profile=tmp_path / "owner.json")
+    refused = cityshare("download", dataset_id, "--out", str(tmp_path / "again"), profile=tmp_path / "reader.json", check=False)
+    assert refused.returncode == 1 and "403 forbidden" in refused.stdout  # internal: its metadata is city-wide
+    deadline = 0
+    inbox = ""
+    while deadline < 50 and "grant.revoked" not in inbox:
+        inbox = cityshare("notifications", profile=tmp_path / "reader.json").stdout
+        deadline += 1
+    assert "grant.granted" in inbox and "grant.revoked" in inbox
