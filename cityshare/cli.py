@@ -487,11 +487,22 @@ def audit_show(department: Annotated[str | None, typer.Option()] = None) -> None
 
 
 @audit_app.command("verify")
-def audit_verify(department: Annotated[str | None, typer.Option()] = None) -> None:
-    """Recompute a chain's hashes and links; exits 1 if an entry was removed, altered or reordered."""
-    report = client().verify_audit(department)
+def audit_verify(
+    department: Annotated[str | None, typer.Option()] = None,
+    witness: Annotated[
+        Path | None,
+        typer.Option(help="File keeping the head verified last time (kept outside CityShare); checked, then moved on"),
+    ] = None,
+) -> None:
+    """Recompute a chain's hashes and links; exits 1 if an entry was removed, altered or reordered,
+    or (with --witness) if entries seen at the last verification were cut off or rewritten."""
+    from cityshare.audit import load_witness, save_witness
+
+    report = client().verify_audit(department, load_witness(witness) if witness else None)
     if report.intact:
-        console.print(f"[green]Chain {report.chain}: {report.entries} entries, intact[/green]")
+        if witness:
+            save_witness(witness, report)
+        console.print(f"[green]Chain {report.chain}: {report.entries} entries, intact[/green] (head {report.head_seq})")
         return
     for problem in report.problems:
         console.print(f"[red]{problem}[/red]")

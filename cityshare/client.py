@@ -401,9 +401,10 @@ class CityShareClient:
                 return
             after = int(page["next_after"])
 
-    def verify_audit(self, department: str | None = None) -> ChainReport:
+    def verify_audit(self, department: str | None = None, witness: dict[str, Any] | None = None) -> ChainReport:
+        """Verify a chain; with `witness` (a head verified before), also that nothing was cut off since."""
         chain = department or self.signer.department
-        return verify_chain(chain, self.iter_audit(department))
+        return verify_chain(chain, self.iter_audit(department), witness)
 
 
 FOLLOW_LOOKBACK_SECONDS = 5

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cityshare.audit import verify_chain
+from cityshare.audit import load_witness, save_witness, verify_chain
 from functions.audit.chain import GENESIS_HASH, entry_hash
 
 
@@ -45,8 +46,35 @@ def test_a_removed_entry_is_detected(index: int) -> None:
     entries = chain(6)
     del entries[index]
     if index == 5:
-        return  # removing the newest entry leaves a valid shorter chain (see README: audit head)
+        assert verify_chain("transport", entries).intact  # alone, a cut-off tail leaves a valid shorter chain
+        return
     assert not verify_chain("transport", entries).intact
+
+
+@given(st.integers(min_value=1, max_value=6), st.integers(min_value=1, max_value=6))
+def test_a_witness_detects_a_tail_cut_off_after_it_was_seen(witnessed: int, kept: int) -> None:
+    full = chain(6)
+    report = verify_chain("transport", full[:witnessed])
+    witness = {"seq": report.head_seq, "hash": report.head_hash}
+    later = verify_chain("transport", full[:kept], witness)
+    assert later.intact == (kept >= witnessed)
+
+
+def test_a_witness_detects_a_rewritten_history() -> None:
+    original = chain(4)
+    witness = {"seq": 4, "hash": original[3]["hash"]}
+    rewritten = chain(4)
+    rewritten[3]["details"] = {"n": 99}
+    rewritten[3]["hash"] = entry_hash({k: v for k, v in rewritten[3].items() if k != "hash"})
+    report = verify_chain("transport", rewritten, witness)
+    assert not report.intact and "witnessed" in report.problems[0]
+
+
+def test_the_witness_file_moves_on_only_after_an_intact_verification(tmp_path: Path) -> None:
+    path = tmp_path / "witness" / "transport.json"
+    assert load_witness(path) is None
+    save_witness(path, verify_chain("transport", chain(3)))
+    assert load_witness(path) == {"chain": "transport", "seq": 3, "hash": chain(3)[2]["hash"]}
 
 
 @given(st.integers(min_value=0, max_value=5), st.sampled_from(["decision", "actor_department", "details"]))
