@@ -59,12 +59,13 @@ bench: $(DEV)  ## print the benchmarks' figures
 # headers, Cython sources and tests (never loaded) so core + data stay under Lambda's 250 MB limit.
 LAYER_PIP := $(BIN)/pip install -q --platform manylinux_2_28_aarch64 --platform manylinux2014_aarch64 \
 	--implementation cp --python-version 3.13 --only-binary=:all: --no-compile
-$(LAYERS)/.built: functions/requirements-core.txt functions/requirements-data.txt
-	rm -rf $(LAYERS) && mkdir -p $(LAYERS)/core/python $(LAYERS)/data/python
+$(LAYERS)/.built: functions/requirements-core.txt functions/requirements-data.txt functions/requirements-analytics.txt
+	rm -rf $(LAYERS) && mkdir -p $(LAYERS)/core/python $(LAYERS)/data/python $(LAYERS)/analytics/python
 	$(LAYER_PIP) -t $(LAYERS)/core/python -r functions/requirements-core.txt
 	$(LAYER_PIP) -t $(LAYERS)/data/python --no-deps -r functions/requirements-data.txt
+	$(LAYER_PIP) -t $(LAYERS)/analytics/python --no-deps -r functions/requirements-analytics.txt
 	cd $(LAYERS)/data/python/pyarrow && rm -rf include tests *.pyx *.pxd
-	du -sh $(LAYERS)/core $(LAYERS)/data
+	du -sh $(LAYERS)/core $(LAYERS)/data $(LAYERS)/analytics
 	touch $@
 layer: $(RUNTIME) $(LAYERS)/.built
 

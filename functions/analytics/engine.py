@@ -1,0 +1,230 @@
+"""DuckDB, sandboxed: the inputs are loaded as tables holding only what the reader may read, then
+file and network access are switched off and the configuration locked before any rule or
+department SQL runs. A query can therefore see nothing but those tables.
+
+Imported only by the functions that evaluate (analytics, triggers): DuckDB is not on the API path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from functions.analytics.models import AlertRule
+from functions.analytics.scope import ReadScope, filter_sql, quoted
+from functions.core.errors import InvalidRequest
+
+QUERY_SECONDS = 60
+_AGGREGATES = {"mean": "avg", "sum": "sum", "count": "count", "min": "min", "max": "max"}
+_COMPARISONS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+_ISO = "%Y-%m-%dT%H:%M:%SZ"
+# DuckDB result types -> the JSON Schema of a derived dataset's column.
+_JSON_TYPES: dict[str, dict[str, Any]] = {
+    "VARCHAR": {"type": ["string", "null"]},
+    "BOOLEAN": {"type": ["boolean", "null"]},
+    "DATE": {"type": ["string", "null"], "format": "date"},
+    "TIMESTAMP": {"type": ["string", "null"], "format": "date-time"},
+    "TIMESTAMP WITH TIME ZONE": {"type": ["string", "null"], "format": "date-time"},
+}
+_INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
+_NUMBERS = {"FLOAT", "DOUBLE", "REAL"}
+# Arrow types of curated Parquet (DatasetVersion.output_schema) -> DuckDB column types, for checking
+# a query against empty tables before any data is read.
+_FROM_ARROW = {
+    "string": "VARCHAR",
+    "large_string": "VARCHAR",
+    "bool": "BOOLEAN",
+    "int8": "TINYINT",
+    "int16": "SMALLINT",
+    "int32": "INTEGER",
+    "int64": "BIGINT",
+    "float": "FLOAT",
+    "double": "DOUBLE",
+    "date32[day]": "DATE",
+}
+
+
+@dataclass(frozen=True)
+class Input:
+    """One table of the sandbox: its name, what may be read, and the version's local Parquet files."""
+
+    name: str
+    scope: ReadScope
+    files: list[Path]
+    version: int = 0
+
+
+def duckdb_type(arrow_type: str) -> str:
+    if arrow_type.startswith("timestamp"):
+        return "TIMESTAMP WITH TIME ZONE" if "tz=" in arrow_type else "TIMESTAMP"
+    if arrow_type.startswith("decimal"):
+        return "DOUBLE"
+    return _FROM_ARROW.get(arrow_type, "VARCHAR")
+
+
+def json_schema_type(duck_type: str) -> dict[str, Any]:
+    base = duck_type.split("(")[0]
+    if base in _INTEGERS:
+        return {"type": ["integer", "null"]}
+    if base in _NUMBERS or base == "DECIMAL":
+        return {"type": ["number", "null"]}
+    if base in _JSON_TYPES:
+        return dict(_JSON_TYPES[base])
+    raise InvalidRequest(f"a result column of type {duck_type} cannot be published; cast it to text or a number")
+
+
+@contextmanager
+def sandbox(inputs: list[Input]) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A DuckDB connection holding `inputs` as tables (empty when an input has no files), then sealed."""
+    connection = duckdb.connect(config={"threads": 2, "memory_limit": "1GB"})
+    try:
+        connection.execute("SET TimeZone = 'UTC'")
+        for source in inputs:
+            columns = ", ".join(quoted(c) for c in source.scope.columns)
+            if source.files:
+                where, params = filter_sql(source.scope.row_filter) if source.scope.row_filter else ("true", [])
+                files = [str(f) for f in source.files]
+                connection.execute(
+                    # Names are schema-validated and quoted; values are parameters.
+                    f"CREATE TABLE {quoted(source.name)} AS SELECT {columns} FROM read_parquet(?) WHERE {where}",
+                    [files, *params],
+                )
+            else:
+                definition = ", ".join(f"{quoted(c)} {source.scope.column_types.get(c, 'VARCHAR')}" for c in source.scope.columns)
+                connection.execute(f"CREATE TABLE {quoted(source.name)} ({definition})")
+        connection.execute("SET enable_external_access = false")
+        connection.execute("SET lock_configuration = true")
+        yield connection
+    finally:
+        connection.close()
+
+
+def run(connection: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+    """Run one query with a time limit (DuckDB has none of its own)."""
+    timer = threading.Timer(QUERY_SECONDS, connection.interrupt)
+    timer.start()
+    try:
+        return connection.execute(sql, params or []).fetchall()
+    finally:
+        timer.cancel()
+
+
+def single_select(sql: str) -> str:
+    """The department's SQL, if it is exactly one SELECT statement."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as error:
+        raise InvalidRequest(f"The query does not parse: {str(error).splitlines()[0]}") from None
+    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+        raise InvalidRequest("A derived dataset is exactly one SELECT statement")
+    return sql.strip().rstrip(";")
+
+
+def result_columns(connection: duckdb.DuckDBPyConnection, sql: str) -> dict[str, str]:
+    """The query's result columns and types, checked against the sandbox's tables without running it:
+    a table or column outside what the reader may read fails here, before any data is touched."""
+    try:
+        described = connection.execute(f"DESCRIBE {single_select(sql)}").fetchall()
+    except InvalidRequest:
+        raise
+    except duckdb.Error as error:
+        first = str(error).splitlines()[0]
+        raise InvalidRequest(f"The query reads something outside what you may read, or is invalid: {first}") from None
+    return {str(row[0]): str(row[1]) for row in described}
+
+
+def derived_rows(connection: duckdb.DuckDBPyConnection, sql: str, columns: dict[str, str]) -> list[tuple[Any, ...]]:
+    """Run a derived dataset's query; date-times come back as ISO text (ready for CSV)."""
+    selected = ", ".join(
+        f"strftime({quoted(c)}, '{_ISO}') AS {quoted(c)}" if t.startswith("TIMESTAMP") else quoted(c) for c, t in columns.items()
+    )
+    # The department's SQL runs in the sealed sandbox: it can read only the tables loaded for it.
+    return run(connection, f"SELECT {selected} FROM ({single_select(sql)}) AS result")
+
+
+def rule_sql(rule: AlertRule, table: str = "data") -> tuple[str, list[Any]]:
+    """The rule as one query over `table`: one row per (group, window) that fires."""
+    groups = [quoted(c) for c in rule.group_by]
+    measure = (
+        "count(*)" if rule.measure.column is None else f"{_AGGREGATES[rule.measure.aggregate]}({quoted(rule.measure.column)})"
+    )
+    params: list[Any] = []
+    if rule.window is not None:
+        bucket = f"time_bucket(to_minutes(CAST(? AS BIGINT)), {quoted(rule.window.column)})"
+        params.append(rule.window.minutes)
+        present = f"{quoted(rule.window.column)} IS NOT NULL"
+    else:
+        bucket, present = "NULL::TIMESTAMP", "true"
+    partition = f"PARTITION BY {', '.join(groups)} " if groups else ""
+    ordering = f"({partition}ORDER BY window_start"
+    if rule.baseline is not None:
+        statistic = "median" if rule.baseline.statistic == "median" else "avg"
+        frame = f"ROWS BETWEEN {int(rule.baseline.windows)} PRECEDING AND 1 PRECEDING)"
+        threshold = f"CAST(? AS DOUBLE) * {statistic}(value) OVER {ordering} {frame}"
+        params.append(rule.baseline.factor)
+    else:
+        threshold = "CAST(? AS DOUBLE)"
+        params.append(rule.threshold)
+    streak = int(rule.consecutive)
+    span = f"{ordering} ROWS BETWEEN {streak - 1} PRECEDING AND CURRENT ROW)"
+    consecutive_in_time = "true"
+    if rule.window is not None and streak > 1:
+        consecutive_in_time = "window_start - first_start = to_minutes(CAST(? AS BIGINT))"
+    group_select = "".join(f"{g}, " for g in groups)
+    # Built from validated, quoted names; thresholds and sizes are parameters.
+    sql = f"""
+WITH windows AS (
+  SELECT {group_select}{bucket} AS window_start, CAST({measure} AS DOUBLE) AS value
+  FROM {quoted(table)} WHERE {present} GROUP BY ALL
+), judged AS (
+  SELECT *, {threshold} AS threshold FROM windows
+), flagged AS (
+  SELECT *, coalesce(value {_COMPARISONS[rule.comparison]} threshold, false) AS hit FROM judged
+), runs AS (
+  SELECT *, sum(CAST(hit AS INTEGER)) OVER {span} AS hits, count(*) OVER {span} AS n,
+         min(window_start) OVER {span} AS first_start
+  FROM flagged
+)
+SELECT {group_select}strftime(window_start, '{_ISO}'), value, threshold FROM runs
+WHERE hit AND hits = {streak} AND n = {streak} AND {consecutive_in_time}
+ORDER BY window_start NULLS FIRST{"".join(f", {g}" for g in groups)}
+"""
+    if consecutive_in_time != "true":
+        params.append((streak - 1) * rule.window.minutes)  # type: ignore[union-attr]
+    return sql, params
+
+
+@dataclass(frozen=True)
+class Firing:
+    group: dict[str, Any]
+    window_start: str | None
+    value: float
+    threshold: float
+
+
+def evaluate(connection: duckdb.DuckDBPyConnection, rule: AlertRule, table: str = "data") -> list[Firing]:
+    sql, params = rule_sql(rule, table)
+    firings = []
+    for row in run(connection, sql, params):
+        group = {name: _plain(value) for name, value in zip(rule.group_by, row, strict=False)}
+        window_start, value, threshold = row[len(rule.group_by) :]
+        firings.append(Firing(group, window_start, float(value), float(threshold)))
+    return firings
+
+
+def alert_id(rule_id: str, dataset_id: str, version: int, firing: Firing) -> str:
+    """The same firing of the same rule on the same version always has the same id (dedupe)."""
+    identity = json.dumps([rule_id, dataset_id, version, firing.group, firing.window_start], sort_keys=True, default=str)
+    return "a" + hashlib.sha256(identity.encode()).hexdigest()[:24]
+
+
+def _plain(value: Any) -> Any:
+    return value if isinstance(value, str | int | float | bool) or value is None else str(value)

@@ -1,0 +1,170 @@
+"""Alert rules, subscriptions and derived datasets: what departments ask CityShare to do when data lands."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+
+from functions.catalog.models import ColumnName, Tag
+
+DatasetId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{2,62}$")]
+Aggregate = Literal["mean", "sum", "count", "min", "max"]
+Comparison = Literal["gt", "ge", "lt", "le"]
+SubscriptionKind = Literal["versions", "alerts"]
+
+
+class Measure(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    aggregate: Aggregate
+    column: ColumnName | None = Field(default=None, description="Not needed for count (rows)")
+
+    @model_validator(mode="after")
+    def _column_unless_count(self) -> Measure:
+        if self.aggregate != "count" and self.column is None:
+            raise ValueError(f"{self.aggregate} needs a column")
+        return self
+
+
+class Window(BaseModel):
+    """Tumbling windows over a date-time column."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    column: ColumnName
+    minutes: int = Field(ge=1, le=43_200)
+
+
+class Baseline(BaseModel):
+    """Compare each window with `factor` x the median (or mean) of the group's previous windows."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    statistic: Literal["median", "mean"] = "median"
+    windows: int = Field(ge=1, le=1000, description="How many previous windows of the group")
+    factor: float = Field(gt=0, le=1000)
+
+
+class AlertRuleCreate(BaseModel):
+    """E.g. hourly mean of pm25 per station_id above 75; 5-minute mean speed per segment below 10 for 3
+    windows in a row; daily count per district above 2x its 28-day median."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=3, max_length=200)
+    measure: Measure
+    group_by: list[ColumnName] = Field(default_factory=list, max_length=5)
+    window: Window | None = None
+    comparison: Comparison
+    threshold: float | None = None
+    baseline: Baseline | None = None
+    consecutive: int = Field(default=1, ge=1, le=100, description="Windows in a row that must all cross")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AlertRuleCreate:
+        if (self.threshold is None) == (self.baseline is None):
+            raise ValueError("give exactly one of threshold and baseline")
+        if (self.consecutive > 1 or self.baseline is not None) and self.window is None:
+            raise ValueError("consecutive windows and baselines need a window")
+        return self
+
+    def columns(self) -> set[str]:
+        used = set(self.group_by) | ({self.measure.column} if self.measure.column else set())
+        return used | ({self.window.column} if self.window else set())
+
+
+class AlertRule(AlertRuleCreate):
+    rule_id: str
+    dataset_id: str
+    owner: str = Field(description="The department that defined the rule (not necessarily the dataset's)")
+    created_by: str
+    created_at: str
+    grant_id: str | None = Field(default=None, description="The grant the rule reads under (none for the dataset's owner)")
+
+
+class RuleList(BaseModel):
+    rules: list[AlertRule]
+
+
+class Alert(BaseModel):
+    alert_id: str
+    rule_id: str
+    dataset_id: str
+    version: int
+    group: dict[str, Any]
+    window_start: str | None = None
+    window_end: str | None = None
+    value: float
+    threshold: float
+
+
+class SubscriptionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dataset_id: DatasetId | None = None
+    tag: Tag | None = None
+    kinds: list[SubscriptionKind] = Field(default_factory=lambda: list[SubscriptionKind](["versions"]), min_length=1)
+    webhook_url: HttpUrl | None = Field(default=None, description="Also POST each notification here, signed (HMAC-SHA256)")
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> SubscriptionCreate:
+        if (self.dataset_id is None) == (self.tag is None):
+            raise ValueError("subscribe to exactly one of dataset_id and tag")
+        return self
+
+
+class Subscription(BaseModel):
+    subscription_id: str
+    department: str
+    dataset_id: str | None = None
+    tag: str | None = None
+    kinds: list[str]
+    webhook_url: str | None = None
+    created_by: str
+    created_at: str
+
+
+class CreatedSubscription(Subscription):
+    webhook_secret: str | None = Field(
+        default=None, description="Shown once: verify X-CityShare-Signature = hex HMAC-SHA256(secret, timestamp + '.' + body)"
+    )
+
+
+class SubscriptionList(BaseModel):
+    subscriptions: list[Subscription]
+
+
+class DerivedDatasetCreate(BaseModel):
+    """A dataset computed by a SQL query over datasets the definer may read; rebuilt when an input
+    gets a new version. Inputs appear in the query as tables named like the dataset with `_` for `-`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset_id: DatasetId
+    title: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=4000)
+    tags: list[Tag] = Field(default_factory=list, max_length=20)
+    inputs: list[DatasetId] = Field(min_length=1, max_length=5)
+    sql: str = Field(min_length=8, max_length=20_000)
+
+
+class DerivedDataset(DerivedDatasetCreate):
+    owner: str
+    classification: str
+    created_by: str
+    created_at: str
+    columns: dict[str, str] = Field(description="Result column -> DuckDB type")
+
+
+class LineageEdge(BaseModel):
+    dataset_id: str
+    version: int | None = None
+
+
+class Lineage(BaseModel):
+    dataset_id: str
+    version: int | None = Field(default=None, description="The latest version, whose inputs `upstream` lists")
+    upstream: list[LineageEdge]
+    downstream: list[LineageEdge]
+    sql: str | None = None

@@ -1,0 +1,62 @@
+"""What a department may read of one dataset, as DuckDB sees it: the columns and the row filter of
+the grant it reads under (everything, for the owner and for public data). Masked columns are left
+out: their per-grant tokens are made only in views. Row filters become parameterised SQL, never text
+pasted from a caller."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from functions.catalog.models import Dataset
+from functions.sharing.models import Grant, RowFilter
+
+_OPERATORS = {"eq": "=", "ne": "<>", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+
+
+@dataclass(frozen=True)
+class ReadScope:
+    dataset_id: str
+    columns: list[str]
+    row_filter: RowFilter | None = None
+    grant_id: str | None = None
+    column_types: dict[str, str] = field(default_factory=dict)
+
+
+def scope_for(dataset: Dataset, grant: Grant | None) -> ReadScope:
+    """The scope of reading `dataset` under `grant` (None: the owner's or public whole dataset)."""
+    stored = [
+        name
+        for name, column in dataset.table_schema.properties.items()
+        if not (column.personal is not None and column.personal.protection == "drop")
+    ]
+    if grant is None:
+        return ReadScope(dataset.dataset_id, stored)
+    allowed = set(grant.terms.columns or stored) - set(grant.terms.masked_columns)
+    return ReadScope(dataset.dataset_id, [c for c in stored if c in allowed], grant.terms.row_filter, grant.grant_id)
+
+
+def quoted(name: str) -> str:
+    """A column or table name as a DuckDB identifier (names are validated [a-z0-9_] before this)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def filter_sql(row_filter: RowFilter) -> tuple[str, list[Any]]:
+    """The filter as a WHERE expression with `?` parameters; a comparison with NULL is false."""
+    if row_filter.condition is not None:
+        condition = row_filter.condition
+        column = quoted(condition.column)
+        if condition.op == "not_null":
+            return f"({column} IS NOT NULL)", []
+        if condition.op == "in":
+            values = list(condition.value) if isinstance(condition.value, list) else [condition.value]
+            return f"(coalesce({column} IN ({', '.join('?' for _ in values)}), false))", values
+        return f"(coalesce({column} {_OPERATORS[condition.op]} ?, false))", [condition.value]
+    parts = [filter_sql(child) for child in (row_filter.all or row_filter.any or [])]
+    joiner = " AND " if row_filter.all else " OR "
+    return "(" + joiner.join(sql for sql, _ in parts) + ")", [value for _, params in parts for value in params]
+
+
+def table_name(dataset_id: str) -> str:
+    """How an input dataset is named in a derived dataset's SQL: `air-quality` -> air_quality."""
+    return dataset_id.replace("-", "_")
