@@ -148,6 +148,13 @@ SPEC = PlatformSpec(
             ttl_attribute="expires_at",
             purpose="each department's inbox, kept 90 days",
         ),
+        TableSpec(
+            "analytics",
+            Key("pk"),
+            Key("sk"),
+            indexes=(IndexSpec("by_department", Key("department"), Key("sk")),),
+            purpose="alert rules, subscriptions, derived dataset definitions and lineage, raised alerts",
+        ),
     ),
     topics=("notifications",),
     buckets=(
@@ -203,10 +210,22 @@ SPEC = PlatformSpec(
         FunctionSpec(
             "triggers",
             "functions.handlers.triggers.handler",
-            memory_mb=1024,
-            timeout_seconds=60,
-            tables={"catalog": "read", "sharing": "read", "notifications": "write", "audit": "write"},
+            memory_mb=2048,
+            timeout_seconds=300,
+            tables={"catalog": "write", "sharing": "read", "notifications": "write", "audit": "write", "analytics": "write"},
+            buckets={"data": "write"},  # reads curated versions, writes derived results to landing/
+            publishes_events=True,
+            uses_data_keys=True,
+            ephemeral_storage_mb=10240,
             topics=("notifications",),
+            layers=("core", "analytics"),
+        ),
+        FunctionSpec(
+            "analytics",
+            "functions.handlers.analytics.handler",
+            memory_mb=1024,
+            tables={"catalog": "write", "sharing": "read", "audit": "write", "analytics": "write", "directory": "read"},
+            layers=("core", "analytics"),  # DuckDB checks a derived dataset's query before it is accepted
         ),
     ),
     authorizer="authorizer",
@@ -245,6 +264,21 @@ SPEC = PlatformSpec(
             ("POST", "/admin/departments/{department_id}/principals/{principal_id}/keys"),
             ("DELETE", "/admin/departments/{department_id}/keys/{kid}"),
         )
+    )
+    # Served by the analytics function, which carries DuckDB (kept off the main API's cold start).
+    + tuple(
+        RouteSpec(method, path, "analytics")
+        for method, path in (
+            ("POST", "/datasets/{dataset_id}/alert-rules"),
+            ("GET", "/datasets/{dataset_id}/alert-rules"),
+            ("DELETE", "/datasets/{dataset_id}/alert-rules/{rule_id}"),
+            ("GET", "/datasets/{dataset_id}/alerts"),
+            ("POST", "/subscriptions"),
+            ("GET", "/subscriptions"),
+            ("DELETE", "/subscriptions/{subscription_id}"),
+            ("POST", "/derived-datasets"),
+            ("GET", "/datasets/{dataset_id}/lineage"),
+        )
     ),
 )
 
@@ -259,6 +293,7 @@ RESOURCE_ENVIRONMENT: dict[str, tuple[str, str]] = {
     "EVENT_BUS": ("bus", "cityshare"),
     "NOTIFICATIONS_TABLE": ("table", "notifications"),
     "NOTIFICATIONS_TOPIC": ("topic", "notifications"),
+    "ANALYTICS_TABLE": ("table", "analytics"),
     "PLATFORM_KEY": ("key", "platform"),
 }
 

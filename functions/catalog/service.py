@@ -101,6 +101,15 @@ class CatalogService:
             raise DatasetNotFound(f"No dataset {dataset_id}")
         return dataset
 
+    def visible(self, caller: Caller, dataset_id: str) -> Dataset | None:
+        """The dataset if the caller may see its metadata, else None (decided, not audited: used to
+        filter references to other datasets, e.g. lineage, never to hand data out)."""
+        dataset = self._repository.get(dataset_id)
+        if dataset is None:
+            return None
+        resource = dataset_resource(dataset, self.live_grants(caller, dataset))
+        return dataset if self._access.engine.decide(caller, "ViewDataset", resource).allowed else None
+
     def update(self, caller: Caller, dataset_id: str, update: DatasetUpdate, request_id: str = "") -> Dataset:
         current = self._repository.get(dataset_id)
         if current is None:

@@ -1,5 +1,5 @@
 """Typed domain errors. Each carries a stable machine-readable code and its HTTP status; the API maps
-them to application/problem+json in one place (functions/handlers/api.py)."""
+them to application/problem+json in one place (functions/handlers/http.py)."""
 
 from __future__ import annotations
 

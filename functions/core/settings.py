@@ -28,6 +28,9 @@ class Settings(BaseModel):
     event_bus: str = Field(alias="EVENT_BUS")
     notifications_table: str = Field(alias="NOTIFICATIONS_TABLE")
     notifications_topic: str = Field(default="", alias="NOTIFICATIONS_TOPIC")
+    analytics_table: str = Field(alias="ANALYTICS_TABLE")
+    # Webhooks must be https, except in the embedded stack (receivers on 127.0.0.1).
+    allow_http_webhooks: bool = Field(default=False, alias="ALLOW_HTTP_WEBHOOKS")
     platform_key: str = Field(alias="PLATFORM_KEY")
     # JSON {department: KMS key ARN or alias}; the CDK stack sets it from the departments in cdk.json.
     # "*" names a key for any department not listed (the embedded stack uses one local key).

@@ -14,7 +14,11 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
 
 def openapi_document() -> dict[str, object]:
-    from functions.handlers.api import app
+    from functions.handlers import analytics, api
+    from functions.handlers.http import build_resolver
+
+    # One document for the whole API, whichever function serves each route.
+    app = build_resolver(*api.ROUTERS, *analytics.ROUTERS)
 
     document = app.get_openapi_json_schema(
         title="CityShare API",

@@ -5,6 +5,8 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from functions.analytics.repository import AnalyticsRepository
+from functions.analytics.service import AnalyticsService
 from functions.audit.service import AuditService
 from functions.catalog.models import Dataset
 from functions.catalog.repository import CatalogRepository
@@ -87,3 +89,14 @@ def sharing() -> SharingService:
 @cache
 def inbox() -> InboxService:
     return InboxService(NotificationRepository(get_settings().notifications_table), access_control().engine)
+
+
+@cache
+def analytics() -> AnalyticsService:
+    settings = get_settings()
+    return AnalyticsService(
+        catalog(),
+        AnalyticsRepository(settings.analytics_table),
+        IngestRepository(settings.catalog_table),
+        settings.allow_http_webhooks,
+    )

@@ -14,19 +14,37 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.core.events import parse_event
+from functions.analytics.repository import AnalyticsRepository
+from functions.analytics.triggers import TriggerService
+from functions.analytics.webhooks import WebhookSender
+from functions.catalog.repository import CatalogRepository
+from functions.core.events import EventPublisher, parse_event
 from functions.core.observability import logger
 from functions.core.settings import get_settings
+from functions.handlers.wiring import audit_log
+from functions.ingest.repository import IngestRepository
 from functions.notifications.repository import NotificationRepository
 from functions.notifications.service import NotificationService
+from functions.sharing.repository import SharingRepository
 
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
 @cache
-def notifications() -> NotificationService:
+def triggers() -> TriggerService:
     settings = get_settings()
-    return NotificationService(NotificationRepository(settings.notifications_table), settings.notifications_topic or None)
+    notifications = NotificationRepository(settings.notifications_table)
+    return TriggerService(
+        settings,
+        CatalogRepository(settings.catalog_table),
+        SharingRepository(settings.sharing_table),
+        AnalyticsRepository(settings.analytics_table),
+        IngestRepository(settings.catalog_table),
+        lambda versions, alerts: NotificationService(notifications, settings.notifications_topic or None, versions, alerts),
+        EventPublisher(settings.event_bus),
+        audit_log(),
+        WebhookSender(),
+    )
 
 
 def handle_record(record: SQSRecord) -> None:
@@ -37,8 +55,8 @@ def handle_record(record: SQSRecord) -> None:
         # Not ours or malformed: retrying cannot help, so log it and let the record go.
         logger.warning("event ignored", extra={"reason": str(error)[:300], "event_id": envelope.get("id")})
         return
-    delivered = notifications().notify(str(envelope["id"]), event)
-    logger.info("event handled", extra={"type": event.detail_type(), "notified": [n.department for n in delivered]})
+    triggers().handle(str(envelope["id"]), event)
+    logger.info("event handled", extra={"type": event.detail_type(), "event_id": envelope.get("id")})
 
 
 @logger.inject_lambda_context

@@ -115,8 +115,9 @@ class Upload(BaseModel):
     owner: str
     created_by: str
     created_at: str
-    source: Literal["file", "records"] = "file"
+    source: Literal["file", "records", "derived"] = "file"
     request: UploadRequest
+    inputs: list[str] = Field(default_factory=list, description="For derived datasets: the input versions, dataset@n")
     status: UploadStatus = "awaiting_upload"
     landing_key: str
     multipart_id: str | None = None
@@ -138,6 +139,7 @@ class DatasetVersion(BaseModel):
     profile: DatasetProfile
     report: IngestReport
     output_schema: dict[str, str] = Field(description="Column -> Arrow type of the curated Parquet")
+    inputs: list[str] = Field(default_factory=list, description="Lineage: the versions it was computed from, dataset@n")
 
 
 class VersionPage(BaseModel):

@@ -141,6 +141,7 @@ class IngestService:
                 profile=outcome.profile,
                 report=outcome.report,
                 output_schema=arrow_schema_summary(protector.output_schema),
+                inputs=upload.inputs,
             )
             try:
                 self._uploads.commit_version(version, _now())
@@ -213,6 +214,7 @@ class IngestService:
                 profile={
                     name: ColumnSummary.model_validate(column.model_dump()) for name, column in version.profile.columns.items()
                 },
+                inputs=version.inputs,
             )
         )
         self._uploads.mark_announced(upload.dataset_id, upload.upload_id)

@@ -229,7 +229,9 @@ class SharingService:
         if grant_id is not None:
             grants = [g for g in grants if g.grant_id == grant_id]  # only the grant asked for may decide
         grant = (
-            _choose(grants, grant_id) if dataset.owner != caller.department_id and dataset.classification != "public" else None
+            choose_grant(grants, grant_id)
+            if dataset.owner != caller.department_id and dataset.classification != "public"
+            else None
         )
         number = version or dataset.latest_version
         columns = grant.terms.columns if grant and grant.terms.columns else list(dataset.table_schema.properties)
@@ -344,7 +346,7 @@ def _narrowed(asked: GrantTerms, given: GrantTerms) -> GrantTerms:
     return given.model_copy(update={"columns": columns, "expires_at": expiry})
 
 
-def _choose(grants: list[Grant], grant_id: str | None) -> Grant | None:
+def choose_grant(grants: list[Grant], grant_id: str | None) -> Grant | None:
     """The grant a read uses: the one asked for, else an unrestricted one, else the newest."""
     if grant_id is not None:
         return next((g for g in grants if g.grant_id == grant_id), None)

@@ -26,9 +26,9 @@ AT = "2026-11-26T10:00:00+00:00"
 
 @pytest.fixture
 def handler(settings: Settings) -> Iterator[Any]:
-    triggers.notifications.cache_clear()
+    triggers.triggers.cache_clear()
     yield triggers.handler
-    triggers.notifications.cache_clear()
+    triggers.triggers.cache_clear()
 
 
 def grant_changed(change: str = "granted", grant_id: str = "g" + "1" * 24, at: str = AT) -> GrantChanged:
@@ -142,7 +142,7 @@ def test_a_failed_publish_is_retried_not_lost(
 ) -> None:
     EventPublisher(settings.event_bus).publish(grant_changed())
     event = delivered(moto_aws)
-    service = triggers.notifications()
+    service = triggers.triggers()._notifications
 
     def unavailable(**_: Any) -> None:
         raise RuntimeError("SNS is unavailable")

@@ -48,5 +48,6 @@ def settings(audience: str = "cityshare-test") -> Settings:
             "DATA_BUCKET": "b",
             "EVENT_BUS": "e",
             "NOTIFICATIONS_TABLE": "i",
+            "ANALYTICS_TABLE": "y",
         }
     )

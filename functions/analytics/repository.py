@@ -1,0 +1,129 @@
+"""The analytics table: what departments asked to happen when data lands.
+
+  DATASET#<id> / RULE#<rule id>                 an alert rule on the dataset
+  DATASET#<id> / SUB#<department>#<sub id>      a subscription to the dataset
+  TAG#<tag>    / SUB#<department>#<sub id>      a subscription to every dataset carrying the tag
+  DATASET#<id> / DERIVED#<output>               the dataset is an input of a derived dataset
+  DERIVED#<output> / DEFINITION                 the derived dataset's definition
+  DATASET#<id> / ALERT#<version>#<alert id>     an alert raised (written once: dedupes redeliveries)
+
+The `by_department` index (department, sk) lists a department's rules and subscriptions.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from functions.analytics.models import Alert, AlertRule, DerivedDataset, Subscription
+from functions.core.dynamo import DynamoTable, from_item, is_conditional_failure, to_item
+from functions.core.errors import NotFound
+
+
+class AnalyticsRepository(DynamoTable):
+    # -- rules
+    def put_rule(self, rule: AlertRule) -> None:
+        record = dict(rule.model_dump(exclude_none=True, mode="json"), pk=f"DATASET#{rule.dataset_id}", sk=f"RULE#{rule.rule_id}")
+        record["department"] = rule.owner
+        record["definition"] = rule.model_dump_json()
+        self.client.put_item(TableName=self._table, Item=to_item(_slim(record)), ConditionExpression="attribute_not_exists(pk)")
+
+    def rules_of(self, dataset_id: str) -> list[AlertRule]:
+        return [AlertRule.model_validate_json(r["definition"]) for r in self._query(f"DATASET#{dataset_id}", "RULE#")]
+
+    def delete_rule(self, rule: AlertRule) -> None:
+        self.client.delete_item(
+            TableName=self._table, Key=to_item({"pk": f"DATASET#{rule.dataset_id}", "sk": f"RULE#{rule.rule_id}"})
+        )
+
+    # -- subscriptions
+    def put_subscription(self, subscription: Subscription, secret: str | None) -> None:
+        subject = f"DATASET#{subscription.dataset_id}" if subscription.dataset_id else f"TAG#{subscription.tag}"
+        record = {
+            "pk": subject,
+            "sk": f"SUB#{subscription.department}#{subscription.subscription_id}",
+            "department": subscription.department,
+            "definition": subscription.model_dump_json(),
+            "webhook_secret": secret,
+        }
+        self.client.put_item(TableName=self._table, Item=to_item(record), ConditionExpression="attribute_not_exists(pk)")
+
+    def subscriptions_to(self, dataset_id: str, tags: list[str]) -> list[tuple[Subscription, str | None]]:
+        """Subscriptions to the dataset and to any of its tags, with their webhook secrets."""
+        records = self._query(f"DATASET#{dataset_id}", "SUB#")
+        for tag in sorted(set(tags)):
+            records.extend(self._query(f"TAG#{tag}", "SUB#"))
+        return [(Subscription.model_validate_json(r["definition"]), r.get("webhook_secret")) for r in records]
+
+    def subscriptions_of(self, department: str) -> list[Subscription]:
+        return [Subscription.model_validate_json(r["definition"]) for r in self._by_department(department, "SUB#")]
+
+    def delete_subscription(self, department: str, subscription_id: str) -> Subscription:
+        for record in self._by_department(department, f"SUB#{department}#{subscription_id}"):
+            self.client.delete_item(TableName=self._table, Key=to_item({"pk": record["pk"], "sk": record["sk"]}))
+            return Subscription.model_validate_json(record["definition"])
+        raise NotFound(f"Department {department} has no subscription {subscription_id}")
+
+    # -- derived datasets
+    def put_derived(self, derived: DerivedDataset) -> None:
+        """The definition and one edge per input, in one transaction."""
+        definition = {"pk": f"DERIVED#{derived.dataset_id}", "sk": "DEFINITION", "definition": derived.model_dump_json()}
+        items: list[dict[str, Any]] = [
+            {"Put": {"TableName": self._table, "Item": to_item(definition), "ConditionExpression": "attribute_not_exists(pk)"}}
+        ]
+        for source in derived.inputs:
+            edge = {"pk": f"DATASET#{source}", "sk": f"DERIVED#{derived.dataset_id}", "owner": derived.owner}
+            items.append({"Put": {"TableName": self._table, "Item": to_item(edge)}})
+        self.client.transact_write_items(TransactItems=items)
+
+    def derived(self, dataset_id: str) -> DerivedDataset | None:
+        response = self.client.get_item(
+            TableName=self._table, Key=to_item({"pk": f"DERIVED#{dataset_id}", "sk": "DEFINITION"}), ConsistentRead=True
+        )
+        return DerivedDataset.model_validate_json(from_item(response["Item"])["definition"]) if "Item" in response else None
+
+    def downstream(self, dataset_id: str) -> list[str]:
+        return [str(r["sk"]).removeprefix("DERIVED#") for r in self._query(f"DATASET#{dataset_id}", "DERIVED#")]
+
+    # -- alerts
+    def put_alert(self, alert: Alert) -> bool:
+        """False when this alert was already raised (a redelivered event)."""
+        record = {
+            "pk": f"DATASET#{alert.dataset_id}",
+            "sk": f"ALERT#{alert.version:08d}#{alert.alert_id}",
+            "alert": alert.model_dump_json(),
+        }
+        try:
+            self.client.put_item(TableName=self._table, Item=to_item(record), ConditionExpression="attribute_not_exists(pk)")
+        except Exception as error:
+            if is_conditional_failure(error):
+                return False
+            raise
+        return True
+
+    def alerts_of(self, dataset_id: str) -> list[Alert]:
+        return [Alert.model_validate_json(r["alert"]) for r in self._query(f"DATASET#{dataset_id}", "ALERT#")]
+
+    def _query(self, pk: str, prefix: str) -> list[dict[str, Any]]:
+        records: list[dict[str, Any]] = []
+        for page in self.client.get_paginator("query").paginate(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues=to_item({":pk": pk, ":prefix": prefix}),
+        ):
+            records.extend(from_item(item) for item in page["Items"])
+        return records
+
+    def _by_department(self, department: str, prefix: str) -> list[dict[str, Any]]:
+        response = self.client.query(
+            TableName=self._table,
+            IndexName="by_department",
+            KeyConditionExpression="department = :d AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues=to_item({":d": department, ":prefix": prefix}),
+        )
+        return [from_item(item) for item in response["Items"]]
+
+
+def _slim(record: dict[str, Any]) -> dict[str, Any]:
+    """Only the keys, the index attribute and the definition as JSON text (the model is the truth)."""
+    return {k: record[k] for k in ("pk", "sk", "department", "definition")} | {"name": json.loads(record["definition"])["name"]}

@@ -1,0 +1,242 @@
+"""Alert rules, subscriptions, derived datasets and lineage, each behind the same policies and audit
+as every other operation. A rule or a derived dataset reads under the definer's grant, checked now
+and again each time it runs."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from functions.analytics.models import (
+    Alert,
+    AlertRule,
+    AlertRuleCreate,
+    CreatedSubscription,
+    DerivedDataset,
+    DerivedDatasetCreate,
+    Lineage,
+    LineageEdge,
+    Subscription,
+    SubscriptionCreate,
+)
+from functions.analytics.repository import AnalyticsRepository
+from functions.analytics.scope import ReadScope, scope_for, table_name
+from functions.catalog.models import CLASSIFICATION_RANK, Dataset, DatasetCreate
+from functions.catalog.service import CatalogService
+from functions.core.errors import Forbidden, InvalidRequest, NotFound
+from functions.identity.models import Caller
+from functions.ingest.repository import IngestRepository
+from functions.sharing.service import choose_grant
+
+MAX_DERIVED_DEPTH = 10
+_JSON_TO_DUCKDB = {"string": "VARCHAR", "integer": "BIGINT", "number": "DOUBLE", "boolean": "BOOLEAN"}
+_TEMPORAL = {"date-time": "TIMESTAMP WITH TIME ZONE", "date": "DATE", "time": "TIME"}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class AnalyticsService:
+    def __init__(
+        self,
+        catalog: CatalogService,
+        repository: AnalyticsRepository,
+        versions: IngestRepository,
+        allow_http_webhooks: bool = False,
+        clock: Callable[[], str] = _now,
+    ) -> None:
+        self._catalog = catalog
+        self._repository = repository
+        self._versions = versions
+        self._allow_http = allow_http_webhooks
+        self._clock = clock
+
+    # -- reading under a grant
+    def readable(self, caller: Caller, dataset_id: str, purpose: str, request_id: str) -> tuple[Dataset, ReadScope]:
+        """The dataset and what the caller may read of it; audited as a ReadData decision."""
+        dataset = self._catalog.load(dataset_id)
+        own_or_public = dataset.owner == caller.department_id or dataset.classification == "public"
+        grants = [] if own_or_public else self._catalog.live_grants(caller, dataset)
+        grant = None if own_or_public else choose_grant(grants, None)
+        details: dict[str, object] = {"purpose": purpose, "grant": grant.grant_id if grant else None}
+        self._catalog.require(caller, "ReadData", dataset, request_id, details, grants)
+        return dataset, scope_for(dataset, grant)
+
+    def _typed(self, dataset: Dataset, scope: ReadScope) -> ReadScope:
+        """The scope with DuckDB column types: from the latest version's Parquet, else from the schema."""
+        from functions.analytics.engine import duckdb_type  # DuckDB only where a query is checked
+
+        stored: dict[str, str] = {}
+        if dataset.latest_version:
+            stored = self._versions.get_version(dataset.dataset_id, dataset.latest_version).output_schema
+        types = {}
+        for name in scope.columns:
+            if name in stored:
+                types[name] = duckdb_type(stored[name])
+                continue
+            column = dataset.table_schema.properties[name]
+            kinds = [t for t in (column.type if isinstance(column.type, list) else [column.type]) if t != "null"]
+            types[name] = _TEMPORAL.get(column.format or "", _JSON_TO_DUCKDB.get(kinds[0] if kinds else "string", "VARCHAR"))
+        return ReadScope(scope.dataset_id, scope.columns, scope.row_filter, scope.grant_id, types)
+
+    # -- alert rules
+    def define_rule(self, caller: Caller, dataset_id: str, request: AlertRuleCreate, request_id: str = "") -> AlertRule:
+        dataset, scope = self.readable(caller, dataset_id, "alert-rule", request_id)
+        check_rule(request, dataset, scope)
+        rule = AlertRule(
+            **request.model_dump(),
+            rule_id="x" + secrets.token_hex(12),
+            dataset_id=dataset_id,
+            owner=caller.department_id,
+            created_by=caller.principal_id,
+            created_at=self._clock(),
+            grant_id=scope.grant_id,
+        )
+        self._repository.put_rule(rule)
+        return rule
+
+    def rules(self, caller: Caller, dataset_id: str, request_id: str = "") -> list[AlertRule]:
+        """The caller department's rules on the dataset; the owner's stewards see every rule on it."""
+        dataset = self._catalog.authorized(caller, "ViewDataset", dataset_id, request_id, {"list": "alert-rules"})
+        every = dataset.owner == caller.department_id and caller.is_steward
+        return [r for r in self._repository.rules_of(dataset_id) if every or r.owner == caller.department_id]
+
+    def delete_rule(self, caller: Caller, dataset_id: str, rule_id: str, request_id: str = "") -> AlertRule:
+        for rule in self.rules(caller, dataset_id, request_id):
+            if rule.rule_id == rule_id and rule.owner == caller.department_id:
+                self._repository.delete_rule(rule)
+                return rule
+        raise NotFound(f"Your department has no rule {rule_id} on {dataset_id}")
+
+    def alerts(self, caller: Caller, dataset_id: str, request_id: str = "") -> list[Alert]:
+        """Alerts of the caller department's rules (every alert, for the owner): a rule reads under its
+        definer's grant, so another department's alerts could show rows outside the caller's."""
+        dataset, _ = self.readable(caller, dataset_id, "alerts", request_id)
+        everything = dataset.owner == caller.department_id
+        mine = {r.rule_id for r in self._repository.rules_of(dataset_id) if everything or r.owner == caller.department_id}
+        return [a for a in self._repository.alerts_of(dataset_id) if a.rule_id in mine]
+
+    # -- subscriptions
+    def subscribe(self, caller: Caller, request: SubscriptionCreate, request_id: str = "") -> CreatedSubscription:
+        if request.dataset_id is not None:
+            self.readable(caller, request.dataset_id, "subscription", request_id)
+        url = str(request.webhook_url) if request.webhook_url else None
+        if url and not url.startswith("https://") and not self._allow_http:
+            raise InvalidRequest("A webhook URL must use https")
+        secret = secrets.token_urlsafe(32) if url else None
+        subscription = Subscription(
+            subscription_id="s" + secrets.token_hex(12),
+            department=caller.department_id,
+            dataset_id=request.dataset_id,
+            tag=request.tag,
+            kinds=list(request.kinds),
+            webhook_url=url,
+            created_by=caller.principal_id,
+            created_at=self._clock(),
+        )
+        self._repository.put_subscription(subscription, secret)
+        return CreatedSubscription(**subscription.model_dump(), webhook_secret=secret)
+
+    def subscriptions(self, caller: Caller) -> list[Subscription]:
+        return self._repository.subscriptions_of(caller.department_id)
+
+    def unsubscribe(self, caller: Caller, subscription_id: str) -> Subscription:
+        return self._repository.delete_subscription(caller.department_id, subscription_id)
+
+    # -- derived datasets
+    def define_derived(self, caller: Caller, request: DerivedDatasetCreate, request_id: str = "") -> DerivedDataset:
+        from functions.analytics.engine import Input, json_schema_type, result_columns, sandbox
+
+        if request.dataset_id in request.inputs:
+            raise InvalidRequest("A derived dataset cannot be its own input")
+        for source in request.inputs:
+            if request.dataset_id in self._upstream(source, MAX_DERIVED_DEPTH):
+                raise InvalidRequest(f"{source} is itself derived from {request.dataset_id}: that would loop")
+        readable = []
+        for source in request.inputs:
+            dataset, scope = self.readable(caller, source, "derived-dataset", request_id)
+            readable.append((dataset, self._typed(dataset, scope)))
+        # Checked against empty tables shaped like what the caller may read: nothing outside is reachable.
+        with sandbox([Input(table_name(d.dataset_id), scope, []) for d, scope in readable]) as connection:
+            columns = result_columns(connection, request.sql)
+        invalid = [c for c in columns if not _column_name(c)]
+        if invalid:
+            raise InvalidRequest(f"Name every result column with an alias of [a-z][a-z0-9_]*: {', '.join(invalid)}")
+        classification = max((d.classification for d, _ in readable), key=lambda c: CLASSIFICATION_RANK[c])
+        schema = {"type": "object", "properties": {name: json_schema_type(kind) for name, kind in columns.items()}}
+        dataset = self._catalog.create(
+            caller,
+            DatasetCreate.model_validate(
+                {
+                    "dataset_id": request.dataset_id,
+                    "title": request.title,
+                    "description": request.description or f"Derived from {', '.join(request.inputs)}",
+                    "tags": sorted({*request.tags, "derived"}),
+                    "classification": classification,
+                    "schema": schema,
+                }
+            ),
+            request_id,
+        )
+        derived = DerivedDataset(
+            **request.model_dump(),
+            owner=dataset.owner,
+            classification=classification,
+            created_by=caller.principal_id,
+            created_at=self._clock(),
+            columns=columns,
+        )
+        self._repository.put_derived(derived)
+        return derived
+
+    def _upstream(self, dataset_id: str, depth: int) -> set[str]:
+        definition = self._repository.derived(dataset_id)
+        if definition is None or depth == 0:
+            return set()
+        found = set(definition.inputs)
+        for source in definition.inputs:
+            found |= self._upstream(source, depth - 1)
+        return found
+
+    def lineage(self, caller: Caller, dataset_id: str, request_id: str = "") -> Lineage:
+        dataset = self._catalog.authorized(caller, "ViewDataset", dataset_id, request_id, {"lineage": True})
+        definition = self._repository.derived(dataset_id)
+        upstream: list[LineageEdge] = []
+        if dataset.latest_version:
+            version = self._versions.get_version(dataset_id, dataset.latest_version)
+            upstream = [LineageEdge(dataset_id=i.split("@")[0], version=int(i.split("@")[1])) for i in version.inputs]
+        if not upstream and definition is not None:
+            upstream = [LineageEdge(dataset_id=i) for i in definition.inputs]
+        downstream = []
+        for output in self._repository.downstream(dataset_id):
+            found = self._catalog.visible(caller, output)
+            if found is not None:
+                downstream.append(LineageEdge(dataset_id=output, version=found.latest_version or None))
+        return Lineage(
+            dataset_id=dataset_id,
+            version=dataset.latest_version or None,
+            upstream=upstream,
+            downstream=downstream,
+            sql=definition.sql if definition and dataset.owner == caller.department_id else None,
+        )
+
+
+def _column_name(name: str) -> bool:
+    return bool(name) and name[0].isalpha() and name.islower() and all(c.isalnum() or c == "_" for c in name) and len(name) <= 64
+
+
+def check_rule(rule: AlertRuleCreate, dataset: Dataset, scope: ReadScope) -> None:
+    """A rule may use only columns its reader may read, each fit for its role."""
+    outside = sorted(rule.columns() - set(scope.columns))
+    if outside:
+        raise Forbidden(f"The rule uses columns you may not read on {dataset.dataset_id}: {', '.join(outside)}")
+    properties = dataset.table_schema.properties
+    if rule.measure.column is not None:
+        kinds = properties[rule.measure.column].type
+        kinds = kinds if isinstance(kinds, list) else [kinds]
+        if not {"number", "integer"} & set(kinds):
+            raise InvalidRequest(f"{rule.measure.column} is not numeric; use count, or a numeric column")
+    if rule.window is not None and properties[rule.window.column].format != "date-time":
+        raise InvalidRequest(f"The window column {rule.window.column} must be a date-time column")

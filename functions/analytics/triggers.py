@@ -1,0 +1,273 @@
+"""What landing data sets off: notifications to subscribers (inbox, SNS, signed webhooks), alert rules
+evaluated on the new version, derived datasets rebuilt from their inputs' latest versions.
+
+Every step is safe to repeat: notifications and alerts are stored once per event, and a derived
+run's upload id is a hash of its input versions, so a redelivered or late event changes nothing.
+Rules and derived queries read under their definer's grant, looked up again each time: when the
+grant has ended they stop (and the refusal is audited in the owner's chain).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from functions.analytics.models import Alert, AlertRule, DerivedDataset, Subscription
+from functions.analytics.repository import AnalyticsRepository
+from functions.analytics.scope import ReadScope, scope_for, table_name
+from functions.analytics.webhooks import WebhookSender
+from functions.audit.chain import AuditEvent, AuditLog
+from functions.catalog.models import Dataset
+from functions.catalog.repository import CatalogRepository
+from functions.core import aws
+from functions.core.events import AlertRaised, DatasetVersionPublished, EventDetail, EventPublisher
+from functions.core.observability import logger
+from functions.core.settings import Settings, department_key
+from functions.ingest.models import Upload, UploadRequest
+from functions.ingest.repository import IngestRepository
+from functions.notifications.service import NotificationService
+from functions.sharing.repository import SharingRepository
+from functions.sharing.service import choose_grant
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class TriggerService:
+    s3 = aws.LazyClient("s3")
+
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: CatalogRepository,
+        sharing: SharingRepository,
+        analytics: AnalyticsRepository,
+        uploads: IngestRepository,
+        notifications: Callable[
+            [Callable[[DatasetVersionPublished], list[str]], Callable[[AlertRaised], list[str]]], NotificationService
+        ],
+        events: EventPublisher,
+        audit: AuditLog,
+        webhooks: WebhookSender,
+        s3: Any = None,
+        clock: Callable[[], str] = _now,
+    ) -> None:
+        self._settings = settings
+        self._catalog = catalog
+        self._sharing = sharing
+        self._analytics = analytics
+        self._uploads = uploads
+        self._notifications = notifications(self._version_subscribers, self._alert_subscribers)
+        self._events = events
+        self._audit = audit
+        self._webhooks = webhooks
+        self._s3 = s3
+        self._clock = clock
+
+    def handle(self, event_id: str, event: EventDetail) -> None:
+        delivered = {n.department: n for n in self._notifications.notify(event_id, event)}
+        if isinstance(event, DatasetVersionPublished | AlertRaised):
+            kind = "versions" if isinstance(event, DatasetVersionPublished) else "alerts"
+            for subscription, secret in self._subscriptions(event, kind):
+                notification = delivered.get(subscription.department)
+                if notification is not None and subscription.webhook_url and secret:
+                    self._webhooks.send(subscription.webhook_url, secret, notification.model_dump(mode="json"))
+        if isinstance(event, DatasetVersionPublished):
+            self.evaluate_rules(event)
+            self.rebuild_derived(event)
+
+    # -- who is told
+    def _subscriptions(self, event: DatasetVersionPublished | AlertRaised, kind: str) -> list[tuple[Subscription, str | None]]:
+        dataset = self._catalog.get(event.dataset_id)
+        if dataset is None:
+            return []
+        found = self._analytics.subscriptions_to(dataset.dataset_id, list(dataset.tags))
+        return [(s, secret) for s, secret in found if kind in s.kinds and self._may_read(dataset, s.department, s.created_by)]
+
+    def _version_subscribers(self, event: DatasetVersionPublished) -> list[str]:
+        return [s.department for s, _ in self._subscriptions(event, "versions")]
+
+    def _alert_subscribers(self, event: AlertRaised) -> list[str]:
+        return [s.department for s, _ in self._subscriptions(event, "alerts")]
+
+    def _may_read(self, dataset: Dataset, department: str, principal: str | None = None) -> bool:
+        return (
+            dataset.owner == department
+            or dataset.classification == "public"
+            or bool(self._grants(dataset, department, principal))
+        )
+
+    def _grants(self, dataset: Dataset, department: str, principal: str | None) -> list[Any]:
+        now = self._clock()
+        return [
+            g
+            for g in self._sharing.grants_between(dataset.owner, department)
+            if g.live(now) and g.covers(dataset) and g.grantee_principal in (None, principal)
+        ]
+
+    def _scope(self, dataset: Dataset, reader: str, grant_id: str | None, purpose: str, version: int) -> ReadScope | None:
+        """What `reader` may read of `dataset` now (None if nothing), audited in the owner's chain."""
+        if dataset.owner == reader or dataset.classification == "public":
+            scope: ReadScope | None = scope_for(dataset, None)
+        else:
+            grants = self._grants(dataset, reader, None)
+            if grant_id is not None:
+                grants = [g for g in grants if g.grant_id == grant_id]
+            grant = choose_grant(grants, None)
+            scope = scope_for(dataset, grant) if grant else None
+        self._audit.append(
+            dataset.owner,
+            AuditEvent(
+                actor_department=reader,
+                actor_principal=purpose,
+                action="ReadData",
+                resource=f"Dataset::{dataset.dataset_id}",
+                decision="allow" if scope else "deny",
+                reason="" if scope else "no-live-grant",
+                details={"version": version, "grant": scope.grant_id if scope else grant_id, "purpose": purpose},
+            ),
+        )
+        return scope
+
+    # -- alert rules
+    def evaluate_rules(self, event: DatasetVersionPublished) -> list[Alert]:
+        rules = self._analytics.rules_of(event.dataset_id)
+        dataset = self._catalog.get(event.dataset_id)
+        if not rules or dataset is None:
+            return []
+        from functions.analytics.engine import Input, alert_id, evaluate, sandbox
+
+        raised: list[Alert] = []
+        with self._local_files(event.files) as files:
+            for rule in rules:
+                scope = self._scope(dataset, rule.owner, rule.grant_id, f"rule/{rule.rule_id}", event.version)
+                if scope is None or not rule.columns() <= set(scope.columns):
+                    logger.warning("rule skipped: its grant ended or narrowed", extra={"rule": rule.rule_id})
+                    continue
+                with sandbox([Input("data", scope, files)]) as connection:
+                    firings = evaluate(connection, rule)
+                for firing in firings:
+                    alert = Alert(
+                        alert_id=alert_id(rule.rule_id, event.dataset_id, event.version, firing),
+                        rule_id=rule.rule_id,
+                        dataset_id=event.dataset_id,
+                        version=event.version,
+                        group=firing.group,
+                        window_start=firing.window_start,
+                        window_end=_window_end(firing.window_start, rule),
+                        value=firing.value,
+                        threshold=firing.threshold,
+                    )
+                    if self._analytics.put_alert(alert):
+                        self._events.publish(_alert_raised(alert, rule, dataset.owner, self._clock()))
+                        raised.append(alert)
+        return raised
+
+    # -- derived datasets
+    def rebuild_derived(self, event: DatasetVersionPublished) -> list[str]:
+        started = []
+        for output in self._analytics.downstream(event.dataset_id):
+            definition = self._analytics.derived(output)
+            if definition is not None and self._rebuild(definition):
+                started.append(output)
+        return started
+
+    def _rebuild(self, definition: DerivedDataset) -> bool:
+        from functions.analytics.engine import Input, derived_rows, sandbox
+
+        target = self._catalog.get(definition.dataset_id)
+        sources = [self._catalog.get(i) for i in definition.inputs]
+        if target is None or any(s is None or not s.latest_version for s in sources):
+            return False  # every input needs a version first
+        inputs = [f"{s.dataset_id}@{s.latest_version}" for s in sources if s]
+        upload_id = "u" + hashlib.sha256("|".join([definition.dataset_id, *inputs]).encode()).hexdigest()[:32]
+        existing = self._uploads.get_upload(definition.dataset_id, upload_id)
+        if existing is not None and existing.status != "awaiting_upload":
+            return False  # this combination of input versions was already built
+        with ExitStack() as stack:
+            tables = []
+            for source in sources:
+                assert source is not None
+                scope = self._scope(source, definition.owner, None, f"derived/{definition.dataset_id}", source.latest_version)
+                if scope is None:
+                    logger.warning(
+                        "derived dataset not rebuilt: an input is no longer readable", extra={"input": source.dataset_id}
+                    )
+                    return False
+                files = stack.enter_context(self._local_files(source.latest_files))
+                tables.append(Input(table_name(source.dataset_id), scope, files, source.latest_version))
+            with sandbox(tables) as connection:
+                rows = derived_rows(connection, definition.sql, definition.columns)
+        if not rows:
+            return False
+        body = _csv(list(definition.columns), rows)
+        upload = existing or Upload(
+            upload_id=upload_id,
+            dataset_id=definition.dataset_id,
+            owner=target.owner,
+            created_by=f"derived/{definition.dataset_id}",
+            created_at=self._clock(),
+            source="derived",
+            request=UploadRequest(filename="derived.csv", format="csv", size_bytes=len(body)),
+            landing_key=f"landing/{target.owner}/{definition.dataset_id}/{upload_id}/derived.csv",
+            inputs=inputs,
+        )
+        if existing is None:
+            self._uploads.create_upload(upload)
+        owner_key = department_key(self._settings, target.owner)
+        extra = {"ServerSideEncryption": "aws:kms", **({"SSEKMSKeyId": owner_key} if owner_key else {})}
+        self.s3.put_object(Bucket=self._settings.data_bucket, Key=upload.landing_key, Body=body, ContentType="text/csv", **extra)
+        return True
+
+    @contextmanager
+    def _local_files(self, keys: list[str]) -> Iterator[list[Path]]:
+        """The objects downloaded to a temporary folder (DuckDB reads them there, not from S3)."""
+        with tempfile.TemporaryDirectory(prefix="cityshare-trigger-") as folder:
+            paths = []
+            for number, key in enumerate(keys):
+                path = Path(folder) / f"{number:05d}-{Path(key).name}"
+                self.s3.download_file(self._settings.data_bucket, key, str(path))
+                paths.append(path)
+            yield paths
+
+
+def _csv(columns: list[str], rows: list[tuple[Any, ...]]) -> bytes:
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(rows)
+    return text.getvalue().encode()
+
+
+def _window_end(start: str | None, rule: AlertRule) -> str | None:
+    if start is None or rule.window is None:
+        return None
+    moment = datetime.fromisoformat(start.replace("Z", "+00:00")) + timedelta(minutes=rule.window.minutes)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _alert_raised(alert: Alert, rule: AlertRule, owner: str, now: str) -> AlertRaised:
+    return AlertRaised(
+        alert_id=alert.alert_id,
+        rule_id=rule.rule_id,
+        rule_name=rule.name,
+        rule_owner=rule.owner,
+        dataset_id=alert.dataset_id,
+        version=alert.version,
+        owner=owner,
+        group=alert.group,
+        window_start=alert.window_start,
+        window_end=alert.window_end,
+        value=alert.value,
+        threshold=alert.threshold,
+        comparison=rule.comparison,
+        raised_at=now,
+    )

@@ -1,0 +1,125 @@
+"""What every HTTP function shares: one Powertools REST resolver per function, built from routers,
+the check of what the authorizer cannot see (the body's hash against the signed `bsh` claim, and
+the body's size), the verified caller in the resolver's context, and every error as
+application/problem+json with a stable code."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.audit.chain import AuditEvent
+from functions.core.errors import CityShareError, PayloadTooLarge, Unauthenticated
+from functions.core.observability import logger
+from functions.core.settings import get_settings
+from functions.handlers.wiring import audit_log
+from functions.identity.binding import body_digest
+from functions.identity.context import caller_from_context
+from functions.identity.models import PLATFORM_DEPARTMENT, Caller
+
+PROBLEM_JSON = "application/problem+json"
+Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
+
+
+def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> Response[str]:
+    body = {"type": f"https://cityshare.city/problems/{code}", "title": title, "status": status, "code": code, "detail": detail}
+    body.update(extra)
+    return Response(status_code=status, content_type=PROBLEM_JSON, body=json.dumps(body))
+
+
+def build_resolver(*routers: APIGatewayRouter) -> APIGatewayRestResolver:
+    app = APIGatewayRestResolver(enable_validation=True)
+    for router in routers:
+        app.include_router(router)
+
+    @app.exception_handler(CityShareError)
+    def _domain_error(error: CityShareError) -> Response[str]:
+        return problem(error.status, error.code, error.title, error.detail, **error.extra)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid_request(error: RequestValidationError) -> Response[str]:
+        issues = [
+            {
+                "location": [str(part) for part in issue.get("loc", ())],
+                "message": str(issue.get("msg", "")),
+                "type": str(issue.get("type", "")),
+            }
+            for issue in error.errors()[:50]
+        ]
+        if any(issue["type"] == "json_invalid" for issue in issues):
+            return problem(400, "malformed_json", "The body is not valid JSON", "Send a JSON object")
+        # Values are not echoed back: they may be large or sensitive.
+        return problem(422, "validation_failed", "The request does not match the API", f"{len(issues)} problem(s)", errors=issues)
+
+    @app.not_found
+    def _no_route(_: Exception) -> Response[str]:
+        return problem(404, "route_not_found", "No such route", f"{app.current_event.http_method} {app.current_event.path}")
+
+    @app.exception_handler(Exception)
+    def _unexpected(error: Exception) -> Response[str]:
+        logger.exception("unhandled error")
+        return problem(500, "internal_error", "Internal error", "The error was logged; nothing was changed partially")
+
+    return app
+
+
+def _body_bytes(event: dict[str, Any]) -> bytes:
+    body = event.get("body") or ""
+    return base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
+
+
+def _check_body(event: dict[str, Any], caller: Caller) -> None:
+    body = _body_bytes(event)
+    if len(body) > get_settings().max_body_bytes:
+        raise PayloadTooLarge(f"The body exceeds {get_settings().max_body_bytes} bytes")
+    if body_digest(body) != caller.body_sha256:
+        raise Unauthenticated("body_mismatch")
+
+
+def make_handler(app: APIGatewayRestResolver) -> Handler:
+    @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+    def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+        try:
+            caller = caller_from_context(authorizer)
+            _check_body(event, caller)
+        except KeyError:
+            # Only reachable if the function is invoked without the authorizer in front of it.
+            return _as_proxy(problem(401, "unauthenticated", Unauthenticated.title, "No verified caller"))
+        except Unauthenticated as failure:
+            audit_log().append(
+                PLATFORM_DEPARTMENT,
+                AuditEvent(
+                    actor_department=caller.department_id,
+                    actor_principal=caller.principal_id,
+                    action="Authenticate",
+                    resource=f"{event.get('httpMethod')} {str(event.get('path'))[:256]}",
+                    decision="deny",
+                    reason=failure.reason,
+                    request_id=str((event.get("requestContext") or {}).get("requestId", "")),
+                ),
+            )
+            return _as_proxy(problem(401, failure.code, failure.title, failure.title))
+        except CityShareError as error:
+            return _as_proxy(problem(error.status, error.code, error.title, error.detail))
+        app.append_context(caller=caller)
+        return app.resolve(event, context)
+
+    return handler
+
+
+def _as_proxy(response: Response[str]) -> dict[str, Any]:
+    return {
+        "statusCode": response.status_code,
+        "headers": {"Content-Type": PROBLEM_JSON},
+        "multiValueHeaders": {},
+        "body": response.body,
+        "isBase64Encoded": False,
+    }
