@@ -22,6 +22,7 @@ audit_app = typer.Typer(no_args_is_help=True, help="The audit trail: show and ve
 keys_app = typer.Typer(no_args_is_help=True, help="Key pairs and profiles for signing requests.")
 local_app = typer.Typer(no_args_is_help=True, help="The embedded stack on 127.0.0.1 (no AWS account needed).")
 access_app = typer.Typer(no_args_is_help=True, help="Sharing: access requests, stewards' decisions, grants.")
+analytics_app = typer.Typer(no_args_is_help=True, help="Analytics triggers: alert rules, subscriptions, derived datasets.")
 for sub, name in (
     (admin_app, "admin"),
     (datasets_app, "datasets"),
@@ -29,6 +30,7 @@ for sub, name in (
     (keys_app, "keys"),
     (local_app, "local"),
     (access_app, "access"),
+    (analytics_app, "analytics"),
 ):
     app.add_typer(sub, name=name)
 
@@ -412,6 +414,73 @@ def access_revoke(
 ) -> None:
     """Revoke a grant (of a dataset, or any grant your department gave); the next request under it is refused."""
     show(client().revoke_grant(first, grant_id) if grant_id else client().revoke_department_grant(first))
+
+
+@analytics_app.command("rule")
+def analytics_rule(dataset_id: str, rule: Annotated[Path, typer.Argument(help="JSON alert rule", exists=True)]) -> None:
+    """Define an alert rule on a dataset you may read (see README: Analytics triggers)."""
+    show(client().define_alert_rule(dataset_id, json.loads(rule.read_text())))
+
+
+@analytics_app.command("rules")
+def analytics_rules(dataset_id: str) -> None:
+    """Your department's rules on a dataset."""
+    for rule in client().alert_rules(dataset_id):
+        console.print(f"{rule['rule_id']}  {rule['name']}  ({rule['owner']})")
+
+
+@analytics_app.command("alerts")
+def analytics_alerts(dataset_id: str) -> None:
+    """Alerts your rules raised on a dataset."""
+    table = Table("version", "window", "group", "value", "threshold", "rule")
+    for alert in client().alerts(dataset_id):
+        group = ", ".join(f"{k}={v}" for k, v in alert["group"].items())
+        table.add_row(
+            str(alert["version"]),
+            alert.get("window_start") or "-",
+            group,
+            f"{alert['value']:g}",
+            f"{alert['threshold']:g}",
+            alert["rule_id"],
+        )
+    console.print(table)
+
+
+@analytics_app.command("subscribe")
+def analytics_subscribe(
+    dataset: Annotated[str | None, typer.Option(help="A dataset you may read")] = None,
+    tag: Annotated[str | None, typer.Option(help="Every dataset with this tag (those you may read)")] = None,
+    alerts: Annotated[bool, typer.Option(help="Alerts instead of new versions")] = False,
+    webhook: Annotated[str | None, typer.Option(help="Also POST each notification here (signed)")] = None,
+) -> None:
+    """Be told of new versions (or alerts)."""
+    show(client().subscribe(dataset, tag, ["alerts"] if alerts else ["versions"], webhook))
+
+
+@analytics_app.command("derive")
+def analytics_derive(
+    dataset_id: str,
+    title: Annotated[str, typer.Option()],
+    inputs: Annotated[list[str], typer.Option("--input", help="An input dataset; repeat")],
+    sql: Annotated[Path, typer.Option(help="File with one SELECT over the inputs (named with _ for -)", exists=True)],
+) -> None:
+    """Define a derived dataset, rebuilt whenever an input gets a new version."""
+    show(client().define_derived_dataset(dataset_id, title, inputs, sql.read_text()))
+
+
+@analytics_app.command("lineage")
+def analytics_lineage(dataset_id: str) -> None:
+    """Where a dataset came from and what is derived from it."""
+    print_lineage(client().lineage(dataset_id))
+
+
+def print_lineage(lineage: dict[str, Any]) -> None:
+    def edge(item: dict[str, Any]) -> str:
+        return str(item["dataset_id"]) + (f"@{item['version']}" if item.get("version") else "")
+
+    console.print(f"[bold]{lineage['dataset_id']}[/bold]" + (f" v{lineage['version']}" if lineage.get("version") else ""))
+    console.print("  from: " + (", ".join(edge(i) for i in lineage["upstream"]) or "-"))
+    console.print("  into: " + (", ".join(edge(i) for i in lineage["downstream"]) or "-"))
 
 
 @app.command()

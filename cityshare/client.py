@@ -302,6 +302,55 @@ class CityShareClient:
         """Revoke any grant your department gave (tag grants included), by id."""
         return dict(self.request("DELETE", f"/grants/{grant_id}"))
 
+    # -- analytics
+    def define_alert_rule(self, dataset_id: str, rule: dict[str, Any]) -> dict[str, Any]:
+        """E.g. {"name": ..., "measure": {"aggregate": "mean", "column": "pm25"}, "group_by": ["station_id"],
+        "window": {"column": "measured_at", "minutes": 60}, "comparison": "gt", "threshold": 75}."""
+        return dict(self.request("POST", f"/datasets/{dataset_id}/alert-rules", body=rule))
+
+    def alert_rules(self, dataset_id: str) -> list[dict[str, Any]]:
+        return list(self.request("GET", f"/datasets/{dataset_id}/alert-rules")["rules"])
+
+    def delete_alert_rule(self, dataset_id: str, rule_id: str) -> dict[str, Any]:
+        return dict(self.request("DELETE", f"/datasets/{dataset_id}/alert-rules/{rule_id}"))
+
+    def alerts(self, dataset_id: str) -> list[dict[str, Any]]:
+        return list(self.request("GET", f"/datasets/{dataset_id}/alerts")["alerts"])
+
+    def subscribe(
+        self,
+        dataset_id: str | None = None,
+        tag: str | None = None,
+        kinds: list[str] | None = None,
+        webhook_url: str | None = None,
+    ) -> dict[str, Any]:
+        """Subscribe to a dataset (or a tag); with a webhook, the answer holds its secret, shown once."""
+        body = {"dataset_id": dataset_id, "tag": tag, "kinds": kinds or ["versions"], "webhook_url": webhook_url}
+        return dict(self.request("POST", "/subscriptions", body={k: v for k, v in body.items() if v is not None}))
+
+    def subscriptions(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/subscriptions")["subscriptions"])
+
+    def unsubscribe(self, subscription_id: str) -> dict[str, Any]:
+        return dict(self.request("DELETE", f"/subscriptions/{subscription_id}"))
+
+    def define_derived_dataset(
+        self, dataset_id: str, title: str, inputs: list[str], sql: str, description: str = "", tags: list[str] | None = None
+    ) -> dict[str, Any]:
+        """A dataset computed by `sql` over `inputs` (named in the SQL with `_` for `-`), rebuilt when they change."""
+        body = {
+            "dataset_id": dataset_id,
+            "title": title,
+            "inputs": inputs,
+            "sql": sql,
+            "description": description,
+            "tags": tags or [],
+        }
+        return dict(self.request("POST", "/derived-datasets", body=body))
+
+    def lineage(self, dataset_id: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/datasets/{dataset_id}/lineage"))
+
     # -- notifications
     def notifications(self, after: str | None = None, limit: int = 50) -> dict[str, Any]:
         return dict(self.request("GET", "/notifications", params={"after": after, "limit": limit}))

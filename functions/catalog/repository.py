@@ -125,7 +125,7 @@ def _record(dataset: Dataset) -> dict[str, Any]:
         sk="DATASET",
         listing=_LISTING,
         catalog_owner=dataset.owner,
-        schema=json.dumps(schema, sort_keys=True),
+        schema=json.dumps(schema),  # declared order kept: it is the column order of the curated files
         search_text=search_text,
     )
 
