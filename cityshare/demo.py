@@ -102,8 +102,9 @@ def run_scenario(admin_profile_path: Path, console: Console) -> dict[str, Any]:
     console.print(f"  the same signed request sent twice -> first {outcome['replay'][0]}, then [red]{outcome['replay'][1]}[/red]")
 
     outcome["sharing"] = share(people, console)
+    outcome["analytics"] = analytics(people, admin_profile_path.parent / "data", console)
 
-    console.rule("5. The audit trail")
+    console.rule("6. The audit trail")
     table = Table("seq", "actor", "action", "resource", "decision", "reason", title="Platform security chain (platform admin)")
     for entry in admin.iter_audit("platform"):
         if entry["action"] == "Authenticate":
@@ -228,6 +229,110 @@ def inbox_with(member: CityShareClient, kinds: set[str], timeout: float = 15.0) 
             break
         time.sleep(0.2)
     return notes
+
+
+CONGESTION_VS_AIR = """
+SELECT t.district, t.hour, t.mean_speed_kmh, t.vehicles, a.mean_pm25
+FROM (SELECT district, time_bucket(INTERVAL 1 HOUR, measured_at) AS hour,
+             avg(avg_speed_kmh) AS mean_speed_kmh, sum(vehicle_count) AS vehicles
+      FROM traffic_flow GROUP BY ALL) AS t
+JOIN (SELECT district, time_bucket(INTERVAL 1 HOUR, measured_at) AS hour, avg(pm25) AS mean_pm25
+      FROM air_quality GROUP BY ALL) AS a USING (district, hour)
+"""
+
+
+def analytics(people: dict[str, dict[str, CityShareClient]], folder: Path, console: Console) -> dict[str, Any]:
+    """An alert rule fires on a spike, health is told; a derived dataset follows new traffic data."""
+    from cityshare.generators import generate
+
+    console.rule("5. Analytics triggers: alerts, subscriptions, a derived dataset with lineage")
+    results: dict[str, Any] = {}
+    environment, health = people["environment"]["member"], people["health"]["member"]
+    transport, transport_steward = people["transport"]["member"], people["transport"]["steward"]
+    health.subscribe(dataset_id="air-quality", kinds=["alerts", "versions"])
+    console.print("  health subscribes to air-quality: new versions and alerts")
+    rule = environment.define_alert_rule(
+        "air-quality",
+        {
+            "name": "PM2.5 hourly mean above 75",
+            "measure": {"aggregate": "mean", "column": "pm25"},
+            "group_by": ["station_id"],
+            "window": {"column": "measured_at", "minutes": 60},
+            "comparison": "gt",
+            "threshold": 75,
+        },
+    )
+    console.print(f"  environment defines the rule '{rule['name']}' (hourly windows per station)")
+    transport_steward.grant(
+        "traffic-flow",
+        "environment",
+        "Hourly congestion index per district against air quality",
+        "environment-monitoring",
+        terms={"columns": ["district", "measured_at", "avg_speed_kmh", "vehicle_count"]},
+    )
+    derived = environment.define_derived_dataset(
+        "congestion-air-by-district",
+        "Congestion vs air quality by district",
+        ["traffic-flow", "air-quality"],
+        CONGESTION_VS_AIR,
+    )
+    console.print(
+        f"  environment defines [bold]{derived['dataset_id']}[/bold] over traffic-flow (granted columns only) and "
+        f"air-quality: {derived['classification']}, columns {list(derived['columns'])}"
+    )
+
+    batch = generate("air-quality", 24 * 24, folder / "air-quality-spike.csv", seed=11, spike=True)
+    version = environment.wait_for_upload("air-quality", environment.upload_file("air-quality", batch)["upload_id"])["version"]
+    inbox_with(health, {"alert.raised", "dataset.version-published"})
+    alerts = sorted((a for a in environment.alerts("air-quality") if a["version"] == version), key=lambda a: a["window_start"])
+    deadline = time.monotonic() + 15
+    notes: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:  # every alert reaches health's inbox
+        notes = [n for n in health.notifications(limit=100)["notifications"] if n["subject"].get("version") == version]
+        if sum(n["kind"] == "alert.raised" for n in notes) >= len(alerts):
+            break
+        time.sleep(0.2)
+    for alert in alerts:
+        console.print(
+            f"  [red]alert[/red] {alert['group']['station_id']} {alert['window_start']}: "
+            f"mean PM2.5 {alert['value']:.1f} > {alert['threshold']:g}"
+        )
+    for note in notes:
+        console.print(f"  [dim]health inbox[/dim] {note['kind']}: {note['message']}")
+    results["alerts"] = len(alerts)
+    results["health_told"] = sorted({n["kind"] for n in notes})
+
+    traffic = generate("traffic-flow", 5000, folder / "traffic-flow-rush.csv", seed=12, spike=True)
+    transport.wait_for_upload("traffic-flow", transport.upload_file("traffic-flow", traffic)["upload_id"])
+    built = _wait_for_version(environment, "congestion-air-by-district", 2)
+    lineage = environment.lineage("congestion-air-by-district")
+    sources = ", ".join(f"{edge['dataset_id']}@{edge['version']}" for edge in lineage["upstream"])
+    console.print(f"  new traffic data landed -> congestion-air-by-district rebuilt as version {built}, from {sources}")
+    table = environment.read_table("congestion-air-by-district").sort_by([("mean_pm25", "descending")]).slice(0, 5)
+    preview = Table("district", "hour", "mean speed km/h", "vehicles", "mean PM2.5", title="Most polluted district-hours")
+    for row in table.to_pylist():
+        preview.add_row(
+            row["district"],
+            str(row["hour"])[:16],
+            _number(row["mean_speed_kmh"]),
+            str(row["vehicles"]),
+            _number(row["mean_pm25"]),
+        )
+    console.print(preview)
+    results["derived_version"] = built
+    results["lineage"] = sorted(edge["dataset_id"] for edge in lineage["upstream"])
+    return results
+
+
+def _wait_for_version(member: CityShareClient, dataset_id: str, version: int, timeout: float = 60.0) -> int:
+    deadline = time.monotonic() + timeout
+    latest = 0
+    while time.monotonic() < deadline:
+        latest = int(member.get_dataset(dataset_id).get("latest_version") or 0)
+        if latest >= version:
+            break
+        time.sleep(0.3)
+    return latest
 
 
 def _number(value: float | None) -> str:

@@ -143,7 +143,7 @@ class TriggerService:
         dataset = self._catalog.get(event.dataset_id)
         if not rules or dataset is None:
             return []
-        from functions.analytics.engine import Input, alert_id, evaluate, sandbox
+        from functions.analytics.engine import Input, alert_id, evaluate_files
 
         raised: list[Alert] = []
         with self._local_files(event.files) as files:
@@ -152,8 +152,7 @@ class TriggerService:
                 if scope is None or not rule.columns() <= set(scope.columns):
                     logger.warning("rule skipped: its grant ended or narrowed", extra={"rule": rule.rule_id})
                     continue
-                with sandbox([Input("data", scope, files)]) as connection:
-                    firings = evaluate(connection, rule)
+                firings = evaluate_files(rule, Input("data", scope, files))
                 for firing in firings:
                     alert = Alert(
                         alert_id=alert_id(rule.rule_id, event.dataset_id, event.version, firing),
@@ -190,8 +189,8 @@ class TriggerService:
         inputs = [f"{s.dataset_id}@{s.latest_version}" for s in sources if s]
         upload_id = "u" + hashlib.sha256("|".join([definition.dataset_id, *inputs]).encode()).hexdigest()[:32]
         existing = self._uploads.get_upload(definition.dataset_id, upload_id)
-        if existing is not None and existing.status != "awaiting_upload":
-            return False  # this combination of input versions was already built
+        if existing is not None and (existing.status != "awaiting_upload" or self._landed(existing.landing_key)):
+            return False  # this combination of input versions was already built (or is being ingested)
         with ExitStack() as stack:
             tables = []
             for source in sources:
@@ -225,6 +224,13 @@ class TriggerService:
         owner_key = department_key(self._settings, target.owner)
         extra = {"ServerSideEncryption": "aws:kms", **({"SSEKMSKeyId": owner_key} if owner_key else {})}
         self.s3.put_object(Bucket=self._settings.data_bucket, Key=upload.landing_key, Body=body, ContentType="text/csv", **extra)
+        return True
+
+    def _landed(self, key: str) -> bool:
+        try:
+            self.s3.head_object(Bucket=self._settings.data_bucket, Key=key)
+        except self.s3.exceptions.ClientError:
+            return False
         return True
 
     @contextmanager

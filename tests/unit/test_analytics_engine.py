@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from functions.analytics.engine import Input, derived_rows, evaluate, result_columns, run, sandbox, single_select
+from functions.analytics.engine import Input, derived_rows, evaluate, evaluate_files, result_columns, run, sandbox, single_select
 from functions.analytics.models import AlertRule, AlertRuleCreate
 from functions.analytics.scope import ReadScope
 from functions.core.errors import InvalidRequest
@@ -197,3 +197,23 @@ def test_derived_rows_come_back_with_iso_times(tmp_path: Path) -> None:
         rows = derived_rows(db, sql, columns)
     assert columns["hour"] == "TIMESTAMP WITH TIME ZONE"
     assert rows[0] == ("Centre", "2026-11-04T00:00:00Z", 20.0) and len(rows) == 6
+
+
+def test_a_rule_over_files_sees_only_its_scope_and_matches_the_sandbox(tmp_path: Path) -> None:
+    files = [parquet(tmp_path / "air.parquet", air_rows(), AIR)]
+    hourly = rule(
+        name="PM2.5 hourly mean above 75",
+        measure={"aggregate": "mean", "column": "pm25"},
+        group_by=["station_id"],
+        window={"column": "measured_at", "minutes": 60},
+        comparison="gt",
+        threshold=75,
+    )
+    everything = ReadScope("air", ["station_id", "district", "measured_at", "pm25"])
+    only_harbour = ReadScope(
+        "air", everything.columns, RowFilter.model_validate({"condition": {"column": "district", "op": "eq", "value": "Harbour"}})
+    )
+    with sandbox([Input("data", everything, files)]) as db:
+        in_sandbox = evaluate(db, hourly)
+    assert evaluate_files(hourly, Input("data", everything, files)) == in_sandbox and in_sandbox
+    assert evaluate_files(hourly, Input("data", only_harbour, files)) == []

@@ -1,0 +1,225 @@
+"""The trigger functions' analytics against moto: alert rules and derived datasets with duplicate,
+late and out-of-order events, and grants that end."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from functions.analytics.models import AlertRule, DerivedDataset
+from functions.analytics.repository import AnalyticsRepository
+from functions.analytics.triggers import TriggerService
+from functions.catalog.models import Dataset
+from functions.catalog.repository import CatalogRepository
+from functions.core.events import DatasetVersionPublished
+from functions.core.settings import Settings
+from functions.handlers import triggers
+from functions.ingest.repository import IngestRepository
+from functions.sharing.models import Grant
+from functions.sharing.repository import SharingRepository
+from tests.datasets import city_schema
+from tests.integration.conftest import Aws, published_events
+
+START = dt.datetime(2026, 11, 4, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def service(settings: Settings) -> Iterator[TriggerService]:
+    triggers.triggers.cache_clear()
+    yield triggers.triggers()
+    triggers.triggers.cache_clear()
+
+
+def publish(
+    moto_aws: Aws, settings: Settings, dataset_id: str, owner: str, version: int, rows: list[dict[str, Any]]
+) -> DatasetVersionPublished:
+    """A curated version as ingest leaves it: Parquet in curated/, the dataset item pointing at it."""
+    schema = pa.schema(
+        [
+            ("station_id", pa.string()),
+            ("district", pa.string()),
+            ("measured_at", pa.timestamp("us", tz="UTC")),
+            ("pm25", pa.float64()),
+        ]
+    )
+    sink = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), sink)
+    key = f"curated/{dataset_id}/u{version:032d}/part-00000.parquet"
+    moto_aws.client("s3").put_object(Bucket=settings.data_bucket, Key=key, Body=sink.getvalue())
+    catalog = CatalogRepository(settings.catalog_table)
+    dataset = Dataset.model_validate(
+        {
+            "dataset_id": dataset_id,
+            "title": dataset_id,
+            "classification": "internal",
+            "schema": {
+                "type": "object",
+                "properties": {k: v for k, v in city_schema("air-quality")["properties"].items() if k in schema.names},
+            },
+            "owner": owner,
+            "created_at": "t",
+            "updated_at": "t",
+            "created_by": "p",
+            "latest_version": version,
+            "latest_files": [key],
+            "latest_bytes": len(sink.getvalue()),
+        }
+    )
+    moto_aws.client("dynamodb").delete_item(
+        TableName=settings.catalog_table, Key={"pk": {"S": f"DATASET#{dataset_id}"}, "sk": {"S": "DATASET"}}
+    )
+    catalog.create(dataset)
+    return DatasetVersionPublished(
+        dataset_id=dataset_id,
+        version=version,
+        owner=owner,
+        classification="internal",
+        tags=[],
+        rows=len(rows),
+        files=[key],
+        created_at="t",
+        profile={},
+    )
+
+
+def readings(peak: float) -> list[dict[str, Any]]:
+    return [
+        {
+            "station_id": "AQ-1",
+            "district": "Centre",
+            "measured_at": START + dt.timedelta(minutes=10 * i),
+            "pm25": peak if i < 6 else 10.0,
+        }
+        for i in range(12)
+    ]
+
+
+def rule(owner: str, grant_id: str | None = None) -> AlertRule:
+    return AlertRule.model_validate(
+        {
+            "name": "PM2.5 hourly mean above 75",
+            "measure": {"aggregate": "mean", "column": "pm25"},
+            "group_by": ["station_id"],
+            "window": {"column": "measured_at", "minutes": 60},
+            "comparison": "gt",
+            "threshold": 75,
+            "rule_id": "x" + "1" * 24,
+            "dataset_id": "air",
+            "owner": owner,
+            "created_by": "p",
+            "created_at": "t",
+            "grant_id": grant_id,
+        }
+    )
+
+
+def alert_events(moto_aws: Aws) -> list[dict[str, Any]]:
+    return [e for e in published_events(moto_aws) if e["detail-type"] == "AlertRaised"]
+
+
+def test_a_redelivered_version_event_raises_each_alert_once(moto_aws: Aws, settings: Settings, service: TriggerService) -> None:
+    AnalyticsRepository(settings.analytics_table).put_rule(rule("environment"))
+    event = publish(moto_aws, settings, "air", "environment", 1, readings(90.0))
+    first = service.evaluate_rules(event)
+    again = service.evaluate_rules(event)
+    assert len(first) == 1 and again == []
+    assert [e["detail"]["window_start"] for e in alert_events(moto_aws)] == ["2026-11-04T00:00:00Z"]
+
+
+def test_a_late_event_for_an_older_version_is_judged_on_that_version(
+    moto_aws: Aws, settings: Settings, service: TriggerService
+) -> None:
+    AnalyticsRepository(settings.analytics_table).put_rule(rule("environment"))
+    old = publish(moto_aws, settings, "air", "environment", 1, readings(90.0))
+    new = publish(moto_aws, settings, "air", "environment", 2, readings(20.0))
+    assert service.evaluate_rules(new) == []
+    late = service.evaluate_rules(old)
+    assert [a.version for a in late] == [1]
+
+
+def test_a_rule_stops_when_its_grant_ends_and_the_refusal_is_audited(
+    moto_aws: Aws, settings: Settings, service: TriggerService
+) -> None:
+    sharing = SharingRepository(settings.sharing_table)
+    grant = Grant.model_validate(
+        {
+            "grant_id": "g" + "2" * 24,
+            "dataset_id": "air",
+            "owner": "environment",
+            "grantee_department": "health",
+            "purpose": "Health watches pollution peaks",
+            "purpose_category": "public-health",
+            "created_by": "steward",
+            "created_at": "t",
+        }
+    )
+    sharing.put_grant(grant)
+    AnalyticsRepository(settings.analytics_table).put_rule(rule("health", grant.grant_id))
+    event = publish(moto_aws, settings, "air", "environment", 1, readings(90.0))
+    assert len(service.evaluate_rules(event)) == 1
+    sharing.revoke(grant, "steward", "2026-11-26T00:00:00+00:00")
+    event2 = publish(moto_aws, settings, "air", "environment", 2, readings(95.0))
+    assert service.evaluate_rules(event2) == []
+    from functions.audit.chain import AuditLog
+
+    reads = [e for e in AuditLog(settings.audit_table).read("environment") if e.action == "ReadData"]
+    assert [(e.actor_department, e.decision) for e in reads] == [("health", "allow"), ("health", "deny")]
+
+
+def test_duplicate_and_out_of_order_events_build_a_derived_version_once_per_input_versions(
+    moto_aws: Aws, settings: Settings, service: TriggerService
+) -> None:
+    analytics = AnalyticsRepository(settings.analytics_table)
+    first = publish(moto_aws, settings, "air", "environment", 1, readings(90.0))
+    CatalogRepository(settings.catalog_table).create(
+        Dataset.model_validate(
+            {
+                "dataset_id": "air-hourly",
+                "title": "Hourly",
+                "classification": "internal",
+                "schema": {
+                    "type": "object",
+                    "properties": {"district": {"type": ["string", "null"]}, "pm25": {"type": ["number", "null"]}},
+                },
+                "owner": "environment",
+                "created_at": "t",
+                "updated_at": "t",
+                "created_by": "p",
+            }
+        )
+    )
+    analytics.put_derived(
+        DerivedDataset(
+            dataset_id="air-hourly",
+            title="Hourly",
+            inputs=["air"],
+            sql="SELECT district, avg(pm25) AS pm25 FROM air GROUP BY district",
+            owner="environment",
+            classification="internal",
+            created_by="p",
+            created_at="t",
+            columns={"district": "VARCHAR", "pm25": "DOUBLE"},
+        )
+    )
+    assert service.rebuild_derived(first) == ["air-hourly"]
+    assert service.rebuild_derived(first) == []  # the same input versions: nothing new
+    second = publish(moto_aws, settings, "air", "environment", 2, readings(20.0))
+    assert service.rebuild_derived(second) == ["air-hourly"]
+    assert service.rebuild_derived(first) == []  # late: the latest inputs were already built
+    listed = moto_aws.client("s3").list_objects_v2(Bucket=settings.data_bucket, Prefix="landing/environment/air-hourly/")
+    bodies = [
+        moto_aws.client("s3").get_object(Bucket=settings.data_bucket, Key=o["Key"])["Body"].read().decode()
+        for o in listed["Contents"]
+    ]
+    assert len(bodies) == 2 and all(b.startswith("district,pm25\n") for b in bodies)
+    uploads = IngestRepository(settings.catalog_table)
+    recorded = {tuple(uploads.get_upload("air-hourly", o["Key"].split("/")[3]).inputs) for o in listed["Contents"]}  # type: ignore[union-attr]
+    assert recorded == {("air@1",), ("air@2",)}
+    assert json.loads(json.dumps(sorted(recorded))) == [["air@1"], ["air@2"]]
