@@ -54,6 +54,7 @@ bench: $(DEV)  ## print the benchmarks' figures
 	$(BIN)/python -m benchmarks.ingest
 	$(BIN)/python -m benchmarks.authz
 	$(BIN)/python -m benchmarks.views
+	$(BIN)/python -m benchmarks.triggers
 
 # The Lambda layers for arm64, from wheels only: no Docker, no compiler. "data" drops pyarrow's C++
 # headers, Cython sources and tests (never loaded) so core + data stay under Lambda's 250 MB limit.

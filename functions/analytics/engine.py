@@ -178,11 +178,21 @@ def rule_sql(rule: AlertRule, table: str = "data", source: tuple[str, list[Any]]
     group_select = "".join(f"{g}, " for g in groups)
     # Built from validated, quoted names; thresholds and sizes are parameters.
     leading = f"{source[0]}, " if source else ""
-    sql = f"""
+    windows = f"""
 WITH {leading}windows AS (
   SELECT {group_select}{bucket} AS window_start, CAST({measure} AS DOUBLE) AS value
   FROM {quoted(table)} WHERE {present} GROUP BY ALL
-), judged AS (
+)"""
+    order = f"ORDER BY window_start NULLS FIRST{''.join(f', {g}' for g in groups)}"
+    if rule.baseline is None and streak == 1:
+        # The common case needs no window functions: one aggregate, one comparison.
+        sql = f"""{windows}
+SELECT {group_select}strftime(window_start, '{_ISO}'), value, {threshold} FROM windows
+WHERE value {_COMPARISONS[rule.comparison]} {threshold}
+{order}
+"""
+        return sql, [*params, rule.threshold]
+    sql = f"""{windows}, judged AS (
   SELECT *, {threshold} AS threshold FROM windows
 ), flagged AS (
   SELECT *, coalesce(value {_COMPARISONS[rule.comparison]} threshold, false) AS hit FROM judged
@@ -193,7 +203,7 @@ WITH {leading}windows AS (
 )
 SELECT {group_select}strftime(window_start, '{_ISO}'), value, threshold FROM runs
 WHERE hit AND hits = {streak} AND n = {streak} AND {consecutive_in_time}
-ORDER BY window_start NULLS FIRST{"".join(f", {g}" for g in groups)}
+{order}
 """
     if consecutive_in_time != "true":
         params.append((streak - 1) * rule.window.minutes)  # type: ignore[union-attr]

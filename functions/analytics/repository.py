@@ -88,18 +88,49 @@ class AnalyticsRepository(DynamoTable):
     # -- alerts
     def put_alert(self, alert: Alert) -> bool:
         """False when this alert was already raised (a redelivered event)."""
-        record = {
-            "pk": f"DATASET#{alert.dataset_id}",
-            "sk": f"ALERT#{alert.version:08d}#{alert.alert_id}",
-            "alert": alert.model_dump_json(),
-        }
         try:
-            self.client.put_item(TableName=self._table, Item=to_item(record), ConditionExpression="attribute_not_exists(pk)")
+            self.client.put_item(
+                TableName=self._table, Item=to_item(_alert_record(alert)), ConditionExpression="attribute_not_exists(pk)"
+            )
         except Exception as error:
             if is_conditional_failure(error):
                 return False
             raise
         return True
+
+    def put_alerts(self, alerts: list[Alert]) -> list[Alert]:
+        """The alerts not raised before, stored: 100 per transaction when all are new (the first
+        delivery), one by one for a chunk that holds any already raised (a redelivery)."""
+        new: list[Alert] = []
+        for start in range(0, len(alerts), 100):
+            chunk = alerts[start : start + 100]
+            items = [
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": to_item(_alert_record(alert)),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                }
+                for alert in chunk
+            ]
+            try:
+                self.client.transact_write_items(TransactItems=items)
+                new.extend(chunk)
+            except Exception as error:
+                if not is_conditional_failure(error):
+                    raise
+                new.extend(alert for alert in chunk if self.put_alert(alert))
+        return new
+
+    def forget_alerts(self, alerts: list[Alert]) -> None:
+        """Undo `put_alerts` (their events could not be published; the retried event raises them again)."""
+        for start in range(0, len(alerts), 25):
+            requests = [
+                {"DeleteRequest": {"Key": to_item({k: v for k, v in _alert_record(a).items() if k in ("pk", "sk")})}}
+                for a in alerts[start : start + 25]
+            ]
+            self.client.batch_write_item(RequestItems={self._table: requests})
 
     def alerts_of(self, dataset_id: str) -> list[Alert]:
         return [Alert.model_validate_json(r["alert"]) for r in self._query(f"DATASET#{dataset_id}", "ALERT#")]
@@ -122,6 +153,14 @@ class AnalyticsRepository(DynamoTable):
             ExpressionAttributeValues=to_item({":d": department, ":prefix": prefix}),
         )
         return [from_item(item) for item in response["Items"]]
+
+
+def _alert_record(alert: Alert) -> dict[str, Any]:
+    return {
+        "pk": f"DATASET#{alert.dataset_id}",
+        "sk": f"ALERT#{alert.version:08d}#{alert.alert_id}",
+        "alert": alert.model_dump_json(),
+    }
 
 
 def _slim(record: dict[str, Any]) -> dict[str, Any]:

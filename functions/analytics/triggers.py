@@ -73,7 +73,9 @@ class TriggerService:
         self._clock = clock
 
     def handle(self, event_id: str, event: EventDetail) -> None:
-        delivered = {n.department: n for n in self._notifications.notify(event_id, event)}
+        # An alert is told once per department even if its event were ever put on the bus twice.
+        key = event.alert_id if isinstance(event, AlertRaised) else event_id
+        delivered = {n.department: n for n in self._notifications.notify(key, event)}
         if isinstance(event, DatasetVersionPublished | AlertRaised):
             kind = "versions" if isinstance(event, DatasetVersionPublished) else "alerts"
             for subscription, secret in self._subscriptions(event, kind):
@@ -153,8 +155,8 @@ class TriggerService:
                     logger.warning("rule skipped: its grant ended or narrowed", extra={"rule": rule.rule_id})
                     continue
                 firings = evaluate_files(rule, Input("data", scope, files))
-                for firing in firings:
-                    alert = Alert(
+                alerts = [
+                    Alert(
                         alert_id=alert_id(rule.rule_id, event.dataset_id, event.version, firing),
                         rule_id=rule.rule_id,
                         dataset_id=event.dataset_id,
@@ -165,9 +167,16 @@ class TriggerService:
                         value=firing.value,
                         threshold=firing.threshold,
                     )
-                    if self._analytics.put_alert(alert):
-                        self._events.publish(_alert_raised(alert, rule, dataset.owner, self._clock()))
-                        raised.append(alert)
+                    for firing in firings
+                ]
+                new = self._analytics.put_alerts(alerts)
+                now = self._clock()
+                try:
+                    self._events.publish(*(_alert_raised(alert, rule, dataset.owner, now) for alert in new))
+                except Exception:
+                    self._analytics.forget_alerts(new)  # so the redelivered event raises them again
+                    raise
+                raised.extend(new)
         return raised
 
     # -- derived datasets
