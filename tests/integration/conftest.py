@@ -6,6 +6,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -71,3 +72,11 @@ def published_events(moto_aws: Aws) -> list[dict[str, Any]]:
     sqs = moto_aws.client("sqs")
     messages = sqs.receive_message(QueueUrl=moto_aws.queue_urls["events"], MaxNumberOfMessages=10).get("Messages", [])
     return [json.loads(m["Body"]) for m in messages]
+
+
+def assert_matches_published_schema(envelope: dict[str, Any]) -> None:
+    """An event as it left the bus matches the JSON Schema CityShare publishes for its type."""
+    import jsonschema
+
+    schemas = Path(__file__).resolve().parents[2] / "schemas" / "events"
+    jsonschema.validate(envelope["detail"], json.loads((schemas / f"{envelope['detail-type']}.json").read_text()))

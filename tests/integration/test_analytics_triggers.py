@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from functions.analytics.models import AlertRule, DerivedDataset
+from functions.analytics.models import AlertRule, DerivedDataset, Subscription
 from functions.analytics.repository import AnalyticsRepository
 from functions.analytics.triggers import TriggerService
 from functions.catalog.models import Dataset
@@ -22,10 +22,11 @@ from functions.core.events import DatasetVersionPublished
 from functions.core.settings import Settings
 from functions.handlers import triggers
 from functions.ingest.repository import IngestRepository
+from functions.notifications.repository import NotificationRepository
 from functions.sharing.models import Grant
 from functions.sharing.repository import SharingRepository
 from tests.datasets import city_schema
-from tests.integration.conftest import Aws, published_events
+from tests.integration.conftest import Aws, assert_matches_published_schema, published_events
 
 START = dt.datetime(2026, 11, 4, tzinfo=dt.UTC)
 
@@ -38,7 +39,13 @@ def service(settings: Settings) -> Iterator[TriggerService]:
 
 
 def publish(
-    moto_aws: Aws, settings: Settings, dataset_id: str, owner: str, version: int, rows: list[dict[str, Any]]
+    moto_aws: Aws,
+    settings: Settings,
+    dataset_id: str,
+    owner: str,
+    version: int,
+    rows: list[dict[str, Any]],
+    tags: list[str] | None = None,
 ) -> DatasetVersionPublished:
     """A curated version as ingest leaves it: Parquet in curated/, the dataset item pointing at it."""
     schema = pa.schema(
@@ -70,6 +77,7 @@ def publish(
             "latest_version": version,
             "latest_files": [key],
             "latest_bytes": len(sink.getvalue()),
+            "tags": tags or [],
         }
     )
     moto_aws.client("dynamodb").delete_item(
@@ -130,7 +138,9 @@ def test_a_redelivered_version_event_raises_each_alert_once(moto_aws: Aws, setti
     first = service.evaluate_rules(event)
     again = service.evaluate_rules(event)
     assert len(first) == 1 and again == []
-    assert [e["detail"]["window_start"] for e in alert_events(moto_aws)] == ["2026-11-04T00:00:00Z"]
+    raised = alert_events(moto_aws)
+    assert [e["detail"]["window_start"] for e in raised] == ["2026-11-04T00:00:00Z"]
+    assert_matches_published_schema(raised[0])
 
 
 def test_a_late_event_for_an_older_version_is_judged_on_that_version(
@@ -223,3 +233,48 @@ def test_duplicate_and_out_of_order_events_build_a_derived_version_once_per_inpu
     recorded = {tuple(uploads.get_upload("air-hourly", o["Key"].split("/")[3]).inputs) for o in listed["Contents"]}  # type: ignore[union-attr]
     assert recorded == {("air@1",), ("air@2",)}
     assert json.loads(json.dumps(sorted(recorded))) == [["air@1"], ["air@2"]]
+
+
+def test_a_subscription_stops_delivering_when_its_grant_ends(moto_aws: Aws, settings: Settings, service: TriggerService) -> None:
+    sharing = SharingRepository(settings.sharing_table)
+    grants = {}
+    for grantee in ("health", "logistics"):
+        grants[grantee] = Grant.model_validate(
+            {
+                "grant_id": "g" + str(len(grants) + 3) * 24,
+                "dataset_id": "air",
+                "owner": "environment",
+                "grantee_department": grantee,
+                "purpose": "Following air quality",
+                "purpose_category": "public-health",
+                "created_by": "steward",
+                "created_at": "t",
+            }
+        )
+        sharing.put_grant(grants[grantee])
+    analytics = AnalyticsRepository(settings.analytics_table)
+    for number, (department, dataset_id, tag) in enumerate(
+        (("health", "air", None), ("logistics", None, "air"), ("transport", None, "air")), 1
+    ):
+        analytics.put_subscription(
+            Subscription(
+                subscription_id="s" + str(number) * 24,
+                department=department,
+                dataset_id=dataset_id,
+                tag=tag,
+                kinds=["versions"],
+                created_by="p",
+                created_at="t",
+            ),
+            None,
+        )
+    inbox = NotificationRepository(settings.notifications_table)
+
+    def told(department: str) -> int:
+        return len(inbox.page(department, None, 10))
+
+    service.handle("e1", publish(moto_aws, settings, "air", "environment", 1, readings(10.0), tags=["air"]))
+    assert (told("health"), told("logistics"), told("transport")) == (1, 1, 0)  # transport may not read it
+    sharing.revoke(grants["health"], "steward", "2026-11-26T00:00:00+00:00")
+    service.handle("e2", publish(moto_aws, settings, "air", "environment", 2, readings(10.0), tags=["air"]))
+    assert (told("health"), told("logistics"), told("transport")) == (1, 2, 0)  # health's grant ended

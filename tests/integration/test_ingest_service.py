@@ -18,7 +18,7 @@ from functions.ingest.repository import IngestRepository
 from functions.ingest.service import IngestService
 from functions.ingest.uploads import new_upload_id
 from tests.datasets import city_schema
-from tests.integration.conftest import Aws, published_events
+from tests.integration.conftest import Aws, assert_matches_published_schema, published_events
 
 CSV = b"station_id,district,measured_at,pm25\nAQ-001,Centre,2026-11-04T08:00:00Z,12.5\nAQ-002,Harbour,2026-11-04T08:00:00Z,80.1\n"
 
@@ -83,6 +83,7 @@ def test_an_upload_becomes_one_version_with_its_event(moto_aws: Aws, settings: S
     events = published_events(moto_aws)
     assert [e["detail-type"] for e in events] == ["DatasetVersionPublished"]
     assert events[0]["detail"]["version"] == 1 and events[0]["detail"]["rows"] == 2
+    assert_matches_published_schema(events[0])
 
 
 def test_the_same_event_delivered_twice_makes_one_version(moto_aws: Aws, settings: Settings, service: IngestService) -> None:
