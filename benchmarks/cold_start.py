@@ -25,6 +25,12 @@ HANDLERS = {
         "from aws_lambda_powertools.event_handler import APIGatewayRestResolver; "
         "import aws_lambda_powertools.event_handler.openapi.params, aws_lambda_powertools.event_handler.openapi.models",
     ),
+    "analytics": (
+        "functions.handlers.analytics",
+        "import boto3, pydantic, cedarpy",
+        "from aws_lambda_powertools.event_handler import APIGatewayRestResolver; "
+        "import aws_lambda_powertools.event_handler.openapi.params, aws_lambda_powertools.event_handler.openapi.models",
+    ),
     "authorizer": (
         "functions.handlers.authorizer",
         "import boto3, pydantic, jwt, cryptography, aws_lambda_powertools",

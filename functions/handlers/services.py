@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from functions.analytics.repository import AnalyticsRepository
-from functions.analytics.service import AnalyticsService
 from functions.audit.service import AuditService
 from functions.catalog.models import Dataset
 from functions.catalog.repository import CatalogRepository
@@ -26,6 +24,9 @@ from functions.policy.engine import PolicyEngine
 from functions.sharing.models import Grant
 from functions.sharing.repository import SharingRepository
 from functions.sharing.service import SharingService
+
+if TYPE_CHECKING:
+    from functions.analytics.service import AnalyticsService
 
 
 @cache
@@ -93,6 +94,10 @@ def inbox() -> InboxService:
 
 @cache
 def analytics() -> AnalyticsService:
+    # Imported here: only the analytics function serves these routes.
+    from functions.analytics.repository import AnalyticsRepository
+    from functions.analytics.service import AnalyticsService
+
     settings = get_settings()
     return AnalyticsService(
         catalog(),
