@@ -43,6 +43,29 @@ def rule(**values: Any) -> AlertRule:
     )
 
 
+def hourly_pm25() -> AlertRule:
+    return rule(
+        name="PM2.5 hourly mean above 75",
+        measure={"aggregate": "mean", "column": "pm25"},
+        group_by=["station_id"],
+        window={"column": "measured_at", "minutes": 60},
+        comparison="gt",
+        threshold=75,
+    )
+
+
+def congestion() -> AlertRule:
+    return rule(
+        name="Congested segment",
+        measure={"aggregate": "mean", "column": "avg_speed_kmh"},
+        group_by=["segment_id"],
+        window={"column": "measured_at", "minutes": 5},
+        comparison="lt",
+        threshold=10,
+        consecutive=3,
+    )
+
+
 def air_rows() -> list[dict[str, Any]]:
     rows = []
     for minute in range(0, 180, 10):
@@ -56,14 +79,7 @@ def air_rows() -> list[dict[str, Any]]:
 
 def test_hourly_mean_per_station_above_a_threshold(tmp_path: Path) -> None:
     files = [parquet(tmp_path / "air.parquet", air_rows(), AIR)]
-    hourly = rule(
-        name="PM2.5 hourly mean above 75",
-        measure={"aggregate": "mean", "column": "pm25"},
-        group_by=["station_id"],
-        window={"column": "measured_at", "minutes": 60},
-        comparison="gt",
-        threshold=75,
-    )
+    hourly = hourly_pm25()
     with sandbox([Input("data", ReadScope("air", ["station_id", "district", "measured_at", "pm25"]), files)]) as db:
         firings = evaluate(db, hourly)
     assert [(f.group, f.window_start, f.value, f.threshold) for f in firings] == [
@@ -79,17 +95,9 @@ def test_three_slow_windows_in_a_row_fire_once_per_streak_end(tmp_path: Path) ->
     ]
     rows.append({"segment_id": "S-2", "measured_at": START, "avg_speed_kmh": 5.0})  # one slow window only
     files = [parquet(tmp_path / "flow.parquet", rows, FLOW)]
-    congestion = rule(
-        name="Congested segment",
-        measure={"aggregate": "mean", "column": "avg_speed_kmh"},
-        group_by=["segment_id"],
-        window={"column": "measured_at", "minutes": 5},
-        comparison="lt",
-        threshold=10,
-        consecutive=3,
-    )
+    slow = congestion()
     with sandbox([Input("data", ReadScope("flow", ["segment_id", "measured_at", "avg_speed_kmh"]), files)]) as db:
-        firings = evaluate(db, congestion)
+        firings = evaluate(db, slow)
     assert [f.window_start for f in firings] == ["2026-11-04T00:15:00Z", "2026-11-04T00:20:00Z"]
 
 
@@ -99,17 +107,9 @@ def test_a_gap_in_time_breaks_a_streak(tmp_path: Path) -> None:
         for minutes in (0, 5, 30)  # three slow windows, but not consecutive in time
     ]
     files = [parquet(tmp_path / "flow.parquet", rows, FLOW)]
-    congestion = rule(
-        name="Congested segment",
-        measure={"aggregate": "mean", "column": "avg_speed_kmh"},
-        group_by=["segment_id"],
-        window={"column": "measured_at", "minutes": 5},
-        comparison="lt",
-        threshold=10,
-        consecutive=3,
-    )
+    slow = congestion()
     with sandbox([Input("data", ReadScope("flow", ["segment_id", "measured_at", "avg_speed_kmh"]), files)]) as db:
-        assert evaluate(db, congestion) == []
+        assert evaluate(db, slow) == []
 
 
 def test_count_per_district_above_twice_its_median(tmp_path: Path) -> None:
@@ -139,14 +139,7 @@ def test_a_rule_sees_only_the_rows_its_grant_allows(tmp_path: Path) -> None:
     files = [parquet(tmp_path / "air.parquet", air_rows(), AIR)]
     only_harbour = RowFilter.model_validate({"condition": {"column": "district", "op": "eq", "value": "Harbour"}})
     scope = ReadScope("air", ["station_id", "measured_at", "pm25", "district"], only_harbour)
-    hourly = rule(
-        name="PM2.5 hourly mean above 75",
-        measure={"aggregate": "mean", "column": "pm25"},
-        group_by=["station_id"],
-        window={"column": "measured_at", "minutes": 60},
-        comparison="gt",
-        threshold=75,
-    )
+    hourly = hourly_pm25()
     with sandbox([Input("data", scope, files)]) as db:
         assert evaluate(db, hourly) == []
         assert run(db, "SELECT DISTINCT district FROM data") == [("Harbour",)]
@@ -201,14 +194,7 @@ def test_derived_rows_come_back_with_iso_times(tmp_path: Path) -> None:
 
 def test_a_rule_over_files_sees_only_its_scope_and_matches_the_sandbox(tmp_path: Path) -> None:
     files = [parquet(tmp_path / "air.parquet", air_rows(), AIR)]
-    hourly = rule(
-        name="PM2.5 hourly mean above 75",
-        measure={"aggregate": "mean", "column": "pm25"},
-        group_by=["station_id"],
-        window={"column": "measured_at", "minutes": 60},
-        comparison="gt",
-        threshold=75,
-    )
+    hourly = hourly_pm25()
     everything = ReadScope("air", ["station_id", "district", "measured_at", "pm25"])
     only_harbour = ReadScope(
         "air", everything.columns, RowFilter.model_validate({"condition": {"column": "district", "op": "eq", "value": "Harbour"}})
