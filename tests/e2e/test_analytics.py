@@ -175,3 +175,28 @@ def test_a_derived_dataset_is_rebuilt_when_an_input_changes_with_lineage(city: d
     assert table.num_rows > 0 and table.column_names == ["district", "hour", "mean_speed", "mean_pm25"]
     upstream_of_air = environment.client.lineage(air)
     assert output in {e["dataset_id"] for e in upstream_of_air["downstream"]}
+
+
+def test_subscriptions_and_rules_reveal_nothing_to_other_departments(city: dict[str, Any]) -> None:
+    people = city["people"]
+    health, environment, transport = people["health"], people["environment"], people["transport"]
+    outsider_flow = unique("flow")
+    transport.client.create_dataset(outsider_flow, "Private flow", "confidential", city_schema("traffic-flow"))
+    for attempt in (
+        lambda: health.client.subscribe(dataset_id=outsider_flow),
+        lambda: health.client.define_alert_rule(outsider_flow, HOURLY_PM25),
+        lambda: health.client.alerts(outsider_flow),
+        lambda: health.client.lineage(outsider_flow),
+        lambda: health.client.define_derived_dataset(unique("copy"), "Copy", [outsider_flow], "SELECT * FROM x"),
+    ):
+        with pytest.raises(CityShareError) as refused:
+            attempt()
+        assert refused.value.status == 404
+    rule = environment.client.define_alert_rule(city["air"], dict(HOURLY_PM25, name="Owned by environment"))
+    with pytest.raises(CityShareError) as not_yours:
+        health.client.delete_alert_rule(city["air"], rule["rule_id"])
+    assert not_yours.value.status == 404
+    assert rule["rule_id"] not in {r["rule_id"] for r in health.client.alert_rules(city["air"])}
+    with pytest.raises(CityShareError) as unknown:
+        health.client.unsubscribe("s" + "0" * 24)
+    assert unknown.value.status == 404
