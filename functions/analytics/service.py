@@ -179,6 +179,7 @@ class AnalyticsService:
                 }
             ),
             request_id,
+            classification_floor=classification,
         )
         derived = DerivedDataset(
             **request.model_dump(),

@@ -178,6 +178,8 @@ class Dataset(DatasetCreate):
     # read of the latest version needs no second lookup.
     latest_files: list[str] = Field(default_factory=list)
     latest_bytes: int = 0
+    # Derived datasets: the classification of their most restricted input, below which they may not go.
+    classification_floor: Classification | None = None
 
 
 class DatasetPage(BaseModel):

@@ -6,9 +6,9 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
-from functions.catalog.models import Dataset, DatasetCreate, DatasetPage, DatasetUpdate
+from functions.catalog.models import CLASSIFICATION_RANK, Dataset, DatasetCreate, DatasetPage, DatasetUpdate
 from functions.catalog.repository import CatalogQuery, CatalogRepository
-from functions.core.errors import Conflict, DatasetNotFound, Forbidden
+from functions.core.errors import Conflict, DatasetNotFound, Forbidden, InvalidRequest
 from functions.identity.models import Caller
 from functions.policy.access import AccessControl
 from functions.policy.engine import Resource, uid
@@ -70,7 +70,9 @@ class CatalogService:
             return []
         return applicable(self._grants.grants_between(dataset.owner, caller.department_id), caller, dataset, self._clock())
 
-    def create(self, caller: Caller, request: DatasetCreate, request_id: str = "") -> Dataset:
+    def create(
+        self, caller: Caller, request: DatasetCreate, request_id: str = "", classification_floor: str | None = None
+    ) -> Dataset:
         now = self._clock()
         dataset = Dataset(
             **request.model_dump(by_alias=True),
@@ -78,6 +80,7 @@ class CatalogService:
             created_at=now,
             updated_at=now,
             created_by=caller.principal_id,
+            classification_floor=classification_floor,
         )
         self._require(caller, "CreateDataset", dataset, request_id)
         self._repository.create(dataset)
@@ -117,6 +120,9 @@ class CatalogService:
         if update.revision is not None and update.revision != current.revision:
             raise Conflict(f"Dataset {dataset_id} is at revision {current.revision}, not {update.revision}")
         self._require(caller, "UpdateDataset", current, request_id, details={"changes": sorted(update.changes())})
+        floor = current.classification_floor
+        if update.classification and floor and CLASSIFICATION_RANK[update.classification] < CLASSIFICATION_RANK[floor]:
+            raise InvalidRequest(f"{dataset_id} is derived from {floor} data: its classification cannot go below {floor}")
         changed = current.model_copy(update=dict(update.changes(), updated_at=self._clock(), revision=current.revision + 1))
         changed = Dataset.model_validate(changed.model_dump(by_alias=True))
         self._repository.update_metadata(changed, sorted(update.changes()), expected_revision=current.revision)

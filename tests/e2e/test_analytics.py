@@ -152,6 +152,9 @@ def test_a_derived_dataset_is_rebuilt_when_an_input_changes_with_lineage(city: d
     assert statements.value.status == 400
     derived = environment.client.define_derived_dataset(output, "Congestion vs air quality", [flow, air], sql)
     assert derived["classification"] == "confidential"  # no lower than its most restricted input
+    with pytest.raises(CityShareError) as lowered:
+        environment.client.update_dataset(output, classification="public")
+    assert lowered.value.status == 400 and "derived from confidential" in lowered.value.detail
     assert set(derived["columns"]) == {"district", "hour", "mean_speed", "mean_pm25"}
 
     traffic_version = upload(transport, flow, "traffic-flow", 24 * 12 * 4, tmp_path, spike=True)
