@@ -72,6 +72,8 @@ class FunctionSpec:
     uses_data_keys: bool = False  # encrypt/decrypt with the departments' and the platform's KMS keys
     layers: tuple[str, ...] = ("core",)  # dependency layers (functions/requirements-<layer>.txt)
     topics: tuple[str, ...] = ()  # SNS topics it publishes to
+    query_catalog: Literal["read", "write"] | None = None  # the Glue database of curated versions
+    runs_queries: bool = False  # starts Athena queries in the derived workgroup
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,10 @@ class PlatformSpec:
     authorizer: str
     routes: tuple[RouteSpec, ...]
     limits: LimitsSpec = LimitsSpec()
+    # Each published version is a Glue table (<dataset>__v<n>) in this database; large derived
+    # datasets run as Athena queries in this workgroup (AWS only).
+    query_catalog: str = "curated"
+    query_workgroup: str = "derived"
 
     def table(self, name: str) -> TableSpec:
         return next(t for t in self.tables if t.name == name)
@@ -193,6 +199,7 @@ SPEC = PlatformSpec(
             tables={"catalog": "write", "audit": "write"},
             buckets={"data": "write"},
             publishes_events=True,
+            query_catalog="write",
             ephemeral_storage_mb=10240,
             uses_data_keys=True,
             layers=("core", "data"),
@@ -219,6 +226,8 @@ SPEC = PlatformSpec(
             ephemeral_storage_mb=10240,
             topics=("notifications",),
             layers=("core", "analytics"),
+            query_catalog="read",
+            runs_queries=True,
         ),
         FunctionSpec(
             "analytics",
@@ -294,6 +303,8 @@ RESOURCE_ENVIRONMENT: dict[str, tuple[str, str]] = {
     "NOTIFICATIONS_TABLE": ("table", "notifications"),
     "NOTIFICATIONS_TOPIC": ("topic", "notifications"),
     "ANALYTICS_TABLE": ("table", "analytics"),
+    "QUERY_CATALOG": ("catalog", "curated"),
+    "QUERY_WORKGROUP": ("workgroup", "derived"),
     "PLATFORM_KEY": ("key", "platform"),
 }
 

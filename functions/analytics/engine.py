@@ -124,6 +124,47 @@ def single_select(sql: str) -> str:
     return sql.strip().rstrip(";")
 
 
+def table_references(sql: str) -> set[str]:
+    """The tables a query reads, by DuckDB's parser; InvalidRequest for a table function (files, URLs)
+    or a name with a schema or catalog. CTEs the query defines itself are not counted."""
+    connection = duckdb.connect()
+    try:
+        tree = json.loads(connection.execute("SELECT json_serialize_sql(?)", [single_select(sql)]).fetchone()[0])  # type: ignore[index]
+    finally:
+        connection.close()
+    if tree.get("error"):
+        raise InvalidRequest(f"The query does not parse: {tree.get('error_message', '')}")
+    tables: set[str] = set()
+    defined: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            kind = node.get("type")
+            if kind == "TABLE_FUNCTION":
+                raise InvalidRequest("A derived dataset reads its inputs only: table functions are refused")
+            if kind == "BASE_TABLE":
+                if node.get("schema_name") or node.get("catalog_name"):
+                    raise InvalidRequest(f"Name inputs without a schema: {node.get('schema_name')}.{node.get('table_name')}")
+                tables.add(str(node.get("table_name")))
+            for entry in (node.get("cte_map") or {}).get("map", []):
+                defined.add(str(entry.get("key")))
+            for child in node.values():
+                walk(child)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child)
+
+    walk(tree)
+    return tables - defined
+
+
+def guard_tables(sql: str, allowed: set[str]) -> None:
+    """Refuse a query that reads any table but its declared inputs (before anything runs)."""
+    outside = sorted(table_references(sql) - allowed)
+    if outside:
+        raise InvalidRequest(f"The query reads tables that are not among its inputs: {', '.join(outside)}")
+
+
 def result_columns(connection: duckdb.DuckDBPyConnection, sql: str) -> dict[str, str]:
     """The query's result columns and types, checked against the sandbox's tables without running it:
     a table or column outside what the reader may read fails here, before any data is touched."""

@@ -12,6 +12,7 @@ DatasetId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{2,62}$")]
 Aggregate = Literal["mean", "sum", "count", "min", "max"]
 Comparison = Literal["gt", "ge", "lt", "le"]
 SubscriptionKind = Literal["versions", "alerts"]
+ResultType = Literal["string", "integer", "number", "boolean", "date-time", "date"]
 
 
 class Measure(BaseModel):
@@ -147,6 +148,19 @@ class DerivedDatasetCreate(BaseModel):
     tags: list[Tag] = Field(default_factory=list, max_length=20)
     inputs: list[DatasetId] = Field(min_length=1, max_length=5)
     sql: str = Field(min_length=8, max_length=20_000)
+    engine: Literal["duckdb", "athena"] = Field(
+        default="duckdb",
+        description="duckdb (default; DuckDB SQL, on Lambda) or athena (Athena SQL, for inputs too large for Lambda; AWS only)",
+    )
+    result_columns: dict[ColumnName, ResultType] | None = Field(
+        default=None, description="athena only: the result's columns and types (DuckDB infers them itself)"
+    )
+
+    @model_validator(mode="after")
+    def _athena_declares_columns(self) -> DerivedDatasetCreate:
+        if self.engine == "athena" and not self.result_columns:
+            raise ValueError("an athena derived dataset declares its result_columns")
+        return self
 
 
 class DerivedDataset(DerivedDatasetCreate):

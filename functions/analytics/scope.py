@@ -5,6 +5,7 @@ pasted from a caller."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,18 +42,29 @@ def quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def filter_sql(row_filter: RowFilter) -> tuple[str, list[Any]]:
-    """The filter as a WHERE expression with `?` parameters; a comparison with NULL is false."""
+def filter_sql(row_filter: RowFilter, literal: Callable[[str, Any], str] | None = None) -> tuple[str, list[Any]]:
+    """The filter as a WHERE expression with `?` parameters (or, given `literal(column, value)`, with
+    values written as escaped literals, for engines without typed parameters); NULL compares false."""
+
+    def value(column: str, item: Any, params: list[Any]) -> str:
+        if literal is not None:
+            return literal(column, item)
+        params.append(item)
+        return "?"
+
     if row_filter.condition is not None:
         condition = row_filter.condition
         column = quoted(condition.column)
+        params: list[Any] = []
         if condition.op == "not_null":
             return f"({column} IS NOT NULL)", []
         if condition.op == "in":
             values = list(condition.value) if isinstance(condition.value, list) else [condition.value]
-            return f"(coalesce({column} IN ({', '.join('?' for _ in values)}), false))", values
-        return f"(coalesce({column} {_OPERATORS[condition.op]} ?, false))", [condition.value]
-    parts = [filter_sql(child) for child in (row_filter.all or row_filter.any or [])]
+            listed = ", ".join(value(condition.column, v, params) for v in values)
+            return f"(coalesce({column} IN ({listed}), false))", params
+        compared = value(condition.column, condition.value, params)
+        return f"(coalesce({column} {_OPERATORS[condition.op]} {compared}, false))", params
+    parts = [filter_sql(child, literal) for child in (row_filter.all or row_filter.any or [])]
     joiner = " AND " if row_filter.all else " OR "
     return "(" + joiner.join(sql for sql, _ in parts) + ")", [value for _, params in parts for value in params]
 

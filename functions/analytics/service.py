@@ -32,6 +32,14 @@ from functions.sharing.service import choose_grant
 MAX_DERIVED_DEPTH = 10
 _JSON_TO_DUCKDB = {"string": "VARCHAR", "integer": "BIGINT", "number": "DOUBLE", "boolean": "BOOLEAN"}
 _TEMPORAL = {"date-time": "TIMESTAMP WITH TIME ZONE", "date": "DATE", "time": "TIME"}
+_RESULT_TYPES = {
+    "string": "VARCHAR",
+    "integer": "BIGINT",
+    "number": "DOUBLE",
+    "boolean": "BOOLEAN",
+    "date-time": "TIMESTAMP WITH TIME ZONE",
+    "date": "DATE",
+}
 
 
 def _now() -> str:
@@ -45,8 +53,10 @@ class AnalyticsService:
         repository: AnalyticsRepository,
         versions: IngestRepository,
         allow_http_webhooks: bool = False,
+        athena_available: bool = False,
         clock: Callable[[], str] = _now,
     ) -> None:
+        self._athena = athena_available
         self._catalog = catalog
         self._repository = repository
         self._versions = versions
@@ -147,20 +157,34 @@ class AnalyticsService:
 
     # -- derived datasets
     def define_derived(self, caller: Caller, request: DerivedDatasetCreate, request_id: str = "") -> DerivedDataset:
-        from functions.analytics.engine import Input, json_schema_type, result_columns, sandbox
+        from functions.analytics.engine import Input, guard_tables, json_schema_type, result_columns, sandbox
 
         if request.dataset_id in request.inputs:
             raise InvalidRequest("A derived dataset cannot be its own input")
         for source in request.inputs:
             if request.dataset_id in self._upstream(source, MAX_DERIVED_DEPTH):
                 raise InvalidRequest(f"{source} is itself derived from {request.dataset_id}: that would loop")
+        if request.engine == "athena" and not self._athena:
+            raise InvalidRequest("Athena is not available in this deployment (the embedded stack runs DuckDB only)")
         readable = []
         for source in request.inputs:
             dataset, scope = self.readable(caller, source, "derived-dataset", request_id)
             readable.append((dataset, self._typed(dataset, scope)))
-        # Checked against empty tables shaped like what the caller may read: nothing outside is reachable.
-        with sandbox([Input(table_name(d.dataset_id), scope, []) for d, scope in readable]) as connection:
-            columns = result_columns(connection, request.sql)
+        # The query may read its inputs only (and only what the grants allow of them, below).
+        guard_tables(request.sql, {table_name(d.dataset_id) for d, _ in readable})
+        if request.engine == "athena":
+            columns = {name: _RESULT_TYPES[kind] for name, kind in (request.result_columns or {}).items()}
+            with sandbox([Input(table_name(d.dataset_id), scope, []) for d, scope in readable]) as connection:
+                try:
+                    result_columns(connection, request.sql)
+                except InvalidRequest as refused:
+                    # Athena SQL need not be DuckDB SQL; but a column outside the grant is refused either way.
+                    if "Referenced column" in str(refused):
+                        raise
+        else:
+            # Checked against empty tables shaped like what the caller may read: nothing outside is reachable.
+            with sandbox([Input(table_name(d.dataset_id), scope, []) for d, scope in readable]) as connection:
+                columns = result_columns(connection, request.sql)
         invalid = [c for c in columns if not _column_name(c)]
         if invalid:
             raise InvalidRequest(f"Name every result column with an alias of [a-z][a-z0-9_]*: {', '.join(invalid)}")

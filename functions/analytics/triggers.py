@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from functions.analytics.athena import AthenaRunner, input_cte, wrapped
 from functions.analytics.models import Alert, AlertRule, DerivedDataset, Subscription
 from functions.analytics.repository import AnalyticsRepository
 from functions.analytics.scope import ReadScope, scope_for, table_name
@@ -30,6 +31,7 @@ from functions.core import aws
 from functions.core.events import AlertRaised, DatasetVersionPublished, EventDetail, EventPublisher
 from functions.core.observability import logger
 from functions.core.settings import Settings, department_key
+from functions.ingest.glue import version_table
 from functions.ingest.models import Upload, UploadRequest
 from functions.ingest.repository import IngestRepository
 from functions.notifications.service import NotificationService
@@ -57,6 +59,7 @@ class TriggerService:
         events: EventPublisher,
         audit: AuditLog,
         webhooks: WebhookSender,
+        athena: AthenaRunner | None = None,
         s3: Any = None,
         clock: Callable[[], str] = _now,
     ) -> None:
@@ -69,6 +72,7 @@ class TriggerService:
         self._events = events
         self._audit = audit
         self._webhooks = webhooks
+        self._athena = athena
         self._s3 = s3
         self._clock = clock
 
@@ -200,20 +204,24 @@ class TriggerService:
         existing = self._uploads.get_upload(definition.dataset_id, upload_id)
         if existing is not None and (existing.status != "awaiting_upload" or self._landed(existing.landing_key)):
             return False  # this combination of input versions was already built (or is being ingested)
-        with ExitStack() as stack:
-            tables = []
-            for source in sources:
-                assert source is not None
-                scope = self._scope(source, definition.owner, None, f"derived/{definition.dataset_id}", source.latest_version)
-                if scope is None:
-                    logger.warning(
-                        "derived dataset not rebuilt: an input is no longer readable", extra={"input": source.dataset_id}
-                    )
-                    return False
-                files = stack.enter_context(self._local_files(source.latest_files))
-                tables.append(Input(table_name(source.dataset_id), scope, files, source.latest_version))
-            with sandbox(tables) as connection:
-                rows = derived_rows(connection, definition.sql, definition.columns)
+        scopes = []
+        for source in sources:
+            assert source is not None
+            scope = self._scope(source, definition.owner, None, f"derived/{definition.dataset_id}", source.latest_version)
+            if scope is None:
+                logger.warning("derived dataset not rebuilt: an input is no longer readable", extra={"input": source.dataset_id})
+                return False
+            scopes.append((source, scope))
+        if definition.engine == "athena":
+            rows = self._run_on_athena(definition, scopes)
+        else:
+            with ExitStack() as stack:
+                tables = [
+                    Input(table_name(source.dataset_id), scope, stack.enter_context(self._local_files(source.latest_files)))
+                    for source, scope in scopes
+                ]
+                with sandbox(tables) as connection:
+                    rows = derived_rows(connection, definition.sql, definition.columns)
         if not rows:
             return False
         body = _csv(list(definition.columns), rows)
@@ -234,6 +242,19 @@ class TriggerService:
         extra = {"ServerSideEncryption": "aws:kms", **({"SSEKMSKeyId": owner_key} if owner_key else {})}
         self.s3.put_object(Bucket=self._settings.data_bucket, Key=upload.landing_key, Body=body, ContentType="text/csv", **extra)
         return True
+
+    def _run_on_athena(self, definition: DerivedDataset, scopes: list[tuple[Dataset, ReadScope]]) -> list[tuple[Any, ...]]:
+        if self._athena is None:
+            raise RuntimeError(f"{definition.dataset_id} runs on Athena, which this deployment does not have")
+        ctes = []
+        for source, scope in scopes:
+            temporal = {n for n, c in source.table_schema.properties.items() if c.format in ("date-time", "date")}
+            table = version_table(source.dataset_id, source.latest_version)
+            ctes.append(input_cte(table_name(source.dataset_id), self._settings.query_catalog, table, scope, temporal))
+        header, rows = self._athena.run(wrapped(definition.sql, ctes))
+        if header != list(definition.columns):
+            raise RuntimeError(f"Athena returned columns {header}, the definition declares {list(definition.columns)}")
+        return [tuple(row) for row in rows]
 
     def _landed(self, key: str) -> bool:
         try:

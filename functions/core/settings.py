@@ -29,6 +29,10 @@ class Settings(BaseModel):
     notifications_table: str = Field(alias="NOTIFICATIONS_TABLE")
     notifications_topic: str = Field(default="", alias="NOTIFICATIONS_TOPIC")
     analytics_table: str = Field(alias="ANALYTICS_TABLE")
+    # The Glue database where each curated version is registered, and the Athena workgroup for large
+    # derived datasets ("" where Athena cannot run, as in the embedded stack).
+    query_catalog: str = Field(default="", alias="QUERY_CATALOG")
+    query_workgroup: str = Field(default="", alias="QUERY_WORKGROUP")
     # Webhooks must be https, except in the embedded stack (receivers on 127.0.0.1).
     allow_http_webhooks: bool = Field(default=False, alias="ALLOW_HTTP_WEBHOOKS")
     platform_key: str = Field(alias="PLATFORM_KEY")

@@ -104,4 +104,5 @@ def analytics() -> AnalyticsService:
         AnalyticsRepository(settings.analytics_table),
         IngestRepository(settings.catalog_table),
         settings.allow_http_webhooks,
+        athena_available=bool(settings.query_workgroup and settings.query_catalog),
     )

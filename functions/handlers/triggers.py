@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from functions.analytics.athena import AthenaRunner
 from functions.analytics.repository import AnalyticsRepository
 from functions.analytics.triggers import TriggerService
 from functions.analytics.webhooks import WebhookSender
@@ -44,6 +45,7 @@ def triggers() -> TriggerService:
         EventPublisher(settings.event_bus),
         audit_log(),
         WebhookSender(),
+        AthenaRunner(settings.query_workgroup, settings.query_catalog) if settings.query_workgroup else None,
     )
 
 

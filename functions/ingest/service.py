@@ -24,6 +24,7 @@ from functions.core.errors import Conflict
 from functions.core.events import ColumnSummary, DatasetVersionPublished, EventPublisher
 from functions.core.observability import logger
 from functions.core.settings import Settings, department_key
+from functions.ingest.glue import GlueTables
 from functions.ingest.keys import KeyService
 from functions.ingest.models import DatasetVersion, IngestReport, Issue, Upload
 from functions.ingest.pipeline import arrow_schema_summary, run_pipeline
@@ -201,6 +202,9 @@ class IngestService:
         dataset = dataset or self._catalog.get(upload.dataset_id)
         if dataset is None:
             return
+        if self._settings.query_catalog:
+            # Before the event: whoever reacts to it may query the version's table.
+            GlueTables(self._settings.query_catalog, self._settings.data_bucket).register(version)
         EventPublisher(self._settings.event_bus, self.events).publish(
             DatasetVersionPublished(
                 dataset_id=version.dataset_id,

@@ -17,6 +17,7 @@ from infra.cloud.functions import Functions
 from infra.cloud.keys import Keys
 from infra.cloud.messaging import Messaging
 from infra.cloud.monitoring import Monitoring
+from infra.cloud.queries import Queries
 from infra.cloud.storage import Storage
 from infra.cloud.suppressions import acknowledge_findings
 from infra.cloud.tables import Tables
@@ -43,12 +44,19 @@ class CityShareStack(Stack):
         )
         for bucket_spec in spec.buckets:
             messaging.notify(storage.buckets[bucket_spec.name], bucket_spec)
+        queries = Queries(
+            self, "Queries", config.stage, spec.query_catalog, spec.query_workgroup, storage.buckets["data"], keys.platform
+        )
 
         physical = (
             {("table", name): table.table_name for name, table in tables.tables.items()}
             | {("bucket", name): bucket.bucket_name for name, bucket in storage.buckets.items()}
             | {("bus", spec.event_bus): messaging.bus.event_bus_name, ("key", "platform"): keys.platform.key_arn}
             | {("topic", name): topic.topic_arn for name, topic in messaging.topics.items()}
+            | {
+                ("catalog", spec.query_catalog): queries.database_name,
+                ("workgroup", spec.query_workgroup): queries.workgroup_name,
+            }
         )
         environment = {variable: physical[resource] for variable, resource in RESOURCE_ENVIRONMENT.items()}
         environment.update(
@@ -72,6 +80,12 @@ class CityShareStack(Stack):
             config.log_retention_days,
         )
         api_functions = functions.functions
+        for name, function in api_functions.items():
+            function_spec = spec.function(name)
+            if function_spec.query_catalog == "write":
+                queries.grant_register(function)
+            if function_spec.runs_queries:
+                queries.grant_query(function)
         for name, function in api_functions.items():
             if spec.function(name).uses_data_keys:
                 for key in [keys.platform, *keys.departments.values()]:

@@ -21,6 +21,10 @@ def physical_names(prefix: str, spec: PlatformSpec = SPEC) -> dict[tuple[str, st
     names[("key", "platform")] = f"alias/{prefix}/platform"
     # Functions get a topic's ARN, which the local region and account make predictable.
     names.update({("topic", t): f"arn:aws:sns:{REGION}:{ACCOUNT}:{prefix}-{t}" for t in spec.topics})
+    names[("catalog", spec.query_catalog)] = f"{prefix}_{spec.query_catalog}".replace("-", "_")
+    # moto registers Glue tables but does not run Athena queries: no workgroup, so derived datasets
+    # use DuckDB here (asking for Athena is refused with a clear error).
+    names[("workgroup", spec.query_workgroup)] = ""
     return names
 
 
@@ -97,6 +101,7 @@ def provision(session: Any, names: dict[tuple[str, str], str], spec: PlatformSpe
                     ]
                 },
             )
+    session.client("glue").create_database(DatabaseInput={"Name": names[("catalog", spec.query_catalog)]})
     sns = session.client("sns")
     for topic in spec.topics:
         sns.create_topic(Name=names[("topic", topic)].rsplit(":", 1)[1])
