@@ -463,9 +463,16 @@ def analytics_derive(
     title: Annotated[str, typer.Option()],
     inputs: Annotated[list[str], typer.Option("--input", help="An input dataset; repeat")],
     sql: Annotated[Path, typer.Option(help="File with one SELECT over the inputs (named with _ for -)", exists=True)],
+    engine: Annotated[str, typer.Option(help="duckdb, or athena for inputs too large for Lambda (AWS only)")] = "duckdb",
+    result_column: Annotated[
+        list[str] | None, typer.Option(help="athena: NAME:TYPE of a result column (string, integer, number, ...); repeat")
+    ] = None,
 ) -> None:
     """Define a derived dataset, rebuilt whenever an input gets a new version."""
-    show(client().define_derived_dataset(dataset_id, title, inputs, sql.read_text()))
+    columns = dict(item.split(":", 1) for item in result_column or [])
+    show(
+        client().define_derived_dataset(dataset_id, title, inputs, sql.read_text(), engine=engine, result_columns=columns or None)
+    )
 
 
 @analytics_app.command("lineage")

@@ -335,17 +335,29 @@ class CityShareClient:
         return dict(self.request("DELETE", f"/subscriptions/{subscription_id}"))
 
     def define_derived_dataset(
-        self, dataset_id: str, title: str, inputs: list[str], sql: str, description: str = "", tags: list[str] | None = None
+        self,
+        dataset_id: str,
+        title: str,
+        inputs: list[str],
+        sql: str,
+        description: str = "",
+        tags: list[str] | None = None,
+        engine: str = "duckdb",
+        result_columns: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """A dataset computed by `sql` over `inputs` (named in the SQL with `_` for `-`), rebuilt when they change."""
-        body = {
+        """A dataset computed by `sql` over `inputs` (named in the SQL with `_` for `-`), rebuilt when they
+        change. `engine="athena"` (AWS only) runs Athena SQL and needs `result_columns` {name: type}."""
+        body: dict[str, Any] = {
             "dataset_id": dataset_id,
             "title": title,
             "inputs": inputs,
             "sql": sql,
             "description": description,
             "tags": tags or [],
+            "engine": engine,
         }
+        if result_columns:
+            body["result_columns"] = result_columns
         return dict(self.request("POST", "/derived-datasets", body=body))
 
     def lineage(self, dataset_id: str) -> dict[str, Any]:

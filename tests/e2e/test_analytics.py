@@ -150,6 +150,11 @@ def test_a_derived_dataset_is_rebuilt_when_an_input_changes_with_lineage(city: d
     with pytest.raises(CityShareError) as statements:
         environment.client.define_derived_dataset(output, "Two", [flow], f"SELECT 1 AS a; DROP TABLE {flow_table}")
     assert statements.value.status == 400
+    with pytest.raises(CityShareError) as no_athena:
+        environment.client.define_derived_dataset(
+            output, "On Athena", [flow, air], sql, engine="athena", result_columns={"district": "string"}
+        )
+    assert no_athena.value.status == 400 and "embedded stack" in no_athena.value.detail
     derived = environment.client.define_derived_dataset(output, "Congestion vs air quality", [flow, air], sql)
     assert derived["classification"] == "confidential"  # no lower than its most restricted input
     with pytest.raises(CityShareError) as lowered:

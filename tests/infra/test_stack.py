@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aws_cdk.assertions import Match, Template
@@ -221,3 +222,24 @@ def test_notifications_topic_is_kms_encrypted_tls_only_and_only_triggers_publish
         if "sns:Publish" in json.dumps(p["Properties"]["PolicyDocument"]) and "Topicnotifications" in json.dumps(p)
     ]
     assert len(publishers) == 1 and "triggers" in publishers[0]
+
+
+def test_athena_results_are_kms_encrypted_and_only_the_right_functions_touch_glue_and_athena(resources: Resources) -> None:
+    (workgroup,) = of_type(resources, "AWS::Athena::WorkGroup").values()
+    configuration = workgroup["Properties"]["WorkGroupConfiguration"]
+    assert configuration["EnforceWorkGroupConfiguration"] is True
+    assert configuration["ResultConfiguration"]["EncryptionConfiguration"]["EncryptionOption"] == "SSE_KMS"
+    assert configuration["BytesScannedCutoffPerQuery"] > 0
+    assert len(of_type(resources, "AWS::Glue::Database")) == 1
+    policies = [p["Properties"] for p in of_type(resources, "AWS::IAM::Policy").values()]
+
+    def holders(action: str) -> set[str]:
+        return {
+            re.sub(r"^FunctionsFunction(\w+?)ServiceRole.*$", r"\1", role["Ref"])
+            for p in policies
+            if action in json.dumps(p["PolicyDocument"])
+            for role in p["Roles"]
+        }
+
+    assert holders("glue:CreateTable") == {"ingest"}
+    assert holders("athena:StartQueryExecution") == {"triggers"}

@@ -10,7 +10,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from functions.analytics.engine import Input, derived_rows, evaluate, evaluate_files, result_columns, run, sandbox, single_select
+from functions.analytics.athena import literal
+from functions.analytics.engine import (
+    Input,
+    derived_rows,
+    evaluate,
+    evaluate_files,
+    guard_tables,
+    result_columns,
+    run,
+    sandbox,
+    single_select,
+)
 from functions.analytics.models import AlertRule, AlertRuleCreate
 from functions.analytics.scope import ReadScope
 from functions.core.errors import InvalidRequest
@@ -203,3 +214,28 @@ def test_a_rule_over_files_sees_only_its_scope_and_matches_the_sandbox(tmp_path:
         in_sandbox = evaluate(db, hourly)
     assert evaluate_files(hourly, Input("data", everything, files)) == in_sandbox and in_sandbox
     assert evaluate_files(hourly, Input("data", only_harbour, files)) == []
+
+
+@pytest.mark.parametrize(
+    ("sql", "refused"),
+    [
+        ("SELECT district FROM air_quality", None),
+        ("WITH hourly AS (SELECT * FROM air_quality) SELECT * FROM hourly JOIN traffic_flow USING (district)", None),
+        ("SELECT * FROM air_quality WHERE district IN (SELECT district FROM hospital_beds)", "hospital_beds"),
+        ("SELECT * FROM cityshare_prod_curated.air_quality__v3", "schema"),
+        ("SELECT * FROM read_parquet('s3://bucket/curated/x.parquet')", "table functions"),
+        ("SELECT * FROM air_quality, plate_reads", "plate_reads"),
+    ],
+)
+def test_the_table_guard_allows_the_inputs_and_the_querys_own_ctes_only(sql: str, refused: str | None) -> None:
+    if refused is None:
+        guard_tables(sql, {"air_quality", "traffic_flow"})
+        return
+    with pytest.raises(InvalidRequest, match=refused):
+        guard_tables(sql, {"air_quality", "traffic_flow"})
+
+
+def test_athena_literals_are_escaped_and_temporal_values_typed() -> None:
+    assert literal("O'Brien'; DROP TABLE x; --") == "'O''Brien''; DROP TABLE x; --'"
+    assert literal(3) == "3" and literal(2.5) == "2.5" and literal(True) == "TRUE"
+    assert literal("2026-11-01T00:00:00Z", temporal=True) == "from_iso8601_timestamp('2026-11-01T00:00:00Z')"

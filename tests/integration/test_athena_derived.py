@@ -1,0 +1,173 @@
+"""The Athena path of derived datasets against moto: each version a Glue table, the definer's SQL
+wrapped in grant-restricted CTEs over exact version tables, the result published through landing/.
+moto does not execute Athena SQL: the query text CityShare sends is what is checked, and the rows
+come from moto's queue of prepared results."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from moto.athena.models import QueryResults, athena_backends
+from moto.core import DEFAULT_ACCOUNT_ID
+
+from functions.analytics.models import DerivedDataset
+from functions.analytics.repository import AnalyticsRepository
+from functions.analytics.triggers import TriggerService
+from functions.catalog.models import Dataset
+from functions.catalog.repository import CatalogRepository
+from functions.core.settings import Settings, get_settings
+from functions.handlers import triggers
+from functions.ingest.glue import GlueTables
+from functions.ingest.models import DatasetVersion
+from functions.sharing.models import Grant
+from functions.sharing.repository import SharingRepository
+from infra.local.provision import REGION
+from tests.datasets import city_schema
+from tests.integration.conftest import Aws
+
+
+@pytest.fixture
+def athena_settings(moto_aws: Aws, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    moto_aws.client("athena").create_work_group(
+        Name="it-derived",
+        Configuration={"ResultConfiguration": {"OutputLocation": f"s3://{settings.data_bucket}/athena-results/"}},
+    )
+    monkeypatch.setenv("QUERY_WORKGROUP", "it-derived")
+    get_settings.cache_clear()
+    triggers.triggers.cache_clear()
+    yield get_settings()
+    triggers.triggers.cache_clear()
+
+
+def version(dataset_id: str, number: int, owner: str) -> DatasetVersion:
+    return DatasetVersion.model_validate(
+        {
+            "dataset_id": dataset_id,
+            "version": number,
+            "owner": owner,
+            "upload_id": "u" + "0" * 32,
+            "created_at": "t",
+            "rows": 10,
+            "files": [f"curated/{dataset_id}/u{'0' * 32}/part-00000.parquet"],
+            "bytes": 100,
+            "content_sha256": "x",
+            "profile": {"rows": 10, "columns": {}},
+            "report": {},
+            "output_schema": {
+                "segment_id": "string",
+                "district": "string",
+                "measured_at": "timestamp[us, tz=UTC]",
+                "avg_speed_kmh": "double",
+                "camera_id": "string",
+            },
+        }
+    )
+
+
+def test_each_version_is_a_glue_table_at_its_curated_prefix(moto_aws: Aws, settings: Settings) -> None:
+    tables = GlueTables(settings.query_catalog, settings.data_bucket)
+    assert tables.register(version("traffic-flow", 3, "transport")) == "traffic_flow__v3"
+    assert tables.register(version("traffic-flow", 3, "transport")) == "traffic_flow__v3"  # a redelivery overwrites
+    table = moto_aws.client("glue").get_table(DatabaseName=settings.query_catalog, Name="traffic_flow__v3")["Table"]
+    descriptor = table["StorageDescriptor"]
+    assert descriptor["Location"] == f"s3://{settings.data_bucket}/curated/traffic-flow/u{'0' * 32}/"
+    assert {c["Name"]: c["Type"] for c in descriptor["Columns"]}["measured_at"] == "timestamp"
+    assert table["Parameters"]["cityshare_version"] == "3"
+
+
+def test_an_athena_derived_dataset_reads_only_the_granted_part_of_exact_versions(
+    moto_aws: Aws, athena_settings: Settings
+) -> None:
+    settings = athena_settings
+    catalog = CatalogRepository(settings.catalog_table)
+    key = f"curated/traffic-flow/u{'0' * 32}/part-00000.parquet"
+    for dataset_id, owner, schema in (
+        ("traffic-flow", "transport", city_schema("traffic-flow")),
+        (
+            "flow-by-district",
+            "environment",
+            {
+                "type": "object",
+                "properties": {"district": {"type": ["string", "null"]}, "mean_speed": {"type": ["number", "null"]}},
+            },
+        ),
+    ):
+        catalog.create(
+            Dataset.model_validate(
+                {
+                    "dataset_id": dataset_id,
+                    "title": dataset_id,
+                    "classification": "confidential",
+                    "schema": schema,
+                    "owner": owner,
+                    "created_at": "t",
+                    "updated_at": "t",
+                    "created_by": "p",
+                    **({"latest_version": 7, "latest_files": [key], "latest_bytes": 100} if owner == "transport" else {}),
+                }
+            )
+        )
+    SharingRepository(settings.sharing_table).put_grant(
+        Grant.model_validate(
+            {
+                "grant_id": "g" + "5" * 24,
+                "dataset_id": "traffic-flow",
+                "owner": "transport",
+                "grantee_department": "environment",
+                "purpose": "Congestion per district",
+                "purpose_category": "planning",
+                "created_by": "s",
+                "created_at": "t",
+                "terms": {
+                    "columns": ["district", "measured_at", "avg_speed_kmh", "camera_id"],
+                    "masked_columns": ["camera_id"],
+                    "row_filter": {
+                        "all": [
+                            {"condition": {"column": "district", "op": "in", "value": ["Centre", "O'Brien Park"]}},
+                            {"condition": {"column": "measured_at", "op": "ge", "value": "2026-11-01T00:00:00Z"}},
+                        ]
+                    },
+                },
+            }
+        )
+    )
+    sql = "SELECT district, avg(avg_speed_kmh) AS mean_speed FROM traffic_flow GROUP BY district"
+    AnalyticsRepository(settings.analytics_table).put_derived(
+        DerivedDataset(
+            dataset_id="flow-by-district",
+            title="Flow",
+            inputs=["traffic-flow"],
+            sql=sql,
+            engine="athena",
+            result_columns={"district": "string", "mean_speed": "number"},
+            owner="environment",
+            classification="confidential",
+            created_by="p",
+            created_at="t",
+            columns={"district": "VARCHAR", "mean_speed": "DOUBLE"},
+        )
+    )
+    backend = athena_backends[DEFAULT_ACCOUNT_ID][REGION]
+    cells: list[list[Any]] = [["district", "mean_speed"], ["Centre", "21.5"], ["O'Brien Park", "33.0"]]
+    backend.query_results_queue.append(
+        QueryResults(
+            rows=[{"Data": [{"VarCharValue": v} for v in row]} for row in cells],
+            column_info=[{"Name": "district", "Type": "varchar"}, {"Name": "mean_speed", "Type": "double"}],
+        )
+    )
+    service: TriggerService = triggers.triggers()
+    assert service._rebuild(AnalyticsRepository(settings.analytics_table).derived("flow-by-district"))  # type: ignore[arg-type]
+
+    (execution,) = backend.executions.values()
+    query = execution.query
+    assert f'FROM "{settings.query_catalog}"."traffic_flow__v7"' in query  # the exact version's table
+    assert 'SELECT "district", "measured_at", "avg_speed_kmh" FROM' in query  # granted columns, the masked one left out
+    assert "'O''Brien Park'" in query and "from_iso8601_timestamp('2026-11-01T00:00:00Z')" in query
+    assert query.rstrip().endswith(") AS result") and sql in query
+    assert execution.workgroup.name == "it-derived"
+    listed = moto_aws.client("s3").list_objects_v2(Bucket=settings.data_bucket, Prefix="landing/environment/flow-by-district/")
+    (landed,) = listed["Contents"]
+    body = moto_aws.client("s3").get_object(Bucket=settings.data_bucket, Key=landed["Key"])["Body"].read().decode()
+    assert body == "district,mean_speed\nCentre,21.5\nO'Brien Park,33.0\n"
