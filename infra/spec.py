@@ -233,7 +233,7 @@ SPEC = PlatformSpec(
             "analytics",
             "functions.handlers.analytics.handler",
             memory_mb=1024,
-            tables={"catalog": "write", "sharing": "read", "audit": "write", "analytics": "write", "directory": "read"},
+            tables={"catalog": "write", "sharing": "read", "audit": "write", "analytics": "write"},
             layers=("core", "analytics"),  # DuckDB checks a derived dataset's query before it is accepted
         ),
     ),
