@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from functions.analytics.models import (
     Alert,
@@ -24,6 +23,7 @@ from functions.analytics.repository import AnalyticsRepository
 from functions.analytics.scope import ReadScope, scope_for, table_name
 from functions.catalog.models import CLASSIFICATION_RANK, Dataset, DatasetCreate
 from functions.catalog.service import CatalogService
+from functions.core.clock import utc_now
 from functions.core.errors import Forbidden, InvalidRequest, NotFound
 from functions.identity.models import Caller
 from functions.ingest.repository import IngestRepository
@@ -42,10 +42,6 @@ _RESULT_TYPES = {
 }
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
 class AnalyticsService:
     def __init__(
         self,
@@ -54,7 +50,7 @@ class AnalyticsService:
         versions: IngestRepository,
         allow_http_webhooks: bool = False,
         athena_available: bool = False,
-        clock: Callable[[], str] = _now,
+        clock: Callable[[], str] = utc_now,
     ) -> None:
         self._athena = athena_available
         self._catalog = catalog

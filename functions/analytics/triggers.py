@@ -15,7 +15,7 @@ import io
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from functions.audit.chain import AuditEvent, AuditLog
 from functions.catalog.models import Dataset
 from functions.catalog.repository import CatalogRepository
 from functions.core import aws
+from functions.core.clock import utc_now
 from functions.core.events import AlertRaised, DatasetVersionPublished, EventDetail, EventPublisher
 from functions.core.observability import logger
 from functions.core.settings import Settings, department_key
@@ -37,10 +38,6 @@ from functions.ingest.repository import IngestRepository
 from functions.notifications.service import NotificationService
 from functions.sharing.repository import SharingRepository
 from functions.sharing.service import choose_grant
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class TriggerService:
@@ -61,7 +58,7 @@ class TriggerService:
         webhooks: WebhookSender,
         athena: AthenaRunner | None = None,
         s3: Any = None,
-        clock: Callable[[], str] = _now,
+        clock: Callable[[], str] = utc_now,
     ) -> None:
         self._settings = settings
         self._catalog = catalog

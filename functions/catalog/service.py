@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Protocol
 
 from functions.catalog.models import CLASSIFICATION_RANK, Dataset, DatasetCreate, DatasetPage, DatasetUpdate
 from functions.catalog.repository import CatalogQuery, CatalogRepository
+from functions.core.clock import utc_now
 from functions.core.errors import Conflict, DatasetNotFound, Forbidden, InvalidRequest
 from functions.identity.models import Caller
 from functions.policy.access import AccessControl
@@ -18,10 +18,6 @@ MAX_PAGE_SIZE = 100
 # A listing reads at most this many index pages for one answer, so a selective filter over a large
 # catalog returns a short page with a cursor rather than a slow call.
 _MAX_PAGES_READ = 10
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def dataset_resource(dataset: Dataset, grants: Sequence[Grant] = ()) -> Resource:
@@ -56,7 +52,7 @@ class CatalogService:
         self,
         repository: CatalogRepository,
         access: AccessControl,
-        clock: Callable[[], str] = _now,
+        clock: Callable[[], str] = utc_now,
         grants: GrantSource | None = None,
     ) -> None:
         self._repository = repository

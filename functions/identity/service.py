@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from contextlib import suppress
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from functions.core.clock import utc_now
 from functions.core.errors import AlreadyExists, DepartmentNotFound, Forbidden, InvalidRequest
 from functions.identity.directory import DirectoryRepository
 from functions.identity.keys import validate_public_jwk
@@ -68,14 +68,10 @@ class Identity(BaseModel):
     department_status: str
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
 def public_key(department_id: str, principal_id: str, submitted_jwk: dict[str, Any]) -> PublicKey:
     """A directory key record from a submitted JWK (validated: public, ES256 or RS256)."""
     kid, alg, jwk = validate_public_jwk(submitted_jwk)
-    return PublicKey(department_id=department_id, principal_id=principal_id, kid=kid, alg=alg, jwk=jwk, created_at=_now())
+    return PublicKey(department_id=department_id, principal_id=principal_id, kid=kid, alg=alg, jwk=jwk, created_at=utc_now())
 
 
 class DirectoryService:
@@ -98,7 +94,7 @@ class DirectoryService:
 
     def register_department(self, caller: Caller, request: DepartmentCreate, request_id: str = "") -> Department:
         self._require(caller, "ManageDirectory", request_id, {"register": request.department_id})
-        department = Department(department_id=request.department_id, name=request.name, created_at=_now())
+        department = Department(department_id=request.department_id, name=request.name, created_at=utc_now())
         self._directory.create_department(department)
         return department
 
@@ -170,7 +166,9 @@ def bootstrap_platform(directory: DirectoryRepository, admin_jwk: dict[str, Any]
     The one write that does not go through the API: there is nobody to sign it yet.
     """
     with suppress(AlreadyExists):
-        directory.create_department(Department(department_id=PLATFORM_DEPARTMENT, name="City platform team", created_at=_now()))
+        directory.create_department(
+            Department(department_id=PLATFORM_DEPARTMENT, name="City platform team", created_at=utc_now())
+        )
     directory.put_principal(
         Principal(department_id=PLATFORM_DEPARTMENT, principal_id=principal_id, display_name="Platform admin", roles=["admin"])
     )

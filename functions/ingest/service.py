@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import tempfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from functions.audit.chain import AuditEvent, AuditLog
 from functions.catalog.models import Dataset
 from functions.catalog.repository import CatalogRepository
 from functions.core import aws
+from functions.core.clock import utc_now
 from functions.core.errors import Conflict
 from functions.core.events import ColumnSummary, DatasetVersionPublished, EventPublisher
 from functions.core.observability import logger
@@ -33,10 +33,6 @@ from functions.ingest.repository import IngestRepository, VersionTaken
 
 LANDING_KEY = re.compile(r"^landing/([a-z][a-z0-9-]{1,31})/([a-z0-9][a-z0-9-]{2,62})/(u[0-9a-f]{32})/([A-Za-z0-9._-]{1,255})$")
 _MAX_VERSION_ATTEMPTS = 20
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -80,7 +76,7 @@ class IngestService:
         if upload.status == "published":
             self._announce(upload)  # a crash may have come between the commit and the event
             return IngestResult("duplicate", upload.version)
-        if upload.status == "rejected" or not self._uploads.mark_processing(upload, _now()):
+        if upload.status == "rejected" or not self._uploads.mark_processing(upload, utc_now()):
             return IngestResult("duplicate")
         return self._ingest(upload)
 
@@ -134,7 +130,7 @@ class IngestService:
                 version=number,
                 owner=dataset.owner,
                 upload_id=upload.upload_id,
-                created_at=_now(),
+                created_at=utc_now(),
                 rows=outcome.report.rows_accepted,
                 files=[curated_key],
                 bytes=size,
@@ -145,7 +141,7 @@ class IngestService:
                 inputs=upload.inputs,
             )
             try:
-                self._uploads.commit_version(version, _now())
+                self._uploads.commit_version(version, utc_now())
             except VersionTaken:
                 continue
             except Conflict:
@@ -177,7 +173,7 @@ class IngestService:
             ContentType="application/json",
             **extra,
         )
-        self._uploads.reject_upload(upload, report, _now())
+        self._uploads.reject_upload(upload, report, utc_now())
         self._record(upload, "RejectUpload", "deny", {"reason": report.file_error, "rows_rejected": report.rows_rejected})
         return IngestResult("rejected")
 

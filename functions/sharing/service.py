@@ -11,6 +11,7 @@ from typing import Any, Literal
 from functions.catalog.models import Dataset
 from functions.catalog.service import CatalogService
 from functions.core import aws
+from functions.core.clock import utc_now
 from functions.core.errors import Forbidden, InvalidRequest, NotFound
 from functions.core.events import AccessRequestChanged, EventPublisher, GrantChanged
 from functions.identity.models import Caller
@@ -34,10 +35,6 @@ from functions.sharing.repository import SharingRepository
 
 URL_LIFETIME_SECONDS = 300
 ViewBuilder = Callable[[Dataset, int, list[str], Grant, str], tuple[str, int]]
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _until(value: str) -> str:
@@ -64,7 +61,7 @@ class SharingService:
         access: AccessControl,
         events: EventPublisher,
         s3: Any = None,
-        clock: Callable[[], str] = _now,
+        clock: Callable[[], str] = utc_now,
     ) -> None:
         self._access = access
         self._events = events
