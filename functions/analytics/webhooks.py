@@ -14,6 +14,8 @@ from typing import Any
 from functions.core.observability import logger
 
 TIMEOUT_SECONDS = 5
+ATTEMPTS = 3  # a receiver that is briefly down still gets it; the inbox keeps every notification anyway
+BACKOFF_SECONDS = 0.5
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -21,9 +23,20 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
 
 
 class WebhookSender:
+    def __init__(self, backoff_seconds: float = BACKOFF_SECONDS) -> None:
+        self._backoff = backoff_seconds
+
     def send(self, url: str, secret: str, payload: dict[str, Any]) -> bool:
-        """POST the payload; a failing receiver is logged, never retried into the department's inbox."""
+        """POST the payload, up to ATTEMPTS times (each signed afresh); False if the receiver never took it."""
         body = json.dumps(payload, separators=(",", ":"), default=str).encode()
+        for attempt in range(ATTEMPTS):
+            if attempt:
+                time.sleep(self._backoff * 2 ** (attempt - 1))
+            if self._post(url, secret, body):
+                return True
+        return False
+
+    def _post(self, url: str, secret: str, body: bytes) -> bool:
         timestamp = str(int(time.time()))
         request = urllib.request.Request(  # noqa: S310 - the scheme was checked when the subscription was made
             url,
@@ -39,6 +52,6 @@ class WebhookSender:
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310
                 return bool(200 <= response.status < 300)
-        except OSError as error:
+        except OSError as error:  # HTTPError (a 4xx/5xx answer) included
             logger.warning("webhook delivery failed", extra={"url": url[:200], "error": str(error)[:200]})
             return False
