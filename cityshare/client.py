@@ -449,6 +449,10 @@ class CityShareClient:
             saved.append(target)
         return saved
 
+    def read_dataframe(self, dataset_id: str, version: int | None = None, grant_id: str | None = None) -> Any:
+        """The version (or the caller's grant's view of it) as a pandas DataFrame."""
+        return self.read_table(dataset_id, version, grant_id).to_pandas()
+
     # -- audit
     def audit(self, department: str | None = None, after: int = 0, limit: int = 100) -> dict[str, Any]:
         return dict(self.request("GET", "/audit", params={"department": department, "after": after, "limit": limit}))

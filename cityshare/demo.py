@@ -129,7 +129,6 @@ def run_scenario(admin_profile_path: Path, console: Console) -> dict[str, Any]:
 
 def share(people: dict[str, dict[str, CityShareClient]], console: Console) -> dict[str, Any]:
     """Environment asks transport for traffic flow; the steward narrows; the data is read and joined."""
-    import pyarrow.compute as pc
 
     console.rule("4b. Sharing under a steward's control")
     results: dict[str, Any] = {}
@@ -147,40 +146,39 @@ def share(people: dict[str, dict[str, CityShareClient]], console: Console) -> di
     grant = transport_steward.approve_request(
         "traffic-flow",
         pending[0]["request_id"],
-        note="No camera ids; city centre districts only",
+        note="No camera ids; hourly; city centre districts only",
         terms={
             "columns": ["district", "measured_at", "avg_speed_kmh", "vehicle_count"],
             "row_filter": {"condition": {"column": "district", "op": "in", "value": ["Centre", "Harbour", "Old Town"]}},
+            "generalised": {"measured_at": "1h"},
             "expires_at": "2027-06-30",
         },
     )
     console.print(
-        f"  transport's steward approves it narrowed: columns {grant['terms']['columns']}, 3 districts, "
+        f"  transport's steward approves it narrowed: columns {grant['terms']['columns']}, hourly times, 3 districts, "
         f"until {grant['terms']['expires_at'][:10]}"
     )
-    traffic = environment.read_table("traffic-flow")
-    air = environment.read_table("air-quality", version=1)  # the hourly network upload (v2 holds two pushed readings)
-    speed = traffic.group_by("district").aggregate([("avg_speed_kmh", "mean"), ("vehicle_count", "sum")])
-    pm25 = air.group_by("district").aggregate([("pm25", "mean")])
-    joined = speed.join(pm25, "district").sort_by("district")
+    traffic = environment.read_dataframe("traffic-flow")
+    air = environment.read_dataframe("air-quality", version=1)  # the hourly network upload (v2 holds two pushed readings)
+    speed = traffic.groupby("district").agg(mean_speed=("avg_speed_kmh", "mean"), vehicles=("vehicle_count", "sum"))
+    pm25 = air.groupby("district").agg(mean_pm25=("pm25", "mean"))
+    joined = speed.join(pm25, how="inner").sort_index()
     table = Table(
         "district",
         "mean speed km/h",
         "vehicles",
         "mean PM2.5 µg/m³",
-        title="Environment joins granted traffic with its air quality",
+        title="Environment joins granted traffic with its air quality (pandas)",
     )
-    for row in joined.to_pylist():
-        table.add_row(
-            row["district"], _number(row["avg_speed_kmh_mean"]), str(row["vehicle_count_sum"]), _number(row["pm25_mean"])
-        )
+    for district, row in joined.iterrows():
+        table.add_row(str(district), _number(row["mean_speed"]), str(int(row["vehicles"])), _number(row["mean_pm25"]))
     console.print(table)
     console.print(
-        f"  the view environment read has {traffic.num_rows} rows and columns {traffic.column_names}; "
-        f"camera ids never left transport"
+        f"  the view environment read into pandas has {len(traffic)} rows and columns {list(traffic.columns)}, "
+        f"times to the hour ({traffic['measured_at'].dt.minute.max()} minutes past at most); camera ids never left transport"
     )
-    results["view_columns"] = traffic.column_names
-    results["districts"] = sorted(set(pc.unique(traffic.column("district")).to_pylist()))
+    results["view_columns"] = list(traffic.columns)
+    results["districts"] = sorted(traffic["district"].unique())
 
     safety = people["public-safety"]["member"]
     plates = safety.request_access(

@@ -26,7 +26,7 @@ def literal(value: Any, temporal: bool = False) -> str:
 
 
 def input_cte(name: str, database: str, table: str, scope: ReadScope, temporal: set[str]) -> str:
-    columns = ", ".join(quoted(c) for c in scope.columns)
+    columns = scope.select_list("athena")
     where = "true"
     if scope.row_filter is not None:
         where, _ = filter_sql(scope.row_filter, lambda column, value: literal(value, column in temporal))

@@ -261,7 +261,7 @@ class Firing:
 
 def source_cte(source: Input) -> tuple[str, list[Any]]:
     """`name AS (SELECT <scope columns> FROM read_parquet(files) WHERE <scope filter>)`, with parameters."""
-    columns = ", ".join(quoted(c) for c in source.scope.columns)
+    columns = source.scope.select_list()
     where, params = filter_sql(source.scope.row_filter) if source.scope.row_filter else ("true", [])
     return f"{quoted(source.name)} AS (SELECT {columns} FROM read_parquet(?) WHERE {where})", [
         [str(f) for f in source.files],

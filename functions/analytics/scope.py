@@ -22,6 +22,15 @@ class ReadScope:
     row_filter: RowFilter | None = None
     grant_id: str | None = None
     column_types: dict[str, str] = field(default_factory=dict)
+    # Columns the grant coarsens: name -> (granularity, kind: date-time | integer | number)
+    generalised: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def select_list(self, dialect: str = "duckdb") -> str:
+        """The scope's columns as a SELECT list, coarsened where the grant says so."""
+        return ", ".join(
+            f"{coarsened(quoted(c), *self.generalised[c], dialect)} AS {quoted(c)}" if c in self.generalised else quoted(c)
+            for c in self.columns
+        )
 
 
 def scope_for(dataset: Dataset, grant: Grant | None) -> ReadScope:
@@ -34,7 +43,32 @@ def scope_for(dataset: Dataset, grant: Grant | None) -> ReadScope:
     if grant is None:
         return ReadScope(dataset.dataset_id, stored)
     allowed = set(grant.terms.columns or stored) - set(grant.terms.masked_columns)
-    return ReadScope(dataset.dataset_id, [c for c in stored if c in allowed], grant.terms.row_filter, grant.grant_id)
+    properties = dataset.table_schema.properties
+    generalised = {
+        name: (granularity, properties[name].check_granularity(granularity))
+        for name, granularity in grant.terms.generalised.items()
+        if name in allowed
+    }
+    return ReadScope(
+        dataset.dataset_id, [c for c in stored if c in allowed], grant.terms.row_filter, grant.grant_id, {}, generalised
+    )
+
+
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def coarsened(column: str, granularity: str, kind: str, dialect: str = "duckdb") -> str:
+    """SQL that coarsens `column` as a grant's view does (granularity validated: 15m, 1h, 0.01, 10)."""
+    if kind == "date-time":
+        seconds = int(granularity[:-1]) * _SECONDS[granularity[-1]]
+        if dialect == "athena":
+            return f"from_unixtime(floor(to_unixtime({column}) / {seconds}) * {seconds})"
+        return f"time_bucket(to_seconds({seconds}), {column}, TIMESTAMPTZ '1970-01-01 00:00:00+00')"
+    step = float(granularity)
+    if kind == "integer":
+        width = max(int(step), 1)
+        return f"CAST(floor({column} / {width}) * {width} AS BIGINT)"
+    return f"floor({column} / {step!r}) * {step!r}"
 
 
 def quoted(name: str) -> str:

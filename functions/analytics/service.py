@@ -85,7 +85,7 @@ class AnalyticsService:
             column = dataset.table_schema.properties[name]
             kinds = [t for t in (column.type if isinstance(column.type, list) else [column.type]) if t != "null"]
             types[name] = _TEMPORAL.get(column.format or "", _JSON_TO_DUCKDB.get(kinds[0] if kinds else "string", "VARCHAR"))
-        return ReadScope(scope.dataset_id, scope.columns, scope.row_filter, scope.grant_id, types)
+        return ReadScope(scope.dataset_id, scope.columns, scope.row_filter, scope.grant_id, types, scope.generalised)
 
     # -- alert rules
     def define_rule(self, caller: Caller, dataset_id: str, request: AlertRuleCreate, request_id: str = "") -> AlertRule:

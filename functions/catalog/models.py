@@ -67,17 +67,28 @@ class ColumnSchema(JsonSchemaModel):
     @model_validator(mode="after")
     def _protection_fits_the_type(self) -> ColumnSchema:
         if self.personal is not None and self.personal.protection == "generalise":
-            types = self.type if isinstance(self.type, list) else [self.type]
-            temporal = "string" in types and self.format == "date-time"
-            if not (temporal or {"number", "integer"} & set(types)):
-                raise ValueError("generalise applies to numbers, integers and date-time strings")
-            if not self.personal.granularity:
-                raise ValueError("generalise needs a granularity (a grid like 0.01, a bucket width, or an interval like 15m)")
-            if temporal and not re.fullmatch(r"[1-9][0-9]{0,3}[smhd]", self.personal.granularity):
-                raise ValueError("a date-time granularity looks like 30s, 15m, 1h or 1d")
-            if not temporal and not re.fullmatch(r"[0-9]*\.?[0-9]+", self.personal.granularity):
-                raise ValueError("a numeric granularity is a positive number such as 0.01 or 10")
+            self.check_granularity(self.personal.granularity)
         return self
+
+    def kinds(self) -> list[str]:
+        return [t for t in (self.type if isinstance(self.type, list) else [self.type]) if t != "null"]
+
+    def check_granularity(self, granularity: str | None) -> str:
+        """Raise ValueError unless the column can be generalised to `granularity`; returns the column's
+        kind for it: "date-time", "integer" or "number"."""
+        kinds = self.kinds()
+        temporal = "string" in kinds and self.format == "date-time"
+        if not (temporal or {"number", "integer"} & set(kinds)):
+            raise ValueError("generalise applies to numbers, integers and date-time strings")
+        if not granularity:
+            raise ValueError("generalise needs a granularity (a grid like 0.01, a bucket width, or an interval like 15m)")
+        if temporal and not re.fullmatch(r"[1-9][0-9]{0,3}[smhd]", granularity):
+            raise ValueError("a date-time granularity looks like 30s, 15m, 1h or 1d")
+        if not temporal and not re.fullmatch(r"[0-9]*\.?[0-9]+", granularity):
+            raise ValueError("a numeric granularity is a positive number such as 0.01 or 10")
+        if not temporal and float(granularity) <= 0:
+            raise ValueError("a numeric granularity is a positive number such as 0.01 or 10")
+        return "date-time" if temporal else ("number" if "number" in kinds else "integer")
 
     @field_validator("pattern")
     @classmethod

@@ -91,10 +91,15 @@ class GrantTerms(BaseModel):
     row_filter: RowFilter | None = None
     masked_columns: list[ColumnName] = Field(default_factory=list, description="Replaced by a per-grant token")
     decrypt_columns: list[ColumnName] = Field(default_factory=list, description="`encrypt` columns shown in clear")
+    generalised: dict[ColumnName, str] = Field(
+        default_factory=dict,
+        max_length=50,
+        description="Columns coarsened in the view: date-time to an interval (15m, 1h, 1d), numbers to a grid (0.01, 10)",
+    )
     expires_at: str | None = Field(default=None, description="ISO 8601; the grant stops working then")
 
     def restricted(self) -> bool:
-        return bool(self.columns or self.row_filter or self.masked_columns or self.decrypt_columns)
+        return bool(self.columns or self.row_filter or self.masked_columns or self.decrypt_columns or self.generalised)
 
     def fingerprint(self) -> str:
         """Identifies the view these terms produce (expiry does not change the data)."""
@@ -104,7 +109,7 @@ class GrantTerms(BaseModel):
     def check_against(self, schema: TableSchema) -> None:
         """Raise ValueError when the terms name columns the schema lacks or compare with wrong values."""
         names = set(schema.properties)
-        for field in ("columns", "masked_columns", "decrypt_columns"):
+        for field in ("columns", "masked_columns", "decrypt_columns", "generalised"):
             unknown = sorted(set(getattr(self, field)) - names)
             if unknown:
                 raise ValueError(f"{field} names columns not in the dataset: {', '.join(unknown)}")
@@ -114,6 +119,16 @@ class GrantTerms(BaseModel):
         dropped = {n for n, c in schema.personal_columns().items() if c.protection == "drop"}
         if set(self.columns) & dropped:
             raise ValueError(f"columns dropped at ingest cannot be granted: {', '.join(sorted(set(self.columns) & dropped))}")
+        protected = set(schema.personal_columns())
+        if set(self.generalised) & protected:
+            raise ValueError(
+                f"columns protected at ingest cannot be generalised: {', '.join(sorted(set(self.generalised) & protected))}"
+            )
+        for name, granularity in self.generalised.items():
+            try:
+                schema.properties[name].check_granularity(granularity)
+            except ValueError as error:
+                raise ValueError(f"generalised {name}: {error}") from None
         for condition in self.row_filter.conditions() if self.row_filter else []:
             if condition.column not in names:
                 raise ValueError(f"the row filter names a column not in the dataset: {condition.column}")

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from functions.catalog.models import Dataset
 from functions.core.settings import Settings, department_key
 from functions.ingest.keys import KeyService
-from functions.ingest.protect import decrypt_value, keyed_tokens
+from functions.ingest.protect import decrypt_value, generalise, keyed_tokens
 from functions.sharing.models import Grant, RowFilter
 
 _OPERATORS = {"eq": pc.equal, "ne": pc.not_equal, "lt": pc.less, "le": pc.less_equal, "gt": pc.greater, "ge": pc.greater_equal}
@@ -73,6 +73,10 @@ def restrict(
                 None if v is None else decrypt_value(key, dataset.dataset_id, name, v) for v in table.column(name).to_pylist()
             ]
             table = table.set_column(columns.index(name), name, pa.array(clear, pa.string()))
+    for name, granularity in terms.generalised.items():
+        if name in columns:
+            coarse = generalise(table.column(name).combine_chunks(), granularity)
+            table = table.set_column(columns.index(name), name, coarse)
     for name in terms.masked_columns:
         if name in columns:
             # A per-grant token: stable within the grant (counts and joins inside it work), useless
