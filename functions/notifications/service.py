@@ -10,13 +10,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from functions.core import aws
-from functions.core.errors import Forbidden
 from functions.core.events import AccessRequestChanged, AlertRaised, DatasetVersionPublished, EventDetail, GrantChanged
 from functions.core.observability import logger
 from functions.identity.models import Caller
 from functions.notifications.models import Notification, NotificationPage
 from functions.notifications.repository import NotificationRepository
-from functions.policy.engine import PolicyEngine, Resource
+from functions.policy.engine import PolicyEngine, require_own_inbox
 
 MAX_PAGE = 100
 # Departments to tell about a new version, besides the owner (subscriptions, issue 5).
@@ -115,8 +114,7 @@ class InboxService:
         self._engine = engine
 
     def page(self, caller: Caller, after: str | None, limit: int) -> NotificationPage:
-        if not self._engine.decide(caller, "ViewInbox", Resource("Department", caller.department_id)).allowed:
-            raise Forbidden("The caller may not read this department's notifications")
+        require_own_inbox(self._engine, caller)
         notifications = self._repository.page(caller.department_id, after, max(1, min(limit, MAX_PAGE)))
         cursor = notifications[-1].notification_id if notifications else after
         return NotificationPage(notifications=notifications, next_cursor=cursor)

@@ -9,6 +9,7 @@ from typing import Any
 
 import cedarpy
 
+from functions.core.errors import Forbidden
 from functions.identity.models import Caller
 
 NAMESPACE = "CityShare"
@@ -84,3 +85,10 @@ def principal_key(caller: Caller) -> str:
 
 def _attrs(values: dict[str, Any]) -> dict[str, Any]:
     return {name: {"__entity": value} if isinstance(value, dict) and "type" in value else value for name, value in values.items()}
+
+
+def require_own_inbox(engine: PolicyEngine, caller: Caller) -> None:
+    """Decided, not audited: a department reading its own notices or received grants reveals nothing
+    of others' data, and a client following its inbox would otherwise flood its own audit chain."""
+    if not engine.decide(caller, "ViewInbox", Resource("Department", caller.department_id)).allowed:
+        raise Forbidden("The caller may not read this department's inbox")

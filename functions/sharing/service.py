@@ -17,7 +17,7 @@ from functions.core.events import AccessRequestChanged, EventPublisher, GrantCha
 from functions.identity.models import Caller
 from functions.ingest.repository import IngestRepository
 from functions.policy.access import AccessControl
-from functions.policy.engine import Resource
+from functions.policy.engine import Resource, require_own_inbox
 from functions.sharing.models import (
     AccessRequest,
     AccessRequestCreate,
@@ -174,7 +174,7 @@ class SharingService:
         if direction == "given":
             self._manage_department(caller, request_id, {"list": "grants-given"})
             return self._sharing.grants_of(caller.department_id)
-        self._view_inbox(caller)
+        require_own_inbox(self._access.engine, caller)
         received = self._sharing.grants_to(caller.department_id)
         return [g for g in received if g.grantee_principal in (None, caller.principal_id)]
 
@@ -207,12 +207,6 @@ class SharingService:
         resource = Resource("Department", caller.department_id)
         if not self._access.authorize(caller, "ManageGrants", resource, caller.department_id, request_id, details).allowed:
             raise Forbidden("Only the department's data stewards manage its grants")
-
-    def _view_inbox(self, caller: Caller) -> None:
-        # Not audited: a department reading its own inbox or received grants reveals nothing of others'
-        # data, and a client following its inbox would otherwise flood its own audit chain.
-        if not self._access.engine.decide(caller, "ViewInbox", Resource("Department", caller.department_id)).allowed:
-            raise Forbidden("The caller may not view this department's inbox")
 
     # -- reads
     def read(
