@@ -67,6 +67,10 @@ class AnalyticsRepository(DynamoTable):
     # -- derived datasets
     def put_derived(self, derived: DerivedDataset) -> None:
         """The definition and one edge per input, in one transaction."""
+        self.client.transact_write_items(TransactItems=self.derived_items(derived))
+
+    def derived_items(self, derived: DerivedDataset) -> list[dict[str, Any]]:
+        """The TransactWriteItems entries that store a definition (to join the dataset's own creation)."""
         definition = {"pk": f"DERIVED#{derived.dataset_id}", "sk": "DEFINITION", "definition": derived.model_dump_json()}
         items: list[dict[str, Any]] = [
             {"Put": {"TableName": self._table, "Item": to_item(definition), "ConditionExpression": "attribute_not_exists(pk)"}}
@@ -74,7 +78,7 @@ class AnalyticsRepository(DynamoTable):
         for source in derived.inputs:
             edge = {"pk": f"DATASET#{source}", "sk": f"DERIVED#{derived.dataset_id}", "owner": derived.owner}
             items.append({"Put": {"TableName": self._table, "Item": to_item(edge)}})
-        self.client.transact_write_items(TransactItems=items)
+        return items
 
     def derived(self, dataset_id: str) -> DerivedDataset | None:
         response = self.client.get_item(

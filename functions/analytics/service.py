@@ -186,7 +186,16 @@ class AnalyticsService:
             raise InvalidRequest(f"Name every result column with an alias of [a-z][a-z0-9_]*: {', '.join(invalid)}")
         classification = max((d.classification for d, _ in readable), key=lambda c: CLASSIFICATION_RANK[c])
         schema = {"type": "object", "properties": {name: json_schema_type(kind) for name, kind in columns.items()}}
-        dataset = self._catalog.create(
+        derived = DerivedDataset(
+            **request.model_dump(),
+            owner=caller.department_id,
+            classification=classification,
+            created_by=caller.principal_id,
+            created_at=self._clock(),
+            columns=columns,
+        )
+        # The dataset and its definition are written together: never one without the other.
+        self._catalog.create(
             caller,
             DatasetCreate.model_validate(
                 {
@@ -200,16 +209,8 @@ class AnalyticsService:
             ),
             request_id,
             classification_floor=classification,
+            together_with=self._repository.derived_items(derived),
         )
-        derived = DerivedDataset(
-            **request.model_dump(),
-            owner=dataset.owner,
-            classification=classification,
-            created_by=caller.principal_id,
-            created_at=self._clock(),
-            columns=columns,
-        )
-        self._repository.put_derived(derived)
         return derived
 
     def _upstream(self, dataset_id: str, depth: int) -> set[str]:

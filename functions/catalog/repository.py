@@ -38,15 +38,18 @@ class CatalogQuery:
 
 
 class CatalogRepository(DynamoTable):
-    def create(self, dataset: Dataset) -> None:
+    def create(self, dataset: Dataset, together_with: list[dict[str, Any]] | None = None) -> None:
+        """Create the dataset; with `together_with` (TransactWriteItems entries, e.g. a derived
+        dataset's definition in another table), all in one transaction: both or neither."""
+        put = {"TableName": self._table, "Item": to_item(_record(dataset)), "ConditionExpression": "attribute_not_exists(pk)"}
         try:
-            self.client.put_item(
-                TableName=self._table,
-                Item=to_item(_record(dataset)),
-                ConditionExpression="attribute_not_exists(pk)",
-            )
+            if together_with:
+                self.client.transact_write_items(TransactItems=[{"Put": put}, *together_with])
+            else:
+                self.client.put_item(**put)
         except Exception as error:
-            if is_conditional_failure(error):
+            reasons = [r.get("Code") for r in getattr(error, "response", {}).get("CancellationReasons", [])]
+            if is_conditional_failure(error) and (not reasons or reasons[0] == "ConditionalCheckFailed"):
                 raise AlreadyExists(f"A dataset {dataset.dataset_id} already exists") from None
             raise
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from functions.catalog.models import CLASSIFICATION_RANK, Dataset, DatasetCreate, DatasetPage, DatasetUpdate
 from functions.catalog.repository import CatalogQuery, CatalogRepository
@@ -67,7 +67,12 @@ class CatalogService:
         return applicable(self._grants.grants_between(dataset.owner, caller.department_id), caller, dataset, self._clock())
 
     def create(
-        self, caller: Caller, request: DatasetCreate, request_id: str = "", classification_floor: str | None = None
+        self,
+        caller: Caller,
+        request: DatasetCreate,
+        request_id: str = "",
+        classification_floor: str | None = None,
+        together_with: list[dict[str, Any]] | None = None,
     ) -> Dataset:
         now = self._clock()
         dataset = Dataset(
@@ -79,7 +84,7 @@ class CatalogService:
             classification_floor=classification_floor,
         )
         self._require(caller, "CreateDataset", dataset, request_id)
-        self._repository.create(dataset)
+        self._repository.create(dataset, together_with)
         return dataset
 
     def get(self, caller: Caller, dataset_id: str, request_id: str = "") -> Dataset:

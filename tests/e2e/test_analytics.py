@@ -155,6 +155,9 @@ def test_a_derived_dataset_is_rebuilt_when_an_input_changes_with_lineage(city: d
             output, "On Athena", [flow, air], sql, engine="athena", result_columns={"district": "string"}
         )
     assert no_athena.value.status == 400 and "embedded stack" in no_athena.value.detail
+    with pytest.raises(CityShareError) as taken:  # an existing id: neither a dataset nor a definition is written
+        environment.client.define_derived_dataset(air, "Over an existing id", [flow], f"SELECT district FROM {flow_table}")
+    assert taken.value.status == 409 and environment.client.lineage(air)["sql"] is None
     derived = environment.client.define_derived_dataset(output, "Congestion vs air quality", [flow, air], sql)
     assert derived["classification"] == "confidential"  # no lower than its most restricted input
     with pytest.raises(CityShareError) as lowered:
