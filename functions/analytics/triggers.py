@@ -190,35 +190,26 @@ class TriggerService:
         return started
 
     def _rebuild(self, definition: DerivedDataset) -> bool:
-        from functions.analytics.engine import Input, derived_rows, sandbox
-
         target = self._catalog.get(definition.dataset_id)
-        sources = [self._catalog.get(i) for i in definition.inputs]
-        if target is None or any(s is None or not s.latest_version for s in sources):
+        found = [self._catalog.get(i) for i in definition.inputs]
+        sources = [s for s in found if s is not None and s.latest_version]
+        if target is None or len(sources) != len(found):
             return False  # every input needs a version first
-        inputs = [f"{s.dataset_id}@{s.latest_version}" for s in sources if s]
+        inputs = [f"{s.dataset_id}@{s.latest_version}" for s in sources]
         upload_id = "u" + hashlib.sha256("|".join([definition.dataset_id, *inputs]).encode()).hexdigest()[:32]
         existing = self._uploads.get_upload(definition.dataset_id, upload_id)
         if existing is not None and (existing.status != "awaiting_upload" or self._landed(existing.landing_key)):
             return False  # this combination of input versions was already built (or is being ingested)
         scopes = []
         for source in sources:
-            assert source is not None
             scope = self._scope(source, definition.owner, None, f"derived/{definition.dataset_id}", source.latest_version)
             if scope is None:
                 logger.warning("derived dataset not rebuilt: an input is no longer readable", extra={"input": source.dataset_id})
                 return False
             scopes.append((source, scope))
-        if definition.engine == "athena":
-            rows = self._run_on_athena(definition, scopes)
-        else:
-            with ExitStack() as stack:
-                tables = [
-                    Input(table_name(source.dataset_id), scope, stack.enter_context(self._local_files(source.latest_files)))
-                    for source, scope in scopes
-                ]
-                with sandbox(tables) as connection:
-                    rows = derived_rows(connection, definition.sql, definition.columns)
+        rows = (
+            self._run_on_athena(definition, scopes) if definition.engine == "athena" else self._run_on_duckdb(definition, scopes)
+        )
         if not rows:
             return False
         body = _csv(list(definition.columns), rows)
@@ -235,10 +226,22 @@ class TriggerService:
         )
         if existing is None:
             self._uploads.create_upload(upload)
+        # Ingest takes it from here: validation against the output's schema, protection, a version.
         owner_key = department_key(self._settings, target.owner)
         extra = {"ServerSideEncryption": "aws:kms", **({"SSEKMSKeyId": owner_key} if owner_key else {})}
         self.s3.put_object(Bucket=self._settings.data_bucket, Key=upload.landing_key, Body=body, ContentType="text/csv", **extra)
         return True
+
+    def _run_on_duckdb(self, definition: DerivedDataset, scopes: list[tuple[Dataset, ReadScope]]) -> list[tuple[Any, ...]]:
+        from functions.analytics.engine import Input, derived_rows, sandbox
+
+        with ExitStack() as stack:
+            tables = [
+                Input(table_name(source.dataset_id), scope, stack.enter_context(self._local_files(source.latest_files)))
+                for source, scope in scopes
+            ]
+            with sandbox(tables) as connection:
+                return derived_rows(connection, definition.sql, definition.columns)
 
     def _run_on_athena(self, definition: DerivedDataset, scopes: list[tuple[Dataset, ReadScope]]) -> list[tuple[Any, ...]]:
         if self._athena is None:
