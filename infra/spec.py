@@ -60,6 +60,16 @@ class RuleSpec:
 
 
 @dataclass(frozen=True)
+class ScheduleSpec:
+    """Invoke `function` every `minutes` (every `local_seconds` in the embedded stack) with `{"cityshare-schedule": name}`."""
+
+    name: str
+    function: str
+    minutes: int
+    local_seconds: int
+
+
+@dataclass(frozen=True)
 class FunctionSpec:
     name: str
     handler: str  # module path "package.module.function" inside the one functions asset
@@ -101,6 +111,7 @@ class PlatformSpec:
     rules: tuple[RuleSpec, ...]
     topics: tuple[str, ...]
     functions: tuple[FunctionSpec, ...]
+    schedules: tuple[ScheduleSpec, ...]
     authorizer: str
     routes: tuple[RouteSpec, ...]
     limits: LimitsSpec = LimitsSpec()
@@ -163,6 +174,8 @@ SPEC = PlatformSpec(
         ),
     ),
     topics=("notifications",),
+    # Publishes the events of committed changes whose publication did not finish (the outbox).
+    schedules=(ScheduleSpec("outbox", "triggers", minutes=1, local_seconds=5),),
     buckets=(
         BucketSpec(
             "data",
@@ -219,7 +232,7 @@ SPEC = PlatformSpec(
             "functions.handlers.triggers.handler",
             memory_mb=2048,
             timeout_seconds=300,
-            tables={"catalog": "write", "sharing": "read", "notifications": "write", "audit": "write", "analytics": "write"},
+            tables={"catalog": "write", "sharing": "write", "notifications": "write", "audit": "write", "analytics": "write"},
             buckets={"data": "write"},  # reads curated versions, writes derived results to landing/
             publishes_events=True,
             uses_data_keys=True,

@@ -73,10 +73,10 @@ class TriggerService:
         self._s3 = s3
         self._clock = clock
 
-    def handle(self, event_id: str, event: EventDetail) -> None:
-        # An alert is told once per department even if its event were ever put on the bus twice.
-        key = event.alert_id if isinstance(event, AlertRaised) else event_id
-        delivered = {n.department: n for n in self._notifications.notify(key, event)}
+    def handle(self, event: EventDetail) -> None:
+        # Deduplicated on what the event is about, not on its delivery: the same change put on the
+        # bus twice (a retry, the outbox sweeper) is told once per department.
+        delivered = {n.department: n for n in self._notifications.notify(event.key(), event)}
         if isinstance(event, DatasetVersionPublished | AlertRaised):
             kind = "versions" if isinstance(event, DatasetVersionPublished) else "alerts"
             for subscription, secret in self._subscriptions(event, kind):

@@ -24,6 +24,10 @@ class EventDetail(BaseModel):
     def detail_type(cls) -> str:
         return cls.__name__
 
+    def key(self) -> str:
+        """What makes this event this event, however often it is delivered (consumers dedupe on it)."""
+        raise NotImplementedError
+
 
 class ColumnSummary(BaseModel):
     nulls: int
@@ -47,6 +51,9 @@ class DatasetVersionPublished(EventDetail):
     # The versions this one was computed from (derived datasets), as "dataset@version".
     inputs: list[str] = Field(default_factory=list)
 
+    def key(self) -> str:
+        return f"version:{self.dataset_id}@{self.version}"
+
 
 class GrantChanged(EventDetail):
     """A grant was created or revoked (expiry needs no event: it is checked on every request)."""
@@ -61,6 +68,9 @@ class GrantChanged(EventDetail):
     by: str
     at: str
     access_request: str | None = None
+
+    def key(self) -> str:
+        return f"grant:{self.grant_id}:{self.change}"
 
 
 class AccessRequestChanged(EventDetail):
@@ -77,6 +87,9 @@ class AccessRequestChanged(EventDetail):
     at: str
     reason: str = ""
     grant_id: str | None = None
+
+    def key(self) -> str:
+        return f"request:{self.access_request_id}:{self.change}"
 
 
 class AlertRaised(EventDetail):
@@ -97,8 +110,19 @@ class AlertRaised(EventDetail):
     comparison: str
     raised_at: str
 
+    def key(self) -> str:
+        return f"alert:{self.alert_id}"
+
 
 EVENT_TYPES: tuple[type[EventDetail], ...] = (DatasetVersionPublished, GrantChanged, AccessRequestChanged, AlertRaised)
+
+
+def to_entry(detail: EventDetail) -> dict[str, str]:
+    return {"detail_type": detail.detail_type(), "detail": detail.model_dump_json()}
+
+
+def from_entry(entry: dict[str, str]) -> EventDetail:
+    return parse_event(entry["detail_type"], json.loads(entry["detail"]))
 
 
 def parse_event(detail_type: str, detail: dict[str, Any]) -> EventDetail:

@@ -1,4 +1,5 @@
-"""The triggers function: platform events (EventBridge → SQS) turned into what they should cause.
+"""The triggers function: platform events (EventBridge → SQS) turned into what they should cause,
+and, on a schedule, the outbox sweep (events of committed changes whose publication did not finish).
 
 Each SQS record is one EventBridge event; a failure is reported for that record only (partial batch
 response). Handlers are idempotent, since SQS and EventBridge both deliver at least once.
@@ -26,6 +27,7 @@ from functions.handlers.wiring import audit_log
 from functions.ingest.repository import IngestRepository
 from functions.notifications.repository import NotificationRepository
 from functions.notifications.service import NotificationService
+from functions.sharing.outbox import OutboxSweeper
 from functions.sharing.repository import SharingRepository
 
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -49,6 +51,12 @@ def triggers() -> TriggerService:
     )
 
 
+@cache
+def outbox() -> OutboxSweeper:
+    settings = get_settings()
+    return OutboxSweeper(SharingRepository(settings.sharing_table), EventPublisher(settings.event_bus))
+
+
 def handle_record(record: SQSRecord) -> None:
     envelope: dict[str, Any] = json.loads(record.body)
     try:
@@ -57,10 +65,12 @@ def handle_record(record: SQSRecord) -> None:
         # Not ours or malformed: retrying cannot help, so log it and let the record go.
         logger.warning("event ignored", extra={"reason": str(error)[:300], "event_id": envelope.get("id")})
         return
-    triggers().handle(str(envelope["id"]), event)
+    triggers().handle(event)
     logger.info("event handled", extra={"type": event.detail_type(), "event_id": envelope.get("id")})
 
 
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if event.get("cityshare-schedule") == "outbox":
+        return {"published": outbox().sweep()}
     return dict(process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context))

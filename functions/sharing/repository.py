@@ -10,11 +10,17 @@ my department see" for listings. Requests are `DATASET#<id>` / `REQUEST#<id>`, a
 from __future__ import annotations
 
 import json
+import secrets
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from functions.core.dynamo import DynamoTable, from_item, is_conditional_failure, to_item
 from functions.core.errors import Conflict, NotFound
+from functions.core.events import EventDetail, from_entry, to_entry
 from functions.sharing.models import AccessRequest, Grant
+
+OUTBOX = "OUTBOX"
 
 
 def _pk(dataset_id: str) -> str:
@@ -26,10 +32,9 @@ def _grant_key(grant: Grant) -> dict[str, str]:
 
 
 class SharingRepository(DynamoTable):
-    def put_grant(self, grant: Grant) -> None:
-        self.client.put_item(
-            TableName=self._table, Item=to_item(_grant_record(grant)), ConditionExpression="attribute_not_exists(pk)"
-        )
+    def put_grant(self, grant: Grant, events: Sequence[EventDetail] = ()) -> str | None:
+        """Store a new grant (and the events it causes, in the outbox); returns the outbox entry."""
+        return self._write([self._new(_grant_record(grant))], events, f"Grant {grant.grant_id} exists")
 
     def grants_between(self, owner: str, grantee: str) -> list[Grant]:
         """Every grant `owner` gave `grantee` (live or not): the candidates for one read."""
@@ -51,28 +56,22 @@ class SharingRepository(DynamoTable):
             ExpressionAttributeValues=to_item({":d": department}),
         )
 
-    def revoke(self, grant: Grant, by: str, now: str) -> Grant:
+    def revoke(self, grant: Grant, by: str, now: str, events: Sequence[EventDetail] = ()) -> str | None:
         """Conditional on the grant being active: of two stewards revoking, one wins, nothing mixes."""
-        try:
-            response = self.client.update_item(
-                TableName=self._table,
-                Key=to_item(_grant_key(grant)),
-                UpdateExpression="SET #status = :revoked, revoked_at = :now, revoked_by = :by",
-                ConditionExpression="#status = :active",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=to_item({":revoked": "revoked", ":active": "active", ":now": now, ":by": by}),
-                ReturnValues="ALL_NEW",
-            )
-        except Exception as error:
-            if is_conditional_failure(error):
-                raise Conflict(f"Grant {grant.grant_id} is already revoked") from None
-            raise
-        return _grant(from_item(response["Attributes"]))
+        update = {
+            "Update": {
+                "TableName": self._table,
+                "Key": to_item(_grant_key(grant)),
+                "UpdateExpression": "SET #status = :revoked, revoked_at = :now, revoked_by = :by",
+                "ConditionExpression": "#status = :active",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": to_item({":revoked": "revoked", ":active": "active", ":now": now, ":by": by}),
+            }
+        }
+        return self._write([update], events, f"Grant {grant.grant_id} is already revoked")
 
-    def put_request(self, request: AccessRequest) -> None:
-        self.client.put_item(
-            TableName=self._table, Item=to_item(_request_record(request)), ConditionExpression="attribute_not_exists(pk)"
-        )
+    def put_request(self, request: AccessRequest, events: Sequence[EventDetail] = ()) -> str | None:
+        return self._write([self._new(_request_record(request))], events, f"Access request {request.request_id} exists")
 
     def get_request(self, dataset_id: str, request_id: str) -> AccessRequest:
         response = self.client.get_item(
@@ -82,34 +81,53 @@ class SharingRepository(DynamoTable):
             raise NotFound(f"No access request {request_id} for dataset {dataset_id}")
         return _request(from_item(response["Item"]))
 
-    def decide(self, request: AccessRequest, grant: Grant | None = None) -> None:
+    def decide(self, request: AccessRequest, grant: Grant | None = None, events: Sequence[EventDetail] = ()) -> str | None:
         """Record a decision, conditional on the request still pending (two stewards cannot both
         decide); an approval writes its grant in the same transaction, so neither exists alone."""
-        pending = {
-            "ConditionExpression": "#status = :pending",
-            "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": to_item({":pending": "pending"}),
+        decision = {
+            "Put": {
+                "TableName": self._table,
+                "Item": to_item(_request_record(request)),
+                "ConditionExpression": "#status = :pending",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": to_item({":pending": "pending"}),
+            }
         }
+        items = [decision, *([self._new(_grant_record(grant))] if grant else [])]
+        return self._write(items, events, f"Access request {request.request_id} was already decided")
+
+    # -- the outbox: events written with the change they report, published after it
+    def _write(self, items: list[dict[str, Any]], events: Sequence[EventDetail], conflict: str) -> str | None:
+        """One transaction: the change, and (if any) its events in the outbox. Conflict if a condition fails."""
+        entry = None
+        if events:
+            entry = f"{datetime.now(UTC).isoformat(timespec='microseconds')}#{secrets.token_hex(8)}"
+            record = {"pk": OUTBOX, "sk": entry, "events": json.dumps([to_entry(e) for e in events])}
+            items = [*items, self._new(record)]
         try:
-            if grant is None:
-                self.client.put_item(TableName=self._table, Item=to_item(_request_record(request)), **pending)
-                return
-            self.client.transact_write_items(
-                TransactItems=[
-                    {"Put": {"TableName": self._table, "Item": to_item(_request_record(request)), **pending}},
-                    {
-                        "Put": {
-                            "TableName": self._table,
-                            "Item": to_item(_grant_record(grant)),
-                            "ConditionExpression": "attribute_not_exists(pk)",
-                        }
-                    },
-                ]
-            )
+            self.client.transact_write_items(TransactItems=items)
         except Exception as error:
             if is_conditional_failure(error):
-                raise Conflict(f"Access request {request.request_id} was already decided") from None
+                raise Conflict(conflict) from None
             raise
+        return entry
+
+    def _new(self, record: dict[str, Any]) -> dict[str, Any]:
+        return {"Put": {"TableName": self._table, "Item": to_item(record), "ConditionExpression": "attribute_not_exists(pk)"}}
+
+    def outbox(self, written_before: str) -> list[tuple[str, list[EventDetail]]]:
+        """Outbox entries older than `written_before` (ISO time): events whose publication did not finish."""
+        response = self.client.query(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND sk < :before",
+            ExpressionAttributeValues=to_item({":pk": OUTBOX, ":before": written_before}),
+            Limit=100,
+        )
+        entries = [from_item(item) for item in response["Items"]]
+        return [(str(e["sk"]), [from_entry(x) for x in json.loads(str(e["events"]))]) for e in entries]
+
+    def clear_outbox(self, entry: str) -> None:
+        self.client.delete_item(TableName=self._table, Key=to_item({"pk": OUTBOX, "sk": entry}))
 
     def requests_to(self, owner: str, status: str) -> list[AccessRequest]:
         response = self.client.query(

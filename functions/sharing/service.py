@@ -13,7 +13,8 @@ from functions.catalog.service import CatalogService
 from functions.core import aws
 from functions.core.clock import utc_now
 from functions.core.errors import Forbidden, InvalidRequest, NotFound
-from functions.core.events import AccessRequestChanged, EventPublisher, GrantChanged
+from functions.core.events import AccessRequestChanged, EventDetail, EventPublisher, GrantChanged
+from functions.core.observability import logger
 from functions.identity.models import Caller
 from functions.ingest.repository import IngestRepository
 from functions.policy.access import AccessControl
@@ -90,8 +91,8 @@ class SharingService:
             requester_principal=caller.principal_id,
             created_at=self._clock(),
         )
-        self._sharing.put_request(access_request)
-        self._events.publish(_request_changed(access_request, "filed", caller.principal_id, access_request.created_at))
+        filed = _request_changed(access_request, "filed", caller.principal_id, access_request.created_at)
+        self._announce(self._sharing.put_request(access_request, [filed]), [filed])
         return access_request
 
     def pending_requests(self, caller: Caller, request_id: str = "") -> list[AccessRequest]:
@@ -121,11 +122,11 @@ class SharingService:
         access_request.decision = Decision(
             by=caller.principal_id, at=self._clock(), reason=approval.note, grant_id=grant.grant_id
         )
-        self._sharing.decide(access_request, grant)
-        self._events.publish(
+        events = [
             _request_changed(access_request, "approved", caller.principal_id, grant.created_at, approval.note),
             _grant_changed(grant, "granted", caller.principal_id, grant.created_at),
-        )
+        ]
+        self._announce(self._sharing.decide(access_request, grant, events), events)
         return grant
 
     def deny(
@@ -134,10 +135,8 @@ class SharingService:
         _, access_request = self._decidable(caller, dataset_id, access_request_id, request_id, "deny")
         access_request.status = "denied"
         access_request.decision = Decision(by=caller.principal_id, at=self._clock(), reason=denial.reason)
-        self._sharing.decide(access_request)
-        self._events.publish(
-            _request_changed(access_request, "denied", caller.principal_id, access_request.decision.at, denial.reason)
-        )
+        denied = _request_changed(access_request, "denied", caller.principal_id, access_request.decision.at, denial.reason)
+        self._announce(self._sharing.decide(access_request, None, [denied]), [denied])
         return access_request
 
     # -- grants
@@ -194,14 +193,27 @@ class SharingService:
         return self._revoke(caller, found[0])
 
     def _give(self, caller: Caller, grant: Grant) -> Grant:
-        self._sharing.put_grant(grant)
-        self._events.publish(_grant_changed(grant, "granted", caller.principal_id, grant.created_at))
+        granted = _grant_changed(grant, "granted", caller.principal_id, grant.created_at)
+        self._announce(self._sharing.put_grant(grant, [granted]), [granted])
         return grant
 
     def _revoke(self, caller: Caller, grant: Grant) -> Grant:
-        revoked = self._sharing.revoke(grant, caller.principal_id, self._clock())
-        self._events.publish(_grant_changed(revoked, "revoked", caller.principal_id, revoked.revoked_at or self._clock()))
+        now = self._clock()
+        revoked = grant.model_copy(update={"status": "revoked", "revoked_at": now, "revoked_by": caller.principal_id})
+        event = _grant_changed(revoked, "revoked", caller.principal_id, now)
+        self._announce(self._sharing.revoke(grant, caller.principal_id, now, [event]), [event])
         return revoked
+
+    def _announce(self, outbox_entry: str | None, events: list[EventDetail]) -> None:
+        """Publish the events of a committed change and clear them from the outbox. If the bus is
+        unreachable the change stands (it is committed) and the outbox sweeper publishes them later."""
+        try:
+            self._events.publish(*events)
+        except Exception:
+            logger.warning("events left in the outbox for the sweeper", extra={"entry": outbox_entry})
+            return
+        if outbox_entry:
+            self._sharing.clear_outbox(outbox_entry)
 
     def _manage_department(self, caller: Caller, request_id: str, details: dict[str, object]) -> None:
         resource = Resource("Department", caller.department_id)

@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk.aws_lambda_event_sources import SqsEventSource
 from constructs import Construct
@@ -80,6 +82,19 @@ class CityShareStack(Stack):
             config.log_retention_days,
         )
         api_functions = functions.functions
+        for schedule in spec.schedules:
+            events.Rule(
+                self,
+                f"Schedule-{schedule.name}",
+                schedule=events.Schedule.rate(Duration.minutes(schedule.minutes)),
+                targets=[
+                    targets.LambdaFunction(
+                        api_functions[schedule.function],
+                        event=events.RuleTargetInput.from_object({"cityshare-schedule": schedule.name}),
+                        retry_attempts=2,
+                    )
+                ],
+            )
         for name, function in api_functions.items():
             function_spec = spec.function(name)
             if function_spec.query_catalog == "write":

@@ -1,14 +1,16 @@
-"""Delivers SQS messages to the spec's consumer functions, as Lambda's event source mapping does:
+"""Delivers SQS messages to the spec's consumer functions, as Lambda's event source mapping does
+(and invokes the spec's scheduled functions, as EventBridge's scheduled rules do):
 batches of up to `batch_size`, partial batch failures honoured, failed messages left to be
 redelivered and, after `max_receive_count` receives, moved to the dead-letter queue by SQS."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
 from infra.local.lambdas import LocalLambdas
-from infra.spec import SPEC, PlatformSpec, QueueSpec
+from infra.spec import SPEC, PlatformSpec, QueueSpec, ScheduleSpec
 
 
 def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
@@ -30,16 +32,24 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
     }
 
 
+logger = logging.getLogger("cityshare.local")
+
+
 class Pump:
     def __init__(self, sqs: Any, queue_urls: dict[str, str], lambdas: LocalLambdas, spec: PlatformSpec = SPEC) -> None:
         self._sqs = sqs
         self._urls = queue_urls
         self._lambdas = lambdas
+        self._spec = spec
         self._consumed = [q for q in spec.queues if q.consumer]
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
+        for schedule in self._spec.schedules:
+            thread = threading.Thread(target=self._tick, args=(schedule,), name=f"pump-schedule-{schedule.name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
         for queue in self._consumed:
             thread = threading.Thread(target=self._run, args=(queue,), name=f"pump-{queue.name}", daemon=True)
             thread.start()
@@ -70,6 +80,14 @@ class Pump:
             entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done[start : start + 10])]
             self._sqs.delete_message_batch(QueueUrl=url, Entries=entries)
         return len(received)
+
+    def _tick(self, schedule: ScheduleSpec) -> None:
+        """EventBridge's scheduled rule, locally: the function invoked every few seconds."""
+        while not self._stop.wait(schedule.local_seconds):
+            try:
+                self._lambdas.invoke(schedule.function, {"cityshare-schedule": schedule.name})
+            except Exception:  # the next tick tries again, as the next scheduled invocation would
+                logger.exception("scheduled invocation failed", extra={"schedule": schedule.name})
 
     def _run(self, queue: QueueSpec) -> None:
         while not self._stop.is_set():

@@ -166,9 +166,12 @@ def test_queues_have_dead_letter_queues_and_are_encrypted_and_tls_only(resources
 def test_event_bus_routes_platform_events_to_their_queue(resources: Resources) -> None:
     assert len(of_type(resources, "AWS::Events::EventBus")) == 1
     rules = of_type(resources, "AWS::Events::Rule")
-    assert len(rules) == len(SPEC.rules)
-    pattern = next(iter(rules.values()))["Properties"]["EventPattern"]
-    assert set(pattern["detail-type"]) == {t.detail_type() for t in EVENT_TYPES}
+    routing = [r for r in rules.values() if "EventPattern" in r["Properties"]]
+    scheduled = [r for r in rules.values() if "ScheduleExpression" in r["Properties"]]
+    assert len(routing) == len(SPEC.rules) and len(scheduled) == len(SPEC.schedules)
+    assert set(routing[0]["Properties"]["EventPattern"]["detail-type"]) == {t.detail_type() for t in EVENT_TYPES}
+    assert scheduled[0]["Properties"]["ScheduleExpression"] == "rate(1 minute)"
+    assert json.loads(scheduled[0]["Properties"]["Targets"][0]["Input"]) == {"cityshare-schedule": "outbox"}
 
 
 def test_landing_uploads_notify_the_ingest_queue(resources: Resources) -> None:

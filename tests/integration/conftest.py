@@ -13,11 +13,18 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from functions.catalog.models import Dataset
+from functions.catalog.repository import CatalogRepository
 from functions.core import aws
 from functions.core.settings import Settings, get_settings
+from functions.handlers import services, wiring
+from functions.identity.models import Caller
+from functions.sharing.models import AccessRequestCreate
+from functions.sharing.service import SharingService
 from infra.local.fidelity import make_conditional_writes_atomic
 from infra.local.provision import physical_names, provision
 from infra.spec import function_environment
+from tests.datasets import city_schema
 
 
 @dataclass
@@ -80,3 +87,48 @@ def assert_matches_published_schema(envelope: dict[str, Any]) -> None:
 
     schemas = Path(__file__).resolve().parents[2] / "schemas" / "events"
     jsonschema.validate(envelope["detail"], json.loads((schemas / f"{envelope['detail-type']}.json").read_text()))
+
+
+def member(department: str, principal: str, *roles: str) -> Caller:
+    return Caller(
+        department_id=department, principal_id=principal, roles=roles or ("member",), jti="j" * 16, body_sha256="x" * 43
+    )
+
+
+STEWARDS = (member("transport", "steward-a", "member", "steward"), member("transport", "steward-b", "member", "steward"))
+ANALYST = member("environment", "analyst")
+
+
+@pytest.fixture
+def sharing(settings: Settings, atomic_conditional_writes: None) -> Iterator[SharingService]:
+    builders = [services.access_control, services.catalog, services.sharing_repository, services.sharing, wiring.audit_log]
+    for builder in builders:
+        builder.cache_clear()
+    CatalogRepository(settings.catalog_table).create(
+        Dataset.model_validate(
+            {
+                "dataset_id": "traffic-flow",
+                "title": "Traffic flow",
+                "classification": "internal",
+                "schema": city_schema("traffic-flow"),
+                "owner": "transport",
+                "created_at": "2026-11-01T00:00:00+00:00",
+                "updated_at": "2026-11-01T00:00:00+00:00",
+                "created_by": "steward-a",
+            }
+        )
+    )
+    yield services.sharing()
+    for builder in builders:
+        builder.cache_clear()
+
+
+def ask(sharing: SharingService) -> str:
+    request = AccessRequestCreate(
+        purpose="Pollution near congested roads",
+        purpose_category="environment-monitoring",
+        legal_basis="public-task",
+        columns=["segment_id", "district", "avg_speed_kmh"],
+        until="2027-12-31",
+    )
+    return sharing.request_access(ANALYST, "traffic-flow", request).request_id

@@ -273,8 +273,8 @@ def test_a_subscription_stops_delivering_when_its_grant_ends(moto_aws: Aws, sett
     def told(department: str) -> int:
         return len(inbox.page(department, None, 10))
 
-    service.handle("e1", publish(moto_aws, settings, "air", "environment", 1, readings(10.0), tags=["air"]))
+    service.handle(publish(moto_aws, settings, "air", "environment", 1, readings(10.0), tags=["air"]))
     assert (told("health"), told("logistics"), told("transport")) == (1, 1, 0)  # transport may not read it
     sharing.revoke(grants["health"], "steward", "2026-11-26T00:00:00+00:00")
-    service.handle("e2", publish(moto_aws, settings, "air", "environment", 2, readings(10.0), tags=["air"]))
+    service.handle(publish(moto_aws, settings, "air", "environment", 2, readings(10.0), tags=["air"]))
     assert (told("health"), told("logistics"), told("transport")) == (1, 2, 0)  # health's grant ended

@@ -5,56 +5,15 @@ with a grant, two grants from one request, a grant revoked twice)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pytest
-
-from functions.catalog.models import Dataset
-from functions.catalog.repository import CatalogRepository
 from functions.core.errors import Conflict
-from functions.core.settings import Settings
-from functions.handlers import services, wiring
-from functions.identity.models import Caller
-from functions.sharing.models import AccessRequestCreate, Approval, Denial, GrantTerms
+from functions.sharing.models import Approval, Denial, GrantTerms
 from functions.sharing.service import SharingService
-from tests.datasets import city_schema
+from tests.integration.conftest import STEWARDS, ask
 
 ROUNDS = 12
-
-
-def member(department: str, principal: str, *roles: str) -> Caller:
-    return Caller(
-        department_id=department, principal_id=principal, roles=roles or ("member",), jti="j" * 16, body_sha256="x" * 43
-    )
-
-
-STEWARDS = (member("transport", "steward-a", "member", "steward"), member("transport", "steward-b", "member", "steward"))
-ANALYST = member("environment", "analyst")
-
-
-@pytest.fixture
-def sharing(settings: Settings, atomic_conditional_writes: None) -> Iterator[SharingService]:
-    builders = [services.access_control, services.catalog, services.sharing_repository, services.sharing, wiring.audit_log]
-    for builder in builders:
-        builder.cache_clear()
-    CatalogRepository(settings.catalog_table).create(
-        Dataset.model_validate(
-            {
-                "dataset_id": "traffic-flow",
-                "title": "Traffic flow",
-                "classification": "internal",
-                "schema": city_schema("traffic-flow"),
-                "owner": "transport",
-                "created_at": "2026-11-01T00:00:00+00:00",
-                "updated_at": "2026-11-01T00:00:00+00:00",
-                "created_by": "steward-a",
-            }
-        )
-    )
-    yield services.sharing()
-    for builder in builders:
-        builder.cache_clear()
 
 
 def at_once(*actions: Callable[[], Any]) -> list[Any]:
@@ -75,17 +34,6 @@ def at_once(*actions: Callable[[], Any]) -> list[Any]:
     for thread in threads:
         thread.join()
     return results
-
-
-def ask(sharing: SharingService) -> str:
-    request = AccessRequestCreate(
-        purpose="Pollution near congested roads",
-        purpose_category="environment-monitoring",
-        legal_basis="public-task",
-        columns=["segment_id", "district", "avg_speed_kmh"],
-        until="2027-12-31",
-    )
-    return sharing.request_access(ANALYST, "traffic-flow", request).request_id
 
 
 def grants_from(sharing: SharingService, access_request_id: str) -> list[Any]:
