@@ -27,6 +27,7 @@ from functions.core.clock import utc_now
 from functions.core.errors import Forbidden, InvalidRequest, NotFound
 from functions.identity.models import Caller
 from functions.ingest.repository import IngestRepository
+from functions.policy.engine import PolicyEngine, require_own_inbox
 from functions.sharing.service import choose_grant
 
 MAX_DERIVED_DEPTH = 10
@@ -48,6 +49,7 @@ class AnalyticsService:
         catalog: CatalogService,
         repository: AnalyticsRepository,
         versions: IngestRepository,
+        engine: PolicyEngine,
         allow_http_webhooks: bool = False,
         athena_available: bool = False,
         clock: Callable[[], str] = utc_now,
@@ -56,6 +58,7 @@ class AnalyticsService:
         self._catalog = catalog
         self._repository = repository
         self._versions = versions
+        self._engine = engine
         self._allow_http = allow_http_webhooks
         self._clock = clock
 
@@ -126,6 +129,7 @@ class AnalyticsService:
 
     # -- subscriptions
     def subscribe(self, caller: Caller, request: SubscriptionCreate, request_id: str = "") -> CreatedSubscription:
+        require_own_inbox(self._engine, caller)  # subscriptions feed the department's inbox
         if request.dataset_id is not None:
             self.readable(caller, request.dataset_id, "subscription", request_id)
         url = str(request.webhook_url) if request.webhook_url else None
@@ -146,9 +150,11 @@ class AnalyticsService:
         return CreatedSubscription(**subscription.model_dump(), webhook_secret=secret)
 
     def subscriptions(self, caller: Caller) -> list[Subscription]:
+        require_own_inbox(self._engine, caller)
         return self._repository.subscriptions_of(caller.department_id)
 
     def unsubscribe(self, caller: Caller, subscription_id: str) -> Subscription:
+        require_own_inbox(self._engine, caller)
         return self._repository.delete_subscription(caller.department_id, subscription_id)
 
     # -- derived datasets

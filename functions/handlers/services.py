@@ -103,6 +103,7 @@ def analytics() -> AnalyticsService:
         catalog(),
         AnalyticsRepository(settings.analytics_table),
         IngestRepository(settings.catalog_table),
+        access_control().engine,
         settings.allow_http_webhooks,
         athena_available=bool(settings.query_workgroup and settings.query_catalog),
     )

@@ -96,8 +96,7 @@ class SharingService:
         return access_request
 
     def pending_requests(self, caller: Caller, request_id: str = "") -> list[AccessRequest]:
-        if not caller.is_steward:
-            raise Forbidden("Only data stewards review access requests")
+        self._manage_department(caller, request_id, {"list": "pending-requests"})
         return self._sharing.requests_to(caller.department_id, "pending")
 
     def approve(self, caller: Caller, dataset_id: str, access_request_id: str, approval: Approval, request_id: str = "") -> Grant:

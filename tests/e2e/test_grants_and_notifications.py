@@ -166,3 +166,25 @@ def test_download_saves_the_grants_view_as_parquet_with_progress(city: dict[str,
     assert table.num_rows > 0 and max(table.column("avg_speed_kmh").to_pylist()) < 30
     assert progress and progress[-1][0] == progress[-1][1] == files[0].stat().st_size
     assert not list((tmp_path / "out").glob("*.partial"))
+
+
+def test_a_suspended_department_reads_no_inbox_subscriptions_or_requests(stack: RunningStack) -> None:
+    department = unique("logistics")
+    steward = onboard(stack, department, "steward", ["member", "steward"])
+    assert steward.client.notifications()["notifications"] == [] and steward.client.subscriptions() == []
+    admin = stack.admin()
+    admin.set_department_status(department, "suspended")
+    try:
+        for attempt in (
+            steward.client.notifications,
+            steward.client.subscriptions,
+            steward.client.pending_requests,
+            lambda: steward.client.department_grants("received"),
+            lambda: steward.client.subscribe(tag="traffic"),
+        ):
+            with pytest.raises(CityShareError) as refused:
+                attempt()
+            assert refused.value.status == 403
+    finally:
+        admin.set_department_status(department, "active")
+    assert steward.client.pending_requests() == []

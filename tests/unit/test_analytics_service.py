@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,9 +13,11 @@ from functions.analytics.service import AnalyticsService, check_rule
 from functions.catalog.models import Dataset
 from functions.core.errors import Forbidden, InvalidRequest
 from functions.identity.models import Caller
+from functions.policy.engine import PolicyEngine
 from functions.sharing.models import Grant, RowFilter
 from tests.datasets import city_schema
 
+ENGINE = PolicyEngine(Path(__file__).resolve().parents[2] / "policies")
 CALLER = Caller(department_id="health", principal_id="p", roles=("member",), jti="j" * 16, body_sha256="x" * 43)
 AIR = Dataset.model_validate(
     {
@@ -32,7 +35,7 @@ AIR = Dataset.model_validate(
 
 def service(allow_http: bool) -> AnalyticsService:
     unused: Any = None  # a tag subscription with a bad webhook is refused before anything is read
-    return AnalyticsService(unused, unused, unused, allow_http_webhooks=allow_http)
+    return AnalyticsService(unused, unused, unused, ENGINE, allow_http_webhooks=allow_http)
 
 
 def test_webhooks_must_be_https_outside_the_embedded_stack() -> None:
