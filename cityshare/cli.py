@@ -457,6 +457,30 @@ def analytics_subscribe(
     show(client().subscribe(dataset, tag, ["alerts"] if alerts else ["versions"], webhook))
 
 
+@analytics_app.command("delete-rule")
+def analytics_delete_rule(dataset_id: str, rule_id: str) -> None:
+    """Delete one of your department's rules."""
+    show(client().delete_alert_rule(dataset_id, rule_id))
+
+
+@analytics_app.command("subscriptions")
+def analytics_subscriptions() -> None:
+    """Your department's subscriptions."""
+    table = Table(Column("subscription", no_wrap=True, min_width=25), "to", "kinds", "webhook", "since")
+    for item in client().subscriptions():
+        subject = item.get("dataset_id") or f"tag {item.get('tag')}"
+        table.add_row(
+            item["subscription_id"], subject, ",".join(item["kinds"]), item.get("webhook_url") or "-", item["created_at"][:10]
+        )
+    console.print(table)
+
+
+@analytics_app.command("unsubscribe")
+def analytics_unsubscribe(subscription_id: str) -> None:
+    """Stop a subscription."""
+    show(client().unsubscribe(subscription_id))
+
+
 @analytics_app.command("derive")
 def analytics_derive(
     dataset_id: str,

@@ -148,3 +148,44 @@ def test_cli_tag_grants_downloads_and_notifications(stack: RunningStack, tmp_pat
         inbox = cityshare("notifications", profile=tmp_path / "reader.json").stdout
         deadline += 1
     assert "grant.granted" in inbox and "grant.revoked" in inbox
+
+
+def test_cli_analytics_subscriptions_rules_and_lineage(stack: RunningStack, tmp_path: Path) -> None:
+    owner = onboard(stack, unique("environment"), "analyst", ["member", "steward"])
+    owner.profile.save(tmp_path / "owner.json")
+    dataset_id = unique("air")
+    schema = ROOT / "schemas" / "datasets" / "air-quality.json"
+    cityshare(
+        "datasets",
+        "create",
+        dataset_id,
+        "--title",
+        "Air",
+        "--classification",
+        "internal",
+        "--schema",
+        str(schema),
+        profile=tmp_path / "owner.json",
+    )
+    (tmp_path / "rule.json").write_text(
+        json.dumps(
+            {
+                "name": "PM2.5 hourly mean above 75",
+                "measure": {"aggregate": "mean", "column": "pm25"},
+                "group_by": ["station_id"],
+                "window": {"column": "measured_at", "minutes": 60},
+                "comparison": "gt",
+                "threshold": 75,
+            }
+        )
+    )
+    rule_id = json.loads(
+        cityshare("analytics", "rule", dataset_id, str(tmp_path / "rule.json"), profile=tmp_path / "owner.json").stdout
+    )["rule_id"]
+    assert rule_id in cityshare("analytics", "rules", dataset_id, profile=tmp_path / "owner.json").stdout
+    subscribed = json.loads(cityshare("analytics", "subscribe", "--tag", "air", profile=tmp_path / "owner.json").stdout)
+    assert subscribed["subscription_id"] in cityshare("analytics", "subscriptions", profile=tmp_path / "owner.json").stdout
+    cityshare("analytics", "unsubscribe", subscribed["subscription_id"], profile=tmp_path / "owner.json")
+    cityshare("analytics", "delete-rule", dataset_id, rule_id, profile=tmp_path / "owner.json")
+    assert rule_id not in cityshare("analytics", "rules", dataset_id, profile=tmp_path / "owner.json").stdout
+    assert f"{dataset_id}" in cityshare("analytics", "lineage", dataset_id, profile=tmp_path / "owner.json").stdout
