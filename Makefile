@@ -34,7 +34,7 @@ lint: $(DEV)
 	$(BIN)/ruff check .
 
 typecheck: $(DEV)
-	$(BIN)/mypy functions infra cityshare app.py
+	$(BIN)/mypy functions infra cityshare benchmarks app.py
 
 unit integration e2e security: $(DEV)
 	$(BIN)/pytest tests/$@

@@ -126,7 +126,7 @@ def count_calls(what: str, action: Any) -> None:
 
 def embedded_stack() -> None:
     from cityshare import CityShareClient, Profile
-    from cityshare.keys import generate_key
+    from cityshare.admin import enrol
     from infra.local.stack import LocalStack
 
     state = Path(tempfile.mkdtemp(prefix="cityshare-bench-"))
@@ -136,9 +136,7 @@ def embedded_stack() -> None:
         admin_profile = Profile.load(endpoints.profile_path)
         admin = CityShareClient.from_profile(admin_profile)
         admin.register_department("transport", "Transport")
-        admin.put_principal("transport", "reader", ["member"])
-        key = admin.add_key("transport", "reader", generate_key(state / "reader.pem"))
-        profile = admin_profile.as_principal("transport", "reader", str(state / "reader.pem"), key["kid"])
+        profile = enrol(admin, admin_profile, "transport", "reader", ["member"], state / "reader.pem")
         reader = CityShareClient.from_profile(profile)
         reader.create_dataset(
             "traffic-flow", "Traffic flow", "internal", {"type": "object", "properties": {"segment_id": {"type": "string"}}}
@@ -147,20 +145,16 @@ def embedded_stack() -> None:
 
         count_calls("one authorised catalog read", lambda: reader.get_dataset("traffic-flow"))
         admin.register_department("health", "Health")
-        admin.put_principal("health", "analyst", ["member"])
-        key = admin.add_key("health", "analyst", generate_key(state / "analyst.pem"))
         analyst = CityShareClient.from_profile(
-            admin_profile.as_principal("health", "analyst", str(state / "analyst.pem"), key["kid"])
+            enrol(admin, admin_profile, "health", "analyst", ["member"], state / "analyst.pem")
         )
         schema = {"type": "object", "properties": {"segment_id": {"type": "string"}}}
         for dataset_id, classification in (("counts-public", "public"), ("counts-granted", "internal")):
             reader.create_dataset(dataset_id, dataset_id, classification, schema)
             (state / "counts.csv").write_text("segment_id\nS-1\nS-2\n")
             reader.wait_for_upload(dataset_id, reader.upload_file(dataset_id, state / "counts.csv")["upload_id"], 60)
-        admin.put_principal("transport", "steward", ["member", "steward"])
-        key = admin.add_key("transport", "steward", generate_key(state / "steward.pem"))
         steward = CityShareClient.from_profile(
-            admin_profile.as_principal("transport", "steward", str(state / "steward.pem"), key["kid"])
+            enrol(admin, admin_profile, "transport", "steward", ["member", "steward"], state / "steward.pem")
         )
         steward.grant("counts-granted", "health", "Benchmark of a granted read", "research")
         for dataset_id in ("counts-public", "counts-granted"):

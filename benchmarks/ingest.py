@@ -36,7 +36,7 @@ def schema() -> TableSchema:
 
 def full_ingest(path: Path, file_format: str = "csv") -> IngestOutcome:
     table_schema = schema()
-    request = UploadRequest(filename=path.name, format=file_format, size_bytes=path.stat().st_size)  # type: ignore[arg-type]
+    request = UploadRequest(filename=path.name, format=file_format, size_bytes=path.stat().st_size)
     protector = Protector(table_schema, "traffic-flow", b"k" * 32, lambda: b"d" * 32)
     with tempfile.TemporaryDirectory() as folder, path.open("rb") as source:
         outcome = run_pipeline(source, request, table_schema, IngestPolicy(), protector, Path(folder))

@@ -20,19 +20,13 @@ import duckdb
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from cityshare.examples import PM25_HOURLY_RULE
 from cityshare.generators import generate
 from functions.analytics.engine import Input, evaluate_files
 from functions.analytics.models import AlertRule
 from functions.analytics.scope import ReadScope
 
-RULE = {
-    "name": "PM2.5 hourly mean above 75",
-    "measure": {"aggregate": "mean", "column": "pm25"},
-    "group_by": ["station_id"],
-    "window": {"column": "measured_at", "minutes": 60},
-    "comparison": "gt",
-    "threshold": 75,
-}
+RULE = PM25_HOURLY_RULE
 COLUMNS = ["station_id", "district", "measured_at", "pm25", "pm10", "no2", "o3"]
 RUNS = 5
 
@@ -77,7 +71,7 @@ def rule_evaluation(folder: Path) -> None:
 
 def upload_to_alert(folder: Path) -> None:
     from cityshare import CityShareClient, Profile
-    from cityshare.keys import generate_key
+    from cityshare.admin import enrol
     from infra.local.stack import LocalStack
     from tests.datasets import city_schema
 
@@ -87,10 +81,8 @@ def upload_to_alert(folder: Path) -> None:
         admin_profile = Profile.load(endpoints.profile_path)
         admin = CityShareClient.from_profile(admin_profile)
         admin.register_department("environment", "Environment")
-        admin.put_principal("environment", "sensors", ["member"])
-        key = admin.add_key("environment", "sensors", generate_key(folder / "sensors.pem"))
         sensors = CityShareClient.from_profile(
-            admin_profile.as_principal("environment", "sensors", str(folder / "sensors.pem"), key["kid"])
+            enrol(admin, admin_profile, "environment", "sensors", ["member"], folder / "sensors.pem")
         )
         sensors.create_dataset("air-quality", "Air quality", "internal", city_schema("air-quality"))
         sensors.define_alert_rule("air-quality", RULE)

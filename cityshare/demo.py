@@ -12,7 +12,9 @@ import requests
 from rich.console import Console
 from rich.table import Table
 
+from cityshare.admin import enrol
 from cityshare.client import CityShareClient, CityShareError
+from cityshare.examples import PM25_HOURLY_RULE
 from cityshare.keys import generate_key, load_private_key
 from cityshare.profile import Profile
 from cityshare.signing import RequestSigner, request_target
@@ -41,10 +43,7 @@ def onboard(
     admin.register_department(department, name)
     clients = {}
     for principal, roles in ((f"{department}-system", ["member"]), (f"{department}-steward", ["member", "steward"])):
-        admin.put_principal(department, principal, roles, display_name=f"{name} {roles[-1]}")
-        key_file = keys_dir / f"{principal}.pem"
-        key = admin.add_key(department, principal, generate_key(key_file))
-        profile = admin_profile.as_principal(department, principal, str(key_file), key["kid"])
+        profile = enrol(admin, admin_profile, department, principal, roles, keys_dir / f"{principal}.pem", f"{name} {roles[-1]}")
         profile.save(keys_dir.parent / "profiles" / f"{principal}.json")
         clients[roles[-1]] = CityShareClient.from_profile(profile)
     return clients
@@ -251,14 +250,7 @@ def analytics(people: dict[str, dict[str, CityShareClient]], folder: Path, conso
     console.print("  health subscribes to air-quality: new versions and alerts")
     rule = environment.define_alert_rule(
         "air-quality",
-        {
-            "name": "PM2.5 hourly mean above 75",
-            "measure": {"aggregate": "mean", "column": "pm25"},
-            "group_by": ["station_id"],
-            "window": {"column": "measured_at", "minutes": 60},
-            "comparison": "gt",
-            "threshold": 75,
-        },
+        PM25_HOURLY_RULE,
     )
     console.print(f"  environment defines the rule '{rule['name']}' (hourly windows per station)")
     transport_steward.grant(

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cityshare import CityShareClient, Profile
-from cityshare.keys import generate_key
+from cityshare.admin import enrol
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,8 +77,6 @@ def onboard(stack: RunningStack, department: str, principal: str, roles: list[st
     admin = stack.admin()
     if register:
         admin.register_department(department, department.title())
-    admin.put_principal(department, principal, roles)
     key_file = stack.state_dir / "keys" / f"{department}-{principal}.pem"
-    key = admin.add_key(department, principal, generate_key(key_file))
-    profile = stack.admin_profile.as_principal(department, principal, str(key_file), key["kid"])
+    profile = enrol(admin, stack.admin_profile, department, principal, roles, key_file)
     return Member(CityShareClient.from_profile(profile), profile, key_file)

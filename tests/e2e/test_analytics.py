@@ -17,19 +17,13 @@ from typing import Any
 import pytest
 
 from cityshare import CityShareError
+from cityshare.examples import PM25_HOURLY_RULE
 from cityshare.generators import generate
 from tests.conftest import Member, RunningStack, onboard, unique
 from tests.datasets import city_schema
 from tests.e2e.test_grants_and_notifications import wait_for
 
-HOURLY_PM25 = {
-    "name": "PM2.5 hourly mean above 75",
-    "measure": {"aggregate": "mean", "column": "pm25"},
-    "group_by": ["station_id"],
-    "window": {"column": "measured_at", "minutes": 60},
-    "comparison": "gt",
-    "threshold": 75,
-}
+HOURLY_PM25 = PM25_HOURLY_RULE
 
 
 class Receiver(BaseHTTPRequestHandler):

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cityshare.examples import PM25_HOURLY_RULE
 from tests.conftest import ROOT, RunningStack, onboard, unique
 
 
@@ -167,18 +168,7 @@ def test_cli_analytics_subscriptions_rules_and_lineage(stack: RunningStack, tmp_
         str(schema),
         profile=tmp_path / "owner.json",
     )
-    (tmp_path / "rule.json").write_text(
-        json.dumps(
-            {
-                "name": "PM2.5 hourly mean above 75",
-                "measure": {"aggregate": "mean", "column": "pm25"},
-                "group_by": ["station_id"],
-                "window": {"column": "measured_at", "minutes": 60},
-                "comparison": "gt",
-                "threshold": 75,
-            }
-        )
-    )
+    (tmp_path / "rule.json").write_text(json.dumps(PM25_HOURLY_RULE))
     rule_id = json.loads(
         cityshare("analytics", "rule", dataset_id, str(tmp_path / "rule.json"), profile=tmp_path / "owner.json").stdout
     )["rule_id"]

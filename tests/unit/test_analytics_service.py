@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from cityshare.examples import PM25_HOURLY_RULE
 from functions.analytics.models import AlertRuleCreate, SubscriptionCreate
 from functions.analytics.scope import ReadScope, filter_sql, scope_for
 from functions.analytics.service import AnalyticsService, check_rule
@@ -57,15 +58,7 @@ def test_a_subscription_names_one_subject(body: dict[str, Any], message: str) ->
 
 
 def rule(**changes: Any) -> AlertRuleCreate:
-    values = {
-        "name": "PM2.5",
-        "measure": {"aggregate": "mean", "column": "pm25"},
-        "group_by": ["station_id"],
-        "window": {"column": "measured_at", "minutes": 60},
-        "comparison": "gt",
-        "threshold": 75,
-    }
-    return AlertRuleCreate.model_validate(dict(values, **changes))
+    return AlertRuleCreate.model_validate(dict(PM25_HOURLY_RULE, **changes))
 
 
 def test_rules_are_checked_against_the_schema_and_the_grant() -> None:
