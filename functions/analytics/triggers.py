@@ -70,10 +70,12 @@ class TriggerService:
         self._audit = audit
         self._webhooks = webhooks
         self._athena = athena
+        self._found: dict[tuple[str, str], list[tuple[Subscription, str | None]]] = {}
         self._s3 = s3
         self._clock = clock
 
     def handle(self, event: EventDetail) -> None:
+        self._found = {}  # subscriptions are looked up once per event
         # Deduplicated on what the event is about, not on its delivery: the same change put on the
         # bus twice (a retry, the outbox sweeper) is told once per department.
         delivered = {n.department: n for n in self._notifications.notify(event.key(), event)}
@@ -89,11 +91,18 @@ class TriggerService:
 
     # -- who is told
     def _subscriptions(self, event: DatasetVersionPublished | AlertRaised, kind: str) -> list[tuple[Subscription, str | None]]:
+        """The subscriptions to tell of `event` whose department may still read the dataset."""
+        if (event.dataset_id, kind) in self._found:
+            return self._found[(event.dataset_id, kind)]
         dataset = self._catalog.get(event.dataset_id)
-        if dataset is None:
-            return []
-        found = self._analytics.subscriptions_to(dataset.dataset_id, list(dataset.tags))
-        return [(s, secret) for s, secret in found if kind in s.kinds and self._may_read(dataset, s.department, s.created_by)]
+        found = self._analytics.subscriptions_to(dataset.dataset_id, list(dataset.tags)) if dataset else []
+        readable = [
+            (s, secret)
+            for s, secret in found
+            if kind in s.kinds and dataset and self._may_read(dataset, s.department, s.created_by)
+        ]
+        self._found[(event.dataset_id, kind)] = readable
+        return readable
 
     def _version_subscribers(self, event: DatasetVersionPublished) -> list[str]:
         return [s.department for s, _ in self._subscriptions(event, "versions")]
