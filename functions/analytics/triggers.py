@@ -182,7 +182,10 @@ class TriggerService:
                 new = self._analytics.put_alerts(alerts)
                 now = self._clock()
                 try:
-                    self._events.publish(*(_alert_raised(alert, rule, dataset.owner, now) for alert in new))
+                    place = {alert.alert_id: number for number, alert in enumerate(alerts, 1)}
+                    self._events.publish(
+                        *(_alert_raised(alert, rule, dataset.owner, now, place[alert.alert_id], len(alerts)) for alert in new)
+                    )
                 except Exception:
                     self._analytics.forget_alerts(new)  # so the redelivered event raises them again
                     raise
@@ -299,7 +302,7 @@ def _window_end(start: str | None, rule: AlertRule) -> str | None:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _alert_raised(alert: Alert, rule: AlertRule, owner: str, now: str) -> AlertRaised:
+def _alert_raised(alert: Alert, rule: AlertRule, owner: str, now: str, firing: int, firings: int) -> AlertRaised:
     return AlertRaised(
         alert_id=alert.alert_id,
         rule_id=rule.rule_id,
@@ -315,4 +318,6 @@ def _alert_raised(alert: Alert, rule: AlertRule, owner: str, now: str) -> AlertR
         threshold=alert.threshold,
         comparison=rule.comparison,
         raised_at=now,
+        firing=firing,
+        firings=firings,
     )

@@ -109,6 +109,8 @@ class AlertRaised(EventDetail):
     threshold: float
     comparison: str
     raised_at: str
+    firing: int = Field(default=1, ge=1, description="This firing's place among the rule's firings on this version")
+    firings: int = Field(default=1, ge=1, description="How many windows the rule fired on in this version")
 
     def key(self) -> str:
         return f"alert:{self.alert_id}"

@@ -18,6 +18,9 @@ from functions.notifications.repository import NotificationRepository
 from functions.policy.engine import PolicyEngine, require_own_inbox
 
 MAX_PAGE = 100
+# A version that makes a rule fire in hundreds of windows tells people of the first ones and how many
+# more there are; every firing is still an AlertRaised on the bus and in GET /datasets/{id}/alerts.
+ALERTS_TOLD_PER_VERSION = 20
 # Departments to tell about a new version, besides the owner (subscriptions, issue 5).
 Subscribers = Callable[[DatasetVersionPublished], Iterable[str]]
 AlertSubscribers = Callable[[AlertRaised], Iterable[str]]
@@ -81,7 +84,11 @@ class NotificationService:
                 (d, "dataset.version-published", text, event.created_at) for d in sorted(set(self._version_subscribers(event)))
             ]
         if isinstance(event, AlertRaised):
+            if event.firing > ALERTS_TOLD_PER_VERSION:
+                return []
             text = f"{event.rule_name}: {event.value:g} vs {event.threshold:g} on {event.dataset_id} v{event.version}"
+            if event.firing == ALERTS_TOLD_PER_VERSION and event.firings > ALERTS_TOLD_PER_VERSION:
+                text += f" (and {event.firings - ALERTS_TOLD_PER_VERSION} more in this version: see its alerts)"
             recipients = {event.rule_owner, *self._alert_subscribers(event)}
             return [(d, "alert.raised", text, event.raised_at) for d in sorted(recipients)]
         return []
