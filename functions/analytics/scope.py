@@ -35,11 +35,7 @@ class ReadScope:
 
 def scope_for(dataset: Dataset, grant: Grant | None) -> ReadScope:
     """The scope of reading `dataset` under `grant` (None: the owner's or public whole dataset)."""
-    stored = [
-        name
-        for name, column in dataset.table_schema.properties.items()
-        if not (column.personal is not None and column.personal.protection == "drop")
-    ]
+    stored = dataset.table_schema.stored_columns()
     if grant is None:
         return ReadScope(dataset.dataset_id, stored)
     allowed = set(grant.terms.columns or stored) - set(grant.terms.masked_columns)

@@ -66,9 +66,9 @@ class AnalyticsService:
     def readable(self, caller: Caller, dataset_id: str, purpose: str, request_id: str) -> tuple[Dataset, ReadScope]:
         """The dataset and what the caller may read of it; audited as a ReadData decision."""
         dataset = self._catalog.load(dataset_id)
-        own_or_public = dataset.owner == caller.department_id or dataset.classification == "public"
-        grants = [] if own_or_public else self._catalog.live_grants(caller, dataset)
-        grant = None if own_or_public else choose_grant(grants, None)
+        open_to_caller = dataset.open_to(caller.department_id)
+        grants = [] if open_to_caller else self._catalog.live_grants(caller, dataset)
+        grant = None if open_to_caller else choose_grant(grants, None)
         details: dict[str, object] = {"purpose": purpose, "grant": grant.grant_id if grant else None}
         self._catalog.require(caller, "ReadData", dataset, request_id, details, grants)
         return dataset, scope_for(dataset, grant)

@@ -36,6 +36,7 @@ from functions.ingest.glue import version_table
 from functions.ingest.models import Upload, UploadRequest
 from functions.ingest.repository import IngestRepository
 from functions.notifications.service import NotificationService
+from functions.sharing.models import Grant, usable
 from functions.sharing.repository import SharingRepository
 from functions.sharing.service import choose_grant
 
@@ -70,64 +71,57 @@ class TriggerService:
         self._audit = audit
         self._webhooks = webhooks
         self._athena = athena
-        self._found: dict[tuple[str, str], list[tuple[Subscription, str | None]]] = {}
+        self._dataset: Dataset | None = None
+        self._found: dict[str, list[tuple[Subscription, str | None]]] = {}
         self._s3 = s3
         self._clock = clock
 
     def handle(self, event: EventDetail) -> None:
-        self._found = {}  # subscriptions are looked up once per event
+        # The dataset an event is about is read once, and its subscriptions once, per event.
+        self._dataset = self._catalog.get(event.dataset_id) if isinstance(event, DatasetVersionPublished | AlertRaised) else None
+        self._found = {}
         # Deduplicated on what the event is about, not on its delivery: the same change put on the
         # bus twice (a retry, the outbox sweeper) is told once per department.
         delivered = {n.department: n for n in self._notifications.notify(event.key(), event)}
         if isinstance(event, DatasetVersionPublished | AlertRaised):
             kind = "versions" if isinstance(event, DatasetVersionPublished) else "alerts"
-            for subscription, secret in self._subscriptions(event, kind):
+            for subscription, secret in self._subscriptions(kind):
                 notification = delivered.get(subscription.department)
                 if notification is not None and subscription.webhook_url and secret:
                     self._webhooks.send(subscription.webhook_url, secret, notification.model_dump(mode="json"))
         if isinstance(event, DatasetVersionPublished):
-            self.evaluate_rules(event)
+            self.evaluate_rules(event, self._dataset)
             self.rebuild_derived(event)
 
     # -- who is told
-    def _subscriptions(self, event: DatasetVersionPublished | AlertRaised, kind: str) -> list[tuple[Subscription, str | None]]:
-        """The subscriptions to tell of `event` whose department may still read the dataset."""
-        if (event.dataset_id, kind) in self._found:
-            return self._found[(event.dataset_id, kind)]
-        dataset = self._catalog.get(event.dataset_id)
-        found = self._analytics.subscriptions_to(dataset.dataset_id, list(dataset.tags)) if dataset else []
-        readable = [
-            (s, secret)
-            for s, secret in found
-            if kind in s.kinds and dataset and self._may_read(dataset, s.department, s.created_by)
-        ]
-        self._found[(event.dataset_id, kind)] = readable
-        return readable
+    def _subscriptions(self, kind: str) -> list[tuple[Subscription, str | None]]:
+        """The subscriptions of `kind` to the dataset of the event being handled whose department may
+        still read it."""
+        if kind not in self._found:
+            dataset = self._dataset
+            found = self._analytics.subscriptions_to(dataset.dataset_id, list(dataset.tags)) if dataset else []
+            self._found[kind] = [
+                (s, secret)
+                for s, secret in found
+                if dataset and kind in s.kinds and self._may_read(dataset, s.department, s.created_by)
+            ]
+        return self._found[kind]
 
     def _version_subscribers(self, event: DatasetVersionPublished) -> list[str]:
-        return [s.department for s, _ in self._subscriptions(event, "versions")]
+        return [s.department for s, _ in self._subscriptions("versions")]
 
     def _alert_subscribers(self, event: AlertRaised) -> list[str]:
-        return [s.department for s, _ in self._subscriptions(event, "alerts")]
+        return [s.department for s, _ in self._subscriptions("alerts")]
 
     def _may_read(self, dataset: Dataset, department: str, principal: str | None = None) -> bool:
-        return (
-            dataset.owner == department
-            or dataset.classification == "public"
-            or bool(self._grants(dataset, department, principal))
-        )
+        return dataset.open_to(department) or bool(self._grants(dataset, department, principal))
 
-    def _grants(self, dataset: Dataset, department: str, principal: str | None) -> list[Any]:
-        now = self._clock()
-        return [
-            g
-            for g in self._sharing.grants_between(dataset.owner, department)
-            if g.live(now) and g.covers(dataset) and g.grantee_principal in (None, principal)
-        ]
+    def _grants(self, dataset: Dataset, department: str, principal: str | None) -> list[Grant]:
+        return usable(self._sharing.grants_between(dataset.owner, department), dataset, principal, self._clock())
 
     def _scope(self, dataset: Dataset, reader: str, grant_id: str | None, purpose: str, version: int) -> ReadScope | None:
         """What `reader` may read of `dataset` now (None if nothing), audited in the owner's chain."""
-        if dataset.owner == reader or dataset.classification == "public":
+        if dataset.open_to(reader):
             scope: ReadScope | None = scope_for(dataset, None)
         else:
             grants = self._grants(dataset, reader, None)
@@ -150,9 +144,9 @@ class TriggerService:
         return scope
 
     # -- alert rules
-    def evaluate_rules(self, event: DatasetVersionPublished) -> list[Alert]:
+    def evaluate_rules(self, event: DatasetVersionPublished, dataset: Dataset | None = None) -> list[Alert]:
         rules = self._analytics.rules_of(event.dataset_id)
-        dataset = self._catalog.get(event.dataset_id)
+        dataset = dataset or self._catalog.get(event.dataset_id)
         if not rules or dataset is None:
             return []
         from functions.analytics.engine import Input, alert_id, evaluate_files

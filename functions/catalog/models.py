@@ -125,6 +125,11 @@ class TableSchema(JsonSchemaModel):
     def personal_columns(self) -> dict[str, PersonalData]:
         return {name: col.personal for name, col in self.properties.items() if col.personal is not None}
 
+    def stored_columns(self) -> list[str]:
+        """The columns of the curated Parquet, in order: all but those dropped at ingest."""
+        dropped = {n for n, p in self.personal_columns().items() if p.protection == "drop"}
+        return [name for name in self.properties if name not in dropped]
+
 
 class IngestPolicy(BaseModel):
     """What to do with invalid rows: refuse the whole file, or publish the valid rows when the
@@ -191,6 +196,10 @@ class Dataset(DatasetCreate):
     latest_bytes: int = 0
     # Derived datasets: the classification of their most restricted input, below which they may not go.
     classification_floor: Classification | None = None
+
+    def open_to(self, department: str) -> bool:
+        """Readable whole without a grant: by its owner, and by everyone when public (as the policies say)."""
+        return self.owner == department or self.classification == "public"
 
 
 class DatasetPage(BaseModel):

@@ -12,7 +12,7 @@ from functions.core.errors import Conflict, DatasetNotFound, Forbidden, InvalidR
 from functions.identity.models import Caller
 from functions.policy.access import AccessControl
 from functions.policy.engine import Resource, uid
-from functions.sharing.models import Grant
+from functions.sharing.models import Grant, usable
 
 MAX_PAGE_SIZE = 100
 # A listing reads at most this many index pages for one answer, so a selective filter over a large
@@ -38,7 +38,7 @@ def dataset_resource(dataset: Dataset, grants: Sequence[Grant] = ()) -> Resource
 
 def applicable(grants: Sequence[Grant], caller: Caller, dataset: Dataset, now: str) -> list[Grant]:
     """The grants that let `caller` use `dataset` now: live, covering it, to the department or to the caller."""
-    return [g for g in grants if g.live(now) and g.grantee_principal in (None, caller.principal_id) and g.covers(dataset)]
+    return usable(grants, dataset, caller.principal_id, now)
 
 
 class GrantSource(Protocol):

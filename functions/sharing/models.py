@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -116,7 +117,7 @@ class GrantTerms(BaseModel):
         encrypted = {n for n, c in schema.personal_columns().items() if c.protection == "encrypt"}
         if set(self.decrypt_columns) - encrypted:
             raise ValueError("decrypt_columns must be columns protected with `encrypt`")
-        dropped = {n for n, c in schema.personal_columns().items() if c.protection == "drop"}
+        dropped = names - set(schema.stored_columns())
         if set(self.columns) & dropped:
             raise ValueError(f"columns dropped at ingest cannot be granted: {', '.join(sorted(set(self.columns) & dropped))}")
         protected = set(schema.personal_columns())
@@ -234,6 +235,12 @@ class Grant(GrantCreate):
             return self.dataset_id == dataset.dataset_id
         within = CLASSIFICATION_RANK[dataset.classification] <= CLASSIFICATION_RANK[self.max_classification or "public"]
         return within and bool(self.tags) and set(self.tags) <= set(dataset.tags)
+
+
+def usable(grants: Sequence[Grant], dataset: Dataset, principal: str | None, now: str) -> list[Grant]:
+    """The grants that let a department (or `principal` of it) use `dataset` now: live, covering it,
+    given to the department or to that principal."""
+    return [g for g in grants if g.live(now) and g.grantee_principal in (None, principal) and g.covers(dataset)]
 
 
 class GrantList(BaseModel):

@@ -226,15 +226,12 @@ class SharingService:
         # One dataset read, one grants query, one audited decision (ReadData; a refusal says "not found"
         # unless the caller may see the dataset's metadata).
         dataset = self._catalog.load(dataset_id)
-        # A public dataset is read whole by every department: no grant can change that, so none is fetched.
-        grants = [] if dataset.classification == "public" else self._catalog.live_grants(caller, dataset)
+        # The owner and (for public data) every department read whole: no grant is fetched or chosen.
+        open_to_caller = dataset.open_to(caller.department_id)
+        grants = [] if open_to_caller else self._catalog.live_grants(caller, dataset)
         if grant_id is not None:
             grants = [g for g in grants if g.grant_id == grant_id]  # only the grant asked for may decide
-        grant = (
-            choose_grant(grants, grant_id)
-            if dataset.owner != caller.department_id and dataset.classification != "public"
-            else None
-        )
+        grant = None if open_to_caller else choose_grant(grants, grant_id)
         number = version or dataset.latest_version
         columns = grant.terms.columns if grant and grant.terms.columns else list(dataset.table_schema.properties)
         details: dict[str, object] = {

@@ -36,8 +36,7 @@ def read_columns(dataset: Dataset, grant: Grant) -> list[str]:
     """The columns a view needs from the curated files: the granted ones and those its filter tests."""
     wanted = set(grant.terms.columns or dataset.table_schema.properties)
     wanted |= {c.column for c in grant.terms.row_filter.conditions()} if grant.terms.row_filter else set()
-    dropped = {n for n, c in dataset.table_schema.personal_columns().items() if c.protection == "drop"}
-    return [name for name in dataset.table_schema.properties if name in wanted and name not in dropped]
+    return [name for name in dataset.table_schema.stored_columns() if name in wanted]
 
 
 def predicate(table: pa.Table, row_filter: RowFilter) -> pa.Array:
