@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from cityshare.generators import generate
 from functions.catalog.models import Dataset
 from functions.sharing.models import Grant, GrantTerms, RowFilter
-from functions.sharing.views import view_bytes
+from functions.sharing.views import ViewSecrets, view_bytes
 
 ROWS = 1_000_000
 RUNS = 5
@@ -94,9 +94,10 @@ def main() -> None:
     def no_key() -> bytes:
         raise AssertionError("nothing is decrypted here")
 
+    secrets = ViewSecrets(data_key=no_key, mask_key=lambda: b"k" * 32)
     bare_s, bare_size = median_seconds(lambda: bare(curated))
-    view_s, view_size = median_seconds(lambda: view_bytes([curated], described, plain, no_key, lambda: b"k" * 32))
-    mask_s, _ = median_seconds(lambda: view_bytes([curated], described, masked, no_key, lambda: b"k" * 32))
+    view_s, view_size = median_seconds(lambda: view_bytes([curated], described, plain, secrets))
+    mask_s, _ = median_seconds(lambda: view_bytes([curated], described, masked, secrets))
     size_mb = curated.stat().st_size / 1e6
     print(f"{ROWS:,} rows, curated Parquet {size_mb:.1f} MB; grant: {len(COLUMNS)} columns, district in {DISTRICTS}")
     print(f"bare pyarrow read + filter + select + write: {bare_s * 1000:.0f} ms ({bare_size / 1e6:.1f} MB out)")

@@ -43,12 +43,19 @@ def traffic_flow(rng: random.Random, rows: int, spike: bool = False) -> Iterator
         }
 
 
-def plate_reads(rng: random.Random, rows: int, spike: bool = False) -> Iterator[Row]:
-    plates = [
-        f"{rng.choice('ABCDEFGHJKLMNPRSTVWXYZ')}{rng.choice('ABCDEFGHJKLMNPRSTVWXYZ')}{rng.randint(100, 999)}"
-        f"{rng.choice('ABCDEFGHJKLMNPRSTVWXYZ')}{rng.choice('ABCDEFGHJKLMNPRSTVWXYZ')}"
-        for _ in range(max(10, rows // 5))
+def plate_pool(count: int) -> list[str]:
+    """The city's vehicles: the same plates, in the same order, for every dataset that names them
+    (so plate reads and fines are about the same cars)."""
+    rng = random.Random("city-plates")
+    letters = "ABCDEFGHJKLMNPRSTVWXYZ"
+    return [
+        f"{rng.choice(letters)}{rng.choice(letters)}{rng.randint(100, 999)}{rng.choice(letters)}{rng.choice(letters)}"
+        for _ in range(count)
     ]
+
+
+def plate_reads(rng: random.Random, rows: int, spike: bool = False) -> Iterator[Row]:
+    plates = plate_pool(max(10, rows // 5))
     for index in range(rows):
         yield {
             "camera_id": f"CAM-{rng.randint(1, 400):04d}",
@@ -124,6 +131,21 @@ def delivery_gps(rng: random.Random, rows: int, spike: bool = False) -> Iterator
         }
 
 
+def parking_fines(rng: random.Random, rows: int, spike: bool = False) -> Iterator[Row]:
+    plates = plate_pool(2000)
+    offences = [("parking", 60.0), ("bus-lane", 90.0), ("red-light", 120.0), ("speeding", 150.0), ("low-emission-zone", 80.0)]
+    for index in range(rows):
+        offence, amount = rng.choice(offences)
+        yield {
+            "fine_id": f"F-{index + 1:08d}",
+            "issued_at": _iso(START + timedelta(minutes=index * 3)),
+            "district": rng.choice(DISTRICTS),
+            "plate": rng.choice(plates),
+            "offence": offence,
+            "amount_eur": amount,
+        }
+
+
 GENERATORS: dict[str, Callable[[random.Random, int, bool], Iterator[Row]]] = {
     "traffic-flow": traffic_flow,
     "plate-reads": plate_reads,
@@ -131,6 +153,7 @@ GENERATORS: dict[str, Callable[[random.Random, int, bool], Iterator[Row]]] = {
     "hospital-beds": hospital_beds,
     "service-requests": service_requests,
     "delivery-gps": delivery_gps,
+    "parking-fines": parking_fines,
 }
 
 

@@ -36,11 +36,24 @@ class TableSpec:
 
 
 @dataclass(frozen=True)
+class ExpirySpec:
+    """A lifecycle rule: objects under `prefix` (carrying `tag`, if given) are deleted `days` after
+    they were written; `noncurrent_days` removes what a delete leaves behind in the versioned bucket."""
+
+    prefix: str
+    days: int
+    why: str
+    tag: tuple[str, str] | None = None
+    noncurrent_days: int | None = None
+
+
+@dataclass(frozen=True)
 class BucketSpec:
     name: str
     # Top-level prefixes and what they hold; `notify` prefixes send ObjectCreated to the named queue.
     prefixes: dict[str, str] = field(default_factory=dict)
     notify: dict[str, str] = field(default_factory=dict)
+    expiries: tuple[ExpirySpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -127,6 +140,10 @@ class PlatformSpec:
         return next(f for f in self.functions if f.name == name)
 
 
+# The tag the ingest function puts on a rejected upload's original (functions/ingest/service.py).
+REJECTED_UPLOAD_TAG = ("cityshare-upload", "rejected")
+REJECTED_RETENTION_DAYS = 7
+
 SPEC = PlatformSpec(
     tables=(
         TableSpec(
@@ -175,17 +192,38 @@ SPEC = PlatformSpec(
     ),
     topics=("notifications",),
     # Publishes the events of committed changes whose publication did not finish (the outbox).
-    schedules=(ScheduleSpec("outbox", "triggers", minutes=1, local_seconds=5),),
+    # Deletes views of ended grants and decrypting views over 24 hours old.
+    schedules=(
+        ScheduleSpec("outbox", "triggers", minutes=1, local_seconds=5),
+        ScheduleSpec("views", "triggers", minutes=60, local_seconds=60),
+    ),
     buckets=(
         BucketSpec(
             "data",
             prefixes={
-                "landing/": "uploads as sent, kept",
-                "curated/": "validated Parquet by dataset and version",
-                "quarantine/": "rejected input with its report",
-                "views/": "materialised restricted views (expiring)",
+                "landing/": "uploads as sent, until they are published (then deleted) or rejected (kept 7 days)",
+                "curated/": "validated, protected Parquet by dataset and upload",
+                "vault/": "sealed token -> value pairs of pseudonymised columns, opened only under a linkage grant",
+                "quarantine/": "rejected rows (personal columns protected as in curated) and reports",
+                "views/": "materialised restricted views (expiring; per grant when they hold its tokens or clear values)",
             },
             notify={"landing/": "ingest"},
+            expiries=(
+                ExpirySpec(
+                    "landing/",
+                    REJECTED_RETENTION_DAYS,
+                    "a rejected upload's original, kept for its owner to look at",
+                    tag=REJECTED_UPLOAD_TAG,
+                    noncurrent_days=1,
+                ),
+                ExpirySpec(
+                    "landing/", 30, "backstop: an original whose deletion failed, or an upload never processed", noncurrent_days=1
+                ),
+                ExpirySpec("views/", 7, "views are caches, rebuilt on demand", noncurrent_days=1),
+                ExpirySpec(
+                    "views/clear/", 1, "backstop of the hourly sweep for views holding decrypted values", noncurrent_days=1
+                ),
+            ),
         ),
     ),
     queues=(

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from functions.catalog.models import Dataset
+from functions.catalog.models import GRID_TOLERANCE, Dataset, grid
 from functions.sharing.models import Grant, RowFilter
 
 _OPERATORS = {"eq": "=", "ne": "<>", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
@@ -60,11 +60,17 @@ def coarsened(column: str, granularity: str, kind: str, dialect: str = "duckdb")
         if dialect == "athena":
             return f"from_unixtime(floor(to_unixtime({column}) / {seconds}) * {seconds})"
         return f"time_bucket(to_seconds({seconds}), {column}, TIMESTAMPTZ '1970-01-01 00:00:00+00')"
-    step = float(granularity)
+    units, decimals = grid(granularity)
     if kind == "integer":
-        width = max(int(step), 1)
-        return f"CAST(floor({column} / {width}) * {width} AS BIGINT)"
-    return f"floor({column} / {step!r}) * {step!r}"
+        # The start of the bucket in integer arithmetic: column - floor-mod(column, width).
+        width = max(units // 10**decimals, 1)
+        return f"CAST({column} - ((({column} % {width}) + {width}) % {width}) AS BIGINT)"
+    # As functions.ingest.protect.generalise, operation for operation in IEEE doubles: the grid cell
+    # (a value on a grid line stays in its cell), its start as (cell * units) / 10^decimals.
+    scale = f"CAST({float(10**decimals)!r} AS DOUBLE)"
+    quotient = f"(CAST({column} AS DOUBLE) / ({float(units)!r} / {scale}))"
+    cells = f"floor({quotient} + greatest(abs({quotient}), 1.0) * {GRID_TOLERANCE!r})"
+    return f"(({cells} * {float(units)!r}) / {scale})"
 
 
 def quoted(name: str) -> str:

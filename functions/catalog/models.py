@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -26,6 +27,21 @@ CLASSIFICATIONS: tuple[str, ...] = ("public", "internal", "confidential", "restr
 ColumnType = Literal["string", "number", "integer", "boolean"]
 Protection = Literal["pseudonymise", "encrypt", "generalise", "drop"]
 MAX_COLUMNS = 500
+# Relative tolerance that puts a value on a grid line when floating-point division lands a hair
+# below it (4.01 / 0.01 = 400.99999999999994): far above double rounding error (~1e-16), far below
+# any decimal a city records. Used by every engine that coarsens numbers (pyarrow, DuckDB, Athena).
+GRID_TOLERANCE = 1e-13
+
+
+def grid(granularity: str) -> tuple[int, int]:
+    """A numeric granularity as an exact fraction (units, decimals): the step is units / 10**decimals.
+    "0.01" -> (1, 2), "2.5" -> (25, 1), "10" -> (10, 0). A cell's start is written as
+    (cell * units) / 10**decimals: two exact numbers divided once, so the result is the double
+    nearest the decimal value (52.37, never 52.370000000000005)."""
+    step = Decimal(granularity).normalize()
+    exponent = step.as_tuple().exponent
+    decimals = max(0, -exponent) if isinstance(exponent, int) else 0
+    return int(step.scaleb(decimals)), decimals
 
 
 class JsonSchemaModel(BaseModel):
@@ -88,7 +104,10 @@ class ColumnSchema(JsonSchemaModel):
             raise ValueError("a numeric granularity is a positive number such as 0.01 or 10")
         if not temporal and float(granularity) <= 0:
             raise ValueError("a numeric granularity is a positive number such as 0.01 or 10")
-        return "date-time" if temporal else ("number" if "number" in kinds else "integer")
+        kind = "date-time" if temporal else ("number" if "number" in kinds else "integer")
+        if kind == "integer" and Decimal(granularity) != Decimal(granularity).to_integral_value():
+            raise ValueError("an integer column's granularity is a whole number of units, such as 10")
+        return kind
 
     @field_validator("pattern")
     @classmethod

@@ -68,8 +68,8 @@ def _view_builder() -> Any:
     return ViewBuilder(settings, KeyService(settings.catalog_table, settings.platform_key), aws.client("s3"))
 
 
-def build_view(dataset: Dataset, version: int, files: list[str], grant: Grant, now: str) -> tuple[str, int]:
-    result: tuple[str, int] = _view_builder()(dataset, version, files, grant, now)
+def build_view(dataset: Dataset, version: int, files: list[str], grant: Grant, now: str, linked: bool) -> tuple[str, int]:
+    result: tuple[str, int] = _view_builder()(dataset, version, files, grant, now, linked)
     return result
 
 

@@ -8,6 +8,7 @@ response). Handlers are idempotent, since SQS and EventBridge both deliver at le
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -20,6 +21,7 @@ from functions.analytics.repository import AnalyticsRepository
 from functions.analytics.triggers import TriggerService
 from functions.analytics.webhooks import WebhookSender
 from functions.catalog.repository import CatalogRepository
+from functions.core import aws
 from functions.core.events import EventPublisher, parse_event
 from functions.core.observability import logger
 from functions.core.settings import get_settings
@@ -28,6 +30,7 @@ from functions.ingest.repository import IngestRepository
 from functions.notifications.repository import NotificationRepository
 from functions.notifications.service import NotificationService
 from functions.sharing.outbox import OutboxSweeper
+from functions.sharing.placement import ViewJanitor
 from functions.sharing.repository import SharingRepository
 
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -57,6 +60,12 @@ def outbox() -> OutboxSweeper:
     return OutboxSweeper(SharingRepository(settings.sharing_table), EventPublisher(settings.event_bus))
 
 
+def view_sweep() -> int:
+    settings = get_settings()
+    sharing = SharingRepository(settings.sharing_table)
+    return ViewJanitor(settings.data_bucket, aws.client("s3")).sweep(sharing.grants_between, datetime.now(UTC))
+
+
 def handle_record(record: SQSRecord) -> None:
     envelope: dict[str, Any] = json.loads(record.body)
     try:
@@ -73,4 +82,6 @@ def handle_record(record: SQSRecord) -> None:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if event.get("cityshare-schedule") == "outbox":
         return {"published": outbox().sweep()}
+    if event.get("cityshare-schedule") == "views":
+        return {"deleted": view_sweep()}
     return dict(process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context))

@@ -116,17 +116,35 @@ def open_source(raw: BinaryIO, compression: str) -> BinaryIO:
     return io.BufferedReader(stream, buffer_size=1024 * 1024)
 
 
+def withholds_values(schema: TableSchema) -> bool:
+    """Whether reports about this schema's files show no raw text at all (raw lines, parser messages,
+    header names that look like data): true as soon as a column is personal, since any of that text
+    may hold a personal value."""
+    return bool(schema.personal_columns())
+
+
+def excerpt(text: str, schema: TableSchema) -> str | None:
+    return None if withholds_values(schema) else text[:80]
+
+
 def check_columns(present: list[str], schema: TableSchema) -> None:
     """Schema drift at file level: unknown columns, or a required column missing."""
     unknown = [c for c in present if c not in schema.properties]
     if unknown and not schema.additionalProperties:
+        if withholds_values(schema):
+            # A file without its header row has data where the names should be: name none of them.
+            raise FileRejected(
+                "unexpected_columns",
+                f"{len(unknown)} column(s) are not in the dataset's schema (names withheld: is the header row missing?); "
+                f"the schema's columns are {', '.join(list(schema.properties)[:50])}",
+            )
         raise FileRejected("unexpected_columns", f"Columns not in the dataset's schema: {', '.join(unknown[:20])}")
     missing = [c for c in schema.required if c not in present]
     if missing:
         raise FileRejected("missing_columns", f"Required columns missing: {', '.join(missing)}")
-    duplicated = sorted({c for c in present if present.count(c) > 1})
-    if duplicated:
-        raise FileRejected("duplicate_columns", f"Columns named twice: {', '.join(duplicated)}")
+    duplicated = sorted({c for c in present if present.count(c) > 1 and c in schema.properties})
+    if len(set(present)) < len(present):
+        raise FileRejected("duplicate_columns", f"Columns named twice: {', '.join(duplicated) or '(names withheld)'}")
 
 
 def _declared(batch: pa.RecordBatch, schema: TableSchema) -> pa.RecordBatch:
@@ -147,7 +165,7 @@ def csv_batches(stream: BinaryIO, schema: TableSchema, dialect: CsvDialect) -> I
                 row=row.number,
                 rule="ragged_row",
                 message=f"expected {row.expected_columns} fields, found {row.actual_columns}",
-                value=(row.text or "")[:80],
+                value=excerpt(row.text or "", schema),
             )
         )
         return "skip"
@@ -169,7 +187,7 @@ def csv_batches(stream: BinaryIO, schema: TableSchema, dialect: CsvDialect) -> I
         # A BOM before the header is not part of the first column's name.
         names = [name.lstrip("\ufeff") for name in reader.schema.names]
     except (pa.ArrowException, UnicodeDecodeError) as error:
-        raise FileRejected(*_csv_problem(error)) from None
+        raise FileRejected(*_csv_problem(error, schema)) from None
     check_columns(names, schema)
     while True:
         try:
@@ -177,7 +195,7 @@ def csv_batches(stream: BinaryIO, schema: TableSchema, dialect: CsvDialect) -> I
         except StopIteration:
             break
         except (pa.ArrowException, UnicodeDecodeError) as error:
-            raise FileRejected(*_csv_problem(error)) from None
+            raise FileRejected(*_csv_problem(error, schema)) from None
         batch = pa.RecordBatch.from_arrays(batch.columns, names=names)
         _check_row_size(batch)
         issues, ragged[:] = list(ragged), []
@@ -193,7 +211,7 @@ def _check_row_size(batch: pa.RecordBatch) -> None:
             raise FileRejected("row_too_large", f"A value is longer than {MAX_ROW_BYTES // 1024} KB")
 
 
-def _csv_problem(error: Exception) -> tuple[str, str]:
+def _csv_problem(error: Exception, schema: TableSchema) -> tuple[str, str]:
     text = str(error)
     if isinstance(error, UnicodeDecodeError) or "UTF8" in text or "utf8" in text.lower():
         return "invalid_encoding", "The file is not valid UTF-8; declare its encoding (csv.encoding)"
@@ -201,7 +219,7 @@ def _csv_problem(error: Exception) -> tuple[str, str]:
         return "row_too_large", f"A row is longer than {CSV_BLOCK_BYTES // 1024 // 1024} MB"
     if "Empty CSV" in text:
         return "empty_file", "The file has no header row"
-    return "unreadable_csv", text[:300]
+    return "unreadable_csv", "The CSV file could not be parsed" if withholds_values(schema) else text[:300]
 
 
 def jsonl_batches(stream: BinaryIO, schema: TableSchema) -> Iterator[ReadResult]:
@@ -221,16 +239,15 @@ def jsonl_batches(stream: BinaryIO, schema: TableSchema) -> Iterator[ReadResult]
                     row=number,
                     rule=problem or "not_an_object",
                     message="the line is not one JSON object",
-                    value=line[:80].decode("utf-8", "replace"),
+                    value=excerpt(line[:80].decode("utf-8", "replace"), schema),
                 )
             )
             record = None
         else:
             extra = [k for k in record if k not in schema.properties]
             if extra and not schema.additionalProperties:
-                issues.append(
-                    Issue(row=number, column=extra[0][:64], rule="unexpected_column", message="a key not in the schema")
-                )
+                named = None if withholds_values(schema) else extra[0][:64]
+                issues.append(Issue(row=number, column=named, rule="unexpected_column", message="a key not in the schema"))
                 record = None
             nested = [k for k, v in record.items() if isinstance(v, dict | list)] if record else []
             if nested:
@@ -299,10 +316,14 @@ def parquet_batches(source: BinaryIO, schema: TableSchema) -> Iterator[ReadResul
     try:
         parquet = pq.ParquetFile(source)
     except (pa.ArrowException, OSError) as error:
-        raise FileRejected("unreadable_parquet", f"Not a readable Parquet file: {str(error)[:200]}") from None
+        raise FileRejected("unreadable_parquet", _parquet_problem("Not a readable Parquet file", error, schema)) from None
     check_columns(parquet.schema_arrow.names, schema)
     try:
         for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
             yield _declared(batch, schema), []
     except (pa.ArrowException, OSError) as error:
-        raise FileRejected("unreadable_parquet", f"The Parquet file is damaged: {str(error)[:200]}") from None
+        raise FileRejected("unreadable_parquet", _parquet_problem("The Parquet file is damaged", error, schema)) from None
+
+
+def _parquet_problem(what: str, error: Exception, schema: TableSchema) -> str:
+    return what if withholds_values(schema) else f"{what}: {str(error)[:200]}"

@@ -1,11 +1,13 @@
-"""Keys the ingest function protects data with, all held under KMS:
+"""Keys personal data is protected with, all held under KMS and stored only as KMS ciphertexts:
 
-- the city's pseudonymisation key: one 256-bit secret for the whole city (so tokens join across
-  datasets), stored only as a KMS ciphertext under the platform key and decrypted in memory;
-- each dataset's data key for `encrypt` columns: a KMS data key under the owner department's key,
-  with the dataset id as encryption context, stored as ciphertext on the dataset's catalog item.
+- each department's pseudonymisation key (its own token space), a KMS data key under that
+  department's KMS key: nothing another department uploads can produce a matching token;
+- each dataset's data key, for `encrypt` columns and the sealed vault of its pseudonyms, a KMS data
+  key under the owner department's key with the dataset id as encryption context;
+- the platform secret, under the platform key, from which per-purpose keys are derived: masking
+  (one per grant) and linkage (one per pair of departments and identifier kind).
 
-Both are created on first use with a conditional write, so concurrent first uses agree on one key.
+Each is created on first use with a conditional write, so concurrent first uses agree on one key.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from typing import Any
 from functions.core import aws
 from functions.core.dynamo import DynamoTable, from_item, is_conditional_failure, to_item
 from functions.core.errors import InvalidRequest
+from functions.core.sealing import derived_key
 
-_SECRET_KEY = {"pk": "SECRET", "sk": "PSEUDONYMISATION"}
+_PLATFORM_SECRET = {"pk": "SECRET", "sk": "PLATFORM"}
 
 
 class KeyService(DynamoTable):
@@ -29,14 +32,27 @@ class KeyService(DynamoTable):
         self._kms = kms
         self._cache: dict[str, bytes] = {}
 
-    def pseudonymisation_key(self) -> bytes:
-        return self._stored_key("pseudonymisation", _SECRET_KEY, self._platform_key, {"purpose": "pseudonymisation"})
+    def pseudonymisation_key(self, department: str, department_key: str | None) -> bytes:
+        """The department's own token space."""
+        key = {"pk": "SECRET", "sk": f"PSEUDONYMISATION#{department}"}
+        context = {"purpose": "pseudonymisation", "department": department}
+        return self._stored_key(f"pseudonyms:{department}", key, _required(department_key), context)
 
     def dataset_key(self, dataset_id: str, department_key: str | None) -> bytes:
-        if not department_key:
-            raise InvalidRequest("The owner department has no KMS key: add it to the `departments` of cdk.json and deploy")
         key = {"pk": f"DATASET#{dataset_id}", "sk": "DATA_KEY"}
-        return self._stored_key(f"dataset:{dataset_id}", key, department_key, {"dataset": dataset_id})
+        return self._stored_key(f"dataset:{dataset_id}", key, _required(department_key), {"dataset": dataset_id})
+
+    def mask_key(self, grant_id: str) -> bytes:
+        """Masking tokens of one grant: stable within it, useless outside it, not recomputable by the grantee."""
+        return derived_key(self._platform_secret(), "grant-mask", grant_id)
+
+    def linkage_key(self, first: str, second: str, kind: str) -> bytes:
+        """The one token space two departments share for one kind of identifier under a linkage grant."""
+        low, high = sorted((first, second))
+        return derived_key(self._platform_secret(), "linkage", low, high, kind)
+
+    def _platform_secret(self) -> bytes:
+        return self._stored_key("platform", _PLATFORM_SECRET, self._platform_key, {"purpose": "platform-derivation"})
 
     def _stored_key(self, name: str, item_key: dict[str, str], kms_key: str, context: dict[str, str]) -> bytes:
         if name in self._cache:
@@ -59,3 +75,9 @@ class KeyService(DynamoTable):
         ciphertext = base64.b64decode(from_item(response["Item"])["ciphertext"])
         self._cache[name] = self.kms.decrypt(CiphertextBlob=ciphertext, EncryptionContext=context)["Plaintext"]
         return self._cache[name]
+
+
+def _required(department_key: str | None) -> str:
+    if not department_key:
+        raise InvalidRequest("The owner department has no KMS key: add it to the `departments` of cdk.json and deploy")
+    return department_key

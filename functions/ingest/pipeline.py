@@ -155,12 +155,13 @@ def run_pipeline(
                 counts.update(checked.counts)
                 report.issues.extend(checked.issues)
                 report.rows_rejected += len(checked.rejected_rows)
-                for number, values, reasons in zip(
-                    checked.rejected_rows, checked.rejected_values, checked.rejected_reasons, strict=True
-                ):
-                    if quarantined < MAX_QUARANTINED_ROWS:
+                room = MAX_QUARANTINED_ROWS - quarantined
+                if checked.rejected is not None and room > 0:
+                    # Personal columns are protected here exactly as in curated storage.
+                    kept = protector.protect_rejected(checked.rejected.slice(0, room)).to_pylist()
+                    for number, values, reasons in zip(checked.rejected_rows, kept, checked.rejected_reasons, strict=False):
                         quarantine.write(json.dumps({"row": number, "reasons": reasons, "values": values}, default=str) + "\n")
-                        quarantined += 1
+                    quarantined += len(kept)
                 if checked.valid.num_rows:
                     protected = protector.protect(checked.valid)
                     sink.put(protected)

@@ -1,33 +1,39 @@
-"""Personal-data protection, applied to valid rows before anything reaches curated storage.
+"""Personal-data protection, applied before anything reaches curated storage (or quarantine).
 
-- pseudonymise: HMAC-SHA256 under the city's pseudonymisation key (one key for the whole city, so
-  the same plate gives the same token in every dataset and joins still work); computed once per
-  distinct value. Not reversible without the key, which only the ingest function can decrypt.
-- encrypt: AES-256-GCM per value with the dataset's data key (a KMS data key); the column name and
-  dataset id are the associated data, so a ciphertext cannot be moved to another column.
-- generalise: numbers to a grid (e.g. 0.01 degrees), integers to buckets, timestamps to an interval.
+- pseudonymise: a keyed token (functions.core.sealing) under the owning department's own key, held
+  under its KMS key: the same plate gives the same token in every dataset of that department, and
+  nothing another department uploads can produce a matching token. Computed once per distinct
+  value of the file. Each (token, value) pair also goes to the version's sealed vault, which only
+  a linkage grant ever opens (to re-key tokens into a linkage space).
+- encrypt: AES-256-GCM per value, padded to a length bucket, with the dataset's data key; the
+  dataset and column are the associated data, so a ciphertext cannot be moved to another column.
+- generalise: numbers to a decimal grid (e.g. 0.01 degrees), integers to buckets, timestamps to an
+  interval — exact on grid lines (see `generalise`).
 - drop: the column does not reach curated storage at all.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import os
 import re
 from collections.abc import Callable
+from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+import pyarrow.parquet as pq
 
-from functions.catalog.models import PersonalData, TableSchema
-from functions.ingest.validate import arrow_type
+from functions.catalog.models import GRID_TOLERANCE, PersonalData, TableSchema, grid
+from functions.core.sealing import ValueSealer, token_function
+from functions.ingest.validate import arrow_type, convert
 
 _INTERVAL = re.compile(r"^([1-9][0-9]{0,3})(s|m|h|d)$")
 _UNITS = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
 TOKEN_CHARS = 32
+# Distinct values remembered per column and file before the memo is cleared (memory bound); the
+# vault then holds a few pairs twice, which its reader ignores.
+_MEMO_LIMIT = 2_000_000
+VAULT_SCHEMA = pa.schema([("token", pa.string()), ("value", pa.string())])
 
 
 def output_type(personal: PersonalData | None, declared: pa.DataType) -> pa.DataType | None:
@@ -48,16 +54,80 @@ def output_schema(schema: TableSchema) -> pa.Schema:
     return pa.schema(fields)
 
 
+def vault_file(column: str) -> str:
+    return f"{column}.vault"
+
+
+class TokenSpace:
+    """Tokens under one key, each distinct value computed once per file; new (token, value) pairs
+    are appended to a local vault file when `vault` is given."""
+
+    def __init__(self, key: bytes, vault: Path | None = None) -> None:
+        self._token = token_function(key)
+        self._memo: dict[str, str] = {}
+        self._vault_path = vault
+        self._vault: pq.ParquetWriter | None = None
+
+    def tokens(self, values: pa.Array | pa.ChunkedArray, remember: bool = True) -> pa.Array:
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        text = values if pa.types.is_string(values.type) else pc.cast(values, pa.string())
+        encoded = pc.dictionary_encode(text)
+        memo, token = self._memo, self._token
+        fresh_values: list[str] = []
+        fresh_tokens: list[str] = []
+        tokens: list[str | None] = []
+        for value in encoded.dictionary.to_pylist():
+            found = memo.get(value)
+            if found is None:
+                found = token(value)
+                if remember:
+                    fresh_values.append(value)
+                    fresh_tokens.append(found)
+            tokens.append(found)
+        if fresh_values:
+            if len(memo) + len(fresh_values) > _MEMO_LIMIT:
+                memo.clear()
+            memo.update(zip(fresh_values, fresh_tokens, strict=True))
+            self._append_to_vault(fresh_tokens, fresh_values)
+        return pc.take(pa.array(tokens, type=pa.string()), encoded.indices)
+
+    def _append_to_vault(self, tokens: list[str], values: list[str]) -> None:
+        if self._vault_path is None:
+            return
+        if self._vault is None:
+            self._vault = pq.ParquetWriter(self._vault_path, VAULT_SCHEMA, compression="zstd")
+        self._vault.write_table(pa.table([pa.array(tokens), pa.array(values)], schema=VAULT_SCHEMA))
+
+    def close(self) -> Path | None:
+        if self._vault is None:
+            return None
+        self._vault.close()
+        return self._vault_path
+
+
 class Protector:
-    def __init__(self, schema: TableSchema, dataset_id: str, pseudonym_key: bytes, data_key: Callable[[], bytes]) -> None:
+    def __init__(
+        self,
+        schema: TableSchema,
+        dataset_id: str,
+        token_key: bytes,
+        data_key: Callable[[], bytes],
+        vault_dir: Path | None = None,
+    ) -> None:
         self._schema = schema
         self._dataset_id = dataset_id
-        self._pseudonym_key = pseudonym_key
         self._data_key = data_key  # fetched only if the schema has an encrypted column
-        self._cipher: AESGCM | None = None
+        self._sealer: ValueSealer | None = None
+        self._spaces = {
+            name: TokenSpace(token_key, vault_dir / vault_file(name) if vault_dir else None)
+            for name, personal in schema.personal_columns().items()
+            if personal.protection == "pseudonymise"
+        }
         self.output_schema = output_schema(schema)
 
     def protect(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """Valid rows, typed as declared, to their curated form."""
         columns = []
         for name, column in self._schema.properties.items():
             values = batch.column(name)
@@ -65,59 +135,83 @@ class Protector:
             if personal is None:
                 columns.append(values)
             elif personal.protection == "pseudonymise":
-                columns.append(self.pseudonymise(values))
+                columns.append(self._spaces[name].tokens(values))
             elif personal.protection == "encrypt":
                 columns.append(self._encrypt(name, values))
             elif personal.protection == "generalise":
                 columns.append(generalise(values, personal.granularity or ""))
         return pa.RecordBatch.from_arrays(columns, schema=self.output_schema)
 
-    def pseudonymise(self, values: pa.Array) -> pa.Array:
-        return keyed_tokens(values, self._pseudonym_key)
+    def protect_rejected(self, raw: pa.RecordBatch) -> pa.RecordBatch:
+        """Rejected rows as read (text), with each personal column protected as curated data would
+        be: dropped columns absent, pseudonyms and ciphertexts of the text as sent, generalised values
+        where the text converts (null where it does not). Other columns stay as sent, for the fix."""
+        names, columns = [], []
+        for name, column in self._schema.properties.items():
+            values = raw.column(name)
+            personal = column.personal
+            if personal is not None and personal.protection == "drop":
+                continue
+            if personal is not None:
+                text = values if pa.types.is_string(values.type) else pc.cast(values, pa.string())
+                if personal.protection == "pseudonymise":
+                    values = self._spaces[name].tokens(text, remember=False)
+                elif personal.protection == "encrypt":
+                    values = self._encrypt(name, text)
+                else:
+                    typed, _ = convert(text, arrow_type(column))
+                    values = generalise(typed, personal.granularity or "")
+            names.append(name)
+            columns.append(values)
+        return pa.RecordBatch.from_arrays(columns, names=names)
+
+    def vault_files(self) -> dict[str, Path]:
+        """The local vault file of each pseudonymised column that received values."""
+        closed = {name: space.close() for name, space in self._spaces.items()}
+        return {name: path for name, path in closed.items() if path is not None}
 
     def _encrypt(self, name: str, values: pa.Array) -> pa.Array:
-        if self._cipher is None:
-            self._cipher = AESGCM(self._data_key())
-        associated = f"{self._dataset_id}/{name}".encode()
+        if self._sealer is None:
+            self._sealer = ValueSealer(self._data_key())
+        associated = sealed_context(self._dataset_id, name)
         text = values if pa.types.is_string(values.type) else pc.cast(values, pa.string())
-        sealed: list[str | None] = []
-        for value in text.to_pylist():
-            if value is None:
-                sealed.append(None)
-                continue
-            nonce = os.urandom(12)
-            sealed.append(base64.b64encode(nonce + self._cipher.encrypt(nonce, value.encode(), associated)).decode())
-        return pa.array(sealed, type=pa.string())
+        seal = self._sealer.seal
+        return pa.array([None if v is None else seal(v, associated) for v in text.to_pylist()], type=pa.string())
+
+
+def sealed_context(dataset_id: str, column: str) -> bytes:
+    return f"{dataset_id}/{column}".encode()
 
 
 def keyed_tokens(values: pa.Array | pa.ChunkedArray, key: bytes) -> pa.Array:
-    """HMAC-SHA256 tokens of the values under `key`, computed once per distinct value (nulls stay null)."""
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    text = values if pa.types.is_string(values.type) else pc.cast(values, pa.string())
-    encoded = pc.dictionary_encode(text)
-    tokens = [
-        None if v is None else hmac.new(key, v.encode(), hashlib.sha256).hexdigest()[:TOKEN_CHARS]
-        for v in encoded.dictionary.to_pylist()
-    ]
-    return pc.take(pa.array(tokens, type=pa.string()), encoded.indices)
+    """Tokens of the values under `key` (each distinct value computed once; nulls stay null)."""
+    return TokenSpace(key).tokens(values, remember=False)
 
 
 def decrypt_value(data_key: bytes, dataset_id: str, column: str, sealed: str) -> str:
     """The inverse of encrypt, for reads that a grant allows to see the clear value."""
-    raw = base64.b64decode(sealed)
-    return AESGCM(data_key).decrypt(raw[:12], raw[12:], f"{dataset_id}/{column}".encode()).decode()
+    return ValueSealer(data_key).open(sealed, sealed_context(dataset_id, column))
 
 
-def generalise(values: pa.Array, granularity: str) -> pa.Array:
+def generalise(values: pa.Array | pa.ChunkedArray, granularity: str) -> pa.Array:
+    """Coarsen to `granularity`: a date-time to the start of its interval, an integer to the
+    start of its bucket (exact integer arithmetic), a number to the grid cell it lies in — a value
+    on a grid line stays in its cell, and the result is rounded to the grid's decimals."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
     if pa.types.is_timestamp(values.type):
         found = _INTERVAL.match(granularity)
         if not found:
             raise ValueError(f"a time granularity looks like 15m, 1h or 1d, not {granularity!r}")
         return pc.floor_temporal(values, multiple=int(found.group(1)), unit=_UNITS[found.group(2)])
-    step = float(granularity)
+    units, decimals = grid(granularity)
     if pa.types.is_integer(values.type):
-        width = max(int(step), 1)
-        return pc.multiply(pc.floor(pc.divide(pc.cast(values, pa.float64()), width)).cast(pa.int64()), width)
-    decimals = max(0, -int(f"{step:e}".split("e")[1]))
-    return pc.round(pc.multiply(pc.floor(pc.divide(values, step)), step), decimals)
+        width = max(units // 10**decimals, 1)
+        numbers = np.asarray(pc.fill_null(values, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+        cells = np.floor_divide(numbers, width) * width
+        return pa.array(cells, type=values.type, mask=np.asarray(values.is_null().to_numpy(zero_copy_only=False)))
+    scale = float(10**decimals)
+    quotient = pc.divide(pc.cast(values, pa.float64()), units / scale)
+    nudge = pc.multiply(pc.max_element_wise(pc.abs(quotient), 1.0), GRID_TOLERANCE)
+    cells = pc.floor(pc.add(quotient, nudge))
+    return pc.divide(pc.multiply(cells, float(units)), scale)

@@ -23,16 +23,28 @@ from functions.core.clock import utc_now
 from functions.core.errors import Conflict
 from functions.core.events import ColumnSummary, DatasetVersionPublished, EventPublisher
 from functions.core.observability import logger
+from functions.core.sealing import seal_stream
 from functions.core.settings import Settings, department_key
 from functions.ingest.glue import GlueTables
 from functions.ingest.keys import KeyService
-from functions.ingest.models import DatasetVersion, IngestReport, Issue, Upload
+from functions.ingest.models import DatasetVersion, IngestReport, Issue, Upload, vault_key
 from functions.ingest.pipeline import arrow_schema_summary, run_pipeline
 from functions.ingest.protect import Protector
 from functions.ingest.repository import IngestRepository, VersionTaken
 
+# The tag a rejected upload's original gets; the bucket's lifecycle deletes tagged objects after
+# REJECTED_RETENTION_DAYS (infra/spec.py).
+REJECTED_TAG = ("cityshare-upload", "rejected")
 LANDING_KEY = re.compile(r"^landing/([a-z][a-z0-9-]{1,31})/([a-z0-9][a-z0-9-]{2,62})/(u[0-9a-f]{32})/([A-Za-z0-9._-]{1,255})$")
 _MAX_VERSION_ATTEMPTS = 20
+
+
+def _pseudonymises(dataset: Dataset) -> bool:
+    return any(p.protection == "pseudonymise" for p in dataset.table_schema.personal_columns().values())
+
+
+def _encryption(department: str | None) -> dict[str, str]:
+    return {"ServerSideEncryption": "aws:kms", **({"SSEKMSKeyId": department} if department else {})}
 
 
 @dataclass(frozen=True)
@@ -104,14 +116,21 @@ class IngestService:
                 ),
             )
         department = department_key(self._settings, dataset.owner)
-        protector = Protector(
-            dataset.table_schema,
-            dataset.dataset_id,
-            self._keys.pseudonymisation_key(),
-            lambda: self._keys.dataset_key(dataset.dataset_id, department),
-        )
         body = self.s3.get_object(Bucket=self._settings.data_bucket, Key=upload.landing_key)["Body"]
         with tempfile.TemporaryDirectory(prefix="ingest-") as folder:
+            vault_dir = Path(folder) / "vault"
+            vault_dir.mkdir()
+
+            def data_key() -> bytes:
+                return self._keys.dataset_key(dataset.dataset_id, department)
+
+            protector = Protector(
+                dataset.table_schema,
+                dataset.dataset_id,
+                self._keys.pseudonymisation_key(dataset.owner, department) if _pseudonymises(dataset) else b"",
+                data_key,
+                vault_dir,
+            )
             outcome = run_pipeline(body, upload.request, dataset.table_schema, dataset.ingest, protector, Path(folder))
             prefix = f"{dataset.dataset_id}/{upload.upload_id}"
             if outcome.quarantine is not None:
@@ -121,6 +140,8 @@ class IngestService:
                 return self._reject(upload, outcome.report, department)
             curated_key = f"curated/{prefix}/part-00000.parquet"
             self._store(outcome.parquet, curated_key, department)
+            for column, path in protector.vault_files().items():
+                self._store_sealed(path, vault_key(dataset.dataset_id, upload.upload_id, column), data_key(), department)
             size = outcome.parquet.stat().st_size
         for _ in range(_MAX_VERSION_ATTEMPTS):
             latest = self._catalog.get(dataset.dataset_id)
@@ -153,27 +174,54 @@ class IngestService:
                 {"version": number, "rows": version.rows, "rows_rejected": outcome.report.rows_rejected},
             )
             upload.version = number
+            self._discard_landing(upload)
             self._announce(upload, version, dataset)
             return IngestResult("published", number)
         raise Conflict(f"Could not commit a version of {dataset.dataset_id}: too many concurrent uploads")
 
     def _store(self, path: Path, key: str, department: str | None) -> None:
-        extra: dict[str, str] = {"ServerSideEncryption": "aws:kms"}
-        if department:
-            extra["SSEKMSKeyId"] = department
-        self.s3.upload_file(str(path), self._settings.data_bucket, key, ExtraArgs=extra)
+        self.s3.upload_file(str(path), self._settings.data_bucket, key, ExtraArgs=_encryption(department))
+
+    def _store_sealed(self, path: Path, key: str, data_key: bytes, department: str | None) -> None:
+        """A vault file, sealed with the dataset's data key before it leaves the function."""
+        sealed = path.with_suffix(".sealed")
+        with path.open("rb") as source, sealed.open("wb") as target:
+            for chunk in seal_stream(source, data_key, key.encode()):
+                target.write(chunk)
+        path.unlink()
+        self._store(sealed, key, department)
+
+    def _discard_landing(self, upload: Upload) -> None:
+        """The original of a published upload is deleted: its protected form is the version. Should
+        this fail, the landing lifecycle rule removes it later."""
+        try:
+            self.s3.delete_object(Bucket=self._settings.data_bucket, Key=upload.landing_key)
+        except Exception:
+            logger.warning("landing original left for the lifecycle rule", extra={"key": upload.landing_key})
+
+    def _mark_rejected_landing(self, upload: Upload) -> None:
+        """The original of a rejected upload is kept for REJECTED_RETENTION_DAYS (so its owner can
+        look at what was sent), then the lifecycle rule on this tag deletes it."""
+        try:
+            self.s3.put_object_tagging(
+                Bucket=self._settings.data_bucket,
+                Key=upload.landing_key,
+                Tagging={"TagSet": [{"Key": REJECTED_TAG[0], "Value": REJECTED_TAG[1]}]},
+            )
+        except Exception:
+            logger.warning("rejected original left for the landing lifecycle rule", extra={"key": upload.landing_key})
 
     def _reject(self, upload: Upload, report: IngestReport, department: str | None = None) -> IngestResult:
         report_key = f"quarantine/{upload.dataset_id}/{upload.upload_id}/report.json"
-        extra: dict[str, Any] = {"ServerSideEncryption": "aws:kms", **({"SSEKMSKeyId": department} if department else {})}
         self.s3.put_object(
             Bucket=self._settings.data_bucket,
             Key=report_key,
             Body=report.model_dump_json(indent=2).encode(),
             ContentType="application/json",
-            **extra,
+            **_encryption(department),
         )
         self._uploads.reject_upload(upload, report, utc_now())
+        self._mark_rejected_landing(upload)
         self._record(upload, "RejectUpload", "deny", {"reason": report.file_error, "rows_rejected": report.rows_rejected})
         return IngestResult("rejected")
 

@@ -53,7 +53,7 @@ Problem: TypeAlias = Any  # a boolean pa.Array (null: not applicable) or a numpy
 class ValidatedBatch:
     valid: pa.RecordBatch
     rejected_rows: list[int]
-    rejected_values: list[dict[str, Any]]
+    rejected: pa.RecordBatch | None  # the rejected rows as read (text), for quarantine after protection
     rejected_reasons: list[list[str]]
     counts: Counter[str] = field(default_factory=Counter)
     issues: list[Issue] = field(default_factory=list)
@@ -63,6 +63,8 @@ class BatchValidator:
     def __init__(self, schema: TableSchema) -> None:
         self.schema = schema
         self.targets = {name: arrow_type(column) for name, column in schema.properties.items()}
+        # A report never shows a personal column's value: it names row, column and rule.
+        self.personal = set(schema.personal_columns())
 
     def validate(self, batch: pa.RecordBatch, first_row: int, issues_kept: int = 0) -> ValidatedBatch:
         """`first_row` numbers the batch's rows in the file (1-based data rows)."""
@@ -102,19 +104,18 @@ class BatchValidator:
                             column=name,
                             rule=rule,
                             message=_MESSAGES[rule],
-                            value=None if value is None else str(value)[:80],
+                            value=None if value is None or name in self.personal else str(value)[:80],
                         )
                     )
         typed_batch = pa.RecordBatch.from_arrays(typed_columns, names=list(self.schema.properties))
         if not bad_any.any():
-            return ValidatedBatch(typed_batch, [], [], [], counts, issues)
+            return ValidatedBatch(typed_batch, [], None, [], counts, issues)
         keep = pa.array(~bad_any)
         rejected_positions = np.flatnonzero(bad_any)
-        rejected = batch.take(pa.array(rejected_positions)).to_pylist()
         return ValidatedBatch(
             valid=typed_batch.filter(keep),
             rejected_rows=[first_row + int(p) for p in rejected_positions],
-            rejected_values=rejected,
+            rejected=batch.take(pa.array(rejected_positions)),
             rejected_reasons=[reasons.get(int(p), []) for p in rejected_positions],
             counts=counts,
             issues=issues,

@@ -92,6 +92,14 @@ class GrantTerms(BaseModel):
     row_filter: RowFilter | None = None
     masked_columns: list[ColumnName] = Field(default_factory=list, description="Replaced by a per-grant token")
     decrypt_columns: list[ColumnName] = Field(default_factory=list, description="`encrypt` columns shown in clear")
+    linked_columns: list[ColumnName] = Field(
+        default_factory=list,
+        max_length=20,
+        description=(
+            "Pseudonymised columns the grantee may link with its own data: re-keyed into one token space for the two "
+            "departments and the column's identifier kind (its x-personal category). Needs a legal basis and an expiry."
+        ),
+    )
     generalised: dict[ColumnName, str] = Field(
         default_factory=dict,
         max_length=50,
@@ -100,7 +108,14 @@ class GrantTerms(BaseModel):
     expires_at: str | None = Field(default=None, description="ISO 8601; the grant stops working then")
 
     def restricted(self) -> bool:
-        return bool(self.columns or self.row_filter or self.masked_columns or self.decrypt_columns or self.generalised)
+        return bool(
+            self.columns
+            or self.row_filter
+            or self.masked_columns
+            or self.decrypt_columns
+            or self.generalised
+            or self.linked_columns
+        )
 
     def fingerprint(self) -> str:
         """Identifies the view these terms produce (expiry does not change the data)."""
@@ -110,7 +125,7 @@ class GrantTerms(BaseModel):
     def check_against(self, schema: TableSchema) -> None:
         """Raise ValueError when the terms name columns the schema lacks or compare with wrong values."""
         names = set(schema.properties)
-        for field in ("columns", "masked_columns", "decrypt_columns", "generalised"):
+        for field in ("columns", "masked_columns", "decrypt_columns", "generalised", "linked_columns"):
             unknown = sorted(set(getattr(self, field)) - names)
             if unknown:
                 raise ValueError(f"{field} names columns not in the dataset: {', '.join(unknown)}")
@@ -130,9 +145,24 @@ class GrantTerms(BaseModel):
                 schema.properties[name].check_granularity(granularity)
             except ValueError as error:
                 raise ValueError(f"generalised {name}: {error}") from None
+        personal = schema.personal_columns()
+        for name in self.linked_columns:
+            if name not in personal or personal[name].protection != "pseudonymise" or not personal[name].category:
+                raise ValueError(f"linked_columns: {name} is not a pseudonymised column with a category (its identifier kind)")
+            if name in self.masked_columns or (self.columns and name not in self.columns):
+                raise ValueError(f"linked_columns: {name} must be among the granted columns and not masked")
         for condition in self.row_filter.conditions() if self.row_filter else []:
             if condition.column not in names:
                 raise ValueError(f"the row filter names a column not in the dataset: {condition.column}")
+            protection = personal[condition.column].protection if condition.column in personal else None
+            if protection == "drop":
+                raise ValueError(f"the row filter names {condition.column}, which is dropped at ingest")
+            if protection in ("pseudonymise", "encrypt") and condition.op != "not_null":
+                # Stored values are tokens or ciphertexts (or absent): a clear value would match nothing.
+                raise ValueError(
+                    f"the row filter compares {condition.column}, which is protected at ingest ({protection}): "
+                    "its stored values are not comparable with clear values; filter on another column or use not_null"
+                )
             comparable_value(schema.properties[condition.column], condition.op, condition.value)
 
 
@@ -223,6 +253,8 @@ class Grant(GrantCreate):
     revoked_at: str | None = None
     revoked_by: str | None = None
     access_request: str | None = None
+    # The identifier kinds (x-personal categories) of its linked columns, fixed when it is made.
+    linkage_kinds: list[str] = Field(default_factory=list)
 
     def live(self, now: str) -> bool:
         return self.status == "active" and (self.terms.expires_at is None or self.terms.expires_at > now)
@@ -241,6 +273,16 @@ def usable(grants: Sequence[Grant], dataset: Dataset, principal: str | None, now
     """The grants that let a department (or `principal` of it) use `dataset` now: live, covering it,
     given to the department or to that principal."""
     return [g for g in grants if g.live(now) and g.grantee_principal in (None, principal) and g.covers(dataset)]
+
+
+def linked_own_columns(dataset: Dataset, kinds: list[str]) -> list[str]:
+    """The columns of a grantee's own dataset that a linkage grant re-keys: its pseudonymised
+    columns of the kinds the grant links."""
+    return [
+        name
+        for name, personal in dataset.table_schema.personal_columns().items()
+        if personal.protection == "pseudonymise" and personal.category in kinds
+    ]
 
 
 class GrantList(BaseModel):

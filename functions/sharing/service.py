@@ -31,11 +31,14 @@ from functions.sharing.models import (
     GrantTerms,
     PresignedFile,
     TagGrantCreate,
+    linked_own_columns,
 )
+from functions.sharing.placement import ViewJanitor
 from functions.sharing.repository import SharingRepository
 
 URL_LIFETIME_SECONDS = 300
-ViewBuilder = Callable[[Dataset, int, list[str], Grant, str], tuple[str, int]]
+# (dataset, version, its files, grant, now, the grantee's own dataset re-keyed for linkage?) -> (key, size)
+ViewBuilder = Callable[[Dataset, int, list[str], Grant, str, bool], tuple[str, int]]
 
 
 def _until(value: str) -> str:
@@ -201,6 +204,10 @@ class SharingService:
         revoked = grant.model_copy(update={"status": "revoked", "revoked_at": now, "revoked_by": caller.principal_id})
         event = _grant_changed(revoked, "revoked", caller.principal_id, now)
         self._announce(self._sharing.revoke(grant, caller.principal_id, now, [event]), [event])
+        try:
+            ViewJanitor(self._bucket, self.s3).forget_grant(grant)
+        except Exception:
+            logger.warning("views of a revoked grant left for the sweep", extra={"grant": grant.grant_id})
         return revoked
 
     def _announce(self, outbox_entry: str | None, events: list[EventDetail]) -> None:
@@ -221,10 +228,18 @@ class SharingService:
 
     # -- reads
     def read(
-        self, caller: Caller, dataset_id: str, version: int | None, grant_id: str | None, request_id: str = ""
+        self,
+        caller: Caller,
+        dataset_id: str,
+        version: int | None,
+        grant_id: str | None,
+        request_id: str = "",
+        linkage: str | None = None,
     ) -> DataAccess:
         # One dataset read, one grants query, one audited decision (ReadData; a refusal says "not found"
         # unless the caller may see the dataset's metadata).
+        if linkage is not None:
+            return self._read_linked(caller, dataset_id, version, linkage, request_id)
         dataset = self._catalog.load(dataset_id)
         # The owner and (for public data) every department read whole: no grant is fetched or chosen.
         open_to_caller = dataset.open_to(caller.department_id)
@@ -241,20 +256,65 @@ class SharingService:
             "purpose": grant.purpose_category if grant else "owner-or-public",
         }
         self._catalog.require(caller, "ReadData", dataset, request_id, details, grants)
-        if number < 1:
-            raise NotFound(f"Dataset {dataset_id} has no version yet")
-        if number == dataset.latest_version and dataset.latest_files:
-            version_files, version_bytes = dataset.latest_files, dataset.latest_bytes
-        else:
-            published = self._versions.get_version(dataset_id, number)
-            version_files, version_bytes = published.files, published.bytes
+        version_files, version_bytes = self._version_files(dataset, number)
         if grant is not None and grant.terms.restricted():
-            key, size = self._build_view(dataset, number, version_files, grant, self._clock())
-            files = [(key, size)]
+            files = [self._build_view(dataset, number, version_files, grant, self._clock(), False)]
         else:
             files = [(key, version_bytes) for key in version_files]
+        restricted = bool(grant and grant.terms.restricted())
+        return DataAccess(
+            dataset_id=dataset_id,
+            version=number,
+            grant_id=grant.grant_id if grant else None,
+            restricted=restricted,
+            columns=columns,
+            files=self._presigned(files),
+            audit=details,
+        )
+
+    def _read_linked(self, caller: Caller, dataset_id: str, version: int | None, linkage: str, request_id: str) -> DataAccess:
+        """The caller's own dataset with its identifiers of the kinds a linkage grant links re-keyed
+        into that grant's linkage space, so they join with the grant's view and with nothing else."""
+        dataset = self._catalog.load(dataset_id)
+        number = version or dataset.latest_version
+        now = self._clock()
+        received = self._sharing.grants_to(caller.department_id)
+        grant = next(
+            (g for g in received if g.grant_id == linkage and g.live(now) and g.grantee_principal in (None, caller.principal_id)),
+            None,
+        )
+        columns = linked_own_columns(dataset, grant.linkage_kinds) if grant else []
+        details: dict[str, object] = {"version": number, "linkage": linkage, "columns": columns}
+        self._catalog.require(caller, "ReadData", dataset, request_id, details, [])
+        if dataset.owner != caller.department_id:
+            raise InvalidRequest("Only a department's own datasets are re-keyed for a linkage grant it holds")
+        if grant is None or not grant.terms.linked_columns:
+            raise NotFound(f"Your department holds no live linkage grant {linkage}")
+        if not columns:
+            raise InvalidRequest(f"{dataset_id} has no pseudonymised column of the kinds {grant.linkage_kinds} links")
+        version_files, _ = self._version_files(dataset, number)
+        files = [self._build_view(dataset, number, version_files, grant, self._clock(), True)]
+        return DataAccess(
+            dataset_id=dataset_id,
+            version=number,
+            grant_id=grant.grant_id,
+            restricted=True,
+            columns=dataset.table_schema.stored_columns(),
+            files=self._presigned(files),
+            audit=details,
+        )
+
+    def _version_files(self, dataset: Dataset, number: int) -> tuple[list[str], int]:
+        if number < 1:
+            raise NotFound(f"Dataset {dataset.dataset_id} has no version yet")
+        if number == dataset.latest_version and dataset.latest_files:
+            return dataset.latest_files, dataset.latest_bytes
+        published = self._versions.get_version(dataset.dataset_id, number)
+        return published.files, published.bytes
+
+    def _presigned(self, files: list[tuple[str, int]]) -> list[PresignedFile]:
         expires = (datetime.now(UTC) + timedelta(seconds=URL_LIFETIME_SECONDS)).isoformat(timespec="seconds")
-        urls = [
+        return [
             PresignedFile(
                 url=self.s3.generate_presigned_url(
                     "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=URL_LIFETIME_SECONDS
@@ -264,16 +324,6 @@ class SharingService:
             )
             for key, size in files
         ]
-        restricted = bool(grant and grant.terms.restricted())
-        return DataAccess(
-            dataset_id=dataset_id,
-            version=number,
-            grant_id=grant.grant_id if grant else None,
-            restricted=restricted,
-            columns=columns,
-            files=urls,
-            audit=details,
-        )
 
     def _decidable(
         self, caller: Caller, dataset_id: str, access_request_id: str, request_id: str, what: str
@@ -285,6 +335,15 @@ class SharingService:
         _check(request.terms, dataset)
         if request.terms.expires_at is not None:
             request.terms.expires_at = _until(request.terms.expires_at)
+        if request.terms.linked_columns:
+            # Linking personal data across departments is a decision with a legal basis and an end.
+            if request.legal_basis == "none":
+                raise InvalidRequest("Linking personal columns needs a legal basis other than `none`")
+            if request.terms.expires_at is None:
+                raise InvalidRequest("Linking personal columns needs an expiry (terms.expires_at)")
+            if request.grantee_department == dataset.owner:
+                raise InvalidRequest("A department links nothing with itself")
+        personal = dataset.table_schema.personal_columns()
         return Grant(
             **request.model_dump(),
             grant_id="g" + secrets.token_hex(12),
@@ -293,6 +352,7 @@ class SharingService:
             created_by=caller.principal_id,
             created_at=self._clock(),
             access_request=access_request,
+            linkage_kinds=sorted({personal[c].category for c in request.terms.linked_columns}),
         )
 
 

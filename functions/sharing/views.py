@@ -1,16 +1,18 @@
 """Restricted views: a version's curated Parquet with only what a grant allows (its columns and
-rows, masked columns replaced by per-grant tokens, encrypted columns decrypted only if the grant
-says so). Written once per (version, terms fingerprint) under views/ and reused until either changes.
+rows, masked columns replaced by per-grant tokens, linked columns re-keyed into the grant's linkage
+space, encrypted columns decrypted only if the grant says so). Written once per (version, terms)
+under views/ (per grant when its tokens or clear values are its own: functions.sharing.placement)
+and reused until either changes.
 
 The only module of the API function that imports pyarrow, and only when a restricted read needs it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import io
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -18,18 +20,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from functions.catalog.models import Dataset
+from functions.core.sealing import open_stream
 from functions.core.settings import Settings, department_key
 from functions.ingest.keys import KeyService
+from functions.ingest.models import vault_key
 from functions.ingest.protect import decrypt_value, generalise, keyed_tokens
-from functions.sharing.models import Grant, RowFilter
+from functions.sharing.models import Grant, RowFilter, linked_own_columns
+from functions.sharing.placement import CLEAR_VIEW_REUSE_HOURS, is_clear, view_key
 
 _OPERATORS = {"eq": pc.equal, "ne": pc.not_equal, "lt": pc.less, "le": pc.less_equal, "gt": pc.greater, "ge": pc.greater_equal}
-
-
-def view_key(dataset_id: str, version: int, grant: Grant) -> str:
-    # Masking tokens are per grant, so a view with masked columns is never shared with another grant.
-    scope = f"{grant.grant_id}-" if grant.terms.masked_columns else ""
-    return f"views/{dataset_id}/v{version}/{scope}{grant.terms.fingerprint()}/part-00000.parquet"
 
 
 def read_columns(dataset: Dataset, grant: Grant) -> list[str]:
@@ -57,9 +56,17 @@ def predicate(table: pa.Table, row_filter: RowFilter) -> pa.Array:
     return result
 
 
-def restrict(
-    table: pa.Table, dataset: Dataset, grant: Grant, data_key: Callable[[], bytes], mask_key: Callable[[], bytes]
-) -> pa.Table:
+@dataclass(frozen=True)
+class ViewSecrets:
+    """What a view may need, fetched only if it does: the dataset's data key (decrypt), the grant's
+    masking key, and the re-keying of a pseudonymised column into the grant's linkage space."""
+
+    data_key: Callable[[], bytes] = field(default=lambda: b"")
+    mask_key: Callable[[], bytes] = field(default=lambda: b"")
+    linked: Callable[[str, pa.Array], pa.Array] | None = None
+
+
+def restrict(table: pa.Table, dataset: Dataset, grant: Grant, secrets: ViewSecrets) -> pa.Table:
     terms = grant.terms
     if terms.row_filter is not None:
         table = table.filter(predicate(table, terms.row_filter))
@@ -67,36 +74,52 @@ def restrict(
     table = table.select(columns)
     for name in terms.decrypt_columns:
         if name in columns:
-            key = data_key()
+            key = secrets.data_key()
             clear = [
                 None if v is None else decrypt_value(key, dataset.dataset_id, name, v) for v in table.column(name).to_pylist()
             ]
             table = table.set_column(columns.index(name), name, pa.array(clear, pa.string()))
     for name, granularity in terms.generalised.items():
         if name in columns:
-            coarse = generalise(table.column(name).combine_chunks(), granularity)
-            table = table.set_column(columns.index(name), name, coarse)
+            table = table.set_column(columns.index(name), name, generalise(table.column(name), granularity))
     for name in terms.masked_columns:
         if name in columns:
             # A per-grant token: stable within the grant (counts and joins inside it work), useless
             # outside it, and keyed by a platform secret so the grantee cannot recompute it from guesses.
-            table = table.set_column(columns.index(name), name, keyed_tokens(table.column(name), mask_key()))
+            table = table.set_column(columns.index(name), name, keyed_tokens(table.column(name), secrets.mask_key()))
+    for name in terms.linked_columns:
+        if name in columns and secrets.linked is not None:
+            table = table.set_column(columns.index(name), name, secrets.linked(name, table.column(name).combine_chunks()))
     return table
 
 
-def view_bytes(
-    sources: list[Any], dataset: Dataset, grant: Grant, data_key: Callable[[], bytes], mask_key: Callable[[], bytes]
-) -> bytes:
+def view_bytes(sources: list[Any], dataset: Dataset, grant: Grant, secrets: ViewSecrets) -> bytes:
     """The view's Parquet (zstd) from the version's curated Parquet sources (paths or file objects)."""
     columns = read_columns(dataset, grant)
     table = pa.concat_tables(pq.read_table(source, columns=columns) for source in sources)
+    return _parquet(restrict(table, dataset, grant, secrets))
+
+
+def linked_view_bytes(sources: list[Any], dataset: Dataset, kinds: list[str], secrets: ViewSecrets) -> bytes:
+    """A grantee's own dataset with the columns of the linked kinds re-keyed into the linkage space."""
+    table = pa.concat_tables(pq.read_table(source) for source in sources)
+    for name in linked_own_columns(dataset, kinds):
+        if name in table.column_names and secrets.linked is not None:
+            index = table.column_names.index(name)
+            table = table.set_column(index, name, secrets.linked(name, table.column(name).combine_chunks()))
+    return _parquet(table)
+
+
+def _parquet(table: pa.Table) -> bytes:
     sink = io.BytesIO()
-    pq.write_table(restrict(table, dataset, grant, data_key, mask_key), sink, compression="zstd")
+    pq.write_table(table, sink, compression="zstd")
     return sink.getvalue()
 
 
-def mask_key(secret: bytes, grant: Grant) -> bytes:
-    return hmac.new(secret, f"grant-mask/{grant.grant_id}".encode(), hashlib.sha256).digest()
+def rekeyed(tokens: pa.Array, vault: pa.Table, key: bytes) -> pa.Array:
+    """Owner-space tokens to tokens under `key`, through the version's vault (token -> value)."""
+    positions = pc.index_in(tokens, value_set=vault.column("token"))
+    return keyed_tokens(pc.take(vault.column("value"), positions), key)
 
 
 class ViewBuilder:
@@ -105,22 +128,44 @@ class ViewBuilder:
         self._keys = keys
         self._s3 = s3
 
-    def __call__(self, dataset: Dataset, version: int, files: list[str], grant: Grant, now: str) -> tuple[str, int]:
-        key = view_key(dataset.dataset_id, version, grant)
+    def __call__(
+        self, dataset: Dataset, version: int, files: list[str], grant: Grant, now: str, linked_dataset: bool = False
+    ) -> tuple[str, int]:
+        key = view_key(dataset.dataset_id, version, grant, linked_dataset)
         bucket = self._settings.data_bucket
         try:
-            return key, int(self._s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
+            head = self._s3.head_object(Bucket=bucket, Key=key)
+            fresh = not is_clear(key) or head["LastModified"] > datetime.now(UTC) - timedelta(hours=CLEAR_VIEW_REUSE_HOURS)
+            if fresh:
+                return key, int(head["ContentLength"])
         except self._s3.exceptions.ClientError:
             pass  # not built yet
         owner_key = department_key(self._settings, dataset.owner)
         sources = [io.BytesIO(self._s3.get_object(Bucket=bucket, Key=f)["Body"].read()) for f in files]
-        body = view_bytes(
-            sources,
-            dataset,
-            grant,
-            lambda: self._keys.dataset_key(dataset.dataset_id, owner_key),
-            lambda: mask_key(self._keys.pseudonymisation_key(), grant),
+        secrets = ViewSecrets(
+            data_key=lambda: self._keys.dataset_key(dataset.dataset_id, owner_key),
+            mask_key=lambda: self._keys.mask_key(grant.grant_id),
+            linked=lambda column, tokens: self._linked(dataset, files, grant, column, tokens),
         )
+        if linked_dataset:
+            body = linked_view_bytes(sources, dataset, grant.linkage_kinds, secrets)
+        else:
+            body = view_bytes(sources, dataset, grant, secrets)
         extra = {"ServerSideEncryption": "aws:kms", **({"SSEKMSKeyId": owner_key} if owner_key else {})}
         self._s3.put_object(Bucket=bucket, Key=key, Body=body, **extra)
         return key, len(body)
+
+    def _linked(self, dataset: Dataset, files: list[str], grant: Grant, column: str, tokens: pa.Array) -> pa.Array:
+        """Re-key a column of `dataset` (the grant's dataset, or the grantee's own) into the linkage
+        space of the grant's two departments for the column's identifier kind."""
+        personal = dataset.table_schema.personal_columns()[column]
+        data_key = self._keys.dataset_key(dataset.dataset_id, department_key(self._settings, dataset.owner))
+        vaults = []
+        for file in files:
+            upload_id = file.split("/")[2]
+            sealed_key = vault_key(dataset.dataset_id, upload_id, column)
+            body = self._s3.get_object(Bucket=self._settings.data_bucket, Key=sealed_key)["Body"]
+            plain = open_stream(body.iter_chunks(1024 * 1024), data_key, sealed_key.encode())
+            vaults.append(pq.read_table(io.BytesIO(plain)))
+        vault = pa.concat_tables(vaults)
+        return rekeyed(tokens, vault, self._keys.linkage_key(grant.owner, grant.grantee_department, personal.category))

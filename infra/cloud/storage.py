@@ -7,7 +7,16 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from infra.spec import BucketSpec
+from infra.spec import BucketSpec, ExpirySpec
+
+
+def _expiry_rule(expiry: ExpirySpec) -> s3.LifecycleRule:
+    return s3.LifecycleRule(
+        prefix=expiry.prefix,
+        tag_filters=dict([expiry.tag]) if expiry.tag else None,
+        expiration=Duration.days(expiry.days),
+        noncurrent_version_expiration=Duration.days(expiry.noncurrent_days) if expiry.noncurrent_days else None,
+    )
 
 
 class Storage(Construct):
@@ -39,8 +48,8 @@ class Storage(Construct):
                 server_access_logs_prefix=f"{spec.name}/",
                 lifecycle_rules=[
                     s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(2)),
-                    s3.LifecycleRule(prefix="views/", expiration=Duration.days(7)),
                     s3.LifecycleRule(noncurrent_version_expiration=Duration.days(90)),
+                    *(_expiry_rule(expiry) for expiry in spec.expiries),
                 ],
                 removal_policy=RemovalPolicy.RETAIN,
             )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from infra.spec import SPEC, PlatformSpec, TableSpec
+from infra.spec import SPEC, ExpirySpec, PlatformSpec, TableSpec
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
@@ -55,6 +55,21 @@ def _table_request(table: TableSpec, name: str) -> dict[str, Any]:
     return request
 
 
+def _lifecycle_rule(expiry: ExpirySpec) -> dict[str, Any]:
+    prefix_filter: dict[str, Any] = {"Prefix": expiry.prefix}
+    if expiry.tag:
+        prefix_filter = {"And": {"Prefix": expiry.prefix, "Tags": [{"Key": expiry.tag[0], "Value": expiry.tag[1]}]}}
+    rule: dict[str, Any] = {
+        "ID": f"{expiry.prefix.strip('/').replace('/', '-')}-{expiry.days}d",
+        "Status": "Enabled",
+        "Filter": prefix_filter,
+        "Expiration": {"Days": expiry.days},
+    }
+    if expiry.noncurrent_days:
+        rule["NoncurrentVersionExpiration"] = {"NoncurrentDays": expiry.noncurrent_days}
+    return rule
+
+
 def provision(session: Any, names: dict[tuple[str, str], str], spec: PlatformSpec = SPEC) -> dict[str, str]:
     """Create everything; returns the queue URLs by logical name."""
     kms = session.client("kms")
@@ -87,6 +102,11 @@ def provision(session: Any, names: dict[tuple[str, str], str], spec: PlatformSpe
         bucket_name = names[("bucket", bucket.name)]
         s3.create_bucket(Bucket=bucket_name, CreateBucketConfiguration={"LocationConstraint": REGION})
         s3.put_bucket_versioning(Bucket=bucket_name, VersioningConfiguration={"Status": "Enabled"})
+        if bucket.expiries:
+            # Recorded as in AWS; moto does not run lifecycle rules (the views sweep does run here).
+            s3.put_bucket_lifecycle_configuration(
+                Bucket=bucket_name, LifecycleConfiguration={"Rules": [_lifecycle_rule(e) for e in bucket.expiries]}
+            )
         if bucket.notify:
             s3.put_bucket_notification_configuration(
                 Bucket=bucket_name,

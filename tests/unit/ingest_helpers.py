@@ -18,6 +18,8 @@ from functions.ingest.protect import Protector
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "datasets"
 PSEUDONYM_KEY = b"p" * 32
 DATA_KEY = b"d" * 32
+# The quarantined rows of the last `ingest` call (its working folder is gone when it returns).
+QUARANTINED: list[dict[str, Any]] = []
 
 
 def city_schema(name: str) -> TableSchema:
@@ -34,9 +36,12 @@ def ingest(
 ) -> tuple[IngestOutcome, list[dict[str, Any]], bytes]:
     """(outcome, the curated rows, the curated file's bytes)."""
     upload = UploadRequest(filename=f"data.{file_format}", format=file_format, size_bytes=max(len(data), 1), **request)  # type: ignore[arg-type]
-    protector = Protector(schema, dataset_id, PSEUDONYM_KEY, lambda: DATA_KEY)
     with tempfile.TemporaryDirectory() as folder:
+        protector = Protector(schema, dataset_id, PSEUDONYM_KEY, lambda: DATA_KEY, Path(folder))
         outcome = run_pipeline(io.BytesIO(data), upload, schema, policy or IngestPolicy(), protector, Path(folder))
+        QUARANTINED.clear()
+        if outcome.quarantine is not None:
+            QUARANTINED.extend(json.loads(line) for line in outcome.quarantine.read_text().splitlines())
         if outcome.parquet is None:
             return outcome, [], b""
         return outcome, pq.read_table(outcome.parquet).to_pylist(), outcome.parquet.read_bytes()

@@ -4,18 +4,23 @@ a view (pyarrow) or by a rule or derived dataset (DuckDB), and refused where the
 from __future__ import annotations
 
 import datetime as dt
+from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from functions.analytics.engine import Input, run, sandbox
-from functions.analytics.scope import scope_for
+from functions.analytics.scope import coarsened, scope_for
 from functions.catalog.models import Dataset
+from functions.ingest.protect import generalise
 from functions.sharing.models import Grant, GrantTerms
-from functions.sharing.views import restrict
+from functions.sharing.views import ViewSecrets, restrict
 
 DATASET = Dataset.model_validate(
     {
@@ -79,7 +84,7 @@ def test_a_view_and_duckdb_coarsen_the_same_way(tmp_path: Path) -> None:
             "generalised": {"measured_at": "1h", "avg_speed_kmh": "10", "vehicle_count": "10"},
         }
     )
-    view = restrict(table, DATASET, coarse, lambda: b"", lambda: b"k" * 32).to_pylist()
+    view = restrict(table, DATASET, coarse, ViewSecrets(mask_key=lambda: b"k" * 32)).to_pylist()
     assert [r["measured_at"].hour for r in view] == [8, 8, 9] and {r["measured_at"].minute for r in view} == {0}
     assert [r["avg_speed_kmh"] for r in view] == [10.0, 40.0, 0.0] and [r["vehicle_count"] for r in view] == [10, 100, 0]
     with sandbox([Input("flow", scope_for(DATASET, coarse), [tmp_path / "flow.parquet"])]) as db:
@@ -100,3 +105,45 @@ def test_a_view_and_duckdb_coarsen_the_same_way(tmp_path: Path) -> None:
 def test_generalisation_is_checked_against_the_schema(generalised: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         GrantTerms(generalised=generalised).check_against(DATASET.table_schema)
+
+
+# -- exact grids: the same cell in ingest and views (pyarrow) and in rules and derived datasets (DuckDB)
+grids = st.sampled_from(["0.001", "0.01", "0.1", "0.25", "0.5", "1", "2.5", "10"])
+decimal_values = st.decimals(min_value=-1000, max_value=1000, places=4, allow_nan=False, allow_infinity=False)
+
+
+def oracle(value: Decimal, granularity: str) -> Decimal:
+    """The grid cell in exact decimal arithmetic."""
+    step = Decimal(granularity)
+    return (value / step).to_integral_value(rounding=ROUND_FLOOR) * step
+
+
+@settings(max_examples=300, deadline=None)
+@given(grids, st.lists(decimal_values, min_size=1, max_size=40), st.integers(-200_000, 200_000))
+def test_numeric_generalisation_is_exact_on_and_off_grid_lines(granularity: str, values: list[Decimal], cells: int) -> None:
+    on_line = Decimal(cells) * Decimal(granularity)  # a value exactly on a grid line stays in its cell
+    texts = [str(v) for v in [*values, on_line]]
+    numbers = pa.array([float(t) for t in texts], pa.float64())
+    expected = [float(oracle(Decimal(t), granularity)) for t in texts]
+    assert generalise(numbers, granularity).to_pylist() == expected
+    with duckdb.connect() as db:
+        db.register("v", pa.table({"x": numbers}))
+        sql = f"SELECT {coarsened('x', granularity, 'number')} FROM v"
+        assert [row[0] for row in db.execute(sql).fetchall()] == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(["1", "5", "10", "60"]), st.lists(st.integers(-(2**62), 2**62), min_size=1, max_size=40))
+def test_integer_buckets_are_exact_for_any_integer(width: str, values: list[int]) -> None:
+    expected = [v // int(width) * int(width) for v in values]
+    assert generalise(pa.array(values, pa.int64()), width).to_pylist() == expected
+    with duckdb.connect() as db:
+        db.register("v", pa.table({"x": pa.array(values, pa.int64())}))
+        assert [row[0] for row in db.execute(f"SELECT {coarsened('x', width, 'integer')} FROM v").fetchall()] == expected
+
+
+def test_the_examples_the_audit_found() -> None:
+    assert generalise(pa.array([4.01, 0.7, 7.1, 52.37, -0.7]), "0.01").to_pylist() == [4.01, 0.7, 7.1, 52.37, -0.7]
+    assert generalise(pa.array([0.7, 7.1, 0.69]), "0.1").to_pylist() == [0.7, 7.1, 0.6]
+    with pytest.raises(ValueError, match="whole number"):
+        GrantTerms(generalised={"vehicle_count": "2.5"}).check_against(DATASET.table_schema)

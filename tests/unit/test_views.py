@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from functions.catalog.models import Dataset
 from functions.sharing.models import Condition, Grant, GrantTerms, RowFilter
-from functions.sharing.views import read_columns, restrict
+from functions.sharing.views import ViewSecrets, read_columns, restrict
 
 COLUMNS = ["district", "speed", "camera", "vehicles"]
 DISTRICTS = ["Centre", "Harbour", "North", "Old Town"]
@@ -128,7 +128,7 @@ def test_a_view_read_back_from_parquet_holds_only_what_the_grant_allows(
     grant = grant_with(grant_terms)
     schema = pa.schema([("district", pa.string()), ("speed", pa.float64()), ("camera", pa.string()), ("vehicles", pa.int64())])
     curated = pa.Table.from_pylist(data, schema=schema).select(read_columns(DATASET, grant))
-    view = restrict(curated, DATASET, grant, no_key, lambda: b"k" * 32)
+    view = restrict(curated, DATASET, grant, ViewSecrets(data_key=no_key, mask_key=lambda: b"k" * 32))
     sink = io.BytesIO()
     pq.write_table(view, sink)
     back = pq.read_table(io.BytesIO(sink.getvalue()))

@@ -111,8 +111,16 @@ def read_data(
     dataset_id: DatasetPath,
     version: Annotated[int | None, Query(ge=1)] = None,
     grant_id: Annotated[str | None, Query(pattern=r"^g[0-9a-f]{24}$")] = None,
+    linkage: Annotated[
+        str | None,
+        Query(
+            pattern=r"^g[0-9a-f]{24}$",
+            description="A linkage grant your department holds: your own dataset with the identifiers it links re-keyed "
+            "into that grant's linkage space",
+        ),
+    ] = None,
 ) -> DataAccess:
-    return sharing().read(caller(router), dataset_id, version, grant_id, request_id(router))
+    return sharing().read(caller(router), dataset_id, version, grant_id, request_id(router), linkage)
 
 
 @router.post(
