@@ -266,15 +266,21 @@ def show_outcome(upload: dict[str, Any]) -> None:
 @app.command()
 def versions(dataset: str) -> None:
     """A dataset's versions with rows and rejected rows."""
-    table = Table("version", "created", "rows", "rejected", "bytes", "upload")
+    table = Table("version", "created", "rows", "rejected", "bytes", "upload", "figures")
     for version in client().list_versions(dataset):
+        report = version.get("report") or {}
+
+        def shown(value: Any) -> str:
+            return "-" if value is None else str(value)  # a figure beyond what you may read
+
         table.add_row(
             str(version["version"]),
             version["created_at"],
-            str(version["rows"]),
-            str(version["report"]["rows_rejected"]),
-            str(version["bytes"]),
-            version["upload_id"],
+            shown(version.get("rows")),
+            shown(report.get("rows_rejected")),
+            shown(version.get("bytes")),
+            shown(version.get("upload_id")),
+            version.get("access", ""),
         )
     console.print(table)
 
@@ -542,15 +548,24 @@ def download(
     out: Annotated[Path, typer.Option(help="Folder to save the Parquet files in")] = Path("."),
     version: Annotated[int | None, typer.Option()] = None,
     grant: Annotated[str | None, typer.Option(help="Read under this grant")] = None,
+    linkage: Annotated[str | None, typer.Option(help=LINKAGE_HELP)] = None,
 ) -> None:
     """Save a version you may read (whole, or your grant's view) as Parquet files, with a progress bar."""
     with transfer_progress() as progress:
         task = progress.add_task(f"downloading {dataset_id}", total=None)
         files = client().download(
-            dataset_id, out, version, grant, progress=lambda done, total: progress.update(task, completed=done, total=total)
+            dataset_id,
+            out,
+            version,
+            grant,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+            linkage=linkage,
         )
     for path in files:
         console.print(f"saved {path} ({path.stat().st_size} bytes)")
+
+
+LINKAGE_HELP = "A linkage grant you hold: read your own dataset with the identifiers it links re-keyed for joining"
 
 
 @app.command()
@@ -559,9 +574,10 @@ def read(
     version: Annotated[int | None, typer.Option()] = None,
     grant: Annotated[str | None, typer.Option(help="Read under this grant")] = None,
     out: Annotated[Path | None, typer.Option(help="Save as Parquet here instead of printing the first rows")] = None,
+    linkage: Annotated[str | None, typer.Option(help=LINKAGE_HELP)] = None,
 ) -> None:
     """Read a version you may read (whole, or your grant's view)."""
-    table = client().read_table(dataset_id, version, grant)
+    table = client().read_table(dataset_id, version, grant, linkage)
     if out:
         import pyarrow.parquet as pq
 

@@ -396,17 +396,24 @@ class CityShareClient:
             if not full:
                 time.sleep(poll_seconds)
 
-    def data_access(self, dataset_id: str, version: int | None = None, grant_id: str | None = None) -> dict[str, Any]:
-        return dict(self.request("GET", f"/datasets/{dataset_id}/data", params={"version": version, "grant_id": grant_id}))
+    def data_access(
+        self, dataset_id: str, version: int | None = None, grant_id: str | None = None, linkage: str | None = None
+    ) -> dict[str, Any]:
+        """Presigned URLs to a version: whole, the view of `grant_id`, or (`linkage`: a linkage grant your
+        department holds) your own dataset with the identifiers it links re-keyed into its linkage space."""
+        params = {"version": version, "grant_id": grant_id, "linkage": linkage}
+        return dict(self.request("GET", f"/datasets/{dataset_id}/data", params=params))
 
-    def read_table(self, dataset_id: str, version: int | None = None, grant_id: str | None = None) -> Any:
+    def read_table(
+        self, dataset_id: str, version: int | None = None, grant_id: str | None = None, linkage: str | None = None
+    ) -> Any:
         """The version (or the caller's grant's view of it) as a pyarrow Table; `.to_pandas()` with pandas installed."""
         import io
 
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        access = self.data_access(dataset_id, version, grant_id)
+        access = self.data_access(dataset_id, version, grant_id, linkage)
         tables = []
         for file in access["files"]:
             response = self._http.get(file["url"], timeout=max(self.timeout, 600))
@@ -422,13 +429,14 @@ class CityShareClient:
         version: int | None = None,
         grant_id: str | None = None,
         progress: Callable[[int, int], None] | None = None,
+        linkage: str | None = None,
     ) -> list[Path]:
         """Save the version's Parquet files (or the grant's view) in `folder`, streamed; returns their paths.
 
         `progress(bytes_done, bytes_total)` is called as bytes arrive. A file is written under a
         temporary name and renamed when complete, so an interrupted download leaves no partial file.
         """
-        access = self.data_access(dataset_id, version, grant_id)
+        access = self.data_access(dataset_id, version, grant_id, linkage)
         folder.mkdir(parents=True, exist_ok=True)
         total = sum(int(f["size_bytes"]) for f in access["files"])
         done = 0
@@ -449,9 +457,11 @@ class CityShareClient:
             saved.append(target)
         return saved
 
-    def read_dataframe(self, dataset_id: str, version: int | None = None, grant_id: str | None = None) -> Any:
+    def read_dataframe(
+        self, dataset_id: str, version: int | None = None, grant_id: str | None = None, linkage: str | None = None
+    ) -> Any:
         """The version (or the caller's grant's view of it) as a pandas DataFrame."""
-        return self.read_table(dataset_id, version, grant_id).to_pandas()
+        return self.read_table(dataset_id, version, grant_id, linkage).to_pandas()
 
     # -- audit
     def audit(self, department: str | None = None, after: int = 0, limit: int = 100) -> dict[str, Any]:

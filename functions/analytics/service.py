@@ -28,7 +28,7 @@ from functions.core.errors import Forbidden, InvalidRequest, NotFound
 from functions.identity.models import Caller
 from functions.ingest.repository import IngestRepository
 from functions.policy.engine import PolicyEngine, require_own_inbox
-from functions.sharing.service import choose_grant
+from functions.sharing.models import choose_grant
 
 MAX_DERIVED_DEPTH = 10
 _JSON_TO_DUCKDB = {"string": "VARCHAR", "integer": "BIGINT", "number": "DOUBLE", "boolean": "BOOLEAN"}
@@ -237,6 +237,9 @@ class AnalyticsService:
             upstream = [LineageEdge(dataset_id=i.split("@")[0], version=int(i.split("@")[1])) for i in version.inputs]
         if not upstream and definition is not None:
             upstream = [LineageEdge(dataset_id=i) for i in definition.inputs]
+        if dataset.owner != caller.department_id:
+            # Discovering a derived dataset does not reveal inputs the caller may not see.
+            upstream = [edge for edge in upstream if self._catalog.visible(caller, edge.dataset_id) is not None]
         downstream = []
         for output in self._repository.downstream(dataset_id):
             found = self._catalog.visible(caller, output)

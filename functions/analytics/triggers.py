@@ -36,9 +36,8 @@ from functions.ingest.glue import version_table
 from functions.ingest.models import Upload, UploadRequest
 from functions.ingest.repository import IngestRepository
 from functions.notifications.service import NotificationService
-from functions.sharing.models import Grant, usable
+from functions.sharing.models import Grant, choose_grant, usable
 from functions.sharing.repository import SharingRepository
-from functions.sharing.service import choose_grant
 
 
 class TriggerService:
@@ -103,7 +102,9 @@ class TriggerService:
             self._found[kind] = [
                 (s, secret)
                 for s, secret in found
-                if dataset and kind in s.kinds and self._may_read(dataset, s.department, s.created_by)
+                # An alert's group and value are figures over the rule owner's scope: only departments
+                # that read the whole dataset are told of others' alerts.
+                if dataset and kind in s.kinds and self._may_read(dataset, s.department, s.created_by, whole=kind == "alerts")
             ]
         return self._found[kind]
 
@@ -113,8 +114,11 @@ class TriggerService:
     def _alert_subscribers(self, event: AlertRaised) -> list[str]:
         return [s.department for s, _ in self._subscriptions("alerts")]
 
-    def _may_read(self, dataset: Dataset, department: str, principal: str | None = None) -> bool:
-        return dataset.open_to(department) or bool(self._grants(dataset, department, principal))
+    def _may_read(self, dataset: Dataset, department: str, principal: str | None = None, whole: bool = False) -> bool:
+        if dataset.open_to(department):
+            return True
+        grants = self._grants(dataset, department, principal)
+        return any(not g.terms.restricted() for g in grants) if whole else bool(grants)
 
     def _grants(self, dataset: Dataset, department: str, principal: str | None) -> list[Grant]:
         return usable(self._sharing.grants_between(dataset.owner, department), dataset, principal, self._clock())

@@ -114,6 +114,13 @@ class CatalogService:
         resource = dataset_resource(dataset, self.live_grants(caller, dataset))
         return dataset if self._access.engine.decide(caller, "ViewDataset", resource).allowed else None
 
+    def readable_under(self, caller: Caller, dataset: Dataset) -> tuple[bool, list[Grant]]:
+        """Whether `caller` may read `dataset`'s data, and the grants it would read under (decided by
+        the policies, not audited: used to shape what metadata shows, never to hand data out)."""
+        grants = self.live_grants(caller, dataset)
+        allowed = self._access.engine.decide(caller, "ReadData", dataset_resource(dataset, grants)).allowed
+        return allowed, grants
+
     def update(self, caller: Caller, dataset_id: str, update: DatasetUpdate, request_id: str = "") -> Dataset:
         current = self._repository.get(dataset_id)
         if current is None:

@@ -29,15 +29,9 @@ class EventDetail(BaseModel):
         raise NotImplementedError
 
 
-class ColumnSummary(BaseModel):
-    nulls: int
-    min: Any = None
-    max: Any = None
-    distinct_estimate: int | None = None
-
-
 class DatasetVersionPublished(EventDetail):
-    """A new version of a dataset was committed and can be read."""
+    """A new version of a dataset was committed and can be read. It carries no figure of the data
+    (no profile): its readers see those through the API, as far as their grants go."""
 
     dataset_id: str
     version: int = Field(ge=1)
@@ -47,7 +41,6 @@ class DatasetVersionPublished(EventDetail):
     rows: int = Field(ge=0)
     files: list[str]
     created_at: str
-    profile: dict[str, ColumnSummary]
     # The versions this one was computed from (derived datasets), as "dataset@version".
     inputs: list[str] = Field(default_factory=list)
 

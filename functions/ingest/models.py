@@ -148,5 +148,31 @@ class DatasetVersion(BaseModel):
     inputs: list[str] = Field(default_factory=list, description="Lineage: the versions it was computed from, dataset@n")
 
 
+VersionAccess = Literal["owner", "whole", "grant", "metadata"]
+
+
+class PublishedVersion(BaseModel):
+    """A version as the caller may see it. Discovering a dataset is not reading it: its figures
+    follow read rights. `access` says what they cover: `owner` (everything, the report included),
+    `whole` (the caller reads the whole dataset: public data or an unrestricted grant; no report),
+    `grant` (figures of the caller's view only: its plain columns, and rows and profile only when the
+    grant filters no rows), `metadata` (no figures at all)."""
+
+    dataset_id: str
+    version: int
+    owner: str
+    created_at: str
+    output_schema: dict[str, str] = Field(description="Column -> Arrow type of the curated Parquet (the schema's, not values)")
+    access: VersionAccess
+    rows: int | None = None
+    profile: DatasetProfile | None = None
+    report: IngestReport | None = Field(default=None, description="The owner's only")
+    files: list[str] | None = None
+    bytes: int | None = None
+    content_sha256: str | None = None
+    upload_id: str | None = None
+    inputs: list[str] | None = Field(default=None, description="Lineage: the versions it was computed from, dataset@n")
+
+
 class VersionPage(BaseModel):
-    versions: list[DatasetVersion]
+    versions: list[PublishedVersion]

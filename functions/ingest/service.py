@@ -21,7 +21,7 @@ from functions.catalog.repository import CatalogRepository
 from functions.core import aws
 from functions.core.clock import utc_now
 from functions.core.errors import Conflict
-from functions.core.events import ColumnSummary, DatasetVersionPublished, EventPublisher
+from functions.core.events import DatasetVersionPublished, EventPublisher
 from functions.core.observability import logger
 from functions.core.sealing import seal_stream
 from functions.core.settings import Settings, department_key
@@ -259,9 +259,6 @@ class IngestService:
                 rows=version.rows,
                 files=version.files,
                 created_at=version.created_at,
-                profile={
-                    name: ColumnSummary.model_validate(column.model_dump()) for name, column in version.profile.columns.items()
-                },
                 inputs=version.inputs,
             )
         )

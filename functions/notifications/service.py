@@ -58,7 +58,7 @@ class NotificationService:
                 kind=kind,
                 message=message,
                 at=at,
-                subject=event.model_dump(mode="json"),
+                subject=_subject(event),
             )
             if not self._repository.put(notification, event_id):
                 continue  # this event was already delivered to this department
@@ -79,7 +79,7 @@ class NotificationService:
             text = f"{event.owner} {event.change} access to {what}"
             return [(event.grantee_department, f"grant.{event.change}", text, event.at)]
         if isinstance(event, DatasetVersionPublished):
-            text = f"{event.dataset_id} has version {event.version} ({event.rows} rows)"
+            text = f"{event.dataset_id} has version {event.version}"
             return [
                 (d, "dataset.version-published", text, event.created_at) for d in sorted(set(self._version_subscribers(event)))
             ]
@@ -111,6 +111,14 @@ class NotificationService:
             self._repository.forget(notification, event_id)
             logger.exception("could not publish a notification", extra={"department": notification.department})
             raise
+
+
+def _subject(event: EventDetail) -> dict[str, Any]:
+    """What a notification repeats of its event. A new version is named, not described: its figures
+    (rows, files, lineage) follow each reader's grant and are read through the API."""
+    if isinstance(event, DatasetVersionPublished):
+        return event.model_dump(mode="json", include={"dataset_id", "version", "owner", "created_at"})
+    return event.model_dump(mode="json")
 
 
 class InboxService:

@@ -285,6 +285,15 @@ def linked_own_columns(dataset: Dataset, kinds: list[str]) -> list[str]:
     ]
 
 
+def choose_grant(grants: list[Grant], grant_id: str | None) -> Grant | None:
+    """The grant a read uses: the one asked for, else an unrestricted one, else the newest."""
+    if grant_id is not None:
+        return next((g for g in grants if g.grant_id == grant_id), None)
+    unrestricted = [g for g in grants if not g.terms.restricted()]
+    ordered = sorted(unrestricted or grants, key=lambda g: g.created_at, reverse=True)
+    return ordered[0] if ordered else None
+
+
 class GrantList(BaseModel):
     grants: list[Grant]
 

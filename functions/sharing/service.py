@@ -31,6 +31,7 @@ from functions.sharing.models import (
     GrantTerms,
     PresignedFile,
     TagGrantCreate,
+    choose_grant,
     linked_own_columns,
 )
 from functions.sharing.placement import ViewJanitor
@@ -403,12 +404,3 @@ def _narrowed(asked: GrantTerms, given: GrantTerms) -> GrantTerms:
     columns = given.columns or asked.columns
     expiry = min(e for e in (asked.expires_at, given.expires_at) if e) if (asked.expires_at or given.expires_at) else None
     return given.model_copy(update={"columns": columns, "expires_at": expiry})
-
-
-def choose_grant(grants: list[Grant], grant_id: str | None) -> Grant | None:
-    """The grant a read uses: the one asked for, else an unrestricted one, else the newest."""
-    if grant_id is not None:
-        return next((g for g in grants if g.grant_id == grant_id), None)
-    unrestricted = [g for g in grants if not g.terms.restricted()]
-    ordered = sorted(unrestricted or grants, key=lambda g: g.created_at, reverse=True)
-    return ordered[0] if ordered else None

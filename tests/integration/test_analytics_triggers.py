@@ -93,7 +93,6 @@ def publish(
         rows=len(rows),
         files=[key],
         created_at="t",
-        profile={},
     )
 
 

@@ -12,8 +12,8 @@ from functions.handlers.routes.catalog import DatasetPath
 from functions.handlers.routes.context import caller, created, documented, request_id
 from functions.handlers.services import uploads
 from functions.ingest.models import (
-    DatasetVersion,
     MultipartCompletion,
+    PublishedVersion,
     RecordsPush,
     Upload,
     UploadRequest,
@@ -70,7 +70,7 @@ def push_records(dataset_id: DatasetPath, push: RecordsPush) -> Response[Upload]
 
 @router.get(
     "/datasets/<dataset_id>/versions",
-    summary="A dataset's versions, newest first, with profiles and reports",
+    summary="A dataset's versions, newest first; figures (rows, profile, report) as far as the caller may read",
     tags=["ingest"],
     responses=documented(VersionPage, 404),
 )
@@ -80,9 +80,9 @@ def list_versions(dataset_id: DatasetPath) -> VersionPage:
 
 @router.get(
     "/datasets/<dataset_id>/versions/<version>",
-    summary="One version: rows, files, profile, and the report of rejected rows",
+    summary="One version; its figures (rows, files, profile; the report for the owner) as far as the caller may read",
     tags=["ingest"],
-    responses=documented(DatasetVersion, 404),
+    responses=documented(PublishedVersion, 404),
 )
-def get_version(dataset_id: DatasetPath, version: VersionPathParam) -> DatasetVersion:
+def get_version(dataset_id: DatasetPath, version: VersionPathParam) -> PublishedVersion:
     return uploads().get_version(caller(router), dataset_id, version, request_id(router))
