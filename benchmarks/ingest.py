@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from cityshare.generators import generate
 from functions.catalog.models import IngestPolicy, TableSchema
-from functions.ingest.models import UploadRequest
+from functions.ingest.models import FileFormat, UploadRequest
 from functions.ingest.pipeline import IngestOutcome, run_pipeline
 from functions.ingest.protect import Protector
 
@@ -34,7 +34,7 @@ def schema() -> TableSchema:
     return TableSchema.model_validate(json.loads((ROOT / "schemas" / "datasets" / "traffic-flow.json").read_text()))
 
 
-def full_ingest(path: Path, file_format: str = "csv") -> IngestOutcome:
+def full_ingest(path: Path, file_format: FileFormat = "csv") -> IngestOutcome:
     table_schema = schema()
     request = UploadRequest(filename=path.name, format=file_format, size_bytes=path.stat().st_size)
     protector = Protector(table_schema, "traffic-flow", b"k" * 32, lambda: b"d" * 32)

@@ -250,6 +250,8 @@ def show_outcome(upload: dict[str, Any]) -> None:
         )
     elif upload["status"] == "rejected":
         console.print(f"[red]rejected[/red] ({report.get('file_error')}): {report.get('rows_rejected', 0)} invalid rows")
+    elif upload["status"] == "failed":
+        console.print("[red]failed[/red]: processing failed on the platform's side (see below); nothing was published")
     else:
         console.print(f"still {upload['status']}")
     if report.get("issues"):
@@ -259,7 +261,7 @@ def show_outcome(upload: dict[str, Any]) -> None:
                 str(issue.get("row") or ""), issue.get("column") or "", issue["rule"], issue["message"], issue.get("value") or ""
             )
         console.print(table)
-    if upload["status"] == "rejected":
+    if upload["status"] in ("rejected", "failed"):
         raise typer.Exit(1)
 
 

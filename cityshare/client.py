@@ -202,12 +202,12 @@ class CityShareClient:
         return dict(self.request("GET", f"/datasets/{dataset_id}/uploads/{upload_id}"))
 
     def wait_for_upload(self, dataset_id: str, upload_id: str, timeout: float = 300.0) -> dict[str, Any]:
-        """Poll until the upload is published or rejected."""
+        """Poll until the upload ends: published, rejected or failed."""
         deadline = time.monotonic() + timeout
         delay = 0.1
         while True:
             upload = self.upload_status(dataset_id, upload_id)
-            if upload["status"] in ("published", "rejected") or time.monotonic() > deadline:
+            if upload["status"] in ("published", "rejected", "failed") or time.monotonic() > deadline:
                 return upload
             time.sleep(delay)
             delay = min(delay * 1.5, 2.0)

@@ -97,6 +97,7 @@ class FunctionSpec:
     topics: tuple[str, ...] = ()  # SNS topics it publishes to
     query_catalog: Literal["read", "write"] | None = None  # the Glue database of curated versions
     runs_queries: bool = False  # starts Athena queries in the derived workgroup
+    dead_letters: tuple[str, ...] = ()  # queues whose dead-letter queue it sends to (failures no retry can mend)
 
 
 @dataclass(frozen=True)
@@ -139,10 +140,15 @@ class PlatformSpec:
     def function(self, name: str) -> FunctionSpec:
         return next(f for f in self.functions if f.name == name)
 
+    def queue(self, name: str) -> QueueSpec:
+        return next(q for q in self.queues if q.name == name)
+
 
 # The tag the ingest function puts on a rejected upload's original (functions/ingest/service.py).
 REJECTED_UPLOAD_TAG = ("cityshare-upload", "rejected")
 REJECTED_RETENTION_DAYS = 7
+FAILED_UPLOAD_TAG = ("cityshare-upload", "failed")
+FAILED_RETENTION_DAYS = 14  # as long as the dead-letter queue keeps its message
 
 SPEC = PlatformSpec(
     tables=(
@@ -217,6 +223,13 @@ SPEC = PlatformSpec(
                     noncurrent_days=1,
                 ),
                 ExpirySpec(
+                    "landing/",
+                    FAILED_RETENTION_DAYS,
+                    "a failed upload's original, kept while its message waits in the dead-letter queue",
+                    tag=FAILED_UPLOAD_TAG,
+                    noncurrent_days=1,
+                ),
+                ExpirySpec(
                     "landing/", 30, "backstop: an original whose deletion failed, or an upload never processed", noncurrent_days=1
                 ),
                 ExpirySpec("views/", 7, "views are caches, rebuilt on demand", noncurrent_days=1),
@@ -254,6 +267,7 @@ SPEC = PlatformSpec(
             ephemeral_storage_mb=10240,
             uses_data_keys=True,
             layers=("core", "data"),
+            dead_letters=("ingest",),
         ),
         FunctionSpec(
             "api",
@@ -357,7 +371,13 @@ RESOURCE_ENVIRONMENT: dict[str, tuple[str, str]] = {
     "QUERY_CATALOG": ("catalog", "curated"),
     "QUERY_WORKGROUP": ("workgroup", "derived"),
     "PLATFORM_KEY": ("key", "platform"),
+    "INGEST_DEAD_LETTERS": ("dead-letters", "ingest"),
 }
+
+
+def stalled_after_seconds(queue: QueueSpec) -> int:
+    """When an upload still processing has used every attempt: one visibility timeout per receive, and one more."""
+    return (queue.max_receive_count + 1) * queue.visibility_timeout_seconds
 
 
 def function_environment(physical: dict[tuple[str, str], str], stage: str, audience: str) -> dict[str, str]:
@@ -367,6 +387,8 @@ def function_environment(physical: dict[tuple[str, str], str], stage: str, audie
         CITYSHARE_STAGE=stage,
         CITYSHARE_AUDIENCE=audience,
         MAX_BODY_BYTES=str(SPEC.limits.max_body_bytes),
+        INGEST_MAX_ATTEMPTS=str(SPEC.queue("ingest").max_receive_count),
+        INGEST_STALLED_AFTER_SECONDS=str(stalled_after_seconds(SPEC.queue("ingest"))),
         POWERTOOLS_SERVICE_NAME="cityshare",
     )
     return env

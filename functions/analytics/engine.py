@@ -33,6 +33,7 @@ _JSON_TYPES: dict[str, dict[str, Any]] = {
     "DATE": {"type": ["string", "null"], "format": "date"},
     "TIMESTAMP": {"type": ["string", "null"], "format": "date-time"},
     "TIMESTAMP WITH TIME ZONE": {"type": ["string", "null"], "format": "date-time"},
+    "TIME": {"type": ["string", "null"], "format": "time"},
 }
 _INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
 _NUMBERS = {"FLOAT", "DOUBLE", "REAL"}
@@ -49,6 +50,7 @@ _FROM_ARROW = {
     "float": "FLOAT",
     "double": "DOUBLE",
     "date32[day]": "DATE",
+    "time64[us]": "TIME",
 }
 
 
@@ -114,26 +116,35 @@ def run(connection: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | Non
 
 
 def single_select(sql: str) -> str:
-    """The department's SQL, if it is exactly one SELECT statement."""
+    """The department's SQL, if it is exactly one SELECT statement (a query, not DESCRIBE, SHOW or
+    SUMMARIZE, which DuckDB parses as SELECTs over a SHOW_REF)."""
+    _select_tree(sql)
+    return sql.strip().rstrip(";")
+
+
+def _select_tree(sql: str) -> dict[str, Any]:
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as error:
         raise InvalidRequest(f"The query does not parse: {str(error).splitlines()[0]}") from None
     if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
         raise InvalidRequest("A derived dataset is exactly one SELECT statement")
-    return sql.strip().rstrip(";")
+    connection = duckdb.connect()
+    try:
+        tree: dict[str, Any] = json.loads(connection.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])  # type: ignore[index]
+    finally:
+        connection.close()
+    if tree.get("error"):
+        raise InvalidRequest(f"The query does not parse: {tree.get('error_message', '')}")
+    if '"SHOW_REF"' in json.dumps(tree):
+        raise InvalidRequest("A derived dataset is exactly one SELECT statement (DESCRIBE, SHOW and SUMMARIZE are not)")
+    return tree
 
 
 def table_references(sql: str) -> set[str]:
     """The tables a query reads, by DuckDB's parser; InvalidRequest for a table function (files, URLs)
     or a name with a schema or catalog. CTEs the query defines itself are not counted."""
-    connection = duckdb.connect()
-    try:
-        tree = json.loads(connection.execute("SELECT json_serialize_sql(?)", [single_select(sql)]).fetchone()[0])  # type: ignore[index]
-    finally:
-        connection.close()
-    if tree.get("error"):
-        raise InvalidRequest(f"The query does not parse: {tree.get('error_message', '')}")
+    tree = _select_tree(sql)
     tables: set[str] = set()
     defined: set[str] = set()
 
@@ -189,11 +200,15 @@ def derived_rows(connection: duckdb.DuckDBPyConnection, sql: str, columns: dict[
 
 def rule_sql(rule: AlertRule, table: str = "data", source: tuple[str, list[Any]] | None = None) -> tuple[str, list[Any]]:
     """The rule as one query over `table`: one row per (group, window) that fires. `source`, when
-    given, is a leading CTE (and its parameters) that defines `table`."""
+    given, is a leading CTE (and its parameters) that defines `table`. The query's own names hold a
+    colon, which no column or dataset name can, so a column called `value` or a dataset called
+    `windows` cannot be mistaken for them."""
     groups = [quoted(c) for c in rule.group_by]
     measure = (
         "count(*)" if rule.measure.column is None else f"{_AGGREGATES[rule.measure.aggregate]}({quoted(rule.measure.column)})"
     )
+    start, value, threshold_name, hit = '"cs:start"', '"cs:value"', '"cs:threshold"', '"cs:hit"'
+    windows, judged, flagged, runs = '"cs:windows"', '"cs:judged"', '"cs:flagged"', '"cs:runs"'
     params: list[Any] = list(source[1]) if source else []
     if rule.window is not None:
         bucket = f"time_bucket(to_minutes(CAST(? AS BIGINT)), {quoted(rule.window.column)})"
@@ -202,11 +217,11 @@ def rule_sql(rule: AlertRule, table: str = "data", source: tuple[str, list[Any]]
     else:
         bucket, present = "NULL::TIMESTAMP", "true"
     partition = f"PARTITION BY {', '.join(groups)} " if groups else ""
-    ordering = f"({partition}ORDER BY window_start"
+    ordering = f"({partition}ORDER BY {start}"
     if rule.baseline is not None:
         statistic = "median" if rule.baseline.statistic == "median" else "avg"
         frame = f"ROWS BETWEEN {int(rule.baseline.windows)} PRECEDING AND 1 PRECEDING)"
-        threshold = f"CAST(? AS DOUBLE) * {statistic}(value) OVER {ordering} {frame}"
+        threshold = f"CAST(? AS DOUBLE) * {statistic}({value}) OVER {ordering} {frame}"
         params.append(rule.baseline.factor)
     else:
         threshold = "CAST(? AS DOUBLE)"
@@ -215,35 +230,38 @@ def rule_sql(rule: AlertRule, table: str = "data", source: tuple[str, list[Any]]
     span = f"{ordering} ROWS BETWEEN {streak - 1} PRECEDING AND CURRENT ROW)"
     consecutive_in_time = "true"
     if rule.window is not None and streak > 1:
-        consecutive_in_time = "window_start - first_start = to_minutes(CAST(? AS BIGINT))"
+        consecutive_in_time = f'{start} - "cs:first" = to_minutes(CAST(? AS BIGINT))'
     group_select = "".join(f"{g}, " for g in groups)
+    # Groups come back as JSON text: typed plainly whatever the column (a date-time is text, and
+    # DuckDB's Python conversion of time zones, which needs pytz, is never asked for).
+    group_output = "".join(f"CAST(to_json({g}) AS VARCHAR), " for g in groups)
     # Built from validated, quoted names; thresholds and sizes are parameters.
     leading = f"{source[0]}, " if source else ""
-    windows = f"""
-WITH {leading}windows AS (
-  SELECT {group_select}{bucket} AS window_start, CAST({measure} AS DOUBLE) AS value
+    with_windows = f"""
+WITH {leading}{windows} AS (
+  SELECT {group_select}{bucket} AS {start}, CAST({measure} AS DOUBLE) AS {value}
   FROM {quoted(table)} WHERE {present} GROUP BY ALL
 )"""
-    order = f"ORDER BY window_start NULLS FIRST{''.join(f', {g}' for g in groups)}"
+    order = f"ORDER BY {start} NULLS FIRST{''.join(f', {g}' for g in groups)}"
     if rule.baseline is None and streak == 1:
         # The common case needs no window functions: one aggregate, one comparison.
-        sql = f"""{windows}
-SELECT {group_select}strftime(window_start, '{_ISO}'), value, {threshold} FROM windows
-WHERE value {_COMPARISONS[rule.comparison]} {threshold}
+        sql = f"""{with_windows}
+SELECT {group_output}strftime({start}, '{_ISO}'), {value}, {threshold} FROM {windows}
+WHERE {value} {_COMPARISONS[rule.comparison]} {threshold}
 {order}
 """
         return sql, [*params, rule.threshold]
-    sql = f"""{windows}, judged AS (
-  SELECT *, {threshold} AS threshold FROM windows
-), flagged AS (
-  SELECT *, coalesce(value {_COMPARISONS[rule.comparison]} threshold, false) AS hit FROM judged
-), runs AS (
-  SELECT *, sum(CAST(hit AS INTEGER)) OVER {span} AS hits, count(*) OVER {span} AS n,
-         min(window_start) OVER {span} AS first_start
-  FROM flagged
+    sql = f"""{with_windows}, {judged} AS (
+  SELECT *, {threshold} AS {threshold_name} FROM {windows}
+), {flagged} AS (
+  SELECT *, coalesce({value} {_COMPARISONS[rule.comparison]} {threshold_name}, false) AS {hit} FROM {judged}
+), {runs} AS (
+  SELECT *, sum(CAST({hit} AS INTEGER)) OVER {span} AS "cs:hits", count(*) OVER {span} AS "cs:n",
+         min({start}) OVER {span} AS "cs:first"
+  FROM {flagged}
 )
-SELECT {group_select}strftime(window_start, '{_ISO}'), value, threshold FROM runs
-WHERE hit AND hits = {streak} AND n = {streak} AND {consecutive_in_time}
+SELECT {group_output}strftime({start}, '{_ISO}'), {value}, {threshold_name} FROM {runs}
+WHERE {hit} AND "cs:hits" = {streak} AND "cs:n" = {streak} AND {consecutive_in_time}
 {order}
 """
     if consecutive_in_time != "true":
@@ -287,7 +305,7 @@ def evaluate(
     sql, params = rule_sql(rule, table, source)
     firings = []
     for row in run(connection, sql, params):
-        group = {name: _plain(value) for name, value in zip(rule.group_by, row, strict=False)}
+        group = {name: None if value is None else json.loads(value) for name, value in zip(rule.group_by, row, strict=False)}
         window_start, value, threshold = row[len(rule.group_by) :]
         firings.append(Firing(group, window_start, float(value), float(threshold)))
     return firings
@@ -297,7 +315,3 @@ def alert_id(rule_id: str, dataset_id: str, version: int, firing: Firing) -> str
     """The same firing of the same rule on the same version always has the same id (dedupe)."""
     identity = json.dumps([rule_id, dataset_id, version, firing.group, firing.window_start], sort_keys=True, default=str)
     return "a" + hashlib.sha256(identity.encode()).hexdigest()[:24]
-
-
-def _plain(value: Any) -> Any:
-    return value if isinstance(value, str | int | float | bool) or value is None else str(value)

@@ -16,7 +16,7 @@ ResultType = Literal["string", "integer", "number", "boolean", "date-time", "dat
 
 
 class Measure(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     aggregate: Aggregate
     column: ColumnName | None = Field(default=None, description="Not needed for count (rows)")
@@ -31,7 +31,7 @@ class Measure(BaseModel):
 class Window(BaseModel):
     """Tumbling windows over a date-time column."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     column: ColumnName
     minutes: int = Field(ge=1, le=43_200)
@@ -40,7 +40,7 @@ class Window(BaseModel):
 class Baseline(BaseModel):
     """Compare each window with `factor` x the median (or mean) of the group's previous windows."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     statistic: Literal["median", "mean"] = "median"
     windows: int = Field(ge=1, le=1000, description="How many previous windows of the group")
@@ -51,7 +51,7 @@ class AlertRuleCreate(BaseModel):
     """E.g. hourly mean of pm25 per station_id above 75; 5-minute mean speed per segment below 10 for 3
     windows in a row; daily count per district above 2x its 28-day median."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     name: str = Field(min_length=3, max_length=200)
     measure: Measure
@@ -101,7 +101,7 @@ class Alert(BaseModel):
 
 
 class SubscriptionCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     dataset_id: DatasetId | None = None
     tag: Tag | None = None
@@ -140,7 +140,7 @@ class DerivedDatasetCreate(BaseModel):
     """A dataset computed by a SQL query over datasets the definer may read; rebuilt when an input
     gets a new version. Inputs appear in the query as tables named like the dataset with `_` for `-`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     dataset_id: DatasetId
     title: str = Field(min_length=1, max_length=200)

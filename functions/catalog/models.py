@@ -55,7 +55,7 @@ class JsonSchemaModel(BaseModel):
 class PersonalData(JsonSchemaModel):
     """How a personal column is protected before it reaches curated storage (applied at ingest)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     protection: Protection
     category: str = Field(default="", max_length=64, description="e.g. vehicle-plate, phone, address, location")
@@ -66,7 +66,7 @@ class PersonalData(JsonSchemaModel):
 class ColumnSchema(JsonSchemaModel):
     """One column: a JSON Schema property with CityShare's `x-unit` and `x-personal` keywords."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, populate_by_name=True, serialize_by_alias=True)
 
     type: ColumnType | list[ColumnType | Literal["null"]]
     description: str | None = Field(default=None, max_length=1000)
@@ -123,7 +123,7 @@ class ColumnSchema(JsonSchemaModel):
 class TableSchema(JsonSchemaModel):
     """A dataset's schema: a JSON Schema object whose properties are the columns."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, populate_by_name=True, serialize_by_alias=True)
 
     json_schema: str | None = Field(default=None, alias="$schema")
     id: str | None = Field(default=None, alias="$id", max_length=200)
@@ -154,14 +154,14 @@ class IngestPolicy(BaseModel):
     """What to do with invalid rows: refuse the whole file, or publish the valid rows when the
     invalid ones are at most `max_invalid_share` of the file (they are reported either way)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     on_invalid_rows: Literal["reject_file", "accept_valid"] = "reject_file"
     max_invalid_share: float = Field(default=0.05, ge=0, le=1)
 
 
 class DatasetFields(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, populate_by_name=True, serialize_by_alias=True)
 
     title: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=4000)
@@ -185,7 +185,7 @@ class DatasetCreate(DatasetFields):
 class DatasetUpdate(BaseModel):
     """A partial change of a dataset's metadata. `revision`, when given, must match (optimistic lock)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     title: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=4000)

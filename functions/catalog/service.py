@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from functions.catalog.models import CLASSIFICATION_RANK, Dataset, DatasetCreate, DatasetPage, DatasetUpdate
+from functions.catalog.models import CLASSIFICATION_RANK, Classification, Dataset, DatasetCreate, DatasetPage, DatasetUpdate
 from functions.catalog.repository import CatalogQuery, CatalogRepository
 from functions.core.clock import utc_now
 from functions.core.errors import Conflict, DatasetNotFound, Forbidden, InvalidRequest
@@ -71,7 +71,7 @@ class CatalogService:
         caller: Caller,
         request: DatasetCreate,
         request_id: str = "",
-        classification_floor: str | None = None,
+        classification_floor: Classification | None = None,
         together_with: list[dict[str, Any]] | None = None,
     ) -> Dataset:
         now = self._clock()

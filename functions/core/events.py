@@ -18,7 +18,7 @@ SOURCE = "cityshare"
 
 
 class EventDetail(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     @classmethod
     def detail_type(cls) -> str:

@@ -41,10 +41,17 @@ class Settings(BaseModel):
     department_keys: str = Field(default="{}", alias="DEPARTMENT_KEYS")
     policies_dir: str = Field(default=_DEFAULT_POLICIES_DIR, alias="POLICIES_DIR")
     # Signed-request limits (DESIGN.md, Trust and security).
-    max_token_bytes: int = Field(default=8192, alias="MAX_TOKEN_BYTES")
+    # Room for the signed request target (the gate allows 4 KB of path and query) and an RSA signature.
+    max_token_bytes: int = Field(default=16384, alias="MAX_TOKEN_BYTES")
     max_token_lifetime_seconds: int = Field(default=300, alias="MAX_TOKEN_LIFETIME_SECONDS")
     clock_skew_seconds: int = Field(default=30, alias="CLOCK_SKEW_SECONDS")
     max_body_bytes: int = Field(default=1_048_576, alias="MAX_BODY_BYTES")
+    # The ingest queue's receive limit (its messages then go to the DLQ named here).
+    ingest_max_attempts: int = Field(default=5, alias="INGEST_MAX_ATTEMPTS")
+    ingest_dead_letters: str = Field(default="", alias="INGEST_DEAD_LETTERS")
+    # An upload still `processing` this long after its last claim has run out of attempts (each
+    # attempt holds the message for the queue's visibility timeout): it is reported `failed`.
+    ingest_stalled_after_seconds: int = Field(default=2520, alias="INGEST_STALLED_AFTER_SECONDS")
 
 
 def department_key(settings: Settings, department: str) -> str | None:

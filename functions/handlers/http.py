@@ -19,6 +19,7 @@ from functions.audit.chain import AuditEvent
 from functions.core.errors import CityShareError, PayloadTooLarge, Unauthenticated
 from functions.core.observability import logger
 from functions.core.settings import get_settings
+from functions.handlers.gate import Route, check_request
 from functions.handlers.wiring import audit_log
 from functions.identity.binding import body_digest
 from functions.identity.context import caller_from_context
@@ -72,24 +73,32 @@ def build_resolver(*routers: APIGatewayRouter) -> APIGatewayRestResolver:
 
 def _body_bytes(event: dict[str, Any]) -> bytes:
     body = event.get("body") or ""
-    return base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
+    return base64.b64decode(body) if event.get("isBase64Encoded") else body.encode("utf-8", "surrogatepass")
 
 
-def _check_body(event: dict[str, Any], caller: Caller) -> None:
-    body = _body_bytes(event)
+def _check_body(body: bytes, caller: Caller) -> None:
     if len(body) > get_settings().max_body_bytes:
         raise PayloadTooLarge(f"The body exceeds {get_settings().max_body_bytes} bytes")
     if body_digest(body) != caller.body_sha256:
         raise Unauthenticated("body_mismatch")
 
 
+def route_table(app: APIGatewayRestResolver) -> list[Route]:
+    """(method, path rule) of every route the resolver serves (Powertools keeps them compiled)."""
+    return [(route.method.upper(), route.rule) for route in [*app._static_routes, *app._dynamic_routes]]
+
+
 def make_handler(app: APIGatewayRestResolver) -> Handler:
+    routes = route_table(app)
+
     @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
         try:
             caller = caller_from_context(authorizer)
-            _check_body(event, caller)
+            body = _body_bytes(event)
+            _check_body(body, caller)
+            check_request(event, body, routes, get_settings().max_body_bytes)
         except KeyError:
             # Only reachable if the function is invoked without the authorizer in front of it.
             return _as_proxy(problem(401, "unauthenticated", Unauthenticated.title, "No verified caller"))
@@ -108,17 +117,18 @@ def make_handler(app: APIGatewayRestResolver) -> Handler:
             )
             return _as_proxy(problem(401, failure.code, failure.title, failure.title))
         except CityShareError as error:
-            return _as_proxy(problem(error.status, error.code, error.title, error.detail))
+            headers = {"Allow": str(error.extra["allow"])} if "allow" in error.extra else {}
+            return _as_proxy(problem(error.status, error.code, error.title, error.detail), headers)
         app.append_context(caller=caller)
         return app.resolve(event, context)
 
     return handler
 
 
-def _as_proxy(response: Response[str]) -> dict[str, Any]:
+def _as_proxy(response: Response[str], headers: dict[str, str] | None = None) -> dict[str, Any]:
     return {
         "statusCode": response.status_code,
-        "headers": {"Content-Type": PROBLEM_JSON},
+        "headers": {"Content-Type": PROBLEM_JSON, **(headers or {})},
         "multiValueHeaders": {},
         "body": response.body,
         "isBase64Encoded": False,

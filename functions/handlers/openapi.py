@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
@@ -32,7 +33,11 @@ def openapi_document() -> dict[str, object]:
         security_schemes={"signedRequest": HTTPBearer(bearerFormat="JWT", description="CityShare signed request token")},
         security=[{"signedRequest": []}],
     )
-    parsed: dict[str, object] = json.loads(document)
+    parsed: dict[str, Any] = json.loads(document)
+    for operations in parsed["paths"].values():
+        for operation in operations.values():
+            if "204" in operation.get("responses", {}):
+                operation["responses"]["204"].pop("content", None)  # No Content means no body at all
     return parsed
 
 

@@ -52,7 +52,12 @@ def audit() -> AuditService:
 @cache
 def uploads() -> UploadService:
     settings = get_settings()
-    return UploadService(catalog(), IngestRepository(settings.catalog_table), settings.data_bucket)
+    return UploadService(
+        catalog(),
+        IngestRepository(settings.catalog_table),
+        settings.data_bucket,
+        stalled_after_seconds=settings.ingest_stalled_after_seconds,
+    )
 
 
 @cache

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from functions.core.errors import InvalidRequest
+from functions.identity.models import KeyAlgorithm
 
 _PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 _THUMBPRINT_MEMBERS = {"EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n")}
@@ -21,11 +22,12 @@ def thumbprint(jwk: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def validate_public_jwk(jwk: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+def validate_public_jwk(jwk: dict[str, Any]) -> tuple[str, KeyAlgorithm, dict[str, Any]]:
     """Check a submitted JWK and return (kid, alg, the JWK as stored). Raises InvalidRequest."""
     if _PRIVATE_MEMBERS & set(jwk):
         raise InvalidRequest("The key contains private key material; register the public key only")
     kty = jwk.get("kty")
+    alg: KeyAlgorithm
     if kty == "EC":
         if jwk.get("crv") != "P-256":
             raise InvalidRequest("EC keys must use the P-256 curve (ES256)")

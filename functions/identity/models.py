@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+KeyAlgorithm = Literal["ES256", "RS256"]
+
 DepartmentId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,31}$")]
 PrincipalId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
 KeyId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,128}$")]
@@ -17,7 +19,7 @@ PLATFORM_DEPARTMENT = "platform"
 
 
 class Department(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     department_id: DepartmentId
     name: str = Field(min_length=1, max_length=200)
@@ -26,7 +28,7 @@ class Department(BaseModel):
 
 
 class Principal(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     department_id: DepartmentId
     principal_id: PrincipalId
@@ -36,12 +38,12 @@ class Principal(BaseModel):
 
 
 class PublicKey(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     department_id: DepartmentId
     principal_id: PrincipalId
     kid: KeyId
-    alg: Literal["ES256", "RS256"]
+    alg: KeyAlgorithm
     jwk: dict[str, Any]
     status: Literal["active", "retired"] = "active"
     created_at: str

@@ -28,27 +28,27 @@ _DIRECTORY = Resource("Directory", "directory")
 
 
 class DepartmentCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     department_id: DepartmentId
     name: str = Field(min_length=1, max_length=200)
 
 
 class DepartmentStatusChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     status: Status
 
 
 class PrincipalPut(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     display_name: str = Field(default="", max_length=200)
     roles: list[Role] = Field(min_length=1, max_length=3)
 
 
 class KeyAdd(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     jwk: dict[str, Any]
 

@@ -66,6 +66,8 @@ class TokenVerifier:
         if signer.principal is None or signer.principal.status != "active":
             raise Unauthenticated("unknown_principal")
         claims = self._decode(token, signer.key.alg, signer.key.jwk, str(issuer))
+        if not isinstance(claims["aud"], str):
+            raise Unauthenticated("wrong_audience")  # one deployment per token: a list of audiences is refused
         self._check_lifetime(claims)
         if claims["htm"] != method.upper() or claims["htu"] != target:
             raise Unauthenticated("request_mismatch")

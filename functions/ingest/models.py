@@ -8,7 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 FileFormat = Literal["csv", "jsonl", "parquet"]
 Compression = Literal["none", "gzip"]
-UploadStatus = Literal["awaiting_upload", "processing", "published", "rejected"]
+# Terminal: published, rejected (the data was refused, with its report), failed (processing failed
+# for a reason that is the platform's, reported; the message is in the ingest dead-letter queue).
+UploadStatus = Literal["awaiting_upload", "processing", "published", "rejected", "failed"]
 
 MAX_UPLOAD_BYTES = 5 * 1024**3
 MULTIPART_THRESHOLD = 100 * 1024**2
@@ -23,7 +25,7 @@ def vault_key(dataset_id: str, upload_id: str, column: str) -> str:
 
 
 class CsvDialect(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     delimiter: Literal[",", ";", "\t", "|"] = ","
     quote_char: Literal['"', "'"] = '"'
@@ -33,7 +35,7 @@ class CsvDialect(BaseModel):
 class UploadRequest(BaseModel):
     """What a department declares before sending a file."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     filename: str = Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9._-]+$")
     format: FileFormat
@@ -61,14 +63,14 @@ class UploadTicket(BaseModel):
 
 
 class CompletedPart(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     part_number: int = Field(ge=1, le=10000)
     etag: str = Field(min_length=1, max_length=128)
 
 
 class MultipartCompletion(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     parts: list[CompletedPart] = Field(min_length=1, max_length=10000)
 
@@ -76,7 +78,7 @@ class MultipartCompletion(BaseModel):
 class RecordsPush(BaseModel):
     """A small batch of JSON records (sensors, IoT gateways), ingested like an uploaded file."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     records: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_RECORDS_PER_PUSH)
 

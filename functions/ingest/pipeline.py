@@ -12,6 +12,7 @@ import queue
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -55,6 +56,35 @@ def _batches(source: BinaryIO, request: UploadRequest, schema: TableSchema, work
 
 
 _DONE = object()
+
+
+class StepFailed(Exception):
+    """A step of the pipeline failed for a reason that is not the file's (a FileRejected is)."""
+
+    def __init__(self, step: str, cause: BaseException) -> None:
+        super().__init__(f"{step}: {type(cause).__name__}")
+        self.step = step
+        self.cause = cause
+
+
+@contextmanager
+def step(name: str) -> Iterator[None]:
+    """Name the pipeline step any unexpected error comes from (FileRejected passes through)."""
+    try:
+        yield
+    except (FileRejected, StepFailed):
+        raise
+    except Exception as error:
+        raise StepFailed(name, error) from error
+
+
+def _stepped(name: str, items: Iterator[ReadResult]) -> Iterator[ReadResult]:
+    while True:
+        with step(name):
+            item = next(items, None)
+        if item is None:
+            return
+        yield item
 
 
 def prefetched(batches: Iterator[ReadResult], depth: int = 1) -> Iterator[ReadResult]:
@@ -120,8 +150,10 @@ class BackgroundSink:
         while (batch := self._waiting.get()) is not None:
             if self._error is None:
                 try:
-                    self._profile.add(batch)
-                    self._writer.write_batch(batch)
+                    with step("profile"):
+                        self._profile.add(batch)
+                    with step("write"):
+                        self._writer.write_batch(batch)
                 except BaseException as error:
                     self._error = error
 
@@ -140,7 +172,7 @@ def run_pipeline(
         with quarantine_path.open("w", encoding="utf-8") as quarantine:
             source = open_source(raw, request.compression)
             row = 1
-            for batch, read_issues in prefetched(_batches(source, request, schema, workdir)):
+            for batch, read_issues in _stepped("read", prefetched(_batches(source, request, schema, workdir))):
                 for issue in read_issues:
                     counts[issue.rule] += 1
                     report.rows_rejected += 1
@@ -149,7 +181,8 @@ def run_pipeline(
                     if quarantined < MAX_QUARANTINED_ROWS:
                         quarantine.write(json.dumps({"row": issue.row, "reasons": [issue.rule], "excerpt": issue.value}) + "\n")
                         quarantined += 1
-                checked = validator.validate(batch, first_row=row, issues_kept=len(report.issues))
+                with step("validate"):
+                    checked = validator.validate(batch, first_row=row, issues_kept=len(report.issues))
                 row += batch.num_rows
                 report.rows_read += batch.num_rows
                 counts.update(checked.counts)
@@ -158,12 +191,14 @@ def run_pipeline(
                 room = MAX_QUARANTINED_ROWS - quarantined
                 if checked.rejected is not None and room > 0:
                     # Personal columns are protected here exactly as in curated storage.
-                    kept = protector.protect_rejected(checked.rejected.slice(0, room)).to_pylist()
+                    with step("protect"):
+                        kept = protector.protect_rejected(checked.rejected.slice(0, room)).to_pylist()
                     for number, values, reasons in zip(checked.rejected_rows, kept, checked.rejected_reasons, strict=False):
                         quarantine.write(json.dumps({"row": number, "reasons": reasons, "values": values}, default=str) + "\n")
                     quarantined += len(kept)
                 if checked.valid.num_rows:
-                    protected = protector.protect(checked.valid)
+                    with step("protect"):
+                        protected = protector.protect(checked.valid)
                     sink.put(protected)
                     report.rows_accepted += protected.num_rows
     except FileRejected as rejected:
@@ -177,9 +212,11 @@ def run_pipeline(
     report.issue_counts = dict(counts)
     accepted = _accept(report, policy)
     if accepted:
-        return IngestOutcome(
-            True, report, profile.build(), parquet_path, _sha256(parquet_path), quarantine_path if report.rows_rejected else None
-        )
+        with step("profile"):
+            built = profile.build()
+        with step("write"):
+            digest = _sha256(parquet_path)
+        return IngestOutcome(True, report, built, parquet_path, digest, quarantine_path if report.rows_rejected else None)
     return IngestOutcome(False, report, None, None, "", quarantine_path if quarantined else None)
 
 

@@ -83,7 +83,9 @@ def _hashes(present: pa.Array) -> np.ndarray:
         return np.array(digests, dtype=np.uint64)
     if pa.types.is_boolean(kind):
         return _mix(np.asarray(present.to_numpy(zero_copy_only=False), dtype=np.uint64))
-    if pa.types.is_timestamp(kind) or pa.types.is_date(kind) or pa.types.is_time(kind):
+    if pa.types.is_date32(kind):
+        present = present.cast(pa.int32()).cast(pa.int64())  # date32 casts to int32 only
+    elif pa.types.is_timestamp(kind) or pa.types.is_date(kind) or pa.types.is_time(kind):
         present = present.cast(pa.int64())
     as_numbers = np.asarray(present.to_numpy(zero_copy_only=False))
     return _mix(as_numbers.view(np.uint64) if as_numbers.dtype.itemsize == 8 else as_numbers.astype(np.int64).view(np.uint64))

@@ -43,15 +43,18 @@ class IngestRepository(DynamoTable):
         return _upload(from_item(response["Item"])) if "Item" in response else None
 
     def mark_processing(self, upload: Upload, now: str) -> bool:
-        """Claim an upload for processing; False if it is already published or rejected."""
+        """Claim an upload for processing; False if it is already published or rejected. A failed
+        upload may be claimed again: its message redriven from the dead-letter queue after a fix."""
         try:
             self.client.update_item(
                 TableName=self._table,
                 Key=to_item({"pk": _pk(upload.dataset_id), "sk": f"UPLOAD#{upload.upload_id}"}),
                 UpdateExpression="SET #status = :processing, updated_at = :now",
-                ConditionExpression="#status IN (:waiting, :processing)",
+                ConditionExpression="#status IN (:waiting, :processing, :failed)",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=to_item({":processing": "processing", ":waiting": "awaiting_upload", ":now": now}),
+                ExpressionAttributeValues=to_item(
+                    {":processing": "processing", ":waiting": "awaiting_upload", ":failed": "failed", ":now": now}
+                ),
             )
         except Exception as error:
             if is_conditional_failure(error):
@@ -60,16 +63,33 @@ class IngestRepository(DynamoTable):
         return True
 
     def reject_upload(self, upload: Upload, report: IngestReport, now: str) -> None:
-        self.client.update_item(
-            TableName=self._table,
-            Key=to_item({"pk": _pk(upload.dataset_id), "sk": f"UPLOAD#{upload.upload_id}"}),
-            UpdateExpression="SET #status = :rejected, report = :report, updated_at = :now",
-            ConditionExpression="#status <> :published",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues=to_item(
-                {":rejected": "rejected", ":published": "published", ":report": report.model_dump_json(), ":now": now}
-            ),
-        )
+        self.end_upload(upload, "rejected", report, now)
+
+    def end_upload(
+        self, upload: Upload, status: str, report: IngestReport, now: str, only_if: tuple[str, str] | None = None
+    ) -> bool:
+        """Move an upload that is not published to `status` with its report (`only_if`: and only if
+        its status and updated_at are still these). False when the condition did not hold."""
+        condition, values = "#status <> :published", {":published": "published"}
+        if only_if is not None:
+            condition += " AND #status = :was AND updated_at = :then"
+            values.update({":was": only_if[0], ":then": only_if[1]})
+        try:
+            self.client.update_item(
+                TableName=self._table,
+                Key=to_item({"pk": _pk(upload.dataset_id), "sk": f"UPLOAD#{upload.upload_id}"}),
+                UpdateExpression="SET #status = :status, report = :report, updated_at = :now",
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=to_item(
+                    {**values, ":status": status, ":report": report.model_dump_json(), ":now": now}
+                ),
+            )
+        except Exception as error:
+            if is_conditional_failure(error):
+                return False
+            raise
+        return True
 
     def commit_version(self, version: DatasetVersion, now: str) -> None:
         """Raises VersionTaken when another upload got version n first, Conflict when this upload
@@ -108,12 +128,14 @@ class IngestRepository(DynamoTable):
                             "UpdateExpression": (
                                 "SET #status = :published, version = :version, report = :report, updated_at = :now"
                             ),
-                            "ConditionExpression": "#status = :processing",
+                            # failed too: a timed-out attempt that was marked failed may still finish.
+                            "ConditionExpression": "#status IN (:processing, :failed)",
                             "ExpressionAttributeNames": {"#status": "status"},
                             "ExpressionAttributeValues": to_item(
                                 {
                                     ":published": "published",
                                     ":processing": "processing",
+                                    ":failed": "failed",
                                     ":version": version.version,
                                     ":report": version.report.model_dump_json(),
                                     ":now": now,

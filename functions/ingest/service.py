@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 import tempfile
+import threading
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,14 +29,69 @@ from functions.core.sealing import seal_stream
 from functions.core.settings import Settings, department_key
 from functions.ingest.glue import GlueTables
 from functions.ingest.keys import KeyService
-from functions.ingest.models import DatasetVersion, IngestReport, Issue, Upload, vault_key
-from functions.ingest.pipeline import arrow_schema_summary, run_pipeline
+from functions.ingest.models import DatasetProfile, DatasetVersion, IngestReport, Issue, Upload, vault_key
+from functions.ingest.pipeline import StepFailed, arrow_schema_summary, run_pipeline, step
 from functions.ingest.protect import Protector
 from functions.ingest.repository import IngestRepository, VersionTaken
 
-# The tag a rejected upload's original gets; the bucket's lifecycle deletes tagged objects after
-# REJECTED_RETENTION_DAYS (infra/spec.py).
+# The tags a rejected or failed upload's original gets; the bucket's lifecycle deletes tagged
+# objects after REJECTED_RETENTION_DAYS and FAILED_RETENTION_DAYS (infra/spec.py).
 REJECTED_TAG = ("cityshare-upload", "rejected")
+FAILED_TAG = ("cityshare-upload", "failed")
+# The watchdog records a timeout this long before Lambda would stop the function.
+WATCHDOG_MARGIN_SECONDS = 20.0
+_TRANSIENT_CODES = {
+    "Throttling",
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "SlowDown",
+    "ServiceUnavailable",
+    "InternalError",
+    "InternalServerError",
+    "KMSInternalException",
+    "TransactionConflictException",
+    "RequestTimeout",
+}
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether trying again may succeed: AWS throttling or faults, or a network error."""
+    code = str(((getattr(error, "response", None) or {}).get("Error") or {}).get("Code", ""))
+    if code in _TRANSIENT_CODES:
+        return True
+    names = {cls.__name__ for cls in type(error).__mro__}
+    return bool(names & {"ConnectionError", "EndpointConnectionError", "ReadTimeoutError", "ConnectTimeoutError", "TimeoutError"})
+
+
+class UploadFailed(Exception):
+    """Processing failed; the upload holds the report. `retry`: the cause may pass, let SQS retry."""
+
+    def __init__(self, report: IngestReport, retry: bool) -> None:
+        super().__init__(report.issues[0].message if report.issues else "processing failed")
+        self.report = report
+        self.retry = retry
+
+
+@dataclass(frozen=True)
+class Attempts:
+    attempt: int
+    maximum: int
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A processed upload, stored and ready to commit."""
+
+    dataset: Dataset
+    report: IngestReport
+    profile: DatasetProfile
+    curated_key: str
+    size: int
+    sha256: str
+    output_schema: dict[str, str]
+
+
 LANDING_KEY = re.compile(r"^landing/([a-z][a-z0-9-]{1,31})/([a-z0-9][a-z0-9-]{2,62})/(u[0-9a-f]{32})/([A-Za-z0-9._-]{1,255})$")
 _MAX_VERSION_ATTEMPTS = 20
 
@@ -75,7 +132,11 @@ class IngestService:
         self._s3 = s3
         self._events = events
 
-    def process(self, bucket: str, key: str) -> IngestResult:
+    def process(
+        self, bucket: str, key: str, attempt: int = 1, max_attempts: int = 1, seconds_left: float | None = None
+    ) -> IngestResult:
+        """Ingest one landing object. Raises UploadFailed when processing failed for a reason that is
+        not the file's (the upload is then `failed` with a report, or retried when the cause may pass)."""
         found = LANDING_KEY.match(key)
         if bucket != self._settings.data_bucket or not found:
             logger.warning("not a landing upload; ignored", extra={"bucket": bucket, "key": key[:300]})
@@ -90,9 +151,31 @@ class IngestService:
             return IngestResult("duplicate", upload.version)
         if upload.status == "rejected" or not self._uploads.mark_processing(upload, utc_now()):
             return IngestResult("duplicate")
-        return self._ingest(upload)
+        final = attempt >= max_attempts
+        attempts = Attempts(attempt, max_attempts)
+        # Lambda stops a function at its timeout without warning: say so on the upload just before.
+        watchdog = (
+            threading.Timer(max(seconds_left - WATCHDOG_MARGIN_SECONDS, 1.0), self._timed_out, (upload, attempts))
+            if seconds_left is not None
+            else None
+        )
+        if watchdog is not None:
+            watchdog.daemon = True
+            watchdog.start()
+        try:
+            staged = self._stage(upload)
+        except Exception as error:
+            raise self._failed(upload, error, attempts, final) from error
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+        if isinstance(staged, IngestResult):
+            return staged
+        return self._commit(upload, staged)
 
-    def _ingest(self, upload: Upload) -> IngestResult:
+    def _stage(self, upload: Upload) -> IngestResult | Staged:
+        """Everything before the commit: read, validate, protect, profile, write, store. Returns the
+        result when the file is rejected, else what the commit needs."""
         dataset = self._catalog.get(upload.dataset_id)
         if dataset is None:
             return self._reject(
@@ -101,7 +184,8 @@ class IngestService:
                     file_error="dataset_deleted", issues=[Issue(rule="dataset_deleted", message="The dataset no longer exists")]
                 ),
             )
-        head = self.s3.head_object(Bucket=self._settings.data_bucket, Key=upload.landing_key)
+        with step("read"):
+            head = self.s3.head_object(Bucket=self._settings.data_bucket, Key=upload.landing_key)
         if upload.source == "file" and head["ContentLength"] != upload.request.size_bytes:
             return self._reject(
                 upload,
@@ -116,7 +200,8 @@ class IngestService:
                 ),
             )
         department = department_key(self._settings, dataset.owner)
-        body = self.s3.get_object(Bucket=self._settings.data_bucket, Key=upload.landing_key)["Body"]
+        with step("read"):
+            body = self.s3.get_object(Bucket=self._settings.data_bucket, Key=upload.landing_key)["Body"]
         with tempfile.TemporaryDirectory(prefix="ingest-") as folder:
             vault_dir = Path(folder) / "vault"
             vault_dir.mkdir()
@@ -124,25 +209,33 @@ class IngestService:
             def data_key() -> bytes:
                 return self._keys.dataset_key(dataset.dataset_id, department)
 
-            protector = Protector(
-                dataset.table_schema,
-                dataset.dataset_id,
-                self._keys.pseudonymisation_key(dataset.owner, department) if _pseudonymises(dataset) else b"",
-                data_key,
-                vault_dir,
-            )
+            with step("protect"):
+                token_key = self._keys.pseudonymisation_key(dataset.owner, department) if _pseudonymises(dataset) else b""
+            protector = Protector(dataset.table_schema, dataset.dataset_id, token_key, data_key, vault_dir)
             outcome = run_pipeline(body, upload.request, dataset.table_schema, dataset.ingest, protector, Path(folder))
             prefix = f"{dataset.dataset_id}/{upload.upload_id}"
-            if outcome.quarantine is not None:
-                outcome.report.quarantine_key = f"quarantine/{prefix}/rejected-rows.jsonl"
-                self._store(outcome.quarantine, outcome.report.quarantine_key, department)
-            if not outcome.accepted or outcome.parquet is None or outcome.profile is None:
-                return self._reject(upload, outcome.report, department)
-            curated_key = f"curated/{prefix}/part-00000.parquet"
-            self._store(outcome.parquet, curated_key, department)
-            for column, path in protector.vault_files().items():
-                self._store_sealed(path, vault_key(dataset.dataset_id, upload.upload_id, column), data_key(), department)
-            size = outcome.parquet.stat().st_size
+            with step("store"):
+                if outcome.quarantine is not None:
+                    outcome.report.quarantine_key = f"quarantine/{prefix}/rejected-rows.jsonl"
+                    self._store(outcome.quarantine, outcome.report.quarantine_key, department)
+                if not outcome.accepted or outcome.parquet is None or outcome.profile is None:
+                    return self._reject(upload, outcome.report, department)
+                curated_key = f"curated/{prefix}/part-00000.parquet"
+                self._store(outcome.parquet, curated_key, department)
+                for column, path in protector.vault_files().items():
+                    self._store_sealed(path, vault_key(dataset.dataset_id, upload.upload_id, column), data_key(), department)
+            return Staged(
+                dataset,
+                outcome.report,
+                outcome.profile,
+                curated_key,
+                outcome.parquet.stat().st_size,
+                outcome.parquet_sha256,
+                arrow_schema_summary(protector.output_schema),
+            )
+
+    def _commit(self, upload: Upload, staged: Staged) -> IngestResult:
+        dataset = staged.dataset
         for _ in range(_MAX_VERSION_ATTEMPTS):
             latest = self._catalog.get(dataset.dataset_id)
             number = (latest.latest_version if latest else 0) + 1
@@ -152,13 +245,13 @@ class IngestService:
                 owner=dataset.owner,
                 upload_id=upload.upload_id,
                 created_at=utc_now(),
-                rows=outcome.report.rows_accepted,
-                files=[curated_key],
-                bytes=size,
-                content_sha256=outcome.parquet_sha256,
-                profile=outcome.profile,
-                report=outcome.report,
-                output_schema=arrow_schema_summary(protector.output_schema),
+                rows=staged.report.rows_accepted,
+                files=[staged.curated_key],
+                bytes=staged.size,
+                content_sha256=staged.sha256,
+                profile=staged.profile,
+                report=staged.report,
+                output_schema=staged.output_schema,
                 inputs=upload.inputs,
             )
             try:
@@ -171,13 +264,84 @@ class IngestService:
                 upload,
                 "PublishVersion",
                 "allow",
-                {"version": number, "rows": version.rows, "rows_rejected": outcome.report.rows_rejected},
+                {"version": number, "rows": version.rows, "rows_rejected": staged.report.rows_rejected},
             )
             upload.version = number
             self._discard_landing(upload)
             self._announce(upload, version, dataset)
             return IngestResult("published", number)
         raise Conflict(f"Could not commit a version of {dataset.dataset_id}: too many concurrent uploads")
+
+    def _failed(self, upload: Upload, error: Exception, attempts: Attempts, final: bool) -> UploadFailed:
+        """Record why processing failed. A cause that may pass (throttling, a dropped connection) is
+        retried by SQS until the last attempt; any other ends the upload `failed` at once."""
+        failed_step, cause = (error.step, error.cause) if isinstance(error, StepFailed) else ("ingest", error)
+        transient = is_transient(cause)
+        terminal = final or not transient
+        dataset = self._catalog.get(upload.dataset_id)
+        withhold = dataset is None or bool(dataset.table_schema.personal_columns())
+        where = traceback.extract_tb(cause.__traceback__)[-1] if cause.__traceback__ else None
+        logger.error(
+            "ingest failed",
+            extra={
+                "upload": upload.upload_id,
+                "step": failed_step,
+                "error_type": type(cause).__name__,
+                "at": f"{where.filename}:{where.lineno}" if where else "",
+                # An error's text may quote a value: kept out of the log when the schema is personal.
+                "error": "" if withhold else str(cause)[:500],
+                "attempt": attempts.attempt,
+                "terminal": terminal,
+            },
+        )
+        detail = "" if withhold else f": {str(cause).splitlines()[0][:200]}" if str(cause) else ""
+        then = (
+            "the platform team is alerted (ingest dead-letter queue) and can run it again after a fix"
+            if terminal
+            else f"it will be tried again (attempt {attempts.attempt} of {attempts.maximum})"
+        )
+        report = IngestReport(
+            file_error="processing_failed",
+            issues=[
+                Issue(
+                    rule="processing_failed",
+                    message=f"The {failed_step} step failed ({type(cause).__name__}{detail}); nothing was published; {then}",
+                )
+            ],
+        )
+        self._discard_outputs(upload)
+        if terminal:
+            self._uploads.end_upload(upload, "failed", report, utc_now())
+            self._tag_landing(upload, FAILED_TAG)
+            self._record(upload, "IngestFailed", "deny", {"reason": "processing_failed", "step": failed_step})
+        else:
+            self._uploads.end_upload(upload, "processing", report, utc_now())
+        return UploadFailed(report, retry=transient)
+
+    def _timed_out(self, upload: Upload, attempts: Attempts) -> None:
+        final = attempts.attempt >= attempts.maximum
+        then = "nothing was published" + (
+            "" if final else f"; it will be tried again (attempt {attempts.attempt} of {attempts.maximum})"
+        )
+        report = IngestReport(
+            file_error="processing_failed",
+            issues=[Issue(rule="timeout", message=f"Processing did not finish within the ingest function's time limit; {then}")],
+        )
+        try:
+            self._uploads.end_upload(upload, "failed" if final else "processing", report, utc_now())
+        except Exception:
+            logger.exception("could not record the timeout")
+
+    def _discard_outputs(self, upload: Upload) -> None:
+        """Nothing half-written: what this upload stored before it failed is deleted."""
+        prefix = f"{upload.dataset_id}/{upload.upload_id}/"
+        try:
+            for root in ("curated/", "vault/", "quarantine/"):
+                listed = self.s3.list_objects_v2(Bucket=self._settings.data_bucket, Prefix=root + prefix).get("Contents", [])
+                for found in listed:
+                    self.s3.delete_object(Bucket=self._settings.data_bucket, Key=found["Key"])
+        except Exception:
+            logger.exception("could not delete the outputs of a failed upload", extra={"upload": upload.upload_id})
 
     def _store(self, path: Path, key: str, department: str | None) -> None:
         self.s3.upload_file(str(path), self._settings.data_bucket, key, ExtraArgs=_encryption(department))
@@ -199,17 +363,16 @@ class IngestService:
         except Exception:
             logger.warning("landing original left for the lifecycle rule", extra={"key": upload.landing_key})
 
-    def _mark_rejected_landing(self, upload: Upload) -> None:
-        """The original of a rejected upload is kept for REJECTED_RETENTION_DAYS (so its owner can
-        look at what was sent), then the lifecycle rule on this tag deletes it."""
+    def _tag_landing(self, upload: Upload, tag: tuple[str, str]) -> None:
+        """A rejected upload's original is kept for REJECTED_RETENTION_DAYS (so its owner can look at
+        what was sent), a failed one's for the platform team to run again; then the lifecycle rules on
+        these tags delete them."""
         try:
             self.s3.put_object_tagging(
-                Bucket=self._settings.data_bucket,
-                Key=upload.landing_key,
-                Tagging={"TagSet": [{"Key": REJECTED_TAG[0], "Value": REJECTED_TAG[1]}]},
+                Bucket=self._settings.data_bucket, Key=upload.landing_key, Tagging={"TagSet": [{"Key": tag[0], "Value": tag[1]}]}
             )
         except Exception:
-            logger.warning("rejected original left for the landing lifecycle rule", extra={"key": upload.landing_key})
+            logger.warning("landing original left for the landing lifecycle rule", extra={"key": upload.landing_key})
 
     def _reject(self, upload: Upload, report: IngestReport, department: str | None = None) -> IngestResult:
         report_key = f"quarantine/{upload.dataset_id}/{upload.upload_id}/report.json"
@@ -221,7 +384,7 @@ class IngestService:
             **_encryption(department),
         )
         self._uploads.reject_upload(upload, report, utc_now())
-        self._mark_rejected_landing(upload)
+        self._tag_landing(upload, REJECTED_TAG)
         self._record(upload, "RejectUpload", "deny", {"reason": report.file_error, "rows_rejected": report.rows_rejected})
         return IngestResult("rejected")
 

@@ -22,6 +22,8 @@ from functions.ingest.models import (
     PART_SIZE,
     DatasetProfile,
     DatasetVersion,
+    IngestReport,
+    Issue,
     MultipartCompletion,
     PresignedPart,
     PublishedVersion,
@@ -90,12 +92,14 @@ class UploadService:
         bucket: str,
         s3: Any = None,
         clock: Callable[[], datetime] = _now,
+        stalled_after_seconds: int = 2520,
     ) -> None:
         self._catalog = catalog
         self._uploads = uploads
         self._bucket = bucket
         self._s3 = s3
         self._clock = clock
+        self._stalled_after = stalled_after_seconds
 
     def request_upload(self, caller: Caller, dataset_id: str, request: UploadRequest, request_id: str = "") -> UploadTicket:
         dataset = self._catalog.authorized(caller, "UploadData", dataset_id, request_id, {"size_bytes": request.size_bytes})
@@ -173,7 +177,30 @@ class UploadService:
 
     def get_upload(self, caller: Caller, dataset_id: str, upload_id: str, request_id: str = "") -> Upload:
         self._catalog.authorized(caller, "UploadData", dataset_id, request_id, {"status_of": upload_id})
-        return self._existing(dataset_id, upload_id)
+        upload = self._existing(dataset_id, upload_id)
+        if upload.status == "processing" and upload.updated_at and self._stalled(upload.updated_at):
+            return self._end_stalled(upload, upload.updated_at)
+        return upload
+
+    def _stalled(self, claimed_at: str) -> bool:
+        claimed = datetime.fromisoformat(claimed_at.replace("Z", "+00:00"))
+        return self._clock() - claimed > timedelta(seconds=self._stalled_after)
+
+    def _end_stalled(self, upload: Upload, claimed_at: str) -> Upload:
+        """An upload whose every attempt ended without a word (the function was killed: out of
+        memory, say) is `failed`, so nobody waits for it forever; its message is in the DLQ."""
+        report = IngestReport(
+            file_error="processing_failed",
+            issues=[
+                Issue(
+                    rule="stalled",
+                    message="Processing stopped without finishing on every attempt (the function was stopped); "
+                    "nothing was published; the platform team is alerted (ingest dead-letter queue)",
+                )
+            ],
+        )
+        self._uploads.end_upload(upload, "failed", report, self._clock().isoformat(), only_if=("processing", claimed_at))
+        return self._existing(upload.dataset_id, upload.upload_id)
 
     def list_versions(self, caller: Caller, dataset_id: str, request_id: str = "") -> VersionPage:
         dataset = self._catalog.authorized(caller, "ViewDataset", dataset_id, request_id, {"versions": "list"})

@@ -27,6 +27,7 @@ MAX_NUMBER_TEXT = 64
 CONTROL_CHARACTERS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
 INTEGER_TEXT = r"^[+-]?[0-9]{1,18}$"
 NUMBER_TEXT = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,3})?$"
+_BARE_TIME = r"^(1970-01-01T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?)$"
 
 
 def declared_types(column: ColumnSchema) -> tuple[str, bool]:
@@ -186,6 +187,11 @@ def convert(original: pa.Array, target: pa.DataType) -> tuple[pa.Array, np.ndarr
         return original, np.zeros(len(original), dtype=bool)
     if pa.types.is_null(original.type):
         return pa.nulls(len(original), target), np.zeros(len(original), dtype=bool)
+    if pa.types.is_time(target) and pa.types.is_string(original.type):
+        # Arrow parses no bare times: read them as instants of 1970-01-01 (UTC when no offset is given).
+        stamped = pc.replace_substring_regex(pc.binary_join_element_wise("1970-01-01T", original, ""), _BARE_TIME, r"\1Z")
+        instants, failed = convert(stamped, pa.timestamp("us", tz="UTC"))
+        return pc.cast(instants, target), failed
     numeric_text = pa.types.is_string(original.type) and (pa.types.is_integer(target) or pa.types.is_floating(target))
     try:
         converted = pc.cast(original, target)  # the common case: everything converts

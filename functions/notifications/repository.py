@@ -64,7 +64,7 @@ class NotificationRepository(DynamoTable):
     def page(self, department: str, after: str | None, limit: int) -> list[Notification]:
         """Oldest first after `after`; without it, the newest `limit` (still oldest first)."""
         now = int(datetime.now(UTC).timestamp())
-        if after is not None:
+        if after:  # an empty cursor is no cursor
             response = self.client.query(
                 TableName=self._table,
                 KeyConditionExpression="pk = :d AND sk > :after",

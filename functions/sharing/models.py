@@ -49,7 +49,7 @@ def comparable_value(column: ColumnSchema, op: str, value: Any) -> None:
 class Condition(BaseModel):
     """One comparison: `column op value`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     column: ColumnName
     op: Operator
@@ -59,7 +59,7 @@ class Condition(BaseModel):
 class RowFilter(BaseModel):
     """A small safe predicate: a condition, or all/any of nested filters. Never SQL text."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     condition: Condition | None = None
     all: list[RowFilter] | None = Field(default=None, min_length=1, max_length=20)
@@ -86,7 +86,7 @@ class RowFilter(BaseModel):
 class GrantTerms(BaseModel):
     """What a grant lets its holder read. Empty `columns` means every column."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     columns: list[ColumnName] = Field(default_factory=list, max_length=500)
     row_filter: RowFilter | None = None
@@ -167,7 +167,7 @@ class GrantTerms(BaseModel):
 
 
 class AccessRequestCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     purpose: str = Field(min_length=10, max_length=2000)
     purpose_category: PurposeCategory
@@ -184,7 +184,7 @@ class Decision(BaseModel):
 
 
 class AccessRequest(AccessRequestCreate):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     request_id: str
     dataset_id: str
@@ -199,14 +199,14 @@ class AccessRequest(AccessRequestCreate):
 class Approval(BaseModel):
     """A steward's approval: as asked (no terms), or narrowed."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     terms: GrantTerms | None = None
     note: str = Field(default="", max_length=1000)
 
 
 class Denial(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     reason: str = Field(min_length=3, max_length=1000)
 
@@ -214,7 +214,7 @@ class Denial(BaseModel):
 class GrantCreate(BaseModel):
     """A steward's direct grant, to a department or to one of its principals."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     grantee_department: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,31}$")]
     grantee_principal: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")

@@ -25,6 +25,7 @@ from functions.core.settings import Settings, department_key
 from functions.ingest.keys import KeyService
 from functions.ingest.models import vault_key
 from functions.ingest.protect import decrypt_value, generalise, keyed_tokens
+from functions.ingest.validate import convert
 from functions.sharing.models import Grant, RowFilter, linked_own_columns
 from functions.sharing.placement import CLEAR_VIEW_REUSE_HOURS, is_clear, view_key
 
@@ -38,6 +39,15 @@ def read_columns(dataset: Dataset, grant: Grant) -> list[str]:
     return [name for name in dataset.table_schema.stored_columns() if name in wanted]
 
 
+def typed(values: Any, kind: pa.DataType) -> pa.Array:
+    """A filter's values as the column's type, read as ingest reads them (so times and date-times
+    written as text compare as what they are)."""
+    text = pa.array([v if isinstance(v, str) else None for v in values], pa.string())
+    if any(isinstance(v, str) for v in values) and not pa.types.is_string(kind):
+        return convert(text, kind)[0]
+    return pa.array(values).cast(kind)
+
+
 def predicate(table: pa.Table, row_filter: RowFilter) -> pa.Array:
     """The row filter as a boolean mask over `table` (null comparisons count as false)."""
     if row_filter.condition is not None:
@@ -46,8 +56,8 @@ def predicate(table: pa.Table, row_filter: RowFilter) -> pa.Array:
         if condition.op == "not_null":
             return column.is_valid()
         if condition.op == "in":
-            return pc.is_in(column, value_set=pa.array(condition.value).cast(column.type))
-        return pc.fill_null(_OPERATORS[condition.op](column, pa.scalar(condition.value).cast(column.type)), False)
+            return pc.fill_null(pc.is_in(column, value_set=typed(condition.value, column.type)), False)
+        return pc.fill_null(_OPERATORS[condition.op](column, typed([condition.value], column.type)[0]), False)
     parts = [predicate(table, child) for child in (row_filter.all or row_filter.any or [])]
     combine = pc.and_ if row_filter.all else pc.or_
     result = parts[0]

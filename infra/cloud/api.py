@@ -94,11 +94,17 @@ class Api(Construct):
         )
         validator = self.rest_api.add_request_validator("Validator", validate_request_body=True, validate_request_parameters=True)
         integrations: dict[str, apigw.LambdaIntegration] = {}
+        owners: dict[str, str] = {}
         for route in routes:
             if route.function not in integrations:
                 integrations[route.function] = apigw.LambdaIntegration(functions[route.function], allow_test_invoke=False)
             resource = self.rest_api.root.resource_for_path(route.path)
             resource.add_method(route.method, integrations[route.function], request_validator=validator)
+            owners[route.path] = route.function
+        for path, function in owners.items():
+            # Any other method on a known path reaches its function (after the authorizer), which
+            # answers 405 with Allow, as the embedded gateway does.
+            self.rest_api.root.resource_for_path(path).add_method("ANY", integrations[function], request_validator=validator)
         for response_type, status, code, title in _GATEWAY_PROBLEMS:
             self.rest_api.add_gateway_response(
                 f"Problem-{code}-{status or 'default'}",

@@ -23,7 +23,7 @@ from infra.cloud.queries import Queries
 from infra.cloud.storage import Storage
 from infra.cloud.suppressions import acknowledge_findings
 from infra.cloud.tables import Tables
-from infra.spec import RESOURCE_ENVIRONMENT, SPEC, PlatformSpec
+from infra.spec import RESOURCE_ENVIRONMENT, SPEC, PlatformSpec, stalled_after_seconds
 
 
 class CityShareStack(Stack):
@@ -55,6 +55,7 @@ class CityShareStack(Stack):
             | {("bucket", name): bucket.bucket_name for name, bucket in storage.buckets.items()}
             | {("bus", spec.event_bus): messaging.bus.event_bus_name, ("key", "platform"): keys.platform.key_arn}
             | {("topic", name): topic.topic_arn for name, topic in messaging.topics.items()}
+            | {("dead-letters", name): queue.queue_name for name, queue in messaging.dead_letter_queues.items()}
             | {
                 ("catalog", spec.query_catalog): queries.database_name,
                 ("workgroup", spec.query_workgroup): queries.workgroup_name,
@@ -65,6 +66,8 @@ class CityShareStack(Stack):
             CITYSHARE_STAGE=config.stage,
             CITYSHARE_AUDIENCE=config.token_audience,
             MAX_BODY_BYTES=str(spec.limits.max_body_bytes),
+            INGEST_MAX_ATTEMPTS=str(spec.queue("ingest").max_receive_count),
+            INGEST_STALLED_AFTER_SECONDS=str(stalled_after_seconds(spec.queue("ingest"))),
             DEPARTMENT_KEYS=json.dumps({d: k.key_arn for d, k in keys.departments.items()}),
             POWERTOOLS_SERVICE_NAME="cityshare",
         )
@@ -105,6 +108,9 @@ class CityShareStack(Stack):
             if spec.function(name).uses_data_keys:
                 for key in [keys.platform, *keys.departments.values()]:
                     key.grant_encrypt_decrypt(function)
+        for name, function in api_functions.items():
+            for queue_name in spec.function(name).dead_letters:
+                messaging.dead_letter_queues[queue_name].grant_send_messages(function)
         for queue_spec in spec.queues:
             if queue_spec.consumer:
                 api_functions[queue_spec.consumer].add_event_source(

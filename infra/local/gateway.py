@@ -170,13 +170,17 @@ class Gateway:
         return int(response["statusCode"]), headers, data
 
     def _match(self, method: str, path: str) -> tuple[RouteSpec, dict[str, str]] | None:
+        """The route for `method` on `path`; for a known path with another method, that path's route
+        (as API Gateway's ANY method does): its function answers 405 with `Allow`."""
+        other: tuple[RouteSpec, dict[str, str]] | None = None
         for compiled in self._routes:
-            if compiled.route.method != method:
-                continue
             found = compiled.pattern.match(path)
-            if found:
+            if not found:
+                continue
+            if compiled.route.method == method:
                 return compiled.route, found.groupdict()
-        return None
+            other = other or (compiled.route, found.groupdict())
+        return other
 
     def _proxy_event(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,9 +27,12 @@ class LocalContext:
     invoked_function_arn: str = ""
     log_group_name: str = ""
     log_stream_name: str = ""
+    timeout_seconds: int = 29
+    started: float = field(default_factory=time.monotonic)
 
     def get_remaining_time_in_millis(self) -> int:
-        return 29_000
+        """As in Lambda: what is left of the function's timeout (nothing stops it here when it runs out)."""
+        return max(0, int((self.started + self.timeout_seconds - time.monotonic()) * 1000))
 
 
 class LocalLambdas:
@@ -54,6 +58,7 @@ class LocalLambdas:
         context = LocalContext(
             function_name=f"cityshare-local-{name}",
             memory_limit_in_mb=function.memory_mb,
+            timeout_seconds=function.timeout_seconds,
             invoked_function_arn=f"arn:aws:lambda:eu-west-1:123456789012:function:cityshare-local-{name}",
         )
         handler = self.handler(name)

@@ -17,6 +17,7 @@ def physical_names(prefix: str, spec: PlatformSpec = SPEC) -> dict[tuple[str, st
     names.update({("table", t.name): f"{prefix}-{t.name}" for t in spec.tables})
     names.update({("bucket", b.name): f"{prefix}-{b.name}" for b in spec.buckets})
     names.update({("queue", q.name): f"{prefix}-{q.name}" for q in spec.queues})
+    names.update({("dead-letters", q.name): f"{prefix}-{q.name}-dlq" for q in spec.queues})
     names[("bus", spec.event_bus)] = f"{prefix}-{spec.event_bus}"
     names[("key", "platform")] = f"alias/{prefix}/platform"
     # Functions get a topic's ARN, which the local region and account make predictable.

@@ -13,12 +13,18 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from functions.audit.chain import AuditLog
 from functions.catalog.models import Dataset
 from functions.catalog.repository import CatalogRepository
 from functions.core import aws
 from functions.core.settings import Settings, get_settings
 from functions.handlers import services, wiring
 from functions.identity.models import Caller
+from functions.ingest.keys import KeyService
+from functions.ingest.models import Upload, UploadRequest
+from functions.ingest.repository import IngestRepository
+from functions.ingest.service import IngestService
+from functions.ingest.uploads import new_upload_id
 from functions.sharing.models import AccessRequestCreate
 from functions.sharing.service import SharingService
 from infra.local.fidelity import make_conditional_writes_atomic
@@ -132,3 +138,57 @@ def ask(sharing: SharingService) -> str:
         until="2027-12-31",
     )
     return sharing.request_access(ANALYST, "traffic-flow", request).request_id
+
+
+# -- ingest of air-quality uploads (the ingest function's service, against moto)
+CSV = b"station_id,district,measured_at,pm25\nAQ-001,Centre,2026-11-04T08:00:00Z,12.5\nAQ-002,Harbour,2026-11-04T08:00:00Z,80.1\n"
+
+
+@pytest.fixture
+def service(moto_aws: Aws, settings: Settings) -> IngestService:
+    dynamodb = moto_aws.client("dynamodb")
+    CatalogRepository(settings.catalog_table, dynamodb).create(
+        Dataset.model_validate(
+            {
+                "dataset_id": "air-quality",
+                "title": "Air",
+                "classification": "public",
+                "schema": city_schema("air-quality"),
+                "owner": "environment",
+                "created_at": "t",
+                "updated_at": "t",
+                "created_by": "sensors",
+            }
+        )
+    )
+    return IngestService(
+        settings,
+        IngestRepository(settings.catalog_table, dynamodb),
+        CatalogRepository(settings.catalog_table, dynamodb),
+        KeyService(settings.catalog_table, settings.platform_key, dynamodb, moto_aws.client("kms")),
+        AuditLog(settings.audit_table, dynamodb),
+        moto_aws.client("s3"),
+        moto_aws.client("events"),
+    )
+
+
+def land(moto_aws: Aws, settings: Settings, data: bytes = CSV) -> str:
+    upload_id = new_upload_id()
+    key = f"landing/environment/air-quality/{upload_id}/data.csv"
+    IngestRepository(settings.catalog_table, moto_aws.client("dynamodb")).create_upload(
+        Upload(
+            upload_id=upload_id,
+            dataset_id="air-quality",
+            owner="environment",
+            created_by="sensors",
+            created_at="t",
+            request=UploadRequest(filename="data.csv", format="csv", size_bytes=len(data)),
+            landing_key=key,
+        )
+    )
+    moto_aws.client("s3").put_object(Bucket=settings.data_bucket, Key=key, Body=data)
+    return key
+
+
+def versions(service: IngestService) -> list[int]:
+    return [v.version for v in service._uploads.list_versions("air-quality")]

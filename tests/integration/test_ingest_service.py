@@ -9,68 +9,12 @@ from typing import Any
 import pytest
 
 from functions.audit.chain import AuditLog
-from functions.catalog.models import Dataset
 from functions.catalog.repository import CatalogRepository
 from functions.core.settings import Settings
-from functions.ingest.keys import KeyService
-from functions.ingest.models import Upload, UploadRequest
+from functions.ingest.models import UploadRequest
 from functions.ingest.repository import IngestRepository
 from functions.ingest.service import IngestService
-from functions.ingest.uploads import new_upload_id
-from tests.datasets import city_schema
-from tests.integration.conftest import Aws, assert_matches_published_schema, published_events
-
-CSV = b"station_id,district,measured_at,pm25\nAQ-001,Centre,2026-11-04T08:00:00Z,12.5\nAQ-002,Harbour,2026-11-04T08:00:00Z,80.1\n"
-
-
-@pytest.fixture
-def service(moto_aws: Aws, settings: Settings) -> IngestService:
-    dynamodb = moto_aws.client("dynamodb")
-    CatalogRepository(settings.catalog_table, dynamodb).create(
-        Dataset.model_validate(
-            {
-                "dataset_id": "air-quality",
-                "title": "Air",
-                "classification": "public",
-                "schema": city_schema("air-quality"),
-                "owner": "environment",
-                "created_at": "t",
-                "updated_at": "t",
-                "created_by": "sensors",
-            }
-        )
-    )
-    return IngestService(
-        settings,
-        IngestRepository(settings.catalog_table, dynamodb),
-        CatalogRepository(settings.catalog_table, dynamodb),
-        KeyService(settings.catalog_table, settings.platform_key, dynamodb, moto_aws.client("kms")),
-        AuditLog(settings.audit_table, dynamodb),
-        moto_aws.client("s3"),
-        moto_aws.client("events"),
-    )
-
-
-def land(moto_aws: Aws, settings: Settings, data: bytes = CSV) -> str:
-    upload_id = new_upload_id()
-    key = f"landing/environment/air-quality/{upload_id}/data.csv"
-    IngestRepository(settings.catalog_table, moto_aws.client("dynamodb")).create_upload(
-        Upload(
-            upload_id=upload_id,
-            dataset_id="air-quality",
-            owner="environment",
-            created_by="sensors",
-            created_at="t",
-            request=UploadRequest(filename="data.csv", format="csv", size_bytes=len(data)),
-            landing_key=key,
-        )
-    )
-    moto_aws.client("s3").put_object(Bucket=settings.data_bucket, Key=key, Body=data)
-    return key
-
-
-def versions(service: IngestService) -> list[int]:
-    return [v.version for v in service._uploads.list_versions("air-quality")]
+from tests.integration.conftest import CSV, Aws, assert_matches_published_schema, land, published_events, versions
 
 
 def test_an_upload_becomes_one_version_with_its_event(moto_aws: Aws, settings: Settings, service: IngestService) -> None:
@@ -163,7 +107,7 @@ def test_keys_that_are_not_requested_uploads_are_ignored(settings: Settings, ser
     assert service.process(settings.data_bucket, key).outcome == "ignored"
 
 
-def test_the_handler_reports_a_poison_message_alone(moto_aws: Aws, settings: Settings, service: IngestService) -> None:
+def test_a_poison_message_goes_to_the_dead_letter_queue_alone(moto_aws: Aws, settings: Settings, service: IngestService) -> None:
     from functions.handlers import ingest as ingest_handler
     from infra.local.lambdas import LocalContext
     from infra.local.pump import sqs_event
@@ -183,8 +127,11 @@ def test_the_handler_reports_a_poison_message_alone(moto_aws: Aws, settings: Set
         "arn:aws:sqs:eu-west-1:123456789012:ingest",
     )
     response = ingest_handler.handler(event, LocalContext("ingest", 1024))
-    assert response["batchItemFailures"] == [{"itemIdentifier": "poison"}]
+    assert response["batchItemFailures"] == []  # retrying cannot help the poison message: it goes to the DLQ at once
     assert versions(service) == [1]
+    sqs = moto_aws.client("sqs")
+    dead = sqs.receive_message(QueueUrl=sqs.get_queue_url(QueueName=settings.ingest_dead_letters)["QueueUrl"])
+    assert [m["Body"] for m in dead["Messages"]] == ["this is not an S3 event"]
     ingest_handler.ingest_service.cache_clear()
 
 

@@ -186,8 +186,8 @@ def test_token_sent_with_another_body_is_refused(stack: RunningStack, transport:
     assert transport.client.get_dataset(dataset_id)["title"] == "Body check"
 
 
-def test_token_over_8_kb_is_refused(stack: RunningStack, transport: Member) -> None:
-    token = sign(transport, claims_for(transport, "GET", "/me", padding="x" * 9000))
+def test_token_over_16_kb_is_refused(stack: RunningStack, transport: Member) -> None:
+    token = sign(transport, claims_for(transport, "GET", "/me", padding="x" * 17000))
     assert refusal_reason(stack, send(stack, "GET", "/me", token)) == "token_too_large"
 
 

@@ -36,22 +36,33 @@ class Problem(BaseModel):
     errors: list[dict[str, Any]] | None = Field(default=None, description="Per-field problems (validation_failed)")
 
 
+# What any operation can answer: the request gate's refusals (functions/handlers/gate.py), a failed
+# signature, the policies (a suspended department is refused everything), validation, throttling,
+# and an unexpected fault.
+EVERY_ROUTE = (400, 401, 403, 405, 413, 414, 415, 422, 429, 500)
+
+
 def documented(model: Any, *statuses: int, status: int = 200) -> dict[int, Any]:
     """OpenAPI `responses` of a route: its success (`model`, None for no body) and the problem
-    statuses it can answer (401, 422 and 429 on every route)."""
+    statuses it can answer (EVERY_ROUTE, and those given)."""
     described = {
-        400: "Malformed request or cursor",
-        401: "The signed request did not verify",
-        403: "Not allowed by the policies",
-        404: "No such resource (or not visible to the caller)",
-        409: "Conflicts with the current state",
-        413: "Body too large",
-        422: "Does not match the API's models",
-        429: "Rate limit exceeded",
+        400: "Malformed request: body not UTF-8 or not JSON (malformed_json, invalid_encoding, too_deeply_nested), "
+        "or a request the domain refuses (invalid_request)",
+        401: "The signed request did not verify (unauthenticated)",
+        403: "Not allowed by the policies (forbidden)",
+        404: "No such resource, or not visible to the caller (dataset_not_found, department_not_found, not_found)",
+        405: "The path does not take this method (method_not_allowed; see Allow)",
+        409: "Conflicts with the current state (conflict, already_exists)",
+        413: "Body too large (payload_too_large)",
+        414: "Path and query too long (uri_too_long)",
+        415: "The body is not declared as JSON (unsupported_media_type)",
+        422: "Does not match the API's models (validation_failed, with per-field errors)",
+        429: "Rate limit exceeded (too_many_requests)",
+        500: "Unexpected fault, logged; nothing was changed partially (internal_error)",
     }
     responses: dict[int, Any] = {
         problem: {"description": described[problem], "content": {"application/problem+json": {"model": Problem}}}
-        for problem in sorted({401, 422, 429, *statuses})
+        for problem in sorted({*EVERY_ROUTE, *statuses})
     }
     success: dict[str, Any] = {"description": {200: "OK", 201: "Created", 202: "Accepted", 204: "Done"}[status]}
     if model is not None:
