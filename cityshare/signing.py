@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import jwt
+import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 TOKEN_TYPE = "cityshare-request+jwt"
@@ -57,3 +58,22 @@ class RequestSigner:
             "bsh": body_sha256(body),
         }
         return jwt.encode(claims, self._key, algorithm=self._algorithm, headers={"kid": self._kid, "typ": TOKEN_TYPE})
+
+
+class SignedRequestAuth(requests.auth.AuthBase):
+    """Signs any `requests` call as CityShare expects, after the request is prepared (so the body
+    hash is over the exact bytes sent): `requests.get(url, auth=SignedRequestAuth(signer, endpoint))`.
+    `endpoint` is the API root; the signed target is the path relative to it."""
+
+    def __init__(self, signer: RequestSigner, endpoint: str) -> None:
+        self._signer = signer
+        self._root = urlsplit(endpoint).path.rstrip("/")
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        parts = urlsplit(request.url or "")
+        path = parts.path[len(self._root) :] if self._root and parts.path.startswith(self._root) else parts.path
+        body = request.body or b""
+        data = body.encode() if isinstance(body, str) else bytes(body)
+        target = request_target(path + (f"?{parts.query}" if parts.query else ""))
+        request.headers["Authorization"] = f"Bearer {self._signer.token(request.method or 'GET', target, data)}"
+        return request

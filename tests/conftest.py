@@ -37,7 +37,11 @@ class RunningStack:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     """`cityshare local up` in a subprocess, as a platform engineer would run it."""
-    state_dir = tmp_path_factory.mktemp("stack")
+    yield from running_stack(tmp_path_factory.mktemp("stack"))
+
+
+def running_stack(state_dir: Path) -> Iterator[RunningStack]:
+    """An embedded stack of its own in `state_dir`, until the generator is closed."""
     log = (state_dir / "stack.log").open("wb")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     process = subprocess.Popen(

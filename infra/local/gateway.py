@@ -79,7 +79,11 @@ class Gateway:
             def _serve(self) -> None:
                 gateway.serve(self)
 
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve  # noqa: N815
+            def __getattr__(self, name: str) -> Any:
+                # Any method (TRACE, QUERY, ...) reaches the route table: a known path answers 405.
+                if name.startswith("do_"):
+                    return self._serve
+                raise AttributeError(name)
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet by default
                 return

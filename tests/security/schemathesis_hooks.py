@@ -1,0 +1,37 @@
+"""Schemathesis hooks (SCHEMATHESIS_HOOKS=tests.security.schemathesis_hooks): every generated request
+is signed like the SDK's, after serialisation, with the profile named by CITYSHARE_FUZZ_PROFILE;
+path parameters sometimes name the resources that profile owns, so operations get past 404."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import schemathesis
+
+from cityshare import CityShareClient, Profile
+from cityshare.signing import SignedRequestAuth
+
+_profile = Profile.load(Path(os.environ["CITYSHARE_FUZZ_PROFILE"]))
+schemathesis.auth.set_from_requests(SignedRequestAuth(CityShareClient.from_profile(_profile).signer, _profile.endpoint))
+# {"dataset_id": {"pattern": ..., "values": [...]}, ...}: ids that exist, for path parameters.
+_KNOWN: dict[str, dict[str, Any]] = json.loads(os.environ.get("CITYSHARE_FUZZ_IDS", "{}"))
+_chance = random.Random(0)
+
+
+@schemathesis.hook
+def map_path_parameters(context: Any, path_parameters: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Half the time, a valid generated id becomes one that exists; an invalid one is left as it is
+    (the negative cases must stay negative)."""
+    if not path_parameters:
+        return path_parameters
+    for name, known in _KNOWN.items():
+        value = path_parameters.get(name)
+        valid = value is not None and re.fullmatch(known["pattern"], str(value)) and not isinstance(value, bool | float)
+        if valid and _chance.random() < 0.5:
+            path_parameters[name] = type(value)(_chance.choice(known["values"]))
+    return path_parameters
