@@ -1,8 +1,8 @@
 """The cryptography CityShare applies to personal values, with no pyarrow: keyed tokens, sealed
 values padded to length buckets, and sealed files in authenticated chunks.
 
-- Tokens are keyed BLAKE2b (a MAC by design) truncated to 128 bits, as 32 hex characters. The key
-  decides the token space: a department's own key for its curated data, a key derived per grant
+- Tokens are 128-bit keyed pseudorandom values, as 32 hex characters (TokenKey). The key decides
+  the token space: a department's own key for its curated data, a key derived per grant
   for masking, a key derived per (pair of departments, identifier kind) for linkage.
 - A sealed value is AES-256-GCM over the value padded (ISO/IEC 7816-4: 0x80 then zeros) to a
   length bucket, so a ciphertext tells which bucket a value falls in, not its exact length.
@@ -20,9 +20,11 @@ import struct
 from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 TOKEN_BYTES = 16
+SHORT_VALUE_BYTES = 15  # with one byte of padding, one AES block
 _NONCE = 12
 _BUCKET_STEP_ABOVE = 256
 _CHUNK_BYTES = 8 * 1024 * 1024
@@ -34,17 +36,41 @@ def derived_key(secret: bytes, *label: str) -> bytes:
     return hmac.new(secret, "\x1f".join(label).encode(), hashlib.sha256).digest()
 
 
-def token_function(key: bytes) -> Callable[[str], str]:
-    """value -> its token under `key`. The keyed state is built once and copied per value (the
-    cheapest correct way to MAC many short values in Python)."""
-    keyed = hashlib.blake2b(key=key[:64], digest_size=TOKEN_BYTES)
+class TokenKey:
+    """One token space. A value of at most SHORT_VALUE_BYTES bytes (plates, ids, phone numbers) is
+    one AES block: its token is AES-256 of the padded value (a keyed pseudorandom permutation),
+    which many values take in one call. A longer value's token is keyed BLAKE2b (a MAC by design),
+    one value at a time. Both are 128 bits, under keys derived apart from the space's key."""
 
-    def token(value: str) -> str:
-        state = keyed.copy()
-        state.update(value.encode())
+    def __init__(self, key: bytes) -> None:
+        self._block_cipher = Cipher(algorithms.AES(derived_key(key, "token", "short")), modes.ECB())
+        self._mac = hashlib.blake2b(key=derived_key(key, "token", "long"), digest_size=TOKEN_BYTES)
+
+    def blocks(self, padded: bytes) -> bytes:
+        """AES of consecutive padded 16-byte blocks (each a short value), in one call."""
+        encryptor = self._block_cipher.encryptor()
+        return encryptor.update(padded) + encryptor.finalize()
+
+    def open_blocks(self, sealed: bytes) -> bytes:
+        """The inverse of `blocks`: what the linkage path needs to re-key short values."""
+        decryptor = self._block_cipher.decryptor()
+        return decryptor.update(sealed) + decryptor.finalize()
+
+    def long(self, value: bytes) -> str:
+        state = self._mac.copy()
+        state.update(value)
         return state.hexdigest()
 
-    return token
+    def token(self, value: str) -> str:
+        data = value.encode()
+        if len(data) <= SHORT_VALUE_BYTES:
+            return self.blocks(data + b"\x80" + b"\x00" * (SHORT_VALUE_BYTES - len(data))).hex()
+        return self.long(data)
+
+
+def token_function(key: bytes) -> Callable[[str], str]:
+    """value -> its token under `key`, one value at a time (functions.ingest.protect does many at once)."""
+    return TokenKey(key).token
 
 
 def padded_length(length: int) -> int:

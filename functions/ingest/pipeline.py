@@ -165,8 +165,11 @@ def run_pipeline(
     counts: Counter[str] = Counter()
     parquet_path, quarantine_path = workdir / "part-00000.parquet", workdir / "rejected.jsonl"
     validator = BatchValidator(schema)
-    profile = ProfileBuilder(protector.output_schema)
-    sink = BackgroundSink(pq.ParquetWriter(parquet_path, protector.output_schema, compression="zstd"), profile)
+    profile = ProfileBuilder(protector.output_schema, protector.opaque_columns)
+    # Statistics (min/max per row group) only where order means something: not on tokens or ciphertexts.
+    statistics = [n for n in protector.output_schema.names if n not in protector.opaque_columns]
+    writer = pq.ParquetWriter(parquet_path, protector.output_schema, compression="zstd", write_statistics=statistics)
+    sink = BackgroundSink(writer, profile)
     quarantined = 0
     try:
         with quarantine_path.open("w", encoding="utf-8") as quarantine:

@@ -24,7 +24,7 @@ from functions.core.sealing import open_stream
 from functions.core.settings import Settings, department_key
 from functions.ingest.keys import KeyService
 from functions.ingest.models import vault_key
-from functions.ingest.protect import decrypt_value, generalise, keyed_tokens
+from functions.ingest.protect import decrypt_value, generalise, keyed_tokens, short_values
 from functions.ingest.validate import convert
 from functions.sharing.models import Grant, RowFilter, linked_own_columns
 from functions.sharing.placement import CLEAR_VIEW_REUSE_HOURS, is_clear, view_key
@@ -126,10 +126,13 @@ def _parquet(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
-def rekeyed(tokens: pa.Array, vault: pa.Table, key: bytes) -> pa.Array:
-    """Owner-space tokens to tokens under `key`, through the version's vault (token -> value)."""
-    positions = pc.index_in(tokens, value_set=vault.column("token"))
-    return keyed_tokens(pc.take(vault.column("value"), positions), key)
+def rekeyed(tokens: pa.Array, owner_key: bytes, vault: pa.Table | None, linkage_key: bytes) -> pa.Array:
+    """Tokens of the owner's space to tokens under `linkage_key`: short values opened with the
+    owner's key, long ones found in the version's vault (token -> value)."""
+    values = short_values(tokens, owner_key)
+    if vault is not None and len(vault):
+        values = pc.coalesce(pc.take(vault.column("value"), pc.index_in(tokens, value_set=vault.column("token"))), values)
+    return keyed_tokens(values, linkage_key)
 
 
 class ViewBuilder:
@@ -169,13 +172,19 @@ class ViewBuilder:
         """Re-key a column of `dataset` (the grant's dataset, or the grantee's own) into the linkage
         space of the grant's two departments for the column's identifier kind."""
         personal = dataset.table_schema.personal_columns()[column]
-        data_key = self._keys.dataset_key(dataset.dataset_id, department_key(self._settings, dataset.owner))
+        owner_kms = department_key(self._settings, dataset.owner)
         vaults = []
         for file in files:
-            upload_id = file.split("/")[2]
-            sealed_key = vault_key(dataset.dataset_id, upload_id, column)
-            body = self._s3.get_object(Bucket=self._settings.data_bucket, Key=sealed_key)["Body"]
-            plain = open_stream(body.iter_chunks(1024 * 1024), data_key, sealed_key.encode())
-            vaults.append(pq.read_table(io.BytesIO(plain)))
-        vault = pa.concat_tables(vaults)
-        return rekeyed(tokens, vault, self._keys.linkage_key(grant.owner, grant.grantee_department, personal.category))
+            sealed_key = vault_key(dataset.dataset_id, file.split("/")[2], column)
+            try:
+                body = self._s3.get_object(Bucket=self._settings.data_bucket, Key=sealed_key)["Body"]
+            except self._s3.exceptions.NoSuchKey:
+                continue  # no long value in that version: every token opens with the key
+            data_key = self._keys.dataset_key(dataset.dataset_id, owner_kms)
+            vaults.append(pq.read_table(io.BytesIO(open_stream(body.iter_chunks(1024 * 1024), data_key, sealed_key.encode()))))
+        return rekeyed(
+            tokens,
+            self._keys.pseudonymisation_key(dataset.owner, owner_kms),
+            pa.concat_tables(vaults) if vaults else None,
+            self._keys.linkage_key(grant.owner, grant.grantee_department, personal.category),
+        )

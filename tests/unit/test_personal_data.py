@@ -14,12 +14,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from cryptography.exceptions import InvalidTag
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from functions.catalog.models import IngestPolicy
 from functions.core.sealing import ValueSealer, open_stream, padded_length, seal_stream, token_function
 from functions.ingest.models import UploadRequest
 from functions.ingest.pipeline import run_pipeline
-from functions.ingest.protect import Protector
+from functions.ingest.protect import Protector, keyed_tokens, short_values
 from functions.sharing.models import GrantTerms
 from tests.unit.ingest_helpers import DATA_KEY, PSEUDONYM_KEY, QUARANTINED, city_schema, ingest
 
@@ -105,19 +107,21 @@ def test_pseudonyms_live_in_the_department_token_space() -> None:
     assert attacker.column("plate")[0].as_py() != transport[0]["plate"]
 
 
-def test_a_pseudonymised_column_leaves_a_sealed_vault(tmp_path: Path) -> None:
+def test_short_pseudonyms_open_with_the_key_and_long_ones_leave_a_sealed_vault(tmp_path: Path) -> None:
+    long_plate = "DIPLOMATIC-00042"  # 16 bytes: one more than a block holds
     protector = Protector(PLATES, "plates", PSEUDONYM_KEY, lambda: DATA_KEY, tmp_path)
-    data = (PLATE_HEADER + GOOD_PLATE * 3 + GOOD_PLATE.replace("TAXI001", "BUS42")).encode()
+    data = (PLATE_HEADER + GOOD_PLATE * 3 + GOOD_PLATE.replace("TAXI001", long_plate) * 2).encode()
     request = UploadRequest(filename="p.csv", format="csv", size_bytes=len(data))
-    outcome = run_pipeline(io.BytesIO(data), request, PLATES, IngestPolicy(), protector, tmp_path)
+    assert run_pipeline(io.BytesIO(data), request, PLATES, IngestPolicy(), protector, tmp_path).accepted
     vault = protector.vault_files()["plate"]
-    pairs = pq.read_table(vault).to_pylist()
     token = token_function(PSEUDONYM_KEY)
-    assert sorted((p["value"], p["token"]) for p in pairs) == sorted((v, token(v)) for v in ("TAXI001", "BUS42"))
-    assert outcome.accepted
+    assert pq.read_table(vault).to_pylist() == [{"token": token(long_plate), "value": long_plate}]  # once
+    tokens = pa.array([token("TAXI001"), token(long_plate), "not a token", None])
+    assert short_values(tokens, PSEUDONYM_KEY).to_pylist() == ["TAXI001", None, None, None]
+    assert short_values(pa.array([token("TAXI001")]), b"another key".ljust(32, b".")).to_pylist() != ["TAXI001"]
     with vault.open("rb") as source:
         sealed = b"".join(seal_stream(source, DATA_KEY, b"vault/plates/u1/plate.vault"))
-    assert b"TAXI001" not in sealed
+    assert long_plate.encode() not in sealed
     assert open_stream([sealed], DATA_KEY, b"vault/plates/u1/plate.vault") == vault.read_bytes()
     with pytest.raises(ValueError):
         open_stream([sealed], DATA_KEY, b"vault/other/u1/plate.vault")
@@ -169,3 +173,12 @@ def test_linked_columns_must_be_pseudonymised_with_a_kind() -> None:
 def test_gzip_reports_withhold_parser_text_for_personal_schemas() -> None:
     outcome, _, _ = ingest(gzip.compress(b"\xff\xfe" + b"SECRETPLATE" * 5), PLATES, compression="gzip")
     assert outcome.report.file_error and "SECRETPLATE" not in outcome.report.model_dump_json()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(max_size=40)), max_size=60))
+def test_tokens_of_many_values_at_once_are_the_tokens_of_each(values: list[str | None]) -> None:
+    token = token_function(PSEUDONYM_KEY)
+    many = keyed_tokens(pa.array(values, pa.string()), PSEUDONYM_KEY).to_pylist()
+    assert many == [None if v is None else token(v) for v in values]
+    assert all(t is None or len(t) == 32 for t in many)
