@@ -125,7 +125,7 @@ def _padded_blocks(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) ->
     """Values of at most 15 bytes as 16-byte blocks: the value, 0x80, zeros (ISO/IEC 7816-4)."""
     # Rows of 16 bytes starting at each value (a sliding view: one copy, no index per byte).
     windows = np.lib.stride_tricks.sliding_window_view(np.concatenate([data, np.zeros(16, dtype=np.uint8)]), 16)
-    blocks = windows[starts]
+    blocks: np.ndarray = windows[starts]
     blocks[np.arange(16)[None, :] >= lengths[:, None]] = 0
     blocks[np.arange(len(lengths)), lengths] = 0x80
     return blocks
