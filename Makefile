@@ -27,7 +27,14 @@ $(DEV): $(RUNTIME) requirements-dev.txt
 demo: $(RUNTIME)  ## start the embedded stack and run the city scenario
 	$(BIN)/cityshare demo
 
-test: $(DEV) lint typecheck  ## ruff, mypy and every test suite
+# pycanon (k-anonymity checks in the tests) pins old numpy and pandas: a virtualenv of its own.
+PYCANON := build/pycanon/.installed
+$(PYCANON): tests/requirements-pycanon.txt
+	$(PYTHON) -m venv build/pycanon
+	build/pycanon/bin/pip install -q -r tests/requirements-pycanon.txt
+	touch $@
+
+test: $(DEV) $(PYCANON) lint typecheck  ## ruff, mypy and every test suite
 	$(BIN)/pytest
 
 lint: $(DEV)

@@ -98,13 +98,16 @@ def hospital_beds(rng: random.Random, rows: int, spike: bool = False) -> Iterato
 
 
 def service_requests(rng: random.Random, rows: int, spike: bool = False) -> Iterator[Row]:
-    categories = ["pothole", "street-light", "waste", "noise", "graffiti", "other"]
+    # A busy city: a request every 9 seconds, potholes and waste far more often than graffiti,
+    # the centre more than the airport (so some hourly groups are large and some are small).
+    categories, category_weights = ["pothole", "street-light", "waste", "noise", "graffiti", "other"], [8, 4, 6, 3, 1, 1]
+    district_weights = [8, 5, 5, 3, 3, 2, 1, 2]
     for index in range(rows):
         yield {
             "request_id": f"SR-{index + 1:08d}",
-            "opened_at": _iso(START + timedelta(minutes=index * 7)),
-            "category": rng.choice(categories),
-            "district": rng.choice(DISTRICTS),
+            "opened_at": _iso(START + timedelta(seconds=index * 9)),
+            "category": rng.choices(categories, category_weights)[0],
+            "district": rng.choices(DISTRICTS, district_weights)[0],
             "address": f"{rng.randint(1, 240)} {rng.choice(STREETS)}",
             "phone": f"+44 7{rng.randint(100, 999)} {rng.randint(100000, 999999)}" if rng.random() < 0.7 else None,
             "latitude": round(51.45 + rng.uniform(-0.05, 0.05), 6),

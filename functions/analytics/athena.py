@@ -26,11 +26,10 @@ def literal(value: Any, temporal: bool = False) -> str:
 
 
 def input_cte(name: str, database: str, table: str, scope: ReadScope, temporal: set[str]) -> str:
-    columns = scope.select_list("athena")
     where = "true"
     if scope.row_filter is not None:
         where, _ = filter_sql(scope.row_filter, lambda column, value: literal(value, column in temporal))
-    return f"{quoted(name)} AS (SELECT {columns} FROM {quoted(database)}.{quoted(table)} WHERE {where})"
+    return f"{quoted(name)} AS ({scope.query(f'{quoted(database)}.{quoted(table)}', where, 'athena')})"
 
 
 def wrapped(sql: str, ctes: list[str]) -> str:

@@ -278,13 +278,9 @@ class Firing:
 
 
 def source_cte(source: Input) -> tuple[str, list[Any]]:
-    """`name AS (SELECT <scope columns> FROM read_parquet(files) WHERE <scope filter>)`, with parameters."""
-    columns = source.scope.select_list()
+    """`name AS (<what the scope allows> FROM read_parquet(files) WHERE <scope filter>)`, with parameters."""
     where, params = filter_sql(source.scope.row_filter) if source.scope.row_filter else ("true", [])
-    return f"{quoted(source.name)} AS (SELECT {columns} FROM read_parquet(?) WHERE {where})", [
-        [str(f) for f in source.files],
-        *params,
-    ]
+    return f"{quoted(source.name)} AS ({source.scope.query('read_parquet(?)', where)})", [[str(f) for f in source.files], *params]
 
 
 def evaluate_files(rule: AlertRule, source: Input) -> list[Firing]:

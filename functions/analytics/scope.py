@@ -6,11 +6,11 @@ pasted from a caller."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from functions.catalog.models import GRID_TOLERANCE, Dataset, grid
-from functions.sharing.models import Grant, RowFilter
+from functions.sharing.models import AggregateTerms, Grant, RowFilter
 
 _OPERATORS = {"eq": "=", "ne": "<>", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 
@@ -24,29 +24,75 @@ class ReadScope:
     column_types: dict[str, str] = field(default_factory=dict)
     # Columns the grant coarsens: name -> (granularity, kind: date-time | integer | number)
     generalised: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # An aggregated grant: its groups (of at least k rows) are what may be read, never rows.
+    aggregate: AggregateTerms | None = None
 
     def select_list(self, dialect: str = "duckdb") -> str:
         """The scope's columns as a SELECT list, coarsened where the grant says so."""
         return ", ".join(
-            f"{coarsened(quoted(c), *self.generalised[c], dialect)} AS {quoted(c)}" if c in self.generalised else quoted(c)
-            for c in self.columns
+            f"{self._expression(c, dialect)} AS {quoted(c)}" if c in self.generalised else quoted(c) for c in self.columns
         )
+
+    def query(self, source: str, where: str, dialect: str = "duckdb") -> str:
+        """The SELECT that reads what the scope allows from `source`: its rows, or its groups."""
+        if self.aggregate is None:
+            return f"SELECT {self.select_list(dialect)} FROM {source} WHERE {where}"
+        keys = [self._expression(c, dialect) for c in self.aggregate.group_by]
+        selected = [f"{key} AS {quoted(c)}" for key, c in zip(keys, self.aggregate.group_by, strict=True)]
+        selected.append('count(*) AS "group_size"')
+        selected += [
+            f"{_SQL_AGGREGATES[m.aggregate]}({quoted(m.column)}) AS {quoted(m.output())}" for m in self.aggregate.measures
+        ]
+        # k is a validated integer; groups below it are never visible to the query.
+        having = f"count(*) >= {int(self.aggregate.min_group_size)}"
+        return f"SELECT {', '.join(selected)} FROM {source} WHERE {where} GROUP BY {', '.join(keys)} HAVING {having}"
+
+    def typed(self, stored_types: dict[str, str]) -> ReadScope:
+        """The scope with DuckDB types for its columns, given those of the dataset's stored columns."""
+        types = {c: stored_types.get(c, "VARCHAR") for c in self.columns}
+        if self.aggregate is not None:
+            types["group_size"] = "BIGINT"
+            for measure in self.aggregate.measures:
+                kept = measure.aggregate in ("min", "max")
+                types[measure.output()] = stored_types.get(measure.column, "DOUBLE") if kept else "DOUBLE"
+        return replace(self, column_types=types)
+
+    def _expression(self, column: str, dialect: str) -> str:
+        return coarsened(quoted(column), *self.generalised[column], dialect) if column in self.generalised else quoted(column)
+
+
+_SQL_AGGREGATES = {"count": "count", "sum": "sum", "mean": "avg", "min": "min", "max": "max"}
 
 
 def scope_for(dataset: Dataset, grant: Grant | None) -> ReadScope:
-    """The scope of reading `dataset` under `grant` (None: the owner's or public whole dataset)."""
+    """The scope of reading `dataset` under `grant` (None: the owner's or public whole dataset), as
+    rules and derived datasets read it. Under a grant: its row filter and coarsening; its groups
+    only when it aggregates; otherwise its columns but none that is personal (protected at ingest),
+    masked or linked — rules and derived datasets could single people out, so personal data reaches
+    them only as groups of at least k rows (an aggregated grant), and tokens only through views."""
     stored = dataset.table_schema.stored_columns()
     if grant is None:
         return ReadScope(dataset.dataset_id, stored)
-    allowed = set(grant.terms.columns or stored) - set(grant.terms.masked_columns)
+    terms = grant.terms
     properties = dataset.table_schema.properties
+    used = terms.aggregate.inputs() if terms.aggregate else set(terms.columns or stored)
     generalised = {
         name: (granularity, properties[name].check_granularity(granularity))
-        for name, granularity in grant.terms.generalised.items()
-        if name in allowed
+        for name, granularity in terms.generalised.items()
+        if name in used
     }
+    if terms.aggregate is not None:
+        return ReadScope(
+            dataset.dataset_id, terms.aggregate.columns(), terms.row_filter, grant.grant_id, {}, generalised, terms.aggregate
+        )
+    hidden = set(terms.masked_columns) | set(terms.linked_columns) | set(dataset.table_schema.personal_columns())
     return ReadScope(
-        dataset.dataset_id, [c for c in stored if c in allowed], grant.terms.row_filter, grant.grant_id, {}, generalised
+        dataset.dataset_id,
+        [c for c in stored if c in used and c not in hidden],
+        terms.row_filter,
+        grant.grant_id,
+        {},
+        generalised,
     )
 
 

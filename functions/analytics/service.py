@@ -81,14 +81,14 @@ class AnalyticsService:
         if dataset.latest_version:
             stored = self._versions.get_version(dataset.dataset_id, dataset.latest_version).output_schema
         types = {}
-        for name in scope.columns:
+        for name in dataset.table_schema.stored_columns():
             if name in stored:
                 types[name] = duckdb_type(stored[name])
                 continue
             column = dataset.table_schema.properties[name]
             kinds = [t for t in (column.type if isinstance(column.type, list) else [column.type]) if t != "null"]
             types[name] = _TEMPORAL.get(column.format or "", _JSON_TO_DUCKDB.get(kinds[0] if kinds else "string", "VARCHAR"))
-        return ReadScope(scope.dataset_id, scope.columns, scope.row_filter, scope.grant_id, types, scope.generalised)
+        return scope.typed(types)
 
     # -- alert rules
     def define_rule(self, caller: Caller, dataset_id: str, request: AlertRuleCreate, request_id: str = "") -> AlertRule:
@@ -264,10 +264,11 @@ def check_rule(rule: AlertRuleCreate, dataset: Dataset, scope: ReadScope) -> Non
     if outside:
         raise Forbidden(f"The rule uses columns you may not read on {dataset.dataset_id}: {', '.join(outside)}")
     properties = dataset.table_schema.properties
-    if rule.measure.column is not None:
-        kinds = properties[rule.measure.column].type
-        kinds = kinds if isinstance(kinds, list) else [kinds]
+    # An aggregated grant's own columns (group_size, mean_x, ...) are numbers.
+    numeric = {c for c in scope.columns if c not in properties}
+    if rule.measure.column is not None and rule.measure.column not in numeric:
+        kinds = properties[rule.measure.column].kinds()
         if not {"number", "integer"} & set(kinds):
             raise InvalidRequest(f"{rule.measure.column} is not numeric; use count, or a numeric column")
-    if rule.window is not None and properties[rule.window.column].format != "date-time":
+    if rule.window is not None and (rule.window.column in numeric or properties[rule.window.column].format != "date-time"):
         raise InvalidRequest(f"The window column {rule.window.column} must be a date-time column")

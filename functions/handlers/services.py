@@ -22,6 +22,7 @@ from functions.notifications.service import InboxService
 from functions.policy.access import AccessControl
 from functions.policy.engine import PolicyEngine
 from functions.sharing.models import Grant
+from functions.sharing.placement import BuiltView
 from functions.sharing.repository import SharingRepository
 from functions.sharing.service import SharingService
 
@@ -73,8 +74,8 @@ def _view_builder() -> Any:
     return ViewBuilder(settings, KeyService(settings.catalog_table, settings.platform_key), aws.client("s3"))
 
 
-def build_view(dataset: Dataset, version: int, files: list[str], grant: Grant, now: str, linked: bool) -> tuple[str, int]:
-    result: tuple[str, int] = _view_builder()(dataset, version, files, grant, now, linked)
+def build_view(dataset: Dataset, version: int, files: list[str], grant: Grant, now: str, linked: bool) -> BuiltView:
+    result: BuiltView = _view_builder()(dataset, version, files, grant, now, linked)
     return result
 
 

@@ -83,6 +83,43 @@ class RowFilter(BaseModel):
         return [c for child in (self.all or self.any or []) for c in child.conditions()]
 
 
+AggregateFunction = Literal["count", "sum", "mean", "min", "max"]
+DEFAULT_MIN_GROUP_SIZE = 5
+
+
+class AggregateMeasure(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    aggregate: AggregateFunction
+    column: ColumnName
+
+    def output(self) -> str:
+        return f"{self.aggregate}_{self.column}"
+
+
+class AggregateTerms(BaseModel):
+    """Share groups, not rows: rows grouped by `group_by` (after the grant's row filter and its
+    generalisation, so a time bucket or a spatial grid is a generalised column), each group with
+    its `group_size` and `measures`; groups of fewer than `min_group_size` rows are suppressed and
+    counted. Every row of the view stands for at least k rows of the data (k-anonymity over the
+    grouping columns)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    group_by: list[ColumnName] = Field(min_length=1, max_length=10)
+    measures: list[AggregateMeasure] = Field(default_factory=list, max_length=20)
+    min_group_size: int = Field(
+        default=DEFAULT_MIN_GROUP_SIZE, ge=1, le=10_000, description="k: at least 2 when a column involved is personal"
+    )
+
+    def columns(self) -> list[str]:
+        """The view's columns, in order."""
+        return [*self.group_by, "group_size", *(m.output() for m in self.measures)]
+
+    def inputs(self) -> set[str]:
+        return set(self.group_by) | {m.column for m in self.measures}
+
+
 class GrantTerms(BaseModel):
     """What a grant lets its holder read. Empty `columns` means every column."""
 
@@ -105,6 +142,7 @@ class GrantTerms(BaseModel):
         max_length=50,
         description="Columns coarsened in the view: date-time to an interval (15m, 1h, 1d), numbers to a grid (0.01, 10)",
     )
+    aggregate: AggregateTerms | None = Field(default=None, description="Share groups of at least k rows instead of rows")
     expires_at: str | None = Field(default=None, description="ISO 8601; the grant stops working then")
 
     def restricted(self) -> bool:
@@ -115,6 +153,7 @@ class GrantTerms(BaseModel):
             or self.decrypt_columns
             or self.generalised
             or self.linked_columns
+            or self.aggregate
         )
 
     def fingerprint(self) -> str:
@@ -151,6 +190,8 @@ class GrantTerms(BaseModel):
                 raise ValueError(f"linked_columns: {name} is not a pseudonymised column with a category (its identifier kind)")
             if name in self.masked_columns or (self.columns and name not in self.columns):
                 raise ValueError(f"linked_columns: {name} must be among the granted columns and not masked")
+        if self.aggregate is not None:
+            self._check_aggregate(self.aggregate, schema)
         for condition in self.row_filter.conditions() if self.row_filter else []:
             if condition.column not in names:
                 raise ValueError(f"the row filter names a column not in the dataset: {condition.column}")
@@ -164,6 +205,29 @@ class GrantTerms(BaseModel):
                     "its stored values are not comparable with clear values; filter on another column or use not_null"
                 )
             comparable_value(schema.properties[condition.column], condition.op, condition.value)
+
+    def _check_aggregate(self, aggregate: AggregateTerms, schema: TableSchema) -> None:
+        if self.masked_columns or self.decrypt_columns or self.linked_columns:
+            raise ValueError("an aggregated grant shares groups: it cannot also mask, decrypt or link columns")
+        names, personal = set(schema.stored_columns()), schema.personal_columns()
+        unknown = sorted(aggregate.inputs() - names)
+        if unknown:
+            raise ValueError(f"aggregate names columns not in the dataset's stored data: {', '.join(unknown)}")
+        if self.columns and not aggregate.inputs() <= set(self.columns):
+            raise ValueError("an aggregated grant's columns must include its group_by and measure columns")
+        identifying = sorted(c for c in aggregate.inputs() if c in personal and personal[c].protection != "generalise")
+        if identifying:
+            raise ValueError(f"pseudonymised or encrypted columns cannot be grouped or measured: {', '.join(identifying)}")
+        involved = aggregate.inputs() | set(self.generalised)
+        if any(c in personal for c in involved) and aggregate.min_group_size < 2:
+            raise ValueError("min_group_size (k) is at least 2 when a column involved is personal")
+        for measure in aggregate.measures:
+            kinds = schema.properties[measure.column].kinds()
+            if measure.aggregate in ("sum", "mean") and not {"number", "integer"} & set(kinds):
+                raise ValueError(f"{measure.aggregate} needs a numeric column, not {measure.column}")
+        outputs = aggregate.columns()
+        if len(outputs) != len(set(outputs)):
+            raise ValueError("the aggregated view's columns must be distinct (group_by, group_size, aggregate_column)")
 
 
 class AccessRequestCreate(BaseModel):
@@ -318,3 +382,6 @@ class DataAccess(BaseModel):
     columns: list[str]
     files: list[PresignedFile]
     audit: dict[str, Any] = Field(default_factory=dict)
+    suppressed: dict[str, int] | None = Field(
+        default=None, description="An aggregated view's groups and rows below k, left out: {'groups': n, 'rows': m}"
+    )

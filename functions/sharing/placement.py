@@ -13,11 +13,23 @@ lifecycle rule removes whatever a failed sweep left).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from functions.core.observability import logger
 from functions.sharing.models import Grant
+
+
+@dataclass(frozen=True)
+class BuiltView:
+    """A view in the bucket; `suppressed` says, for an aggregated view, how many groups and rows
+    fell below k."""
+
+    key: str
+    size: int
+    suppressed: dict[str, int] | None = None
+
 
 CLEAR_VIEW_HOURS = 24
 # A decrypting view older than this is rebuilt before its URL is handed out, so a URL never points

@@ -34,12 +34,12 @@ from functions.sharing.models import (
     choose_grant,
     linked_own_columns,
 )
-from functions.sharing.placement import ViewJanitor
+from functions.sharing.placement import BuiltView, ViewJanitor
 from functions.sharing.repository import SharingRepository
 
 URL_LIFETIME_SECONDS = 300
 # (dataset, version, its files, grant, now, the grantee's own dataset re-keyed for linkage?) -> (key, size)
-ViewBuilder = Callable[[Dataset, int, list[str], Grant, str, bool], tuple[str, int]]
+ViewBuilder = Callable[[Dataset, int, list[str], Grant, str, bool], BuiltView]
 
 
 def _until(value: str) -> str:
@@ -258,8 +258,10 @@ class SharingService:
         }
         self._catalog.require(caller, "ReadData", dataset, request_id, details, grants)
         version_files, version_bytes = self._version_files(dataset, number)
+        suppressed = None
         if grant is not None and grant.terms.restricted():
-            files = [self._build_view(dataset, number, version_files, grant, self._clock(), False)]
+            view = self._build_view(dataset, number, version_files, grant, self._clock(), False)
+            files, suppressed = [(view.key, view.size)], view.suppressed
         else:
             files = [(key, version_bytes) for key in version_files]
         restricted = bool(grant and grant.terms.restricted())
@@ -268,9 +270,10 @@ class SharingService:
             version=number,
             grant_id=grant.grant_id if grant else None,
             restricted=restricted,
-            columns=columns,
+            columns=grant.terms.aggregate.columns() if grant and grant.terms.aggregate else columns,
             files=self._presigned(files),
             audit=details,
+            suppressed=suppressed,
         )
 
     def _read_linked(self, caller: Caller, dataset_id: str, version: int | None, linkage: str, request_id: str) -> DataAccess:
@@ -294,7 +297,8 @@ class SharingService:
         if not columns:
             raise InvalidRequest(f"{dataset_id} has no pseudonymised column of the kinds {grant.linkage_kinds} links")
         version_files, _ = self._version_files(dataset, number)
-        files = [self._build_view(dataset, number, version_files, grant, self._clock(), True)]
+        view = self._build_view(dataset, number, version_files, grant, self._clock(), True)
+        files = [(view.key, view.size)]
         return DataAccess(
             dataset_id=dataset_id,
             version=number,

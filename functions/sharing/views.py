@@ -26,15 +26,17 @@ from functions.ingest.keys import KeyService
 from functions.ingest.models import vault_key
 from functions.ingest.protect import decrypt_value, generalise, keyed_tokens, short_values
 from functions.ingest.validate import convert
-from functions.sharing.models import Grant, RowFilter, linked_own_columns
-from functions.sharing.placement import CLEAR_VIEW_REUSE_HOURS, is_clear, view_key
+from functions.sharing.models import AggregateTerms, Grant, RowFilter, linked_own_columns
+from functions.sharing.placement import CLEAR_VIEW_REUSE_HOURS, BuiltView, is_clear, view_key
 
 _OPERATORS = {"eq": pc.equal, "ne": pc.not_equal, "lt": pc.less, "le": pc.less_equal, "gt": pc.greater, "ge": pc.greater_equal}
 
 
 def read_columns(dataset: Dataset, grant: Grant) -> list[str]:
     """The columns a view needs from the curated files: the granted ones and those its filter tests."""
-    wanted = set(grant.terms.columns or dataset.table_schema.properties)
+    wanted = (
+        grant.terms.aggregate.inputs() if grant.terms.aggregate else set(grant.terms.columns or dataset.table_schema.properties)
+    )
     wanted |= {c.column for c in grant.terms.row_filter.conditions()} if grant.terms.row_filter else set()
     return [name for name in dataset.table_schema.stored_columns() if name in wanted]
 
@@ -80,6 +82,8 @@ def restrict(table: pa.Table, dataset: Dataset, grant: Grant, secrets: ViewSecre
     terms = grant.terms
     if terms.row_filter is not None:
         table = table.filter(predicate(table, terms.row_filter))
+    if terms.aggregate is not None:
+        return aggregated(table, terms.aggregate, terms.generalised)
     columns = [c for c in (terms.columns or table.column_names) if c in table.column_names]
     table = table.select(columns)
     for name in terms.decrypt_columns:
@@ -101,6 +105,42 @@ def restrict(table: pa.Table, dataset: Dataset, grant: Grant, secrets: ViewSecre
         if name in columns and secrets.linked is not None:
             table = table.set_column(columns.index(name), name, secrets.linked(name, table.column(name).combine_chunks()))
     return table
+
+
+def _suppressed(metadata: dict[str, str]) -> dict[str, int] | None:
+    """The suppression counts an aggregated view carries (as S3 object metadata)."""
+    found = {name: metadata.get(f"cityshare-suppressed-{name}") for name in ("groups", "rows")}
+    return {name: int(value) for name, value in found.items() if value is not None} or None
+
+
+_PYARROW_AGGREGATES = {"count": "count", "sum": "sum", "mean": "mean", "min": "min", "max": "max"}
+SUPPRESSED_GROUPS, SUPPRESSED_ROWS = b"cityshare.suppressed_groups", b"cityshare.suppressed_rows"
+
+
+def aggregated(table: pa.Table, terms: AggregateTerms, generalised: dict[str, str]) -> pa.Table:
+    """Groups of at least k rows: the grouping columns generalised as the grant says, each group's
+    size and measures; smaller groups suppressed, and how many (groups and rows) said in the
+    table's metadata."""
+    needed = [c for c in table.column_names if c in terms.inputs()]
+    table = table.select(needed)
+    for name, granularity in generalised.items():
+        if name in needed:
+            table = table.set_column(needed.index(name), name, generalise(table.column(name), granularity))
+    grouped = table.group_by(terms.group_by, use_threads=True).aggregate(
+        [([], "count_all"), *((m.column, _PYARROW_AGGREGATES[m.aggregate]) for m in terms.measures)]
+    )
+    sizes = grouped.column("count_all")
+    kept = pc.greater_equal(sizes, terms.min_group_size)
+    suppressed_rows = pc.sum(pc.filter(sizes, pc.invert(kept))).as_py() or 0
+    suppressed_groups = len(grouped) - (pc.sum(kept).as_py() or 0)
+    grouped = grouped.filter(kept)
+    columns = [grouped.column(c) for c in terms.group_by]
+    columns.append(grouped.column("count_all"))
+    columns.extend(grouped.column(f"{m.column}_{_PYARROW_AGGREGATES[m.aggregate]}") for m in terms.measures)
+    result = pa.table(columns, names=terms.columns())
+    return result.replace_schema_metadata(
+        {SUPPRESSED_GROUPS: str(suppressed_groups).encode(), SUPPRESSED_ROWS: str(suppressed_rows).encode()}
+    )
 
 
 def view_bytes(sources: list[Any], dataset: Dataset, grant: Grant, secrets: ViewSecrets) -> bytes:
@@ -143,14 +183,14 @@ class ViewBuilder:
 
     def __call__(
         self, dataset: Dataset, version: int, files: list[str], grant: Grant, now: str, linked_dataset: bool = False
-    ) -> tuple[str, int]:
+    ) -> BuiltView:
         key = view_key(dataset.dataset_id, version, grant, linked_dataset)
         bucket = self._settings.data_bucket
         try:
             head = self._s3.head_object(Bucket=bucket, Key=key)
             fresh = not is_clear(key) or head["LastModified"] > datetime.now(UTC) - timedelta(hours=CLEAR_VIEW_REUSE_HOURS)
             if fresh:
-                return key, int(head["ContentLength"])
+                return BuiltView(key, int(head["ContentLength"]), _suppressed(head.get("Metadata") or {}))
         except self._s3.exceptions.ClientError:
             pass  # not built yet
         owner_key = department_key(self._settings, dataset.owner)
@@ -165,8 +205,14 @@ class ViewBuilder:
         else:
             body = view_bytes(sources, dataset, grant, secrets)
         extra = {"ServerSideEncryption": "aws:kms", **({"SSEKMSKeyId": owner_key} if owner_key else {})}
-        self._s3.put_object(Bucket=bucket, Key=key, Body=body, **extra)
-        return key, len(body)
+        schema_metadata = pq.read_schema(io.BytesIO(body)).metadata or {}
+        metadata = {
+            k.decode().replace(".", "-").replace("_", "-"): v.decode()
+            for k, v in schema_metadata.items()
+            if k.startswith(b"cityshare.")
+        }
+        self._s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata=metadata, **extra)
+        return BuiltView(key, len(body), _suppressed(metadata))
 
     def _linked(self, dataset: Dataset, files: list[str], grant: Grant, column: str, tokens: pa.Array) -> pa.Array:
         """Re-key a column of `dataset` (the grant's dataset, or the grantee's own) into the linkage
