@@ -98,7 +98,11 @@ def k_of(rows: list[dict[str, Any]], quasi_identifiers: list[str]) -> int:
         "print(anonymity.k_anonymity(frame, qi))"
     )
     result = subprocess.run(
-        [str(PYCANON), "-c", program, json.dumps(quasi_identifiers)], input=text.getvalue(), capture_output=True, text=True, check=True
+        [str(PYCANON), "-c", program, json.dumps(quasi_identifiers)],
+        input=text.getvalue(),
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return int(result.stdout.strip())
 
@@ -152,7 +156,10 @@ def test_without_an_aggregated_grant_rules_and_derived_datasets_see_no_personal_
     ("aggregate", "message"),
     [
         ({"group_by": ["address"]}, "cannot be grouped or measured"),
-        ({"group_by": ["district"], "min_group_size": 1, "measures": [{"aggregate": "count", "column": "latitude"}]}, "at least 2"),
+        (
+            {"group_by": ["district"], "min_group_size": 1, "measures": [{"aggregate": "count", "column": "latitude"}]},
+            "at least 2",
+        ),
         ({"group_by": ["district"], "measures": [{"aggregate": "mean", "column": "category"}]}, "numeric"),
         ({"group_by": ["phone"]}, "not in the dataset"),
     ],
