@@ -256,12 +256,14 @@ class CityShareClient:
         purpose_category: str,
         terms: dict[str, Any] | None = None,
         grantee_principal: str | None = None,
+        legal_basis: str = "public-task",
     ) -> dict[str, Any]:
         body = {
             "grantee_department": grantee_department,
             "grantee_principal": grantee_principal,
             "purpose": purpose,
             "purpose_category": purpose_category,
+            "legal_basis": legal_basis,
             "terms": terms or {},
         }
         return dict(self.request("POST", f"/datasets/{dataset_id}/grants", body=body))

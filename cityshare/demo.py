@@ -14,6 +14,7 @@ from rich.table import Table
 
 from cityshare.admin import enrol
 from cityshare.client import CityShareClient, CityShareError
+from cityshare.demo_personal import personal_data
 from cityshare.examples import PM25_HOURLY_RULE
 from cityshare.keys import generate_key, load_private_key
 from cityshare.profile import Profile
@@ -26,6 +27,7 @@ DEPARTMENTS = {
     "environment": "Environment and Climate",
     "health": "Public Health",
     "public-safety": "Public Safety",
+    "city-management": "City Management",
 }
 # (owner, dataset id, schema file, classification, tags)
 DATASETS = [
@@ -63,7 +65,7 @@ def run_scenario(admin_profile_path: Path, console: Console) -> dict[str, Any]:
     admin = CityShareClient.from_profile(admin_profile)
     keys_dir = admin_profile_path.parent / "keys"
 
-    console.rule("1. The platform team registers three departments, their systems and stewards")
+    console.rule("1. The platform team registers the departments, their systems and stewards")
     people = {dept: onboard(admin, admin_profile, keys_dir, dept, name) for dept, name in DEPARTMENTS.items()}
     for department in admin.list_departments():
         console.print(f"  {department['department_id']:<12} {department['name']}")
@@ -101,6 +103,7 @@ def run_scenario(admin_profile_path: Path, console: Console) -> dict[str, Any]:
     console.print(f"  the same signed request sent twice -> first {outcome['replay'][0]}, then [red]{outcome['replay'][1]}[/red]")
 
     outcome["sharing"] = share(people, console)
+    outcome["personal"] = personal_data(people, admin_profile_path.parent / "data", console)
     outcome["analytics"] = analytics(people, admin_profile_path.parent / "data", console)
 
     console.rule("6. The audit trail")
@@ -352,10 +355,10 @@ def publish_data(people: dict[str, dict[str, CityShareClient]], folder: Path, co
             f"({upload['report']['rows_accepted']} rows)"
         )
     plates = people["transport"]["member"].get_version("plate-reads", 1)
-    sample = plates["profile"]["columns"]["plate"]
+    sample = people["transport"]["member"].read_table("plate-reads").column("plate")[0].as_py()
     console.print(
-        f"  plate numbers reach storage only as city-wide pseudonyms, e.g. {sample['min']} "
-        f"({sample['distinct_estimate']} distinct vehicles)"
+        f"  plate numbers reach storage only as pseudonyms in transport's own token space, e.g. {sample} "
+        f"({plates['profile']['columns']['plate']['distinct_estimate']} distinct vehicles)"
     )
     sensors = people["environment"]["member"]
     pushed = sensors.push_records(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -97,6 +98,12 @@ def test_demo_tells_the_story(tmp_path: Path) -> None:
     assert "environment inbox grant.revoked" in out
     assert "alert AQ-004" in out and "health inbox alert.raised" in out
     assert "congestion-air-by-district rebuilt as version 2, from traffic-flow@2, air-quality@3" in out
+    assert "0 recovered: each department's tokens are its own" in out
+    assert "the same join through the plain grant -> 0 matches" in out
+    matched = re.search(r"-> (\d+) fines matched to (\d+) camera reads", out)
+    assert matched and int(matched.group(1)) > 0
+    suppressed = re.search(r"groups shared \(smallest (\d+) requests\); (\d+) groups \((\d+) requests\) below k=5", out)
+    assert suppressed and int(suppressed.group(1)) >= 5 and int(suppressed.group(2)) > 0
 
 
 def test_cli_tag_grants_downloads_and_notifications(stack: RunningStack, tmp_path: Path) -> None:
