@@ -5,10 +5,13 @@ from __future__ import annotations
 import gzip
 import io
 import json
+from unittest.mock import patch
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from functions.catalog.models import IngestPolicy, TableSchema
 from tests.unit.ingest_helpers import city_schema, ingest
@@ -175,3 +178,40 @@ def test_optional_columns_may_be_absent() -> None:
     schema = TableSchema.model_validate(json.loads(json.dumps(AIR.model_dump())))
     outcome, rows, _ = ingest(b"station_id,measured_at\nAQ-001,2026-11-04T08:00:00Z\n", schema)
     assert outcome.accepted and rows[0]["pm25"] is None
+
+
+json_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**20), 10**20),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=12),
+    st.sampled_from(["2026-11-04T08:00:00Z", "AQ-001", "Centre", "", "NaN", "{", "[1]"]),
+)
+json_lines = st.lists(
+    st.one_of(
+        st.dictionaries(st.sampled_from(["station_id", "district", "measured_at", "pm25", "pm10", "no2", "o3"]), json_values),
+        st.sampled_from(['{"station_id": "AQ-001", "pm25": NaN}', "not json", "[1, 2]", "", '{"pm25": 1' + "0" * 80 + "}"]),
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(json_lines)
+def test_json_lines_read_fast_or_line_by_line_end_the_same(lines: list[object]) -> None:
+    data = "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines).encode()
+    fast, fast_rows, _ = ingest(data, AIR, "jsonl", policy=IngestPolicy(on_invalid_rows="accept_valid", max_invalid_share=1.0))
+    with patch("functions.ingest.formats._fast_block", return_value=None):
+        slow, slow_rows, _ = ingest(
+            data, AIR, "jsonl", policy=IngestPolicy(on_invalid_rows="accept_valid", max_invalid_share=1.0)
+        )
+    assert fast_rows == slow_rows
+    assert fast.report.issue_counts == slow.report.issue_counts and fast.accepted == slow.accepted
+
+
+def test_a_lone_surrogate_is_an_encoding_problem_of_its_line() -> None:
+    data = b'{"station_id": "AQ-\\ud800", "measured_at": "2026-11-04T08:00:00Z"}\n'
+    outcome, _, _ = ingest(data, AIR, "jsonl")
+    assert outcome.report.issue_counts == {"invalid_encoding": 1}
