@@ -28,7 +28,7 @@ from functions.core.sealing import SHORT_VALUE_BYTES, TOKEN_BYTES, TokenKey, Val
 from functions.ingest.validate import arrow_type, convert
 
 _INTERVAL = re.compile(r"^([1-9][0-9]{0,3})(s|m|h|d)$")
-_UNITS = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 TOKEN_CHARS = 32
 # Long values remembered per column and file before the memo is cleared (a memory bound).
 _MEMO_LIMIT = 1_000_000
@@ -258,7 +258,14 @@ def generalise(values: pa.Array | pa.ChunkedArray, granularity: str) -> pa.Array
         found = _INTERVAL.match(granularity)
         if not found:
             raise ValueError(f"a time granularity looks like 15m, 1h or 1d, not {granularity!r}")
-        return pc.floor_temporal(values, multiple=int(found.group(1)), unit=_UNITS[found.group(2)])
+        # Buckets counted from the epoch in UTC (as DuckDB's time_bucket and Athena's arithmetic do),
+        # in integer arithmetic on the stored ticks: exact, and far cheaper than calendar rounding.
+        per_second = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[values.type.unit]
+        width = int(found.group(1)) * _SECONDS[found.group(2)] * per_second
+        ticks = np.asarray(pc.fill_null(values.cast(pa.int64()), 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+        start = np.floor_divide(ticks, width) * width
+        mask = np.asarray(values.is_null().to_numpy(zero_copy_only=False)) if values.null_count else None
+        return pa.array(start, type=pa.int64(), mask=mask).cast(values.type)
     units, decimals = grid(granularity)
     if pa.types.is_integer(values.type):
         width = max(units // 10**decimals, 1)
