@@ -120,6 +120,25 @@ def _string_hashes(values: pa.Array, limit: int = _HASHED_BYTES) -> np.ndarray:
     return hashes
 
 
+def _token_hashes(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Hashes of tokens (32 hex digits): their first 16 digits are 64 random bits already, read
+    straight from the buffer. Other opaque text (ciphertexts) is hashed as text."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    count = len(values)
+    if not count or not pa.types.is_string(values.type):
+        return _string_hashes(values, 16)
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int32, count=count + 1, offset=values.offset * 4)
+    if offsets[-1] - offsets[0] != 32 * count or not (np.diff(offsets) == 32).all():
+        return _string_hashes(values, 16)
+    text = np.frombuffer(values.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]].reshape(count, 32)
+    try:
+        raw = bytes.fromhex(text[:, :16].tobytes().decode("ascii"))
+    except ValueError:
+        return _string_hashes(values, 16)
+    return np.frombuffer(raw, dtype=np.uint64).copy()
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime | date | time):
         return value.isoformat()
@@ -137,6 +156,7 @@ class ProfileBuilder:
         self._min: dict[str, Any] = dict.fromkeys(schema.names)
         self._max: dict[str, Any] = dict.fromkeys(schema.names)
         self._distinct = {name: HyperLogLog() for name in schema.names}
+        self._mostly_distinct: dict[str, bool] = {}
 
     def add(self, batch: pa.RecordBatch) -> None:
         self.rows += batch.num_rows
@@ -147,12 +167,15 @@ class ProfileBuilder:
             if name in self._opaque:
                 # Tokens and ciphertexts: random text whose order means nothing; 16 bytes of each
                 # are plenty for the distinct-count sketch.
-                self._distinct[name].add(_string_hashes(present, 16))
+                self._distinct[name].add(_token_hashes(present))
                 continue
-            textual = pa.types.is_string(values.type) or pa.types.is_large_string(values.type)
-            # Text repeats a lot in city data: its distinct values are found once, then compared and
-            # hashed; numbers and times are compared and hashed as they are (cheaper than finding them).
-            considered = pc.unique(present) if textual else present
+            # City data repeats a lot: each distinct value of a batch is compared and hashed once. A
+            # column whose first batch is mostly distinct (times to the second, ids) is taken whole:
+            # finding its distinct values would cost more than it saves.
+            whole = self._mostly_distinct.get(name, False) and not pa.types.is_string(values.type)
+            considered = present if whole else pc.unique(present)
+            if name not in self._mostly_distinct:
+                self._mostly_distinct[name] = len(considered) > 0.5 * max(len(present), 1)
             if len(considered) and not pa.types.is_boolean(values.type):
                 extremes = pc.min_max(considered).as_py()
                 low, high = extremes["min"], extremes["max"]
