@@ -77,8 +77,15 @@ class CityShareClient:
     def whoami(self) -> dict[str, Any]:
         return dict(self.request("GET", "/me"))
 
-    def register_department(self, department_id: str, name: str) -> dict[str, Any]:
-        return dict(self.request("POST", "/admin/departments", body={"department_id": department_id, "name": name}))
+    def register_department(self, department_id: str, name: str, wait: float = 120.0) -> dict[str, Any]:
+        """Register a department; with `wait`, return once its resources (its KMS key) exist, which
+        the provisioner makes within seconds (it can publish nothing before)."""
+        registered = dict(self.request("POST", "/admin/departments", body={"department_id": department_id, "name": name}))
+        deadline = time.monotonic() + wait
+        while wait and not registered.get("data_key") and time.monotonic() < deadline:
+            time.sleep(0.2)
+            registered = dict(self.describe_department(department_id)["department"])
+        return registered
 
     def list_departments(self) -> list[dict[str, Any]]:
         return list(self.request("GET", "/admin/departments"))
@@ -179,7 +186,7 @@ class CityShareClient:
         )
         with path.open("rb") as handle:
             if ticket.get("url"):
-                self._put(ticket["url"], _Counting(handle, size, progress), size)
+                self._put(ticket["url"], _Counting(handle, size, progress), size, ticket.get("headers") or {})
                 return ticket
             parts = []
             for part in ticket["parts"]:
@@ -191,8 +198,9 @@ class CityShareClient:
         self.request("POST", f"/datasets/{dataset_id}/uploads/{ticket['upload_id']}/complete", body={"parts": parts})
         return ticket
 
-    def _put(self, url: str, data: Any, size: int) -> str:
-        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+    def _put(self, url: str, data: Any, size: int, signed: dict[str, str] | None = None) -> str:
+        """PUT to a presigned URL with the headers it was signed with (its size, type, encryption)."""
+        headers = {**(signed or {}), "Content-Type": "application/octet-stream", "Content-Length": str(size)}
         response = self._http.put(url, data=data, headers=headers, timeout=max(self.timeout, 600))
         if response.status_code >= 300:
             raise CityShareError(response.status_code, "upload_failed", response.text[:300])

@@ -82,22 +82,36 @@ class ScheduleSpec:
     local_seconds: int
 
 
+# DynamoDB actions, by what a function does with a table (transactions need the actions they contain).
+READ = ("GetItem", "BatchGetItem", "Query")
+APPEND = ("PutItem", "Query", "GetItem")  # the audit table: conditional appends and reads, never more
+WRITE = (*READ, "PutItem", "UpdateItem", "ConditionCheckItem", "TransactWriteItems")
+DELETE = ("DeleteItem",)
+
+
 @dataclass(frozen=True)
 class FunctionSpec:
+    """A function and exactly what its role may do (least privilege: infra/cloud/permissions.py
+    turns this into its IAM policy; tests/infra checks the template against it)."""
+
     name: str
     handler: str  # module path "package.module.function" inside the one functions asset
     memory_mb: int = 512
     timeout_seconds: int = 29
-    tables: dict[str, Literal["read", "write"]] = field(default_factory=dict)
-    buckets: dict[str, Literal["read", "write"]] = field(default_factory=dict)
+    tables: dict[str, tuple[str, ...]] = field(default_factory=dict)  # table -> DynamoDB actions
     publishes_events: bool = False
     ephemeral_storage_mb: int = 512
-    uses_data_keys: bool = False  # encrypt/decrypt with the departments' and the platform's KMS keys
+    # Assumes the data role, session-tagged with a department, to touch that department's objects and
+    # use its KMS key (functions/core/scoped.py); the function's own role reaches no department's data.
+    acts_for_departments: bool = False
+    platform_secret: bool = False  # decrypts the platform secret (masking and linkage keys)
+    own_prefixes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # data bucket prefix -> S3 actions of its own
     layers: tuple[str, ...] = ("core",)  # dependency layers (functions/requirements-<layer>.txt)
     topics: tuple[str, ...] = ()  # SNS topics it publishes to
     query_catalog: Literal["read", "write"] | None = None  # the Glue database of curated versions
     runs_queries: bool = False  # starts Athena queries in the derived workgroup
     dead_letters: tuple[str, ...] = ()  # queues whose dead-letter queue it sends to (failures no retry can mend)
+    provisions_departments: bool = False  # creates departments' KMS keys and API keys
 
 
 @dataclass(frozen=True)
@@ -202,6 +216,8 @@ SPEC = PlatformSpec(
     schedules=(
         ScheduleSpec("outbox", "triggers", minutes=1, local_seconds=5),
         ScheduleSpec("views", "triggers", minutes=60, local_seconds=60),
+        # Provisions any department an event missed (and the platform department made at bootstrap).
+        ScheduleSpec("departments", "provisioner", minutes=5, local_seconds=2),
     ),
     buckets=(
         BucketSpec(
@@ -239,13 +255,16 @@ SPEC = PlatformSpec(
             ),
         ),
     ),
+    # Visibility: six times the consumer's timeout, as AWS advises for Lambda event sources.
     queues=(
-        QueueSpec("ingest", consumer="ingest", batch_size=1),
-        QueueSpec("events", consumer="triggers", visibility_timeout_seconds=360),
+        QueueSpec("ingest", consumer="ingest", batch_size=1, visibility_timeout_seconds=1800),
+        QueueSpec("events", consumer="triggers", visibility_timeout_seconds=1800),
+        QueueSpec("provisioning", consumer="provisioner", visibility_timeout_seconds=360, batch_size=1),
     ),
     event_bus="cityshare",
     rules=(
         RuleSpec("platform-events", ("DatasetVersionPublished", "AlertRaised", "GrantChanged", "AccessRequestChanged"), "events"),
+        RuleSpec("departments", ("DepartmentRegistered",), "provisioning"),
     ),
     functions=(
         FunctionSpec(
@@ -253,19 +272,18 @@ SPEC = PlatformSpec(
             "functions.handlers.authorizer.handler",
             memory_mb=512,
             timeout_seconds=10,
-            tables={"directory": "read", "nonces": "write", "audit": "write"},
+            tables={"directory": ("GetItem", "BatchGetItem"), "nonces": ("PutItem",), "audit": APPEND},
         ),
         FunctionSpec(
             "ingest",
             "functions.handlers.ingest.handler",
             memory_mb=3008,
             timeout_seconds=300,
-            tables={"catalog": "write", "audit": "write"},
-            buckets={"data": "write"},
+            tables={"catalog": WRITE, "directory": ("GetItem",), "audit": APPEND},
             publishes_events=True,
+            acts_for_departments=True,
             query_catalog="write",
             ephemeral_storage_mb=10240,
-            uses_data_keys=True,
             layers=("core", "data"),
             dead_letters=("ingest",),
         ),
@@ -273,10 +291,16 @@ SPEC = PlatformSpec(
             "api",
             "functions.handlers.api.handler",
             memory_mb=1024,
-            tables={"catalog": "write", "directory": "write", "audit": "write", "sharing": "write", "notifications": "read"},
-            buckets={"data": "write"},
+            tables={
+                "catalog": WRITE,
+                "directory": WRITE,
+                "audit": APPEND,
+                "sharing": (*WRITE, *DELETE),  # DeleteItem: a published outbox entry
+                "notifications": ("Query",),
+            },
             publishes_events=True,
-            uses_data_keys=True,
+            acts_for_departments=True,
+            platform_secret=True,  # masking and linkage keys for views
             layers=("core", "data"),  # pyarrow is imported only to build a restricted view
         ),
         FunctionSpec(
@@ -284,10 +308,17 @@ SPEC = PlatformSpec(
             "functions.handlers.triggers.handler",
             memory_mb=2048,
             timeout_seconds=300,
-            tables={"catalog": "write", "sharing": "write", "notifications": "write", "audit": "write", "analytics": "write"},
-            buckets={"data": "write"},  # reads curated versions, writes derived results to landing/
+            tables={
+                "catalog": WRITE,
+                "directory": ("GetItem",),
+                "sharing": (*READ, *DELETE),  # the outbox sweep deletes what it published
+                "notifications": (*WRITE, *DELETE),  # a notification whose publication failed is forgotten
+                "audit": APPEND,
+                "analytics": (*WRITE, *DELETE, "BatchWriteItem"),
+            },
             publishes_events=True,
-            uses_data_keys=True,
+            acts_for_departments=True,  # reads versions, writes derived results to landing/
+            own_prefixes={"views/": ("s3:ListBucket",), "athena-results/": ("s3:GetObject", "s3:PutObject", "s3:ListBucket")},
             ephemeral_storage_mb=10240,
             topics=("notifications",),
             layers=("core", "analytics"),
@@ -298,8 +329,16 @@ SPEC = PlatformSpec(
             "analytics",
             "functions.handlers.analytics.handler",
             memory_mb=1024,
-            tables={"catalog": "write", "sharing": "read", "audit": "write", "analytics": "write"},
+            tables={"catalog": WRITE, "sharing": READ, "audit": APPEND, "analytics": (*WRITE, *DELETE)},
             layers=("core", "analytics"),  # DuckDB checks a derived dataset's query before it is accepted
+        ),
+        FunctionSpec(
+            "provisioner",
+            "functions.handlers.provisioner.handler",
+            memory_mb=256,
+            timeout_seconds=60,
+            tables={"directory": ("GetItem", "Query", "UpdateItem")},
+            provisions_departments=True,
         ),
     ),
     authorizer="authorizer",
@@ -372,7 +411,14 @@ RESOURCE_ENVIRONMENT: dict[str, tuple[str, str]] = {
     "QUERY_WORKGROUP": ("workgroup", "derived"),
     "PLATFORM_KEY": ("key", "platform"),
     "INGEST_DEAD_LETTERS": ("dead-letters", "ingest"),
+    "DATA_ROLE_ARN": ("role", "data"),
+    "USAGE_PLAN_ID": ("usage-plan", "departments"),
 }
+
+# The data bucket's roots under which every object belongs to one department, named right after the
+# root (functions/core/layout.py lays keys out so): the data role reaches `<root>/<its department>/*`.
+DEPARTMENT_ROOTS = ("landing", "curated", "vault", "quarantine", "views/shared", "views/grant", "views/clear", "views/linked")
+DEPARTMENT_TAG = "cityshare:department"
 
 
 def stalled_after_seconds(queue: QueueSpec) -> int:

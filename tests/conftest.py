@@ -59,7 +59,12 @@ def running_stack(state_dir: Path) -> Iterator[RunningStack]:
             raise RuntimeError(f"the embedded stack did not start:\n{(state_dir / 'stack.log').read_text()}")
         time.sleep(0.1)
     time.sleep(0.1)  # the profile is written last, once the gateway listens
-    yield RunningStack(profile_path, state_dir, process)
+    running = RunningStack(profile_path, state_dir, process)
+    while not running.admin().describe_department("platform")["department"].get("data_key"):
+        if time.monotonic() > deadline + 30:
+            raise RuntimeError("the provisioner did not make the platform department's key")
+        time.sleep(0.1)  # the provisioner's sweep makes it within seconds
+    yield running
     process.terminate()
     process.wait(timeout=15)
     log.close()

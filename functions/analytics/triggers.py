@@ -27,11 +27,13 @@ from functions.analytics.webhooks import WebhookSender
 from functions.audit.chain import AuditEvent, AuditLog
 from functions.catalog.models import Dataset
 from functions.catalog.repository import CatalogRepository
-from functions.core import aws
 from functions.core.clock import utc_now
 from functions.core.events import AlertRaised, DatasetVersionPublished, EventDetail, EventPublisher
+from functions.core.layout import landing_key, owner_of
 from functions.core.observability import logger
-from functions.core.settings import Settings, department_key
+from functions.core.scoped import DepartmentScopes, sse_kms
+from functions.core.settings import Settings
+from functions.identity.directory import DepartmentKeys
 from functions.ingest.glue import version_table
 from functions.ingest.models import Upload, UploadRequest
 from functions.ingest.repository import IngestRepository
@@ -41,8 +43,6 @@ from functions.sharing.repository import SharingRepository
 
 
 class TriggerService:
-    s3 = aws.LazyClient("s3")
-
     def __init__(
         self,
         settings: Settings,
@@ -57,7 +57,8 @@ class TriggerService:
         audit: AuditLog,
         webhooks: WebhookSender,
         athena: AthenaRunner | None = None,
-        s3: Any = None,
+        scopes: DepartmentScopes | None = None,
+        department_keys: DepartmentKeys | None = None,
         clock: Callable[[], str] = utc_now,
     ) -> None:
         self._settings = settings
@@ -72,7 +73,8 @@ class TriggerService:
         self._athena = athena
         self._dataset: Dataset | None = None
         self._found: dict[str, list[tuple[Subscription, str | None]]] = {}
-        self._s3 = s3
+        self._scopes = scopes or DepartmentScopes("")
+        self._department_keys = department_keys
         self._clock = clock
 
     def handle(self, event: EventDetail) -> None:
@@ -231,15 +233,20 @@ class TriggerService:
             created_at=self._clock(),
             source="derived",
             request=UploadRequest(filename="derived.csv", format="csv", size_bytes=len(body)),
-            landing_key=f"landing/{target.owner}/{definition.dataset_id}/{upload_id}/derived.csv",
+            landing_key=landing_key(target.owner, definition.dataset_id, upload_id, "derived.csv"),
             inputs=inputs,
         )
         if existing is None:
             self._uploads.create_upload(upload)
         # Ingest takes it from here: validation against the output's schema, protection, a version.
-        owner_key = department_key(self._settings, target.owner)
-        extra = {"ServerSideEncryption": "aws:kms", **({"SSEKMSKeyId": owner_key} if owner_key else {})}
-        self.s3.put_object(Bucket=self._settings.data_bucket, Key=upload.landing_key, Body=body, ContentType="text/csv", **extra)
+        # Written by a session acting for the derived dataset's owner, under its key.
+        self._scopes.s3(target.owner).put_object(
+            Bucket=self._settings.data_bucket,
+            Key=upload.landing_key,
+            Body=body,
+            ContentType="text/csv",
+            **(sse_kms(self._department_keys.key_of(target.owner)) if self._department_keys else {}),
+        )
         return True
 
     def _run_on_duckdb(self, definition: DerivedDataset, scopes: list[tuple[Dataset, ReadScope]]) -> list[tuple[Any, ...]]:
@@ -267,20 +274,22 @@ class TriggerService:
         return [tuple(row) for row in rows]
 
     def _landed(self, key: str) -> bool:
+        s3 = self._scopes.s3(owner_of(key) or "")
         try:
-            self.s3.head_object(Bucket=self._settings.data_bucket, Key=key)
-        except self.s3.exceptions.ClientError:
+            s3.head_object(Bucket=self._settings.data_bucket, Key=key)
+        except s3.exceptions.ClientError:
             return False
         return True
 
     @contextmanager
     def _local_files(self, keys: list[str]) -> Iterator[list[Path]]:
-        """The objects downloaded to a temporary folder (DuckDB reads them there, not from S3)."""
+        """The objects downloaded to a temporary folder (DuckDB reads them there, not from S3), each
+        through a session acting for the department it belongs to."""
         with tempfile.TemporaryDirectory(prefix="cityshare-trigger-") as folder:
             paths = []
             for number, key in enumerate(keys):
                 path = Path(folder) / f"{number:05d}-{Path(key).name}"
-                self.s3.download_file(self._settings.data_bucket, key, str(path))
+                self._scopes.s3(owner_of(key) or "").download_file(self._settings.data_bucket, key, str(path))
                 paths.append(path)
             yield paths
 

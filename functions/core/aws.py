@@ -23,18 +23,24 @@ def client(service: str) -> Any:
         if service not in _clients:
             global _session
             import boto3  # imported here so modules that never call AWS do not pay for it
-            from botocore.config import Config
 
             if _session is None:
                 _session = boto3.session.Session()
-            config = Config(
-                retries={"mode": "standard", "max_attempts": 3},
-                connect_timeout=2,
-                read_timeout=10,
-                signature_version="s3v4" if service == "s3" else None,
-            )
-            _clients[service] = _session.client(service, config=config)
+            _clients[service] = client_of(_session, service)
         return _clients[service]
+
+
+def client_of(session: Any, service: str) -> Any:
+    """A client of `session` with CityShare's settings (retries, timeouts, SigV4 presigning)."""
+    from botocore.config import Config
+
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 3},
+        connect_timeout=2,
+        read_timeout=10,
+        signature_version="s3v4" if service == "s3" else None,
+    )
+    return session.client(service, config=config)
 
 
 def reset_clients() -> None:

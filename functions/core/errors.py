@@ -56,5 +56,15 @@ class AlreadyExists(Conflict):
     code, title = "already_exists", "The resource already exists"
 
 
+class DepartmentNotReady(Conflict):
+    """The department was registered moments ago and its resources (its KMS key) are being made."""
+
+    code, title = "department_not_ready", "The department is being set up"
+
+    def __init__(self, department_id: str) -> None:
+        super().__init__(f"Department {department_id} is being set up (its KMS key is made within a minute); try again shortly")
+        self.department_id = department_id
+
+
 class PayloadTooLarge(CityShareError):
     status, code, title = 413, "payload_too_large", "The request body is too large"

@@ -109,7 +109,23 @@ class AlertRaised(EventDetail):
         return f"alert:{self.alert_id}"
 
 
-EVENT_TYPES: tuple[type[EventDetail], ...] = (DatasetVersionPublished, GrantChanged, AccessRequestChanged, AlertRaised)
+class DepartmentRegistered(EventDetail):
+    """The platform admin registered a department: the provisioner makes its resources."""
+
+    department_id: str
+    registered_at: str
+
+    def key(self) -> str:
+        return f"department:{self.department_id}:registered"
+
+
+EVENT_TYPES: tuple[type[EventDetail], ...] = (
+    DatasetVersionPublished,
+    GrantChanged,
+    AccessRequestChanged,
+    AlertRaised,
+    DepartmentRegistered,
+)
 
 
 def to_entry(detail: EventDetail) -> dict[str, str]:

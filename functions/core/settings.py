@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from functools import cache
 from pathlib import Path
@@ -36,9 +35,11 @@ class Settings(BaseModel):
     # Webhooks must be https, except in the embedded stack (receivers on 127.0.0.1).
     allow_http_webhooks: bool = Field(default=False, alias="ALLOW_HTTP_WEBHOOKS")
     platform_key: str = Field(alias="PLATFORM_KEY")
-    # JSON {department: KMS key ARN or alias}; the CDK stack sets it from the departments in cdk.json.
-    # "*" names a key for any department not listed (the embedded stack uses one local key).
-    department_keys: str = Field(default="{}", alias="DEPARTMENT_KEYS")
+    # The role functions assume, session-tagged with a department, to touch that department's data
+    # (functions/core/scoped.py); "" in unit tests, where the process's own clients are used.
+    data_role: str = Field(default="", alias="DATA_ROLE_ARN")
+    # The usage plan each department's API key joins (AWS; "" in the embedded stack, which throttles itself).
+    usage_plan: str = Field(default="", alias="USAGE_PLAN_ID")
     policies_dir: str = Field(default=_DEFAULT_POLICIES_DIR, alias="POLICIES_DIR")
     # Signed-request limits (DESIGN.md, Trust and security).
     # Room for the signed request target (the gate allows 4 KB of path and query) and an RSA signature.
@@ -52,11 +53,6 @@ class Settings(BaseModel):
     # An upload still `processing` this long after its last claim has run out of attempts (each
     # attempt holds the message for the queue's visibility timeout): it is reported `failed`.
     ingest_stalled_after_seconds: int = Field(default=2520, alias="INGEST_STALLED_AFTER_SECONDS")
-
-
-def department_key(settings: Settings, department: str) -> str | None:
-    keys: dict[str, str] = json.loads(settings.department_keys)
-    return keys.get(department) or keys.get("*")
 
 
 def environment_names() -> set[str]:

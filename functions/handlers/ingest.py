@@ -20,8 +20,7 @@ from functions.catalog.repository import CatalogRepository
 from functions.core import aws
 from functions.core.observability import logger
 from functions.core.settings import get_settings
-from functions.handlers.wiring import audit_log
-from functions.ingest.keys import KeyService
+from functions.handlers.wiring import audit_log, department_keys, key_service, scopes
 from functions.ingest.repository import IngestRepository
 from functions.ingest.service import IngestService, UploadFailed
 
@@ -35,8 +34,10 @@ def ingest_service() -> IngestService:
         settings,
         IngestRepository(settings.catalog_table),
         CatalogRepository(settings.catalog_table),
-        KeyService(settings.catalog_table, settings.platform_key),
+        key_service(),
         audit_log(),
+        scopes(),
+        department_keys(),
     )
 
 

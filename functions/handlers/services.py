@@ -9,12 +9,10 @@ from functions.audit.service import AuditService
 from functions.catalog.models import Dataset
 from functions.catalog.repository import CatalogRepository
 from functions.catalog.service import CatalogService
-from functions.core import aws
 from functions.core.events import EventPublisher
 from functions.core.settings import get_settings
-from functions.handlers.wiring import audit_log, directory
+from functions.handlers.wiring import audit_log, department_keys, directory, key_service, scopes
 from functions.identity.service import DirectoryService
-from functions.ingest.keys import KeyService
 from functions.ingest.repository import IngestRepository
 from functions.ingest.uploads import UploadService
 from functions.notifications.repository import NotificationRepository
@@ -42,7 +40,7 @@ def catalog() -> CatalogService:
 
 @cache
 def directory_service() -> DirectoryService:
-    return DirectoryService(directory(), access_control())
+    return DirectoryService(directory(), access_control(), EventPublisher(get_settings().event_bus))
 
 
 @cache
@@ -57,6 +55,8 @@ def uploads() -> UploadService:
         catalog(),
         IngestRepository(settings.catalog_table),
         settings.data_bucket,
+        scopes(),
+        department_keys(),
         stalled_after_seconds=settings.ingest_stalled_after_seconds,
     )
 
@@ -70,8 +70,7 @@ def sharing_repository() -> SharingRepository:
 def _view_builder() -> Any:
     from functions.sharing.views import ViewBuilder  # pyarrow is imported only when a restricted view is built
 
-    settings = get_settings()
-    return ViewBuilder(settings, KeyService(settings.catalog_table, settings.platform_key), aws.client("s3"))
+    return ViewBuilder(get_settings(), key_service(), scopes(), department_keys())
 
 
 def build_view(dataset: Dataset, version: int, files: list[str], grant: Grant, now: str, linked: bool) -> BuiltView:
@@ -90,6 +89,7 @@ def sharing() -> SharingService:
         build_view,
         access_control(),
         EventPublisher(settings.event_bus),
+        scopes(),
     )
 
 

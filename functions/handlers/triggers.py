@@ -25,7 +25,7 @@ from functions.core import aws
 from functions.core.events import EventPublisher, parse_event
 from functions.core.observability import logger
 from functions.core.settings import get_settings
-from functions.handlers.wiring import audit_log
+from functions.handlers.wiring import audit_log, department_keys, scopes
 from functions.ingest.repository import IngestRepository
 from functions.notifications.repository import NotificationRepository
 from functions.notifications.service import NotificationService
@@ -51,6 +51,8 @@ def triggers() -> TriggerService:
         audit_log(),
         WebhookSender(),
         AthenaRunner(settings.query_workgroup, settings.query_catalog) if settings.query_workgroup else None,
+        scopes(),
+        department_keys(),
     )
 
 
@@ -63,7 +65,8 @@ def outbox() -> OutboxSweeper:
 def view_sweep() -> int:
     settings = get_settings()
     sharing = SharingRepository(settings.sharing_table)
-    return ViewJanitor(settings.data_bucket, aws.client("s3")).sweep(sharing.grants_between, datetime.now(UTC))
+    janitor = ViewJanitor(settings.data_bucket, scopes(), lister=aws.client("s3"))
+    return janitor.sweep(sharing.grants_between, datetime.now(UTC))
 
 
 def handle_record(record: SQSRecord) -> None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 from functools import cache
 
 from functions.audit.chain import AuditLog
+from functions.core.scoped import DepartmentScopes
 from functions.core.settings import get_settings
-from functions.identity.directory import DirectoryRepository
+from functions.identity.directory import DepartmentKeys, DirectoryRepository
+from functions.ingest.keys import KeyService
 
 
 @cache
@@ -21,3 +23,21 @@ def directory() -> DirectoryRepository:
 @cache
 def audit_log() -> AuditLog:
     return AuditLog(get_settings().audit_table)
+
+
+@cache
+def scopes() -> DepartmentScopes:
+    """Sessions acting for one department's data (functions.core.scoped)."""
+    settings = get_settings()
+    return DepartmentScopes(settings.data_role, settings.stage)
+
+
+@cache
+def department_keys() -> DepartmentKeys:
+    return DepartmentKeys(directory())
+
+
+@cache
+def key_service() -> KeyService:
+    settings = get_settings()
+    return KeyService(settings.catalog_table, settings.platform_key, scopes(), department_keys())

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from functions.core.dynamo import DynamoTable, from_item, is_conditional_failure, to_item
-from functions.core.errors import AlreadyExists, NotFound
+from functions.core.errors import AlreadyExists, DepartmentNotReady, NotFound
 from functions.identity.models import Department, Principal, PublicKey
 
 DEPARTMENT_INDEX = "by_kind"
@@ -63,6 +63,21 @@ class DirectoryRepository(DynamoTable):
         except self.client.exceptions.ConditionalCheckFailedException:
             raise NotFound(f"No department {department_id}") from None
         return Department.model_validate(_strip(from_item(response["Attributes"])))
+
+    def record_resources(self, department_id: str, data_key: str, usage_key: str | None) -> None:
+        """The provisioner's record of a department's resources (a key, once set, is never replaced)."""
+        values: dict[str, Any] = {":key": data_key}
+        update = "SET data_key = if_not_exists(data_key, :key)"
+        if usage_key:
+            update += ", usage_key = if_not_exists(usage_key, :usage)"
+            values[":usage"] = usage_key
+        self.client.update_item(
+            TableName=self._table,
+            Key=to_item({"pk": _pk(department_id), "sk": "DEPARTMENT"}),
+            UpdateExpression=update,
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues=to_item(values),
+        )
 
     # -- principals
     def put_principal(self, principal: Principal) -> None:
@@ -151,3 +166,19 @@ def _key(record: dict[str, Any]) -> PublicKey:
     values = _strip(record)
     values["jwk"] = json.loads(values["jwk"])
     return PublicKey.model_validate(values)
+
+
+class DepartmentKeys:
+    """Each department's KMS key, read from the directory once per process (a key never changes)."""
+
+    def __init__(self, directory: DirectoryRepository) -> None:
+        self._directory = directory
+        self._known: dict[str, str] = {}
+
+    def key_of(self, department_id: str) -> str:
+        if department_id not in self._known:
+            department = self._directory.get_department(department_id)
+            if department is None or not department.data_key:
+                raise DepartmentNotReady(department_id)
+            self._known[department_id] = department.data_key
+        return self._known[department_id]

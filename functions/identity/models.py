@@ -25,6 +25,10 @@ class Department(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     status: Status = "active"
     created_at: str
+    # Set by the provisioner once the department's resources exist (its KMS key; its API key for
+    # the per-department usage plan, in AWS): until then it can publish nothing.
+    data_key: str | None = Field(default=None, description="ARN of the department's own KMS key")
+    usage_key: str | None = Field(default=None, description="Its API Gateway key, which the authorizer names for throttling")
 
 
 class Principal(BaseModel):

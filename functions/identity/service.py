@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from functions.core.clock import utc_now
 from functions.core.errors import AlreadyExists, DepartmentNotFound, Forbidden, InvalidRequest
+from functions.core.events import DepartmentRegistered, EventPublisher
+from functions.core.observability import logger
 from functions.identity.directory import DirectoryRepository
 from functions.identity.keys import validate_public_jwk
 from functions.identity.models import (
@@ -75,9 +77,10 @@ def public_key(department_id: str, principal_id: str, submitted_jwk: dict[str, A
 
 
 class DirectoryService:
-    def __init__(self, directory: DirectoryRepository, access: AccessControl) -> None:
+    def __init__(self, directory: DirectoryRepository, access: AccessControl, events: EventPublisher | None = None) -> None:
         self._directory = directory
         self._access = access
+        self._events = events
 
     def whoami(self, caller: Caller, request_id: str = "") -> Identity:
         from functions.policy.engine import principal_key
@@ -96,6 +99,13 @@ class DirectoryService:
         self._require(caller, "ManageDirectory", request_id, {"register": request.department_id})
         department = Department(department_id=request.department_id, name=request.name, created_at=utc_now())
         self._directory.create_department(department)
+        if self._events is not None:
+            try:  # the provisioner makes its key now; should the bus be unreachable, its sweep does shortly
+                self._events.publish(
+                    DepartmentRegistered(department_id=department.department_id, registered_at=department.created_at)
+                )
+            except Exception:
+                logger.warning("department left to the provisioner's sweep", extra={"department": department.department_id})
         return department
 
     def list_departments(self, caller: Caller, request_id: str = "") -> list[Department]:

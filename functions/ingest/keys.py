@@ -3,7 +3,8 @@
 - each department's pseudonymisation key (its own token space), a KMS data key under that
   department's KMS key: nothing another department uploads can produce a matching token;
 - each dataset's data key, for `encrypt` columns and the sealed vault of its pseudonyms, a KMS data
-  key under the owner department's key with the dataset id as encryption context;
+  key under the owner department's key with the dataset and the department as encryption context;
+  both decrypted only by a session acting for that department (functions.core.scoped);
 - the platform secret, under the platform key, from which per-purpose keys are derived: masking
   (one per grant) and linkage (one per pair of departments and identifier kind).
 
@@ -17,8 +18,9 @@ from typing import Any
 
 from functions.core import aws
 from functions.core.dynamo import DynamoTable, from_item, is_conditional_failure, to_item
-from functions.core.errors import InvalidRequest
+from functions.core.scoped import DepartmentScopes
 from functions.core.sealing import derived_key
+from functions.identity.directory import DepartmentKeys
 
 _PLATFORM_SECRET = {"pk": "SECRET", "sk": "PLATFORM"}
 
@@ -26,21 +28,32 @@ _PLATFORM_SECRET = {"pk": "SECRET", "sk": "PLATFORM"}
 class KeyService(DynamoTable):
     kms = aws.LazyClient("kms")
 
-    def __init__(self, table_name: str, platform_key: str, client: Any = None, kms: Any = None) -> None:
+    def __init__(
+        self,
+        table_name: str,
+        platform_key: str,
+        scopes: DepartmentScopes,
+        department_keys: DepartmentKeys,
+        client: Any = None,
+        kms: Any = None,
+    ) -> None:
         super().__init__(table_name, client)
         self._platform_key = platform_key
+        self._scopes = scopes
+        self._department_keys = department_keys
         self._kms = kms
         self._cache: dict[str, bytes] = {}
 
-    def pseudonymisation_key(self, department: str, department_key: str | None) -> bytes:
-        """The department's own token space."""
+    def pseudonymisation_key(self, department: str) -> bytes:
+        """The department's own token space, decrypted only by a session acting for that department."""
         key = {"pk": "SECRET", "sk": f"PSEUDONYMISATION#{department}"}
         context = {"purpose": "pseudonymisation", "department": department}
-        return self._stored_key(f"pseudonyms:{department}", key, _required(department_key), context)
+        return self._stored_key(f"pseudonyms:{department}", key, department, context)
 
-    def dataset_key(self, dataset_id: str, department_key: str | None) -> bytes:
+    def dataset_key(self, dataset_id: str, department: str) -> bytes:
+        """A dataset's data key, under its owner's KMS key, bound to the dataset and the owner."""
         key = {"pk": f"DATASET#{dataset_id}", "sk": "DATA_KEY"}
-        return self._stored_key(f"dataset:{dataset_id}", key, _required(department_key), {"dataset": dataset_id})
+        return self._stored_key(f"dataset:{dataset_id}", key, department, {"dataset": dataset_id, "department": department})
 
     def mask_key(self, grant_id: str) -> bytes:
         """Masking tokens of one grant: stable within it, useless outside it, not recomputable by the grantee."""
@@ -52,14 +65,18 @@ class KeyService(DynamoTable):
         return derived_key(self._platform_secret(), "linkage", low, high, kind)
 
     def _platform_secret(self) -> bytes:
-        return self._stored_key("platform", _PLATFORM_SECRET, self._platform_key, {"purpose": "platform-derivation"})
+        return self._stored_key("platform", _PLATFORM_SECRET, None, {"purpose": "platform-derivation"})
 
-    def _stored_key(self, name: str, item_key: dict[str, str], kms_key: str, context: dict[str, str]) -> bytes:
+    def _stored_key(self, name: str, item_key: dict[str, str], department: str | None, context: dict[str, str]) -> bytes:
+        """A data key stored as KMS ciphertext: under `department`'s key, used by a session acting for
+        it (None: under the platform key, by the function's own role)."""
         if name in self._cache:
             return self._cache[name]
+        kms = self.kms if department is None else self._scopes.kms(department)
+        kms_key = self._platform_key if department is None else self._department_keys.key_of(department)
         response = self.client.get_item(TableName=self._table, Key=to_item(item_key), ConsistentRead=True)
         if "Item" not in response:
-            generated = self.kms.generate_data_key(KeyId=kms_key, KeySpec="AES_256", EncryptionContext=context)
+            generated = kms.generate_data_key(KeyId=kms_key, KeySpec="AES_256", EncryptionContext=context)
             try:
                 self.client.put_item(
                     TableName=self._table,
@@ -73,11 +90,5 @@ class KeyService(DynamoTable):
                     raise
                 response = self.client.get_item(TableName=self._table, Key=to_item(item_key), ConsistentRead=True)
         ciphertext = base64.b64decode(from_item(response["Item"])["ciphertext"])
-        self._cache[name] = self.kms.decrypt(CiphertextBlob=ciphertext, EncryptionContext=context)["Plaintext"]
+        self._cache[name] = kms.decrypt(CiphertextBlob=ciphertext, EncryptionContext=context)["Plaintext"]
         return self._cache[name]
-
-
-def _required(department_key: str | None) -> str:
-    if not department_key:
-        raise InvalidRequest("The owner department has no KMS key: add it to the `departments` of cdk.json and deploy")
-    return department_key

@@ -18,12 +18,6 @@ PART_SIZE = 64 * 1024**2
 MAX_RECORDS_PER_PUSH = 1000
 
 
-def vault_key(dataset_id: str, upload_id: str, column: str) -> str:
-    """Where a version's sealed vault of one pseudonymised column lives (token -> value, sealed with
-    the dataset's data key; opened only to re-key the column under a linkage grant)."""
-    return f"vault/{dataset_id}/{upload_id}/{column}.vault"
-
-
 class CsvDialect(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 

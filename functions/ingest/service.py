@@ -22,14 +22,17 @@ from functions.catalog.models import Dataset
 from functions.catalog.repository import CatalogRepository
 from functions.core import aws
 from functions.core.clock import utc_now
-from functions.core.errors import Conflict
+from functions.core.errors import Conflict, DepartmentNotReady
 from functions.core.events import DatasetVersionPublished, EventPublisher
+from functions.core.layout import curated_key, quarantine_key, upload_prefix, vault_key
 from functions.core.observability import logger
+from functions.core.scoped import DepartmentScopes, sse_kms
 from functions.core.sealing import seal_stream
-from functions.core.settings import Settings, department_key
+from functions.core.settings import Settings
+from functions.identity.directory import DepartmentKeys
 from functions.ingest.glue import GlueTables
 from functions.ingest.keys import KeyService
-from functions.ingest.models import DatasetProfile, DatasetVersion, IngestReport, Issue, Upload, vault_key
+from functions.ingest.models import DatasetProfile, DatasetVersion, IngestReport, Issue, Upload
 from functions.ingest.pipeline import StepFailed, arrow_schema_summary, run_pipeline, step
 from functions.ingest.protect import Protector
 from functions.ingest.repository import IngestRepository, VersionTaken
@@ -56,7 +59,10 @@ _TRANSIENT_CODES = {
 
 
 def is_transient(error: BaseException) -> bool:
-    """Whether trying again may succeed: AWS throttling or faults, or a network error."""
+    """Whether trying again may succeed: AWS throttling or faults, a network error, or a department
+    whose key is still being made."""
+    if isinstance(error, DepartmentNotReady):
+        return True
     code = str(((getattr(error, "response", None) or {}).get("Error") or {}).get("Code", ""))
     if code in _TRANSIENT_CODES:
         return True
@@ -100,10 +106,6 @@ def _pseudonymises(dataset: Dataset) -> bool:
     return any(p.protection == "pseudonymise" for p in dataset.table_schema.personal_columns().values())
 
 
-def _encryption(department: str | None) -> dict[str, str]:
-    return {"ServerSideEncryption": "aws:kms", **({"SSEKMSKeyId": department} if department else {})}
-
-
 @dataclass(frozen=True)
 class IngestResult:
     outcome: str  # published | rejected | duplicate | ignored
@@ -111,7 +113,9 @@ class IngestResult:
 
 
 class IngestService:
-    s3 = aws.LazyClient("s3")
+    """Every object of an upload is read and written by a session acting for the upload's owner
+    (functions.core.scoped): this function's own role reaches no department's data."""
+
     events = aws.LazyClient("events")
 
     def __init__(
@@ -121,7 +125,8 @@ class IngestService:
         catalog: CatalogRepository,
         keys: KeyService,
         audit: AuditLog,
-        s3: Any = None,
+        scopes: DepartmentScopes,
+        department_keys: DepartmentKeys,
         events: Any = None,
     ) -> None:
         self._settings = settings
@@ -129,7 +134,8 @@ class IngestService:
         self._catalog = catalog
         self._keys = keys
         self._audit = audit
-        self._s3 = s3
+        self._scopes = scopes
+        self._department_keys = department_keys
         self._events = events
 
     def process(
@@ -184,8 +190,9 @@ class IngestService:
                     file_error="dataset_deleted", issues=[Issue(rule="dataset_deleted", message="The dataset no longer exists")]
                 ),
             )
+        s3 = self._scopes.s3(upload.owner)
         with step("read"):
-            head = self.s3.head_object(Bucket=self._settings.data_bucket, Key=upload.landing_key)
+            head = s3.head_object(Bucket=self._settings.data_bucket, Key=upload.landing_key)
         if upload.source == "file" and head["ContentLength"] != upload.request.size_bytes:
             return self._reject(
                 upload,
@@ -199,36 +206,35 @@ class IngestService:
                     ],
                 ),
             )
-        department = department_key(self._settings, dataset.owner)
         with step("read"):
-            body = self.s3.get_object(Bucket=self._settings.data_bucket, Key=upload.landing_key)["Body"]
+            body = s3.get_object(Bucket=self._settings.data_bucket, Key=upload.landing_key)["Body"]
         with tempfile.TemporaryDirectory(prefix="ingest-") as folder:
             vault_dir = Path(folder) / "vault"
             vault_dir.mkdir()
 
             def data_key() -> bytes:
-                return self._keys.dataset_key(dataset.dataset_id, department)
+                return self._keys.dataset_key(dataset.dataset_id, dataset.owner)
 
             with step("protect"):
-                token_key = self._keys.pseudonymisation_key(dataset.owner, department) if _pseudonymises(dataset) else b""
+                token_key = self._keys.pseudonymisation_key(dataset.owner) if _pseudonymises(dataset) else b""
             protector = Protector(dataset.table_schema, dataset.dataset_id, token_key, data_key, vault_dir)
             outcome = run_pipeline(body, upload.request, dataset.table_schema, dataset.ingest, protector, Path(folder))
-            prefix = f"{dataset.dataset_id}/{upload.upload_id}"
+            owner, dataset_id, upload_id = dataset.owner, dataset.dataset_id, upload.upload_id
             with step("store"):
                 if outcome.quarantine is not None:
-                    outcome.report.quarantine_key = f"quarantine/{prefix}/rejected-rows.jsonl"
-                    self._store(outcome.quarantine, outcome.report.quarantine_key, department)
+                    outcome.report.quarantine_key = quarantine_key(owner, dataset_id, upload_id, "rejected-rows.jsonl")
+                    self._store(outcome.quarantine, outcome.report.quarantine_key, owner)
                 if not outcome.accepted or outcome.parquet is None or outcome.profile is None:
-                    return self._reject(upload, outcome.report, department)
-                curated_key = f"curated/{prefix}/part-00000.parquet"
-                self._store(outcome.parquet, curated_key, department)
+                    return self._reject(upload, outcome.report)
+                curated = curated_key(owner, dataset_id, upload_id)
+                self._store(outcome.parquet, curated, owner)
                 for column, path in protector.vault_files().items():
-                    self._store_sealed(path, vault_key(dataset.dataset_id, upload.upload_id, column), data_key(), department)
+                    self._store_sealed(path, vault_key(owner, dataset_id, upload_id, column), data_key(), owner)
             return Staged(
                 dataset,
                 outcome.report,
                 outcome.profile,
-                curated_key,
+                curated,
                 outcome.parquet.stat().st_size,
                 outcome.parquet_sha256,
                 arrow_schema_summary(protector.output_schema),
@@ -334,32 +340,34 @@ class IngestService:
 
     def _discard_outputs(self, upload: Upload) -> None:
         """Nothing half-written: what this upload stored before it failed is deleted."""
-        prefix = f"{upload.dataset_id}/{upload.upload_id}/"
+        prefix = upload_prefix(upload.owner, upload.dataset_id, upload.upload_id) + "/"
+        s3 = self._scopes.s3(upload.owner)
         try:
             for root in ("curated/", "vault/", "quarantine/"):
-                listed = self.s3.list_objects_v2(Bucket=self._settings.data_bucket, Prefix=root + prefix).get("Contents", [])
+                listed = s3.list_objects_v2(Bucket=self._settings.data_bucket, Prefix=root + prefix).get("Contents", [])
                 for found in listed:
-                    self.s3.delete_object(Bucket=self._settings.data_bucket, Key=found["Key"])
+                    s3.delete_object(Bucket=self._settings.data_bucket, Key=found["Key"])
         except Exception:
             logger.exception("could not delete the outputs of a failed upload", extra={"upload": upload.upload_id})
 
-    def _store(self, path: Path, key: str, department: str | None) -> None:
-        self.s3.upload_file(str(path), self._settings.data_bucket, key, ExtraArgs=_encryption(department))
+    def _store(self, path: Path, key: str, owner: str) -> None:
+        encryption = sse_kms(self._department_keys.key_of(owner))
+        self._scopes.s3(owner).upload_file(str(path), self._settings.data_bucket, key, ExtraArgs=encryption)
 
-    def _store_sealed(self, path: Path, key: str, data_key: bytes, department: str | None) -> None:
+    def _store_sealed(self, path: Path, key: str, data_key: bytes, owner: str) -> None:
         """A vault file, sealed with the dataset's data key before it leaves the function."""
         sealed = path.with_suffix(".sealed")
         with path.open("rb") as source, sealed.open("wb") as target:
             for chunk in seal_stream(source, data_key, key.encode()):
                 target.write(chunk)
         path.unlink()
-        self._store(sealed, key, department)
+        self._store(sealed, key, owner)
 
     def _discard_landing(self, upload: Upload) -> None:
         """The original of a published upload is deleted: its protected form is the version. Should
         this fail, the landing lifecycle rule removes it later."""
         try:
-            self.s3.delete_object(Bucket=self._settings.data_bucket, Key=upload.landing_key)
+            self._scopes.s3(upload.owner).delete_object(Bucket=self._settings.data_bucket, Key=upload.landing_key)
         except Exception:
             logger.warning("landing original left for the lifecycle rule", extra={"key": upload.landing_key})
 
@@ -368,20 +376,19 @@ class IngestService:
         what was sent), a failed one's for the platform team to run again; then the lifecycle rules on
         these tags delete them."""
         try:
-            self.s3.put_object_tagging(
+            self._scopes.s3(upload.owner).put_object_tagging(
                 Bucket=self._settings.data_bucket, Key=upload.landing_key, Tagging={"TagSet": [{"Key": tag[0], "Value": tag[1]}]}
             )
         except Exception:
             logger.warning("landing original left for the landing lifecycle rule", extra={"key": upload.landing_key})
 
-    def _reject(self, upload: Upload, report: IngestReport, department: str | None = None) -> IngestResult:
-        report_key = f"quarantine/{upload.dataset_id}/{upload.upload_id}/report.json"
-        self.s3.put_object(
+    def _reject(self, upload: Upload, report: IngestReport) -> IngestResult:
+        self._scopes.s3(upload.owner).put_object(
             Bucket=self._settings.data_bucket,
-            Key=report_key,
+            Key=quarantine_key(upload.owner, upload.dataset_id, upload.upload_id, "report.json"),
             Body=report.model_dump_json(indent=2).encode(),
             ContentType="application/json",
-            **_encryption(department),
+            **sse_kms(self._department_keys.key_of(upload.owner)),
         )
         self._uploads.reject_upload(upload, report, utc_now())
         self._tag_landing(upload, REJECTED_TAG)

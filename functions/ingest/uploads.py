@@ -10,12 +10,14 @@ import math
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from functions.catalog.models import Dataset
 from functions.catalog.service import CatalogService
-from functions.core import aws
 from functions.core.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
+from functions.core.layout import landing_key
+from functions.core.scoped import DepartmentScopes, sse_kms
+from functions.identity.directory import DepartmentKeys
 from functions.identity.models import Caller
 from functions.ingest.models import (
     MULTIPART_THRESHOLD,
@@ -83,51 +85,62 @@ def new_upload_id() -> str:
 
 
 class UploadService:
-    s3 = aws.LazyClient("s3")
+    """Landing objects are written through URLs signed by a session acting for the dataset's owner,
+    encrypted with the owner's KMS key (the encryption headers are signed too)."""
 
     def __init__(
         self,
         catalog: CatalogService,
         uploads: IngestRepository,
         bucket: str,
-        s3: Any = None,
+        scopes: DepartmentScopes,
+        department_keys: DepartmentKeys,
         clock: Callable[[], datetime] = _now,
         stalled_after_seconds: int = 2520,
     ) -> None:
         self._catalog = catalog
         self._uploads = uploads
         self._bucket = bucket
-        self._s3 = s3
+        self._scopes = scopes
+        self._department_keys = department_keys
         self._clock = clock
         self._stalled_after = stalled_after_seconds
 
     def request_upload(self, caller: Caller, dataset_id: str, request: UploadRequest, request_id: str = "") -> UploadTicket:
         dataset = self._catalog.authorized(caller, "UploadData", dataset_id, request_id, {"size_bytes": request.size_bytes})
         upload = self._new_upload(caller, dataset, request, "file")
+        s3, encryption = self._scopes.s3(dataset.owner), sse_kms(self._department_keys.key_of(dataset.owner))
         expires = self._clock() + timedelta(seconds=URL_LIFETIME_SECONDS)
         ticket = UploadTicket(upload_id=upload.upload_id, dataset_id=dataset_id, expires_at=expires.isoformat(timespec="seconds"))
         if request.size_bytes <= MULTIPART_THRESHOLD:
-            # Content-Length is a signed header: S3 refuses a body of any other size.
-            ticket.url = self.s3.generate_presigned_url(
+            # Content-Length and the encryption are signed headers: S3 refuses a body of any other size,
+            # or sent without them.
+            ticket.url = s3.generate_presigned_url(
                 "put_object",
                 Params={
                     "Bucket": self._bucket,
                     "Key": upload.landing_key,
                     "ContentLength": request.size_bytes,
                     "ContentType": "application/octet-stream",
+                    **encryption,
                 },
                 ExpiresIn=URL_LIFETIME_SECONDS,
             )
-            ticket.headers = {"Content-Type": "application/octet-stream", "Content-Length": str(request.size_bytes)}
+            ticket.headers = {
+                "Content-Type": "application/octet-stream",
+                "Content-Length": str(request.size_bytes),
+                "x-amz-server-side-encryption": encryption["ServerSideEncryption"],
+                "x-amz-server-side-encryption-aws-kms-key-id": encryption["SSEKMSKeyId"],
+            }
         else:
-            multipart = self.s3.create_multipart_upload(
-                Bucket=self._bucket, Key=upload.landing_key, ContentType="application/octet-stream"
+            multipart = s3.create_multipart_upload(
+                Bucket=self._bucket, Key=upload.landing_key, ContentType="application/octet-stream", **encryption
             )
             upload.multipart_id = multipart["UploadId"]
             count = math.ceil(request.size_bytes / PART_SIZE)
             for number in range(1, count + 1):
                 size = min(PART_SIZE, request.size_bytes - (number - 1) * PART_SIZE)
-                url = self.s3.generate_presigned_url(
+                url = s3.generate_presigned_url(
                     "upload_part",
                     Params={
                         "Bucket": self._bucket,
@@ -152,7 +165,7 @@ class UploadService:
         expected = math.ceil(upload.request.size_bytes / PART_SIZE)
         if sorted(p.part_number for p in completion.parts) != list(range(1, expected + 1)):
             raise InvalidRequest(f"Upload {upload_id} has parts 1 to {expected}; send each once")
-        self.s3.complete_multipart_upload(
+        self._scopes.s3(upload.owner).complete_multipart_upload(
             Bucket=self._bucket,
             Key=upload.landing_key,
             UploadId=upload.multipart_id,
@@ -172,7 +185,13 @@ class UploadService:
         request = UploadRequest(filename="records.jsonl", format="jsonl", size_bytes=len(body))
         upload = self._new_upload(caller, dataset, request, "records")
         self._uploads.create_upload(upload)
-        self.s3.put_object(Bucket=self._bucket, Key=upload.landing_key, Body=body, ContentType="application/x-ndjson")
+        self._scopes.s3(dataset.owner).put_object(
+            Bucket=self._bucket,
+            Key=upload.landing_key,
+            Body=body,
+            ContentType="application/x-ndjson",
+            **sse_kms(self._department_keys.key_of(dataset.owner)),
+        )
         return upload
 
     def get_upload(self, caller: Caller, dataset_id: str, upload_id: str, request_id: str = "") -> Upload:
@@ -232,7 +251,7 @@ class UploadService:
             created_at=self._clock().isoformat(timespec="seconds"),
             source=source,
             request=request,
-            landing_key=f"landing/{dataset.owner}/{dataset.dataset_id}/{upload_id}/{request.filename}",
+            landing_key=landing_key(dataset.owner, dataset.dataset_id, upload_id, request.filename),
         )
 
     def _existing(self, dataset_id: str, upload_id: str) -> Upload:

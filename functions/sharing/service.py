@@ -6,15 +6,15 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from functions.catalog.models import Dataset
 from functions.catalog.service import CatalogService
-from functions.core import aws
 from functions.core.clock import utc_now
 from functions.core.errors import Forbidden, InvalidRequest, NotFound
 from functions.core.events import AccessRequestChanged, EventDetail, EventPublisher, GrantChanged
 from functions.core.observability import logger
+from functions.core.scoped import DepartmentScopes
 from functions.identity.models import Caller
 from functions.ingest.repository import IngestRepository
 from functions.policy.access import AccessControl
@@ -54,8 +54,6 @@ def _until(value: str) -> str:
 
 
 class SharingService:
-    s3 = aws.LazyClient("s3")
-
     def __init__(
         self,
         catalog: CatalogService,
@@ -65,7 +63,7 @@ class SharingService:
         build_view: ViewBuilder,
         access: AccessControl,
         events: EventPublisher,
-        s3: Any = None,
+        scopes: DepartmentScopes | None = None,
         clock: Callable[[], str] = utc_now,
     ) -> None:
         self._access = access
@@ -75,7 +73,7 @@ class SharingService:
         self._versions = versions
         self._bucket = bucket
         self._build_view = build_view
-        self._s3 = s3
+        self._scopes = scopes or DepartmentScopes("")
         self._clock = clock
 
     # -- requests
@@ -206,7 +204,7 @@ class SharingService:
         event = _grant_changed(revoked, "revoked", caller.principal_id, now)
         self._announce(self._sharing.revoke(grant, caller.principal_id, now, [event]), [event])
         try:
-            ViewJanitor(self._bucket, self.s3).forget_grant(grant)
+            ViewJanitor(self._bucket, self._scopes).forget_grant(grant)
         except Exception:
             logger.warning("views of a revoked grant left for the sweep", extra={"grant": grant.grant_id})
         return revoked
@@ -271,7 +269,7 @@ class SharingService:
             grant_id=grant.grant_id if grant else None,
             restricted=restricted,
             columns=grant.terms.aggregate.columns() if grant and grant.terms.aggregate else columns,
-            files=self._presigned(files),
+            files=self._presigned(files, dataset.owner),
             audit=details,
             suppressed=suppressed,
         )
@@ -305,7 +303,7 @@ class SharingService:
             grant_id=grant.grant_id,
             restricted=True,
             columns=dataset.table_schema.stored_columns(),
-            files=self._presigned(files),
+            files=self._presigned(files, dataset.owner),
             audit=details,
         )
 
@@ -317,11 +315,13 @@ class SharingService:
         published = self._versions.get_version(dataset.dataset_id, number)
         return published.files, published.bytes
 
-    def _presigned(self, files: list[tuple[str, int]]) -> list[PresignedFile]:
+    def _presigned(self, files: list[tuple[str, int]], owner: str) -> list[PresignedFile]:
+        """URLs signed by a session acting for the data's owner: they reach its objects and no other."""
+        s3 = self._scopes.s3(owner)
         expires = (datetime.now(UTC) + timedelta(seconds=URL_LIFETIME_SECONDS)).isoformat(timespec="seconds")
         return [
             PresignedFile(
-                url=self.s3.generate_presigned_url(
+                url=s3.generate_presigned_url(
                     "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=URL_LIFETIME_SECONDS
                 ),
                 size_bytes=size,

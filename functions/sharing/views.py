@@ -20,10 +20,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from functions.catalog.models import Dataset
+from functions.core.layout import upload_of, vault_key
+from functions.core.scoped import DepartmentScopes, sse_kms
 from functions.core.sealing import open_stream
-from functions.core.settings import Settings, department_key
+from functions.core.settings import Settings
+from functions.identity.directory import DepartmentKeys
 from functions.ingest.keys import KeyService
-from functions.ingest.models import vault_key
 from functions.ingest.protect import decrypt_value, generalise, keyed_tokens, short_values
 from functions.ingest.validate import convert
 from functions.sharing.models import AggregateTerms, Grant, RowFilter, linked_own_columns
@@ -182,27 +184,30 @@ def rekeyed(tokens: pa.Array, owner_key: bytes, vault: pa.Table | None, linkage_
 
 
 class ViewBuilder:
-    def __init__(self, settings: Settings, keys: KeyService, s3: Any) -> None:
+    """Builds a view through a session acting for the department whose data it reads and holds."""
+
+    def __init__(self, settings: Settings, keys: KeyService, scopes: DepartmentScopes, department_keys: DepartmentKeys) -> None:
         self._settings = settings
         self._keys = keys
-        self._s3 = s3
+        self._scopes = scopes
+        self._department_keys = department_keys
 
     def __call__(
         self, dataset: Dataset, version: int, files: list[str], grant: Grant, now: str, linked_dataset: bool = False
     ) -> BuiltView:
         key = view_key(dataset.dataset_id, version, grant, linked_dataset)
         bucket = self._settings.data_bucket
+        s3 = self._scopes.s3(dataset.owner)
         try:
-            head = self._s3.head_object(Bucket=bucket, Key=key)
+            head = s3.head_object(Bucket=bucket, Key=key)
             fresh = not is_clear(key) or head["LastModified"] > datetime.now(UTC) - timedelta(hours=CLEAR_VIEW_REUSE_HOURS)
             if fresh:
                 return BuiltView(key, int(head["ContentLength"]), _suppressed(head.get("Metadata") or {}))
-        except self._s3.exceptions.ClientError:
+        except s3.exceptions.ClientError:
             pass  # not built yet
-        owner_key = department_key(self._settings, dataset.owner)
-        sources = [io.BytesIO(self._s3.get_object(Bucket=bucket, Key=f)["Body"].read()) for f in files]
+        sources = [io.BytesIO(s3.get_object(Bucket=bucket, Key=f)["Body"].read()) for f in files]
         secrets = ViewSecrets(
-            data_key=lambda: self._keys.dataset_key(dataset.dataset_id, owner_key),
+            data_key=lambda: self._keys.dataset_key(dataset.dataset_id, dataset.owner),
             mask_key=lambda: self._keys.mask_key(grant.grant_id),
             linked=lambda column, tokens: self._linked(dataset, files, grant, column, tokens),
         )
@@ -210,33 +215,33 @@ class ViewBuilder:
             body = linked_view_bytes(sources, dataset, grant.linkage_kinds, secrets)
         else:
             body = view_bytes(sources, dataset, grant, secrets)
-        extra = {"ServerSideEncryption": "aws:kms", **({"SSEKMSKeyId": owner_key} if owner_key else {})}
+        extra = sse_kms(self._department_keys.key_of(dataset.owner))
         schema_metadata = pq.read_schema(io.BytesIO(body)).metadata or {}
         metadata = {
             k.decode().replace(".", "-").replace("_", "-"): v.decode()
             for k, v in schema_metadata.items()
             if k.startswith(b"cityshare.")
         }
-        self._s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata=metadata, **extra)
+        s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata=metadata, **extra)
         return BuiltView(key, len(body), _suppressed(metadata))
 
     def _linked(self, dataset: Dataset, files: list[str], grant: Grant, column: str, tokens: pa.Array) -> pa.Array:
         """Re-key a column of `dataset` (the grant's dataset, or the grantee's own) into the linkage
         space of the grant's two departments for the column's identifier kind."""
         personal = dataset.table_schema.personal_columns()[column]
-        owner_kms = department_key(self._settings, dataset.owner)
+        s3 = self._scopes.s3(dataset.owner)
         vaults = []
         for file in files:
-            sealed_key = vault_key(dataset.dataset_id, file.split("/")[2], column)
+            sealed_key = vault_key(dataset.owner, dataset.dataset_id, upload_of(file), column)
             try:
-                body = self._s3.get_object(Bucket=self._settings.data_bucket, Key=sealed_key)["Body"]
-            except self._s3.exceptions.NoSuchKey:
+                body = s3.get_object(Bucket=self._settings.data_bucket, Key=sealed_key)["Body"]
+            except s3.exceptions.NoSuchKey:
                 continue  # no long value in that version: every token opens with the key
-            data_key = self._keys.dataset_key(dataset.dataset_id, owner_kms)
+            data_key = self._keys.dataset_key(dataset.dataset_id, dataset.owner)
             vaults.append(pq.read_table(io.BytesIO(open_stream(body.iter_chunks(1024 * 1024), data_key, sealed_key.encode()))))
         return rekeyed(
             tokens,
-            self._keys.pseudonymisation_key(dataset.owner, owner_kms),
+            self._keys.pseudonymisation_key(dataset.owner),
             pa.concat_tables(vaults) if vaults else None,
             self._keys.linkage_key(grant.owner, grant.grantee_department, personal.category),
         )

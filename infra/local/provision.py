@@ -26,6 +26,11 @@ def physical_names(prefix: str, spec: PlatformSpec = SPEC) -> dict[tuple[str, st
     # moto registers Glue tables but does not run Athena queries: no workgroup, so derived datasets
     # use DuckDB here (asking for Athena is refused with a clear error).
     names[("workgroup", spec.query_workgroup)] = ""
+    # The data role the functions assume per department (moto issues its sessions; it enforces no
+    # policy, so isolation is AWS's to enforce and the template's tests to prove). No usage plan:
+    # the embedded gateway throttles each department itself.
+    names[("role", "data")] = f"arn:aws:iam::{ACCOUNT}:role/{prefix}-data"
+    names[("usage-plan", "departments")] = ""
     return names
 
 
@@ -73,6 +78,12 @@ def _lifecycle_rule(expiry: ExpirySpec) -> dict[str, Any]:
 
 def provision(session: Any, names: dict[tuple[str, str], str], spec: PlatformSpec = SPEC) -> dict[str, str]:
     """Create everything; returns the queue URLs by logical name."""
+    iam = session.client("iam")
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"AWS": ACCOUNT}, "Action": "sts:AssumeRole"}],
+    }
+    iam.create_role(RoleName=names[("role", "data")].rsplit("/", 1)[1], AssumeRolePolicyDocument=json.dumps(trust))
     kms = session.client("kms")
     key_id = kms.create_key(Description="CityShare embedded stack: platform and departments' data")["KeyMetadata"]["KeyId"]
     kms.create_alias(AliasName=names[("key", "platform")], TargetKeyId=key_id)

@@ -79,8 +79,6 @@ class LocalStack:
             POWERTOOLS_LOG_LEVEL=os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
         )
         os.environ.update(function_environment(names, stage="local", audience=LOCAL_AUDIENCE))
-        # Departments are registered at run time here, so one local key serves them all.
-        os.environ["DEPARTMENT_KEYS"] = json.dumps({"*": names[("key", "platform")]})
         os.environ["ALLOW_HTTP_WEBHOOKS"] = "true"  # local receivers listen on 127.0.0.1 without TLS
 
         import boto3

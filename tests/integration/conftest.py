@@ -19,8 +19,8 @@ from functions.catalog.repository import CatalogRepository
 from functions.core import aws
 from functions.core.settings import Settings, get_settings
 from functions.handlers import services, wiring
+from functions.identity.directory import DirectoryRepository
 from functions.identity.models import Caller
-from functions.ingest.keys import KeyService
 from functions.ingest.models import Upload, UploadRequest
 from functions.ingest.repository import IngestRepository
 from functions.ingest.service import IngestService
@@ -72,12 +72,31 @@ def moto_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
 def settings(moto_aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
     """The functions' environment, as the stacks set it, pointing at the moto resources."""
     environment = function_environment(moto_aws.names, stage="it", audience="it")
-    environment["DEPARTMENT_KEYS"] = json.dumps({"*": moto_aws.names[("key", "platform")]})
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
+    for builder in (wiring.directory, wiring.scopes, wiring.department_keys, wiring.key_service):
+        builder.cache_clear()
+    provision_departments(*CITY)
     yield get_settings()
     get_settings.cache_clear()
+    for builder in (wiring.directory, wiring.scopes, wiring.department_keys, wiring.key_service):
+        builder.cache_clear()
+
+
+# The departments the tests' data belongs to, registered and provisioned (each its own KMS key).
+CITY = ("environment", "transport", "health", "public-safety", "city-management", "platform")
+
+
+def provision_departments(*departments: str) -> None:
+    from functions.identity.models import Department
+    from functions.identity.provisioning import Provisioner
+
+    directory = DirectoryRepository(get_settings().directory_table)
+    for department in departments:
+        if directory.get_department(department) is None:
+            directory.create_department(Department(department_id=department, name=department.title(), created_at="t"))
+        Provisioner(directory, "it").provision(department)
 
 
 def published_events(moto_aws: Aws) -> list[dict[str, Any]]:
@@ -165,9 +184,10 @@ def service(moto_aws: Aws, settings: Settings) -> IngestService:
         settings,
         IngestRepository(settings.catalog_table, dynamodb),
         CatalogRepository(settings.catalog_table, dynamodb),
-        KeyService(settings.catalog_table, settings.platform_key, dynamodb, moto_aws.client("kms")),
+        wiring.key_service(),
         AuditLog(settings.audit_table, dynamodb),
-        moto_aws.client("s3"),
+        wiring.scopes(),
+        wiring.department_keys(),
         moto_aws.client("events"),
     )
 

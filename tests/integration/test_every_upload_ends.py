@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 from functions.catalog.models import Dataset
 from functions.catalog.repository import CatalogRepository
 from functions.core.settings import Settings
+from functions.handlers import wiring
 from functions.ingest.profile import ProfileBuilder
 from functions.ingest.repository import IngestRepository
 from functions.ingest.service import FAILED_TAG, IngestService, UploadFailed
@@ -78,7 +79,7 @@ def test_a_cause_that_may_pass_is_retried_then_ends_failed_on_the_last_attempt(
     def throttled(*args: Any, **kwargs: Any) -> None:
         raise ClientError({"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate"}}, "PutObject")
 
-    monkeypatch.setattr(service.s3, "upload_file", throttled)
+    monkeypatch.setattr(service._scopes.s3("environment"), "upload_file", throttled)
     with pytest.raises(UploadFailed) as first:
         service.process(settings.data_bucket, key, attempt=1, max_attempts=5)
     assert first.value.retry and upload_of(settings, key).status == "processing"
@@ -133,11 +134,13 @@ def test_an_upload_whose_function_was_killed_is_reported_failed(
     upload = upload_of(settings, key)
     IngestRepository(settings.catalog_table).mark_processing(upload, datetime.now(UTC).isoformat(timespec="seconds"))
     access = AccessControl(PolicyEngine(settings.policies_dir), AuditLog(settings.audit_table))
-    later = datetime.now(UTC) + timedelta(hours=1)
+    later = datetime.now(UTC) + timedelta(seconds=settings.ingest_stalled_after_seconds + 60)
     uploads = UploadService(
         CatalogService(CatalogRepository(settings.catalog_table), access),
         IngestRepository(settings.catalog_table),
         settings.data_bucket,
+        wiring.scopes(),
+        wiring.department_keys(),
         clock=lambda: later,
         stalled_after_seconds=settings.ingest_stalled_after_seconds,
     )

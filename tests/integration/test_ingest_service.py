@@ -11,6 +11,7 @@ import pytest
 from functions.audit.chain import AuditLog
 from functions.catalog.repository import CatalogRepository
 from functions.core.settings import Settings
+from functions.handlers import wiring
 from functions.ingest.models import UploadRequest
 from functions.ingest.repository import IngestRepository
 from functions.ingest.service import IngestService
@@ -70,7 +71,9 @@ def test_a_crash_before_the_commit_converges_on_retry(
     monkeypatch.setattr(service._uploads, "commit_version", original)
     assert service.process(settings.data_bucket, key).outcome == "published"
     assert versions(service) == [1]
-    curated = moto_aws.client("s3").list_objects_v2(Bucket=settings.data_bucket, Prefix="curated/air-quality/")["Contents"]
+    curated = moto_aws.client("s3").list_objects_v2(Bucket=settings.data_bucket, Prefix="curated/environment/air-quality/")[
+        "Contents"
+    ]
     assert len(curated) == 1  # the retry rewrote the same object
 
 
@@ -87,7 +90,9 @@ def test_a_rejected_file_keeps_its_original_and_gets_a_report(moto_aws: Aws, set
     assert s3.get_object(Bucket=settings.data_bucket, Key=key)["Body"].read().startswith(b"station_id")
     upload_id = key.split("/")[3]
     report = json.loads(
-        s3.get_object(Bucket=settings.data_bucket, Key=f"quarantine/air-quality/{upload_id}/report.json")["Body"].read()
+        s3.get_object(Bucket=settings.data_bucket, Key=f"quarantine/environment/air-quality/{upload_id}/report.json")[
+            "Body"
+        ].read()
     )
     assert report["file_error"] == "no_valid_rows" and report["issue_counts"] == {"wrong_type": 2}
     assert versions(service) == []
@@ -151,7 +156,11 @@ def test_a_large_file_goes_up_in_presigned_parts(
     access = AccessControl(PolicyEngine(settings.policies_dir), AuditLog(settings.audit_table, dynamodb))
     catalog = CatalogService(CatalogRepository(settings.catalog_table, dynamodb), access)
     uploads = uploads_module.UploadService(
-        catalog, IngestRepository(settings.catalog_table, dynamodb), settings.data_bucket, moto_aws.client("s3")
+        catalog,
+        IngestRepository(settings.catalog_table, dynamodb),
+        settings.data_bucket,
+        wiring.scopes(),
+        wiring.department_keys(),
     )
     body = CSV + b"AQ-003,Centre,2026-11-04T08:00:00Z,1.5\n" * 300_000
     member = caller("environment")

@@ -19,7 +19,6 @@ from functions.catalog.repository import CatalogRepository
 from functions.core.errors import InvalidRequest, NotFound
 from functions.core.settings import Settings
 from functions.handlers import services, wiring
-from functions.ingest.keys import KeyService
 from functions.ingest.models import Upload, UploadRequest
 from functions.ingest.repository import IngestRepository
 from functions.ingest.service import REJECTED_TAG, IngestService
@@ -84,9 +83,10 @@ def city(moto_aws: Aws, settings: Settings) -> Iterator[tuple[IngestService, Sha
         settings,
         IngestRepository(settings.catalog_table, dynamodb),
         catalog,
-        KeyService(settings.catalog_table, settings.platform_key, dynamodb, moto_aws.client("kms")),
+        wiring.key_service(),
         AuditLog(settings.audit_table, dynamodb),
-        moto_aws.client("s3"),
+        wiring.scopes(),
+        wiring.department_keys(),
         moto_aws.client("events"),
     )
     yield ingest, services.sharing()
@@ -220,7 +220,7 @@ def test_decrypting_views_are_per_grant_and_swept_after_a_day(moto_aws: Aws, set
     clear = all_objects(moto_aws, settings, "views/clear/")
     assert list(clear) and all(f"/{grant.grant_id}/" in key for key in clear)
     assert not all_objects(moto_aws, settings, "views/shared/")
-    janitor = ViewJanitor(settings.data_bucket, moto_aws.client("s3"))
+    janitor = ViewJanitor(settings.data_bucket, wiring.scopes(), lister=moto_aws.client("s3"))
     repository = services.sharing_repository()
     assert janitor.sweep(repository.grants_between, datetime.now(UTC)) == 0  # live and fresh: kept
     assert janitor.sweep(repository.grants_between, datetime.now(UTC) + timedelta(hours=25)) == 1

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 from collections.abc import Iterator
 from urllib.parse import parse_qsl, quote, urlsplit
 
@@ -24,8 +23,7 @@ from functions.sharing.service import SharingService
 from tests.datasets import SMALL_SCHEMA
 
 
-def signature_matches(url: str) -> bool:
-    secret = os.environ["AWS_SECRET_ACCESS_KEY"]  # moto's fake credentials while mocking
+def signature_matches(url: str, secret: str) -> bool:
     parts = urlsplit(url)
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     given = query.pop("X-Amz-Signature")
@@ -42,7 +40,14 @@ def signature_matches(url: str) -> bool:
 
 @pytest.fixture
 def sharing(settings: Settings) -> Iterator[SharingService]:
-    builders = [services.access_control, services.catalog, services.sharing_repository, services.sharing, wiring.audit_log]
+    builders = [
+        services.access_control,
+        services.catalog,
+        services.sharing_repository,
+        services.sharing,
+        wiring.audit_log,
+        wiring.scopes,
+    ]
     for builder in builders:
         builder.cache_clear()
     for dataset_id in ("air-quality", "hospital-beds"):
@@ -58,7 +63,7 @@ def sharing(settings: Settings) -> Iterator[SharingService]:
                     "updated_at": "t",
                     "created_by": "p",
                     "latest_version": 1,
-                    "latest_files": [f"curated/{dataset_id}/u{'0' * 32}/part-00000.parquet"],
+                    "latest_files": [f"curated/environment/{dataset_id}/u{'0' * 32}/part-00000.parquet"],
                     "latest_bytes": 100,
                 }
             )
@@ -74,11 +79,14 @@ def test_a_read_url_names_one_object_of_that_dataset_and_expires_in_minutes(shar
     (file,) = access.files
     parts = urlsplit(file.url)
     query = dict(parse_qsl(parts.query))
-    assert parts.path.endswith("/curated/air-quality/u" + "0" * 32 + "/part-00000.parquet")
+    assert parts.path.endswith("/curated/environment/air-quality/u" + "0" * 32 + "/part-00000.parquet")
     assert query["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256" and query["X-Amz-SignedHeaders"] == "host"
     assert int(query["X-Amz-Expires"]) <= 300
-    assert signature_matches(file.url)
-    other = file.url.replace("/curated/air-quality/", "/curated/hospital-beds/")
-    assert not signature_matches(other)  # the same signature does not open another dataset's object
+    # Signed by a session of the data role acting for the owner (environment), not by the function.
+    session = wiring.scopes().s3("environment")._request_signer._credentials
+    assert query["X-Amz-Credential"].startswith(session.access_key) and "X-Amz-Security-Token" in query
+    assert signature_matches(file.url, session.secret_key)
+    other = file.url.replace("/curated/environment/air-quality/", "/curated/environment/hospital-beds/")
+    assert not signature_matches(other, session.secret_key)  # the same signature does not open another dataset's object
     widened = file.url.replace("/part-00000.parquet", "/")
-    assert not signature_matches(widened)
+    assert not signature_matches(widened, session.secret_key)

@@ -1,0 +1,128 @@
+"""Onboarding without a deploy: what a newly registered department needs is made at run time by the
+provisioner function, the one narrow path allowed to create KMS keys and API keys.
+
+- its KMS key, from a policy template: the account administers it (through IAM), and a deny lets
+  no principal use it for encryption unless it carries this department's session tag — so only
+  sessions of the data role acting for this department can decrypt its data, whatever any other
+  policy says (functions.core.scoped);
+- in AWS, its API key on the department usage plan, which the authorizer names for every request
+  of the department: API Gateway then throttles each department on its own.
+
+Idempotent: the key is found again by its alias, the API key by its name, and the directory keeps
+the first ones recorded. Run on each DepartmentRegistered event and by a periodic sweep.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from functions.core import aws
+from functions.core.observability import logger
+from functions.core.scoped import DEPARTMENT_TAG
+from functions.identity.directory import DirectoryRepository
+
+STAGE_TAG = "cityshare:stage"
+_CRYPTO_ACTIONS = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"]
+
+
+def department_key_policy(account: str, department: str, partition: str = "aws") -> dict[str, Any]:
+    """The key policy every department's key gets."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "TheAccountAdministersThroughIam",
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:{partition}:iam::{account}:root"},
+                "Action": "kms:*",
+                "Resource": "*",
+            },
+            {
+                "Sid": "OnlySessionsActingForTheDepartmentUseIt",
+                "Effect": "Deny",
+                "Principal": {"AWS": "*"},
+                "Action": _CRYPTO_ACTIONS,
+                "Resource": "*",
+                "Condition": {"StringNotEquals": {f"aws:PrincipalTag/{DEPARTMENT_TAG}": department}},
+            },
+        ],
+    }
+
+
+class Provisioner:
+    kms = aws.LazyClient("kms")
+    apigateway = aws.LazyClient("apigateway")
+    sts = aws.LazyClient("sts")
+
+    def __init__(
+        self,
+        directory: DirectoryRepository,
+        stage: str,
+        usage_plan: str = "",
+        kms: Any = None,
+        apigateway: Any = None,
+        sts: Any = None,
+    ) -> None:
+        self._directory = directory
+        self._stage = stage
+        self._usage_plan = usage_plan
+        self._kms = kms
+        self._apigateway = apigateway
+        self._sts = sts
+
+    def provision(self, department_id: str) -> bool:
+        """Make what `department_id` lacks; False if there is no such department."""
+        department = self._directory.get_department(department_id)
+        if department is None:
+            return False
+        if department.data_key and (department.usage_key or not self._usage_plan):
+            return True
+        key = department.data_key or self._key(department_id)
+        usage = department.usage_key or (self._usage_key(department_id) if self._usage_plan else None)
+        self._directory.record_resources(department_id, key, usage)
+        logger.info("department provisioned", extra={"department": department_id})
+        return True
+
+    def sweep(self) -> int:
+        """Provision every department that lacks something (a missed event, the bootstrap's platform)."""
+        waiting = [
+            d.department_id
+            for d in self._directory.list_departments()
+            if not d.data_key or (self._usage_plan and not d.usage_key)
+        ]
+        return sum(self.provision(department) for department in waiting)
+
+    def _key(self, department: str) -> str:
+        alias = f"alias/cityshare/{self._stage}/departments/{department}"
+        try:
+            return str(self.kms.describe_key(KeyId=alias)["KeyMetadata"]["Arn"])
+        except self.kms.exceptions.NotFoundException:
+            pass
+        identity = self.sts.get_caller_identity()
+        partition = identity["Arn"].split(":")[1]
+        created = self.kms.create_key(
+            Description=f"CityShare {self._stage}: data of {department}",
+            KeyUsage="ENCRYPT_DECRYPT",
+            Policy=json.dumps(department_key_policy(identity["Account"], department, partition)),
+            Tags=[{"TagKey": DEPARTMENT_TAG, "TagValue": department}, {"TagKey": STAGE_TAG, "TagValue": self._stage}],
+        )["KeyMetadata"]
+        self.kms.enable_key_rotation(KeyId=created["KeyId"])
+        try:
+            self.kms.create_alias(AliasName=alias, TargetKeyId=created["KeyId"])
+        except self.kms.exceptions.AlreadyExistsException:
+            # Another provisioner won the race: use its key, retire this one.
+            self.kms.schedule_key_deletion(KeyId=created["KeyId"], PendingWindowInDays=7)
+            return str(self.kms.describe_key(KeyId=alias)["KeyMetadata"]["Arn"])
+        return str(created["Arn"])
+
+    def _usage_key(self, department: str) -> str:
+        name = f"cityshare-{self._stage}-{department}"
+        found = self.apigateway.get_api_keys(nameQuery=name, includeValues=True).get("items", [])
+        key = next((k for k in found if k.get("name") == name), None)
+        if key is None:
+            key = self.apigateway.create_api_key(
+                name=name, enabled=True, tags={DEPARTMENT_TAG: department, STAGE_TAG: self._stage}
+            )
+            self.apigateway.create_usage_plan_key(usagePlanId=self._usage_plan, keyId=key["id"], keyType="API_KEY")
+        return str(key["value"])
