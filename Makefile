@@ -9,7 +9,8 @@ LAYERS := build/layers
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: bootstrap-admin demo test lint typecheck unit integration e2e infra-test security openapi layer synth deploy diff bench local clean
+
+.PHONY: bench-layers bootstrap-admin demo test lint typecheck unit integration e2e infra-test security openapi layer synth deploy diff bench local clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,7 +56,26 @@ openapi: $(RUNTIME)  ## regenerate schemas/openapi.json and schemas/events/ from
 local: $(RUNTIME)  ## run the embedded stack until Ctrl-C
 	$(BIN)/cityshare local up
 
-bench: $(DEV)  ## print the benchmarks' figures
+# x86_64 twins of the layers (same pins, trimming and .pyc) so cold starts can be measured here under
+# Python 3.13 as Lambda runs them; "runtime" stands in for the boto3 the Lambda runtime provides.
+BENCH_LAYERS := build/bench-layers
+BENCH_PIP := $(BIN)/pip install -q --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 \
+	--implementation cp --python-version 3.13 --only-binary=:all: --no-compile
+$(BENCH_LAYERS)/.built: functions/requirements-core.txt functions/requirements-data.txt functions/requirements-analytics.txt
+	@test -x "$(LAMBDA_PYTHON)" || { echo "Python 3.13 is needed: install python3.13 or set LAMBDA_PYTHON"; exit 1; }
+	rm -rf $(BENCH_LAYERS) && mkdir -p $(BENCH_LAYERS)/core/python $(BENCH_LAYERS)/data/python $(BENCH_LAYERS)/analytics/python $(BENCH_LAYERS)/runtime/python
+	$(BENCH_PIP) -t $(BENCH_LAYERS)/core/python -r functions/requirements-core.txt
+	$(BENCH_PIP) -t $(BENCH_LAYERS)/data/python --no-deps -r functions/requirements-data.txt
+	$(BENCH_PIP) -t $(BENCH_LAYERS)/analytics/python --no-deps -r functions/requirements-analytics.txt
+	$(BENCH_PIP) -t $(BENCH_LAYERS)/runtime/python boto3==$$(grep -oP '^boto3==\K.*' requirements.txt)
+	$(BIN)/python -m infra.cloud.layers trim $(BENCH_LAYERS)
+	for layer in core data analytics runtime; do \
+		PYTHONHASHSEED=0 "$(LAMBDA_PYTHON)" -m compileall -q -j 0 --invalidation-mode unchecked-hash $(BENCH_LAYERS)/$$layer/python >/dev/null || exit 1; \
+	done
+	touch $@
+bench-layers: $(RUNTIME) $(BENCH_LAYERS)/.built
+
+bench: $(DEV) bench-layers  ## print the benchmarks' figures
 	$(BIN)/python -m benchmarks.api
 	$(BIN)/python -m benchmarks.cold_start
 	$(BIN)/python -m benchmarks.ingest
@@ -64,33 +84,49 @@ bench: $(DEV)  ## print the benchmarks' figures
 	$(BIN)/python -m benchmarks.triggers
 
 # The Lambda layers for arm64, from wheels only: no Docker, no compiler. "data" drops pyarrow's C++
-# headers, Cython sources and tests (never loaded) so core + data stay under Lambda's 250 MB limit.
+# headers, Cython sources, tests and the Arrow modules CityShare never loads (Flight, Substrait,
+# Gandiva, ORC, cloud filesystems) so every function keeps 50 MB of Lambda's 250 MB unzipped limit.
+# Every layer and the code asset carry .pyc compiled by the Lambda runtime's Python (3.13), checked by
+# hash not mtime, so a cold start compiles nothing (/opt is read-only: without them it would compile
+# on every cold start).
+STAGE ?= dev
+LAMBDA_PYTHON ?= $(shell for p in python3.13 "$$(pyenv prefix 3.13 2>/dev/null)/bin/python3.13"; do "$$p" -c '' 2>/dev/null && command -v "$$p" && break; done)
+export LAMBDA_PYTHON
 LAYER_PIP := $(BIN)/pip install -q --platform manylinux_2_28_aarch64 --platform manylinux2014_aarch64 \
 	--implementation cp --python-version 3.13 --only-binary=:all: --no-compile
 $(LAYERS)/.built: functions/requirements-core.txt functions/requirements-data.txt functions/requirements-analytics.txt
+	@test -x "$(LAMBDA_PYTHON)" || { echo "Python 3.13 (the Lambda runtime's) is needed to compile the layers' .pyc: install python3.13 or set LAMBDA_PYTHON=/path/to/python3.13"; exit 1; }
 	rm -rf $(LAYERS) && mkdir -p $(LAYERS)/core/python $(LAYERS)/data/python $(LAYERS)/analytics/python
 	$(LAYER_PIP) -t $(LAYERS)/core/python -r functions/requirements-core.txt
 	$(LAYER_PIP) -t $(LAYERS)/data/python --no-deps -r functions/requirements-data.txt
 	$(LAYER_PIP) -t $(LAYERS)/analytics/python --no-deps -r functions/requirements-analytics.txt
-	cd $(LAYERS)/data/python/pyarrow && rm -rf include tests *.pyx *.pxd
-	du -sh $(LAYERS)/core $(LAYERS)/data $(LAYERS)/analytics
+	$(BIN)/python -m infra.cloud.layers trim $(LAYERS)
+	for layer in core data analytics; do \
+		PYTHONHASHSEED=0 "$(LAMBDA_PYTHON)" -m compileall -q -j 0 --invalidation-mode unchecked-hash -d /opt/python $(LAYERS)/$$layer/python >/dev/null || exit 1; \
+	done
+	$(BIN)/python -m infra.cloud.layers report $(LAYERS)
 	touch $@
 layer: $(RUNTIME) $(LAYERS)/.built
 
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 
-synth: layer node_modules/.package-lock.json  ## CloudFormation template into cdk.out (offline, no credentials)
-	PATH=$(abspath $(BIN)):$$PATH npx cdk synth --quiet
+CDK := PATH=$(abspath $(BIN)):$$PATH npx cdk
+synth: layer node_modules/.package-lock.json  ## CloudFormation template into cdk.out (offline, no credentials): make synth STAGE=prod
+	$(CDK) synth --quiet -c stage=$(STAGE)
+	$(BIN)/cfn-lint --non-zero-exit-code error cdk.out/CityShare-$(STAGE).template.json
 
 diff: layer node_modules/.package-lock.json
-	PATH=$(abspath $(BIN)):$$PATH npx cdk diff
+	$(CDK) diff -c stage=$(STAGE)
 
-deploy: layer node_modules/.package-lock.json  ## deploy to the AWS account of your credentials
-	PATH=$(abspath $(BIN)):$$PATH npx cdk deploy --require-approval broadening
+# From a fresh clone: builds what it needs, bootstraps the account/region of cdk.json (idempotent),
+# deploys the stage. Needs AWS credentials for the target account.
+deploy: layer node_modules/.package-lock.json  ## deploy a stage of cdk.json: make deploy STAGE=dev
+	$(CDK) bootstrap -c stage=$(STAGE)
+	$(CDK) deploy -c stage=$(STAGE) --require-approval broadening
 
-bootstrap-admin: $(RUNTIME)  ## register the platform admin's key in a deployed stack: make bootstrap-admin STACK=CityShare-prod JWK=admin.jwk
-	$(BIN)/python -m infra.bootstrap --stack $(STACK) --jwk $(JWK)
+bootstrap-admin: $(RUNTIME)  ## register the platform admin's key in a deployed stage: make bootstrap-admin STAGE=prod JWK=admin.jwk
+	$(BIN)/python -m infra.bootstrap --stage $(STAGE) --jwk $(JWK)
 
 clean:
 	rm -rf build cdk.out .cityshare .pytest_cache .mypy_cache .ruff_cache

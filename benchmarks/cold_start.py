@@ -7,14 +7,22 @@ Each figure is the median wall time of the import in fresh interpreters. Two flo
   Powertools' resolver with OpenAPI validation (its own pydantic models, ~90 ms).
 The ratio handler / "as used" floor is what CityShare's own code adds. One extra run with
 `python -X importtime` lists CityShare's own modules by cumulative import time.
+
+With LAMBDA_PYTHON set (`make bench` sets it to Python 3.13, the Lambda runtime's) and the layers'
+x86_64 twins built (`make bench-layers`: the same pinned requirements, the same trimming and the same
+.pyc as `make layer` ships for arm64), every figure is measured again under that interpreter with
+only the code asset and the layers on its path and nothing written to disk, as Lambda runs them.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import statistics
 import subprocess
 import sys
+from dataclasses import dataclass, field
+from pathlib import Path
 
 RUNS = 9
 FIRST_MODEL = "exec('class _M(pydantic.BaseModel):\\n x: int')"
@@ -42,22 +50,43 @@ HEAVY = ("pyarrow", "duckdb", "pandas", "moto")
 TIMED = "import time, sys; _t = time.perf_counter(); {statement}; print((time.perf_counter() - _t) * 1000)"
 
 
-def wall_ms(statement: str) -> float:
-    runs = [
-        float(
-            subprocess.run(
-                [sys.executable, "-c", TIMED.format(statement=statement)], capture_output=True, text=True, check=True
-            ).stdout
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "build" / "bench-layers"
+# Which layers each measured handler's function has (infra/spec.py); "runtime" stands in for the
+# boto3 the Lambda runtime provides.
+HANDLER_LAYERS = {"api": ("core", "data"), "analytics": ("core", "analytics"), "authorizer": ("core",)}
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    python: str = sys.executable
+    environment: dict[str, str] = field(default_factory=dict)
+    flags: tuple[str, ...] = ()
+
+    def run(self, *arguments: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [self.python, *self.flags, *arguments],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, **self.environment},
         )
-        for _ in range(RUNS)
-    ]
+
+
+def as_shipped(python: str, layers: tuple[str, ...]) -> Interpreter:
+    """Python 3.13 with only the code asset and the function's layers on its path (isolated: no site)."""
+    path = [str(ROOT / "build" / "function-code"), *(str(SHIPPED / name / "python") for name in (*layers, "runtime"))]
+    environment = {"PYTHONPATH": os.pathsep.join(path), "PYTHONDONTWRITEBYTECODE": "1"}
+    return Interpreter(python, environment, flags=("-S",))
+
+
+def wall_ms(statement: str, interpreter: Interpreter = Interpreter()) -> float:
+    runs = [float(interpreter.run("-c", TIMED.format(statement=statement)).stdout) for _ in range(RUNS)]
     return statistics.median(runs)
 
 
-def own_modules(module: str) -> tuple[list[str], list[str]]:
-    result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", f"import {module}"], capture_output=True, text=True, check=True
-    )
+def own_modules(module: str, interpreter: Interpreter = Interpreter()) -> tuple[list[str], list[str]]:
+    result = interpreter.run("-X", "importtime", "-c", f"import {module}")
     own, heavy = [], []
     for line in result.stderr.splitlines():
         found = re.match(r"import time:\s+\d+ \|\s+(\d+) \|\s*(\S+)", line)
@@ -69,13 +98,14 @@ def own_modules(module: str) -> tuple[list[str], list[str]]:
     return top, heavy
 
 
-def main() -> None:
-    print(f"cold import, median of {RUNS} fresh interpreters (python {sys.version.split()[0]})")
+def measure(title: str, interpreter_of: dict[str, Interpreter]) -> None:
+    print(title)
     for name, (module, libraries, used) in HANDLERS.items():
-        handler_ms = wall_ms(f"import {module}")
-        strict_ms = wall_ms(libraries)
-        used_ms = wall_ms(f"{libraries}; {used}; {FIRST_MODEL}")
-        top, heavy = own_modules(module)
+        interpreter = interpreter_of[name]
+        handler_ms = wall_ms(f"import {module}", interpreter)
+        strict_ms = wall_ms(libraries, interpreter)
+        used_ms = wall_ms(f"{libraries}; {used}; {FIRST_MODEL}", interpreter)
+        top, heavy = own_modules(module, interpreter)
         print(
             f"  {name:<11} handler {handler_ms:6.1f} ms | floor: import only {strict_ms:6.1f} ms, as used {used_ms:6.1f} ms"
             f" | ratio to floor as used {handler_ms / used_ms:4.2f}"
@@ -83,6 +113,23 @@ def main() -> None:
         print(
             f"  {'':<11} heaviest own modules (cumulative, -X importtime): {', '.join(top)}; heavy libraries: {heavy or 'none'}"
         )
+
+
+def main() -> None:
+    local = Interpreter(sys.executable, {"PYTHONPATH": str(ROOT)})
+    measure(
+        f"cold import, median of {RUNS} fresh interpreters (python {sys.version.split()[0]}, this virtualenv)",
+        dict.fromkeys(HANDLERS, local),
+    )
+    lambda_python = os.environ.get("LAMBDA_PYTHON")
+    if lambda_python and (SHIPPED / "core" / "python").is_dir():
+        version = Interpreter(lambda_python).run("-c", "import sys; print(sys.version.split()[0])").stdout.strip()
+        measure(
+            f"as shipped: python {version}, code asset and layers with their .pyc, nothing written",
+            {name: as_shipped(lambda_python, HANDLER_LAYERS[name]) for name in HANDLERS},
+        )
+    else:
+        print("(as shipped: set LAMBDA_PYTHON and run `make bench-layers` to measure under the Lambda runtime's Python)")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Creates the platform admin in a deployed CityShare (the one write that cannot be a signed request,
 since nobody can sign yet). Run with the platform team's AWS credentials:
 
-    python -m infra.bootstrap --stack CityShare-prod --jwk admin.jwk
+    python -m infra.bootstrap --stage prod --jwk admin.jwk     (make bootstrap-admin STAGE=prod JWK=admin.jwk)
+
+The stack is CityShare-<stage>, in the region of cdk.json (not boto3's default region).
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import boto3
 
 from functions.identity.directory import DirectoryRepository
 from functions.identity.service import bootstrap_platform
+from infra.cloud.config import DeploymentConfig
+
+CDK_JSON = Path(__file__).resolve().parents[1] / "cdk.json"
 
 
 def directory_table(stack: str, session: boto3.session.Session) -> str:
@@ -23,12 +28,14 @@ def directory_table(stack: str, session: boto3.session.Session) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stack", required=True, help="the deployed stack's name, e.g. CityShare-prod")
+    parser.add_argument("--stage", default="dev", help="the stage of cdk.json that was deployed (stack CityShare-<stage>)")
+    parser.add_argument("--stack", help="the deployed stack's name, if not CityShare-<stage>")
     parser.add_argument("--jwk", required=True, type=Path, help="the admin's public key (cityshare keys generate)")
     parser.add_argument("--principal", default="admin")
     arguments = parser.parse_args()
-    session = boto3.session.Session()
-    table = directory_table(arguments.stack, session)
+    config = DeploymentConfig.from_context(json.loads(CDK_JSON.read_text())["context"].get("cityshare"), arguments.stage)
+    session = boto3.session.Session(region_name=config.region)
+    table = directory_table(arguments.stack or f"CityShare-{config.stage}", session)
     key = bootstrap_platform(
         DirectoryRepository(table, session.client("dynamodb")), json.loads(arguments.jwk.read_text()), arguments.principal
     )

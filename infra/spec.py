@@ -33,6 +33,7 @@ class TableSpec:
     indexes: tuple[IndexSpec, ...] = ()
     ttl_attribute: str | None = None
     purpose: str = ""
+    append_only: bool = False  # a resource policy denies every principal deletes and updates
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,9 @@ class QueueSpec:
     visibility_timeout_seconds: int = 360
     max_receive_count: int = 5
     batch_size: int = 10
+    # At most this many concurrent consumers (AWS: the event source mapping's maximum concurrency),
+    # so a burst of uploads cannot take the account's whole Lambda concurrency from the API.
+    max_concurrency: int = 10
 
 
 @dataclass(frozen=True)
@@ -82,10 +86,10 @@ class ScheduleSpec:
     local_seconds: int
 
 
-# DynamoDB actions, by what a function does with a table (transactions need the actions they contain).
+# DynamoDB actions, by what a function does with a table (a transaction needs the action of each item it writes).
 READ = ("GetItem", "BatchGetItem", "Query")
 APPEND = ("PutItem", "Query", "GetItem")  # the audit table: conditional appends and reads, never more
-WRITE = (*READ, "PutItem", "UpdateItem", "ConditionCheckItem", "TransactWriteItems")
+WRITE = (*READ, "PutItem", "UpdateItem", "ConditionCheckItem")  # TransactWriteItems is authorised item by item
 DELETE = ("DeleteItem",)
 
 
@@ -123,10 +127,13 @@ class RouteSpec:
 
 @dataclass(frozen=True)
 class LimitsSpec:
-    """Request limits, applied by API Gateway in AWS and by the embedded gateway locally."""
+    """Request limits, applied alike by API Gateway in AWS (a usage plan whose key each department
+    gets, and the stage's throttle) and by the embedded gateway locally."""
 
-    rate_per_second: float = 50.0  # per department locally; per stage in API Gateway
+    rate_per_second: float = 50.0  # each department
     burst: int = 100
+    stage_rate_per_second: float = 500.0  # all departments together
+    stage_burst: int = 1000
     max_body_bytes: int = 1_048_576
 
 
@@ -184,7 +191,7 @@ SPEC = PlatformSpec(
             purpose="departments, principals with their roles, public keys",
         ),
         TableSpec("nonces", Key("nonce"), ttl_attribute="expires_at", purpose="used request token ids until they expire"),
-        TableSpec("audit", Key("chain"), Key("seq", "N"), purpose="hash-chained audit entries per department"),
+        TableSpec("audit", Key("chain"), Key("seq", "N"), purpose="hash-chained audit entries per department", append_only=True),
         TableSpec(
             "sharing",
             Key("pk"),
@@ -250,6 +257,12 @@ SPEC = PlatformSpec(
                 ),
                 ExpirySpec("views/", 7, "views are caches, rebuilt on demand", noncurrent_days=1),
                 ExpirySpec(
+                    "athena-results/",
+                    7,
+                    "Athena's result files (the triggers function reads them once, through Athena)",
+                    noncurrent_days=1,
+                ),
+                ExpirySpec(
                     "views/clear/", 1, "backstop of the hourly sweep for views holding decrypted values", noncurrent_days=1
                 ),
             ),
@@ -259,7 +272,7 @@ SPEC = PlatformSpec(
     queues=(
         QueueSpec("ingest", consumer="ingest", batch_size=1, visibility_timeout_seconds=1800),
         QueueSpec("events", consumer="triggers", visibility_timeout_seconds=1800),
-        QueueSpec("provisioning", consumer="provisioner", visibility_timeout_seconds=360, batch_size=1),
+        QueueSpec("provisioning", consumer="provisioner", visibility_timeout_seconds=360, batch_size=1, max_concurrency=2),
     ),
     event_bus="cityshare",
     rules=(
@@ -412,6 +425,7 @@ RESOURCE_ENVIRONMENT: dict[str, tuple[str, str]] = {
     "PLATFORM_KEY": ("key", "platform"),
     "INGEST_DEAD_LETTERS": ("dead-letters", "ingest"),
     "DATA_ROLE_ARN": ("role", "data"),
+    "QUERY_ROLE_ARN": ("role", "queries"),
     "USAGE_PLAN_ID": ("usage-plan", "departments"),
 }
 

@@ -18,6 +18,7 @@ from cityshare import CityShareClient, Profile
 from cityshare.admin import enrol
 
 ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # handlers called in-process write no EMF lines
 
 
 @dataclass

@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 
 from functions.core.dynamo import DynamoTable, from_item, is_conditional_failure, to_item
 from functions.core.errors import Conflict
+from functions.core.observability import record_metric
 
 GENESIS_HASH = "0" * 64
 _MAX_APPEND_ATTEMPTS = 25
@@ -86,9 +87,11 @@ class AuditLog(DynamoTable):
             except Exception as error:
                 if is_conditional_failure(error):
                     continue  # another writer took this position: re-read the head
+                record_metric("AuditWriteFailures")
                 raise
             self._heads[chain] = (fields["seq"], fields["hash"])
             return AuditEntry.model_validate(fields)
+        record_metric("AuditWriteFailures")
         raise Conflict("The audit log is too busy to append; try again")
 
     def read(self, chain: str, after_seq: int = 0, limit: int = 100) -> list[AuditEntry]:

@@ -38,6 +38,8 @@ class Settings(BaseModel):
     # The role functions assume, session-tagged with a department, to touch that department's data
     # (functions/core/scoped.py); "" in unit tests, where the process's own clients are used.
     data_role: str = Field(default="", alias="DATA_ROLE_ARN")
+    # AWS only: the role that reads departments' curated data through Athena (their keys' policies name it).
+    query_role: str = Field(default="", alias="QUERY_ROLE_ARN")
     # The usage plan each department's API key joins (AWS; "" in the embedded stack, which throttles itself).
     usage_plan: str = Field(default="", alias="USAGE_PLAN_ID")
     policies_dir: str = Field(default=_DEFAULT_POLICIES_DIR, alias="POLICIES_DIR")

@@ -69,7 +69,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     except Unauthenticated:
         # API Gateway answers 401 (gateway response UNAUTHORIZED) when an authorizer raises this.
         raise Exception("Unauthorized") from None
-    return {
+    response = {
         "principalId": f"{caller.department_id}/{caller.principal_id}",
         "policyDocument": {
             "Version": "2012-10-17",
@@ -77,3 +77,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         },
         "context": authorizer_context(caller),
     }
+    if caller.usage_key:
+        # The department's usage plan key (API key source AUTHORIZER): API Gateway throttles per department.
+        response["usageIdentifierKey"] = caller.usage_key
+    return response

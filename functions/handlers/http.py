@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.audit.chain import AuditEvent
 from functions.core.errors import CityShareError, PayloadTooLarge, Unauthenticated
-from functions.core.observability import logger
+from functions.core.observability import logger, record_metric
 from functions.core.settings import get_settings
 from functions.handlers.gate import Route, check_request
 from functions.handlers.wiring import audit_log
@@ -120,7 +120,11 @@ def make_handler(app: APIGatewayRestResolver) -> Handler:
             headers = {"Allow": str(error.extra["allow"])} if "allow" in error.extra else {}
             return _as_proxy(problem(error.status, error.code, error.title, error.detail), headers)
         app.append_context(caller=caller)
-        return app.resolve(event, context)
+        response = app.resolve(event, context)
+        record_metric("Requests", caller.department_id)
+        if response.get("statusCode") == 403:
+            record_metric("Refusals", caller.department_id)
+        return response
 
     return handler
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 from urllib.parse import unquote_plus
@@ -18,7 +19,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.catalog.repository import CatalogRepository
 from functions.core import aws
-from functions.core.observability import logger
+from functions.core.layout import owner_of
+from functions.core.observability import logger, record_metric
 from functions.core.settings import get_settings
 from functions.handlers.wiring import audit_log, department_keys, key_service, scopes
 from functions.ingest.repository import IngestRepository
@@ -68,6 +70,8 @@ def handle_record(record: SQSRecord) -> None:
                 seconds_left=_deadline - time.monotonic(),
             )
         except UploadFailed as failed:
+            if not failed.retry:
+                record_metric("UploadsFailed", owner_of(key))
             if failed.retry:
                 raise  # may pass: SQS tries again, and moves the message to the DLQ after the last attempt
             # Trying again cannot help: the upload is `failed` now, and its message goes to the
@@ -75,6 +79,17 @@ def handle_record(record: SQSRecord) -> None:
             dead_letter(record, failed.report.issues[0].message if failed.report.issues else "processing failed")
             continue
         logger.info("ingested", extra={"key": key, "outcome": result.outcome, "version": result.version})
+        if result.outcome in ("published", "rejected"):
+            record_metric(f"Uploads{result.outcome.title()}", owner_of(key))
+            record_metric("IngestLag", owner_of(key), _seconds_since(str(entry.get("eventTime", ""))), "Seconds")
+
+
+def _seconds_since(event_time: str) -> float:
+    """From the upload's arrival (the S3 event's time) to now: the ingest lag."""
+    try:
+        return max(0.0, (datetime.now(UTC) - datetime.fromisoformat(event_time.replace("Z", "+00:00"))).total_seconds())
+    except ValueError:
+        return 0.0
 
 
 def dead_letter(record: SQSRecord, reason: str) -> None:

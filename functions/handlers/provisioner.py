@@ -24,7 +24,7 @@ processor = BatchProcessor(event_type=EventType.SQS)
 @cache
 def provisioner() -> Provisioner:
     settings = get_settings()
-    return Provisioner(directory(), settings.stage, settings.usage_plan)
+    return Provisioner(directory(), settings.stage, settings.usage_plan, settings.query_role)
 
 
 def handle_record(record: SQSRecord) -> None:

@@ -64,6 +64,9 @@ class Caller(BaseModel):
     department_status: str = "active"
     jti: str
     body_sha256: str
+    # The department's API key, which the authorizer names so API Gateway throttles each department
+    # on its own; never passed on to the API.
+    usage_key: str | None = Field(default=None, repr=False)
 
     @property
     def is_steward(self) -> bool:

@@ -26,27 +26,47 @@ STAGE_TAG = "cityshare:stage"
 _CRYPTO_ACTIONS = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"]
 
 
-def department_key_policy(account: str, department: str, partition: str = "aws") -> dict[str, Any]:
-    """The key policy every department's key gets."""
+def department_key_policy(account: str, department: str, partition: str = "aws", query_role: str = "") -> dict[str, Any]:
+    """The key policy every department's key gets.
+
+    With `query_role` (AWS: the triggers function's role), that one role may also decrypt through
+    Athena, which reads curated objects of several departments for one derived dataset: the two
+    denies together leave, besides the department's sessions, only `query_role` calling via Athena.
+    """
+    not_the_department = {f"aws:PrincipalTag/{DEPARTMENT_TAG}": department}
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "TheAccountAdministersThroughIam",
+            "Effect": "Allow",
+            "Principal": {"AWS": f"arn:{partition}:iam::{account}:root"},
+            "Action": "kms:*",
+            "Resource": "*",
+        }
+    ]
+    if not query_role:
+        statements.append(_deny("OnlySessionsActingForTheDepartmentUseIt", {"StringNotEquals": not_the_department}))
+    else:
+        statements += [
+            _deny(
+                "OnlyTheDepartmentsSessionsOrAthenaUseIt",
+                {"StringNotEquals": not_the_department | {"aws:CalledViaFirst": "athena.amazonaws.com"}},
+            ),
+            _deny(
+                "ThroughAthenaOnlyThePlatformsQueryRole",
+                {"StringNotEquals": not_the_department, "ArnNotEquals": {"aws:PrincipalArn": query_role}},
+            ),
+        ]
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _deny(sid: str, condition: dict[str, Any]) -> dict[str, Any]:
     return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "TheAccountAdministersThroughIam",
-                "Effect": "Allow",
-                "Principal": {"AWS": f"arn:{partition}:iam::{account}:root"},
-                "Action": "kms:*",
-                "Resource": "*",
-            },
-            {
-                "Sid": "OnlySessionsActingForTheDepartmentUseIt",
-                "Effect": "Deny",
-                "Principal": {"AWS": "*"},
-                "Action": _CRYPTO_ACTIONS,
-                "Resource": "*",
-                "Condition": {"StringNotEquals": {f"aws:PrincipalTag/{DEPARTMENT_TAG}": department}},
-            },
-        ],
+        "Sid": sid,
+        "Effect": "Deny",
+        "Principal": {"AWS": "*"},
+        "Action": _CRYPTO_ACTIONS,
+        "Resource": "*",
+        "Condition": condition,
     }
 
 
@@ -60,6 +80,7 @@ class Provisioner:
         directory: DirectoryRepository,
         stage: str,
         usage_plan: str = "",
+        query_role: str = "",
         kms: Any = None,
         apigateway: Any = None,
         sts: Any = None,
@@ -67,6 +88,7 @@ class Provisioner:
         self._directory = directory
         self._stage = stage
         self._usage_plan = usage_plan
+        self._query_role = query_role
         self._kms = kms
         self._apigateway = apigateway
         self._sts = sts
@@ -104,7 +126,7 @@ class Provisioner:
         created = self.kms.create_key(
             Description=f"CityShare {self._stage}: data of {department}",
             KeyUsage="ENCRYPT_DECRYPT",
-            Policy=json.dumps(department_key_policy(identity["Account"], department, partition)),
+            Policy=json.dumps(department_key_policy(identity["Account"], department, partition, self._query_role)),
             Tags=[{"TagKey": DEPARTMENT_TAG, "TagValue": department}, {"TagKey": STAGE_TAG, "TagValue": self._stage}],
         )["KeyMetadata"]
         self.kms.enable_key_rotation(KeyId=created["KeyId"])

@@ -85,6 +85,7 @@ class TokenVerifier:
             department_status=signer.department.status,
             jti=jti,
             body_sha256=body_sha256,
+            usage_key=signer.department.usage_key,
         )
 
     def _decode(self, token: str, alg: str, jwk: dict[str, Any], issuer: str) -> dict[str, Any]:

@@ -1,18 +1,30 @@
 """The REST API: the spec's routes to their functions, a REQUEST authorizer on every method (no
-caching: tokens are single-use), request validation, throttling, access and execution logs, and
-gateway responses in application/problem+json."""
+caching: tokens are single-use), request validation, gateway responses in application/problem+json,
+and the limits of infra/spec.py's LimitsSpec applied as the embedded gateway applies them:
+
+- the stage's throttle, for all callers together (before the authorizer runs);
+- each department's throttle: a usage plan whose API key each department gets when it is provisioned
+  (functions/identity/provisioning.py), named by the authorizer for each request (key source AUTHORIZER);
+- a WAF web ACL on the stage: AWS's managed rule groups and a rate rule per client IP, which stops
+  unauthenticated floods before they reach the (uncached) authorizer.
+
+Access logs (KMS-encrypted) carry the department and principal the authorizer verified.
+"""
 
 from __future__ import annotations
 
 import json
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
-from infra.spec import RouteSpec
+from infra.cloud.config import LOG_RETENTION_NAMES, DeploymentConfig
+from infra.spec import LimitsSpec, RouteSpec
 
 # (gateway response, status, code, title)
 _GATEWAY_PROBLEMS = (
@@ -20,11 +32,33 @@ _GATEWAY_PROBLEMS = (
     (apigw.ResponseType.ACCESS_DENIED, 403, "forbidden", "The caller may not do this"),
     (apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN, 404, "route_not_found", "No such route"),
     (apigw.ResponseType.THROTTLED, 429, "too_many_requests", "Too many requests"),
+    (apigw.ResponseType.QUOTA_EXCEEDED, 429, "too_many_requests", "Too many requests"),
+    (apigw.ResponseType.WAF_FILTERED, 403, "request_blocked", "The request was blocked by the firewall"),
+    # The department's API key is made when it is provisioned, seconds after it is registered.
+    (apigw.ResponseType.INVALID_API_KEY, 409, "department_not_ready", "The department is still being set up; try again shortly"),
     (apigw.ResponseType.REQUEST_TOO_LARGE, 413, "payload_too_large", "The request body is too large"),
     (apigw.ResponseType.BAD_REQUEST_BODY, 400, "invalid_request", "The request is not valid"),
     (apigw.ResponseType.DEFAULT_4_XX, None, "invalid_request", "The request was refused"),
     (apigw.ResponseType.DEFAULT_5_XX, None, "internal_error", "Internal error"),
 )
+
+# $context variables of each access log line: who (verified by the authorizer), what, and how it ended.
+ACCESS_LOG_FIELDS = {
+    "requestId": "$context.requestId",
+    "time": "$context.requestTime",
+    "ip": "$context.identity.sourceIp",
+    "department": "$context.authorizer.department_id",
+    "principal": "$context.authorizer.principal_id",
+    "method": "$context.httpMethod",
+    "resource": "$context.resourcePath",
+    "status": "$context.status",
+    "responseLength": "$context.responseLength",
+    "latencyMs": "$context.responseLatency",
+    "authorizerStatus": "$context.authorizer.status",
+    "authorizerError": "$context.authorizer.error",
+    "wafStatus": "$context.waf.status",
+    "error": "$context.error.responseType",
+}
 
 
 def problem_template(code: str, title: str, status: int | None) -> str:
@@ -41,17 +75,17 @@ class Api(Construct):
         self,
         scope: Construct,
         construct_id: str,
-        stage: str,
+        config: DeploymentConfig,
         routes: tuple[RouteSpec, ...],
         functions: dict[str, lambda_.Function],
         authorizer_function: lambda_.Function,
-        rate_limit: float,
-        burst_limit: int,
+        limits: LimitsSpec,
+        logs_key: kms.IKey,
     ) -> None:
         super().__init__(scope, construct_id)
-        access_logs = logs.LogGroup(
-            self, "AccessLogs", retention=logs.RetentionDays.ONE_YEAR, removal_policy=RemovalPolicy.RETAIN
-        )
+        removal = RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY
+        retention = logs.RetentionDays[LOG_RETENTION_NAMES[config.log_retention_days]]
+        access_logs = logs.LogGroup(self, "AccessLogs", retention=retention, encryption_key=logs_key, removal_policy=removal)
         self.authorizer = apigw.RequestAuthorizer(
             self,
             "SignedRequests",
@@ -62,36 +96,46 @@ class Api(Construct):
         self.rest_api = apigw.RestApi(
             self,
             "Api",
-            rest_api_name=f"cityshare-{stage}",
+            rest_api_name=f"cityshare-{config.stage}",
             description="CityShare: governed data sharing between the city's departments",
             endpoint_types=[apigw.EndpointType.REGIONAL],
+            api_key_source_type=apigw.ApiKeySourceType.AUTHORIZER,
             cloud_watch_role=True,
             cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
             deploy_options=apigw.StageOptions(
-                stage_name=stage,
+                stage_name=config.stage,
                 access_log_destination=apigw.LogGroupLogDestination(access_logs),
-                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
-                    caller=True,
-                    http_method=True,
-                    ip=True,
-                    protocol=True,
-                    request_time=True,
-                    resource_path=True,
-                    response_length=True,
-                    status=True,
-                    user=True,
-                ),
+                access_log_format=apigw.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FIELDS)),
                 logging_level=apigw.MethodLoggingLevel.ERROR,
                 data_trace_enabled=False,
                 tracing_enabled=True,
                 metrics_enabled=True,
-                throttling_rate_limit=rate_limit,
-                throttling_burst_limit=burst_limit,
+                throttling_rate_limit=limits.stage_rate_per_second,
+                throttling_burst_limit=limits.stage_burst,
             ),
             default_method_options=apigw.MethodOptions(
-                authorizer=self.authorizer, authorization_type=apigw.AuthorizationType.CUSTOM
+                authorizer=self.authorizer, authorization_type=apigw.AuthorizationType.CUSTOM, api_key_required=True
             ),
         )
+        self.usage_plan = self.rest_api.add_usage_plan(
+            "Departments",
+            name=f"cityshare-{config.stage}-departments",
+            description="Every department's API key is on this plan: each is throttled on its own",
+            throttle=apigw.ThrottleSettings(rate_limit=limits.rate_per_second, burst_limit=limits.burst),
+            api_stages=[apigw.UsagePlanPerApiStage(api=self.rest_api, stage=self.rest_api.deployment_stage)],
+        )
+        self._routes(routes, functions)
+        for response_type, status, code, title in _GATEWAY_PROBLEMS:
+            self.rest_api.add_gateway_response(
+                f"Problem-{response_type.response_type}",
+                type=response_type,
+                status_code=str(status) if status else None,
+                response_headers={"Content-Type": "'application/problem+json'"},
+                templates={"application/json": problem_template(code, title, status)},
+            )
+        self.web_acl = self._firewall(config, retention, removal, logs_key)
+
+    def _routes(self, routes: tuple[RouteSpec, ...], functions: dict[str, lambda_.Function]) -> None:
         validator = self.rest_api.add_request_validator("Validator", validate_request_body=True, validate_request_parameters=True)
         integrations: dict[str, apigw.LambdaIntegration] = {}
         owners: dict[str, str] = {}
@@ -105,11 +149,86 @@ class Api(Construct):
             # Any other method on a known path reaches its function (after the authorizer), which
             # answers 405 with Allow, as the embedded gateway does.
             self.rest_api.root.resource_for_path(path).add_method("ANY", integrations[function], request_validator=validator)
-        for response_type, status, code, title in _GATEWAY_PROBLEMS:
-            self.rest_api.add_gateway_response(
-                f"Problem-{code}-{status or 'default'}",
-                type=response_type,
-                status_code=str(status) if status else None,
-                response_headers={"Content-Type": "'application/problem+json'"},
-                templates={"application/json": problem_template(code, title, status)},
+
+    def _firewall(
+        self, config: DeploymentConfig, retention: logs.RetentionDays, removal: RemovalPolicy, logs_key: kms.IKey
+    ) -> wafv2.CfnWebACL:
+        def visibility(name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
+            return wafv2.CfnWebACL.VisibilityConfigProperty(
+                cloud_watch_metrics_enabled=True, metric_name=name, sampled_requests_enabled=True
             )
+
+        def managed(priority: int, name: str, overrides: tuple[str, ...] = ()) -> wafv2.CfnWebACL.RuleProperty:
+            return wafv2.CfnWebACL.RuleProperty(
+                name=name,
+                priority=priority,
+                override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
+                statement=wafv2.CfnWebACL.StatementProperty(
+                    managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
+                        vendor_name="AWS",
+                        name=name,
+                        rule_action_overrides=[
+                            wafv2.CfnWebACL.RuleActionOverrideProperty(
+                                name=rule, action_to_use=wafv2.CfnWebACL.RuleActionProperty(count={})
+                            )
+                            for rule in overrides
+                        ]
+                        or None,
+                    )
+                ),
+                visibility_config=visibility(name),
+            )
+
+        rate_per_ip = wafv2.CfnWebACL.RuleProperty(
+            name="RequestsPerClientIp",
+            priority=1,
+            action=wafv2.CfnWebACL.RuleActionProperty(block={}),
+            statement=wafv2.CfnWebACL.StatementProperty(
+                rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
+                    limit=config.waf_requests_per_ip, aggregate_key_type="IP", evaluation_window_sec=300
+                )
+            ),
+            visibility_config=visibility("RequestsPerClientIp"),
+        )
+        web_acl = wafv2.CfnWebACL(
+            self,
+            "Firewall",
+            scope="REGIONAL",
+            default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
+            visibility_config=visibility(f"cityshare-{config.stage}"),
+            rules=[
+                managed(0, "AWSManagedRulesAmazonIpReputationList"),
+                rate_per_ip,
+                # Records and data travel as JSON bodies up to MAX_BODY_BYTES (the gate checks them):
+                # the common set's 8 KB body-size rule would block them, so it only counts.
+                managed(2, "AWSManagedRulesCommonRuleSet", overrides=("SizeRestrictions_BODY",)),
+                managed(3, "AWSManagedRulesKnownBadInputsRuleSet"),
+            ],
+        )
+        wafv2.CfnWebACLAssociation(
+            self, "FirewallOnTheStage", resource_arn=self.rest_api.deployment_stage.stage_arn, web_acl_arn=web_acl.attr_arn
+        )
+        # WAF logs to a log group whose name starts with aws-waf-logs-; the bearer token is redacted.
+        firewall_logs = logs.LogGroup(
+            self,
+            "FirewallLogs",
+            log_group_name=f"aws-waf-logs-cityshare-{config.stage}",
+            retention=retention,
+            encryption_key=logs_key,
+            removal_policy=removal,
+        )
+        wafv2.CfnLoggingConfiguration(
+            self,
+            "FirewallLogging",
+            resource_arn=web_acl.attr_arn,
+            log_destination_configs=[
+                Stack.of(self).format_arn(
+                    service="logs",
+                    resource="log-group",
+                    resource_name=firewall_logs.log_group_name,
+                    arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                )
+            ],
+            redacted_fields=[wafv2.CfnLoggingConfiguration.FieldToMatchProperty(single_header={"Name": "authorization"})],
+        )
+        return web_acl

@@ -1,8 +1,9 @@
-"""The deployment's settings, from cdk.json context (`cityshare`), overridable with -c on the CLI."""
+"""The deployment's settings, from cdk.json context (`cityshare`), for one stage chosen with
+`-c stage=dev|prod` (`make deploy STAGE=dev`); each stage's own settings override the shared ones.
+No department is listed here: departments are registered through the API and provisioned at run time."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -21,28 +22,22 @@ LOG_RETENTION_NAMES = {
     1827: "FIVE_YEARS",
     3653: "TEN_YEARS",
 }
+DEFAULT_STAGE = "dev"
 
 
 class DeploymentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    stage: str = Field(default="prod", pattern=r"^[a-z][a-z0-9-]{1,15}$")
+    stage: str = Field(default=DEFAULT_STAGE, pattern=r"^[a-z][a-z0-9-]{1,15}$")
     region: str | None = None
     account: str | None = None
     audience: str | None = None
-    departments: list[str] = Field(min_length=1)
-    rate_limit: float = Field(default=50.0, alias="rateLimit", gt=0)
-    burst_limit: int = Field(default=100, alias="burstLimit", gt=0)
+    # Prod keeps its tables, buckets and keys when the stack is deleted; dev removes what it can.
+    retain_data: bool = Field(default=True, alias="retainData")
+    # Throttles are not here: infra/spec.py's LimitsSpec holds them for both stacks alike.
+    waf_requests_per_ip: int = Field(default=3000, alias="wafRequestsPerFiveMinutesPerIp", ge=100)
     log_retention_days: int = Field(default=30, alias="logRetentionDays")
-    alarm_email: str | None = Field(default=None, alias="alarmEmail")
-
-    @field_validator("departments")
-    @classmethod
-    def _department_ids(cls, departments: list[str]) -> list[str]:
-        for department in departments:
-            if not re.fullmatch(r"[a-z][a-z0-9-]{1,31}", department):
-                raise ValueError(f"department id {department!r} must be lower-case letters, digits and dashes")
-        return sorted(set(departments))
+    alarm_emails: list[str] = Field(default_factory=list, alias="alarmEmails")
 
     @field_validator("log_retention_days")
     @classmethod
@@ -51,10 +46,25 @@ class DeploymentConfig(BaseModel):
             raise ValueError(f"logRetentionDays must be one of {sorted(LOG_RETENTION_NAMES)}")
         return days
 
+    @field_validator("alarm_emails")
+    @classmethod
+    def _addresses(cls, emails: list[str]) -> list[str]:
+        for email in emails:
+            if "@" not in email or " " in email:
+                raise ValueError(f"{email!r} is not an email address")
+        return emails
+
     @property
     def token_audience(self) -> str:
         return self.audience or f"cityshare-{self.stage}"
 
     @classmethod
-    def from_context(cls, context: Any) -> DeploymentConfig:
-        return cls.model_validate(context or {})
+    def from_context(cls, context: Any, stage: str | None = None) -> DeploymentConfig:
+        """The settings of `stage` (default dev): the shared ones, then the stage's own."""
+        shared = dict(context or {})
+        stages = shared.pop("stages", {}) or {}
+        chosen = stage or shared.pop("stage", None) or DEFAULT_STAGE
+        shared.pop("stage", None)
+        if stages and chosen not in stages:
+            raise ValueError(f"cdk.json has no stage {chosen!r}; it has {sorted(stages)}")
+        return cls.model_validate({**shared, **stages.get(chosen, {}), "stage": chosen})

@@ -53,6 +53,11 @@ class Messaging(Construct):
                 retention_period=Duration.days(4),
                 dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=spec.max_receive_count, queue=dead_letters),
             )
+        # What EventBridge could not deliver (to a queue or a scheduled function) after its retries.
+        self.undelivered = sqs.Queue(
+            self, "Undelivered", encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True, retention_period=Duration.days(14)
+        )
+        self.dead_letter_queues["undelivered-events"] = self.undelivered
         self.topics = {
             name: sns.Topic(self, f"Topic-{name}", master_key=topic_key, enforce_ssl=True, display_name=f"CityShare {name}")
             for name in topics
@@ -64,7 +69,7 @@ class Messaging(Construct):
                 f"Rule-{rule.name}",
                 event_bus=self.bus,
                 event_pattern=events.EventPattern(detail_type=list(rule.detail_types)),
-                targets=[targets.SqsQueue(self.queues[rule.target_queue])],
+                targets=[targets.SqsQueue(self.queues[rule.target_queue], dead_letter_queue=self.undelivered, retry_attempts=8)],
                 description=json.dumps({"routes": list(rule.detail_types), "to": rule.target_queue}),
             )
 

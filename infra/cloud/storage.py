@@ -1,4 +1,6 @@
-"""The data bucket (landing, curated, quarantine, views) and its access-log bucket."""
+"""The data bucket (landing, curated, vault, quarantine, views, Athena results) and its access-log
+bucket. Both are retained in every stage: versions cannot be deleted (bucket policy), so
+CloudFormation could not empty them anyway, and a city's data outlives a stack."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from infra.cloud.permissions import data_bucket_statements
 from infra.spec import BucketSpec, ExpirySpec
 
 
@@ -20,7 +23,9 @@ def _expiry_rule(expiry: ExpirySpec) -> s3.LifecycleRule:
 
 
 class Storage(Construct):
-    def __init__(self, scope: Construct, construct_id: str, buckets: tuple[BucketSpec, ...], key: kms.IKey) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, buckets: tuple[BucketSpec, ...], key: kms.IKey, query_role_arn: str
+    ) -> None:
         super().__init__(scope, construct_id)
         # S3 server access logs can only be delivered to SSE-S3 buckets.
         self.access_logs = s3.Bucket(
@@ -30,7 +35,8 @@ class Storage(Construct):
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             enforce_ssl=True,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(400))],
+            versioned=True,
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(400), noncurrent_version_expiration=Duration.days(30))],
             removal_policy=RemovalPolicy.RETAIN,
         )
         self.buckets = {
@@ -55,3 +61,7 @@ class Storage(Construct):
             )
             for spec in buckets
         }
+        # Buckets are kept when the stack goes (RETAIN, in every stage): no one may delete versions.
+        for bucket in self.buckets.values():
+            for statement in data_bucket_statements(bucket, query_role_arn):
+                bucket.add_to_resource_policy(statement)

@@ -1,9 +1,12 @@
-"""DynamoDB tables from the spec: on demand, point-in-time recovery, the platform's KMS key."""
+"""DynamoDB tables from the spec: on demand, point-in-time recovery, the platform's KMS key; kept
+with deletion protection where the stage retains data. The audit table's resource policy makes it
+append-only for every principal: no DeleteItem, UpdateItem or batch write, whatever a role allows."""
 
 from __future__ import annotations
 
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
@@ -17,7 +20,7 @@ def _attribute(key: Key) -> dynamodb.Attribute:
 
 
 class Tables(Construct):
-    def __init__(self, scope: Construct, construct_id: str, tables: tuple[TableSpec, ...], key: kms.IKey) -> None:
+    def __init__(self, scope: Construct, construct_id: str, tables: tuple[TableSpec, ...], key: kms.IKey, retain: bool) -> None:
         super().__init__(scope, construct_id)
         self.tables: dict[str, dynamodb.TableV2] = {}
         for spec in tables:
@@ -32,8 +35,9 @@ class Tables(Construct):
                     point_in_time_recovery_enabled=True
                 ),
                 time_to_live_attribute=spec.ttl_attribute,
-                deletion_protection=True,
-                removal_policy=RemovalPolicy.RETAIN,
+                deletion_protection=retain,
+                removal_policy=RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY,
+                resource_policy=append_only_policy() if spec.append_only else None,
                 global_secondary_indexes=[
                     dynamodb.GlobalSecondaryIndexPropsV2(
                         index_name=index.name,
@@ -43,3 +47,29 @@ class Tables(Construct):
                     for index in spec.indexes
                 ],
             )
+
+
+APPEND_ONLY_DENIED = (
+    "dynamodb:DeleteItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:PartiQLDelete",
+    "dynamodb:PartiQLUpdate",
+)
+# PutItem cannot be denied (appends need it); the writer's condition (attribute_not_exists) keeps it
+# from overwriting, and the hash chain shows any overwrite made around it.
+
+
+def append_only_policy() -> iam.PolicyDocument:
+    # "*" is the table itself in a table's resource policy (its own ARN would be a circular reference).
+    return iam.PolicyDocument(
+        statements=[
+            iam.PolicyStatement(
+                sid="AppendOnly",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=list(APPEND_ONLY_DENIED),
+                resources=["*"],
+            )
+        ]
+    )

@@ -39,7 +39,7 @@ def compile_routes(spec: PlatformSpec) -> list[CompiledRoute]:
 
 
 class TokenBucket:
-    """Per-department request rate limit (API Gateway's throttling, emulated)."""
+    """A request rate limit per key (API Gateway's token-bucket throttling, emulated)."""
 
     def __init__(self, rate: float, burst: int) -> None:
         self._rate, self._burst = rate, burst
@@ -69,6 +69,8 @@ class Gateway:
         self._lambdas = lambdas
         self._spec = spec
         self._routes = compile_routes(spec)
+        # As in AWS: the stage's throttle before anything runs, each department's (its usage plan) after the authorizer.
+        self._stage_limiter = TokenBucket(spec.limits.stage_rate_per_second, spec.limits.stage_burst)
         self._limiter = TokenBucket(spec.limits.rate_per_second, spec.limits.burst)
         gateway = self
 
@@ -148,6 +150,8 @@ class Gateway:
             )
         route, path_parameters = matched
         event = self._proxy_event(request, route, path, split.query, path_parameters, raw_body)
+        if not self._stage_limiter.allow("stage"):
+            return self._throttled()
         try:
             authorization = self._lambdas.invoke(self._spec.authorizer, self._authorizer_event(event))
         except Exception as error:
@@ -159,11 +163,7 @@ class Gateway:
                 problem_body(401, "unauthenticated", "The request's signature could not be verified", "Unauthorized"),
             )
         if not self._limiter.allow(str(authorization["context"]["department_id"])):
-            return (
-                429,
-                {"Content-Type": PROBLEM_JSON, "Retry-After": "1"},
-                problem_body(429, "too_many_requests", "Too many requests", "Slow down"),
-            )
+            return self._throttled()
         event["requestContext"]["authorizer"] = dict(authorization["context"], principalId=authorization["principalId"])
         response = self._lambdas.invoke(route.function, event)
         headers = {k: str(v) for k, v in (response.get("headers") or {}).items()}
@@ -172,6 +172,14 @@ class Gateway:
         body = response.get("body") or ""
         data = base64.b64decode(body) if response.get("isBase64Encoded") else body.encode()
         return int(response["statusCode"]), headers, data
+
+    @staticmethod
+    def _throttled() -> tuple[int, dict[str, str], bytes]:
+        return (
+            429,
+            {"Content-Type": PROBLEM_JSON, "Retry-After": "1"},
+            problem_body(429, "too_many_requests", "Too many requests", "Slow down"),
+        )
 
     def _match(self, method: str, path: str) -> tuple[RouteSpec, dict[str, str]] | None:
         """The route for `method` on `path`; for a known path with another method, that path's route

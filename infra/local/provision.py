@@ -31,6 +31,7 @@ def physical_names(prefix: str, spec: PlatformSpec = SPEC) -> dict[tuple[str, st
     # the embedded gateway throttles each department itself.
     names[("role", "data")] = f"arn:aws:iam::{ACCOUNT}:role/{prefix}-data"
     names[("usage-plan", "departments")] = ""
+    names[("role", "queries")] = ""  # no Athena locally
     return names
 
 

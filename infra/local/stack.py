@@ -77,6 +77,7 @@ class LocalStack:
             AWS_DEFAULT_REGION=LOCAL_REGION,
             AWS_REGION=LOCAL_REGION,
             POWERTOOLS_LOG_LEVEL=os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+            POWERTOOLS_METRICS_DISABLED="true",  # no CloudWatch here: metrics would only clutter the output
         )
         os.environ.update(function_environment(names, stage="local", audience=LOCAL_AUDIENCE))
         os.environ["ALLOW_HTTP_WEBHOOKS"] = "true"  # local receivers listen on 127.0.0.1 without TLS

@@ -1,4 +1,5 @@
-"""Synthesises the CDK app once per test session (about 5 s), offline and without credentials."""
+"""Synthesises the CDK app once per test session (its prod stage, as `make deploy STAGE=prod` would;
+about 8 s), offline and without credentials."""
 
 from __future__ import annotations
 
@@ -13,14 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_cdk import App
+from aws_cdk import App, CfnElement, Environment, Validations
 from aws_cdk.assertions import Template
+from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks, ServerlessChecks
+from constructs import IConstruct
 
 from app import build_app
 from infra.cloud.stack import CityShareStack
 from infra.spec import SPEC
 
 ROOT = Path(__file__).resolve().parents[2]
+STAGE = "prod"
 
 
 @dataclass
@@ -30,6 +34,7 @@ class Synthesised:
     template: Template
     context: dict[str, Any]
     outdir: Path
+    layer_dir: Path
 
 
 @pytest.fixture(scope="session")
@@ -41,11 +46,42 @@ def synthesised(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synthesise
         (layer / name / "python" / "README").write_text(
             f"stand-in for the built {name} layer: the template does not depend on it"
         )
-    context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    context = {**json.loads((ROOT / "cdk.json").read_text())["context"], "stage": STAGE}
     app = App(context=context, outdir=str(work / "cdk.out"))
     stack = build_app(app, layer_dir=layer, code_dir=work / "function-code")
     app.synth()  # raises ValidationFailed if cdk-nag finds anything not acknowledged
-    yield Synthesised(app, stack, Template.from_stack(stack), context, work / "cdk.out")
+    yield Synthesised(app, stack, Template.from_stack(stack), context, work / "cdk.out", layer)
+
+
+@pytest.fixture(scope="session")
+def unacknowledged_findings(synthesised: Synthesised, tmp_path_factory: pytest.TempPathFactory) -> set[tuple[str, str]]:
+    """(logical id, rule) of every finding of the three cdk-nag packs in the same stack built
+    without its acknowledgements, from the validation report of its synth (about 7 s)."""
+    outdir = tmp_path_factory.mktemp("unacknowledged")
+    app = App(context=synthesised.context, outdir=str(outdir))
+    stack = CityShareStack(
+        app,
+        synthesised.stack.stack_name,
+        config=synthesised.stack.config,
+        layer_dir=synthesised.layer_dir,
+        code_dir=synthesised.outdir.parent / "function-code",
+        acknowledge=False,
+        env=Environment(region=synthesised.stack.region),
+    )
+    Validations.of(app).add_plugins(*(pack() for pack in (AwsSolutionsChecks, NIST80053R5Checks, ServerlessChecks)))
+    with pytest.raises(Exception, match="ValidationFailed"):
+        app.synth()
+    report = json.loads((outdir / "validation-report.json").read_text())
+    findings = set()
+    for plugin in report["pluginReports"]:
+        for violation in plugin["violations"]:
+            for construct in violation["violatingConstructs"]:
+                resource: IConstruct = stack
+                for part in construct["constructPath"].split("/")[1:]:
+                    resource = resource.node.find_child(part)
+                assert isinstance(resource, CfnElement)
+                findings.add((stack.get_logical_id(resource), violation["ruleName"]))
+    return findings
 
 
 @pytest.fixture(scope="session")

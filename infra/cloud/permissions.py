@@ -1,0 +1,297 @@
+"""Least privilege, from the spec: each function's IAM policy, statement by statement, and the data
+role through which functions touch a department's data. No CDK `grant_*` helper is used: they grant
+wildcards (`s3:DeleteObject*`, `kms:ReEncrypt*`, every key action without conditions) that a
+reviewer would have to read around; here each action is named and each key use is conditioned.
+
+- DynamoDB: the actions the spec lists per table (the audit table: PutItem, Query, GetItem only),
+  the platform key only through DynamoDB (`kms:ViaService`);
+- departments' data: only by assuming the data role with a `cityshare:department` session tag; the
+  data role reaches `<root>/<that department>/*` of the data bucket and keys tagged with that
+  department (and each department's key policy denies everyone else: functions/identity/provisioning.py);
+- the platform secret (masking and linkage keys): `kms:Decrypt` of the platform key with the
+  encryption context `purpose=platform-derivation`, for the API only.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from infra.spec import DEPARTMENT_ROOTS, DEPARTMENT_TAG, SPEC, FunctionSpec
+
+STAGE_TAG = "cityshare:stage"
+DATA_OBJECT_ACTIONS = (
+    "s3:GetObject",
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:GetObjectTagging",
+    "s3:PutObjectTagging",
+    "s3:AbortMultipartUpload",
+    "s3:ListMultipartUploadParts",
+)
+DATA_KEY_ACTIONS = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey")
+TABLE_KEY_ACTIONS = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey")
+_TAGGED = f"${{aws:PrincipalTag/{DEPARTMENT_TAG}}}"
+
+
+def department_keys_of(stage: str) -> dict[str, dict[str, str]]:
+    """Conditions matching departments' keys of `stage` (not the stack's own keys, which carry no department tag)."""
+    return {"StringEquals": {f"aws:ResourceTag/{STAGE_TAG}": stage}, "StringLike": {f"aws:ResourceTag/{DEPARTMENT_TAG}": "?*"}}
+
+
+def table_statements(
+    spec: FunctionSpec, tables: dict[str, dynamodb.TableV2], platform_key: kms.IKey
+) -> list[iam.PolicyStatement]:
+    statements = [
+        iam.PolicyStatement(
+            sid=f"Table{name.title()}",
+            actions=sorted({f"dynamodb:{action}" for action in actions}),
+            # Its secondary indexes by name: a role reaches no index added later without saying so.
+            resources=[
+                tables[name].table_arn,
+                *(f"{tables[name].table_arn}/index/{i.name}" for i in SPEC.table(name).indexes if "Query" in actions),
+            ],
+        )
+        for name, actions in spec.tables.items()
+    ]
+    if spec.tables:
+        region = Stack.of(platform_key).region
+        statements.append(
+            iam.PolicyStatement(
+                sid="TablesKeyThroughDynamoDb",
+                actions=list(TABLE_KEY_ACTIONS),
+                resources=[platform_key.key_arn],
+                conditions={"StringEquals": {"kms:ViaService": f"dynamodb.{region}.amazonaws.com"}},
+            )
+        )
+    return statements
+
+
+def platform_secret_statement(platform_key: kms.IKey) -> iam.PolicyStatement:
+    return iam.PolicyStatement(
+        sid="PlatformSecret",
+        actions=["kms:Decrypt", "kms:GenerateDataKey"],
+        resources=[platform_key.key_arn],
+        conditions={"StringEquals": {"kms:EncryptionContext:purpose": "platform-derivation"}},
+    )
+
+
+def assume_data_role_statement(role_arn: str) -> iam.PolicyStatement:
+    """A function may act for a department only through the data role, naming the department."""
+    return iam.PolicyStatement(
+        sid="ActForOneDepartment",
+        actions=["sts:AssumeRole", "sts:TagSession"],
+        resources=[role_arn],
+        conditions={
+            "StringLike": {f"aws:RequestTag/{DEPARTMENT_TAG}": "?*"},
+            "ForAllValues:StringEquals": {"aws:TagKeys": [DEPARTMENT_TAG]},
+        },
+    )
+
+
+def own_prefix_statements(spec: FunctionSpec, bucket: s3.IBucket) -> list[iam.PolicyStatement]:
+    statements = []
+    for prefix, actions in spec.own_prefixes.items():
+        listing = [a for a in actions if a == "s3:ListBucket"]
+        objects = [a for a in actions if a != "s3:ListBucket"]
+        if listing:
+            statements.append(
+                iam.PolicyStatement(
+                    sid=f"List{prefix.strip('/').title().replace('-', '')}",
+                    actions=listing,
+                    resources=[bucket.bucket_arn],
+                    conditions={"StringLike": {"s3:prefix": f"{prefix}*"}},
+                )
+            )
+        if objects:
+            statements.append(
+                iam.PolicyStatement(
+                    sid=f"Objects{prefix.strip('/').title().replace('-', '')}",
+                    actions=objects,
+                    resources=[bucket.arn_for_objects(f"{prefix}*")],
+                )
+            )
+    return statements
+
+
+def data_role_name(stage: str) -> str:
+    """Named, so functions can be told its ARN before it exists (it trusts their roles)."""
+    return f"cityshare-{stage}-data"
+
+
+class DataRole(Construct):
+    """The role functions assume, tagged with a department, to touch that department's data."""
+
+    def __init__(self, scope: Construct, construct_id: str, stage: str, bucket: s3.IBucket, trusted: list[iam.IRole]) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        principals = [
+            iam.SessionTagsPrincipal(
+                iam.PrincipalWithConditions(
+                    iam.ArnPrincipal(role.role_arn), {"StringLike": {f"aws:RequestTag/{DEPARTMENT_TAG}": "?*"}}
+                )
+            )
+            for role in trusted
+        ]
+        self.role = iam.Role(
+            self,
+            "Role",
+            role_name=data_role_name(stage),
+            assumed_by=iam.CompositePrincipal(*principals),
+            description="CityShare: a function's session acting for one department's data (session tag cityshare:department)",
+        )
+        roots = [bucket.arn_for_objects(f"{root}/{_TAGGED}/*") for root in DEPARTMENT_ROOTS]
+        self.role.add_to_policy(
+            iam.PolicyStatement(sid="OwnDepartmentsObjects", actions=list(DATA_OBJECT_ACTIONS), resources=roots)
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ListOwnDepartmentsPrefixes",
+                actions=["s3:ListBucket"],
+                resources=[bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{root}/{_TAGGED}/*" for root in DEPARTMENT_ROOTS]}},
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="OwnDepartmentsKey",
+                actions=list(DATA_KEY_ACTIONS),
+                resources=[stack.format_arn(service="kms", resource="key", resource_name="*")],
+                conditions={
+                    "StringEquals": {f"aws:ResourceTag/{DEPARTMENT_TAG}": _TAGGED, f"aws:ResourceTag/{STAGE_TAG}": stage}
+                },
+            )
+        )
+
+
+def query_role_statements(bucket: s3.IBucket, platform_key: kms.IKey, stage: str) -> list[iam.PolicyStatement]:
+    """The triggers function runs large derived datasets on Athena, which reads curated objects of
+    the inputs' departments with the caller's credentials: allowed only when the call comes through
+    Athena (`aws:CalledViaFirst`), and each department's key policy names this role for it."""
+    through_athena = {"StringEquals": {"aws:CalledViaFirst": "athena.amazonaws.com"}}
+    region = Stack.of(bucket).region
+    return [
+        iam.PolicyStatement(
+            sid="CuratedThroughAthena",
+            actions=["s3:GetObject"],
+            resources=[bucket.arn_for_objects("curated/*")],
+            conditions=through_athena,
+        ),
+        iam.PolicyStatement(
+            sid="ListCuratedThroughAthena",
+            actions=["s3:ListBucket", "s3:GetBucketLocation"],
+            resources=[bucket.bucket_arn],
+            conditions=through_athena,
+        ),
+        iam.PolicyStatement(
+            sid="DepartmentKeysThroughAthena",
+            actions=["kms:Decrypt"],
+            resources=[Stack.of(bucket).format_arn(service="kms", resource="key", resource_name="*")],
+            conditions={
+                "StringEquals": {"aws:CalledViaFirst": "athena.amazonaws.com", f"aws:ResourceTag/{STAGE_TAG}": stage},
+                "StringLike": {f"aws:ResourceTag/{DEPARTMENT_TAG}": "?*"},
+            },
+        ),
+        iam.PolicyStatement(
+            sid="AthenaResultsKeyThroughS3",
+            actions=["kms:Decrypt", "kms:GenerateDataKey"],
+            resources=[platform_key.key_arn],
+            conditions={"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}},
+        ),
+    ]
+
+
+def provisioner_statements(scope: Construct, stage: str, usage_plan_id: str) -> list[iam.PolicyStatement]:
+    """The one path that makes departments' keys and API keys (functions/identity/provisioning.py):
+    only keys tagged with this stage and a department, only aliases under
+    alias/cityshare/<stage>/departments/, only this usage plan."""
+    stack = Stack.of(scope)
+    keys = stack.format_arn(service="kms", resource="key", resource_name="*")
+    aliases = stack.format_arn(service="kms", resource="alias", resource_name=f"cityshare/{stage}/departments/*")
+    tagged_on_creation = {
+        "StringEquals": {f"aws:RequestTag/{STAGE_TAG}": stage},
+        "StringLike": {f"aws:RequestTag/{DEPARTMENT_TAG}": "?*"},
+        "ForAllValues:StringEquals": {"aws:TagKeys": [DEPARTMENT_TAG, STAGE_TAG]},
+    }
+    # The stack tags its own keys with the stage too: the department tag keeps them out of reach.
+    this_stages_keys = department_keys_of(stage)
+    gateway = f"arn:{stack.partition}:apigateway:{stack.region}::"
+    return [
+        # CreateKey has no resource to name; the tags it must carry are the condition.
+        iam.PolicyStatement(
+            sid="CreateDepartmentKeys",
+            actions=["kms:CreateKey", "kms:TagResource"],
+            resources=["*"],
+            conditions=tagged_on_creation,
+        ),
+        iam.PolicyStatement(
+            sid="ManageThisStagesDepartmentKeys",
+            actions=["kms:DescribeKey", "kms:EnableKeyRotation", "kms:ScheduleKeyDeletion", "kms:CreateAlias"],
+            resources=[keys],
+            conditions=this_stages_keys,
+        ),
+        iam.PolicyStatement(sid="DepartmentKeyAliases", actions=["kms:CreateAlias"], resources=[aliases]),
+        iam.PolicyStatement(
+            sid="DepartmentApiKeys",
+            actions=["apigateway:GET", "apigateway:POST"],
+            resources=[f"{gateway}/apikeys", f"{gateway}/apikeys/*"],
+        ),
+        iam.PolicyStatement(sid="TagDepartmentApiKeys", actions=["apigateway:PUT"], resources=[f"{gateway}/tags/*"]),
+        iam.PolicyStatement(
+            sid="OnTheDepartmentsUsagePlan", actions=["apigateway:POST"], resources=[f"{gateway}/usageplans/{usage_plan_id}/keys"]
+        ),
+    ]
+
+
+def function_role_name(stage: str, function: str) -> str:
+    """Named, so key policies made at run time can name a role (the query role) before it exists."""
+    return f"cityshare-{stage}-{function}"
+
+
+def data_bucket_statements(bucket: s3.IBucket, query_role_arn: str) -> list[iam.PolicyStatement]:
+    """The bucket's own policy repeats the isolation, so it holds whatever an identity policy says:
+    objects under a department root are reached only by sessions tagged with that department (the
+    query role through Athena reads curated/), and no one deletes an object's versions. (Which
+    department's roots a tagged session reaches is the data role's policy; that another department's
+    objects stay unreadable to it is also each department key's policy.)"""
+    object_actions = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:GetObjectVersion"]
+    roots = [bucket.arn_for_objects(f"{root}/*") for root in DEPARTMENT_ROOTS]
+    untagged = {"Null": {f"aws:PrincipalTag/{DEPARTMENT_TAG}": "true"}}
+    anyone = [iam.AnyPrincipal()]
+    return [
+        iam.PolicyStatement(
+            sid="DepartmentRootsOnlyForTaggedSessionsOrAthena",
+            effect=iam.Effect.DENY,
+            principals=anyone,
+            actions=object_actions,
+            resources=roots,
+            conditions={**untagged, "StringNotEqualsIfExists": {"aws:CalledViaFirst": "athena.amazonaws.com"}},
+        ),
+        iam.PolicyStatement(
+            sid="ThroughAthenaOnlyTheQueryRoleAndOnlyCurated",
+            effect=iam.Effect.DENY,
+            principals=anyone,
+            actions=object_actions,
+            resources=[bucket.arn_for_objects(f"{root}/*") for root in DEPARTMENT_ROOTS if root != "curated"],
+            conditions=untagged,
+        ),
+        iam.PolicyStatement(
+            sid="AthenaReadsForTheQueryRoleOnly",
+            effect=iam.Effect.DENY,
+            principals=anyone,
+            actions=object_actions,
+            resources=[bucket.arn_for_objects("curated/*")],
+            conditions={**untagged, "ArnNotEquals": {"aws:PrincipalArn": query_role_arn}},
+        ),
+        iam.PolicyStatement(
+            sid="VersionsAreNeverDeleted",
+            effect=iam.Effect.DENY,
+            principals=anyone,
+            actions=["s3:DeleteObjectVersion"],
+            resources=[bucket.arn_for_objects("*")],
+        ),
+    ]

@@ -1,0 +1,105 @@
+"""Reads the synthesised template's IAM: each role's statements in plain words, for the assertions
+of test_isolation.py and the role table of the README (which must match the template)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+Resources = dict[str, dict[str, Any]]
+
+_NAMES = (
+    (r"^TablesTable(\w+?)[0-9A-F]{8}$", "table:{}"),
+    (r"^StorageBucket(\w+?)[0-9A-F]{8}$", "bucket:{}"),
+    (r"^KeysPlatform[0-9A-F]{8}$", "key:platform"),
+    (r"^MessagingQueue([\w-]+?)[0-9A-F]{8}$", "queue:{}"),
+    (r"^MessagingDeadLetters([\w-]+?)[0-9A-F]{8}$", "dead-letters:{}"),
+    (r"^MessagingUndelivered[0-9A-F]{8}$", "dead-letters:undelivered"),
+    (r"^MessagingTopic(\w+?)[0-9A-F]{8}$", "topic:{}"),
+    (r"^MessagingBus[0-9A-F]{8}$", "event-bus"),
+    (r"^FunctionsLogs(\w+?)[0-9A-F]{8}$", "log-group:{}"),
+    (r"^ApiDepartments[0-9A-F]{8}$", "usage-plan"),
+    (r"^FunctionsRole(\w+?)[0-9A-F]{8}$", "role:{}"),
+)
+
+
+def readable(logical_id: str) -> str:
+    for pattern, name in _NAMES:
+        matched = re.match(pattern, logical_id)
+        if matched:
+            return name.format(*matched.groups())
+    return logical_id
+
+
+def render(value: Any) -> str:
+    """A resource or condition value as text: ARNs of the stack's resources by name, the rest as is."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        if "Fn::GetAtt" in value:
+            return f"<{readable(value['Fn::GetAtt'][0])}>"
+        if "Ref" in value:
+            return {"AWS::AccountId": "<account>", "AWS::Partition": "aws", "AWS::Region": "<region>"}.get(
+                value["Ref"], f"<{readable(value['Ref'])}>"
+            )
+        if "Fn::Join" in value:
+            separator, parts = value["Fn::Join"]
+            return str(separator).join(render(p) for p in parts)
+    return json.dumps(value)
+
+
+@dataclass(frozen=True)
+class Statement:
+    role: str
+    sid: str
+    effect: str
+    actions: tuple[str, ...]
+    resources: tuple[str, ...]
+    conditions: str
+
+    def allows(self, action: str) -> bool:
+        return self.effect == "Allow" and any(re.fullmatch(a.replace("*", ".*"), action) for a in self.actions)
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def role_statements(resources: Resources) -> list[Statement]:
+    """Every statement of every IAM policy attached to a role of the stack (functions' and the data role)."""
+    statements = []
+    for policy in resources.values():
+        if policy["Type"] != "AWS::IAM::Policy":
+            continue
+        for role in policy["Properties"]["Roles"]:
+            role_name = readable(role["Ref"])
+            if role_name.startswith("DataRole"):
+                role_name = "role:data"
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+                statements.append(
+                    Statement(
+                        role=role_name,
+                        sid=statement.get("Sid", ""),
+                        effect=statement["Effect"],
+                        actions=tuple(sorted(_listed(statement["Action"]))),
+                        resources=tuple(render(r) for r in _listed(statement.get("Resource", []))),
+                        conditions=render(statement["Condition"]) if "Condition" in statement else "",
+                    )
+                )
+    return statements
+
+
+def role_table(resources: Resources) -> str:
+    """The README's table: each function role and the data role, statement by statement."""
+    rows = ["| Role | Actions | On | Only when |", "|---|---|---|---|"]
+    for statement in sorted(role_statements(resources), key=lambda s: (s.role, s.sid or "~", s.actions)):
+        if not statement.role.startswith("role:"):
+            continue  # CDK's own deploy-time handler
+        actions = ", ".join(a.split(":", 1)[1] if a.count(":") == 1 else a for a in statement.actions)
+        service = statement.actions[0].split(":", 1)[0]
+        on = "<br>".join(f"`{resource}`" for resource in statement.resources)
+        conditions = f"`{statement.conditions}`" if statement.conditions else ""
+        rows.append(f"| {statement.role.removeprefix('role:')} | {service}: {actions} | {on} | {conditions} |")
+    return "\n".join(rows)

@@ -1,0 +1,167 @@
+"""Isolation in the layer that cannot have CityShare's bugs: what each role may do, read from the
+synthesised template (IAM, the bucket's and the audit table's resource policies), and the policy
+every department's key gets when it is provisioned."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from functions.identity.provisioning import department_key_policy
+from infra.spec import DEPARTMENT_ROOTS, DEPARTMENT_TAG, SPEC
+from tests.infra.conftest import ROOT, Synthesised, of_type
+from tests.infra.iam import Resources, Statement, role_statements, role_table
+
+FUNCTION_ROLES = {f"role:{f.name}" for f in SPEC.functions}
+
+
+@pytest.fixture(scope="module")
+def statements(resources: Resources) -> list[Statement]:
+    return [s for s in role_statements(resources) if s.role in FUNCTION_ROLES | {"role:data"}]
+
+
+def holders(statements: list[Statement], action: str, resource_part: str = "") -> set[str]:
+    return {
+        s.role.removeprefix("role:")
+        for s in statements
+        if s.allows(action) and (not resource_part or any(resource_part in r for r in s.resources))
+    }
+
+
+def test_the_readme_role_table_is_the_template(resources: Resources) -> None:
+    readme = (ROOT / "README.md").read_text()
+    start, end = "<!-- role-table:start -->", "<!-- role-table:end -->"
+    documented = readme.split(start, 1)[1].split(end, 1)[0].strip()
+    assert documented == role_table(resources), "README role table is stale; the template says:\n" + role_table(resources)
+
+
+def test_every_function_has_a_role_of_its_own_with_exactly_the_spec_tables(statements: list[Statement]) -> None:
+    for function in SPEC.functions:
+        granted = {
+            (resource.split(">")[0].removeprefix("<table:"), action.removeprefix("dynamodb:"))
+            for s in statements
+            if s.role == f"role:{function.name}"
+            for action in s.actions
+            if action.startswith("dynamodb:")
+            for resource in s.resources
+        }
+        assert granted == {(table, action) for table, actions in function.tables.items() for action in actions}, function.name
+
+
+def test_no_function_role_reaches_departments_objects_or_keys_itself(statements: list[Statement]) -> None:
+    for statement in statements:
+        if statement.role == "role:data" or statement.effect != "Allow":
+            continue
+        for root in DEPARTMENT_ROOTS:
+            touching = [r for r in statement.resources if f"/{root}/" in r or r.endswith(f"/{root.split('/')[0]}/*")]
+            if touching and any(a.startswith("s3:") for a in statement.actions):
+                # The one exception: the query role's reads through Athena.
+                assert statement.role == "role:triggers" and statement.actions == ("s3:GetObject",), statement
+                assert "aws:CalledViaFirst" in statement.conditions and "athena.amazonaws.com" in statement.conditions
+        if any(a.startswith("kms:") for a in statement.actions) and any(":key/*" in r for r in statement.resources):
+            assert statement.role in {"role:triggers", "role:provisioner"}, statement
+            if statement.role == "role:triggers":
+                assert statement.actions == ("kms:Decrypt",) and "athena.amazonaws.com" in statement.conditions
+            else:
+                assert not {"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"} & set(statement.actions), statement
+    assert holders(statements, "s3:DeleteObjectVersion") == set()
+    assert holders(statements, "s3:PutObject", "/curated/") == {"data"}
+
+
+def test_the_data_role_reaches_only_the_tagged_departments_prefixes_and_key(
+    statements: list[Statement], resources: Resources
+) -> None:
+    data = [s for s in statements if s.role == "role:data"]
+    tagged = f"${{aws:PrincipalTag/{DEPARTMENT_TAG}}}"
+    objects = next(s for s in data if "s3:GetObject" in s.actions)
+    assert sorted(objects.resources) == sorted(f"<bucket:data>/{root}/{tagged}/*" for root in DEPARTMENT_ROOTS)
+    assert "s3:DeleteObjectVersion" not in objects.actions
+    key = next(s for s in data if "kms:Decrypt" in s.actions)
+    assert json.loads(key.conditions)["StringEquals"][f"aws:ResourceTag/{DEPARTMENT_TAG}"] == tagged
+    (role,) = [r for name, r in of_type(resources, "AWS::IAM::Role").items() if name.startswith("DataRole")]
+    trust = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    trusted = {json.dumps(t["Principal"]) for t in trust}
+    acting = {f.name for f in SPEC.functions if f.acts_for_departments}
+    assert all(any(f"FunctionsRole{name}" in t for t in trusted) for name in acting)
+    assert not any(f"FunctionsRole{f.name}" in t for t in trusted for f in SPEC.functions if f.name not in acting)
+    for statement in trust:  # a session must name its department
+        assert "sts:TagSession" in statement["Action"]
+        assert statement["Condition"] == {"StringLike": {f"aws:RequestTag/{DEPARTMENT_TAG}": "?*"}}
+    assert holders(statements, "sts:AssumeRole") == acting
+
+
+def test_the_audit_trail_is_append_only_for_every_principal(statements: list[Statement], resources: Resources) -> None:
+    for action in ("DeleteItem", "UpdateItem", "BatchWriteItem", "Scan", "PartiQLDelete", "PartiQLUpdate"):
+        assert holders(statements, f"dynamodb:{action}", "<table:audit>") == set(), action
+    (audit,) = [
+        t
+        for t in of_type(resources, "AWS::DynamoDB::GlobalTable").values()
+        if t["Properties"]["KeySchema"][0]["AttributeName"] == "chain"
+    ]
+    policy = audit["Properties"]["Replicas"][0]["ResourcePolicy"]["PolicyDocument"]["Statement"]
+    (deny,) = policy
+    assert deny["Effect"] == "Deny" and deny["Principal"] == {"AWS": "*"}
+    assert {"dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"} <= set(deny["Action"])
+
+
+def test_the_bucket_policy_keeps_versions_and_departments_roots(resources: Resources) -> None:
+    policies = [p for p in of_type(resources, "AWS::S3::BucketPolicy").values() if "VersionsAreNeverDeleted" in json.dumps(p)]
+    (policy,) = policies
+    by_sid = {s.get("Sid"): s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+    assert by_sid["VersionsAreNeverDeleted"]["Effect"] == "Deny"
+    assert by_sid["VersionsAreNeverDeleted"]["Action"] == "s3:DeleteObjectVersion"
+    untagged = by_sid["DepartmentRootsOnlyForTaggedSessionsOrAthena"]
+    assert untagged["Effect"] == "Deny" and untagged["Condition"]["Null"] == {f"aws:PrincipalTag/{DEPARTMENT_TAG}": "true"}
+    assert len(untagged["Resource"]) == len(DEPARTMENT_ROOTS)
+    athena = by_sid["AthenaReadsForTheQueryRoleOnly"]
+    assert "cityshare-prod-triggers" in json.dumps(athena["Condition"]["ArnNotEquals"])
+
+
+def test_the_platform_secret_is_for_the_api_alone_and_the_platform_key_only_through_services(statements: list[Statement]) -> None:
+    secret = {s.role for s in statements if "platform-derivation" in s.conditions}
+    assert secret == {f"role:{f.name}" for f in SPEC.functions if f.platform_secret} == {"role:api"}
+    for statement in statements:
+        if "<key:platform>" in statement.resources:
+            assert statement.conditions, statement  # through DynamoDB, SNS or S3, or with the secret's context
+
+
+def test_only_the_provisioner_creates_keys_and_only_tagged_ones(statements: list[Statement]) -> None:
+    assert holders(statements, "kms:CreateKey") == {"provisioner"}
+    assert holders(statements, "kms:ScheduleKeyDeletion") == {"provisioner"}
+    assert holders(statements, "kms:PutKeyPolicy") == set()
+    assert holders(statements, "apigateway:POST") == {"provisioner"}
+    create = next(s for s in statements if "kms:CreateKey" in s.actions)
+    conditions = json.loads(create.conditions)
+    assert conditions["StringEquals"] == {"aws:RequestTag/cityshare:stage": "prod"}
+    manage = next(s for s in statements if "kms:ScheduleKeyDeletion" in s.actions)
+    # Never the stack's own keys (tagged with the stage, but with no department).
+    assert json.loads(manage.conditions)["StringLike"] == {f"aws:ResourceTag/{DEPARTMENT_TAG}": "?*"}
+
+
+def test_a_departments_key_policy_denies_use_to_anyone_not_acting_for_it() -> None:
+    policy = department_key_policy(
+        "123456789012", "transport", query_role="arn:aws:iam::123456789012:role/cityshare-prod-triggers"
+    )
+    denies = [s for s in policy["Statement"] if s["Effect"] == "Deny"]
+    assert len(denies) == 2
+    for deny in denies:
+        assert deny["Principal"] == {"AWS": "*"}
+        assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= set(deny["Action"])
+        assert deny["Condition"]["StringNotEquals"][f"aws:PrincipalTag/{DEPARTMENT_TAG}"] == "transport"
+    assert denies[0]["Condition"]["StringNotEquals"]["aws:CalledViaFirst"] == "athena.amazonaws.com"
+    assert denies[1]["Condition"]["ArnNotEquals"] == {
+        "aws:PrincipalArn": "arn:aws:iam::123456789012:role/cityshare-prod-triggers"
+    }
+    local = department_key_policy("123456789012", "transport")
+    assert [s["Sid"] for s in local["Statement"]] == [
+        "TheAccountAdministersThroughIam",
+        "OnlySessionsActingForTheDepartmentUseIt",
+    ]
+
+
+def test_every_role_of_the_functions_is_named_for_its_stage(resources: Resources, synthesised: Synthesised) -> None:
+    names = {r["Properties"].get("RoleName") for r in of_type(resources, "AWS::IAM::Role").values()}
+    assert {f"cityshare-prod-{f.name}" for f in SPEC.functions} | {"cityshare-prod-data"} <= names
+    assert Path(synthesised.outdir).is_dir()

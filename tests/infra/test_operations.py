@@ -1,0 +1,125 @@
+"""Operable: alarms that reach someone, a dashboard, WAF and throttles per department (the same
+figures the embedded gateway applies), logs that say who, and stages from cdk.json."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from infra.cloud.config import DeploymentConfig
+from infra.spec import SPEC
+from tests.infra.conftest import Synthesised, of_type
+from tests.infra.iam import Resources
+
+
+def test_alarms_reach_the_stages_addresses_through_a_topic_cloudwatch_may_use(
+    synthesised: Synthesised, resources: Resources
+) -> None:
+    emails = synthesised.context["cityshare"]["stages"]["prod"]["alarmEmails"]
+    assert emails
+    subscriptions = [s["Properties"] for s in of_type(resources, "AWS::SNS::Subscription").values()]
+    assert sorted(s["Endpoint"] for s in subscriptions if s["Protocol"] == "email") == sorted(emails)
+    assert all("RedrivePolicy" in s for s in subscriptions)
+    topics = {n: t for n, t in of_type(resources, "AWS::SNS::Topic").items() if n.startswith("MonitoringAlarms")}
+    (topic,) = topics.values()
+    key_id = topic["Properties"]["KmsMasterKeyId"]["Fn::GetAtt"][0]
+    key_policy = json.dumps(resources[key_id]["Properties"]["KeyPolicy"])
+    assert "cloudwatch.amazonaws.com" in key_policy and "kms:GenerateDataKey" in key_policy
+    topic_policy = json.dumps(of_type(resources, "AWS::SNS::TopicPolicy"))
+    assert "cloudwatch.amazonaws.com" in topic_policy
+    alarms = of_type(resources, "AWS::CloudWatch::Alarm")
+    names = {a["Properties"]["MetricName"] for a in alarms.values() if "MetricName" in a["Properties"]}
+    assert {"ApproximateNumberOfMessagesVisible", "Errors", "Throttles", "5XXError", "Latency"} <= names
+    assert {"ApproximateAgeOfOldestMessage", "AuditWriteFailures"} <= names
+    assert all(a["Properties"]["AlarmActions"] for a in alarms.values())
+    queues = len(SPEC.queues) + 1
+    assert sum(a["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible" for a in alarms.values()) == queues
+
+
+def test_the_dashboard_shows_api_functions_queues_ingest_audit_and_each_department(resources: Resources) -> None:
+    (dashboard,) = of_type(resources, "AWS::CloudWatch::Dashboard").values()
+    body = json.dumps(dashboard["Properties"]["DashboardBody"])
+    for shown in ("5XXError", "4XXError", "Latency", "Errors", "Throttles", "Duration", "ApproximateAgeOfOldestMessage"):
+        assert shown in body, shown
+    for metric in (
+        "Requests",
+        "Refusals",
+        "IngestLag",
+        "UploadsPublished",
+        "UploadsRejected",
+        "UploadsFailed",
+        "AuditWriteFailures",
+    ):
+        assert metric in body, metric
+    assert "SEARCH(" in body and "CityShare,department" in body
+
+
+def test_throttles_per_department_and_per_stage_are_the_specs(resources: Resources) -> None:
+    (plan,) = of_type(resources, "AWS::ApiGateway::UsagePlan").values()
+    assert plan["Properties"]["Throttle"] == {"RateLimit": SPEC.limits.rate_per_second, "BurstLimit": SPEC.limits.burst}
+    (api,) = of_type(resources, "AWS::ApiGateway::RestApi").values()
+    assert api["Properties"]["ApiKeySourceType"] == "AUTHORIZER"
+    (stage,) = of_type(resources, "AWS::ApiGateway::Stage").values()
+    settings = stage["Properties"]["MethodSettings"][0]
+    assert settings["ThrottlingRateLimit"] == SPEC.limits.stage_rate_per_second
+    assert settings["ThrottlingBurstLimit"] == SPEC.limits.stage_burst
+    assert settings["LoggingLevel"] == "ERROR" and stage["Properties"]["TracingEnabled"] is True
+    access_format = json.loads(stage["Properties"]["AccessLogSetting"]["Format"])
+    assert access_format["department"] == "$context.authorizer.department_id"
+    assert access_format["principal"] == "$context.authorizer.principal_id"
+    provisioner = next(f for n, f in of_type(resources, "AWS::Lambda::Function").items() if "Functionprovisioner" in n)
+    assert "Ref" in provisioner["Properties"]["Environment"]["Variables"]["USAGE_PLAN_ID"]
+
+
+def test_a_waf_acl_with_managed_rules_and_a_rate_rule_guards_the_stage(synthesised: Synthesised, resources: Resources) -> None:
+    (acl,) = of_type(resources, "AWS::WAFv2::WebACL").values()
+    rules = {r["Name"]: r for r in acl["Properties"]["Rules"]}
+    assert {
+        "AWSManagedRulesCommonRuleSet",
+        "AWSManagedRulesKnownBadInputsRuleSet",
+        "AWSManagedRulesAmazonIpReputationList",
+    } <= set(rules)
+    rate = rules["RequestsPerClientIp"]["Statement"]["RateBasedStatement"]
+    assert rate["AggregateKeyType"] == "IP"
+    assert rate["Limit"] == synthesised.context["cityshare"]["wafRequestsPerFiveMinutesPerIp"]
+    (association,) = of_type(resources, "AWS::WAFv2::WebACLAssociation").values()
+    assert "restapis" in json.dumps(association["Properties"]["ResourceArn"])
+    (logging,) = of_type(resources, "AWS::WAFv2::LoggingConfiguration").values()
+    assert logging["Properties"]["RedactedFields"] == [{"SingleHeader": {"Name": "authorization"}}]
+
+
+def test_eventbridge_targets_and_scheduled_functions_keep_what_they_could_not_deliver(resources: Resources) -> None:
+    for rule in of_type(resources, "AWS::Events::Rule").values():
+        for target in rule["Properties"]["Targets"]:
+            assert "DeadLetterConfig" in target
+    scheduled = {s.function for s in SPEC.schedules}
+    for name, function in of_type(resources, "AWS::Lambda::Function").items():
+        if any(f"Function{f}" in name for f in scheduled):
+            assert "DeadLetterConfig" in function["Properties"]
+
+
+def test_athena_results_expire_and_are_encrypted(resources: Resources) -> None:
+    (workgroup,) = of_type(resources, "AWS::Athena::WorkGroup").values()
+    configuration = workgroup["Properties"]["WorkGroupConfiguration"]
+    assert configuration["EnforceWorkGroupConfiguration"] is True
+    assert configuration["ResultConfiguration"]["EncryptionConfiguration"]["EncryptionOption"] == "SSE_KMS"
+    rules = json.dumps(of_type(resources, "AWS::S3::Bucket"))
+    assert '"Prefix": "athena-results/"' in rules
+
+
+def test_stages_come_from_cdk_json_and_prod_keeps_its_data(synthesised: Synthesised, resources: Resources) -> None:
+    context = synthesised.context["cityshare"]
+    dev = DeploymentConfig.from_context(context, "dev")
+    prod = DeploymentConfig.from_context(context, "prod")
+    assert (dev.retain_data, prod.retain_data) == (False, True)
+    assert prod.region == dev.region == context["region"]
+    with pytest.raises(ValueError):
+        DeploymentConfig.from_context(context, "staging")
+    with pytest.raises(ValidationError):
+        DeploymentConfig.from_context({**context, "stages": {"dev": {"logRetentionDays": 11}}}, "dev")
+    tables = of_type(resources, "AWS::DynamoDB::GlobalTable")
+    assert all(t["DeletionPolicy"] == "Retain" for t in tables.values())
+    assert all(t["Properties"]["Replicas"][0]["DeletionProtectionEnabled"] for t in tables.values())
+    assert all(k["DeletionPolicy"] == "Retain" for k in of_type(resources, "AWS::KMS::Key").values())
