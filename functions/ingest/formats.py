@@ -239,8 +239,9 @@ def jsonl_batches(stream: BinaryIO, schema: TableSchema) -> Iterator[ReadResult]
     )
     first_line = 1
     for block in _line_blocks(stream):
-        lines = block.count(b"\n")
-        parsed = _fast_block(block, lines, options, schema)
+        ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)  # every line ends with "\n"
+        lines = len(ends)
+        parsed = _fast_block(block, ends, options, schema)
         if parsed is not None:
             yield parsed, []
         else:
@@ -271,29 +272,37 @@ def _line_blocks(stream: BinaryIO) -> Iterator[bytes]:
         yield pending if pending.endswith(b"\n") else pending + b"\n"
 
 
-# Every digit to "0", the letters of NaN and Infinity kept, everything else to " ": a too-long
-# number is then a run of zeros and a non-number a word, found by plain substring searches (all
-# at C speed, over one translated copy).
-_KEPT = {byte: byte for byte in b"NaInfity"} | {byte: 0x30 for byte in b"0123456789"}
-_SCREENED = bytes(_KEPT.get(byte, 0x20) for byte in range(256))
+# Every digit to "0", everything else to " ": a number too long for the line-by-line reader is then
+# a run of zeros, found by one substring search (both at C speed, over one translated copy).
+_SCREENED = bytes(0x30 if byte in b"0123456789" else 0x20 for byte in range(256))
 _TOO_MANY_DIGITS = b"0" * (MAX_NUMBER_DIGITS + 1)
 
 
-def _has_non_json_numbers(block: bytes) -> bool:
-    """A number too long for the line-by-line reader to accept, or NaN or Infinity (which Arrow's
-    reader accepts and JSON does not)."""
-    screened = block.translate(_SCREENED)
-    return _TOO_MANY_DIGITS in screened or b"NaN" in screened or b"Infinity" in screened
+def _has_long_numbers(block: bytes) -> bool:
+    """A number too long for the line-by-line reader to accept (Arrow would read it, rounded)."""
+    return _TOO_MANY_DIGITS in block.translate(_SCREENED)
 
 
-def _fast_block(block: bytes, lines: int, options: pajson.ParseOptions, schema: TableSchema) -> pa.RecordBatch | None:
+def _has_non_finite(table: pa.Table) -> bool:
+    """NaN or Infinity, which Arrow's reader accepts and JSON does not (nor does the line-by-line
+    reader), found in the parsed numbers rather than searched for in the text: a string value
+    "NaN" is fine, and a number that overflows to infinity is caught too."""
+    return any(
+        pc.any(pc.invert(pc.is_finite(column))).as_py()
+        for column in table.columns
+        if pa.types.is_floating(column.type) and column.null_count < len(column)
+    )
+
+
+def _fast_block(block: bytes, ends: np.ndarray, options: pajson.ParseOptions, schema: TableSchema) -> pa.RecordBatch | None:
     """The block as one batch when Arrow can read it exactly as the line-by-line reader would;
     None when anything in it needs the careful path."""
     # One brace per line and no bracket: nothing nests (Arrow's parser recurses), nothing to doubt.
     # Blank lines, which Arrow skips, show as fewer rows than lines below.
-    if not lines or block.count(b"{") != lines or b"[" in block or _has_non_json_numbers(block):
+    lines = len(ends)
+    braces = int(np.count_nonzero(np.frombuffer(block, dtype=np.uint8) == 0x7B))
+    if not lines or braces != lines or b"[" in block or _has_long_numbers(block):
         return None
-    ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
     if np.diff(ends, prepend=-1).max() > MAX_ROW_BYTES:
         return None
     try:
@@ -301,7 +310,7 @@ def _fast_block(block: bytes, lines: int, options: pajson.ParseOptions, schema: 
         table = pajson.read_json(io.BytesIO(block), read_options=_JSON_READ, parse_options=options)
     except (UnicodeDecodeError, pa.ArrowException):
         return None
-    if table.num_rows != lines:
+    if table.num_rows != lines or _has_non_finite(table):
         return None
     batch = table.combine_chunks().to_batches()[0] if table.num_rows else None
     return _declared(batch, schema) if batch is not None else None

@@ -11,13 +11,14 @@ import json
 import queue
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from functions.catalog.models import IngestPolicy, TableSchema
@@ -125,10 +126,14 @@ def prefetched(batches: Iterator[ReadResult], depth: int = 1) -> Iterator[ReadRe
 
 class BackgroundSink:
     """Profiles and writes protected batches in a thread of its own, so the next batch is read and
-    validated meanwhile; at most `depth` batches wait. Errors surface on `close()`."""
+    validated meanwhile; at most `depth` batches wait. Errors surface on `close()`. The Parquet
+    writer is made from the first batch (`open_writer`), which tells which columns to dictionary-encode."""
 
-    def __init__(self, writer: pq.ParquetWriter, profile: ProfileBuilder, depth: int = 1) -> None:
-        self._writer, self._profile = writer, profile
+    def __init__(
+        self, open_writer: Callable[[pa.RecordBatch], pq.ParquetWriter], profile: ProfileBuilder, depth: int = 1
+    ) -> None:
+        self._open_writer, self._profile = open_writer, profile
+        self._writer: pq.ParquetWriter | None = None
         self._waiting: queue.Queue[pa.RecordBatch | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
@@ -142,7 +147,8 @@ class BackgroundSink:
     def close(self) -> None:
         self._waiting.put(None)
         self._thread.join()
-        self._writer.close()
+        if self._writer is not None:
+            self._writer.close()
         if self._error is not None:
             raise self._error
 
@@ -153,6 +159,8 @@ class BackgroundSink:
                     with step("profile"):
                         self._profile.add(batch)
                     with step("write"):
+                        if self._writer is None:
+                            self._writer = self._open_writer(batch)
                         self._writer.write_batch(batch)
                 except BaseException as error:
                     self._error = error
@@ -168,8 +176,17 @@ def run_pipeline(
     profile = ProfileBuilder(protector.output_schema, protector.opaque_columns)
     # Statistics (min/max per row group) only where order means something: not on tokens or ciphertexts.
     statistics = [n for n in protector.output_schema.names if n not in protector.opaque_columns]
-    writer = pq.ParquetWriter(parquet_path, protector.output_schema, compression="zstd", write_statistics=statistics)
-    sink = BackgroundSink(writer, profile)
+
+    def open_writer(first: pa.RecordBatch) -> pq.ParquetWriter:
+        return pq.ParquetWriter(
+            parquet_path,
+            protector.output_schema,
+            compression="zstd",
+            write_statistics=statistics,
+            use_dictionary=dictionary_columns(first, protector.opaque_columns),
+        )
+
+    sink = BackgroundSink(open_writer, profile)
     quarantined = 0
     try:
         with quarantine_path.open("w", encoding="utf-8") as quarantine:
@@ -221,6 +238,16 @@ def run_pipeline(
             digest = _sha256(parquet_path)
         return IngestOutcome(True, report, built, parquet_path, digest, quarantine_path if report.rows_rejected else None)
     return IngestOutcome(False, report, None, None, "", quarantine_path if quarantined else None)
+
+
+def dictionary_columns(first: pa.RecordBatch, opaque: frozenset[str]) -> list[str]:
+    """Every column but the tokens and ciphertexts that are mostly distinct (plates over a day):
+    their dictionary would outgrow its page and be dropped anyway, after costing the hashing."""
+    return [
+        name
+        for name in first.schema.names
+        if name not in opaque or pc.count_distinct(first.column(name)).as_py() * 2 <= max(first.num_rows, 1)
+    ]
 
 
 def _accept(report: IngestReport, policy: IngestPolicy) -> bool:

@@ -123,12 +123,20 @@ class TokenSpace:
 
 def _padded_blocks(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Values of at most 15 bytes as 16-byte blocks: the value, 0x80, zeros (ISO/IEC 7816-4)."""
+    count = len(lengths)
+    if count and lengths.min() == lengths.max() and bool(np.all(np.diff(starts) == lengths[0])):
+        # One length (plates, ids) and end to end (not a subset): a plain reshape.
+        width = int(lengths[0])
+        blocks = np.zeros((count, 16), dtype=np.uint8)
+        blocks[:, :width] = data[starts[0] : starts[0] + count * width].reshape(count, width)
+        blocks[:, width] = 0x80
+        return blocks
     # Rows of 16 bytes starting at each value (a sliding view: one copy, no index per byte).
     windows = np.lib.stride_tricks.sliding_window_view(np.concatenate([data, np.zeros(16, dtype=np.uint8)]), 16)
-    blocks: np.ndarray = windows[starts]
-    blocks[np.arange(16)[None, :] >= lengths[:, None]] = 0
-    blocks[np.arange(len(lengths)), lengths] = 0x80
-    return blocks
+    shifted: np.ndarray = windows[starts]
+    np.multiply(shifted, np.arange(16, dtype=np.int32)[None, :] < lengths[:, None], out=shifted)
+    shifted.reshape(-1)[np.arange(count) * 16 + lengths] = 0x80
+    return shifted
 
 
 def _fixed_width_strings(rows: np.ndarray) -> pa.Array:

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from cryptography.exceptions import InvalidTag
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from functions.catalog.models import IngestPolicy
@@ -177,6 +177,9 @@ def test_gzip_reports_withhold_parser_text_for_personal_schemas() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.one_of(st.none(), st.text(max_size=40)), max_size=60))
+# Equal-length short values end to end (the reshape path), and separated by a long one (not end to end).
+@example(["ABC1234", "XYZ9876", "QRS5555"])
+@example(["ABC1234", "a value far longer than fifteen bytes", "XYZ9876"])
 def test_tokens_of_many_values_at_once_are_the_tokens_of_each(values: list[str | None]) -> None:
     token = token_function(PSEUDONYM_KEY)
     many = keyed_tokens(pa.array(values, pa.string()), PSEUDONYM_KEY).to_pylist()
