@@ -10,7 +10,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
 
-.PHONY: bench-layers bootstrap-admin demo test lint typecheck unit integration e2e infra-test security openapi layer synth deploy diff bench local clean
+.PHONY: role-table bench-layers bootstrap-admin demo test lint typecheck unit integration e2e infra-test security openapi layer synth deploy diff bench local clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,9 @@ unit integration e2e security: $(DEV)
 
 infra-test: $(DEV)
 	$(BIN)/pytest tests/infra
+
+role-table: $(DEV)  ## rewrite the README's IAM role table from the synthesised template
+	$(BIN)/python -m tests.infra.iam
 
 openapi: $(RUNTIME)  ## regenerate schemas/openapi.json and schemas/events/ from the pydantic models
 	$(BIN)/python -m functions.handlers.openapi schemas

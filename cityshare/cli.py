@@ -23,6 +23,7 @@ keys_app = typer.Typer(no_args_is_help=True, help="Key pairs and profiles for si
 local_app = typer.Typer(no_args_is_help=True, help="The embedded stack on 127.0.0.1 (no AWS account needed).")
 access_app = typer.Typer(no_args_is_help=True, help="Sharing: access requests, stewards' decisions, grants.")
 analytics_app = typer.Typer(no_args_is_help=True, help="Analytics triggers: alert rules, subscriptions, derived datasets.")
+share_app = typer.Typer(no_args_is_help=True, help="Delta Sharing: profiles for another department's own tools.")
 for sub, name in (
     (admin_app, "admin"),
     (datasets_app, "datasets"),
@@ -31,6 +32,7 @@ for sub, name in (
     (local_app, "local"),
     (access_app, "access"),
     (analytics_app, "analytics"),
+    (share_app, "share"),
 ):
     app.add_typer(sub, name=name)
 
@@ -653,3 +655,40 @@ def main() -> None:
     except CityShareError as error:
         console.print(f"[red]{error.status} {error.code}[/red]: {error.detail}")
         sys.exit(1)
+
+
+# -- Delta Sharing
+PROFILE_KEYS = ("shareCredentialsVersion", "endpoint", "bearerToken", "expirationTime")
+
+
+@share_app.command("profile")
+def share_profile(
+    department: Annotated[str, typer.Option(help="The department whose analysts will read")],
+    out: Annotated[Path, typer.Option(help="Where to write the profile file (.share)")],
+    days: Annotated[int, typer.Option(help="Days until the token expires (at most 365)")] = 90,
+    label: Annotated[str, typer.Option(help="What it is for")] = "",
+) -> None:
+    """Issue a Delta Sharing profile: what your department's live grants give DEPARTMENT, readable
+    with delta-sharing (pandas, Spark), Power BI or Tableau. Keep the file secret; revoke it any time."""
+    issued = client().issue_share_profile(department, days, label)
+    out.write_text(json.dumps({key: issued[key] for key in PROFILE_KEYS}, indent=2) + "\n")
+    out.chmod(0o600)
+    recipient = issued["recipient"]
+    console.print(f"recipient {recipient['recipient_id']} for {department}, expires {recipient['expires_at']}: {out}")
+
+
+@share_app.command("recipients")
+def share_recipients() -> None:
+    """The Delta Sharing recipients your department issued."""
+    table = Table("recipient", "department", "status", "expires", "label")
+    for recipient in client().share_recipients():
+        table.add_row(
+            recipient["recipient_id"], recipient["department"], recipient["status"], recipient["expires_at"], recipient["label"]
+        )
+    console.print(table)
+
+
+@share_app.command("revoke")
+def share_revoke(recipient_id: str) -> None:
+    """Revoke a recipient: its profile stops working at once."""
+    show(client().revoke_share_recipient(recipient_id))

@@ -312,6 +312,25 @@ class CityShareClient:
         """Revoke any grant your department gave (tag grants included), by id."""
         return dict(self.request("DELETE", f"/grants/{grant_id}"))
 
+    # -- Delta Sharing recipients (stewards)
+    def issue_share_profile(self, department: str, expires_in_days: int = 90, label: str = "") -> dict[str, Any]:
+        """A Delta Sharing profile for `department` to read what your department's live grants give it,
+        from pandas, Spark or Power BI. The token is in it, shown this once. The endpoint is the one
+        this client talks to (the server's guess may not know a custom domain)."""
+        issued = dict(
+            self.request(
+                "POST", "/share-recipients", body={"department": department, "expires_in_days": expires_in_days, "label": label}
+            )
+        )
+        issued["endpoint"] = f"{self.endpoint}/delta-sharing"
+        return issued
+
+    def share_recipients(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/share-recipients")["recipients"])
+
+    def revoke_share_recipient(self, recipient_id: str) -> dict[str, Any]:
+        return dict(self.request("DELETE", f"/share-recipients/{recipient_id}"))
+
     # -- analytics
     def define_alert_rule(self, dataset_id: str, rule: dict[str, Any]) -> dict[str, Any]:
         """E.g. {"name": ..., "measure": {"aggregate": "mean", "column": "pm25"}, "group_by": ["station_id"],

@@ -123,6 +123,7 @@ class RouteSpec:
     method: str
     path: str  # API Gateway form: /datasets/{dataset_id}
     function: str
+    authorizer: str | None = None  # the function that verifies callers; None: the platform's (signed requests)
 
 
 @dataclass(frozen=True)
@@ -345,6 +346,28 @@ SPEC = PlatformSpec(
             tables={"catalog": WRITE, "sharing": READ, "audit": APPEND, "analytics": (*WRITE, *DELETE)},
             layers=("core", "analytics"),  # DuckDB checks a derived dataset's query before it is accepted
         ),
+        # Delta Sharing: recipients' bearer tokens, then the protocol's endpoints (functions/sharing/delta.py).
+        FunctionSpec(
+            "recipient-authorizer",
+            "functions.handlers.recipient_authorizer.handler",
+            memory_mb=256,
+            timeout_seconds=10,
+            tables={"sharing": ("GetItem",), "directory": ("GetItem",), "audit": APPEND},
+        ),
+        FunctionSpec(
+            "delta-sharing",
+            "functions.handlers.delta_sharing.handler",
+            memory_mb=1024,
+            tables={
+                "catalog": (*READ, "PutItem"),  # PutItem: a view's key made on first use, conditionally
+                "sharing": READ,
+                "directory": ("GetItem", "BatchGetItem"),
+                "audit": APPEND,
+            },
+            acts_for_departments=True,  # presigns the owner's files, builds the grant's view
+            platform_secret=True,  # masking and linkage keys of views
+            layers=("core", "data"),
+        ),
         FunctionSpec(
             "provisioner",
             "functions.handlers.provisioner.handler",
@@ -389,6 +412,9 @@ SPEC = PlatformSpec(
             ("PUT", "/admin/departments/{department_id}/principals/{principal_id}"),
             ("POST", "/admin/departments/{department_id}/principals/{principal_id}/keys"),
             ("DELETE", "/admin/departments/{department_id}/keys/{kid}"),
+            ("POST", "/share-recipients"),
+            ("GET", "/share-recipients"),
+            ("DELETE", "/share-recipients/{recipient_id}"),
         )
     )
     # Served by the analytics function, which carries DuckDB (kept off the main API's cold start).
@@ -404,6 +430,22 @@ SPEC = PlatformSpec(
             ("DELETE", "/subscriptions/{subscription_id}"),
             ("POST", "/derived-datasets"),
             ("GET", "/datasets/{dataset_id}/lineage"),
+        )
+    )
+    # The Delta Sharing protocol, for recipients' own tools, behind bearer tokens (not signed requests).
+    + tuple(
+        RouteSpec(method, f"/delta-sharing{path}", "delta-sharing", authorizer="recipient-authorizer")
+        for method, path in (
+            ("GET", "/shares"),
+            ("GET", "/shares/{share}"),
+            ("GET", "/shares/{share}/schemas"),
+            ("GET", "/shares/{share}/schemas/{schema}/tables"),
+            ("GET", "/shares/{share}/all-tables"),
+            ("GET", "/shares/{share}/schemas/{schema}/tables/{table}/version"),
+            ("HEAD", "/shares/{share}/schemas/{schema}/tables/{table}/version"),
+            ("GET", "/shares/{share}/schemas/{schema}/tables/{table}/metadata"),
+            ("POST", "/shares/{share}/schemas/{schema}/tables/{table}/query"),
+            ("GET", "/shares/{share}/schemas/{schema}/tables/{table}/changes"),
         )
     ),
 )

@@ -21,6 +21,7 @@ from functions.policy.access import AccessControl
 from functions.policy.engine import PolicyEngine
 from functions.sharing.models import Grant
 from functions.sharing.placement import BuiltView
+from functions.sharing.recipients import RecipientRepository, RecipientService
 from functions.sharing.repository import SharingRepository
 from functions.sharing.service import SharingService
 
@@ -90,6 +91,16 @@ def sharing() -> SharingService:
         access_control(),
         EventPublisher(settings.event_bus),
         scopes(),
+    )
+
+
+@cache
+def recipients() -> RecipientService:
+    settings = get_settings()
+    return RecipientService(
+        RecipientRepository(settings.sharing_table),
+        access_control(),
+        lambda department: directory().get_department(department) is not None,
     )
 
 

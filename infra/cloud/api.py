@@ -78,7 +78,7 @@ class Api(Construct):
         config: DeploymentConfig,
         routes: tuple[RouteSpec, ...],
         functions: dict[str, lambda_.Function],
-        authorizer_function: lambda_.Function,
+        default_authorizer: str,
         limits: LimitsSpec,
         logs_key: kms.IKey,
     ) -> None:
@@ -86,13 +86,19 @@ class Api(Construct):
         removal = RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY
         retention = logs.RetentionDays[LOG_RETENTION_NAMES[config.log_retention_days]]
         access_logs = logs.LogGroup(self, "AccessLogs", retention=retention, encryption_key=logs_key, removal_policy=removal)
-        self.authorizer = apigw.RequestAuthorizer(
-            self,
-            "SignedRequests",
-            handler=authorizer_function,
-            identity_sources=[apigw.IdentitySource.header("Authorization")],
-            results_cache_ttl=Duration.seconds(0),
-        )
+        # One REQUEST authorizer per kind of caller (signed requests; Delta Sharing recipients' bearer
+        # tokens), none cached: tokens are single-use, and a revoked recipient must stop at once.
+        self.authorizers = {
+            name: apigw.RequestAuthorizer(
+                self,
+                "SignedRequests" if name == default_authorizer else f"Authorizer-{name}",
+                handler=functions[name],
+                identity_sources=[apigw.IdentitySource.header("Authorization")],
+                results_cache_ttl=Duration.seconds(0),
+            )
+            for name in sorted({default_authorizer, *(r.authorizer for r in routes if r.authorizer)})
+        }
+        self.authorizer = self.authorizers[default_authorizer]
         self.rest_api = apigw.RestApi(
             self,
             "Api",
@@ -138,17 +144,32 @@ class Api(Construct):
     def _routes(self, routes: tuple[RouteSpec, ...], functions: dict[str, lambda_.Function]) -> None:
         validator = self.rest_api.add_request_validator("Validator", validate_request_body=True, validate_request_parameters=True)
         integrations: dict[str, apigw.LambdaIntegration] = {}
-        owners: dict[str, str] = {}
+        owners: dict[str, RouteSpec] = {}
         for route in routes:
             if route.function not in integrations:
                 integrations[route.function] = apigw.LambdaIntegration(functions[route.function], allow_test_invoke=False)
             resource = self.rest_api.root.resource_for_path(route.path)
-            resource.add_method(route.method, integrations[route.function], request_validator=validator)
-            owners[route.path] = route.function
-        for path, function in owners.items():
+            resource.add_method(
+                route.method,
+                integrations[route.function],
+                request_validator=validator,
+                authorizer=self._authorizer_of(route),
+                authorization_type=apigw.AuthorizationType.CUSTOM,
+            )
+            owners[route.path] = route
+        for path, route in owners.items():
             # Any other method on a known path reaches its function (after the authorizer), which
-            # answers 405 with Allow, as the embedded gateway does.
-            self.rest_api.root.resource_for_path(path).add_method("ANY", integrations[function], request_validator=validator)
+            # answers 405 with Allow (or, for Delta Sharing, the protocol's 404), as the embedded gateway does.
+            self.rest_api.root.resource_for_path(path).add_method(
+                "ANY",
+                integrations[route.function],
+                request_validator=validator,
+                authorizer=self._authorizer_of(route),
+                authorization_type=apigw.AuthorizationType.CUSTOM,
+            )
+
+    def _authorizer_of(self, route: RouteSpec) -> apigw.IAuthorizer:
+        return self.authorizers[route.authorizer] if route.authorizer else self.authorizer
 
     def _firewall(
         self, config: DeploymentConfig, retention: logs.RetentionDays, removal: RemovalPolicy, logs_key: kms.IKey

@@ -149,7 +149,7 @@ class CityShareStack(Stack):
                         max_concurrency=queue_spec.max_concurrency,
                     )
                 )
-        api = Api(self, "Api", config, spec.routes, lambdas, lambdas[spec.authorizer], spec.limits, keys.operations)
+        api = Api(self, "Api", config, spec.routes, lambdas, spec.authorizer, spec.limits, keys.operations)
         for function_spec in spec.functions:
             if function_spec.provisions_departments:
                 lambdas[function_spec.name].add_environment("USAGE_PLAN_ID", api.usage_plan.usage_plan_id)

@@ -153,7 +153,7 @@ class Gateway:
         if not self._stage_limiter.allow("stage"):
             return self._throttled()
         try:
-            authorization = self._lambdas.invoke(self._spec.authorizer, self._authorizer_event(event))
+            authorization = self._lambdas.invoke(route.authorizer or self._spec.authorizer, self._authorizer_event(event))
         except Exception as error:
             if str(error) != "Unauthorized":  # anything else is a fault of the authorizer: log it
                 logger.exception("authorizer failed")

@@ -74,9 +74,9 @@ def role_statements(resources: Resources) -> list[Statement]:
         if policy["Type"] != "AWS::IAM::Policy":
             continue
         for role in policy["Properties"]["Roles"]:
-            role_name = readable(role["Ref"])
-            if role_name.startswith("DataRole"):
-                role_name = "role:data"
+            named = resources[role["Ref"]]["Properties"].get("RoleName")
+            # cityshare-<stage>-<function> (or -data): named after what it serves.
+            role_name = f"role:{named.split('-', 2)[2]}" if isinstance(named, str) else readable(role["Ref"])
             for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
                 statements.append(
                     Statement(
@@ -103,3 +103,35 @@ def role_table(resources: Resources) -> str:
         conditions = f"`{statement.conditions}`" if statement.conditions else ""
         rows.append(f"| {statement.role.removeprefix('role:')} | {service}: {actions} | {on} | {conditions} |")
     return "\n".join(rows)
+
+
+def main() -> None:
+    """Rewrite the README's role table from a fresh synth of the prod stage (`make role-table`)."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from aws_cdk import App
+    from aws_cdk.assertions import Template
+
+    from app import build_app
+
+    root = Path(__file__).resolve().parents[2]
+    with tempfile.TemporaryDirectory() as work:
+        layers = Path(work) / "layers"
+        for name in ("core", "data", "analytics"):
+            (layers / name / "python").mkdir(parents=True)
+        context = {**json.loads((root / "cdk.json").read_text())["context"], "stage": "prod"}
+        os.environ.pop("LAMBDA_PYTHON", None)  # no .pyc needed to read the IAM
+        stack = build_app(App(context=context, outdir=str(Path(work) / "out")), layer_dir=layers, code_dir=Path(work) / "code")
+        table = role_table(Template.from_stack(stack).to_json()["Resources"])
+    readme = root / "README.md"
+    start, end = "<!-- role-table:start -->\n", "\n<!-- role-table:end -->"
+    text = readme.read_text()
+    before, rest = text.split(start, 1)
+    readme.write_text(before + start + table + end + rest.split(end, 1)[1])
+    print(f"README role table: {table.count(chr(10)) - 1} statements")
+
+
+if __name__ == "__main__":
+    main()

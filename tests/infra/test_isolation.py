@@ -84,8 +84,10 @@ def test_the_data_role_reaches_only_the_tagged_departments_prefixes_and_key(
     trust = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     trusted = {json.dumps(t["Principal"]) for t in trust}
     acting = {f.name for f in SPEC.functions if f.acts_for_departments}
-    assert all(any(f"FunctionsRole{name}" in t for t in trusted) for name in acting)
-    assert not any(f"FunctionsRole{f.name}" in t for t in trusted for f in SPEC.functions if f.name not in acting)
+    assert all(any(f"FunctionsRole{name.replace('-', '')}" in t for t in trusted) for name in acting)
+    assert not any(
+        f"FunctionsRole{f.name.replace('-', '')}" in t for t in trusted for f in SPEC.functions if f.name not in acting
+    )
     for statement in trust:  # a session must name its department
         assert "sts:TagSession" in statement["Action"]
         assert statement["Condition"] == {"StringLike": {f"aws:RequestTag/{DEPARTMENT_TAG}": "?*"}}
@@ -119,9 +121,11 @@ def test_the_bucket_policy_keeps_versions_and_departments_roots(resources: Resou
     assert "cityshare-prod-triggers" in json.dumps(athena["Condition"]["ArnNotEquals"])
 
 
-def test_the_platform_secret_is_for_the_api_alone_and_the_platform_key_only_through_services(statements: list[Statement]) -> None:
+def test_the_platform_secret_is_for_the_views_builders_alone_and_the_platform_key_only_through_services(
+    statements: list[Statement],
+) -> None:
     secret = {s.role for s in statements if "platform-derivation" in s.conditions}
-    assert secret == {f"role:{f.name}" for f in SPEC.functions if f.platform_secret} == {"role:api"}
+    assert secret == {f"role:{f.name}" for f in SPEC.functions if f.platform_secret} == {"role:api", "role:delta-sharing"}
     for statement in statements:
         if "<key:platform>" in statement.resources:
             assert statement.conditions, statement  # through DynamoDB, SNS or S3, or with the secret's context

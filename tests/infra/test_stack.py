@@ -131,12 +131,13 @@ def test_functions_are_arm64_python_with_json_logs_tracing_and_retention(resourc
     assert all("KmsKeyId" in group["Properties"] for group in log_groups.values())
 
 
-def test_every_route_of_the_spec_is_a_method_behind_the_request_authorizer(resources: Resources) -> None:
+def test_every_route_of_the_spec_is_a_method_behind_its_authorizer(resources: Resources) -> None:
     authorizers = of_type(resources, "AWS::ApiGateway::Authorizer")
-    assert len(authorizers) == 1
-    authorizer = next(iter(authorizers.values()))["Properties"]
-    assert authorizer["Type"] == "REQUEST"
-    assert authorizer["AuthorizerResultTtlInSeconds"] == 0  # single-use tokens: nothing cached
+    # Signed requests, and Delta Sharing recipients' bearer tokens.
+    assert len(authorizers) == len({SPEC.authorizer, *(r.authorizer for r in SPEC.routes if r.authorizer)}) == 2
+    for authorizer in authorizers.values():
+        assert authorizer["Properties"]["Type"] == "REQUEST"
+        assert authorizer["Properties"]["AuthorizerResultTtlInSeconds"] == 0  # single-use tokens, revocable recipients
     methods = of_type(resources, "AWS::ApiGateway::Method")
     paths = {r.path for r in SPEC.routes}
     # Each route, and ANY on each of its paths (other methods reach the function, which answers 405).

@@ -9,8 +9,8 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from functions.handlers.routes.catalog import DatasetPath
-from functions.handlers.routes.context import caller, created, documented, request_id
-from functions.handlers.services import inbox, sharing
+from functions.handlers.routes.context import caller, created, documented, public_endpoint, request_id
+from functions.handlers.services import inbox, recipients, sharing
 from functions.notifications.models import NotificationPage
 from functions.sharing.models import (
     AccessRequest,
@@ -24,11 +24,13 @@ from functions.sharing.models import (
     GrantList,
     TagGrantCreate,
 )
+from functions.sharing.recipients import ShareProfile, ShareRecipient, ShareRecipientCreate, ShareRecipientList
 
 router = APIGatewayRouter()
 
 RequestPath = Annotated[str, Path(pattern=r"^r[0-9a-f]{24}$")]
 GrantPath = Annotated[str, Path(pattern=r"^g[0-9a-f]{24}$")]
+RecipientPath = Annotated[str, Path(pattern=r"^s[0-9a-f]{24}$")]
 
 
 @router.post(
@@ -164,3 +166,34 @@ def notifications(
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> NotificationPage:
     return inbox().page(caller(router), after, limit)
+
+
+@router.post(
+    "/share-recipients",
+    summary="Issue a Delta Sharing profile to another department (stewards); the token is shown once",
+    tags=["sharing"],
+    responses=documented(ShareProfile, 400, 403, 404, status=201),
+)
+def issue_recipient(request: ShareRecipientCreate) -> Response[ShareProfile]:
+    endpoint = f"{public_endpoint(router)}/delta-sharing"
+    return created(recipients().issue(caller(router), request, endpoint, request_id(router)))
+
+
+@router.get(
+    "/share-recipients",
+    summary="The Delta Sharing recipients the department issued (stewards), newest first",
+    tags=["sharing"],
+    responses=documented(ShareRecipientList, 403),
+)
+def list_recipients() -> ShareRecipientList:
+    return ShareRecipientList(recipients=recipients().recipients(caller(router), request_id(router)))
+
+
+@router.delete(
+    "/share-recipients/<recipient_id>",
+    summary="Revoke a Delta Sharing recipient: its token stops at once",
+    tags=["sharing"],
+    responses=documented(ShareRecipient, 403, 404, 409),
+)
+def revoke_recipient(recipient_id: RecipientPath) -> ShareRecipient:
+    return recipients().revoke(caller(router), recipient_id, request_id(router))

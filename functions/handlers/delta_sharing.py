@@ -1,0 +1,168 @@
+"""The Delta Sharing function: the protocol's REST endpoints under /delta-sharing, behind the
+recipient authorizer (bearer tokens; functions/handlers/recipient_authorizer.py). Errors are the
+protocol's `{"errorCode", "message"}` with a 4xx status (its clients retry 5xx); list answers are
+JSON, metadata and query answers newline-delimited JSON with the `Delta-Table-Version` header."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
+
+from functions.catalog.repository import CatalogRepository
+from functions.core.errors import CityShareError
+from functions.core.observability import logger, record_metric
+from functions.core.settings import get_settings
+from functions.handlers.gate import check_json_body
+from functions.handlers.services import sharing
+from functions.ingest.repository import IngestRepository
+from functions.sharing.delta import DeltaSharingService, QueryRequest, ShareReader, page
+from functions.sharing.repository import SharingRepository
+
+PREFIX = "/delta-sharing"
+TABLE = PREFIX + "/shares/<share>/schemas/<schema>/tables/<table>"
+MAX_QUERY_BODY_BYTES = 64 * 1024
+_ERROR_CODES = {400: "INVALID_PARAMETER_VALUE", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "RESOURCE_DOES_NOT_EXIST"}
+
+app = APIGatewayRestResolver()
+
+
+@cache
+def delta_sharing() -> DeltaSharingService:
+    settings = get_settings()
+    return DeltaSharingService(
+        CatalogRepository(settings.catalog_table),
+        SharingRepository(settings.sharing_table),
+        IngestRepository(settings.catalog_table),
+        sharing(),
+    )
+
+
+def error(status: int, message: str) -> Response[str]:
+    code = _ERROR_CODES.get(status, "INTERNAL_ERROR")
+    return Response(status, "application/json", json.dumps({"errorCode": code, "message": message}))
+
+
+@app.exception_handler(CityShareError)
+def _domain_error(failure: CityShareError) -> Response[str]:
+    # The protocol's clients retry 5xx: anything the caller can fix is a 4xx.
+    return error(failure.status if failure.status < 500 else 500, failure.detail or failure.title)
+
+
+@app.exception_handler(ValidationError)
+def _invalid(failure: ValidationError) -> Response[str]:
+    return error(400, f"The request is not valid: {len(failure.errors())} problem(s)")
+
+
+@app.not_found
+def _no_route(_: Exception) -> Response[str]:
+    return error(404, "No such Delta Sharing endpoint")
+
+
+def reader() -> ShareReader:
+    context = app.current_event.raw_event["requestContext"]["authorizer"]
+    return ShareReader(
+        recipient_id=str(context["recipient_id"]),
+        owner=str(context["owner"]),
+        department=str(context["department_id"]),
+        department_status=str(context.get("department_status", "active")),
+    )
+
+
+def listing(items: list[dict[str, Any]]) -> Response[str]:
+    params = app.current_event.query_string_parameters or {}
+    max_results = params.get("maxResults")
+    try:
+        size = int(max_results) if max_results not in (None, "") else None
+    except ValueError:
+        return error(400, "maxResults must be an integer")
+    return json_answer(page(items, size, params.get("pageToken") or None))
+
+
+def json_answer(body: dict[str, Any], version: int | None = None) -> Response[str]:
+    headers = {"Delta-Table-Version": str(version)} if version is not None else None
+    return Response(200, "application/json; charset=utf-8", json.dumps(body), headers=headers)
+
+
+def lines_answer(version: int, lines: list[dict[str, Any]]) -> Response[str]:
+    body = "".join(json.dumps(line) + "\n" for line in lines)
+    return Response(200, "application/x-ndjson; charset=utf-8", body, headers={"Delta-Table-Version": str(version)})
+
+
+@app.get(PREFIX + "/shares")
+def list_shares() -> Response[str]:
+    return listing(delta_sharing().shares(reader()))
+
+
+@app.get(PREFIX + "/shares/<share>")
+def get_share(share: str) -> Response[str]:
+    return json_answer({"share": delta_sharing().share(reader(), share)})
+
+
+@app.get(PREFIX + "/shares/<share>/schemas")
+def list_schemas(share: str) -> Response[str]:
+    return listing(delta_sharing().schemas(reader(), share))
+
+
+@app.get(PREFIX + "/shares/<share>/schemas/<schema>/tables")
+def list_tables(share: str, schema: str) -> Response[str]:
+    return listing([t.listing() for t in delta_sharing().tables(reader(), share, schema)])
+
+
+@app.get(PREFIX + "/shares/<share>/all-tables")
+def list_all_tables(share: str) -> Response[str]:
+    return listing([t.listing() for t in delta_sharing().tables(reader(), share)])
+
+
+@app.route(TABLE + "/version", method=["GET", "HEAD"])
+def table_version(share: str, schema: str, table: str) -> Response[str]:
+    starting = (app.current_event.query_string_parameters or {}).get("startingTimestamp") or None
+    version = delta_sharing().table_version(reader(), share, schema, table, starting)
+    return Response(200, "application/json; charset=utf-8", "", headers={"Delta-Table-Version": str(version)})
+
+
+@app.get(TABLE + "/metadata")
+def table_metadata(share: str, schema: str, table: str) -> Response[str]:
+    return lines_answer(*delta_sharing().metadata(reader(), share, schema, table))
+
+
+@app.post(TABLE + "/query")
+def query_table(share: str, schema: str, table: str) -> Response[str]:
+    raw = app.current_event.decoded_body or ""
+    body = raw.encode() if isinstance(raw, str) else bytes(raw)
+    if len(body) > MAX_QUERY_BODY_BYTES:
+        return error(400, f"The query body is over {MAX_QUERY_BODY_BYTES} bytes")
+    parsed = check_json_body(body, "application/json") if body.strip() else {}
+    if not isinstance(parsed, dict):
+        return error(400, "The query body must be a JSON object")
+    version, lines = delta_sharing().query(reader(), share, schema, table, QueryRequest.model_validate(parsed))
+    record_metric("DeltaSharingQueries", reader().department)
+    return lines_answer(version, lines)
+
+
+@app.get(TABLE + "/changes")
+def table_changes(share: str, schema: str, table: str) -> Response[str]:
+    delta_sharing().changes(reader(), share, schema, table)
+    return error(400, "Change data feed is not offered")  # changes() raises; kept for the type
+
+
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+    if "recipient_id" not in authorizer:
+        # Only reachable if the function is invoked without the recipient authorizer in front of it.
+        return _raw(401, "UNAUTHENTICATED", "No verified recipient")
+    try:
+        return dict(app.resolve(event, context))
+    except Exception:
+        logger.exception("delta sharing request failed")
+        return _raw(500, "INTERNAL_ERROR", "Internal error")
+
+
+def _raw(status: int, code: str, message: str) -> dict[str, Any]:
+    body = json.dumps({"errorCode": code, "message": message})
+    return {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": body, "isBase64Encoded": False}

@@ -1,0 +1,82 @@
+"""API Gateway REQUEST authorizer of the Delta Sharing routes: a recipient's bearer token (issued by
+an owner's steward, stored only as a hash) stands for one recipient department reading one owner's
+share. Not cached (a revoked token stops at once); refusals are audited like any failed sign-in.
+These tokens reach the /delta-sharing routes only: CityShare's own API needs signed requests."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+    APIGatewayAuthorizerRequestEvent,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.audit.chain import AuditEvent
+from functions.core.clock import utc_now
+from functions.core.errors import Unauthenticated
+from functions.core.observability import logger
+from functions.core.settings import get_settings
+from functions.handlers.wiring import audit_log, directory
+from functions.identity.models import PLATFORM_DEPARTMENT
+from functions.sharing.recipients import RecipientRepository, ShareRecipient, authenticate
+
+BEARER = "bearer "
+
+
+@cache
+def recipients() -> RecipientRepository:
+    return RecipientRepository(get_settings().sharing_table)
+
+
+def recipient_context(recipient: ShareRecipient, department_status: str) -> dict[str, str]:
+    return {
+        "department_id": recipient.department,
+        "principal_id": f"recipient-{recipient.recipient_id}",
+        "roles": "member",
+        "department_status": department_status,
+        "recipient_id": recipient.recipient_id,
+        "owner": recipient.owner,
+        "expires_at": recipient.expires_at,
+    }
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = APIGatewayAuthorizerRequestEvent(event)
+    header = request.headers.get("authorization") or request.headers.get("Authorization") or ""
+    token = header[len(BEARER) :].strip() if header.lower().startswith(BEARER) else ""
+    try:
+        if not token:
+            raise Unauthenticated("missing_token")
+        recipient = authenticate(recipients(), token, utc_now())
+        department = directory().get_department(recipient.department)
+        if department is None:
+            raise Unauthenticated("unknown_department")
+    except Unauthenticated as failure:
+        logger.info("delta sharing request refused", extra={"reason": failure.reason})
+        audit_log().append(
+            PLATFORM_DEPARTMENT,
+            AuditEvent(
+                actor_department="unknown",
+                actor_principal=token.partition(".")[0][:32] or "anonymous",
+                action="AuthenticateRecipient",
+                resource=f"{request.http_method} {request.path[:256]}",
+                decision="deny",
+                reason=failure.reason,
+                request_id=request.request_context.request_id or "",
+            ),
+        )
+        raise Exception("Unauthorized") from None
+    response: dict[str, Any] = {
+        "principalId": f"{recipient.department}/recipient-{recipient.recipient_id}",
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": request.method_arn}],
+        },
+        "context": recipient_context(recipient, department.status),
+    }
+    if department.usage_key:
+        response["usageIdentifierKey"] = department.usage_key  # throttled as the recipient department
+    return response

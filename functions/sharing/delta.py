@@ -1,0 +1,344 @@
+"""The Delta Sharing protocol (delta-io/delta-sharing, PROTOCOL.md) over CityShare's grants.
+
+- A recipient token stands for one (owner, recipient department) pair: its one **share** is named
+  after the owner; its **schemas** are the owner's tags (a dataset's first tag, else `default`);
+  its **tables** are the owner's published datasets that a live grant to the recipient department
+  covers (on the dataset or on its tags). A revoked or expired grant drops its tables at once.
+- A table's **version** is the dataset's version number; `version` and `timestamp` travel over them.
+- A **query** answers exactly what `GET /datasets/{id}/data` would for the recipient department:
+  the curated files or the grant's view (columns, rows, masking, generalisation, aggregation), as
+  presigned HTTPS URLs, decided by the same Cedar policies and audited in the owner's chain.
+- Each version is a whole snapshot, so no change data feed is offered (`changes` answers 400).
+
+Answers are plain data (JSON objects and newline-delimited lines); the handler shapes the HTTP.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import struct
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from functions.catalog.models import Dataset
+from functions.catalog.repository import CatalogQuery, CatalogRepository
+from functions.core.clock import utc_now
+from functions.core.errors import InvalidRequest, NotFound
+from functions.identity.models import Caller
+from functions.ingest.repository import IngestRepository
+from functions.sharing.models import DataAccess
+from functions.sharing.repository import SharingRepository
+from functions.sharing.service import SharingService
+
+DEFAULT_SCHEMA = "default"
+MAX_PAGE = 1000
+_FOOTER_PROBE = 64 * 1024
+
+
+class QueryRequest(BaseModel):
+    """The body of a query. Hints are accepted and safely ignored: the answer is the grant's whole
+    view of the version, which the connector filters and limits itself."""
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, populate_by_name=True)
+
+    predicate_hints: list[str] | None = Field(default=None, alias="predicateHints")
+    json_predicate_hints: str | None = Field(default=None, alias="jsonPredicateHints")
+    limit_hint: int | None = Field(default=None, alias="limitHint", ge=0)
+    version: int | None = Field(default=None, ge=0)
+    timestamp: str | None = None
+    starting_version: int | None = Field(default=None, alias="startingVersion")
+    ending_version: int | None = Field(default=None, alias="endingVersion")
+
+
+@dataclass(frozen=True)
+class SharedTable:
+    share: str
+    schema: str
+    dataset: Dataset
+
+    @property
+    def name(self) -> str:
+        return self.dataset.dataset_id
+
+    def listing(self) -> dict[str, str]:
+        return {"name": self.name, "schema": self.schema, "share": self.share, "shareId": self.share, "id": self.name}
+
+
+@dataclass(frozen=True)
+class ShareReader:
+    """Who reads, as the recipient authorizer verified it: one recipient department, one owner's share."""
+
+    recipient_id: str
+    owner: str
+    department: str
+    department_status: str = "active"
+
+
+def schema_of(dataset: Dataset) -> str:
+    return dataset.tags[0] if dataset.tags else DEFAULT_SCHEMA
+
+
+def recipient_caller(recipient: ShareReader) -> Caller:
+    """The recipient department as a caller: a member, with nothing a person's roles would add."""
+    return Caller(
+        department_id=recipient.department,
+        principal_id=f"recipient-{recipient.recipient_id}",
+        roles=("member",),
+        department_status=recipient.department_status,
+        jti=recipient.recipient_id.ljust(16, "0"),
+        body_sha256="-" * 43,
+    )
+
+
+def page(items: list[dict[str, Any]], max_results: int | None, page_token: str | None) -> dict[str, Any]:
+    """A page of a list answer; the token is the position to resume from."""
+    start = 0
+    if page_token:
+        try:
+            start = int(base64.urlsafe_b64decode(page_token.encode()).decode())
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            raise InvalidRequest("pageToken is not one this server gave") from None
+    if max_results is not None and not 0 <= max_results <= MAX_PAGE:
+        raise InvalidRequest(f"maxResults must be between 0 and {MAX_PAGE}")
+    size = MAX_PAGE if max_results is None else max_results
+    chunk = items[start : start + size]
+    answer: dict[str, Any] = {"items": chunk}
+    if start + size < len(items):
+        answer["nextPageToken"] = base64.urlsafe_b64encode(str(start + size).encode()).decode()
+    return answer
+
+
+# Arrow type (as text) -> Spark SQL type of the schemaString
+_SPARK_TYPES = {
+    "string": "string",
+    "large_string": "string",
+    "bool": "boolean",
+    "int8": "byte",
+    "int16": "short",
+    "int32": "integer",
+    "int64": "long",
+    "float": "float",
+    "double": "double",
+    "date32[day]": "date",
+    "binary": "binary",
+}
+
+
+def spark_type(arrow_type: Any) -> str:
+    import pyarrow as pa
+
+    text = str(arrow_type)
+    if text in _SPARK_TYPES:
+        return _SPARK_TYPES[text]
+    if pa.types.is_timestamp(arrow_type):
+        return "timestamp"
+    if pa.types.is_decimal(arrow_type):
+        return f"decimal({arrow_type.precision},{arrow_type.scale})"
+    if pa.types.is_dictionary(arrow_type):
+        return spark_type(arrow_type.value_type)
+    return "string"  # times of day and anything else Spark has no type for travel as text
+
+
+def schema_string(arrow_schema: Any) -> str:
+    fields = [{"name": f.name, "type": spark_type(f.type), "nullable": True, "metadata": {}} for f in arrow_schema]
+    return json.dumps({"type": "struct", "fields": fields})
+
+
+def parquet_footer(url: str) -> Any:
+    """The Parquet metadata of a file behind a presigned URL, from its last bytes (one or two range reads)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not url.startswith(("https://", "http://")):
+        raise ValueError("not a presigned HTTP(S) URL")
+
+    def tail(size: int) -> bytes:
+        request = urllib.request.Request(url, headers={"Range": f"bytes=-{size}"})  # noqa: S310 - checked above
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - our own presigned URL
+            return bytes(response.read())
+
+    data = tail(_FOOTER_PROBE)
+    length = struct.unpack("<I", data[-8:-4])[0]
+    if length + 8 > len(data):
+        data = tail(length + 8)
+    return pq.read_metadata(pa.BufferReader(b"PAR1" + data[-(length + 8) :]))
+
+
+class DeltaSharingService:
+    def __init__(
+        self,
+        catalog: CatalogRepository,
+        grants: SharingRepository,
+        versions: IngestRepository,
+        sharing: SharingService,
+        footer: Callable[[str], Any] = parquet_footer,
+        clock: Callable[[], str] = utc_now,
+    ) -> None:
+        self._catalog = catalog
+        self._grants = grants
+        self._versions = versions
+        self._sharing = sharing
+        self._footer = footer
+        self._clock = clock
+
+    # -- lists
+    def shares(self, recipient: ShareReader) -> list[dict[str, str]]:
+        return [{"name": recipient.owner, "id": recipient.owner}]
+
+    def share(self, recipient: ShareReader, share: str) -> dict[str, str]:
+        self._check_share(recipient, share)
+        return {"name": recipient.owner, "id": recipient.owner}
+
+    def schemas(self, recipient: ShareReader, share: str) -> list[dict[str, str]]:
+        names = sorted({t.schema for t in self.tables(recipient, share)})
+        return [{"name": name, "share": recipient.owner} for name in names]
+
+    def tables(self, recipient: ShareReader, share: str, schema: str | None = None) -> list[SharedTable]:
+        """The owner's published datasets that a live department grant to the recipient covers, now."""
+        self._check_share(recipient, share)
+        now = self._clock()
+        live = [
+            g
+            for g in self._grants.grants_between(recipient.owner, recipient.department)
+            if g.live(now) and g.grantee_principal is None
+        ]
+        datasets: dict[str, Dataset] = {}
+        for grant in live:
+            if grant.dataset_id and grant.dataset_id not in datasets:
+                found = self._catalog.get(grant.dataset_id)
+                if found is not None and grant.covers(found):
+                    datasets[found.dataset_id] = found
+        tag_grants = [g for g in live if not g.dataset_id]
+        if tag_grants:
+            for dataset, _ in self._catalog.scan_pages(CatalogQuery(owner=recipient.owner), page_size=100, cursor=None):
+                if any(g.covers(dataset) for g in tag_grants):
+                    datasets.setdefault(dataset.dataset_id, dataset)
+        shared = [
+            SharedTable(recipient.owner, schema_of(d), d)
+            for d in datasets.values()
+            if d.latest_version > 0 and (schema is None or schema_of(d) == schema.lower())
+        ]
+        if schema is not None and not shared and schema.lower() not in {t.schema for t in self.tables(recipient, share)}:
+            raise NotFound(f"No schema {schema} in share {share}")
+        return sorted(shared, key=lambda t: (t.schema, t.name))
+
+    # -- a table
+    def table(self, recipient: ShareReader, share: str, schema: str, name: str) -> SharedTable:
+        for table in self.tables(recipient, share, schema):
+            if table.name == name.lower():
+                return table
+        raise NotFound(f"No table {share}.{schema}.{name} is shared with your department")
+
+    def table_version(self, recipient: ShareReader, share: str, schema: str, name: str, starting_timestamp: str | None) -> int:
+        table = self.table(recipient, share, schema, name)
+        if starting_timestamp is None:
+            return table.dataset.latest_version
+        return self._version_at(table.dataset, starting_timestamp, earliest_after=True)
+
+    def metadata(self, recipient: ShareReader, share: str, schema: str, name: str) -> tuple[int, list[dict[str, Any]]]:
+        table = self.table(recipient, share, schema, name)
+        access = self._read(recipient, table, None, "metadata")
+        footers = [self._footer(access.files[0].url)] if access.files else []
+        return access.version, [self._protocol(), self._metadata(table, access, footers)]
+
+    def query(
+        self, recipient: ShareReader, share: str, schema: str, name: str, request: QueryRequest
+    ) -> tuple[int, list[dict[str, Any]]]:
+        table = self.table(recipient, share, schema, name)
+        if request.starting_version is not None or request.ending_version is not None:
+            raise InvalidRequest("Change data feed is not offered: each CityShare version is a whole snapshot")
+        if request.version is not None and request.timestamp is not None:
+            raise InvalidRequest("Give version or timestamp, not both")
+        number = request.version
+        if request.timestamp is not None:
+            number = self._version_at(table.dataset, request.timestamp, earliest_after=False)
+        if number is not None and not 1 <= number <= table.dataset.latest_version:
+            raise NotFound(f"{name} has no version {number}")
+        access = self._read(recipient, table, number, "query")
+        footers = [self._footer(file.url) for file in access.files]
+        lines = [self._protocol(), self._metadata(table, access, footers)]
+        for file, footer in zip(access.files, footers, strict=True):
+            path = file.url.split("?", 1)[0]
+            lines.append(
+                {
+                    "file": {
+                        "url": file.url,
+                        "id": hashlib.sha256(path.encode()).hexdigest()[:32],
+                        "partitionValues": {},
+                        "size": file.size_bytes,
+                        "stats": json.dumps({"numRecords": footer.num_rows}),
+                        "expirationTimestamp": _millis(file.expires_at),
+                        "version": access.version,
+                    }
+                }
+            )
+        return access.version, lines
+
+    def changes(self, recipient: ShareReader, share: str, schema: str, name: str) -> None:
+        self.table(recipient, share, schema, name)
+        raise InvalidRequest("Change data feed is not offered: each CityShare version is a whole snapshot; query a version")
+
+    # -- helpers
+    def _check_share(self, recipient: ShareReader, share: str) -> None:
+        if share.lower() != recipient.owner:
+            raise NotFound(f"No share {share} for this recipient")
+
+    def _read(self, recipient: ShareReader, table: SharedTable, version: int | None, what: str) -> DataAccess:
+        caller = recipient_caller(recipient)
+        return self._sharing.read(caller, table.dataset.dataset_id, version, None, request_id=f"delta-sharing-{what}")
+
+    def _protocol(self) -> dict[str, Any]:
+        return {"protocol": {"minReaderVersion": 1}}
+
+    def _metadata(self, table: SharedTable, access: DataAccess, footers: list[Any]) -> dict[str, Any]:
+        arrow_schema = footers[0].schema.to_arrow_schema() if footers else None
+        return {
+            "metaData": {
+                "id": f"{table.share}.{table.name}",
+                "name": table.name,
+                "description": table.dataset.title,
+                "format": {"provider": "parquet", "options": {}},
+                "schemaString": schema_string(arrow_schema) if arrow_schema is not None else schema_string([]),
+                "partitionColumns": [],
+                "configuration": {},
+                "version": access.version,
+                "numFiles": len(access.files),
+                "size": sum(f.size_bytes for f in access.files),
+            }
+        }
+
+    def _version_at(self, dataset: Dataset, timestamp: str, earliest_after: bool) -> int:
+        """The version current at `timestamp` (or, for a starting timestamp, the first one at or after it)."""
+        moment = _parse_time(timestamp)
+        versions = sorted(self._versions.list_versions(dataset.dataset_id, limit=1000), key=lambda v: v.version)
+        if earliest_after:
+            later = [v.version for v in versions if _parse_time(v.created_at) >= moment]
+            if not later:
+                raise InvalidRequest(f"No version of {dataset.dataset_id} at or after {timestamp}")
+            return later[0]
+        earlier = [v.version for v in versions if _parse_time(v.created_at) <= moment]
+        if not earlier:
+            raise InvalidRequest(f"{dataset.dataset_id} had no version yet at {timestamp}")
+        return earlier[-1]
+
+
+def _parse_time(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidRequest(f"{value!r} is not an ISO 8601 timestamp") from None
+    if moment.tzinfo is None:
+        raise InvalidRequest(f"{value!r} has no time zone")
+    return moment
+
+
+def _millis(iso: str) -> int:
+    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)

@@ -1,0 +1,171 @@
+"""Delta Sharing over HTTP against the embedded stack: a steward issues a profile, the recipient
+department lists and reads exactly its grant's view with a bearer token, time travel over versions,
+and the grant's or the token's revocation stopping it at once. (The official connector is driven in
+test_delta_sharing_connector.py.)"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+import requests
+
+from cityshare import CityShareError
+from cityshare.generators import generate
+from tests.conftest import Member, RunningStack, onboard, unique
+from tests.datasets import city_schema
+
+COLUMNS = ["segment_id", "district", "measured_at", "avg_speed_kmh", "camera_id"]
+
+
+class Recipient:
+    """A bearer-token client, as any Delta Sharing connector talks."""
+
+    def __init__(self, profile: dict[str, Any]) -> None:
+        self.endpoint = profile["endpoint"]
+        self.headers = {"Authorization": f"Bearer {profile['bearerToken']}"}
+
+    def get(self, path: str, **params: Any) -> requests.Response:
+        return requests.get(self.endpoint + path, headers=self.headers, params=params, timeout=30)
+
+    def post(self, path: str, body: dict[str, Any]) -> requests.Response:
+        return requests.post(self.endpoint + path, headers=self.headers, json=body, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def shared(stack: RunningStack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    transport = unique("transport")
+    owner = onboard(stack, transport, "traffic-control", ["member"])
+    steward = onboard(stack, transport, "steward", ["member", "steward"], register=False)
+    consumer = onboard(stack, unique("environment"), "analyst", ["member"])
+    dataset_id = unique("traffic-flow")
+    owner.client.create_dataset(dataset_id, "Traffic flow", "confidential", city_schema("traffic-flow"), tags=["mobility"])
+    folder = tmp_path_factory.mktemp("data")
+    for seed, rows in ((1, 500), (2, 800)):  # two versions
+        ticket = owner.client.upload_file(dataset_id, generate("traffic-flow", rows, folder / f"flow-{seed}.csv", seed=seed))
+        assert owner.client.wait_for_upload(dataset_id, ticket["upload_id"], 60)["status"] == "published"
+    grant = steward.client.grant(
+        dataset_id,
+        consumer.profile.department,
+        "Study pollution near congested roads",
+        "environment-monitoring",
+        terms={
+            "columns": COLUMNS,
+            "row_filter": {"condition": {"column": "district", "op": "eq", "value": "Centre"}},
+            "masked_columns": ["camera_id"],
+        },
+    )
+    profile = steward.client.issue_share_profile(consumer.profile.department, 30, "analysts' notebooks")
+    return {"owner": owner, "steward": steward, "consumer": consumer, "dataset": dataset_id, "grant": grant, "profile": profile}
+
+
+def lines(response: requests.Response) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in response.text.splitlines() if line]
+
+
+def test_the_recipient_lists_its_share_schemas_and_tables(shared: dict[str, Any]) -> None:
+    recipient = Recipient(shared["profile"])
+    owner = shared["owner"].profile.department
+    shares = recipient.get("/shares")
+    assert shares.status_code == 200 and shares.json()["items"] == [{"name": owner, "id": owner}]
+    assert recipient.get(f"/shares/{owner}").json() == {"share": {"name": owner, "id": owner}}
+    assert recipient.get(f"/shares/{owner}/schemas").json()["items"] == [{"name": "mobility", "share": owner}]
+    tables = recipient.get(f"/shares/{owner}/all-tables").json()["items"]
+    assert [(t["schema"], t["name"]) for t in tables] == [("mobility", shared["dataset"])]
+    assert recipient.get(f"/shares/{owner}/schemas/mobility/tables").json()["items"] == tables
+    paged = recipient.get(f"/shares/{owner}/all-tables", maxResults=0).json()
+    assert paged["items"] == [] and paged["nextPageToken"]
+    assert recipient.get("/shares/somebody-else").status_code == 404
+    assert recipient.get("/shares/somebody-else").json()["errorCode"] == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_a_query_answers_the_grants_view_as_presigned_parquet(shared: dict[str, Any]) -> None:
+    recipient = Recipient(shared["profile"])
+    table = f"/shares/{shared['owner'].profile.department}/schemas/mobility/tables/{shared['dataset']}"
+    version = requests.head(recipient.endpoint + table + "/version", headers=recipient.headers, timeout=30)
+    assert version.status_code == 200 and version.headers["Delta-Table-Version"] == "2"
+    metadata = recipient.get(table + "/metadata")
+    assert metadata.headers["Delta-Table-Version"] == "2"
+    protocol, meta = lines(metadata)
+    assert protocol == {"protocol": {"minReaderVersion": 1}}
+    fields = json.loads(meta["metaData"]["schemaString"])["fields"]
+    assert [f["name"] for f in fields] == COLUMNS
+    assert {f["name"]: f["type"] for f in fields}["measured_at"] == "timestamp"
+    answer = recipient.post(table + "/query", {"predicateHints": ["district = 'Centre'"], "limitHint": 10})
+    assert answer.status_code == 200 and answer.headers["Delta-Table-Version"] == "2"
+    files = [line["file"] for line in lines(answer) if "file" in line]
+    assert files and all(f["url"].startswith("http") and f["expirationTimestamp"] > 0 for f in files)
+    data = pq.read_table(io.BytesIO(requests.get(files[0]["url"], timeout=30).content))
+    assert data.column_names == COLUMNS
+    assert set(data.column("district").to_pylist()) == {"Centre"}
+    assert json.loads(files[0]["stats"])["numRecords"] == data.num_rows
+    assert not any(str(v).startswith("CAM-") for v in data.column("camera_id").to_pylist() if v)
+
+
+def test_time_travel_reads_an_earlier_version(shared: dict[str, Any]) -> None:
+    recipient = Recipient(shared["profile"])
+    table = f"/shares/{shared['owner'].profile.department}/schemas/mobility/tables/{shared['dataset']}"
+    first = recipient.post(table + "/query", {"version": 1})
+    assert first.headers["Delta-Table-Version"] == "1"
+    assert recipient.post(table + "/query", {"version": 9}).status_code == 404
+    assert recipient.post(table + "/query", {"timestamp": "2000-01-01T00:00:00Z"}).status_code == 400
+    changes = recipient.get(table + "/changes", startingVersion=1)
+    assert changes.status_code == 400 and changes.json()["errorCode"] == "INVALID_PARAMETER_VALUE"
+    assert recipient.post(table + "/query", {"version": "one"}).status_code == 400
+
+
+def test_the_token_opens_nothing_else_and_reads_are_audited(shared: dict[str, Any]) -> None:
+    recipient = Recipient(shared["profile"])
+    me = requests.get(recipient.endpoint.removesuffix("/delta-sharing") + "/me", headers=recipient.headers, timeout=30)
+    assert me.status_code == 401  # a recipient token never unlocks CityShare's signed API
+    wrong = requests.get(recipient.endpoint + "/shares", headers={"Authorization": "Bearer s" + "0" * 24 + ".x"}, timeout=30)
+    assert wrong.status_code == 401
+    steward: Member = shared["steward"]
+    reads = [
+        e for e in steward.client.iter_audit() if e["action"] == "ReadData" and e["actor_principal"].startswith("recipient-")
+    ]
+    assert reads and all(e["details"]["grant"] == shared["grant"]["grant_id"] for e in reads if e["decision"] == "allow")
+    listed = steward.client.share_recipients()
+    assert listed[0]["department"] == shared["consumer"].profile.department and "bearerToken" not in listed[0]
+
+
+def test_revoking_the_grant_or_the_token_stops_the_recipient_at_once(stack: RunningStack, shared: dict[str, Any]) -> None:
+    steward: Member = shared["steward"]
+    owner = shared["owner"].profile.department
+    spare = Recipient(steward.client.issue_share_profile(shared["consumer"].profile.department, 1))
+    table = f"/shares/{owner}/schemas/mobility/tables/{shared['dataset']}"
+    assert spare.post(table + "/query", {}).status_code == 200
+    steward.client.revoke_grant(shared["dataset"], shared["grant"]["grant_id"])
+    assert spare.get(f"/shares/{owner}/all-tables").json()["items"] == []
+    assert spare.post(table + "/query", {}).status_code == 404
+    recipient_id = spare.headers["Authorization"].split()[1].split(".")[0]
+    steward.client.revoke_share_recipient(recipient_id)
+    assert spare.get("/shares").status_code == 401
+    with pytest.raises(CityShareError) as again:
+        steward.client.revoke_share_recipient(recipient_id)
+    assert again.value.status == 409
+    consumer: Member = shared["consumer"]
+    with pytest.raises(CityShareError) as not_a_steward:
+        consumer.client.issue_share_profile(owner)
+    assert not_a_steward.value.status == 403
+
+
+def test_the_cli_writes_a_profile_file(stack: RunningStack, shared: dict[str, Any], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cityshare.cli import app
+
+    out, steward_profile = tmp_path / "environment.share", tmp_path / "steward.json"
+    shared["steward"].profile.save(steward_profile)
+    department = shared["consumer"].profile.department
+    result = CliRunner().invoke(
+        app, ["--profile", str(steward_profile), "share", "profile", "--department", department, "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    written = json.loads(out.read_text())
+    assert sorted(written) == ["bearerToken", "endpoint", "expirationTime", "shareCredentialsVersion"]
+    assert out.stat().st_mode & 0o077 == 0
