@@ -35,7 +35,14 @@ $(PYCANON): tests/requirements-pycanon.txt
 	build/pycanon/bin/pip install -q -r tests/requirements-pycanon.txt
 	touch $@
 
-test: $(DEV) $(PYCANON) lint typecheck  ## ruff, mypy and every test suite
+# The official Delta Sharing connector pins pyarrow and pandas below CityShare's: a virtualenv of its own.
+DELTA_SHARING := build/delta-sharing/.installed
+$(DELTA_SHARING): tests/requirements-delta-sharing.txt
+	$(PYTHON) -m venv build/delta-sharing
+	build/delta-sharing/bin/pip install -q -r tests/requirements-delta-sharing.txt
+	touch $@
+
+test: $(DEV) $(PYCANON) $(DELTA_SHARING) lint typecheck  ## ruff, mypy and every test suite
 	$(BIN)/pytest
 
 lint: $(DEV)

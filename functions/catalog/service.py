@@ -114,6 +114,11 @@ class CatalogService:
         resource = dataset_resource(dataset, self.live_grants(caller, dataset))
         return dataset if self._access.engine.decide(caller, "ViewDataset", resource).allowed else None
 
+    def viewable(self, caller: Caller, dataset: Dataset, grants: list[Grant]) -> bool:
+        """Whether the caller may see a dataset already read, with its live grants already fetched
+        (decided, not audited: no data goes out on this answer)."""
+        return bool(self._access.engine.decide(caller, "ViewDataset", dataset_resource(dataset, grants)).allowed)
+
     def readable_under(self, caller: Caller, dataset: Dataset) -> tuple[bool, list[Grant]]:
         """Whether `caller` may read `dataset`'s data, and the grants it would read under (decided by
         the policies, not audited: used to shape what metadata shows, never to hand data out)."""

@@ -18,7 +18,7 @@ from functions.core.errors import CityShareError
 from functions.core.observability import logger, record_metric
 from functions.core.settings import get_settings
 from functions.handlers.gate import check_json_body
-from functions.handlers.services import sharing
+from functions.handlers.services import catalog, sharing
 from functions.ingest.repository import IngestRepository
 from functions.sharing.delta import DeltaSharingService, QueryRequest, ShareReader, page
 from functions.sharing.repository import SharingRepository
@@ -39,6 +39,7 @@ def delta_sharing() -> DeltaSharingService:
         SharingRepository(settings.sharing_table),
         IngestRepository(settings.catalog_table),
         sharing(),
+        catalog().viewable,
     )
 
 

@@ -34,7 +34,7 @@ from functions.core.clock import utc_now
 from functions.core.errors import InvalidRequest, NotFound
 from functions.identity.models import Caller
 from functions.ingest.repository import IngestRepository
-from functions.sharing.models import DataAccess
+from functions.sharing.models import DataAccess, Grant
 from functions.sharing.repository import SharingRepository
 from functions.sharing.service import SharingService
 
@@ -63,6 +63,8 @@ class SharedTable:
     share: str
     schema: str
     dataset: Dataset
+    grants: tuple[str, ...] = ()  # the live grants covering it: what it serves follows from them and the version
+    live: tuple[Grant, ...] = ()
 
     @property
     def name(self) -> str:
@@ -179,6 +181,7 @@ class DeltaSharingService:
         grants: SharingRepository,
         versions: IngestRepository,
         sharing: SharingService,
+        viewable: Callable[[Caller, Dataset, list[Grant]], bool],
         footer: Callable[[str], Any] = parquet_footer,
         clock: Callable[[], str] = utc_now,
     ) -> None:
@@ -186,8 +189,13 @@ class DeltaSharingService:
         self._grants = grants
         self._versions = versions
         self._sharing = sharing
+        self._viewable = viewable
         self._footer = footer
         self._clock = clock
+        # What a table serves is fixed by (dataset, version, the grants covering it): its metaData is
+        # kept, so a metadata request (a connector's first call) needs no read. Footers by object path.
+        self._metadata_cache: dict[tuple[str, int, tuple[str, ...]], dict[str, Any]] = {}
+        self._footers: dict[str, Any] = {}
 
     # -- lists
     def shares(self, recipient: ShareReader) -> list[dict[str, str]]:
@@ -222,7 +230,7 @@ class DeltaSharingService:
                 if any(g.covers(dataset) for g in tag_grants):
                     datasets.setdefault(dataset.dataset_id, dataset)
         shared = [
-            SharedTable(recipient.owner, schema_of(d), d)
+            SharedTable(recipient.owner, schema_of(d), d, tuple(sorted(g.grant_id for g in live if g.covers(d))))
             for d in datasets.values()
             if d.latest_version > 0 and (schema is None or schema_of(d) == schema.lower())
         ]
@@ -232,10 +240,23 @@ class DeltaSharingService:
 
     # -- a table
     def table(self, recipient: ShareReader, share: str, schema: str, name: str) -> SharedTable:
-        for table in self.tables(recipient, share, schema):
-            if table.name == name.lower():
-                return table
-        raise NotFound(f"No table {share}.{schema}.{name} is shared with your department")
+        """One shared table: one grants query and one dataset read, whatever the share holds."""
+        self._check_share(recipient, share)
+        missing = NotFound(f"No table {share}.{schema}.{name} is shared with your department")
+        dataset = self._catalog.get(name.lower())
+        if dataset is None or dataset.owner != recipient.owner or dataset.latest_version < 1:
+            raise missing
+        now = self._clock()
+        covering = [
+            g
+            for g in self._grants.grants_between(recipient.owner, recipient.department)
+            if g.live(now) and g.grantee_principal is None and g.covers(dataset)
+        ]
+        if not covering or schema_of(dataset) != schema.lower():
+            raise missing
+        return SharedTable(
+            recipient.owner, schema_of(dataset), dataset, tuple(sorted(g.grant_id for g in covering)), tuple(covering)
+        )
 
     def table_version(self, recipient: ShareReader, share: str, schema: str, name: str, starting_timestamp: str | None) -> int:
         table = self.table(recipient, share, schema, name)
@@ -245,8 +266,14 @@ class DeltaSharingService:
 
     def metadata(self, recipient: ShareReader, share: str, schema: str, name: str) -> tuple[int, list[dict[str, Any]]]:
         table = self.table(recipient, share, schema, name)
+        kept = self._metadata_cache.get((table.name, table.dataset.latest_version, table.grants))
+        if kept is not None:
+            # Still decided by the policies (a suspended department sees nothing), not audited: no data goes out.
+            if not self._viewable(recipient_caller(recipient), table.dataset, list(table.live)):
+                raise NotFound(f"No table {share}.{schema}.{name} is shared with your department")
+            return table.dataset.latest_version, [self._protocol(), kept]
         access = self._read(recipient, table, None, "metadata")
-        footers = [self._footer(access.files[0].url)] if access.files else []
+        footers = [self._footer_of(access.files[0].url)] if access.files else []
         return access.version, [self._protocol(), self._metadata(table, access, footers)]
 
     def query(
@@ -263,7 +290,7 @@ class DeltaSharingService:
         if number is not None and not 1 <= number <= table.dataset.latest_version:
             raise NotFound(f"{name} has no version {number}")
         access = self._read(recipient, table, number, "query")
-        footers = [self._footer(file.url) for file in access.files]
+        footers = [self._footer_of(file.url) for file in access.files]
         lines = [self._protocol(), self._metadata(table, access, footers)]
         for file, footer in zip(access.files, footers, strict=True):
             path = file.url.split("?", 1)[0]
@@ -298,8 +325,23 @@ class DeltaSharingService:
     def _protocol(self) -> dict[str, Any]:
         return {"protocol": {"minReaderVersion": 1}}
 
+    def _footer_of(self, url: str) -> Any:
+        path = url.split("?", 1)[0]  # presigned anew each time; the object behind it never changes
+        if path not in self._footers:
+            if len(self._footers) > 1000:
+                self._footers.clear()
+            self._footers[path] = self._footer(url)
+        return self._footers[path]
+
     def _metadata(self, table: SharedTable, access: DataAccess, footers: list[Any]) -> dict[str, Any]:
         arrow_schema = footers[0].schema.to_arrow_schema() if footers else None
+        metadata = self._metadata_line(table, access, arrow_schema)
+        if len(self._metadata_cache) > 1000:
+            self._metadata_cache.clear()
+        self._metadata_cache[(table.name, access.version, table.grants)] = metadata
+        return metadata
+
+    def _metadata_line(self, table: SharedTable, access: DataAccess, arrow_schema: Any) -> dict[str, Any]:
         return {
             "metaData": {
                 "id": f"{table.share}.{table.name}",

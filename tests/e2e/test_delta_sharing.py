@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from cityshare import CityShareError
 from cityshare.generators import generate
 from tests.conftest import Member, RunningStack, onboard, unique
 from tests.datasets import city_schema
+from tests.tools import tool_python
 
 COLUMNS = ["segment_id", "district", "measured_at", "avg_speed_kmh", "camera_id"]
 
@@ -131,6 +133,46 @@ def test_the_token_opens_nothing_else_and_reads_are_audited(shared: dict[str, An
     assert reads and all(e["details"]["grant"] == shared["grant"]["grant_id"] for e in reads if e["decision"] == "allow")
     listed = steward.client.share_recipients()
     assert listed[0]["department"] == shared["consumer"].profile.department and "bearerToken" not in listed[0]
+
+
+DRIVER = Path(__file__).with_name("delta_sharing_driver.py")
+PROFILE_KEYS = ("shareCredentialsVersion", "endpoint", "bearerToken", "expirationTime")
+
+
+def connector(profile: dict[str, Any], folder: Path, *arguments: str) -> Any:
+    """The official `delta-sharing` connector (its own virtualenv) run on a profile file."""
+    path = folder / "recipient.share"
+    path.write_text(json.dumps({key: profile[key] for key in PROFILE_KEYS}))
+    result = subprocess.run(
+        [str(tool_python("delta-sharing")), str(DRIVER), str(path), *arguments], capture_output=True, text=True, timeout=300
+    )
+    if result.returncode != 0:
+        raise AssertionError(result.stderr[-3000:])
+    return json.loads(result.stdout)
+
+
+def test_the_official_connector_lists_and_loads_only_the_grants_view(shared: dict[str, Any], tmp_path: Path) -> None:
+    owner, dataset_id = shared["owner"].profile.department, shared["dataset"]
+    tables = connector(shared["profile"], tmp_path, "tables")
+    assert tables == [{"share": owner, "schema": "mobility", "name": dataset_id}]
+    whole = connector(shared["profile"], tmp_path, "load", f"{owner}.mobility.{dataset_id}")
+    assert whole["columns"] == COLUMNS
+    assert whole["values"]["district"] == ["Centre"] and whole["rows"] > 0
+    assert not any(v.startswith("CAM-") for v in whole["values"]["camera_id"])
+    assert whole["dtypes"]["measured_at"].startswith("datetime64")
+    limited = connector(shared["profile"], tmp_path, "load", f"{owner}.mobility.{dataset_id}", "--limit", "5")
+    assert limited["rows"] == 5
+    first = connector(shared["profile"], tmp_path, "load", f"{owner}.mobility.{dataset_id}", "--version", "1")
+    assert 0 < first["rows"] != whole["rows"]  # version 1 had 500 rows, version 2 has 800 (Centre's share of each)
+
+
+def test_the_official_connector_is_refused_after_revocation(shared: dict[str, Any], tmp_path: Path) -> None:
+    steward: Member = shared["steward"]
+    spare = steward.client.issue_share_profile(shared["consumer"].profile.department, 1)
+    assert connector(spare, tmp_path, "tables")
+    steward.client.revoke_share_recipient(spare["recipient"]["recipient_id"])
+    with pytest.raises(AssertionError, match="401"):
+        connector(spare, tmp_path, "tables")
 
 
 def test_revoking_the_grant_or_the_token_stops_the_recipient_at_once(stack: RunningStack, shared: dict[str, Any]) -> None:

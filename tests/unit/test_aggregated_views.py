@@ -9,7 +9,6 @@ import csv
 import io
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +24,11 @@ from functions.ingest.protect import generalise
 from functions.sharing.models import Grant, GrantTerms
 from functions.sharing.views import SUPPRESSED_GROUPS, SUPPRESSED_ROWS, ViewSecrets, restrict
 from tests.datasets import city_schema
+from tests.tools import tool_python
 from tests.unit.ingest_helpers import city_schema as table_schema
 from tests.unit.ingest_helpers import ingest
 
 ROOT = Path(__file__).resolve().parents[2]
-PYCANON = ROOT / "build" / "pycanon" / "bin" / "python"
 REQUESTS = Dataset.model_validate(
     {
         "dataset_id": "service-requests",
@@ -84,10 +83,7 @@ def curated(tmp_path_factory: pytest.TempPathFactory) -> tuple[pa.Table, Path]:
 
 def k_of(rows: list[dict[str, Any]], quasi_identifiers: list[str]) -> int:
     """pycanon's k for `rows` over `quasi_identifiers`."""
-    if not PYCANON.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(PYCANON.parents[1])], check=True)
-        requirements = ROOT / "tests" / "requirements-pycanon.txt"
-        subprocess.run([str(PYCANON), "-m", "pip", "install", "-q", "-r", str(requirements)], check=True)
+    python = tool_python("pycanon")
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=quasi_identifiers)
     writer.writeheader()
@@ -98,7 +94,7 @@ def k_of(rows: list[dict[str, Any]], quasi_identifiers: list[str]) -> int:
         "print(anonymity.k_anonymity(frame, qi))"
     )
     result = subprocess.run(
-        [str(PYCANON), "-c", program, json.dumps(quasi_identifiers)],
+        [str(python), "-c", program, json.dumps(quasi_identifiers)],
         input=text.getvalue(),
         capture_output=True,
         text=True,

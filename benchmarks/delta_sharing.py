@@ -1,0 +1,84 @@
+"""Delta Sharing through the embedded stack, with the official connector (its own virtualenv,
+build/delta-sharing): `load_as_pandas` of a 1,000,000-row shared table against pyarrow reading the
+same Parquet files from the same presigned URLs into pandas, in the same run (target: ratio <= 1.2),
+for a table shared whole and for a narrowed grant's view (4 columns, one district).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+
+from cityshare.generators import generate
+
+ROOT = Path(__file__).resolve().parents[1]
+DRIVER = ROOT / "tests" / "e2e" / "delta_sharing_driver.py"
+ROWS = 1_000_000
+RUNS = 5
+PROFILE_KEYS = ("shareCredentialsVersion", "endpoint", "bearerToken", "expirationTime")
+
+
+def run(python: Path, profile: Path, action: str, table: str) -> dict[str, float]:
+    result = subprocess.run(
+        [str(python), str(DRIVER), str(profile), action, table, str(RUNS)], capture_output=True, text=True, check=True
+    )
+    figures: dict[str, float] = json.loads(result.stdout)
+    return figures
+
+
+def main() -> None:
+    from cityshare import CityShareClient, Profile
+    from cityshare.admin import enrol
+    from infra.local.stack import LocalStack
+    from tests.datasets import city_schema
+    from tests.tools import tool_python
+
+    python = tool_python("delta-sharing")
+    folder = Path(tempfile.mkdtemp(prefix="cityshare-delta-sharing-"))
+    stack = LocalStack(folder / "stack")
+    endpoints = stack.start()
+    try:
+        admin_profile = Profile.load(endpoints.profile_path)
+        admin = CityShareClient.from_profile(admin_profile)
+        for department in ("transport", "environment"):
+            admin.register_department(department, department.title())
+        steward = CityShareClient.from_profile(
+            enrol(admin, admin_profile, "transport", "steward", ["member", "steward"], folder / "steward.pem")
+        )
+        flow = generate("traffic-flow", ROWS, folder / "flow.csv")
+        terms = {
+            "whole": None,
+            "narrowed": {
+                "columns": ["segment_id", "district", "measured_at", "vehicle_count"],
+                "row_filter": {"condition": {"column": "district", "op": "eq", "value": "Centre"}},
+            },
+        }
+        for name, grant_terms in terms.items():
+            dataset_id = f"flow-{name}"
+            steward.create_dataset(
+                dataset_id, f"Traffic flow ({name})", "internal", city_schema("traffic-flow"), tags=["mobility"]
+            )
+            upload = steward.upload_file(dataset_id, flow)
+            assert steward.wait_for_upload(dataset_id, upload["upload_id"], 600)["status"] == "published"
+            steward.grant(dataset_id, "environment", "Benchmark of shared reads", "statistics", terms=grant_terms or {})
+        issued = steward.issue_share_profile("environment", 1, "benchmark")
+        profile = folder / "environment.share"
+        profile.write_text(json.dumps({key: issued[key] for key in PROFILE_KEYS}))
+        print(f"Delta Sharing, {ROWS:,}-row traffic-flow table, median of {RUNS} (connector's pyarrow and pandas):")
+        for name in terms:
+            table = f"transport.mobility.flow-{name}"
+            bare = run(python, profile, "bare", table)
+            connector = run(python, profile, "time", table)
+            assert connector["rows"] == bare["rows"]
+            print(
+                f"  {name:9} {int(bare['rows']):>9,} rows: pyarrow on the presigned URLs {bare['median_s']:.3f} s, "
+                f"load_as_pandas {connector['median_s']:.3f} s -> ratio {connector['median_s'] / bare['median_s']:.2f} (target <= 1.2)"
+            )
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""Run by the Delta Sharing connector's own virtualenv (build/delta-sharing): what a recipient's
+notebook does, printed as JSON for tests/e2e/test_delta_sharing.py and benchmarks/delta_sharing.py.
+
+    python delta_sharing_driver.py PROFILE tables
+    python delta_sharing_driver.py PROFILE load SHARE.SCHEMA.TABLE [--limit N] [--version N]
+    python delta_sharing_driver.py PROFILE time SHARE.SCHEMA.TABLE RUNS
+    python delta_sharing_driver.py PROFILE bare SHARE.SCHEMA.TABLE RUNS   (pyarrow on the same presigned URLs)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import delta_sharing
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+import requests
+
+
+def median_seconds(action: Callable[[], Any], runs: int) -> tuple[float, Any]:
+    seconds, result = [], None
+    for _ in range(runs):
+        start = time.perf_counter()
+        result = action()
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds), result
+
+
+def bare_read(profile: dict[str, Any], table: str) -> Any:
+    """What the connector fetches, read straight with pyarrow: the query's files from their URLs."""
+    share, schema, name = table.split(".")
+    answer = requests.post(
+        f"{profile['endpoint']}/shares/{share}/schemas/{schema}/tables/{name}/query",
+        headers={"Authorization": f"Bearer {profile['bearerToken']}"},
+        json={},
+        timeout=60,
+    )
+    answer.raise_for_status()
+    urls = [json.loads(line)["file"]["url"] for line in answer.text.splitlines() if line and "file" in json.loads(line)]
+    # pyarrow's own reader over HTTP (through fsspec, as pyarrow reads any URL it has no filesystem for).
+    tables = [pq.read_table(url, filesystem=fsspec.filesystem(url.split(":", 1)[0])) for url in urls]
+    return pa.concat_tables(tables).to_pandas()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("profile")
+    parser.add_argument("action", choices=("tables", "load", "time", "bare"))
+    parser.add_argument("table", nargs="?")
+    parser.add_argument("runs", nargs="?", type=int, default=3)
+    parser.add_argument("--limit", type=int)
+    parser.add_argument("--version", type=int)
+    arguments = parser.parse_args()
+    if arguments.action == "tables":
+        client = delta_sharing.SharingClient(arguments.profile)
+        print(json.dumps([{"share": t.share, "schema": t.schema, "name": t.name} for t in client.list_all_tables()]))
+        return
+    url = f"{arguments.profile}#{arguments.table}"
+    if arguments.action in ("time", "bare"):
+        with open(arguments.profile) as handle:
+            profile = json.load(handle)
+        read = (
+            (lambda: delta_sharing.load_as_pandas(url))
+            if arguments.action == "time"
+            else (lambda: bare_read(profile, arguments.table))
+        )
+        median, frame = median_seconds(read, arguments.runs)
+        print(json.dumps({"median_s": median, "rows": len(frame)}))
+        return
+    frame = delta_sharing.load_as_pandas(url, limit=arguments.limit, version=arguments.version)
+    print(
+        json.dumps(
+            {
+                "columns": list(frame.columns),
+                "rows": len(frame),
+                "values": {c: sorted({str(v) for v in frame[c].dropna().unique()})[:50] for c in frame.columns},
+                "dtypes": {c: str(t) for c, t in frame.dtypes.items()},
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
