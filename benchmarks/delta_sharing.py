@@ -72,9 +72,10 @@ def main() -> None:
             bare = run(python, profile, "bare", table)
             connector = run(python, profile, "time", table)
             assert connector["rows"] == bare["rows"]
+            ratio = connector["median_s"] / bare["median_s"]
             print(
                 f"  {name:9} {int(bare['rows']):>9,} rows: pyarrow on the presigned URLs {bare['median_s']:.3f} s, "
-                f"load_as_pandas {connector['median_s']:.3f} s -> ratio {connector['median_s'] / bare['median_s']:.2f} (target <= 1.2)"
+                f"load_as_pandas {connector['median_s']:.3f} s -> ratio {ratio:.2f} (target <= 1.2)"
             )
     finally:
         stack.stop()
