@@ -92,6 +92,7 @@ bench: $(DEV) bench-layers  ## print the benchmarks' figures
 	$(BIN)/python -m benchmarks.authz
 	$(BIN)/python -m benchmarks.views
 	$(BIN)/python -m benchmarks.triggers
+	$(BIN)/python -m benchmarks.delta_sharing
 
 # The Lambda layers for arm64, from wheels only: no Docker, no compiler. "data" drops pyarrow's C++
 # headers, Cython sources, tests and the Arrow modules CityShare never loads (Flight, Substrait,
