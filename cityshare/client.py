@@ -116,16 +116,33 @@ class CityShareClient:
         schema: dict[str, Any],
         description: str = "",
         tags: list[str] | None = None,
+        licence: str | None = None,
+        contact_point: dict[str, str] | None = None,
+        themes: list[str] | None = None,
     ) -> dict[str, Any]:
-        body = {
+        """`licence` (a URL), `contact_point` ({name, email}) and `themes` (EU data themes such as
+        TRAN) describe a public dataset in the open-data catalog (GET /catalog/dcat)."""
+        body: dict[str, Any] = {
             "dataset_id": dataset_id,
             "title": title,
             "description": description,
             "tags": tags or [],
             "classification": classification,
             "schema": schema,
+            "themes": themes or [],
         }
+        if licence:
+            body["licence"] = licence
+        if contact_point:
+            body["contact_point"] = contact_point
         return dict(self.request("POST", "/datasets", body=body))
+
+    def open_data_catalog(self, turtle: bool = False) -> str:
+        """The public DCAT-AP catalog, as anyone (no signature) gets it: JSON-LD, or Turtle."""
+        accept = "text/turtle" if turtle else "application/ld+json"
+        response = self._http.get(f"{self.endpoint}/catalog/dcat", headers={"Accept": accept}, timeout=self.timeout)
+        response.raise_for_status()
+        return str(response.text)
 
     def get_dataset(self, dataset_id: str) -> dict[str, Any]:
         return dict(self.request("GET", f"/datasets/{dataset_id}"))

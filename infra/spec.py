@@ -118,12 +118,15 @@ class FunctionSpec:
     provisions_departments: bool = False  # creates departments' KMS keys and API keys
 
 
+PUBLIC = "public"  # a route anyone may call without signing (the open-data catalog)
+
+
 @dataclass(frozen=True)
 class RouteSpec:
     method: str
     path: str  # API Gateway form: /datasets/{dataset_id}
     function: str
-    authorizer: str | None = None  # the function that verifies callers; None: the platform's (signed requests)
+    authorizer: str | None = None  # the function that verifies callers; None: the platform's (signed requests); PUBLIC: none
 
 
 @dataclass(frozen=True)
@@ -369,6 +372,12 @@ SPEC = PlatformSpec(
             layers=("core", "data"),
         ),
         FunctionSpec(
+            "open-data",
+            "functions.handlers.open_data.handler",
+            memory_mb=512,
+            tables={"catalog": READ, "directory": ("GetItem",)},
+        ),
+        FunctionSpec(
             "provisioner",
             "functions.handlers.provisioner.handler",
             memory_mb=256,
@@ -447,7 +456,9 @@ SPEC = PlatformSpec(
             ("POST", "/shares/{share}/schemas/{schema}/tables/{table}/query"),
             ("GET", "/shares/{share}/schemas/{schema}/tables/{table}/changes"),
         )
-    ),
+    )
+    # The open-data catalog (DCAT-AP) of public datasets, for the city's portal: public, no signature.
+    + (RouteSpec("GET", "/catalog/dcat", "open-data", authorizer=PUBLIC),),
 )
 
 # Environment variable -> (kind, logical name) of the resource whose physical name it carries.

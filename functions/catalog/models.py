@@ -160,6 +160,20 @@ class IngestPolicy(BaseModel):
     max_invalid_share: float = Field(default=0.05, ge=0, le=1)
 
 
+# The EU's data themes (publications.europa.eu/resource/authority/data-theme), as DCAT-AP uses them.
+DataTheme = Literal["AGRI", "ECON", "EDUC", "ENER", "ENVI", "GOVE", "HEAL", "INTR", "JUST", "REGI", "SOCI", "TECH", "TRAN"]
+LicenceUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s<>\"{}|\\^`]{3,500}$")]
+
+
+class ContactPoint(BaseModel):
+    """Who answers questions about a dataset (DCAT's contact point, a vCard)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    email: str = Field(pattern=r"^[^@\s<>\"]{1,64}@[A-Za-z0-9.-]{1,190}\.[A-Za-z]{2,24}$")
+
+
 class DatasetFields(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, populate_by_name=True, serialize_by_alias=True)
 
@@ -169,6 +183,12 @@ class DatasetFields(BaseModel):
     classification: Classification
     table_schema: TableSchema = Field(alias="schema")
     ingest: IngestPolicy = Field(default_factory=IngestPolicy)
+    # For the open-data catalog (GET /catalog/dcat): optional, validated.
+    licence: LicenceUrl | None = Field(
+        default=None, description="The licence's URL, e.g. https://creativecommons.org/licenses/by/4.0/"
+    )
+    contact_point: ContactPoint | None = None
+    themes: list[DataTheme] = Field(default_factory=list, max_length=13, description="EU data themes, e.g. TRAN, ENVI")
 
     @field_validator("tags")
     @classmethod
@@ -192,6 +212,9 @@ class DatasetUpdate(BaseModel):
     tags: list[Tag] | None = Field(default=None, max_length=20)
     classification: Classification | None = None
     ingest: IngestPolicy | None = None
+    licence: LicenceUrl | None = None
+    contact_point: ContactPoint | None = None
+    themes: list[DataTheme] | None = Field(default=None, max_length=13)
     revision: int | None = Field(default=None, ge=1)
 
     def changes(self) -> dict[str, Any]:

@@ -40,6 +40,7 @@ class Settings(BaseModel):
     data_role: str = Field(default="", alias="DATA_ROLE_ARN")
     # AWS only: the role that reads departments' curated data through Athena (their keys' policies name it).
     query_role: str = Field(default="", alias="QUERY_ROLE_ARN")
+    city_name: str = Field(default="The city", alias="CITY_NAME", description="Named in the open-data catalog")
     # The usage plan each department's API key joins (AWS; "" in the embedded stack, which throttles itself).
     usage_plan: str = Field(default="", alias="USAGE_PLAN_ID")
     policies_dir: str = Field(default=_DEFAULT_POLICIES_DIR, alias="POLICIES_DIR")

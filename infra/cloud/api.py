@@ -14,6 +14,7 @@ Access logs (KMS-encrypted) carry the department and principal the authorizer ve
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
@@ -24,7 +25,7 @@ from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from infra.cloud.config import LOG_RETENTION_NAMES, DeploymentConfig
-from infra.spec import LimitsSpec, RouteSpec
+from infra.spec import PUBLIC, LimitsSpec, RouteSpec
 
 # (gateway response, status, code, title)
 _GATEWAY_PROBLEMS = (
@@ -96,7 +97,7 @@ class Api(Construct):
                 identity_sources=[apigw.IdentitySource.header("Authorization")],
                 results_cache_ttl=Duration.seconds(0),
             )
-            for name in sorted({default_authorizer, *(r.authorizer for r in routes if r.authorizer)})
+            for name in sorted({default_authorizer, *(r.authorizer for r in routes if r.authorizer and r.authorizer != PUBLIC)})
         }
         self.authorizer = self.authorizers[default_authorizer]
         self.rest_api = apigw.RestApi(
@@ -149,27 +150,21 @@ class Api(Construct):
             if route.function not in integrations:
                 integrations[route.function] = apigw.LambdaIntegration(functions[route.function], allow_test_invoke=False)
             resource = self.rest_api.root.resource_for_path(route.path)
-            resource.add_method(
-                route.method,
-                integrations[route.function],
-                request_validator=validator,
-                authorizer=self._authorizer_of(route),
-                authorization_type=apigw.AuthorizationType.CUSTOM,
-            )
+            resource.add_method(route.method, integrations[route.function], request_validator=validator, **self._guard(route))
             owners[route.path] = route
         for path, route in owners.items():
             # Any other method on a known path reaches its function (after the authorizer), which
             # answers 405 with Allow (or, for Delta Sharing, the protocol's 404), as the embedded gateway does.
             self.rest_api.root.resource_for_path(path).add_method(
-                "ANY",
-                integrations[route.function],
-                request_validator=validator,
-                authorizer=self._authorizer_of(route),
-                authorization_type=apigw.AuthorizationType.CUSTOM,
+                "ANY", integrations[route.function], request_validator=validator, **self._guard(route)
             )
 
-    def _authorizer_of(self, route: RouteSpec) -> apigw.IAuthorizer:
-        return self.authorizers[route.authorizer] if route.authorizer else self.authorizer
+    def _guard(self, route: RouteSpec) -> dict[str, Any]:
+        """Who may call a route: the caller its authorizer verifies, or (public routes) anyone, without an API key."""
+        if route.authorizer == PUBLIC:
+            return {"authorization_type": apigw.AuthorizationType.NONE, "api_key_required": False}
+        authorizer = self.authorizers[route.authorizer] if route.authorizer else self.authorizer
+        return {"authorizer": authorizer, "authorization_type": apigw.AuthorizationType.CUSTOM}
 
     def _firewall(
         self, config: DeploymentConfig, retention: logs.RetentionDays, removal: RemovalPolicy, logs_key: kms.IKey

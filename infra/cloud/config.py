@@ -32,6 +32,7 @@ class DeploymentConfig(BaseModel):
     region: str | None = None
     account: str | None = None
     audience: str | None = None
+    city_name: str = Field(default="The city", alias="cityName", min_length=1, max_length=100)
     # Prod keeps its tables, buckets and keys when the stack is deleted; dev removes what it can.
     retain_data: bool = Field(default=True, alias="retainData")
     # Throttles are not here: infra/spec.py's LimitsSpec holds them for both stacks alike.

@@ -86,6 +86,7 @@ class CityShareStack(Stack):
         )
         environment = function_environment(physical, stage, config.token_audience)
         environment["POWERTOOLS_METRICS_NAMESPACE"] = "CityShare"
+        environment["CITY_NAME"] = config.city_name
         resources = Resources(
             tables=tables.tables,
             bucket=data_bucket,

@@ -162,14 +162,18 @@ def acknowledge_findings(stack: Stack) -> None:
     )
     for method in stack.node.find_child("Api").node.find_all():
         if isinstance(method, CfnResource) and method.cfn_resource_type == "AWS::ApiGateway::Method":
-            _acknowledge(
-                method,
-                "",
-                {
-                    "AwsSolutions-COG4": "Callers are departments' systems signing every request with keys registered in "
-                    "CityShare's directory; the Lambda REQUEST authorizer verifies them (there are no Cognito users)."
-                },
-            )
+            findings = {
+                "AwsSolutions-COG4": "Callers are departments' systems signing every request with keys registered in "
+                "CityShare's directory (or Delta Sharing recipients' bearer tokens); Lambda REQUEST authorizers verify "
+                "them (there are no Cognito users)."
+            }
+            if getattr(method, "authorization_type", None) == "NONE":
+                findings = {
+                    "AwsSolutions-APIG4": "The open-data catalog (GET /catalog/dcat): public datasets' metadata for the "
+                    "city's portal to harvest, by design without authentication; WAF and the stage throttle apply.",
+                    "AwsSolutions-COG4": "The open-data catalog is public by design: no caller is authenticated there.",
+                }
+            _acknowledge(method, "", findings)
     for child in stack.node.children:
         if child.node.id.startswith("BucketNotificationsHandler"):
             _acknowledge(

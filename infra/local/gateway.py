@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from infra.local.lambdas import LocalLambdas
-from infra.spec import SPEC, PlatformSpec, RouteSpec
+from infra.spec import PUBLIC, SPEC, PlatformSpec, RouteSpec
 
 PROBLEM_JSON = "application/problem+json"
 logger = logging.getLogger("cityshare.gateway")
@@ -152,6 +152,8 @@ class Gateway:
         event = self._proxy_event(request, route, path, split.query, path_parameters, raw_body)
         if not self._stage_limiter.allow("stage"):
             return self._throttled()
+        if route.authorizer == PUBLIC:  # no caller to verify: only the stage's throttle applies
+            return self._respond(self._lambdas.invoke(route.function, event))
         try:
             authorization = self._lambdas.invoke(route.authorizer or self._spec.authorizer, self._authorizer_event(event))
         except Exception as error:
@@ -165,7 +167,10 @@ class Gateway:
         if not self._limiter.allow(str(authorization["context"]["department_id"])):
             return self._throttled()
         event["requestContext"]["authorizer"] = dict(authorization["context"], principalId=authorization["principalId"])
-        response = self._lambdas.invoke(route.function, event)
+        return self._respond(self._lambdas.invoke(route.function, event))
+
+    @staticmethod
+    def _respond(response: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
         headers = {k: str(v) for k, v in (response.get("headers") or {}).items()}
         for name, values in (response.get("multiValueHeaders") or {}).items():
             headers[name] = ", ".join(str(v) for v in values)

@@ -15,7 +15,7 @@ from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks, ServerlessChecks
 
 from functions.core.events import EVENT_TYPES
 from functions.core.settings import required_environment_names
-from infra.spec import SPEC
+from infra.spec import PUBLIC, SPEC
 from tests.infra.conftest import Synthesised, of_type
 
 Resources = dict[str, dict[str, Any]]
@@ -133,8 +133,9 @@ def test_functions_are_arm64_python_with_json_logs_tracing_and_retention(resourc
 
 def test_every_route_of_the_spec_is_a_method_behind_its_authorizer(resources: Resources) -> None:
     authorizers = of_type(resources, "AWS::ApiGateway::Authorizer")
-    # Signed requests, and Delta Sharing recipients' bearer tokens.
-    assert len(authorizers) == len({SPEC.authorizer, *(r.authorizer for r in SPEC.routes if r.authorizer)}) == 2
+    # Signed requests, and Delta Sharing recipients' bearer tokens; the open-data catalog has none.
+    named = {SPEC.authorizer, *(r.authorizer for r in SPEC.routes if r.authorizer and r.authorizer != PUBLIC)}
+    assert len(authorizers) == len(named) == 2
     for authorizer in authorizers.values():
         assert authorizer["Properties"]["Type"] == "REQUEST"
         assert authorizer["Properties"]["AuthorizerResultTtlInSeconds"] == 0  # single-use tokens, revocable recipients
@@ -143,10 +144,17 @@ def test_every_route_of_the_spec_is_a_method_behind_its_authorizer(resources: Re
     # Each route, and ANY on each of its paths (other methods reach the function, which answers 405).
     assert len(methods) == len(SPEC.routes) + len(paths)
     assert {m["Properties"]["HttpMethod"] for m in methods.values()} == {r.method for r in SPEC.routes} | {"ANY"}
+    public_paths = {r.path.strip("/") for r in SPEC.routes if r.authorizer == PUBLIC}
     for method in methods.values():
-        assert method["Properties"]["AuthorizationType"] == "CUSTOM"
-        assert method["Properties"]["ApiKeyRequired"] is True  # the department's key, named by the authorizer
-        assert "RequestValidatorId" in method["Properties"]
+        properties = method["Properties"]
+        assert "RequestValidatorId" in properties
+        if properties["AuthorizationType"] == "NONE":  # only the public catalog, and it takes no API key
+            assert properties.get("ApiKeyRequired") is not True
+            continue
+        assert properties["AuthorizationType"] == "CUSTOM"
+        assert properties["ApiKeyRequired"] is True  # the department's key, named by the authorizer
+    unauthenticated = [m for m in methods.values() if m["Properties"]["AuthorizationType"] == "NONE"]
+    assert len(unauthenticated) == 2 * len(public_paths) == 2  # GET and ANY on /catalog/dcat
 
 
 def test_gateway_errors_are_problem_json(resources: Resources) -> None:

@@ -1,0 +1,103 @@
+"""The open-data function: `GET /catalog/dcat`, public (no signature), the public datasets as
+DCAT-AP 3 for a city's open-data portal to harvest: JSON-LD, or Turtle on `Accept: text/turtle`.
+Built at most once a minute per instance, answered with an ETag and `Cache-Control: public`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.catalog.dcat import CatalogEntry, statements, to_json_ld, to_turtle
+from functions.catalog.repository import CatalogQuery, CatalogRepository
+from functions.core.observability import logger
+from functions.core.settings import get_settings
+from functions.handlers.wiring import directory
+from functions.ingest.repository import IngestRepository
+
+PATH = "/catalog/dcat"
+BUILT_FOR_SECONDS = 60
+CACHE_CONTROL = "public, max-age=300"
+_lock = threading.Lock()
+_built: dict[str, tuple[float, dict[str, str]]] = {}
+
+
+@cache
+def repositories() -> tuple[CatalogRepository, IngestRepository]:
+    settings = get_settings()
+    return CatalogRepository(settings.catalog_table), IngestRepository(settings.catalog_table)
+
+
+def entries() -> list[CatalogEntry]:
+    catalog, versions = repositories()
+    names: dict[str, str] = {}
+    found = []
+    for dataset, _ in catalog.scan_pages(CatalogQuery(classification="public"), page_size=100, cursor=None):
+        if dataset.classification != "public":
+            continue  # the query filters already; the catalog never relies on one check for what goes out
+        if dataset.owner not in names:
+            department = directory().get_department(dataset.owner)
+            names[dataset.owner] = department.name if department else dataset.owner
+        profile = versions.get_version(dataset.dataset_id, dataset.latest_version).profile if dataset.latest_version else None
+        found.append(CatalogEntry(dataset, names[dataset.owner], profile))
+    return found
+
+
+def documents(base_url: str) -> dict[str, str]:
+    """{"json-ld", "turtle", "etag"} for `base_url`, rebuilt when older than BUILT_FOR_SECONDS."""
+    with _lock:
+        kept = _built.get(base_url)
+        if kept and time.monotonic() - kept[0] < BUILT_FOR_SECONDS:
+            return kept[1]
+        triples = statements(base_url, get_settings().city_name, entries())
+        json_ld, turtle = to_json_ld(triples), to_turtle(triples)
+        built = {"json-ld": json_ld, "turtle": turtle, "etag": '"' + hashlib.sha256(json_ld.encode()).hexdigest()[:32] + '"'}
+        _built[base_url] = (time.monotonic(), built)
+        return built
+
+
+def base_url(event: dict[str, Any]) -> str:
+    context = event.get("requestContext") or {}
+    if context.get("domainName"):
+        return f"https://{context['domainName']}/{context.get('stage', '')}".rstrip("/")
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    return f"http://{headers.get('host', '127.0.0.1')}"
+
+
+def answer(status: int, body: str, content_type: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": content_type, **(headers or {})},
+        "body": body,
+        "isBase64Encoded": False,
+    }
+
+
+def problem(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    body = json.dumps(
+        {"type": f"https://cityshare.city/problems/{code}", "title": detail, "status": status, "code": code, "detail": detail}
+    )
+    return answer(status, body, "application/problem+json", headers)
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    method = str(event.get("httpMethod", "GET")).upper()
+    if event.get("path") != PATH:
+        return problem(404, "route_not_found", "No such route")
+    if method not in ("GET", "HEAD"):
+        return problem(405, "method_not_allowed", f"{PATH} answers GET", {"Allow": "GET, HEAD"})
+    built = documents(base_url(event))
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    cached = {"ETag": built["etag"], "Cache-Control": CACHE_CONTROL, "Vary": "Accept"}
+    if headers.get("if-none-match") == built["etag"]:
+        return answer(304, "", "application/ld+json", cached)
+    accept = headers.get("accept", "")
+    if "text/turtle" in accept and "application/ld+json" not in accept:
+        return answer(200, built["turtle"] if method == "GET" else "", "text/turtle; charset=utf-8", cached)
+    return answer(200, built["json-ld"] if method == "GET" else "", "application/ld+json; charset=utf-8", cached)
