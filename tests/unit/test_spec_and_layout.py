@@ -26,9 +26,13 @@ def test_every_resource_variable_names_a_resource_of_the_spec() -> None:
 
 
 def test_spec_routes_are_exactly_the_apis_routes() -> None:
+    """The signed API is the OpenAPI document; the Delta Sharing routes follow that protocol's own
+    specification and the open-data catalog DCAT-AP (both described in the README)."""
     document = openapi_document()
     documented = {(method.upper(), path) for path, item in document["paths"].items() for method in item}  # type: ignore[attr-defined]
-    assert {(r.method, r.path) for r in SPEC.routes} == documented
+    assert {(r.method, r.path) for r in SPEC.routes if r.authorizer is None} == documented
+    others = {r.path.split("/")[1] for r in SPEC.routes if r.authorizer is not None}
+    assert others == {"delta-sharing", "catalog"}
 
 
 def test_committed_openapi_document_is_current() -> None:
