@@ -14,6 +14,7 @@ from rich.table import Table
 
 from cityshare.admin import enrol
 from cityshare.client import CityShareClient, CityShareError
+from cityshare.delta import SharedTables
 from cityshare.demo_personal import personal_data
 from cityshare.examples import PM25_HOURLY_RULE
 from cityshare.keys import generate_key, load_private_key
@@ -90,6 +91,9 @@ def run_scenario(admin_profile_path: Path, console: Console) -> dict[str, Any]:
     own = list(people["transport"]["member"].iter_datasets(owner="transport"))
     console.print(f"  transport lists its own: {[d['dataset_id'] for d in own]}")
     outcome["environment_sees"] = sorted(d["dataset_id"] for d in seen)
+    catalog = admin.open_data_catalog()
+    outcome["open_data"] = sorted(d["dataset_id"] for d in seen if d["classification"] == "public" and d["dataset_id"] in catalog)
+    console.print(f"  the city's open-data portal harvests GET /catalog/dcat (DCAT-AP, unsigned): {outcome['open_data']}")
 
     console.rule("4. Refusals: another department's dataset, a forged request, a replayed request")
     try:
@@ -182,6 +186,17 @@ def share(people: dict[str, dict[str, CityShareClient]], console: Console) -> di
     results["view_columns"] = list(traffic.columns)
     results["districts"] = sorted(traffic["district"].unique())
 
+    # The same grant from the analysts' own tools: a Delta Sharing profile (pandas, Spark, Power BI).
+    profile = transport_steward.issue_share_profile("environment", 30, "environment's notebooks")
+    shared = SharedTables(profile)
+    tables = shared.tables()
+    through_protocol = shared.read("transport.mobility.traffic-flow")
+    console.print(
+        f"  transport's steward issues environment a Delta Sharing profile: it sees {tables}; "
+        f"reading it gives {through_protocol.num_rows} rows of {through_protocol.column_names} — the same view"
+    )
+    results["delta_sharing"] = {"tables": tables, "rows": through_protocol.num_rows, "columns": through_protocol.column_names}
+
     safety = people["public-safety"]["member"]
     plates = safety.request_access(
         "traffic-flow",
@@ -205,6 +220,8 @@ def share(people: dict[str, dict[str, CityShareClient]], console: Console) -> di
     except CityShareError as error:
         results["after_revoke"] = f"{error.status} {error.code}"
     console.print(f"  transport revokes the grant; environment's next read -> [red]{results['after_revoke']}[/red]")
+    results["delta_sharing"]["after_revoke"] = shared.tables()
+    console.print(f"  and through Delta Sharing the share now lists {results['delta_sharing']['after_revoke']}")
     expected = {
         "transport": (transport_steward, {"access-request.filed"}),
         "environment": (environment, {"access-request.approved", "grant.granted", "grant.revoked"}),

@@ -96,6 +96,8 @@ def test_demo_tells_the_story(tmp_path: Path) -> None:
     assert "without a legal basis -> denied" in out and "next read -> 403 forbidden" in out
     assert "transport inbox access-request.filed" in out and "public-safety inbox access-request.denied" in out
     assert "environment inbox grant.revoked" in out
+    assert "it sees ['transport.mobility.traffic-flow']" in out and "the share now lists []" in out
+    assert "harvests GET /catalog/dcat (DCAT-AP, unsigned): ['air-quality']" in out
     assert "alert AQ-004" in out and "health inbox alert.raised" in out
     assert "congestion-air-by-district rebuilt as version 2, from traffic-flow@2, air-quality@3" in out
     assert "0 recovered: each department's tokens are its own" in out
