@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from functions.catalog.repository import CatalogRepository
-from functions.core.errors import CityShareError
+from functions.core.errors import CityShareError, InvalidRequest
 from functions.core.observability import logger, record_metric
 from functions.core.settings import get_settings
 from functions.handlers.gate import check_json_body
@@ -147,8 +147,27 @@ def query_table(share: str, schema: str, table: str) -> Response[str]:
 
 @app.get(TABLE + "/changes")
 def table_changes(share: str, schema: str, table: str) -> Response[str]:
-    delta_sharing().changes(reader(), share, schema, table)
-    return error(400, "Change data feed is not offered")  # changes() raises; kept for the type
+    params = app.current_event.query_string_parameters or {}
+
+    def number(name: str) -> int | None:
+        value = params.get(name)
+        if value in (None, ""):
+            return None
+        if not str(value).isdigit() or len(str(value)) > 9:
+            raise InvalidRequest(f"{name} must be a version number")
+        return int(str(value))
+
+    version, lines = delta_sharing().changes(
+        reader(),
+        share,
+        schema,
+        table,
+        number("startingVersion"),
+        number("endingVersion"),
+        params.get("startingTimestamp") or None,
+        params.get("endingTimestamp") or None,
+    )
+    return lines_answer(version, lines)
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")

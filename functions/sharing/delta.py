@@ -8,7 +8,9 @@
 - A **query** answers exactly what `GET /datasets/{id}/data` would for the recipient department:
   the curated files or the grant's view (columns, rows, masking, generalisation, aggregation), as
   presigned HTTPS URLs, decided by the same Cedar policies and audited in the owner's chain.
-- Each version is a whole snapshot, so no change data feed is offered (`changes` answers 400).
+- Each version is a whole snapshot, so a version's **changes** (the change data feed) are its
+  predecessor's rows deleted and its own inserted: `remove` lines for the one, `add` lines for the
+  other, each read decided and audited like a query.
 
 Answers are plain data (JSON objects and newline-delimited lines); the handler shapes the HTTP.
 """
@@ -281,7 +283,7 @@ class DeltaSharingService:
     ) -> tuple[int, list[dict[str, Any]]]:
         table = self.table(recipient, share, schema, name)
         if request.starting_version is not None or request.ending_version is not None:
-            raise InvalidRequest("Change data feed is not offered: each CityShare version is a whole snapshot")
+            raise InvalidRequest("Ask .../changes for a range of versions; a query reads one version")
         if request.version is not None and request.timestamp is not None:
             raise InvalidRequest("Give version or timestamp, not both")
         number = request.version
@@ -309,9 +311,63 @@ class DeltaSharingService:
             )
         return access.version, lines
 
-    def changes(self, recipient: ShareReader, share: str, schema: str, name: str) -> None:
-        self.table(recipient, share, schema, name)
-        raise InvalidRequest("Change data feed is not offered: each CityShare version is a whole snapshot; query a version")
+    def changes(
+        self,
+        recipient: ShareReader,
+        share: str,
+        schema: str,
+        name: str,
+        starting_version: int | None,
+        ending_version: int | None = None,
+        starting_timestamp: str | None = None,
+        ending_timestamp: str | None = None,
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """The change data feed from `starting_version` to `ending_version` (default: the latest),
+        inclusive: for each version, its predecessor's files removed and its own added."""
+        table = self.table(recipient, share, schema, name)
+        latest = table.dataset.latest_version
+        if starting_version is None and starting_timestamp is None:
+            raise InvalidRequest("Give startingVersion or startingTimestamp")
+        start = (
+            starting_version if starting_version is not None else self._version_at(table.dataset, str(starting_timestamp), True)
+        )
+        end = ending_version if ending_version is not None else latest
+        if ending_timestamp is not None and ending_version is None:
+            end = self._version_at(table.dataset, ending_timestamp, earliest_after=False)
+        if not 1 <= start <= end <= latest:
+            raise InvalidRequest(f"Versions must satisfy 1 <= startingVersion <= endingVersion <= {latest}")
+        committed = {v.version: _millis(v.created_at) for v in self._versions.list_versions(table.dataset.dataset_id, limit=1000)}
+        accesses: dict[int, DataAccess] = {}
+
+        def access(version: int) -> DataAccess:
+            if version not in accesses:
+                accesses[version] = self._read(recipient, table, version, "changes")
+            return accesses[version]
+
+        footers = [self._footer_of(file.url) for file in access(end).files]
+        lines = [self._protocol(), self._metadata(table, access(end), footers)]
+        for version in range(start, end + 1):
+            when = committed.get(version, 0)
+            if version > 1:
+                lines += [{"remove": self._file(f, version, when)} for f in access(version - 1).files]
+            lines += [
+                {"add": dict(self._file(f, version, when), stats=json.dumps({"numRecords": self._footer_of(f.url).num_rows}))}
+                for f in access(version).files
+            ]
+        return end, lines
+
+    @staticmethod
+    def _file(file: Any, version: int, when: int) -> dict[str, Any]:
+        path = file.url.split("?", 1)[0]
+        return {
+            "url": file.url,
+            "id": hashlib.sha256(path.encode()).hexdigest()[:32],
+            "partitionValues": {},
+            "size": file.size_bytes,
+            "expirationTimestamp": _millis(file.expires_at),
+            "version": version,
+            "timestamp": when,
+        }
 
     # -- helpers
     def _check_share(self, recipient: ShareReader, share: str) -> None:
@@ -350,7 +406,7 @@ class DeltaSharingService:
                 "format": {"provider": "parquet", "options": {}},
                 "schemaString": schema_string(arrow_schema) if arrow_schema is not None else schema_string([]),
                 "partitionColumns": [],
-                "configuration": {},
+                "configuration": {"enableChangeDataFeed": "true"},
                 "version": access.version,
                 "numFiles": len(access.files),
                 "size": sum(f.size_bytes for f in access.files),

@@ -5,6 +5,7 @@ notebook does, printed as JSON for tests/e2e/test_delta_sharing.py and benchmark
     python delta_sharing_driver.py PROFILE load SHARE.SCHEMA.TABLE [--limit N] [--version N]
     python delta_sharing_driver.py PROFILE time SHARE.SCHEMA.TABLE RUNS
     python delta_sharing_driver.py PROFILE bare SHARE.SCHEMA.TABLE RUNS   (pyarrow on the same presigned URLs)
+    python delta_sharing_driver.py PROFILE changes SHARE.SCHEMA.TABLE     (the change data feed from version 1)
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def bare_read(profile: dict[str, Any], table: str) -> Any:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("profile")
-    parser.add_argument("action", choices=("tables", "load", "time", "bare"))
+    parser.add_argument("action", choices=("tables", "load", "time", "bare", "changes"))
     parser.add_argument("table", nargs="?")
     parser.add_argument("runs", nargs="?", type=int, default=3)
     parser.add_argument("--limit", type=int)
@@ -62,6 +63,11 @@ def main() -> None:
         print(json.dumps([{"share": t.share, "schema": t.schema, "name": t.name} for t in client.list_all_tables()]))
         return
     url = f"{arguments.profile}#{arguments.table}"
+    if arguments.action == "changes":
+        feed = delta_sharing.load_table_changes_as_pandas(url, starting_version=1)
+        counts = feed["_change_type"].value_counts().to_dict()
+        print(json.dumps({"change_types": counts, "versions": sorted(int(v) for v in feed["_commit_version"].unique())}))
+        return
     if arguments.action in ("time", "bare"):
         with open(arguments.profile) as handle:
             profile = json.load(handle)

@@ -115,8 +115,16 @@ def test_time_travel_reads_an_earlier_version(shared: dict[str, Any]) -> None:
     assert first.headers["Delta-Table-Version"] == "1"
     assert recipient.post(table + "/query", {"version": 9}).status_code == 404
     assert recipient.post(table + "/query", {"timestamp": "2000-01-01T00:00:00Z"}).status_code == 400
-    changes = recipient.get(table + "/changes", startingVersion=1)
-    assert changes.status_code == 400 and changes.json()["errorCode"] == "INVALID_PARAMETER_VALUE"
+    changes = recipient.get(table + "/changes", startingVersion=1, endingVersion=2)
+    assert changes.status_code == 200 and changes.headers["Delta-Table-Version"] == "2"
+    protocol, meta, *actions = lines(changes)
+    assert meta["metaData"]["configuration"]["enableChangeDataFeed"] == "true"
+    kinds = [(next(iter(a)), a[next(iter(a))]["version"]) for a in actions]
+    assert kinds == [("add", 1), ("remove", 2), ("add", 2)]  # version 2 replaced version 1's rows
+    assert actions[0]["add"]["id"] == actions[1]["remove"]["id"] != actions[2]["add"]["id"]
+    wrong = recipient.get(table + "/changes", startingVersion=2, endingVersion=1)
+    assert wrong.status_code == 400 and wrong.json()["errorCode"] == "INVALID_PARAMETER_VALUE"
+    assert recipient.get(table + "/changes").status_code == 400
     assert recipient.post(table + "/query", {"version": "one"}).status_code == 400
 
 
@@ -164,6 +172,9 @@ def test_the_official_connector_lists_and_loads_only_the_grants_view(shared: dic
     assert limited["rows"] == 5
     first = connector(shared["profile"], tmp_path, "load", f"{owner}.mobility.{dataset_id}", "--version", "1")
     assert 0 < first["rows"] != whole["rows"]  # version 1 had 500 rows, version 2 has 800 (Centre's share of each)
+    changes = connector(shared["profile"], tmp_path, "changes", f"{owner}.mobility.{dataset_id}")
+    assert changes["change_types"] == {"insert": first["rows"] + whole["rows"], "delete": first["rows"]}
+    assert changes["versions"] == [1, 2]
 
 
 def test_the_official_connector_is_refused_after_revocation(shared: dict[str, Any], tmp_path: Path) -> None:
