@@ -117,7 +117,7 @@ def test_time_travel_reads_an_earlier_version(shared: dict[str, Any]) -> None:
     assert recipient.post(table + "/query", {"timestamp": "2000-01-01T00:00:00Z"}).status_code == 400
     changes = recipient.get(table + "/changes", startingVersion=1, endingVersion=2)
     assert changes.status_code == 200 and changes.headers["Delta-Table-Version"] == "2"
-    protocol, meta, *actions = lines(changes)
+    _, meta, *actions = lines(changes)
     assert meta["metaData"]["configuration"]["enableChangeDataFeed"] == "true"
     kinds = [(next(iter(a)), a[next(iter(a))]["version"]) for a in actions]
     assert kinds == [("add", 1), ("remove", 2), ("add", 2)]  # version 2 replaced version 1's rows
