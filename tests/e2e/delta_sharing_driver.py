@@ -44,9 +44,10 @@ def bare_read(profile: dict[str, Any], table: str) -> Any:
     )
     answer.raise_for_status()
     urls = [json.loads(line)["file"]["url"] for line in answer.text.splitlines() if line and "file" in json.loads(line)]
-    # pyarrow's own reader over HTTP (through fsspec, as pyarrow reads any URL it has no filesystem for).
+    # pyarrow's own reader over HTTP (through fsspec, as pyarrow reads any URL it has no filesystem
+    # for), converted to pandas as the connector converts (so the two differ by the protocol alone).
     tables = [pq.read_table(url, filesystem=fsspec.filesystem(url.split(":", 1)[0])) for url in urls]
-    return pa.concat_tables(tables).to_pandas()
+    return pa.concat_tables(tables).to_pandas(date_as_object=True, use_threads=False, split_blocks=False, self_destruct=True)
 
 
 def main() -> None:
