@@ -13,13 +13,13 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from cityshare.delta import write_profile
 from cityshare.generators import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 DRIVER = ROOT / "tests" / "e2e" / "delta_sharing_driver.py"
 ROWS = 1_000_000
 RUNS = 5
-PROFILE_KEYS = ("shareCredentialsVersion", "endpoint", "bearerToken", "expirationTime")
 
 
 def run(python: Path, profile: Path, action: str, table: str) -> dict[str, float]:
@@ -71,8 +71,7 @@ def main() -> None:
             assert steward.wait_for_upload(dataset_id, upload["upload_id"], 600)["status"] == "published"
             steward.grant(dataset_id, "environment", "Benchmark of shared reads", "statistics", terms=grant_terms or {})
         issued = steward.issue_share_profile("environment", 1, "benchmark")
-        profile = folder / "environment.share"
-        profile.write_text(json.dumps({key: issued[key] for key in PROFILE_KEYS}))
+        profile = write_profile(issued, folder / "environment.share")
         print(f"Delta Sharing, {ROWS:,}-row traffic-flow table, median of {RUNS} (connector's pyarrow and pandas):")
         for name in terms:
             table = f"transport.mobility.flow-{name}"

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from cityshare.client import CityShareClient, CityShareError
+from cityshare.delta import write_profile
 from cityshare.keys import generate_key
 from cityshare.profile import DEFAULT_PROFILE, Profile
 
@@ -658,7 +659,6 @@ def main() -> None:
 
 
 # -- Delta Sharing
-PROFILE_KEYS = ("shareCredentialsVersion", "endpoint", "bearerToken", "expirationTime")
 
 
 @share_app.command("profile")
@@ -671,8 +671,7 @@ def share_profile(
     """Issue a Delta Sharing profile: what your department's live grants give DEPARTMENT, readable
     with delta-sharing (pandas, Spark), Power BI or Tableau. Keep the file secret; revoke it any time."""
     issued = client().issue_share_profile(department, days, label)
-    out.write_text(json.dumps({key: issued[key] for key in PROFILE_KEYS}, indent=2) + "\n")
-    out.chmod(0o600)
+    write_profile(issued, out)
     recipient = issued["recipient"]
     console.print(f"recipient {recipient['recipient_id']} for {department}, expires {recipient['expires_at']}: {out}")
 

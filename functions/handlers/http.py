@@ -101,7 +101,7 @@ def make_handler(app: APIGatewayRestResolver) -> Handler:
             check_request(event, body, routes, get_settings().max_body_bytes)
         except KeyError:
             # Only reachable if the function is invoked without the authorizer in front of it.
-            return _as_proxy(problem(401, "unauthenticated", Unauthenticated.title, "No verified caller"))
+            return as_proxy(problem(401, "unauthenticated", Unauthenticated.title, "No verified caller"))
         except Unauthenticated as failure:
             audit_log().append(
                 PLATFORM_DEPARTMENT,
@@ -115,10 +115,10 @@ def make_handler(app: APIGatewayRestResolver) -> Handler:
                     request_id=str((event.get("requestContext") or {}).get("requestId", "")),
                 ),
             )
-            return _as_proxy(problem(401, failure.code, failure.title, failure.title))
+            return as_proxy(problem(401, failure.code, failure.title, failure.title))
         except CityShareError as error:
             headers = {"Allow": str(error.extra["allow"])} if "allow" in error.extra else {}
-            return _as_proxy(problem(error.status, error.code, error.title, error.detail), headers)
+            return as_proxy(problem(error.status, error.code, error.title, error.detail), headers)
         app.append_context(caller=caller)
         response = app.resolve(event, context)
         record_metric("Requests", caller.department_id)
@@ -129,7 +129,7 @@ def make_handler(app: APIGatewayRestResolver) -> Handler:
     return handler
 
 
-def _as_proxy(response: Response[str], headers: dict[str, str] | None = None) -> dict[str, Any]:
+def as_proxy(response: Response[str], headers: dict[str, str] | None = None) -> dict[str, Any]:
     return {
         "statusCode": response.status_code,
         "headers": {"Content-Type": PROBLEM_JSON, **(headers or {})},
@@ -137,3 +137,13 @@ def _as_proxy(response: Response[str], headers: dict[str, str] | None = None) ->
         "body": response.body,
         "isBase64Encoded": False,
     }
+
+
+def public_endpoint(event: dict[str, Any]) -> str:
+    """This API's base URL as the caller reached it: API Gateway's domain and stage in AWS, the Host
+    header on the embedded stack (127.0.0.1, plain HTTP)."""
+    context = event.get("requestContext") or {}
+    if context.get("domainName"):
+        return f"https://{context['domainName']}/{context.get('stage', '')}".rstrip("/")
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    return f"http://{headers.get('host', '127.0.0.1')}"

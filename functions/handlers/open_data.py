@@ -5,7 +5,6 @@ Built at most once a minute per instance, answered with an ETag and `Cache-Contr
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 import time
 from functools import cache
@@ -14,10 +13,14 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.catalog.dcat import CatalogEntry, statements, to_json_ld, to_turtle
+from functions.catalog.models import Dataset
 from functions.catalog.repository import CatalogQuery, CatalogRepository
+from functions.core.errors import NotFound
 from functions.core.observability import logger
 from functions.core.settings import get_settings
+from functions.handlers.http import as_proxy, problem, public_endpoint
 from functions.handlers.wiring import directory
+from functions.ingest.models import DatasetProfile
 from functions.ingest.repository import IngestRepository
 
 PATH = "/catalog/dcat"
@@ -43,9 +46,20 @@ def entries() -> list[CatalogEntry]:
         if dataset.owner not in names:
             department = directory().get_department(dataset.owner)
             names[dataset.owner] = department.name if department else dataset.owner
-        profile = versions.get_version(dataset.dataset_id, dataset.latest_version).profile if dataset.latest_version else None
-        found.append(CatalogEntry(dataset, names[dataset.owner], profile))
+        found.append(CatalogEntry(dataset, names[dataset.owner], latest_profile(versions, dataset)))
     return found
+
+
+def latest_profile(versions: IngestRepository, dataset: Dataset) -> DatasetProfile | None:
+    """The latest version's profile (its coverage), or none: a dataset without a version, or whose
+    version cannot be read now, is still listed, without coverage."""
+    if not dataset.latest_version:
+        return None
+    try:
+        return versions.get_version(dataset.dataset_id, dataset.latest_version).profile
+    except NotFound:
+        logger.warning("latest version not found", extra={"dataset": dataset.dataset_id})
+        return None
 
 
 def documents(base_url: str) -> dict[str, str]:
@@ -61,14 +75,6 @@ def documents(base_url: str) -> dict[str, str]:
         return built
 
 
-def base_url(event: dict[str, Any]) -> str:
-    context = event.get("requestContext") or {}
-    if context.get("domainName"):
-        return f"https://{context['domainName']}/{context.get('stage', '')}".rstrip("/")
-    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
-    return f"http://{headers.get('host', '127.0.0.1')}"
-
-
 def answer(status: int, body: str, content_type: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
     return {
         "statusCode": status,
@@ -78,21 +84,18 @@ def answer(status: int, body: str, content_type: str, headers: dict[str, str] | 
     }
 
 
-def problem(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
-    body = json.dumps(
-        {"type": f"https://cityshare.city/problems/{code}", "title": detail, "status": status, "code": code, "detail": detail}
-    )
-    return answer(status, body, "application/problem+json", headers)
-
-
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     method = str(event.get("httpMethod", "GET")).upper()
     if event.get("path") != PATH:
-        return problem(404, "route_not_found", "No such route")
+        return as_proxy(problem(404, "route_not_found", "No such route", str(event.get("path", ""))[:200]))
     if method not in ("GET", "HEAD"):
-        return problem(405, "method_not_allowed", f"{PATH} answers GET", {"Allow": "GET, HEAD"})
-    built = documents(base_url(event))
+        return as_proxy(problem(405, "method_not_allowed", "Method not allowed", f"{PATH} answers GET"), {"Allow": "GET, HEAD"})
+    try:
+        built = documents(public_endpoint(event))
+    except Exception:
+        logger.exception("the open-data catalog could not be built")
+        return as_proxy(problem(500, "internal_error", "Internal error", "The catalog could not be built; try again"))
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
     cached = {"ETag": built["etag"], "Cache-Control": CACHE_CONTROL, "Vary": "Accept"}
     if headers.get("if-none-match") == built["etag"]:

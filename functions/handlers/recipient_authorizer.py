@@ -20,7 +20,7 @@ from functions.core.observability import logger
 from functions.core.settings import get_settings
 from functions.handlers.wiring import audit_log, directory
 from functions.identity.models import PLATFORM_DEPARTMENT
-from functions.sharing.recipients import RecipientRepository, ShareRecipient, authenticate
+from functions.sharing.recipients import RECIPIENT_ID, RecipientRepository, ShareRecipient, authenticate
 
 BEARER = "bearer "
 
@@ -42,6 +42,11 @@ def recipient_context(recipient: ShareRecipient, department_status: str) -> dict
     }
 
 
+def _claimed(token: str) -> str:
+    claimed = token.partition(".")[0]
+    return f"recipient-{claimed}" if RECIPIENT_ID.match(claimed) else "unrecognised"
+
+
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = APIGatewayAuthorizerRequestEvent(event)
@@ -60,7 +65,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             PLATFORM_DEPARTMENT,
             AuditEvent(
                 actor_department="unknown",
-                actor_principal=token.partition(".")[0][:32] or "anonymous",
+                # Only a well-formed recipient id is recorded: whatever else was sent may be someone's secret.
+                actor_principal=_claimed(token),
                 action="AuthenticateRecipient",
                 resource=f"{request.http_method} {request.path[:256]}",
                 decision="deny",

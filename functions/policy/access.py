@@ -4,6 +4,7 @@ decision, allowed or denied, to the audit chain of the department that owns the 
 from __future__ import annotations
 
 from functions.audit.chain import AuditEvent, AuditLog
+from functions.core.errors import Forbidden
 from functions.identity.models import Caller
 from functions.policy.engine import Decision, PolicyEngine, Resource
 
@@ -38,3 +39,9 @@ class AccessControl:
             ),
         )
         return decision
+
+    def require_steward(self, caller: Caller, request_id: str, details: dict[str, object], refusal: str) -> None:
+        """ManageGrants on the caller's own department (its data stewards), audited; Forbidden(refusal) otherwise."""
+        resource = Resource("Department", caller.department_id)
+        if not self.authorize(caller, "ManageGrants", resource, caller.department_id, request_id, details).allowed:
+            raise Forbidden(refusal)

@@ -22,10 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from functions.core.clock import utc_now
 from functions.core.dynamo import DynamoTable, from_item, is_conditional_failure, to_item
-from functions.core.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthenticated
+from functions.core.errors import Conflict, InvalidRequest, NotFound, Unauthenticated
 from functions.identity.models import Caller, DepartmentId
 from functions.policy.access import AccessControl
-from functions.policy.engine import Resource
 
 RECIPIENT_ID = re.compile(r"^s[0-9a-f]{24}$")
 MAX_LIFETIME_DAYS = 365
@@ -200,6 +199,5 @@ class RecipientService:
         return recipient.model_copy(update={"status": "revoked", "revoked_at": now, "revoked_by": caller.principal_id})
 
     def _manage(self, caller: Caller, request_id: str, details: dict[str, Any]) -> None:
-        resource = Resource("Department", caller.department_id)
-        if not self._access.authorize(caller, "ManageGrants", resource, caller.department_id, request_id, details).allowed:
-            raise Forbidden("Only the department's data stewards issue and revoke its share recipients")
+        refusal = "Only the department's data stewards issue and revoke its share recipients"
+        self._access.require_steward(caller, request_id, details, refusal)

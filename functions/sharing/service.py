@@ -11,14 +11,14 @@ from typing import Literal
 from functions.catalog.models import Dataset
 from functions.catalog.service import CatalogService
 from functions.core.clock import utc_now
-from functions.core.errors import Forbidden, InvalidRequest, NotFound
+from functions.core.errors import InvalidRequest, NotFound
 from functions.core.events import AccessRequestChanged, EventDetail, EventPublisher, GrantChanged
 from functions.core.observability import logger
 from functions.core.scoped import DepartmentScopes
 from functions.identity.models import Caller
 from functions.ingest.repository import IngestRepository
 from functions.policy.access import AccessControl
-from functions.policy.engine import Resource, require_own_inbox
+from functions.policy.engine import require_own_inbox
 from functions.sharing.models import (
     AccessRequest,
     AccessRequestCreate,
@@ -221,9 +221,7 @@ class SharingService:
             self._sharing.clear_outbox(outbox_entry)
 
     def _manage_department(self, caller: Caller, request_id: str, details: dict[str, object]) -> None:
-        resource = Resource("Department", caller.department_id)
-        if not self._access.authorize(caller, "ManageGrants", resource, caller.department_id, request_id, details).allowed:
-            raise Forbidden("Only the department's data stewards manage its grants")
+        self._access.require_steward(caller, request_id, details, "Only the department's data stewards manage its grants")
 
     # -- reads
     def read(

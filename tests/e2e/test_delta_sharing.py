@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from cityshare import CityShareError
+from cityshare.delta import write_profile
 from cityshare.generators import generate
 from tests.conftest import Member, RunningStack, onboard, unique
 from tests.datasets import city_schema
@@ -144,13 +145,11 @@ def test_the_token_opens_nothing_else_and_reads_are_audited(shared: dict[str, An
 
 
 DRIVER = Path(__file__).with_name("delta_sharing_driver.py")
-PROFILE_KEYS = ("shareCredentialsVersion", "endpoint", "bearerToken", "expirationTime")
 
 
 def connector(profile: dict[str, Any], folder: Path, *arguments: str) -> Any:
     """The official `delta-sharing` connector (its own virtualenv) run on a profile file."""
-    path = folder / "recipient.share"
-    path.write_text(json.dumps({key: profile[key] for key in PROFILE_KEYS}))
+    path = write_profile(profile, folder / "recipient.share")
     result = subprocess.run(
         [str(tool_python("delta-sharing")), str(DRIVER), str(path), *arguments], capture_output=True, text=True, timeout=300
     )

@@ -72,12 +72,7 @@ def documented(model: Any, *statuses: int, status: int = 200) -> dict[int, Any]:
 
 
 def public_endpoint(app: Any) -> str:
-    """This API's base URL as the caller reached it: API Gateway's domain and stage in AWS, the Host
-    header on the embedded stack (127.0.0.1, plain HTTP)."""
-    event = app.current_event
-    context = event.raw_event.get("requestContext") or {}
-    domain = context.get("domainName")
-    if domain:
-        return f"https://{domain}/{context.get('stage', '')}".rstrip("/")
-    headers = {k.lower(): v for k, v in (event.headers or {}).items()}
-    return f"http://{headers.get('host', '127.0.0.1')}"
+    """The API's base URL for the current request (functions.handlers.http.public_endpoint)."""
+    from functions.handlers.http import public_endpoint as of_event
+
+    return of_event(app.current_event.raw_event)
