@@ -10,7 +10,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
 
-.PHONY: role-table bench-layers bootstrap-admin demo test lint typecheck unit integration e2e infra-test security openapi layer synth deploy diff bench local clean
+.PHONY: chromium console role-table bench-layers bootstrap-admin demo test lint typecheck unit integration e2e infra-test security openapi layer synth deploy diff bench local clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,17 @@ $(DEV): $(RUNTIME) requirements-dev.txt
 	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $@
 
-demo: $(RUNTIME)  ## start the embedded stack and run the city scenario
+# The stewards' console: a static page bundled with esbuild (pinned in console/package.json); the
+# embedded gateway serves console/dist at /console/.
+CONSOLE := console/dist/.built
+console/node_modules/.package-lock.json: console/package.json console/package-lock.json
+	cd console && npm ci --no-audit --no-fund
+$(CONSOLE): console/node_modules/.package-lock.json $(wildcard console/src/*.js console/src/views/*.js) console/index.html console/style.css
+	cd console && npm run --silent build
+	touch $@
+console: $(CONSOLE)  ## build the stewards' console (console/dist)
+
+demo: $(RUNTIME) $(CONSOLE)  ## start the embedded stack and run the city scenario
 	$(BIN)/cityshare demo
 
 # pycanon (k-anonymity checks in the tests) pins old numpy and pandas: a virtualenv of its own.
@@ -42,7 +52,13 @@ $(DELTA_SHARING): tests/requirements-delta-sharing.txt
 	build/delta-sharing/bin/pip install -q -r tests/requirements-delta-sharing.txt
 	touch $@
 
-test: $(DEV) $(PYCANON) $(DELTA_SHARING) lint typecheck  ## ruff, mypy and every test suite
+# The console's tests drive headless Chromium (Debian's package; Playwright's own download is not used).
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+		{ [ "$$(id -u)" = 0 ] && apt-get install -y --no-install-recommends chromium >/dev/null 2>&1; } || \
+		echo "Chromium is not installed: the console's browser tests will be skipped (apt-get install -y chromium)"
+
+test: $(DEV) $(PYCANON) $(DELTA_SHARING) $(CONSOLE) chromium lint typecheck  ## ruff, mypy and every test suite
 	$(BIN)/pytest
 
 lint: $(DEV)
@@ -63,7 +79,7 @@ role-table: $(DEV)  ## rewrite the README's IAM role table from the synthesised 
 openapi: $(RUNTIME)  ## regenerate schemas/openapi.json and schemas/events/ from the pydantic models
 	$(BIN)/python -m functions.handlers.openapi schemas
 
-local: $(RUNTIME)  ## run the embedded stack until Ctrl-C
+local: $(RUNTIME) $(CONSOLE)  ## run the embedded stack until Ctrl-C
 	$(BIN)/cityshare local up
 
 # x86_64 twins of the layers (same pins, trimming and .pyc) so cold starts can be measured here under

@@ -451,9 +451,11 @@ def run_demo(state_dir: Path, console: Console) -> dict[str, Any]:
     from cityshare.local import start
 
     shutil.rmtree(state_dir, ignore_errors=True)
-    stack, profile_path = start(state_dir)
+    stack, profile_path, console_url = start(state_dir)
     try:
         console.print(f"[bold]CityShare embedded stack[/bold] at {Profile.load(profile_path).endpoint}")
+        if console_url:
+            console.print(f"  the stewards' console: {console_url} (while the demo runs; `make local` keeps it up)")
         return run_scenario(profile_path, console)
     finally:
         stack.stop()  # type: ignore[attr-defined]

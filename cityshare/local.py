@@ -13,10 +13,11 @@ def up(state_dir: Path = DEFAULT_STATE_DIR, port: int = 0) -> None:
     serve_forever(state_dir, port)
 
 
-def start(state_dir: Path) -> tuple[object, Path]:
-    """Start a stack in this process; returns it (call `.stop()`) and the admin profile's path."""
+def start(state_dir: Path) -> tuple[object, Path, str | None]:
+    """Start a stack in this process; returns it (call `.stop()`), the admin profile's path and the
+    console's URL (None when console/ is not built)."""
     from infra.local.stack import LocalStack
 
     stack = LocalStack(state_dir)
     endpoints = stack.start()
-    return stack, endpoints.profile_path
+    return stack, endpoints.profile_path, endpoints.console_url

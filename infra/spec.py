@@ -482,6 +482,21 @@ RESOURCE_ENVIRONMENT: dict[str, tuple[str, str]] = {
     "USAGE_PLAN_ID": ("usage-plan", "departments"),
 }
 
+# The stewards' console (console/, a static page) is served with these headers by the embedded gateway
+# and by CloudFront: scripts only from the page's own origin; Observable Plot sets inline styles.
+CONSOLE_PATH = "/console/"
+CONSOLE_CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+CONSOLE_HEADERS = {
+    "Content-Security-Policy": CONSOLE_CONTENT_SECURITY_POLICY,
+    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
 # The data bucket's roots under which every object belongs to one department, named right after the
 # root (functions/core/layout.py lays keys out so): the data role reaches `<root>/<its department>/*`.
 DEPARTMENT_ROOTS = ("landing", "curated", "vault", "quarantine", "views/shared", "views/grant", "views/clear", "views/linked")

@@ -15,8 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from infra.local.console import ConsoleFiles
 from infra.local.lambdas import LocalLambdas
-from infra.spec import PUBLIC, SPEC, PlatformSpec, RouteSpec
+from infra.spec import CONSOLE_PATH, PUBLIC, SPEC, PlatformSpec, RouteSpec
 
 PROBLEM_JSON = "application/problem+json"
 logger = logging.getLogger("cityshare.gateway")
@@ -65,8 +66,16 @@ def problem_body(status: int, code: str, title: str, detail: str) -> bytes:
 
 
 class Gateway:
-    def __init__(self, lambdas: LocalLambdas, spec: PlatformSpec = SPEC, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        lambdas: LocalLambdas,
+        spec: PlatformSpec = SPEC,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        console: ConsoleFiles | None = None,
+    ) -> None:
         self._lambdas = lambdas
+        self._console = console
         self._spec = spec
         self._routes = compile_routes(spec)
         # As in AWS: the stage's throttle before anything runs, each department's (its usage plan) after the authorizer.
@@ -141,6 +150,10 @@ class Gateway:
         raw_body = request.rfile.read(length) if length else b""
         split = urlsplit(request.path)
         path = split.path or "/"
+        if self._console is not None and (path + "/").startswith(CONSOLE_PATH) and request.command in ("GET", "HEAD"):
+            if path + "/" == CONSOLE_PATH:  # /console -> /console/, so the page's relative links resolve
+                return 308, {"Location": CONSOLE_PATH}, b""
+            return self._console.answer(path, f"http://{request.headers.get('Host', '127.0.0.1')}")
         matched = self._match(request.command, unquote(path))
         if matched is None:
             return (

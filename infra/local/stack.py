@@ -22,6 +22,7 @@ class LocalEndpoints:
     api_url: str
     aws_endpoint: str
     profile_path: Path
+    console_url: str | None = None  # when console/ is built (`make console`)
 
 
 def _admin_key(keys_dir: Path) -> tuple[dict[str, Any], Path]:
@@ -101,7 +102,10 @@ class LocalStack:
 
         lambdas = LocalLambdas()
         lambdas.preload()
-        self._gateway = Gateway(lambdas, port=self.port)
+        from infra.local.console import ConsoleFiles
+
+        console = ConsoleFiles(LOCAL_AUDIENCE)
+        self._gateway = Gateway(lambdas, port=self.port, console=console if console.available else None)
         self._gateway.start()
         self._pump = Pump(session.client("sqs"), queue_urls, lambdas)
         self._pump.start()
@@ -117,7 +121,12 @@ class LocalStack:
             "aws_endpoint": aws_endpoint,
         }
         profile_path.write_text(json.dumps(profile, indent=2))
-        return LocalEndpoints(api_url=self._gateway.url, aws_endpoint=aws_endpoint, profile_path=profile_path)
+        return LocalEndpoints(
+            api_url=self._gateway.url,
+            aws_endpoint=aws_endpoint,
+            profile_path=profile_path,
+            console_url=f"{self._gateway.url}/console/" if console.available else None,
+        )
 
     def stop(self) -> None:
         if self._pump:
@@ -135,6 +144,7 @@ def serve_forever(state_dir: Path, port: int = 0) -> None:
     print(f"CityShare embedded stack listening on {endpoints.api_url}", flush=True)
     print(f"  moto (AWS APIs): {endpoints.aws_endpoint}", flush=True)
     print(f"  admin profile:   {endpoints.profile_path}", flush=True)
+    print(f"  console:         {endpoints.console_url or 'not built (make console)'}", flush=True)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     try:

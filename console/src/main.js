@@ -1,0 +1,73 @@
+// The stewards' console: a static page; every request goes to CityShare's API signed in the browser.
+
+import { Api } from "./api.js";
+import { h, say } from "./dom.js";
+import { loadIdentity } from "./keystore.js";
+import { admin, departmentPage } from "./views/admin.js";
+import { audit } from "./views/audit.js";
+import { catalog, datasetPage } from "./views/datasets.js";
+import { grants } from "./views/grants.js";
+import { inbox } from "./views/inbox.js";
+import { signin } from "./views/signin.js";
+
+const PAGES = [
+  ["#/inbox", "Inbox", inbox],
+  ["#/grants", "Grants", grants],
+  ["#/datasets", "Datasets", catalog],
+  ["#/audit", "Audit", audit],
+  ["#/admin", "Admin", admin],
+];
+
+let api = null;
+let config = null;
+let renders = 0;
+
+async function route() {
+  // Each page is built aside and shown when complete; a newer navigation wins over an older one.
+  const render = ++renders;
+  const shown = document.getElementById("main");
+  const main = h("div", {});
+  const show = () => {
+    if (render === renders) {
+      shown.replaceChildren(...main.childNodes);
+      shown.focus();
+    }
+  };
+  const hash = location.hash || "#/inbox";
+  for (const link of document.querySelectorAll("nav a")) link.toggleAttribute("aria-current", hash.startsWith(link.getAttribute("href")));
+  if (!api || hash === "#/signin") {
+    signin(main, config, await loadIdentity(), (identity) => {
+      api = new Api(identity, config.endpoint);
+      document.getElementById("who").textContent = `${identity.department}/${identity.principal}`;
+      if (location.hash === "#/inbox") route();
+      else location.hash = "#/inbox";
+    });
+    show();
+    return;
+  }
+  const [, page, id, more, version] = hash.split("/");
+  try {
+    if (page === "datasets" && id) await datasetPage(api, main, decodeURIComponent(id), more === "versions" ? Number(version) : undefined);
+    else if (page === "admin" && id) await departmentPage(api, main, decodeURIComponent(id));
+    else await (PAGES.find(([prefix]) => hash.startsWith(prefix)) || PAGES[0])[2](api, main);
+  } catch (error) {
+    main.append(h("p", { class: "error" }, `This page could not be shown: ${error.message}`));
+    say(error.message, "error");
+  }
+  show();
+}
+
+async function start() {
+  config = await (await fetch("config.json")).json();
+  const nav = document.getElementById("nav");
+  nav.append(...PAGES.map(([href, label]) => h("a", { href }, label)), h("a", { href: "#/signin" }, "Key"));
+  window.addEventListener("hashchange", route);
+  const identity = await loadIdentity();
+  if (identity) {
+    api = new Api(identity, config.endpoint);
+    document.getElementById("who").textContent = `${identity.department}/${identity.principal}`;
+  }
+  await route();
+}
+
+start();

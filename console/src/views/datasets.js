@@ -1,0 +1,100 @@
+// The catalog: search, and a dataset's page — schema (personal columns and their protection marked),
+// versions with rows and rejections, the rejection report, the profile as charts, lineage as a graph
+// of exact versions, alert rules and the alerts raised over time.
+
+import { alertsTimeline, nullsAndDistinct, rowsOverVersions } from "../charts.js";
+import { field, h, put, say, table, when } from "../dom.js";
+
+export async function catalog(api, main) {
+  const query = h("input", { type: "search", placeholder: "words in title, description or tags" });
+  const results = h("div", {});
+  const search = async (event) => {
+    event?.preventDefault();
+    const found = [];
+    for await (const dataset of api.pages("/datasets", "datasets", { q: query.value || undefined, limit: 50 })) found.push(dataset);
+    results.replaceChildren(table(
+      ["dataset", "owner", "classification", "tags", "title"],
+      found.map((d) => [h("a", { href: `#/datasets/${d.dataset_id}` }, d.dataset_id), d.owner, d.classification, d.tags.join(", "), d.title]),
+      `${found.length} datasets you may see`,
+    ));
+  };
+  put(main, h("h1", {}, "Datasets"), h("form", { role: "search", onsubmit: search }, field("Search", query), h("button", { type: "submit" }, "Search")), results);
+  await search();
+}
+
+function lineageGraph(lineage) {
+  // Inputs on the left, this dataset in the middle, what is derived from it on the right.
+  const rows = Math.max(lineage.upstream.length, lineage.downstream.length, 1);
+  const height = 40 + rows * 40;
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", `0 0 720 ${height}`);
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", `Lineage of ${lineage.dataset_id}`);
+  const node = (x, y, label) => {
+    const group = document.createElementNS(svg.namespaceURI, "g");
+    const rect = document.createElementNS(svg.namespaceURI, "rect");
+    Object.entries({ x: x - 100, y: y - 14, width: 200, height: 28, rx: 6, class: "node" }).forEach(([k, v]) => rect.setAttribute(k, v));
+    const text = document.createElementNS(svg.namespaceURI, "text");
+    Object.entries({ x, y: y + 5, "text-anchor": "middle" }).forEach(([k, v]) => text.setAttribute(k, v));
+    text.textContent = label;
+    group.append(rect, text);
+    svg.append(group);
+  };
+  const edge = (x1, y1, x2, y2) => {
+    const line = document.createElementNS(svg.namespaceURI, "line");
+    Object.entries({ x1, y1, x2, y2, class: "edge" }).forEach(([k, v]) => line.setAttribute(k, v));
+    svg.append(line);
+  };
+  const middle = height / 2;
+  const at = (i, n) => (height / (n + 1)) * (i + 1);
+  lineage.upstream.forEach((input, i) => { edge(220, at(i, lineage.upstream.length), 260, middle); node(110, at(i, lineage.upstream.length), `${input.dataset_id}@${input.version ?? "?"}`); });
+  lineage.downstream.forEach((output, i) => { edge(460, middle, 500, at(i, lineage.downstream.length)); node(610, at(i, lineage.downstream.length), output.dataset_id); });
+  node(360, middle, `${lineage.dataset_id}${lineage.version ? "@" + lineage.version : ""}`);
+  return svg;
+}
+
+export async function datasetPage(api, main, datasetId) {
+  const dataset = await api.get(`/datasets/${datasetId}`);
+  const versions = (await api.get(`/datasets/${datasetId}/versions`)).versions;
+  put(main, 
+    h("h1", {}, dataset.title),
+    h("p", {}, `${dataset.dataset_id} · ${dataset.owner} · ${dataset.classification} · ${dataset.tags.join(", ")}`),
+    dataset.description ? h("p", {}, dataset.description) : null,
+    h("h2", {}, "Schema"),
+    table(["column", "type", "personal data", "required"], Object.entries(dataset.schema.properties).map(([name, column]) => [
+      name,
+      [].concat(column.type || "").join(" | ") + (column.format ? ` (${column.format})` : ""),
+      column["x-personal"] ? h("strong", { class: "personal" }, `${column["x-personal"].protection} · ${column["x-personal"].category || ""}`) : "",
+      (dataset.schema.required || []).includes(name) ? "yes" : "",
+    ])),
+    h("h2", {}, "Versions"),
+  );
+  if (!versions.length) put(main, h("p", {}, "No version published yet."));
+  else {
+    put(main, 
+      table(["version", "published", "rows", "rejected", "what you see"], versions.map((v) => [
+        h("a", { href: `#/datasets/${datasetId}/versions/${v.version}` }, `v${v.version}`), when(v.created_at), v.rows ?? "—", v.report ? v.report.rows_rejected : "—", v.access,
+      ])),
+      h("section", { "aria-label": "Rows per version" }, rowsOverVersions(versions)),
+    );
+    const latest = versions[0];
+    if (latest.profile) put(main, h("h2", {}, `Profile of v${latest.version}`), nullsAndDistinct(latest.profile));
+    if (latest.report && latest.report.issues.length) {
+      put(main, h("h2", {}, `Rejections of v${latest.version}`), table(["row", "column", "rule", "message", "value"],
+        latest.report.issues.map((i) => [i.row ?? "", i.column ?? "", i.rule, i.message, i.value ?? ""])));
+    }
+  }
+  try {
+    put(main, h("h2", {}, "Lineage"), lineageGraph(await api.get(`/datasets/${datasetId}/lineage`)));
+  } catch (error) {
+    put(main, h("p", {}, `Lineage not shown: ${error.message}`));
+  }
+  try {
+    const rules = (await api.get(`/datasets/${datasetId}/alert-rules`)).rules;
+    const alerts = (await api.get(`/datasets/${datasetId}/alerts`)).alerts;
+    put(main, h("h2", {}, "Alert rules"), rules.length ? table(["rule", "name", "by"], rules.map((r) => [r.rule_id, r.name, r.owner])) : h("p", {}, "None."));
+    if (alerts.length) put(main, h("h2", {}, "Alerts raised"), alertsTimeline(alerts));
+  } catch (error) {
+    say(`Alerts not shown: ${error.message}`, "info");
+  }
+}

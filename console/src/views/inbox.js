@@ -1,0 +1,90 @@
+// Pending access requests to the steward's department: approve as asked, narrow, or deny — decided
+// once, by the same API call the CLI makes.
+
+import { field, h, put, say, when } from "../dom.js";
+
+const OPERATORS = ["eq", "ne", "lt", "le", "gt", "ge"];
+
+function narrowForm(api, request, schema, done) {
+  const columns = request.columns.length ? request.columns : Object.keys(schema.properties);
+  const keep = columns.map((name) => h("input", { type: "checkbox", checked: true, value: name, name: "keep" }));
+  const mask = columns.map((name) => h("input", { type: "checkbox", value: name, name: "mask" }));
+  const filterColumn = h("select", {}, h("option", { value: "" }, "(no row filter)"), Object.keys(schema.properties).map((n) => h("option", { value: n }, n)));
+  const filterOp = h("select", {}, OPERATORS.map((op) => h("option", { value: op }, op)));
+  const filterValue = h("input", { type: "text", placeholder: "value" });
+  const generaliseColumn = h("select", {}, h("option", { value: "" }, "(none)"), Object.keys(schema.properties).map((n) => h("option", { value: n }, n)));
+  const granularity = h("input", { type: "text", placeholder: "1h or 0.01" });
+  const expires = h("input", { type: "date", value: (request.until || "").slice(0, 10) });
+  const note = h("input", { type: "text", placeholder: "What you changed and why" });
+  const submit = async (event) => {
+    event.preventDefault();
+    const terms = { columns: keep.filter((c) => c.checked).map((c) => c.value) };
+    const masked = mask.filter((c) => c.checked).map((c) => c.value);
+    if (masked.length) terms.masked_columns = masked;
+    if (filterColumn.value) {
+      const column = schema.properties[filterColumn.value];
+      const numeric = ["number", "integer"].includes([].concat(column.type)[0]);
+      terms.row_filter = { condition: { column: filterColumn.value, op: filterOp.value, value: numeric ? Number(filterValue.value) : filterValue.value } };
+    }
+    if (generaliseColumn.value && granularity.value) terms.generalised = { [generaliseColumn.value]: granularity.value };
+    if (expires.value) terms.expires_at = expires.value;
+    try {
+      const grant = await api.post(`/datasets/${request.dataset_id}/access-requests/${request.request_id}/approve`, { terms, note: note.value });
+      say(`Approved narrowed: grant ${grant.grant_id} with columns ${grant.terms.columns.join(", ")}`, "ok");
+      done();
+    } catch (error) {
+      say(`Not approved: ${error.message}`, "error");
+    }
+  };
+  return h(
+    "form",
+    { class: "narrow", onsubmit: submit, "aria-label": `Narrow request ${request.request_id}` },
+    h("fieldset", {}, h("legend", {}, "Columns to give"), columns.map((name, i) => h("label", { class: "check" }, keep[i], name))),
+    h("fieldset", {}, h("legend", {}, "Columns to mask"), columns.map((name, i) => h("label", { class: "check" }, mask[i], name))),
+    h("fieldset", {}, h("legend", {}, "Rows"), field("Column", filterColumn), field("Operator", filterOp), field("Value", filterValue)),
+    h("fieldset", {}, h("legend", {}, "Coarsen"), field("Column", generaliseColumn), field("Granularity", granularity)),
+    field("Expires", expires),
+    field("Note", note),
+    h("button", { type: "submit", class: "primary" }, "Approve narrowed"),
+  );
+}
+
+export async function inbox(api, main) {
+  const requests = (await api.get("/access-requests")).requests;
+  put(main, h("h1", {}, "Pending access requests"));
+  if (!requests.length) put(main, h("p", {}, "Nothing waits for a decision."));
+  for (const request of requests) {
+    const dataset = await api.get(`/datasets/${request.dataset_id}`);
+    const area = h("div", { class: "actions" });
+    const refresh = () => window.dispatchEvent(new HashChangeEvent("hashchange"));
+    const reason = h("input", { type: "text", placeholder: "Why not", minlength: 3 });
+    put(area, 
+      h("button", { class: "primary", onclick: async () => {
+        try {
+          const grant = await api.post(`/datasets/${request.dataset_id}/access-requests/${request.request_id}/approve`, {});
+          say(`Approved as asked: grant ${grant.grant_id}`, "ok");
+          refresh();
+        } catch (error) { say(`Not approved: ${error.message}`, "error"); }
+      } }, "Approve as asked"),
+      h("button", { onclick: () => put(area, narrowForm(api, request, dataset.schema, refresh)) }, "Narrow…"),
+      h("form", { class: "inline", onsubmit: async (event) => {
+        event.preventDefault();
+        try {
+          await api.post(`/datasets/${request.dataset_id}/access-requests/${request.request_id}/deny`, { reason: reason.value });
+          say(`Denied ${request.request_id}`, "ok");
+          refresh();
+        } catch (error) { say(`Not denied: ${error.message}`, "error"); }
+      } }, field("Reason", reason), h("button", { type: "submit", class: "danger" }, "Deny")),
+    );
+    put(main, 
+      h("article", { class: "card", "data-request": request.request_id },
+        h("h2", {}, `${request.requester_department} asks for ${request.dataset_id}`),
+        h("dl", {},
+          h("dt", {}, "Purpose"), h("dd", {}, `${request.purpose} (${request.purpose_category})`),
+          h("dt", {}, "Legal basis"), h("dd", {}, request.legal_basis),
+          h("dt", {}, "Columns"), h("dd", {}, request.columns.length ? request.columns.join(", ") : "all"),
+          h("dt", {}, "Until"), h("dd", {}, when(request.until)),
+          h("dt", {}, "Asked by"), h("dd", {}, `${request.requester_principal}, ${when(request.created_at)}`)),
+        area));
+  }
+}

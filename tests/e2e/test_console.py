@@ -1,0 +1,125 @@
+"""The stewards' console in headless Chromium against the embedded stack, every request signed in
+the browser: a steward enrols a key, narrows and approves a pending request (the requester then reads
+only the granted columns), revokes it, verifies the audit chain; the platform admin registers a
+department. Screenshots of the main pages go to docs/console/ (linked from the README)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cityshare.generators import generate
+from tests.conftest import ROOT, Member, RunningStack, onboard, unique
+from tests.datasets import city_schema
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SCREENSHOTS = ROOT / "docs" / "console"
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="Chromium is not installed (apt-get install -y chromium; `make test` tries to)"
+)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+def console_url(stack: RunningStack) -> str:
+    url = stack.admin().endpoint + "/console/"
+    assert (ROOT / "console" / "dist" / "index.html").exists(), "build the console first: make console"
+    return url
+
+
+def sign_in(browser: object, stack: RunningStack, department: str, principal: str) -> object:
+    """A fresh browser profile that makes its own key; the platform admin registers the public half."""
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()  # type: ignore[attr-defined]
+    page.goto(console_url(stack))
+    page.get_by_label("Department").fill(department)
+    page.get_by_label("Principal").fill(principal)
+    page.get_by_role("button", name="Make my key").click()
+    jwk = json.loads(page.locator("#public-jwk").inner_text())
+    assert "d" not in jwk  # only the public key is ever shown
+    stack.admin().add_key(department, principal, jwk)
+    page.get_by_role("button", name="Continue").click()
+    return page
+
+
+def shoot(page: object, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
+
+
+def test_a_steward_narrows_approves_revokes_and_verifies_in_the_browser(
+    stack: RunningStack, browser: object, tmp_path: Path
+) -> None:
+    transport = unique("transport")
+    owner = onboard(stack, transport, "traffic-control", ["member"])
+    stack.admin().put_principal(transport, "steward", ["member", "steward"])
+    consumer: Member = onboard(stack, unique("environment"), "analyst", ["member"])
+    dataset_id = unique("traffic-flow")
+    owner.client.create_dataset(dataset_id, "Traffic flow", "internal", city_schema("traffic-flow"), tags=["mobility"])
+    upload = owner.client.upload_file(dataset_id, generate("traffic-flow", 2000, tmp_path / "flow.csv"))
+    assert owner.client.wait_for_upload(dataset_id, upload["upload_id"], 60)["status"] == "published"
+    asked = consumer.client.request_access(
+        dataset_id,
+        "Study pollution near congested roads",
+        "environment-monitoring",
+        "public-task",
+        "2027-12-31",
+        columns=["segment_id", "district", "measured_at", "camera_id"],
+    )
+
+    page = sign_in(browser, stack, transport, "steward")
+    card = page.locator(f"[data-request='{asked['request_id']}']")
+    card.get_by_role("button", name="Narrow…").click()
+    card.get_by_label("camera_id").first.uncheck()  # the "Columns to give" fieldset comes first
+    shoot(page, "inbox")
+    card.get_by_role("button", name="Approve narrowed").click()
+    page.get_by_role("status").filter(has_text="Approved narrowed").wait_for()
+
+    table = consumer.client.read_table(dataset_id)
+    assert table.column_names == ["segment_id", "district", "measured_at"]  # only what the steward gave
+
+    page.goto(console_url(stack) + "#/datasets/" + dataset_id)
+    page.get_by_role("heading", name="Traffic flow").wait_for()
+    page.get_by_role("heading", name="Profile of v1").wait_for()
+    shoot(page, "dataset")
+
+    page.goto(console_url(stack) + "#/grants")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Revoke").first.click()
+    page.get_by_role("status").filter(has_text="Revoked").wait_for()
+    shoot(page, "grants")
+    with pytest.raises(Exception, match=r"403|404"):
+        consumer.client.read_table(dataset_id)
+
+    page.goto(console_url(stack) + "#/audit")
+    page.get_by_role("button", name="Verify chain").click()
+    verdict = page.locator("#verify-result").inner_text()
+    assert verdict.startswith(f"Chain {transport}: ") and verdict.endswith("entries, intact"), verdict
+    shoot(page, "audit")
+
+
+def test_the_platform_admin_registers_a_department_in_the_browser(stack: RunningStack, browser: object) -> None:
+    principal = unique("admin")
+    stack.admin().put_principal("platform", principal, ["member", "admin"])
+    page = sign_in(browser, stack, "platform", principal)
+    page.goto(console_url(stack) + "#/admin")
+    department = unique("housing")
+    page.get_by_label("Department id").fill(department)
+    page.get_by_label("Name").fill("Housing")
+    page.get_by_role("button", name="Register").click()
+    page.get_by_role("status").filter(has_text=f"Registered {department}").wait_for()
+    assert any(d["department_id"] == department for d in stack.admin().list_departments())
+    page.get_by_role("link", name=department).wait_for()
+    shoot(page, "admin")
