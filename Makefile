@@ -139,16 +139,16 @@ node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 
 CDK := PATH=$(abspath $(BIN)):$$PATH npx cdk
-synth: layer node_modules/.package-lock.json  ## CloudFormation template into cdk.out (offline, no credentials): make synth STAGE=prod
+synth: layer console node_modules/.package-lock.json  ## CloudFormation template into cdk.out (offline, no credentials): make synth STAGE=prod
 	$(CDK) synth --quiet -c stage=$(STAGE)
 	$(BIN)/cfn-lint --non-zero-exit-code error cdk.out/CityShare-$(STAGE).template.json
 
-diff: layer node_modules/.package-lock.json
+diff: layer console node_modules/.package-lock.json
 	$(CDK) diff -c stage=$(STAGE)
 
 # From a fresh clone: builds what it needs, bootstraps the account/region of cdk.json (idempotent),
 # deploys the stage. Needs AWS credentials for the target account.
-deploy: layer node_modules/.package-lock.json  ## deploy a stage of cdk.json: make deploy STAGE=dev
+deploy: layer console node_modules/.package-lock.json  ## deploy a stage of cdk.json: make deploy STAGE=dev
 	$(CDK) bootstrap -c stage=$(STAGE)
 	$(CDK) deploy -c stage=$(STAGE) --require-approval broadening
 

@@ -17,14 +17,22 @@ from infra.cloud.config import DeploymentConfig
 from infra.cloud.functions import stage_function_code
 from infra.cloud.stack import CityShareStack
 
-BUILD_DIR = Path(__file__).resolve().parent / "build"
+ROOT = Path(__file__).resolve().parent
+BUILD_DIR = ROOT / "build"
 
 
-def build_app(app: App, layer_dir: Path = BUILD_DIR / "layers", code_dir: Path = BUILD_DIR / "function-code") -> CityShareStack:
+def build_app(
+    app: App,
+    layer_dir: Path = BUILD_DIR / "layers",
+    code_dir: Path = BUILD_DIR / "function-code",
+    console_dir: Path = ROOT / "console" / "dist",
+) -> CityShareStack:
     config = DeploymentConfig.from_context(app.node.try_get_context("cityshare"), app.node.try_get_context("stage"))
     missing = [name for name in ("core", "data") if not (layer_dir / name / "python").is_dir()]
     if missing:
         raise SystemExit(f"The Lambda layers {missing} are not built in {layer_dir}: run `make layer` (or `make synth`)")
+    if not (console_dir / "index.html").is_file():
+        raise SystemExit(f"The console is not built in {console_dir}: run `make console` (or `make synth`)")
     region = (
         config.region
         or os.environ.get("CDK_DEPLOY_REGION")
@@ -38,6 +46,7 @@ def build_app(app: App, layer_dir: Path = BUILD_DIR / "layers", code_dir: Path =
         config=config,
         layer_dir=layer_dir,
         code_dir=stage_function_code(code_dir, os.environ.get("LAMBDA_PYTHON")),
+        console_dir=console_dir,
         env=Environment(account=account, region=region),
         description="CityShare: governed data sharing between a city's departments",
     )

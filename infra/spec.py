@@ -483,15 +483,22 @@ RESOURCE_ENVIRONMENT: dict[str, tuple[str, str]] = {
 }
 
 # The stewards' console (console/, a static page) is served with these headers by the embedded gateway
-# and by CloudFront: scripts only from the page's own origin; Observable Plot sets inline styles.
+# and by CloudFront: scripts only from the page's own origin; Observable Plot sets inline styles. The
+# page calls the API at `connect-src`: its own origin on the embedded stack, API Gateway's in AWS.
 CONSOLE_PATH = "/console/"
-CONSOLE_CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
+CONSOLE_HSTS_MAX_AGE_SECONDS = 31_536_000
+
+
+def console_content_security_policy(api_origin: str = "'self'") -> str:
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+        f"connect-src {api_origin}; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+
+
 CONSOLE_HEADERS = {
-    "Content-Security-Policy": CONSOLE_CONTENT_SECURITY_POLICY,
-    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+    "Content-Security-Policy": console_content_security_policy(),
+    "Strict-Transport-Security": f"max-age={CONSOLE_HSTS_MAX_AGE_SECONDS}; includeSubDomains",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",

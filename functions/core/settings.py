@@ -43,6 +43,9 @@ class Settings(BaseModel):
     city_name: str = Field(default="The city", alias="CITY_NAME", description="Named in the open-data catalog")
     # The usage plan each department's API key joins (AWS; "" in the embedded stack, which throttles itself).
     usage_plan: str = Field(default="", alias="USAGE_PLAN_ID")
+    # AWS only: the console's origin (https://<its CloudFront name>), the one origin browsers may read
+    # answers from; "" on the embedded stack, which serves the console and the API from one origin.
+    console_origin: str = Field(default="", alias="CONSOLE_ORIGIN")
     policies_dir: str = Field(default=_DEFAULT_POLICIES_DIR, alias="POLICIES_DIR")
     # Signed-request limits (DESIGN.md, Trust and security).
     # Room for the signed request target (the gate allows 4 KB of path and query) and an RSA signature.

@@ -93,6 +93,9 @@ def make_handler(app: APIGatewayRestResolver) -> Handler:
 
     @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        return allow_console(event, answer(event, context))
+
+    def answer(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
         try:
             caller = caller_from_context(authorizer)
@@ -127,6 +130,16 @@ def make_handler(app: APIGatewayRestResolver) -> Handler:
         return response
 
     return handler
+
+
+def allow_console(event: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+    """Lets the stewards' console read the answer when it is served from its own origin (CloudFront in
+    AWS; API Gateway answers its preflights): that one origin, named by the deployment, and no other."""
+    console = get_settings().console_origin
+    origin = next((v for k, v in (event.get("headers") or {}).items() if k.lower() == "origin"), None)
+    if console and origin == console:
+        response["headers"] = {**(response.get("headers") or {}), "Access-Control-Allow-Origin": console, "Vary": "Origin"}
+    return response
 
 
 def as_proxy(response: Response[str], headers: dict[str, str] | None = None) -> dict[str, Any]:

@@ -9,6 +9,11 @@ and the limits of infra/spec.py's LimitsSpec applied as the embedded gateway app
   unauthenticated floods before they reach the (uncached) authorizer.
 
 Access logs (KMS-encrypted) carry the department and principal the authorizer verified.
+
+Browsers: the stewards' console (infra/cloud/console.py) is served from another origin, so the signed
+routes answer CORS preflights for that origin alone (a mock integration: no function runs, no
+credential is involved), and gateway errors carry the same Access-Control-Allow-Origin so the page can
+show them. The functions add it to their own answers (functions/handlers/http.py).
 """
 
 from __future__ import annotations
@@ -42,6 +47,9 @@ _GATEWAY_PROBLEMS = (
     (apigw.ResponseType.DEFAULT_4_XX, None, "invalid_request", "The request was refused"),
     (apigw.ResponseType.DEFAULT_5_XX, None, "internal_error", "Internal error"),
 )
+
+# Browsers may reuse a preflight's answer this long (Chromium caps it at 2 hours).
+PREFLIGHT_MAX_AGE_SECONDS = 3600
 
 # $context variables of each access log line: who (verified by the authorizer), what, and how it ended.
 ACCESS_LOG_FIELDS = {
@@ -82,6 +90,7 @@ class Api(Construct):
         default_authorizer: str,
         limits: LimitsSpec,
         logs_key: kms.IKey,
+        browser_origin: str,
     ) -> None:
         super().__init__(scope, construct_id)
         removal = RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY
@@ -132,12 +141,14 @@ class Api(Construct):
             api_stages=[apigw.UsagePlanPerApiStage(api=self.rest_api, stage=self.rest_api.deployment_stage)],
         )
         self._routes(routes, functions)
+        self._preflights(routes, browser_origin)
+        browser_headers = {"Access-Control-Allow-Origin": f"'{browser_origin}'", "Vary": "'Origin'"}
         for response_type, status, code, title in _GATEWAY_PROBLEMS:
             self.rest_api.add_gateway_response(
                 f"Problem-{response_type.response_type}",
                 type=response_type,
                 status_code=str(status) if status else None,
-                response_headers={"Content-Type": "'application/problem+json'"},
+                response_headers={"Content-Type": "'application/problem+json'", **browser_headers},
                 templates={"application/json": problem_template(code, title, status)},
             )
         self.web_acl = self._firewall(config, retention, removal, logs_key)
@@ -157,6 +168,46 @@ class Api(Construct):
             # answers 405 with Allow (or, for Delta Sharing, the protocol's 404), as the embedded gateway does.
             self.rest_api.root.resource_for_path(path).add_method(
                 "ANY", integrations[route.function], request_validator=validator, **self._guard(route)
+            )
+
+    @property
+    def origin(self) -> str:
+        """The scheme and host browsers call (the console's content security policy allows it)."""
+        stack = Stack.of(self)
+        return f"https://{self.rest_api.rest_api_id}.execute-api.{stack.region}.{stack.url_suffix}"
+
+    def _preflights(self, routes: tuple[RouteSpec, ...], browser_origin: str) -> None:
+        """OPTIONS on every path of a signed route, answered by API Gateway itself for `browser_origin`."""
+        methods: dict[str, set[str]] = {}
+        for route in routes:
+            if route.authorizer is None:
+                methods.setdefault(route.path, set()).add(route.method)
+        for path, allowed in sorted(methods.items()):
+            headers = {
+                "Access-Control-Allow-Origin": f"'{browser_origin}'",
+                "Access-Control-Allow-Methods": f"'{','.join(sorted(allowed))}'",
+                "Access-Control-Allow-Headers": "'Authorization,Content-Type'",
+                "Access-Control-Max-Age": f"'{PREFLIGHT_MAX_AGE_SECONDS}'",
+                "Vary": "'Origin'",
+            }
+            self.rest_api.root.resource_for_path(path).add_method(
+                "OPTIONS",
+                apigw.MockIntegration(
+                    request_templates={"application/json": '{"statusCode": 204}'},
+                    integration_responses=[
+                        apigw.IntegrationResponse(
+                            status_code="204",
+                            response_parameters={f"method.response.header.{name}": value for name, value in headers.items()},
+                        )
+                    ],
+                ),
+                authorization_type=apigw.AuthorizationType.NONE,
+                api_key_required=False,
+                method_responses=[
+                    apigw.MethodResponse(
+                        status_code="204", response_parameters={f"method.response.header.{name}": True for name in headers}
+                    )
+                ],
             )
 
     def _guard(self, route: RouteSpec) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # Days -> the name of CDK's RetentionDays member (the CloudWatch Logs retention values offered).
 LOG_RETENTION_NAMES = {
@@ -39,6 +39,14 @@ class DeploymentConfig(BaseModel):
     waf_requests_per_ip: int = Field(default=3000, alias="wafRequestsPerFiveMinutesPerIp", ge=100)
     log_retention_days: int = Field(default=30, alias="logRetentionDays")
     alarm_emails: list[str] = Field(default_factory=list, alias="alarmEmails")
+    # The console on the city's own name (e.g. data.city.example), with an ACM certificate in us-east-1
+    # (CloudFront's region for certificates); without them it is served at its *.cloudfront.net name.
+    console_domain_name: str | None = Field(
+        default=None, alias="consoleDomainName", max_length=253, pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
+    )
+    console_certificate_arn: str | None = Field(
+        default=None, alias="consoleCertificateArn", pattern=r"^arn:aws[a-z-]*:acm:us-east-1:\d{12}:certificate/[0-9a-f-]{36}$"
+    )
 
     @field_validator("log_retention_days")
     @classmethod
@@ -54,6 +62,12 @@ class DeploymentConfig(BaseModel):
             if "@" not in email or " " in email:
                 raise ValueError(f"{email!r} is not an email address")
         return emails
+
+    @model_validator(mode="after")
+    def _domain_with_certificate(self) -> DeploymentConfig:
+        if (self.console_domain_name is None) != (self.console_certificate_arn is None):
+            raise ValueError("consoleDomainName and consoleCertificateArn go together (the certificate must cover the name)")
+        return self
 
     @property
     def token_audience(self) -> str:

@@ -6,17 +6,21 @@ key, its API key) by the provisioner function, so the template is the same for 6
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import CfnOutput, Duration, Stack, Tags
+import jsii
+from aws_cdk import CfnOutput, Duration, IStableStringProducer, Lazy, Stack, Tags
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_logs as logs
 from aws_cdk.aws_lambda_event_sources import SqsEventSource
 from constructs import Construct
 
 from infra.cloud.api import Api
-from infra.cloud.config import DeploymentConfig
+from infra.cloud.config import LOG_RETENTION_NAMES, DeploymentConfig
+from infra.cloud.console import ConsoleHosting
 from infra.cloud.functions import Functions, Resources
 from infra.cloud.keys import Keys
 from infra.cloud.messaging import Messaging
@@ -33,7 +37,19 @@ from infra.cloud.queries import Queries
 from infra.cloud.storage import Storage
 from infra.cloud.suppressions import acknowledge_findings
 from infra.cloud.tables import Tables
-from infra.spec import SPEC, PlatformSpec, function_environment
+from infra.spec import CONSOLE_PATH, SPEC, PlatformSpec, function_environment
+
+
+@jsii.implements(IStableStringProducer)
+class _Deferred:
+    """A value the template needs before the construct that makes it exists (see the console below)."""
+
+    def __init__(self, produce: Callable[[], str]) -> None:
+        self._produce = produce
+
+    def produce(self) -> str:
+        return self._produce()
+
 
 # The function whose role runs Athena queries over departments' curated data (their keys' policies name it).
 QUERY_FUNCTION = "triggers"
@@ -47,6 +63,7 @@ class CityShareStack(Stack):
         config: DeploymentConfig,
         layer_dir: Path,
         code_dir: Path,
+        console_dir: Path,
         spec: PlatformSpec = SPEC,
         acknowledge: bool = True,
         **kwargs: Any,
@@ -150,7 +167,24 @@ class CityShareStack(Stack):
                         max_concurrency=queue_spec.max_concurrency,
                     )
                 )
-        api = Api(self, "Api", config, spec.routes, lambdas, spec.authorizer, spec.limits, keys.operations)
+        # The console's content security policy names the API's origin, and the API answers CORS for
+        # the console's: each needs the other's name, known once both exist (resolved at synth).
+        console = ConsoleHosting(
+            self,
+            "Console",
+            console_dir,
+            Lazy.string(_Deferred(lambda: api.origin)),
+            storage.access_logs,
+            keys.operations,
+            logs.RetentionDays[LOG_RETENTION_NAMES[config.log_retention_days]],
+            config.console_domain_name,
+            config.console_certificate_arn,
+        )
+        api = Api(self, "Api", config, spec.routes, lambdas, spec.authorizer, spec.limits, keys.operations, console.origin)
+        console.publish(api.rest_api.url, config.token_audience)
+        for function_spec in spec.functions:
+            if any(route.function == function_spec.name and route.authorizer is None for route in spec.routes):
+                lambdas[function_spec.name].add_environment("CONSOLE_ORIGIN", console.origin)
         for function_spec in spec.functions:
             if function_spec.provisions_departments:
                 lambdas[function_spec.name].add_environment("USAGE_PLAN_ID", api.usage_plan.usage_plan_id)
@@ -169,6 +203,7 @@ class CityShareStack(Stack):
             messaging.undelivered,
         )
         CfnOutput(self, "ApiUrl", value=api.rest_api.url, description="Endpoint for CityShare profiles")
+        CfnOutput(self, "ConsoleUrl", value=f"{console.origin}{CONSOLE_PATH}", description="The stewards' console")
         CfnOutput(self, "Audience", value=config.token_audience, description="The `aud` every request token carries")
         CfnOutput(self, "DirectoryTable", value=tables.tables["directory"].table_name, description="For `make bootstrap-admin`")
         if acknowledge:  # tests build it once without, to find acknowledgements no finding needs

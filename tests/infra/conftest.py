@@ -35,6 +35,7 @@ class Synthesised:
     context: dict[str, Any]
     outdir: Path
     layer_dir: Path
+    console_dir: Path
 
 
 @pytest.fixture(scope="session")
@@ -46,11 +47,14 @@ def synthesised(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synthesise
         (layer / name / "python" / "README").write_text(
             f"stand-in for the built {name} layer: the template does not depend on it"
         )
+    console = work / "console"
+    console.mkdir()
+    (console / "index.html").write_text("stand-in for the built console: the template does not depend on it")
     context = {**json.loads((ROOT / "cdk.json").read_text())["context"], "stage": STAGE}
     app = App(context=context, outdir=str(work / "cdk.out"))
-    stack = build_app(app, layer_dir=layer, code_dir=work / "function-code")
+    stack = build_app(app, layer_dir=layer, code_dir=work / "function-code", console_dir=console)
     app.synth()  # raises ValidationFailed if cdk-nag finds anything not acknowledged
-    yield Synthesised(app, stack, Template.from_stack(stack), context, work / "cdk.out", layer)
+    yield Synthesised(app, stack, Template.from_stack(stack), context, work / "cdk.out", layer, console)
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +69,7 @@ def unacknowledged_findings(synthesised: Synthesised, tmp_path_factory: pytest.T
         config=synthesised.stack.config,
         layer_dir=synthesised.layer_dir,
         code_dir=synthesised.outdir.parent / "function-code",
+        console_dir=synthesised.console_dir,
         acknowledge=False,
         env=Environment(region=synthesised.stack.region),
     )

@@ -122,8 +122,16 @@ def main() -> None:
         for name in ("core", "data", "analytics"):
             (layers / name / "python").mkdir(parents=True)
         context = {**json.loads((root / "cdk.json").read_text())["context"], "stage": "prod"}
+        console = Path(work) / "console"
+        console.mkdir()
+        (console / "index.html").write_text("stand-in")
         os.environ.pop("LAMBDA_PYTHON", None)  # no .pyc needed to read the IAM
-        stack = build_app(App(context=context, outdir=str(Path(work) / "out")), layer_dir=layers, code_dir=Path(work) / "code")
+        stack = build_app(
+            App(context=context, outdir=str(Path(work) / "out")),
+            layer_dir=layers,
+            code_dir=Path(work) / "code",
+            console_dir=console,
+        )
         table = role_table(Template.from_stack(stack).to_json()["Resources"])
     readme = root / "README.md"
     start, end = "<!-- role-table:start -->\n", "\n<!-- role-table:end -->"
