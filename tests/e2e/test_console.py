@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
 
 from cityshare.generators import generate
 from tests.conftest import ROOT, Member, RunningStack, onboard, unique
@@ -25,9 +26,7 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
+def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield launched
@@ -40,9 +39,9 @@ def console_url(stack: RunningStack) -> str:
     return url
 
 
-def sign_in(browser: object, stack: RunningStack, department: str, principal: str) -> object:
+def sign_in(browser: Browser, stack: RunningStack, department: str, principal: str) -> Page:
     """A fresh browser profile that makes its own key; the platform admin registers the public half."""
-    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()  # type: ignore[attr-defined]
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
     page.goto(console_url(stack))
     page.get_by_label("Department").fill(department)
     page.get_by_label("Principal").fill(principal)
@@ -54,13 +53,13 @@ def sign_in(browser: object, stack: RunningStack, department: str, principal: st
     return page
 
 
-def shoot(page: object, name: str) -> None:
+def shoot(page: Page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 def test_a_steward_narrows_approves_revokes_and_verifies_in_the_browser(
-    stack: RunningStack, browser: object, tmp_path: Path
+    stack: RunningStack, browser: Browser, tmp_path: Path
 ) -> None:
     transport = unique("transport")
     owner = onboard(stack, transport, "traffic-control", ["member"])
@@ -110,7 +109,7 @@ def test_a_steward_narrows_approves_revokes_and_verifies_in_the_browser(
     shoot(page, "audit")
 
 
-def test_the_platform_admin_registers_a_department_in_the_browser(stack: RunningStack, browser: object) -> None:
+def test_the_platform_admin_registers_a_department_in_the_browser(stack: RunningStack, browser: Browser) -> None:
     principal = unique("admin")
     stack.admin().put_principal("platform", principal, ["member", "admin"])
     page = sign_in(browser, stack, "platform", principal)
@@ -123,3 +122,58 @@ def test_the_platform_admin_registers_a_department_in_the_browser(stack: Running
     assert any(d["department_id"] == department for d in stack.admin().list_departments())
     page.get_by_role("link", name=department).wait_for()
     shoot(page, "admin")
+
+
+AUDIT = (Path(__file__).with_name("console_audit.js")).read_text()
+PAGES = ("#/inbox", "#/grants", "#/datasets", "#/audit")
+
+
+@pytest.mark.parametrize("viewport", [{"width": 1280, "height": 800}, {"width": 768, "height": 1024}], ids=["laptop", "tablet"])
+def test_every_page_is_labelled_legible_and_fits_a_laptop_and_a_tablet(
+    stack: RunningStack, browser: Browser, tmp_path: Path, viewport: ViewportSize
+) -> None:
+    department = unique("environment")
+    owner = onboard(stack, department, "sensors", ["member"])
+    stack.admin().put_principal(department, "steward", ["member", "steward"])
+    requester = onboard(stack, unique("health"), "analyst", ["member"])
+    dataset_id = unique("air-quality")
+    owner.client.create_dataset(dataset_id, "Air quality", "internal", city_schema("air-quality"), tags=["air"])
+    upload = owner.client.upload_file(dataset_id, generate("air-quality", 500, tmp_path / "air.csv"))
+    assert owner.client.wait_for_upload(dataset_id, upload["upload_id"], 60)["status"] == "published"
+    requester.client.request_access(dataset_id, "Asthma admissions and pollution", "public-health", "public-task", "2027-06-30")
+
+    page = sign_in(browser, stack, department, "steward")
+    page.set_viewport_size(viewport)
+    for hash_route in (*PAGES, f"#/datasets/{dataset_id}"):
+        page.goto(console_url(stack) + hash_route)
+        page.reload()  # so the h1 awaited is this page's
+        page.locator("main h1").first.wait_for()
+        page.wait_for_load_state("networkidle")
+        findings = page.evaluate(AUDIT)
+        assert findings == [], (hash_route, findings)
+        if hash_route == "#/inbox" and viewport["width"] < 1024:
+            shoot(page, "inbox-tablet")
+    # The audit does find what it looks for.
+    page.evaluate(
+        """() => document.getElementById("main").insertAdjacentHTML("beforeend",
+        '<input id="unlabelled"><p style="color:#bbb">faint</p><div style="width:3000px">wide</div>')"""
+    )
+    found = page.evaluate(AUDIT)
+    assert [finding.split(" ", 1)[0] for finding in found] == ["unlabelled", "contrast", "wider"], found
+
+    # Keyboard only: after each navigation the new page has the focus (a screen reader reads it);
+    # the sections are a Shift+Tab away, Enter opens one, Tab reaches the page's first action.
+    page.goto(console_url(stack) + "#/inbox")
+    page.get_by_role("button", name="Approve as asked").wait_for()
+    assert page.evaluate("document.activeElement.id") == "main"
+    for _ in range(10):
+        page.keyboard.press("Shift+Tab")
+        if page.evaluate("document.activeElement.textContent") == "Grants":
+            break
+    assert page.evaluate("document.activeElement.textContent") == "Grants"
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => location.hash === '#/grants' && document.activeElement.id === 'main'")
+    page.goto(console_url(stack) + "#/inbox")
+    page.get_by_role("button", name="Approve as asked").wait_for()
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Approve as asked"
