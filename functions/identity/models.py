@@ -28,7 +28,9 @@ class Department(BaseModel):
     # Set by the provisioner once the department's resources exist (its KMS key; its API key for
     # the per-department usage plan, in AWS): until then it can publish nothing.
     data_key: str | None = Field(default=None, description="ARN of the department's own KMS key")
-    usage_key: str | None = Field(default=None, description="Its API Gateway key, which the authorizer names for throttling")
+    # The API Gateway key the authorizer names for throttling: read from the directory, never in an
+    # answer or a dump (record_resources writes it on its own).
+    usage_key: str | None = Field(default=None, exclude=True, repr=False)
 
 
 class Principal(BaseModel):

@@ -60,3 +60,14 @@ def test_dataset_ids_and_tags_are_constrained() -> None:
 
 def test_an_update_lists_only_what_it_changes() -> None:
     assert DatasetUpdate(title="New", revision=3).changes() == {"title": "New"}
+
+
+def test_a_departments_api_key_is_never_in_an_answer() -> None:
+    from functions.identity.models import Department
+
+    department = Department.model_validate(
+        {"department_id": "transport", "name": "Transport", "created_at": "2026-01-01T00:00:00Z", "usage_key": "k" * 40}
+    )
+    assert department.usage_key == "k" * 40  # the authorizer reads it
+    assert "usage_key" not in department.model_dump()
+    assert "k" * 40 not in department.model_dump_json() + repr(department)
