@@ -3,8 +3,9 @@
 Each figure is the median wall time of the import in fresh interpreters. Two floors:
 - "import only": `import boto3, ...` of the handler's libraries;
 - "as used": the same plus what using those libraries costs at import whoever writes the handler:
-  the first pydantic model (pydantic builds its machinery lazily, ~50 ms here) and, for the API,
-  Powertools' resolver with OpenAPI validation (its own pydantic models, ~90 ms).
+  the first pydantic model (pydantic builds its machinery lazily, ~50 ms here) and, for the HTTP
+  functions, Powertools' resolver made with OpenAPI validation (its middleware and its own pydantic
+  models, ~100 ms).
 The ratio handler / "as used" floor is what CityShare's own code adds. One extra run with
 `python -X importtime` lists CityShare's own modules by cumulative import time.
 
@@ -26,18 +27,22 @@ from pathlib import Path
 
 RUNS = 9
 FIRST_MODEL = "exec('class _M(pydantic.BaseModel):\\n x: int')"
+# Powertools' resolver as the HTTP functions use it: with OpenAPI validation (its middleware and models).
+RESOLVER_WITH_VALIDATION = (
+    "from aws_lambda_powertools.event_handler import APIGatewayRestResolver; "
+    "import aws_lambda_powertools.event_handler.openapi.params, aws_lambda_powertools.event_handler.openapi.models; "
+    "APIGatewayRestResolver(enable_validation=True)"
+)
 HANDLERS = {
     "api": (
         "functions.handlers.api",
         "import boto3, pydantic, cedarpy",
-        "from aws_lambda_powertools.event_handler import APIGatewayRestResolver; "
-        "import aws_lambda_powertools.event_handler.openapi.params, aws_lambda_powertools.event_handler.openapi.models",
+        RESOLVER_WITH_VALIDATION,
     ),
     "analytics": (
         "functions.handlers.analytics",
         "import boto3, pydantic, cedarpy",
-        "from aws_lambda_powertools.event_handler import APIGatewayRestResolver; "
-        "import aws_lambda_powertools.event_handler.openapi.params, aws_lambda_powertools.event_handler.openapi.models",
+        RESOLVER_WITH_VALIDATION,
     ),
     "authorizer": (
         "functions.handlers.authorizer",
@@ -123,6 +128,9 @@ def main() -> None:
     )
     lambda_python = os.environ.get("LAMBDA_PYTHON")
     if lambda_python and (SHIPPED / "core" / "python").is_dir():
+        from infra.cloud.functions import stage_function_code
+
+        stage_function_code(ROOT / "build" / "function-code", lambda_python)  # this checkout's code, as synth ships it
         version = Interpreter(lambda_python).run("-c", "import sys; print(sys.version.split()[0])").stdout.strip()
         measure(
             f"as shipped: python {version}, code asset and layers with their .pyc, nothing written",

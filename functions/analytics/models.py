@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+from pydantic import ConfigDict, Field, HttpUrl, model_validator
 
 from functions.catalog.models import ColumnName, Tag
+from functions.core.model import Model
 
 DatasetId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{2,62}$")]
 Aggregate = Literal["mean", "sum", "count", "min", "max"]
@@ -15,7 +16,7 @@ SubscriptionKind = Literal["versions", "alerts"]
 ResultType = Literal["string", "integer", "number", "boolean", "date-time", "date"]
 
 
-class Measure(BaseModel):
+class Measure(Model):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     aggregate: Aggregate
@@ -28,7 +29,7 @@ class Measure(BaseModel):
         return self
 
 
-class Window(BaseModel):
+class Window(Model):
     """Tumbling windows over a date-time column."""
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
@@ -37,7 +38,7 @@ class Window(BaseModel):
     minutes: int = Field(ge=1, le=43_200)
 
 
-class Baseline(BaseModel):
+class Baseline(Model):
     """Compare each window with `factor` x the median (or mean) of the group's previous windows."""
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
@@ -47,7 +48,7 @@ class Baseline(BaseModel):
     factor: float = Field(gt=0, le=1000)
 
 
-class AlertRuleCreate(BaseModel):
+class AlertRuleCreate(Model):
     """E.g. hourly mean of pm25 per station_id above 75; 5-minute mean speed per segment below 10 for 3
     windows in a row; daily count per district above 2x its 28-day median."""
 
@@ -84,11 +85,11 @@ class AlertRule(AlertRuleCreate):
     grant_id: str | None = Field(default=None, description="The grant the rule reads under (none for the dataset's owner)")
 
 
-class RuleList(BaseModel):
+class RuleList(Model):
     rules: list[AlertRule]
 
 
-class Alert(BaseModel):
+class Alert(Model):
     alert_id: str
     rule_id: str
     dataset_id: str
@@ -100,7 +101,7 @@ class Alert(BaseModel):
     threshold: float
 
 
-class SubscriptionCreate(BaseModel):
+class SubscriptionCreate(Model):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     dataset_id: DatasetId | None = None
@@ -115,7 +116,7 @@ class SubscriptionCreate(BaseModel):
         return self
 
 
-class Subscription(BaseModel):
+class Subscription(Model):
     subscription_id: str
     department: str
     dataset_id: str | None = None
@@ -132,11 +133,11 @@ class CreatedSubscription(Subscription):
     )
 
 
-class SubscriptionList(BaseModel):
+class SubscriptionList(Model):
     subscriptions: list[Subscription]
 
 
-class DerivedDatasetCreate(BaseModel):
+class DerivedDatasetCreate(Model):
     """A dataset computed by a SQL query over datasets the definer may read; rebuilt when an input
     gets a new version. Inputs appear in the query as tables named like the dataset with `_` for `-`."""
 
@@ -171,12 +172,12 @@ class DerivedDataset(DerivedDatasetCreate):
     columns: dict[str, str] = Field(description="Result column -> DuckDB type")
 
 
-class LineageEdge(BaseModel):
+class LineageEdge(Model):
     dataset_id: str
     version: int | None = None
 
 
-class Lineage(BaseModel):
+class Lineage(Model):
     dataset_id: str
     version: int | None = Field(default=None, description="The latest version, whose inputs `upstream` lists")
     upstream: list[LineageEdge]

@@ -20,17 +20,18 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from functions.core.dynamo import DynamoTable, from_item, is_conditional_failure, to_item
 from functions.core.errors import Conflict
+from functions.core.model import Model
 from functions.core.observability import record_metric
 
 GENESIS_HASH = "0" * 64
 _MAX_APPEND_ATTEMPTS = 25
 
 
-class AuditEvent(BaseModel):
+class AuditEvent(Model):
     """What happened; the chain adds position and hashes."""
 
     actor_department: str

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
-
 from functions.audit.chain import AuditEntry, AuditLog
 from functions.core.errors import Forbidden
+from functions.core.model import Model
 from functions.identity.models import Caller
 from functions.policy.access import AccessControl
 from functions.policy.engine import Resource, uid
@@ -13,7 +12,7 @@ from functions.policy.engine import Resource, uid
 MAX_AUDIT_PAGE = 500
 
 
-class AuditPage(BaseModel):
+class AuditPage(Model):
     chain: str
     entries: list[AuditEntry]
     next_after: int | None = None

@@ -7,7 +7,6 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
@@ -16,6 +15,8 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
+
+from functions.core.model import Model
 
 DatasetId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{2,62}$")]
 ColumnName = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
@@ -44,7 +45,7 @@ def grid(granularity: str) -> tuple[int, int]:
     return int(step.scaleb(decimals)), decimals
 
 
-class JsonSchemaModel(BaseModel):
+class JsonSchemaModel(Model):
     """Serialises as the JSON Schema it stands for: by alias, without unset keywords."""
 
     @model_serializer(mode="wrap")
@@ -150,7 +151,7 @@ class TableSchema(JsonSchemaModel):
         return [name for name in self.properties if name not in dropped]
 
 
-class IngestPolicy(BaseModel):
+class IngestPolicy(Model):
     """What to do with invalid rows: refuse the whole file, or publish the valid rows when the
     invalid ones are at most `max_invalid_share` of the file (they are reported either way)."""
 
@@ -165,7 +166,7 @@ DataTheme = Literal["AGRI", "ECON", "EDUC", "ENER", "ENVI", "GOVE", "HEAL", "INT
 LicenceUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s<>\"{}|\\^`]{3,500}$")]
 
 
-class ContactPoint(BaseModel):
+class ContactPoint(Model):
     """Who answers questions about a dataset (DCAT's contact point, a vCard)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -174,7 +175,7 @@ class ContactPoint(BaseModel):
     email: str = Field(pattern=r"^[^@\s<>\"]{1,64}@[A-Za-z0-9.-]{1,190}\.[A-Za-z]{2,24}$")
 
 
-class DatasetFields(BaseModel):
+class DatasetFields(Model):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, populate_by_name=True, serialize_by_alias=True)
 
     title: str = Field(min_length=1, max_length=200)
@@ -202,7 +203,7 @@ class DatasetCreate(DatasetFields):
     dataset_id: DatasetId
 
 
-class DatasetUpdate(BaseModel):
+class DatasetUpdate(Model):
     """A partial change of a dataset's metadata. `revision`, when given, must match (optimistic lock)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
@@ -244,6 +245,6 @@ class Dataset(DatasetCreate):
         return self.owner == department or self.classification == "public"
 
 
-class DatasetPage(BaseModel):
+class DatasetPage(Model):
     datasets: list[Dataset]
     next_cursor: str | None = None

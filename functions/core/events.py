@@ -10,14 +10,15 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from functions.core import aws
+from functions.core.model import Model
 
 SOURCE = "cityshare"
 
 
-class EventDetail(BaseModel):
+class EventDetail(Model):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     @classmethod

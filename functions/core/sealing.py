@@ -18,10 +18,13 @@ import hmac
 import os
 import struct
 from collections.abc import Callable, Iterable, Iterator
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+# cryptography's ciphers are imported where they are used: the API and analytics functions import
+# this module (through key derivation) on every cold start, but most of their requests seal nothing.
 
 TOKEN_BYTES = 16
 SHORT_VALUE_BYTES = 15  # with one byte of padding, one AES block
@@ -43,6 +46,8 @@ class TokenKey:
     one value at a time. Both are 128 bits, under keys derived apart from the space's key."""
 
     def __init__(self, key: bytes) -> None:
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
         # ECB on purpose: each value is exactly one block, so this is AES applied to each value on its
         # own, deterministic by design (a token), never a mode over a longer message.
         self._block_cipher = Cipher(algorithms.AES(derived_key(key, "token", "short")), modes.ECB())  # noqa: S305
@@ -103,7 +108,7 @@ class ValueSealer:
     (dataset and column), so a ciphertext cannot be moved elsewhere."""
 
     def __init__(self, key: bytes) -> None:
-        self._cipher = AESGCM(key)
+        self._cipher = _aes_gcm(key)
 
     def seal(self, value: str, associated: bytes) -> str:
         nonce = os.urandom(_NONCE)
@@ -119,7 +124,7 @@ class ValueSealer:
 
 def seal_stream(source: BinaryIO, key: bytes, associated: bytes) -> Iterator[bytes]:
     """The sealed form of `source`, chunk by chunk (memory bounded by one chunk)."""
-    cipher = AESGCM(key)
+    cipher = _aes_gcm(key)
     index = 0
     current = source.read(_CHUNK_BYTES)
     while True:
@@ -136,7 +141,7 @@ def seal_stream(source: BinaryIO, key: bytes, associated: bytes) -> Iterator[byt
 def open_stream(chunks: Iterable[bytes], key: bytes, associated: bytes) -> bytes:
     """The plain bytes of a sealed file; ValueError if any chunk was altered, moved or cut off."""
     data = b"".join(chunks)
-    cipher = AESGCM(key)
+    cipher = _aes_gcm(key)
     plain: list[bytes] = []
     offset, index = 0, 0
     while offset < len(data):
@@ -155,6 +160,12 @@ def open_stream(chunks: Iterable[bytes], key: bytes, associated: bytes) -> bytes
     if index == 0:
         raise ValueError("empty sealed file")
     return b"".join(plain)
+
+
+def _aes_gcm(key: bytes) -> AESGCM:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(key)
 
 
 def _chunk_context(associated: bytes, index: int, last: bool) -> bytes:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
+
+from functions.core.model import Model
 
 KeyAlgorithm = Literal["ES256", "RS256"]
 
@@ -18,7 +20,7 @@ Status = Literal["active", "suspended"]
 PLATFORM_DEPARTMENT = "platform"
 
 
-class Department(BaseModel):
+class Department(Model):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     department_id: DepartmentId
@@ -33,7 +35,7 @@ class Department(BaseModel):
     usage_key: str | None = Field(default=None, exclude=True, repr=False)
 
 
-class Principal(BaseModel):
+class Principal(Model):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     department_id: DepartmentId
@@ -43,7 +45,7 @@ class Principal(BaseModel):
     status: Status = "active"
 
 
-class PublicKey(BaseModel):
+class PublicKey(Model):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     department_id: DepartmentId
@@ -55,7 +57,7 @@ class PublicKey(BaseModel):
     created_at: str
 
 
-class Caller(BaseModel):
+class Caller(Model):
     """The verified identity of a request, as the authorizer hands it to the API."""
 
     model_config = ConfigDict(frozen=True)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from contextlib import suppress
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from functions.core.clock import utc_now
 from functions.core.errors import AlreadyExists, DepartmentNotFound, Forbidden, InvalidRequest
 from functions.core.events import DepartmentRegistered, EventPublisher
+from functions.core.model import Model
 from functions.core.observability import logger
 from functions.identity.directory import DirectoryRepository
 from functions.identity.keys import validate_public_jwk
@@ -29,39 +30,39 @@ from functions.policy.engine import Resource
 _DIRECTORY = Resource("Directory", "directory")
 
 
-class DepartmentCreate(BaseModel):
+class DepartmentCreate(Model):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     department_id: DepartmentId
     name: str = Field(min_length=1, max_length=200)
 
 
-class DepartmentStatusChange(BaseModel):
+class DepartmentStatusChange(Model):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     status: Status
 
 
-class PrincipalPut(BaseModel):
+class PrincipalPut(Model):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     display_name: str = Field(default="", max_length=200)
     roles: list[Role] = Field(min_length=1, max_length=3)
 
 
-class KeyAdd(BaseModel):
+class KeyAdd(Model):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     jwk: dict[str, Any]
 
 
-class DepartmentDetail(BaseModel):
+class DepartmentDetail(Model):
     department: Department
     principals: list[Principal]
     keys: list[PublicKey]
 
 
-class Identity(BaseModel):
+class Identity(Model):
     """What CityShare knows of the caller: the directory's view, not the token's."""
 
     department_id: str

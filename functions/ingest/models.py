@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from functions.core.model import Model
 
 FileFormat = Literal["csv", "jsonl", "parquet"]
 Compression = Literal["none", "gzip"]
@@ -18,7 +20,7 @@ PART_SIZE = 64 * 1024**2
 MAX_RECORDS_PER_PUSH = 1000
 
 
-class CsvDialect(BaseModel):
+class CsvDialect(Model):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     delimiter: Literal[",", ";", "\t", "|"] = ","
@@ -26,7 +28,7 @@ class CsvDialect(BaseModel):
     encoding: Literal["utf-8", "utf-8-sig", "latin-1", "windows-1252", "utf-16"] = "utf-8"
 
 
-class UploadRequest(BaseModel):
+class UploadRequest(Model):
     """What a department declares before sending a file."""
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
@@ -38,13 +40,13 @@ class UploadRequest(BaseModel):
     csv: CsvDialect = Field(default_factory=CsvDialect)
 
 
-class PresignedPart(BaseModel):
+class PresignedPart(Model):
     part_number: int
     url: str
     size_bytes: int
 
 
-class UploadTicket(BaseModel):
+class UploadTicket(Model):
     """Where and how to send the file: one presigned PUT, or one per part for large files."""
 
     upload_id: str
@@ -56,20 +58,20 @@ class UploadTicket(BaseModel):
     expires_at: str
 
 
-class CompletedPart(BaseModel):
+class CompletedPart(Model):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     part_number: int = Field(ge=1, le=10000)
     etag: str = Field(min_length=1, max_length=128)
 
 
-class MultipartCompletion(BaseModel):
+class MultipartCompletion(Model):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     parts: list[CompletedPart] = Field(min_length=1, max_length=10000)
 
 
-class RecordsPush(BaseModel):
+class RecordsPush(Model):
     """A small batch of JSON records (sensors, IoT gateways), ingested like an uploaded file."""
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
@@ -77,7 +79,7 @@ class RecordsPush(BaseModel):
     records: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_RECORDS_PER_PUSH)
 
 
-class Issue(BaseModel):
+class Issue(Model):
     """One problem found in the input: where (row, column), which rule, and an excerpt of the value."""
 
     row: int | None = None
@@ -87,7 +89,7 @@ class Issue(BaseModel):
     value: str | None = None
 
 
-class IngestReport(BaseModel):
+class IngestReport(Model):
     rows_read: int = 0
     rows_accepted: int = 0
     rows_rejected: int = 0
@@ -97,19 +99,19 @@ class IngestReport(BaseModel):
     quarantine_key: str | None = None
 
 
-class ColumnProfile(BaseModel):
+class ColumnProfile(Model):
     nulls: int
     min: Any = None
     max: Any = None
     distinct_estimate: int
 
 
-class DatasetProfile(BaseModel):
+class DatasetProfile(Model):
     rows: int
     columns: dict[str, ColumnProfile]
 
 
-class Upload(BaseModel):
+class Upload(Model):
     """An upload's record in the catalog: what was declared, and what became of it."""
 
     upload_id: str
@@ -128,7 +130,7 @@ class Upload(BaseModel):
     updated_at: str | None = None
 
 
-class DatasetVersion(BaseModel):
+class DatasetVersion(Model):
     dataset_id: str
     version: int
     owner: str
@@ -147,7 +149,7 @@ class DatasetVersion(BaseModel):
 VersionAccess = Literal["owner", "whole", "grant", "metadata"]
 
 
-class PublishedVersion(BaseModel):
+class PublishedVersion(Model):
     """A version as the caller may see it. Discovering a dataset is not reading it: its figures
     follow read rights. `access` says what they cover: `owner` (everything, the report included),
     `whole` (the caller reads the whole dataset: public data or an unrestricted grant; no report),
@@ -170,5 +172,5 @@ class PublishedVersion(BaseModel):
     inputs: list[str] | None = Field(default=None, description="Lineage: the versions it was computed from, dataset@n")
 
 
-class VersionPage(BaseModel):
+class VersionPage(Model):
     versions: list[PublishedVersion]

@@ -28,12 +28,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from functions.catalog.models import Dataset
 from functions.catalog.repository import CatalogQuery, CatalogRepository
 from functions.core.clock import utc_now
 from functions.core.errors import InvalidRequest, NotFound
+from functions.core.model import Model
 from functions.identity.models import Caller
 from functions.ingest.repository import IngestRepository
 from functions.sharing.models import DataAccess, Grant
@@ -45,7 +46,7 @@ MAX_PAGE = 1000
 _FOOTER_PROBE = 64 * 1024
 
 
-class QueryRequest(BaseModel):
+class QueryRequest(Model):
     """The body of a query. Hints are accepted and safely ignored: the answer is the grant's whole
     view of the version, which the connector filters and limits itself."""
 

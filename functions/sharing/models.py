@@ -7,9 +7,10 @@ import json
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from functions.catalog.models import CLASSIFICATION_RANK, Classification, ColumnName, ColumnSchema, Dataset, TableSchema, Tag
+from functions.core.model import Model
 
 PurposeCategory = Literal[
     "planning", "research", "operations", "public-health", "public-safety", "environment-monitoring", "statistics", "other"
@@ -46,7 +47,7 @@ def comparable_value(column: ColumnSchema, op: str, value: Any) -> None:
             raise ValueError(f"{item!r} cannot be compared with a {'/'.join(types)} column by `{op}`")
 
 
-class Condition(BaseModel):
+class Condition(Model):
     """One comparison: `column op value`."""
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
@@ -56,7 +57,7 @@ class Condition(BaseModel):
     value: Scalar | list[Scalar] | None = None
 
 
-class RowFilter(BaseModel):
+class RowFilter(Model):
     """A small safe predicate: a condition, or all/any of nested filters. Never SQL text."""
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
@@ -87,7 +88,7 @@ AggregateFunction = Literal["count", "sum", "mean", "min", "max"]
 DEFAULT_MIN_GROUP_SIZE = 5
 
 
-class AggregateMeasure(BaseModel):
+class AggregateMeasure(Model):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     aggregate: AggregateFunction
@@ -97,7 +98,7 @@ class AggregateMeasure(BaseModel):
         return f"{self.aggregate}_{self.column}"
 
 
-class AggregateTerms(BaseModel):
+class AggregateTerms(Model):
     """Share groups, not rows: rows grouped by `group_by` (after the grant's row filter and its
     generalisation, so a time bucket or a spatial grid is a generalised column), each group with
     its `group_size` and `measures`; groups of fewer than `min_group_size` rows are suppressed and
@@ -120,7 +121,7 @@ class AggregateTerms(BaseModel):
         return set(self.group_by) | {m.column for m in self.measures}
 
 
-class GrantTerms(BaseModel):
+class GrantTerms(Model):
     """What a grant lets its holder read. Empty `columns` means every column."""
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
@@ -230,7 +231,7 @@ class GrantTerms(BaseModel):
             raise ValueError("the aggregated view's columns must be distinct (group_by, group_size, aggregate_column)")
 
 
-class AccessRequestCreate(BaseModel):
+class AccessRequestCreate(Model):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     purpose: str = Field(min_length=10, max_length=2000)
@@ -240,7 +241,7 @@ class AccessRequestCreate(BaseModel):
     until: str = Field(description="ISO 8601 date or date-time the access is wanted until")
 
 
-class Decision(BaseModel):
+class Decision(Model):
     by: str
     at: str
     reason: str = ""
@@ -260,7 +261,7 @@ class AccessRequest(AccessRequestCreate):
     decision: Decision | None = None
 
 
-class Approval(BaseModel):
+class Approval(Model):
     """A steward's approval: as asked (no terms), or narrowed."""
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
@@ -269,13 +270,13 @@ class Approval(BaseModel):
     note: str = Field(default="", max_length=1000)
 
 
-class Denial(BaseModel):
+class Denial(Model):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     reason: str = Field(min_length=3, max_length=1000)
 
 
-class GrantCreate(BaseModel):
+class GrantCreate(Model):
     """A steward's direct grant, to a department or to one of its principals."""
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
@@ -358,21 +359,21 @@ def choose_grant(grants: list[Grant], grant_id: str | None) -> Grant | None:
     return ordered[0] if ordered else None
 
 
-class GrantList(BaseModel):
+class GrantList(Model):
     grants: list[Grant]
 
 
-class AccessRequestList(BaseModel):
+class AccessRequestList(Model):
     requests: list[AccessRequest]
 
 
-class PresignedFile(BaseModel):
+class PresignedFile(Model):
     url: str
     size_bytes: int
     expires_at: str
 
 
-class DataAccess(BaseModel):
+class DataAccess(Model):
     """Where to read a version from: short-lived URLs to the curated files or to a restricted view."""
 
     dataset_id: str

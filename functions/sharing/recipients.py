@@ -18,11 +18,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from functions.core.clock import utc_now
 from functions.core.dynamo import DynamoTable, from_item, is_conditional_failure, to_item
 from functions.core.errors import Conflict, InvalidRequest, NotFound, Unauthenticated
+from functions.core.model import Model
 from functions.identity.models import Caller, DepartmentId
 from functions.policy.access import AccessControl
 
@@ -30,7 +31,7 @@ RECIPIENT_ID = re.compile(r"^s[0-9a-f]{24}$")
 MAX_LIFETIME_DAYS = 365
 
 
-class ShareRecipientCreate(BaseModel):
+class ShareRecipientCreate(Model):
     """What a steward asks for: a token for one recipient department."""
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
@@ -40,7 +41,7 @@ class ShareRecipientCreate(BaseModel):
     label: str = Field(default="", max_length=200, description="What it is for, e.g. the tool or team using it")
 
 
-class ShareRecipient(BaseModel):
+class ShareRecipient(Model):
     """An issued token, as the owner's stewards see it (never the token itself)."""
 
     recipient_id: str
@@ -58,11 +59,11 @@ class ShareRecipient(BaseModel):
         return self.status == "active" and self.expires_at > now
 
 
-class ShareRecipientList(BaseModel):
+class ShareRecipientList(Model):
     recipients: list[ShareRecipient]
 
 
-class ShareProfile(BaseModel):
+class ShareProfile(Model):
     """The Delta Sharing profile file (shareCredentialsVersion 1), shown once when issued."""
 
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)

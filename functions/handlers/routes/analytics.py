@@ -7,7 +7,6 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from pydantic import BaseModel
 
 from functions.analytics.models import (
     Alert,
@@ -22,6 +21,7 @@ from functions.analytics.models import (
     SubscriptionCreate,
     SubscriptionList,
 )
+from functions.core.model import Model
 from functions.handlers.routes.catalog import DatasetPath
 from functions.handlers.routes.context import caller, created, documented, request_id
 from functions.handlers.services import analytics
@@ -32,7 +32,7 @@ RulePath = Annotated[str, Path(pattern=r"^x[0-9a-f]{24}$")]
 SubscriptionPath = Annotated[str, Path(pattern=r"^s[0-9a-f]{24}$")]
 
 
-class AlertList(BaseModel):
+class AlertList(Model):
     alerts: list[Alert]
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from functions.core.model import Model
 from functions.identity.models import Caller
 
 
@@ -25,7 +26,7 @@ def created(body: Any, location: str | None = None) -> Response[Any]:
     return Response(status_code=201, content_type="application/json", body=body, headers=headers)
 
 
-class Problem(BaseModel):
+class Problem(Model):
     """RFC 9457 problem details, as every error of the API is answered."""
 
     type: str
