@@ -45,3 +45,21 @@ export function readsOverTime(entries) {
     marks: [Plot.rectY(data, Plot.binX({ y: "count" }, { x: "at", fill: "who", interval: "minute" })), Plot.ruleY([0])],
   });
 }
+
+// One small chart per column with a histogram in the profile (numbers and date-times without
+// personal data): rows per equal-width bin from its low to its high value.
+export function distributions(profile) {
+  return Object.entries(profile.columns)
+    .filter(([, figures]) => figures.histogram)
+    .map(([column, { histogram }]) => {
+      const time = typeof histogram.low === "string";
+      const low = time ? Date.parse(histogram.low) : histogram.low;
+      const width = ((time ? Date.parse(histogram.high) : histogram.high) - low) / histogram.counts.length;
+      const edge = (i) => (time ? new Date(low + i * width) : low + i * width);
+      const data = histogram.counts.map((rows, i) => ({ from: edge(i), to: edge(i + 1), rows }));
+      return chart(`Distribution of ${column}: rows in ${histogram.counts.length} bins from ${histogram.low} to ${histogram.high}`, {
+        height: 150, width: 340, marginLeft: 55, x: { label: column }, y: { grid: true, label: "rows" },
+        marks: [Plot.rectY(data, { x1: "from", x2: "to", y: "rows", tip: true }), Plot.ruleY([0])],
+      });
+    });
+}

@@ -99,11 +99,23 @@ class IngestReport(Model):
     quarantine_key: str | None = None
 
 
+class Histogram(Model):
+    """How a column's values spread from `low` to `high`: `counts` of rows in equal-width bins
+    (an estimate from a sample of each batch, scaled to the batch; exact for small versions). For
+    date-times the bins are of time, so this is the rows over the version's period."""
+
+    low: Any
+    high: Any
+    counts: list[int]
+
+
 class ColumnProfile(Model):
     nulls: int
     min: Any = None
     max: Any = None
     distinct_estimate: int
+    # Numbers and date-times of columns that hold no personal data only.
+    histogram: Histogram | None = None
 
 
 class DatasetProfile(Model):

@@ -185,6 +185,7 @@ class Protector:
             if personal.protection == "pseudonymise"
         }
         self.output_schema = output_schema(schema)
+        self.personal_columns = frozenset(schema.personal_columns())
         self.opaque_columns = frozenset(
             name for name, personal in schema.personal_columns().items() if personal.protection in ("pseudonymise", "encrypt")
         )

@@ -109,6 +109,41 @@ def test_a_steward_narrows_approves_revokes_and_verifies_in_the_browser(
     shoot(page, "audit")
 
 
+def test_a_steward_shares_only_groups_of_at_least_k_rows_at_a_coarser_resolution(
+    stack: RunningStack, browser: Browser, tmp_path: Path
+) -> None:
+    transport = unique("transport")
+    owner = onboard(stack, transport, "traffic-control", ["member"])
+    stack.admin().put_principal(transport, "steward", ["member", "steward"])
+    consumer = onboard(stack, unique("environment"), "analyst", ["member"])
+    dataset_id = unique("traffic-flow")
+    owner.client.create_dataset(dataset_id, "Traffic flow", "internal", city_schema("traffic-flow"), tags=["mobility"])
+    upload = owner.client.upload_file(dataset_id, generate("traffic-flow", 3000, tmp_path / "flow.csv"))
+    assert owner.client.wait_for_upload(dataset_id, upload["upload_id"], 60)["status"] == "published"
+    asked = consumer.client.request_access(
+        dataset_id, "Traffic per district and hour", "environment-monitoring", "public-task", "2027-12-31"
+    )
+
+    page = sign_in(browser, stack, transport, "steward")
+    card = page.locator(f"[data-request='{asked['request_id']}']")
+    card.get_by_role("button", name="Narrow…").click()
+    coarsen = card.get_by_role("group", name="Coarsen (interval for times, grid for numbers)")
+    coarsen.get_by_label("measured_at", exact=True).fill("1h")
+    groups = card.get_by_role("group", name="Share groups of at least k rows instead of rows (optional)")
+    groups.get_by_label("district", exact=True).check()
+    groups.get_by_label("measured_at", exact=True).check()
+    groups.get_by_label("k (smallest group shared)").fill("5")
+    groups.get_by_label("Measure", exact=True).select_option("sum")
+    groups.get_by_label("of column").select_option("vehicle_count")
+    card.get_by_role("button", name="Approve narrowed").click()
+    page.get_by_role("status").filter(has_text="Approved narrowed").wait_for()
+
+    table = consumer.client.read_table(dataset_id)
+    assert table.column_names == ["district", "measured_at", "group_size", "sum_vehicle_count"]
+    assert min(table.column("group_size").to_pylist()) >= 5
+    assert all(value.minute == 0 and value.second == 0 for value in table.column("measured_at").to_pylist())
+
+
 def test_the_platform_admin_registers_a_department_in_the_browser(stack: RunningStack, browser: Browser) -> None:
     principal = unique("admin")
     stack.admin().put_principal("platform", principal, ["member", "admin"])

@@ -2,7 +2,7 @@
 // versions with rows and rejections, the rejection report, the profile as charts, lineage as a graph
 // of exact versions, alert rules and the alerts raised over time.
 
-import { alertsTimeline, nullsAndDistinct, rowsOverVersions } from "../charts.js";
+import { alertsTimeline, distributions, nullsAndDistinct, rowsOverVersions } from "../charts.js";
 import { field, h, put, say, table, when } from "../dom.js";
 
 export async function catalog(api, main) {
@@ -78,7 +78,11 @@ export async function datasetPage(api, main, datasetId) {
       h("section", { "aria-label": "Rows per version" }, rowsOverVersions(versions)),
     );
     const latest = versions[0];
-    if (latest.profile) put(main, h("h2", {}, `Profile of v${latest.version}`), nullsAndDistinct(latest.profile));
+    if (latest.profile) {
+      put(main, h("h2", {}, `Profile of v${latest.version}`), nullsAndDistinct(latest.profile));
+      const spreads = distributions(latest.profile);
+      if (spreads.length) put(main, h("h3", {}, "Distributions (estimated from samples; none for personal data)"), h("div", { class: "charts" }, spreads));
+    }
     if (latest.report && latest.report.issues.length) {
       put(main, h("h2", {}, `Rejections of v${latest.version}`), table(["row", "column", "rule", "message", "value"],
         latest.report.issues.map((i) => [i.row ?? "", i.column ?? "", i.rule, i.message, i.value ?? ""])));

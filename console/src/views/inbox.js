@@ -4,6 +4,12 @@
 import { field, h, put, say, when } from "../dom.js";
 
 const OPERATORS = ["eq", "ne", "lt", "le", "gt", "ge"];
+const MEASURES = ["count", "sum", "mean", "min", "max"];
+const NUMERIC = ["number", "integer"];
+
+const typeOf = (column) => [].concat(column.type).find((t) => t !== "null");
+// Columns a grant can coarsen: date-times to an interval, numbers to a grid.
+const coarsenable = (column) => NUMERIC.includes(typeOf(column)) || column.format === "date-time";
 
 function narrowForm(api, request, schema, done) {
   const columns = request.columns.length ? request.columns : Object.keys(schema.properties);
@@ -12,8 +18,14 @@ function narrowForm(api, request, schema, done) {
   const filterColumn = h("select", {}, h("option", { value: "" }, "(no row filter)"), Object.keys(schema.properties).map((n) => h("option", { value: n }, n)));
   const filterOp = h("select", {}, OPERATORS.map((op) => h("option", { value: op }, op)));
   const filterValue = h("input", { type: "text", placeholder: "value" });
-  const generaliseColumn = h("select", {}, h("option", { value: "" }, "(none)"), Object.keys(schema.properties).map((n) => h("option", { value: n }, n)));
-  const granularity = h("input", { type: "text", placeholder: "1h or 0.01" });
+  const coarsen = columns.filter((name) => schema.properties[name] && coarsenable(schema.properties[name])).map((name) => [
+    name,
+    h("input", { type: "text", size: 8, placeholder: schema.properties[name].format === "date-time" ? "e.g. 1h" : "e.g. 0.01" }),
+  ]);
+  const groupBy = columns.map((name) => h("input", { type: "checkbox", value: name, name: "group" }));
+  const measureFunction = h("select", {}, MEASURES.map((m) => h("option", { value: m }, m)));
+  const measureColumn = h("select", {}, h("option", { value: "" }, "(group sizes only)"), columns.filter((n) => NUMERIC.includes(typeOf(schema.properties[n] || {}))).map((n) => h("option", { value: n }, n)));
+  const k = h("input", { type: "number", min: 2, max: 10000, value: 5 });
   const expires = h("input", { type: "date", value: (request.until || "").slice(0, 10) });
   const note = h("input", { type: "text", placeholder: "What you changed and why" });
   const submit = async (event) => {
@@ -26,7 +38,12 @@ function narrowForm(api, request, schema, done) {
       const numeric = ["number", "integer"].includes([].concat(column.type)[0]);
       terms.row_filter = { condition: { column: filterColumn.value, op: filterOp.value, value: numeric ? Number(filterValue.value) : filterValue.value } };
     }
-    if (generaliseColumn.value && granularity.value) terms.generalised = { [generaliseColumn.value]: granularity.value };
+    const generalised = Object.fromEntries(coarsen.filter(([, input]) => input.value.trim()).map(([name, input]) => [name, input.value.trim()]));
+    if (Object.keys(generalised).length) terms.generalised = generalised;
+    const grouped = groupBy.filter((c) => c.checked).map((c) => c.value);
+    if (grouped.length) {
+      terms.aggregate = { group_by: grouped, min_group_size: Number(k.value), measures: measureColumn.value ? [{ aggregate: measureFunction.value, column: measureColumn.value }] : [] };
+    }
     if (expires.value) terms.expires_at = expires.value;
     try {
       const grant = await api.post(`/datasets/${request.dataset_id}/access-requests/${request.request_id}/approve`, { terms, note: note.value });
@@ -42,7 +59,10 @@ function narrowForm(api, request, schema, done) {
     h("fieldset", {}, h("legend", {}, "Columns to give"), columns.map((name, i) => h("label", { class: "check" }, keep[i], name))),
     h("fieldset", {}, h("legend", {}, "Columns to mask"), columns.map((name, i) => h("label", { class: "check" }, mask[i], name))),
     h("fieldset", {}, h("legend", {}, "Rows"), field("Column", filterColumn), field("Operator", filterOp), field("Value", filterValue)),
-    h("fieldset", {}, h("legend", {}, "Coarsen"), field("Column", generaliseColumn), field("Granularity", granularity)),
+    coarsen.length ? h("fieldset", {}, h("legend", {}, "Coarsen (interval for times, grid for numbers)"), h("div", { class: "actions" }, coarsen.map(([name, input]) => field(name, input)))) : null,
+    h("fieldset", {}, h("legend", {}, "Share groups of at least k rows instead of rows (optional)"),
+      h("div", {}, groupBy.map((box, i) => h("label", { class: "check" }, box, columns[i]))),
+      h("div", { class: "actions" }, field("k (smallest group shared)", k), field("Measure", measureFunction), field("of column", measureColumn))),
     field("Expires", expires),
     field("Note", note),
     h("button", { type: "submit", class: "primary" }, "Approve narrowed"),
