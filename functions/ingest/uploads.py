@@ -70,9 +70,11 @@ def published_version(version: DatasetVersion, access: VersionAccess, terms: Gra
                 "report": version.report if access == "owner" else None,
             }
         )
-    elif access == "grant" and terms is not None and terms.row_filter is None:
+    elif access == "grant" and terms is not None and terms.row_filter is None and terms.aggregate is None:
         # Figures of the view: its rows are all rows; only columns it shows as stored (not masked,
-        # coarsened, re-keyed or decrypted, whose stored figures would say more than the view).
+        # coarsened, re-keyed or decrypted, whose stored figures would say more than the view). A
+        # view of groups shows none: the rows' extremes and distribution would single out what the
+        # groups of at least k rows hide.
         altered = {*terms.masked_columns, *terms.generalised, *terms.linked_columns, *terms.decrypt_columns}
         plain = [c for c in (terms.columns or version.profile.columns) if c in version.profile.columns and c not in altered]
         profile = DatasetProfile(rows=version.profile.rows, columns={c: version.profile.columns[c] for c in plain})

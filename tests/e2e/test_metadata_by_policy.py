@@ -37,7 +37,7 @@ def city(stack: RunningStack) -> dict[str, Any]:
     assert owner.client.wait_for_upload(dataset_id, upload["upload_id"], 60)["status"] == "published"
     parties = {
         name: onboard(stack, unique(name), "analyst", ["member"])
-        for name in ("stranger", "whole", "columns", "filtered", "masked")
+        for name in ("stranger", "whole", "columns", "filtered", "masked", "grouped")
     }
     terms: dict[str, dict[str, Any]] = {
         "whole": {},
@@ -47,6 +47,7 @@ def city(stack: RunningStack) -> dict[str, Any]:
             "row_filter": {"condition": {"column": "district", "op": "eq", "value": "Centre"}},
         },
         "masked": {"columns": ["station_id", "secret_note"], "masked_columns": ["secret_note"]},
+        "grouped": {"aggregate": {"group_by": ["district"], "measures": [{"aggregate": "mean", "column": "pm25"}], "min_group_size": 5}},
     }
     for name, grant_terms in terms.items():
         steward.client.grant(
@@ -91,3 +92,9 @@ def test_a_row_filtered_or_masked_grant_sees_no_figure_beyond_its_view(city: dic
         assert version["access"] == "grant" and version["rows"] is None and version["profile"] is None
     for version in _version(city["masked"], city["dataset"]):
         assert set(version["profile"]["columns"]) == {"station_id"} and "TOPSECRET" not in str(version)
+
+
+def test_a_grant_of_groups_sees_no_figure_of_the_rows_behind_them(city: dict[str, Any]) -> None:
+    """The rows' own extremes and distribution would single out what k-anonymous groups hide."""
+    for version in _version(city["grouped"], city["dataset"]):
+        assert version["access"] == "grant" and version["rows"] is None and version["profile"] is None
