@@ -47,7 +47,9 @@ def city(stack: RunningStack) -> dict[str, Any]:
             "row_filter": {"condition": {"column": "district", "op": "eq", "value": "Centre"}},
         },
         "masked": {"columns": ["station_id", "secret_note"], "masked_columns": ["secret_note"]},
-        "grouped": {"aggregate": {"group_by": ["district"], "measures": [{"aggregate": "mean", "column": "pm25"}], "min_group_size": 5}},
+        "grouped": {
+            "aggregate": {"group_by": ["district"], "measures": [{"aggregate": "mean", "column": "pm25"}], "min_group_size": 5}
+        },
     }
     for name, grant_terms in terms.items():
         steward.client.grant(
