@@ -635,11 +635,15 @@ def audit_verify(
 def local_up(
     state_dir: Annotated[Path, typer.Option(help="Where the profile and keys are written")] = Path(".cityshare/local"),
     port: Annotated[int, typer.Option(help="Port of the gateway (0: any free port)")] = 0,
+    browser_origin: Annotated[
+        str | None,
+        typer.Option(help="A console served from another origin (as CloudFront serves it in AWS): the API answers CORS for it"),
+    ] = None,
 ) -> None:
     """Start the embedded stack on 127.0.0.1; Ctrl-C stops it."""
     from cityshare.local import up
 
-    up(state_dir, port)
+    up(state_dir, port, browser_origin)
 
 
 @app.command()

@@ -7,10 +7,10 @@ from pathlib import Path
 DEFAULT_STATE_DIR = Path(".cityshare/local")
 
 
-def up(state_dir: Path = DEFAULT_STATE_DIR, port: int = 0) -> None:
+def up(state_dir: Path = DEFAULT_STATE_DIR, port: int = 0, browser_origin: str | None = None) -> None:
     from infra.local.stack import serve_forever
 
-    serve_forever(state_dir, port)
+    serve_forever(state_dir, port, browser_origin)
 
 
 def start(state_dir: Path) -> tuple[object, Path, str | None]:

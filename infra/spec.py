@@ -6,6 +6,7 @@ and passes those to the functions through the environment variables listed in EN
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -489,11 +490,43 @@ CONSOLE_PATH = "/console/"
 CONSOLE_HSTS_MAX_AGE_SECONDS = 31_536_000
 
 
-def console_content_security_policy(api_origin: str = "'self'") -> str:
+def console_content_security_policy(api_origin: str | None = None) -> str:
+    """`api_origin`: where the API is when it is not the page's own origin (the page reads its
+    config.json from its own origin in any case)."""
+    connect = "'self'" + (f" {api_origin}" if api_origin else "")
     return (
         "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
-        f"connect-src {api_origin}; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+        f"connect-src {connect}; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     )
+
+
+# Browsers may reuse a preflight's answer this long (Chromium caps it at 2 hours).
+PREFLIGHT_MAX_AGE_SECONDS = 3600
+
+
+def browser_error_headers(origin: str) -> dict[str, str]:
+    """On the gateway's own errors (refused signature, throttling...), so the console can show them."""
+    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+
+
+def preflight_headers(origin: str, methods: Iterable[str]) -> dict[str, str]:
+    """The answer to a CORS preflight on a signed route's path, for the console's origin alone (API
+    Gateway's mock integration in AWS, the embedded gateway locally when given a browser origin)."""
+    return {
+        **browser_error_headers(origin),
+        "Access-Control-Allow-Methods": ",".join(sorted(methods)),
+        "Access-Control-Allow-Headers": "Authorization,Content-Type",
+        "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE_SECONDS),
+    }
+
+
+def signed_route_methods(routes: Iterable[RouteSpec]) -> dict[str, set[str]]:
+    """Path -> methods, of the routes behind the signed-request authorizer (those the console calls)."""
+    methods: dict[str, set[str]] = {}
+    for route in routes:
+        if route.authorizer is None:
+            methods.setdefault(route.path, set()).add(route.method)
+    return methods
 
 
 CONSOLE_HEADERS = {

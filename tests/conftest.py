@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,12 +41,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     yield from running_stack(tmp_path_factory.mktemp("stack"))
 
 
-def running_stack(state_dir: Path) -> Iterator[RunningStack]:
-    """An embedded stack of its own in `state_dir`, until the generator is closed."""
+def running_stack(state_dir: Path, *options: str) -> Generator[RunningStack]:
+    """An embedded stack of its own in `state_dir` (`options` for `cityshare local up`), until the generator is closed."""
     log = (state_dir / "stack.log").open("wb")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "cityshare", "local", "up", "--state-dir", str(state_dir)],
+        [sys.executable, "-m", "cityshare", "local", "up", "--state-dir", str(state_dir), *options],
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -30,7 +30,7 @@ from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from infra.cloud.config import LOG_RETENTION_NAMES, DeploymentConfig
-from infra.spec import PUBLIC, LimitsSpec, RouteSpec
+from infra.spec import PUBLIC, LimitsSpec, RouteSpec, browser_error_headers, preflight_headers, signed_route_methods
 
 # (gateway response, status, code, title)
 _GATEWAY_PROBLEMS = (
@@ -47,9 +47,6 @@ _GATEWAY_PROBLEMS = (
     (apigw.ResponseType.DEFAULT_4_XX, None, "invalid_request", "The request was refused"),
     (apigw.ResponseType.DEFAULT_5_XX, None, "internal_error", "Internal error"),
 )
-
-# Browsers may reuse a preflight's answer this long (Chromium caps it at 2 hours).
-PREFLIGHT_MAX_AGE_SECONDS = 3600
 
 # $context variables of each access log line: who (verified by the authorizer), what, and how it ended.
 ACCESS_LOG_FIELDS = {
@@ -142,7 +139,7 @@ class Api(Construct):
         )
         self._routes(routes, functions)
         self._preflights(routes, browser_origin)
-        browser_headers = {"Access-Control-Allow-Origin": f"'{browser_origin}'", "Vary": "'Origin'"}
+        browser_headers = {name: f"'{value}'" for name, value in browser_error_headers(browser_origin).items()}
         for response_type, status, code, title in _GATEWAY_PROBLEMS:
             self.rest_api.add_gateway_response(
                 f"Problem-{response_type.response_type}",
@@ -178,18 +175,8 @@ class Api(Construct):
 
     def _preflights(self, routes: tuple[RouteSpec, ...], browser_origin: str) -> None:
         """OPTIONS on every path of a signed route, answered by API Gateway itself for `browser_origin`."""
-        methods: dict[str, set[str]] = {}
-        for route in routes:
-            if route.authorizer is None:
-                methods.setdefault(route.path, set()).add(route.method)
-        for path, allowed in sorted(methods.items()):
-            headers = {
-                "Access-Control-Allow-Origin": f"'{browser_origin}'",
-                "Access-Control-Allow-Methods": f"'{','.join(sorted(allowed))}'",
-                "Access-Control-Allow-Headers": "'Authorization,Content-Type'",
-                "Access-Control-Max-Age": f"'{PREFLIGHT_MAX_AGE_SECONDS}'",
-                "Vary": "'Origin'",
-            }
+        for path, allowed in sorted(signed_route_methods(routes).items()):
+            headers = {name: f"'{value}'" for name, value in preflight_headers(browser_origin, allowed).items()}
             self.rest_api.root.resource_for_path(path).add_method(
                 "OPTIONS",
                 apigw.MockIntegration(

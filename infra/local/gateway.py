@@ -17,7 +17,16 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from infra.local.console import ConsoleFiles
 from infra.local.lambdas import LocalLambdas
-from infra.spec import CONSOLE_PATH, PUBLIC, SPEC, PlatformSpec, RouteSpec
+from infra.spec import (
+    CONSOLE_PATH,
+    PUBLIC,
+    SPEC,
+    PlatformSpec,
+    RouteSpec,
+    browser_error_headers,
+    preflight_headers,
+    signed_route_methods,
+)
 
 PROBLEM_JSON = "application/problem+json"
 logger = logging.getLogger("cityshare.gateway")
@@ -31,12 +40,13 @@ class CompiledRoute:
     pattern: re.Pattern[str]
 
 
+def path_pattern(path: str) -> re.Pattern[str]:
+    """A route's path with its {parameters} as named groups."""
+    return re.compile("^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(path)) + "$")
+
+
 def compile_routes(spec: PlatformSpec) -> list[CompiledRoute]:
-    compiled = []
-    for route in spec.routes:
-        regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(route.path))
-        compiled.append(CompiledRoute(route, re.compile(f"^{regex}$")))
-    return compiled
+    return [CompiledRoute(route, path_pattern(route.path)) for route in spec.routes]
 
 
 class TokenBucket:
@@ -73,9 +83,14 @@ class Gateway:
         host: str = "127.0.0.1",
         port: int = 0,
         console: ConsoleFiles | None = None,
+        browser_origin: str | None = None,
     ) -> None:
         self._lambdas = lambdas
         self._console = console
+        # As the API's CORS in AWS (infra/cloud/api.py): preflights of the signed routes and the
+        # gateway's own errors answered for this one origin, when the console is served from another.
+        self._browser_origin = browser_origin
+        self._preflight_paths = [(path_pattern(path), methods) for path, methods in signed_route_methods(spec.routes).items()]
         self._spec = spec
         self._routes = compile_routes(spec)
         # As in AWS: the stage's throttle before anything runs, each department's (its usage plan) after the authorizer.
@@ -122,11 +137,7 @@ class Gateway:
             status, headers, body = self._handle(request)
         except Exception:  # the gateway itself never leaks a trace
             logger.exception("gateway failed")
-            status, headers, body = (
-                502,
-                {"Content-Type": PROBLEM_JSON},
-                problem_body(502, "bad_gateway", "Bad gateway", "The function failed"),
-            )
+            status, headers, body = self._problem(502, "bad_gateway", "Bad gateway", "The function failed")
         request.send_response(status)
         for name, value in headers.items():
             if name.lower() not in {"content-length", "connection", "transfer-encoding"}:
@@ -142,11 +153,7 @@ class Gateway:
         # enforced by the function, which can say so in problem+json.
         if length > 10 * 1024 * 1024:
             request.close_connection = True
-            return (
-                413,
-                {"Content-Type": PROBLEM_JSON},
-                problem_body(413, "payload_too_large", "Payload too large", "The body exceeds 10 MB"),
-            )
+            return self._problem(413, "payload_too_large", "Payload too large", "The body exceeds 10 MB")
         raw_body = request.rfile.read(length) if length else b""
         split = urlsplit(request.path)
         path = split.path or "/"
@@ -154,13 +161,13 @@ class Gateway:
             if path + "/" == CONSOLE_PATH:  # /console -> /console/, so the page's relative links resolve
                 return 308, {"Location": CONSOLE_PATH}, b""
             return self._console.answer(path, f"http://{request.headers.get('Host', '127.0.0.1')}")
+        if self._browser_origin and request.command == "OPTIONS":
+            for pattern, methods in self._preflight_paths:
+                if pattern.match(unquote(path)):
+                    return 204, preflight_headers(self._browser_origin, methods), b""
         matched = self._match(request.command, unquote(path))
         if matched is None:
-            return (
-                404,
-                {"Content-Type": PROBLEM_JSON},
-                problem_body(404, "route_not_found", "No such route", f"{request.command} {path}"),
-            )
+            return self._problem(404, "route_not_found", "No such route", f"{request.command} {path}")
         route, path_parameters = matched
         event = self._proxy_event(request, route, path, split.query, path_parameters, raw_body)
         if not self._stage_limiter.allow("stage"):
@@ -172,11 +179,7 @@ class Gateway:
         except Exception as error:
             if str(error) != "Unauthorized":  # anything else is a fault of the authorizer: log it
                 logger.exception("authorizer failed")
-            return (
-                401,
-                {"Content-Type": PROBLEM_JSON},
-                problem_body(401, "unauthenticated", "The request's signature could not be verified", "Unauthorized"),
-            )
+            return self._problem(401, "unauthenticated", "The request's signature could not be verified", "Unauthorized")
         if not self._limiter.allow(str(authorization["context"]["department_id"])):
             return self._throttled()
         event["requestContext"]["authorizer"] = dict(authorization["context"], principalId=authorization["principalId"])
@@ -191,13 +194,15 @@ class Gateway:
         data = base64.b64decode(body) if response.get("isBase64Encoded") else body.encode()
         return int(response["statusCode"]), headers, data
 
-    @staticmethod
-    def _throttled() -> tuple[int, dict[str, str], bytes]:
-        return (
-            429,
-            {"Content-Type": PROBLEM_JSON, "Retry-After": "1"},
-            problem_body(429, "too_many_requests", "Too many requests", "Slow down"),
-        )
+    def _throttled(self) -> tuple[int, dict[str, str], bytes]:
+        return self._problem(429, "too_many_requests", "Too many requests", "Slow down", {"Retry-After": "1"})
+
+    def _problem(
+        self, status: int, code: str, title: str, detail: str, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        """An error the gateway answers itself (API Gateway's gateway responses in AWS)."""
+        browser = browser_error_headers(self._browser_origin) if self._browser_origin else {}
+        return status, {"Content-Type": PROBLEM_JSON, **browser, **(headers or {})}, problem_body(status, code, title, detail)
 
     def _match(self, method: str, path: str) -> tuple[RouteSpec, dict[str, str]] | None:
         """The route for `method` on `path`; for a known path with another method, that path's route

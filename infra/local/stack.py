@@ -47,9 +47,11 @@ def _admin_key(keys_dir: Path) -> tuple[dict[str, Any], Path]:
 
 
 class LocalStack:
-    def __init__(self, state_dir: Path, port: int = 0) -> None:
+    def __init__(self, state_dir: Path, port: int = 0, browser_origin: str | None = None) -> None:
+        """`browser_origin`: serve the API to a console on another origin, as in AWS (CORS for it alone)."""
         self.state_dir = state_dir
         self.port = port
+        self.browser_origin = browser_origin
         self._moto: Any = None
         self._gateway: Any = None
         self._pump: Any = None
@@ -82,6 +84,10 @@ class LocalStack:
         )
         os.environ.update(function_environment(names, stage="local", audience=LOCAL_AUDIENCE))
         os.environ["ALLOW_HTTP_WEBHOOKS"] = "true"  # local receivers listen on 127.0.0.1 without TLS
+        if self.browser_origin:
+            os.environ["CONSOLE_ORIGIN"] = self.browser_origin
+        else:
+            os.environ.pop("CONSOLE_ORIGIN", None)
 
         import boto3
 
@@ -105,7 +111,9 @@ class LocalStack:
         from infra.local.console import ConsoleFiles
 
         console = ConsoleFiles(LOCAL_AUDIENCE)
-        self._gateway = Gateway(lambdas, port=self.port, console=console if console.available else None)
+        self._gateway = Gateway(
+            lambdas, port=self.port, console=console if console.available else None, browser_origin=self.browser_origin
+        )
         self._gateway.start()
         self._pump = Pump(session.client("sqs"), queue_urls, lambdas)
         self._pump.start()
@@ -137,14 +145,16 @@ class LocalStack:
             self._moto.stop()
 
 
-def serve_forever(state_dir: Path, port: int = 0) -> None:
+def serve_forever(state_dir: Path, port: int = 0, browser_origin: str | None = None) -> None:
     """Start the stack, print where it is, and stop cleanly on Ctrl-C or SIGTERM."""
-    stack = LocalStack(state_dir, port)
+    stack = LocalStack(state_dir, port, browser_origin)
     endpoints = stack.start()
     print(f"CityShare embedded stack listening on {endpoints.api_url}", flush=True)
     print(f"  moto (AWS APIs): {endpoints.aws_endpoint}", flush=True)
     print(f"  admin profile:   {endpoints.profile_path}", flush=True)
     print(f"  console:         {endpoints.console_url or 'not built (make console)'}", flush=True)
+    if browser_origin:
+        print(f"  CORS for:        {browser_origin}", flush=True)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     try:

@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
 
 from cityshare.generators import generate
-from tests.conftest import ROOT, Member, RunningStack, onboard, unique
+from infra.local.console import ConsoleFiles
+from infra.local.stack import LOCAL_AUDIENCE
+from tests.conftest import ROOT, Member, RunningStack, onboard, running_stack, unique
 from tests.datasets import city_schema
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -39,10 +43,10 @@ def console_url(stack: RunningStack) -> str:
     return url
 
 
-def sign_in(browser: Browser, stack: RunningStack, department: str, principal: str) -> Page:
+def sign_in(browser: Browser, stack: RunningStack, department: str, principal: str, url: str | None = None) -> Page:
     """A fresh browser profile that makes its own key; the platform admin registers the public half."""
     page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-    page.goto(console_url(stack))
+    page.goto(url or console_url(stack))
     page.get_by_label("Department").fill(department)
     page.get_by_label("Principal").fill(principal)
     page.get_by_role("button", name="Make my key").click()
@@ -212,3 +216,75 @@ def test_every_page_is_labelled_legible_and_fits_a_laptop_and_a_tablet(
     page.get_by_role("button", name="Approve as asked").wait_for()
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Approve as asked"
+
+
+class StaticSite:
+    """CloudFront's part, on 127.0.0.1: the built console with the AWS stack's headers and a config.json
+    naming an API on another origin."""
+
+    def __init__(self) -> None:
+        self.files: ConsoleFiles | None = None
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                assert site.files is not None
+                status, headers, body = site.files.answer(self.path.split("?")[0], "")
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+@pytest.fixture(scope="module")
+def cross_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningStack, StaticSite, StaticSite]]:
+    """A stack whose API answers CORS for one console origin (as API Gateway does for CloudFront's),
+    that console, and the same console on an origin the API does not know."""
+    console, stranger = StaticSite(), StaticSite()
+    running = running_stack(tmp_path_factory.mktemp("cross-origin"), "--browser-origin", console.origin)
+    stack = next(running)
+    endpoint = stack.admin_profile.endpoint
+    console.files = ConsoleFiles(LOCAL_AUDIENCE, api_origin=endpoint)
+    stranger.files = ConsoleFiles(LOCAL_AUDIENCE, api_origin=endpoint)
+    yield stack, console, stranger
+    running.close()
+    for site in (console, stranger):
+        site.server.shutdown()
+
+
+def test_the_console_on_its_own_origin_calls_the_api_as_in_aws(
+    cross_origin: tuple[RunningStack, StaticSite, StaticSite], browser: Browser
+) -> None:
+    """The AWS arrangement in Chromium: the page from one origin under the AWS content security
+    policy, every signed request to the API's origin through CORS preflights; answers, the functions'
+    refusals included, readable by that origin only."""
+    stack, console, stranger = cross_origin
+    department = unique("transport")
+    owner = onboard(stack, department, "traffic-control", ["member"])
+    stack.admin().put_principal(department, "steward", ["member", "steward"])
+    consumer = onboard(stack, unique("environment"), "analyst", ["member"])
+    dataset_id = unique("counts")
+    owner.client.create_dataset(dataset_id, "Counts", "internal", city_schema("traffic-flow"))
+    asked = consumer.client.request_access(dataset_id, "Counting cars per district", "statistics", "public-task", "2027-06-30")
+
+    page = sign_in(browser, stack, department, "steward", f"{console.origin}/console/")
+    card = page.locator(f"[data-request='{asked['request_id']}']")
+    card.get_by_role("button", name="Narrow…").click()
+    coarsen = card.get_by_role("group", name="Coarsen (interval for times, grid for numbers)")
+    coarsen.get_by_label("measured_at", exact=True).fill("fortnightly")  # the function refuses it; the page shows why
+    card.get_by_role("button", name="Approve narrowed").click()
+    page.get_by_role("status").filter(has_text="Not approved: 4").wait_for()
+    card.get_by_role("button", name="Approve as asked").click()
+    page.get_by_role("status").filter(has_text="Approved as asked: grant g").wait_for()
+
+    other = sign_in(browser, stack, department, "steward", f"{stranger.origin}/console/")
+    other.get_by_text("This page could not be shown").wait_for()  # the browser withholds the API's answers

@@ -80,10 +80,12 @@ def test_the_distribution_is_https_only_logged_and_sends_the_embedded_stacks_hea
     assert behaviour["ResponseHeadersPolicyId"] == {"Ref": policy_name}
     headers = policy["Properties"]["ResponseHeadersPolicyConfig"]["SecurityHeadersConfig"]
     assert all(header["Override"] for header in headers.values())
-    # The embedded stack's policy, with the API's origin as the only place scripts may connect to.
+    # The embedded stack's policy, where scripts may connect to the page's own origin (its
+    # config.json) and to the API's, nothing else.
     csp = joined(headers["ContentSecurityPolicy"]["ContentSecurityPolicy"])
     assert csp == console_content_security_policy(api_origin)
-    assert "connect-src 'self'" in CONSOLE_HEADERS["Content-Security-Policy"]
+    assert f"connect-src 'self' {api_origin};" in csp
+    assert "connect-src 'self';" in CONSOLE_HEADERS["Content-Security-Policy"]
     assert headers["StrictTransportSecurity"]["AccessControlMaxAgeSec"] == CONSOLE_HSTS_MAX_AGE_SECONDS
     assert headers["StrictTransportSecurity"]["IncludeSubdomains"] is True
     assert headers["FrameOptions"]["FrameOption"] == CONSOLE_HEADERS["X-Frame-Options"]
