@@ -6,7 +6,6 @@ and passes those to the functions through the environment variables listed in EN
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -509,7 +508,7 @@ def browser_error_headers(origin: str) -> dict[str, str]:
     return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
 
 
-def preflight_headers(origin: str, methods: Iterable[str]) -> dict[str, str]:
+def preflight_headers(origin: str, methods: set[str]) -> dict[str, str]:
     """The answer to a CORS preflight on a signed route's path, for the console's origin alone (API
     Gateway's mock integration in AWS, the embedded gateway locally when given a browser origin)."""
     return {
@@ -520,7 +519,7 @@ def preflight_headers(origin: str, methods: Iterable[str]) -> dict[str, str]:
     }
 
 
-def signed_route_methods(routes: Iterable[RouteSpec]) -> dict[str, set[str]]:
+def signed_route_methods(routes: tuple[RouteSpec, ...]) -> dict[str, set[str]]:
     """Path -> methods, of the routes behind the signed-request authorizer (those the console calls)."""
     methods: dict[str, set[str]] = {}
     for route in routes:
