@@ -21,6 +21,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3_deployment
 from constructs import Construct
 
+from infra.cloud.storage import logged_private_bucket
 from infra.spec import CONSOLE_HEADERS, CONSOLE_HSTS_MAX_AGE_SECONDS, CONSOLE_PATH, console_content_security_policy
 
 VIEWER_REQUEST_FUNCTION = Path(__file__).with_name("console_viewer_request.js")
@@ -41,32 +42,17 @@ class ConsoleHosting(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         # Public code, no data: SSE-S3 lets CloudFront's origin access control read it without a key grant.
-        self.bucket = s3.Bucket(
-            self,
-            "Files",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            versioned=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            server_access_logs_bucket=access_logs,
-            server_access_logs_prefix="console/",
-            lifecycle_rules=[s3.LifecycleRule(noncurrent_version_expiration=Duration.days(30))],
-            removal_policy=RemovalPolicy.RETAIN,
+        self.bucket = logged_private_bucket(
+            self, "Files", access_logs, "console/", [s3.LifecycleRule(noncurrent_version_expiration=Duration.days(30))]
         )
         # CloudFront's standard logs are delivered with object ACLs: a bucket of their own that allows them.
-        self.logs = s3.Bucket(
+        self.logs = logged_private_bucket(
             self,
             "RequestLogs",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            versioned=True,
+            access_logs,
+            "console-request-logs/",
+            [s3.LifecycleRule(expiration=Duration.days(400), noncurrent_version_expiration=Duration.days(30))],
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
-            server_access_logs_bucket=access_logs,
-            server_access_logs_prefix="console-request-logs/",
-            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(400), noncurrent_version_expiration=Duration.days(30))],
-            removal_policy=RemovalPolicy.RETAIN,
         )
         headers = cloudfront.ResponseHeadersPolicy(
             self,

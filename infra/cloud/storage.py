@@ -13,6 +13,30 @@ from infra.cloud.permissions import data_bucket_statements
 from infra.spec import BucketSpec, ExpirySpec
 
 
+def logged_private_bucket(
+    scope: Construct,
+    construct_id: str,
+    access_logs: s3.IBucket,
+    log_prefix: str,
+    lifecycle_rules: list[s3.LifecycleRule],
+    object_ownership: s3.ObjectOwnership = s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+) -> s3.Bucket:
+    """A retained, versioned, TLS-only SSE-S3 bucket with no public access, its requests logged to `access_logs`."""
+    return s3.Bucket(
+        scope,
+        construct_id,
+        encryption=s3.BucketEncryption.S3_MANAGED,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        enforce_ssl=True,
+        versioned=True,
+        object_ownership=object_ownership,
+        server_access_logs_bucket=access_logs,
+        server_access_logs_prefix=log_prefix,
+        lifecycle_rules=lifecycle_rules,
+        removal_policy=RemovalPolicy.RETAIN,
+    )
+
+
 def _expiry_rule(expiry: ExpirySpec) -> s3.LifecycleRule:
     return s3.LifecycleRule(
         prefix=expiry.prefix,

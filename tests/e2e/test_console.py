@@ -9,6 +9,7 @@ import json
 import shutil
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -57,6 +58,29 @@ def sign_in(browser: Browser, stack: RunningStack, department: str, principal: s
     return page
 
 
+@dataclass
+class Published:
+    """A department with a steward, a dataset of city data it published, and another department."""
+
+    department: str
+    owner: Member
+    consumer: Member
+    dataset_id: str
+
+
+def published(stack: RunningStack, kind: str, rows: int, folder: Path, owner_name: str, consumer_name: str) -> Published:
+    department = unique(owner_name)
+    owner = onboard(stack, department, "system", ["member"])
+    stack.admin().put_principal(department, "steward", ["member", "steward"])
+    consumer = onboard(stack, unique(consumer_name), "analyst", ["member"])
+    dataset_id = unique(kind)
+    owner.client.create_dataset(dataset_id, kind.replace("-", " ").capitalize(), "internal", city_schema(kind), tags=["city"])
+    if rows:
+        upload = owner.client.upload_file(dataset_id, generate(kind, rows, folder / f"{kind}.csv"))
+        assert owner.client.wait_for_upload(dataset_id, upload["upload_id"], 60)["status"] == "published"
+    return Published(department, owner, consumer, dataset_id)
+
+
 def shoot(page: Page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
@@ -65,14 +89,8 @@ def shoot(page: Page, name: str) -> None:
 def test_a_steward_narrows_approves_revokes_and_verifies_in_the_browser(
     stack: RunningStack, browser: Browser, tmp_path: Path
 ) -> None:
-    transport = unique("transport")
-    owner = onboard(stack, transport, "traffic-control", ["member"])
-    stack.admin().put_principal(transport, "steward", ["member", "steward"])
-    consumer: Member = onboard(stack, unique("environment"), "analyst", ["member"])
-    dataset_id = unique("traffic-flow")
-    owner.client.create_dataset(dataset_id, "Traffic flow", "internal", city_schema("traffic-flow"), tags=["mobility"])
-    upload = owner.client.upload_file(dataset_id, generate("traffic-flow", 2000, tmp_path / "flow.csv"))
-    assert owner.client.wait_for_upload(dataset_id, upload["upload_id"], 60)["status"] == "published"
+    city = published(stack, "traffic-flow", 2000, tmp_path, "transport", "environment")
+    transport, consumer, dataset_id = city.department, city.consumer, city.dataset_id
     asked = consumer.client.request_access(
         dataset_id,
         "Study pollution near congested roads",
@@ -116,14 +134,8 @@ def test_a_steward_narrows_approves_revokes_and_verifies_in_the_browser(
 def test_a_steward_shares_only_groups_of_at_least_k_rows_at_a_coarser_resolution(
     stack: RunningStack, browser: Browser, tmp_path: Path
 ) -> None:
-    transport = unique("transport")
-    owner = onboard(stack, transport, "traffic-control", ["member"])
-    stack.admin().put_principal(transport, "steward", ["member", "steward"])
-    consumer = onboard(stack, unique("environment"), "analyst", ["member"])
-    dataset_id = unique("traffic-flow")
-    owner.client.create_dataset(dataset_id, "Traffic flow", "internal", city_schema("traffic-flow"), tags=["mobility"])
-    upload = owner.client.upload_file(dataset_id, generate("traffic-flow", 3000, tmp_path / "flow.csv"))
-    assert owner.client.wait_for_upload(dataset_id, upload["upload_id"], 60)["status"] == "published"
+    city = published(stack, "traffic-flow", 3000, tmp_path, "transport", "environment")
+    transport, consumer, dataset_id = city.department, city.consumer, city.dataset_id
     asked = consumer.client.request_access(
         dataset_id, "Traffic per district and hour", "environment-monitoring", "public-task", "2027-12-31"
     )
@@ -171,15 +183,11 @@ PAGES = ("#/inbox", "#/grants", "#/datasets", "#/audit")
 def test_every_page_is_labelled_legible_and_fits_a_laptop_and_a_tablet(
     stack: RunningStack, browser: Browser, tmp_path: Path, viewport: ViewportSize
 ) -> None:
-    department = unique("environment")
-    owner = onboard(stack, department, "sensors", ["member"])
-    stack.admin().put_principal(department, "steward", ["member", "steward"])
-    requester = onboard(stack, unique("health"), "analyst", ["member"])
-    dataset_id = unique("air-quality")
-    owner.client.create_dataset(dataset_id, "Air quality", "internal", city_schema("air-quality"), tags=["air"])
-    upload = owner.client.upload_file(dataset_id, generate("air-quality", 500, tmp_path / "air.csv"))
-    assert owner.client.wait_for_upload(dataset_id, upload["upload_id"], 60)["status"] == "published"
-    requester.client.request_access(dataset_id, "Asthma admissions and pollution", "public-health", "public-task", "2027-06-30")
+    city = published(stack, "air-quality", 500, tmp_path, "environment", "health")
+    department, dataset_id = city.department, city.dataset_id
+    city.consumer.client.request_access(
+        dataset_id, "Asthma admissions and pollution", "public-health", "public-task", "2027-06-30"
+    )
 
     page = sign_in(browser, stack, department, "steward")
     page.set_viewport_size(viewport)
@@ -268,12 +276,8 @@ def test_the_console_on_its_own_origin_calls_the_api_as_in_aws(
     policy, every signed request to the API's origin through CORS preflights; answers, the functions'
     refusals included, readable by that origin only."""
     stack, console, stranger = cross_origin
-    department = unique("transport")
-    owner = onboard(stack, department, "traffic-control", ["member"])
-    stack.admin().put_principal(department, "steward", ["member", "steward"])
-    consumer = onboard(stack, unique("environment"), "analyst", ["member"])
-    dataset_id = unique("counts")
-    owner.client.create_dataset(dataset_id, "Counts", "internal", city_schema("traffic-flow"))
+    city = published(stack, "traffic-flow", 0, Path(), "transport", "environment")
+    department, consumer, dataset_id = city.department, city.consumer, city.dataset_id
     asked = consumer.client.request_access(dataset_id, "Counting cars per district", "statistics", "public-task", "2027-06-30")
 
     page = sign_in(browser, stack, department, "steward", f"{console.origin}/console/")
