@@ -107,6 +107,7 @@ def test_a_steward_narrows_approves_revokes_and_verifies_in_the_browser(
     shoot(page, "inbox")
     card.get_by_role("button", name="Approve narrowed").click()
     page.get_by_role("status").filter(has_text="Approved narrowed").wait_for()
+    grant_id = page.get_by_role("status").inner_text().split("grant ", 1)[1].split(" ", 1)[0]
 
     table = consumer.client.read_table(dataset_id)
     assert table.column_names == ["segment_id", "district", "measured_at"]  # only what the steward gave
@@ -128,6 +129,9 @@ def test_a_steward_narrows_approves_revokes_and_verifies_in_the_browser(
     page.get_by_role("button", name="Verify chain").click()
     verdict = page.locator("#verify-result").inner_text()
     assert verdict.startswith(f"Chain {transport}: ") and verdict.endswith("entries, intact"), verdict
+    reads = page.get_by_role("table", name="Reads allowed, by department, dataset and grant")
+    row = reads.get_by_role("row").filter(has_text=consumer.profile.department)
+    assert row.filter(has_text=dataset_id).filter(has_text=grant_id).count() == 1  # who read what, under which grant
     shoot(page, "audit")
 
 

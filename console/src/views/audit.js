@@ -55,6 +55,21 @@ async function allEntries(api, department) {
   }
 }
 
+// Who read what under which grant: one row per (department, dataset, grant), newest first.
+function readsByGrant(entries) {
+  const groups = new Map();
+  for (const e of entries.filter((entry) => entry.action === "ReadData" && entry.decision === "allow")) {
+    const grant = (e.details && e.details.grant) || "(no grant: owner or public)";
+    const key = JSON.stringify([e.actor_department, e.resource, grant]);
+    const group = groups.get(key) || { who: e.actor_department, what: e.resource, grant, reads: 0, last: "" };
+    group.reads += 1;
+    group.last = e.at > group.last ? e.at : group.last;
+    groups.set(key, group);
+  }
+  const rows = [...groups.values()].sort((a, b) => (a.last < b.last ? 1 : -1));
+  return table(["department", "dataset", "grant", "reads", "last read"], rows.map((g) => [g.who, g.what, g.grant, g.reads, when(g.last)]), "Reads allowed, by department, dataset and grant");
+}
+
 export async function audit(api, main) {
   const department = api.identity.department;
   const entries = await allEntries(api, department);
@@ -94,7 +109,7 @@ export async function audit(api, main) {
   };
   put(main, 
     h("section", {}, h("h2", {}, "Verify"), field("Witness from last time (optional)", witnessInput), h("button", { class: "primary", onclick: verify }, "Verify chain"), result),
-    h("section", {}, h("h2", {}, "Who read your data"), readsOverTime(entries)),
+    h("section", {}, h("h2", {}, "Who read your data"), readsOverTime(entries), readsByGrant(entries)),
     h("section", {}, h("h2", {}, "Entries"), h("div", { class: "filters" }, field("Actor", actor), field("Action", action), field("Dataset", dataset), field("Decision", decision)), listing),
   );
   render();
