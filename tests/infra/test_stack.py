@@ -159,6 +159,22 @@ def test_every_route_of_the_spec_is_a_method_behind_its_authorizer(resources: Re
     assert len(unauthenticated) == 2 * len(public_paths) == 2  # GET and ANY on /catalog/dcat
 
 
+def test_one_invoke_permission_per_function_scoped_to_this_api_and_room_to_grow(resources: Resources) -> None:
+    """One permission per function for this API's stage (and one per authorizer), not one per method."""
+    permissions = [r["Properties"] for r in of_type(resources, "AWS::Lambda::Permission").values()]
+    from_api = [p for p in permissions if p["Principal"] == "apigateway.amazonaws.com"]
+    routed = {route.function for route in SPEC.routes}
+    authorizers = {SPEC.authorizer, *(r.authorizer for r in SPEC.routes if r.authorizer and r.authorizer != PUBLIC)}
+    assert len(from_api) == len(routed) + len(authorizers)
+    invoked = [json.dumps(p["FunctionName"]) for p in from_api]
+    assert len(set(invoked)) == len(invoked)  # one each
+    for permission in from_api:
+        source = json.dumps(permission["SourceArn"])
+        assert source.startswith('{"Fn::Join": ["", ["arn:aws:execute-api:eu-west-1:"') and '"Ref": "Api' in source
+    # CloudFormation allows 500 resources per stack: keep room for the routes to come.
+    assert len(resources) <= 400, len(resources)
+
+
 def test_gateway_errors_are_problem_json(resources: Resources) -> None:
     responses = of_type(resources, "AWS::ApiGateway::GatewayResponse")
     by_type = {r["Properties"]["ResponseType"]: r["Properties"] for r in responses.values()}
