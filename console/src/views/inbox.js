@@ -73,8 +73,10 @@ export async function inbox(api, main) {
   const requests = (await api.get("/access-requests")).requests;
   put(main, h("h1", {}, "Pending access requests"));
   if (!requests.length) put(main, h("p", {}, "Nothing waits for a decision."));
+  const datasets = new Map(); // several requests for one dataset: its schema is fetched once
   for (const request of requests) {
-    const dataset = await api.get(`/datasets/${request.dataset_id}`);
+    if (!datasets.has(request.dataset_id)) datasets.set(request.dataset_id, await api.get(`/datasets/${request.dataset_id}`));
+    const dataset = datasets.get(request.dataset_id);
     const area = h("div", { class: "actions" });
     const refresh = () => window.dispatchEvent(new HashChangeEvent("hashchange"));
     const reason = h("input", { type: "text", placeholder: "Why not", minlength: 3 });
