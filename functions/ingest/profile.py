@@ -4,9 +4,9 @@ for numbers and date-times without personal data, a histogram.
 The estimate is a HyperLogLog sketch (4096 registers, about 1.6% error) fed with 64-bit hashes:
 numbers hash their bit patterns in numpy, strings hash each distinct value of a batch once.
 
-The histogram comes from a fixed-size random sample of each batch, weighted by the batch's size, so
-it costs microseconds per batch whatever the version's size; a batch no larger than the sample is
-taken whole (small versions are exact).
+The histogram comes from a uniform random sample of the column of bounded size (_SAMPLE_KEPT values,
+512 KB), so it costs microseconds per batch and a fixed amount of memory whatever the version's
+size; a version no larger than the sample is taken whole (small versions are exact).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ _P = 12
 _M = 1 << _P
 _ALPHA = 0.7213 / (1 + 1.079 / _M)
 HISTOGRAM_BINS = 20
-_SAMPLE_PER_BATCH = 8192
+_SAMPLE_KEPT = 65_536
 
 
 def _mix(values: np.ndarray) -> np.ndarray:
@@ -167,15 +167,35 @@ def _as_value(number: float, kind: pa.DataType) -> Any:
     return int(number) if pa.types.is_integer(kind) else number
 
 
-def _sample(present: pa.Array, random: np.random.Generator) -> tuple[np.ndarray, float]:
-    """Up to _SAMPLE_PER_BATCH of the batch's values (as float64: epoch units for times), and what each stands for."""
-    kind = present.type
-    if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
-        present = present.cast(_storage(kind))
-    values = present.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-    if len(values) <= _SAMPLE_PER_BATCH:
-        return values.copy(), 1.0
-    return values[random.integers(0, len(values), _SAMPLE_PER_BATCH)], len(values) / _SAMPLE_PER_BATCH
+class _Sample:
+    """A uniform random sample of a column's values (as float64: epoch units for times), at most
+    _SAMPLE_KEPT of them: each value is taken with the same probability `rate`, which halves (and
+    what is kept is thinned alike) whenever the sample outgrows its bound, so each kept value stands
+    for 1/rate values whichever batch it came from. While the rate is 1 the sample is the column."""
+
+    def __init__(self) -> None:
+        self.parts: list[np.ndarray] = []
+        self.size = 0
+        self.rate = 1.0
+
+    def add(self, present: pa.Array, random: np.random.Generator) -> None:
+        expected = len(present) * self.rate
+        count = int(expected) + int(random.random() < expected - int(expected))
+        if not count:
+            return
+        kind = present.type
+        if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+            present = present.cast(_storage(kind))
+        values = present.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        self.parts.append(values.copy() if count >= len(values) else values[random.integers(0, len(values), count)])
+        self.size += count
+        while self.size > _SAMPLE_KEPT:
+            every = np.concatenate(self.parts)
+            self.parts = [every[random.random(len(every)) < 0.5]]
+            self.size, self.rate = len(self.parts[0]), self.rate / 2
+
+    def values(self) -> np.ndarray:
+        return np.concatenate(self.parts) if self.parts else np.zeros(0)
 
 
 def _plain(value: Any) -> Any:
@@ -196,9 +216,9 @@ class ProfileBuilder:
         self._max: dict[str, Any] = dict.fromkeys(schema.names)
         self._distinct = {name: HyperLogLog() for name in schema.names}
         self._mostly_distinct: dict[str, bool] = {}
-        # (sampled values as float64, weight of each) per column that gets a histogram.
-        self._samples: dict[str, list[tuple[np.ndarray, float]]] = {
-            field.name: []
+        # A sample of each column that gets a histogram.
+        self._samples: dict[str, _Sample] = {
+            field.name: _Sample()
             for field in schema
             if field.name not in personal and field.name not in opaque and _histogrammable(field.type)
         }
@@ -231,27 +251,27 @@ class ProfileBuilder:
                     self._max[name] = high
             self._distinct[name].add(_hashes(considered))
             if name in self._samples and len(present):
-                self._samples[name].append(_sample(present, self._random))
+                self._samples[name].add(present, self._random)
 
     def _histogram(self, name: str) -> Histogram | None:
-        samples = self._samples.get(name)
-        if not samples:
+        sample = self._samples.get(name)
+        if sample is None:
             return None
-        values = np.concatenate([values for values, _ in samples])
-        weights = np.concatenate([np.full(len(values), weight) for values, weight in samples])
-        finite = np.isfinite(values)
-        values, weights = values[finite], weights[finite]
+        sampled = sample.values()
+        values = sampled[np.isfinite(sampled)]
         if not len(values):
             return None
+        # Each sampled value stands for the same share of the column's values (exact at rate 1).
+        scale = (self.rows - self._nulls[name]) / len(sampled)
         kind = self._schema.field(name).type
         # The exact extremes (the sample may miss them), in the sample's units.
         low, high = (_as_number(self._min[name], kind), _as_number(self._max[name], kind))
         if high - low <= abs(low) * 1e-9:  # one value (or bins narrower than a float can tell apart)
             counts = np.zeros(HISTOGRAM_BINS)
-            counts[0] = weights.sum()
+            counts[0] = len(values)
         else:
-            counts, _ = np.histogram(values, bins=HISTOGRAM_BINS, range=(low, high), weights=weights)
-        return Histogram(low=_as_value(low, kind), high=_as_value(high, kind), counts=[round(c) for c in counts])
+            counts, _ = np.histogram(values, bins=HISTOGRAM_BINS, range=(low, high))
+        return Histogram(low=_as_value(low, kind), high=_as_value(high, kind), counts=[round(c * scale) for c in counts])
 
     def build(self) -> DatasetProfile:
         return DatasetProfile(

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pyarrow as pa
 
-from functions.ingest.profile import HISTOGRAM_BINS, ProfileBuilder
+from functions.ingest.profile import _SAMPLE_KEPT, HISTOGRAM_BINS, ProfileBuilder
 
 SCHEMA = pa.schema(
     [
@@ -69,5 +69,20 @@ def test_a_large_version_is_estimated_from_samples_within_a_few_percent() -> Non
     # The exact share of each bin for v = n*n//100, n uniform in [0, 100).
     values = np.arange(100) ** 2 // 100
     exact, _ = np.histogram(values, bins=HISTOGRAM_BINS, range=(0, 98))
+    for estimated, share in zip(histogram.counts, exact / 100, strict=True):
+        assert abs(estimated - share * rows) < 0.03 * rows
+
+
+def test_what_the_sample_keeps_stays_bounded_and_the_estimate_unbiased() -> None:
+    random = np.random.default_rng(11)
+    builder = ProfileBuilder(SCHEMA)
+    for _ in range(60):  # 3,000,000 rows: far more batches than the sample keeps whole
+        builder.add(batch(random.integers(0, 100, 50_000) ** 2 // 100, random.integers(0, 14 * 24 * 60, 50_000)))
+        assert len(builder._samples["vehicle_count"].values()) <= _SAMPLE_KEPT
+    histogram = builder.build().columns["vehicle_count"].histogram
+    assert histogram is not None
+    rows = 3_000_000
+    assert abs(sum(histogram.counts) - rows) < 0.02 * rows
+    exact, _ = np.histogram(np.arange(100) ** 2 // 100, bins=HISTOGRAM_BINS, range=(0, 98))
     for estimated, share in zip(histogram.counts, exact / 100, strict=True):
         assert abs(estimated - share * rows) < 0.03 * rows
