@@ -6,8 +6,11 @@ Each figure is the median wall time of the import in fresh interpreters. Two flo
   the first pydantic model (pydantic builds its machinery lazily, ~50 ms here) and, for the HTTP
   functions, Powertools' resolver made with OpenAPI validation (its middleware and its own pydantic
   models, ~100 ms).
-The ratio handler / "as used" floor is what CityShare's own code adds. One extra run with
-`python -X importtime` lists CityShare's own modules by cumulative import time.
+The ratio handler / "as used" floor is what CityShare's own code adds. The HTTP functions build
+their services (and import those services' modules, the policy engine's cedarpy among them) on the
+first request that needs them, so a second figure, "first request", adds every module the
+function's services can import: the worst a cold request pays, before any AWS call. One extra run
+with `python -X importtime` lists CityShare's own modules by cumulative import time.
 
 With LAMBDA_PYTHON set (`make bench` sets it to Python 3.13, the Lambda runtime's) and the layers'
 x86_64 twins built (`make bench-layers`: the same pinned requirements, the same trimming and the same
@@ -25,7 +28,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-RUNS = 9
+RUNS = 15
 FIRST_MODEL = "exec('class _M(pydantic.BaseModel):\\n x: int')"
 # Powertools' resolver as the HTTP functions use it: with OpenAPI validation (its middleware and models).
 RESOLVER_WITH_VALIDATION = (
@@ -51,6 +54,35 @@ HANDLERS = {
         "from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import APIGatewayAuthorizerRequestEvent",
     ),
 }
+# What the services of each HTTP function import when first built (functions/handlers/services.py).
+SERVICE_MODULES = {
+    "api": (
+        "functions.policy.access",
+        "functions.policy.engine",
+        "functions.catalog.service",
+        "functions.catalog.repository",
+        "functions.core.events",
+        "functions.identity.service",
+        "functions.audit.service",
+        "functions.ingest.repository",
+        "functions.ingest.uploads",
+        "functions.sharing.repository",
+        "functions.sharing.service",
+        "functions.sharing.recipients",
+        "functions.notifications.repository",
+        "functions.notifications.service",
+    ),
+    "analytics": (
+        "functions.policy.access",
+        "functions.policy.engine",
+        "functions.catalog.service",
+        "functions.catalog.repository",
+        "functions.sharing.repository",
+        "functions.ingest.repository",
+        "functions.analytics.repository",
+        "functions.analytics.service",
+    ),
+}
 HEAVY = ("pyarrow", "duckdb", "pandas", "moto")
 TIMED = "import time, sys; _t = time.perf_counter(); {statement}; print((time.perf_counter() - _t) * 1000)"
 
@@ -68,6 +100,8 @@ class Interpreter:
     environment: dict[str, str] = field(default_factory=dict)
     flags: tuple[str, ...] = ()
 
+    cwd: Path | None = None
+
     def run(self, *arguments: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [self.python, *self.flags, *arguments],
@@ -75,19 +109,27 @@ class Interpreter:
             text=True,
             check=True,
             env={**os.environ, **self.environment},
+            cwd=self.cwd,
         )
 
 
 def as_shipped(python: str, layers: tuple[str, ...]) -> Interpreter:
-    """Python 3.13 with only the code asset and the function's layers on its path (isolated: no site)."""
+    """Python 3.13 with only the code asset and the function's layers on its path (isolated: no site).
+    `-P` and a neutral working directory keep the checkout's own source (no .pyc for this Python)
+    off the path: found first, it would be compiled on every import, which Lambda never does."""
     path = [str(ROOT / "build" / "function-code"), *(str(SHIPPED / name / "python") for name in (*layers, "runtime"))]
     environment = {"PYTHONPATH": os.pathsep.join(path), "PYTHONDONTWRITEBYTECODE": "1"}
-    return Interpreter(python, environment, flags=("-S",))
+    return Interpreter(python, environment, flags=("-S", "-P"), cwd=SHIPPED)
 
 
-def wall_ms(statement: str, interpreter: Interpreter = Interpreter()) -> float:
-    runs = [float(interpreter.run("-c", TIMED.format(statement=statement)).stdout) for _ in range(RUNS)]
-    return statistics.median(runs)
+def wall_ms(statements: dict[str, str], interpreter: Interpreter = Interpreter()) -> dict[str, float]:
+    """The median import time of each statement, the statements interleaved run by run so that a
+    busy moment of the machine weighs on all of them alike (their ratios are what is read)."""
+    runs: dict[str, list[float]] = {label: [] for label in statements}
+    for _ in range(RUNS):
+        for label, statement in statements.items():
+            runs[label].append(float(interpreter.run("-c", TIMED.format(statement=statement)).stdout))
+    return {label: statistics.median(times) for label, times in runs.items()}
 
 
 def own_modules(module: str, interpreter: Interpreter = Interpreter()) -> tuple[list[str], list[str]]:
@@ -107,14 +149,20 @@ def measure(title: str, interpreter_of: dict[str, Interpreter]) -> None:
     print(title)
     for name, (module, libraries, used) in HANDLERS.items():
         interpreter = interpreter_of[name]
-        handler_ms = wall_ms(f"import {module}", interpreter)
-        strict_ms = wall_ms(libraries, interpreter)
-        used_ms = wall_ms(f"{libraries}; {used}; {FIRST_MODEL}", interpreter)
+        statements = {"handler": f"import {module}", "strict": libraries, "used": f"{libraries}; {used}; {FIRST_MODEL}"}
+        if name in SERVICE_MODULES:
+            statements["first"] = f"import {module}, {', '.join(SERVICE_MODULES[name])}"
+        figures = wall_ms(statements, interpreter)
+        handler_ms, strict_ms, used_ms = figures["handler"], figures["strict"], figures["used"]
         top, heavy = own_modules(module, interpreter)
         print(
             f"  {name:<11} handler {handler_ms:6.1f} ms | floor: import only {strict_ms:6.1f} ms, as used {used_ms:6.1f} ms"
             f" | ratio to floor as used {handler_ms / used_ms:4.2f}"
         )
+        if "first" in figures:
+            first_ms = figures["first"]
+            ratio = first_ms / used_ms
+            print(f"  {'':<11} first request (+ every module its services import) {first_ms:6.1f} ms | ratio {ratio:4.2f}")
         print(
             f"  {'':<11} heaviest own modules (cumulative, -X importtime): {', '.join(top)}; heavy libraries: {heavy or 'none'}"
         )
@@ -132,6 +180,9 @@ def main() -> None:
 
         stage_function_code(ROOT / "build" / "function-code", lambda_python)  # this checkout's code, as synth ships it
         version = Interpreter(lambda_python).run("-c", "import sys; print(sys.version.split()[0])").stdout.strip()
+        shipped = as_shipped(lambda_python, HANDLER_LAYERS["api"])
+        origin = shipped.run("-c", "import functions; print(functions.__file__)").stdout.strip()
+        assert origin.startswith(str(ROOT / "build" / "function-code")), f"the handlers came from {origin}, not the code asset"
         measure(
             f"as shipped: python {version}, code asset and layers with their .pyc, nothing written",
             {name: as_shipped(lambda_python, HANDLER_LAYERS[name]) for name in HANDLERS},

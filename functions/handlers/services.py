@@ -5,52 +5,63 @@ from __future__ import annotations
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from functions.audit.service import AuditService
-from functions.catalog.models import Dataset
-from functions.catalog.repository import CatalogRepository
-from functions.catalog.service import CatalogService
-from functions.core.events import EventPublisher
 from functions.core.settings import get_settings
 from functions.handlers.wiring import audit_log, department_keys, directory, key_service, scopes
-from functions.identity.service import DirectoryService
-from functions.ingest.repository import IngestRepository
-from functions.ingest.uploads import UploadService
-from functions.notifications.repository import NotificationRepository
-from functions.notifications.service import InboxService
-from functions.policy.access import AccessControl
-from functions.policy.engine import PolicyEngine
-from functions.sharing.models import Grant
-from functions.sharing.placement import BuiltView
-from functions.sharing.recipients import RecipientRepository, RecipientService
-from functions.sharing.repository import SharingRepository
-from functions.sharing.service import SharingService
 
+# Each service's module is imported where the service is first built: a function imports only
+# what the routes it serves use (the analytics function never loads ingestion or recipients).
 if TYPE_CHECKING:
     from functions.analytics.service import AnalyticsService
+    from functions.audit.service import AuditService
+    from functions.catalog.models import Dataset
+    from functions.catalog.service import CatalogService
+    from functions.identity.service import DirectoryService
+    from functions.ingest.uploads import UploadService
+    from functions.notifications.service import InboxService
+    from functions.policy.access import AccessControl
+    from functions.sharing.models import Grant
+    from functions.sharing.placement import BuiltView
+    from functions.sharing.recipients import RecipientService
+    from functions.sharing.repository import SharingRepository
+    from functions.sharing.service import SharingService
 
 
 @cache
 def access_control() -> AccessControl:
+    from functions.policy.access import AccessControl
+    from functions.policy.engine import PolicyEngine
+
     return AccessControl(PolicyEngine(get_settings().policies_dir), audit_log())
 
 
 @cache
 def catalog() -> CatalogService:
+    from functions.catalog.repository import CatalogRepository
+    from functions.catalog.service import CatalogService
+
     return CatalogService(CatalogRepository(get_settings().catalog_table), access_control(), grants=sharing_repository())
 
 
 @cache
 def directory_service() -> DirectoryService:
+    from functions.core.events import EventPublisher
+    from functions.identity.service import DirectoryService
+
     return DirectoryService(directory(), access_control(), EventPublisher(get_settings().event_bus))
 
 
 @cache
 def audit() -> AuditService:
+    from functions.audit.service import AuditService
+
     return AuditService(audit_log(), access_control())
 
 
 @cache
 def uploads() -> UploadService:
+    from functions.ingest.repository import IngestRepository
+    from functions.ingest.uploads import UploadService
+
     settings = get_settings()
     return UploadService(
         catalog(),
@@ -64,6 +75,8 @@ def uploads() -> UploadService:
 
 @cache
 def sharing_repository() -> SharingRepository:
+    from functions.sharing.repository import SharingRepository
+
     return SharingRepository(get_settings().sharing_table)
 
 
@@ -81,6 +94,10 @@ def build_view(dataset: Dataset, version: int, files: list[str], grant: Grant, n
 
 @cache
 def sharing() -> SharingService:
+    from functions.core.events import EventPublisher
+    from functions.ingest.repository import IngestRepository
+    from functions.sharing.service import SharingService
+
     settings = get_settings()
     return SharingService(
         catalog(),
@@ -96,6 +113,8 @@ def sharing() -> SharingService:
 
 @cache
 def recipients() -> RecipientService:
+    from functions.sharing.recipients import RecipientRepository, RecipientService
+
     settings = get_settings()
     return RecipientService(
         RecipientRepository(settings.sharing_table),
@@ -106,14 +125,17 @@ def recipients() -> RecipientService:
 
 @cache
 def inbox() -> InboxService:
+    from functions.notifications.repository import NotificationRepository
+    from functions.notifications.service import InboxService
+
     return InboxService(NotificationRepository(get_settings().notifications_table), access_control().engine)
 
 
 @cache
 def analytics() -> AnalyticsService:
-    # Imported here: only the analytics function serves these routes.
     from functions.analytics.repository import AnalyticsRepository
     from functions.analytics.service import AnalyticsService
+    from functions.ingest.repository import IngestRepository
 
     settings = get_settings()
     return AnalyticsService(

@@ -22,8 +22,7 @@ from functions.analytics.models import (
     SubscriptionList,
 )
 from functions.core.model import Model
-from functions.handlers.routes.catalog import DatasetPath
-from functions.handlers.routes.context import caller, created, documented, request_id
+from functions.handlers.routes.context import DatasetPath, caller, created, documented, request_id
 from functions.handlers.services import analytics
 
 router = APIGatewayRouter()

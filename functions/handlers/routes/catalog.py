@@ -5,17 +5,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from functions.catalog.models import Classification, Dataset, DatasetCreate, DatasetPage, DatasetUpdate
 from functions.catalog.repository import CatalogQuery
-from functions.handlers.routes.context import caller, created, documented, request_id
+from functions.handlers.routes.context import DatasetPath, caller, created, documented, request_id
 from functions.handlers.services import catalog
 
 router = APIGatewayRouter()
-
-DatasetPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{2,62}$", description="Dataset id")]
 
 
 @router.post(

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Path
 from pydantic import Field
 
 from functions.core.model import Model
 from functions.identity.models import Caller
+
+# Path parameters more than one group of routes takes.
+DatasetPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{2,62}$", description="Dataset id")]
 
 
 def caller(app: Any) -> Caller:

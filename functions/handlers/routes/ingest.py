@@ -8,8 +8,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
-from functions.handlers.routes.catalog import DatasetPath
-from functions.handlers.routes.context import caller, created, documented, request_id
+from functions.handlers.routes.context import DatasetPath, caller, created, documented, request_id
 from functions.handlers.services import uploads
 from functions.ingest.models import (
     MultipartCompletion,

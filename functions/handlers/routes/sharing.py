@@ -8,8 +8,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
-from functions.handlers.routes.catalog import DatasetPath
-from functions.handlers.routes.context import caller, created, documented, public_endpoint, request_id
+from functions.handlers.routes.context import DatasetPath, caller, created, documented, public_endpoint, request_id
 from functions.handlers.services import inbox, recipients, sharing
 from functions.notifications.models import NotificationPage
 from functions.sharing.models import (
