@@ -60,11 +60,14 @@ class CatalogService:
         self._clock = clock
         self._grants = grants
 
-    def live_grants(self, caller: Caller, dataset: Dataset) -> list[Grant]:
-        """The caller's live grants covering `dataset`, on it or on its tags (one key query; none for the owner)."""
+    def live_grants(self, caller: Caller, dataset: Dataset, between: list[Grant] | None = None) -> list[Grant]:
+        """The caller's live grants covering `dataset`, on it or on its tags (one key query, none if the
+        request fetched `between`, the owner's grants to the caller's department, already; none for the owner)."""
         if self._grants is None or dataset.owner == caller.department_id:
             return []
-        return applicable(self._grants.grants_between(dataset.owner, caller.department_id), caller, dataset, self._clock())
+        if between is None:
+            between = self._grants.grants_between(dataset.owner, caller.department_id)
+        return applicable(between, caller, dataset, self._clock())
 
     def create(
         self,

@@ -24,6 +24,7 @@ import json
 import struct
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -44,6 +45,8 @@ from functions.sharing.service import SharingService
 DEFAULT_SCHEMA = "default"
 MAX_PAGE = 1000
 _FOOTER_PROBE = 64 * 1024
+# Reads one request makes side by side (boto3's clients are thread-safe).
+_LOOKUPS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="delta-sharing-lookup")
 
 
 class QueryRequest(Model):
@@ -68,6 +71,7 @@ class SharedTable:
     dataset: Dataset
     grants: tuple[str, ...] = ()  # the live grants covering it: what it serves follows from them and the version
     live: tuple[Grant, ...] = ()
+    between: tuple[Grant, ...] = ()  # every grant from the owner to the recipient department, as fetched
 
     @property
     def name(self) -> str:
@@ -246,19 +250,23 @@ class DeltaSharingService:
         """One shared table: one grants query and one dataset read, whatever the share holds."""
         self._check_share(recipient, share)
         missing = NotFound(f"No table {share}.{schema}.{name} is shared with your department")
+        # The two reads are independent: side by side, a request waits for one round trip, not two.
+        between_future = _LOOKUPS.submit(self._grants.grants_between, recipient.owner, recipient.department)
         dataset = self._catalog.get(name.lower())
+        between = between_future.result()
         if dataset is None or dataset.owner != recipient.owner or dataset.latest_version < 1:
             raise missing
         now = self._clock()
-        covering = [
-            g
-            for g in self._grants.grants_between(recipient.owner, recipient.department)
-            if g.live(now) and g.grantee_principal is None and g.covers(dataset)
-        ]
+        covering = [g for g in between if g.live(now) and g.grantee_principal is None and g.covers(dataset)]
         if not covering or schema_of(dataset) != schema.lower():
             raise missing
         return SharedTable(
-            recipient.owner, schema_of(dataset), dataset, tuple(sorted(g.grant_id for g in covering)), tuple(covering)
+            recipient.owner,
+            schema_of(dataset),
+            dataset,
+            tuple(sorted(g.grant_id for g in covering)),
+            tuple(covering),
+            tuple(between),
         )
 
     def table_version(self, recipient: ShareReader, share: str, schema: str, name: str, starting_timestamp: str | None) -> int:
@@ -377,7 +385,10 @@ class DeltaSharingService:
 
     def _read(self, recipient: ShareReader, table: SharedTable, version: int | None, what: str) -> DataAccess:
         caller = recipient_caller(recipient)
-        return self._sharing.read(caller, table.dataset.dataset_id, version, None, request_id=f"delta-sharing-{what}")
+        # The dataset and the grants were read for this request already: the decision reuses them.
+        fetched = (table.dataset, list(table.between))
+        request_id = f"delta-sharing-{what}"
+        return self._sharing.read(caller, table.dataset.dataset_id, version, None, request_id=request_id, fetched=fetched)
 
     def _protocol(self) -> dict[str, Any]:
         return {"protocol": {"minReaderVersion": 1}}

@@ -232,15 +232,17 @@ class SharingService:
         grant_id: str | None,
         request_id: str = "",
         linkage: str | None = None,
+        fetched: tuple[Dataset, list[Grant]] | None = None,
     ) -> DataAccess:
-        # One dataset read, one grants query, one audited decision (ReadData; a refusal says "not found"
-        # unless the caller may see the dataset's metadata).
+        """One dataset read, one grants query, one audited decision (ReadData; a refusal says "not found"
+        unless the caller may see the dataset's metadata). `fetched`: the dataset and every grant from
+        its owner to the caller's department, when this request has read them already."""
         if linkage is not None:
             return self._read_linked(caller, dataset_id, version, linkage, request_id)
-        dataset = self._catalog.load(dataset_id)
+        dataset = fetched[0] if fetched else self._catalog.load(dataset_id)
         # The owner and (for public data) every department read whole: no grant is fetched or chosen.
         open_to_caller = dataset.open_to(caller.department_id)
-        grants = [] if open_to_caller else self._catalog.live_grants(caller, dataset)
+        grants = [] if open_to_caller else self._catalog.live_grants(caller, dataset, fetched[1] if fetched else None)
         if grant_id is not None:
             grants = [g for g in grants if g.grant_id == grant_id]  # only the grant asked for may decide
         grant = None if open_to_caller else choose_grant(grants, grant_id)
