@@ -53,10 +53,12 @@ class TokenKey:
         self._block_cipher = Cipher(algorithms.AES(derived_key(key, "token", "short")), modes.ECB())  # noqa: S305
         self._mac = hashlib.blake2b(key=derived_key(key, "token", "long"), digest_size=TOKEN_BYTES)
 
-    def blocks(self, padded: bytes) -> bytes:
+    def blocks(self, padded: bytes | memoryview) -> bytes:
         """AES of consecutive padded 16-byte blocks (each a short value), in one call."""
         encryptor = self._block_cipher.encryptor()
-        return encryptor.update(padded) + encryptor.finalize()
+        sealed = encryptor.update(padded)
+        rest = encryptor.finalize()  # nothing in ECB over whole blocks: no copy of a large result
+        return sealed + rest if rest else sealed
 
     def open_blocks(self, sealed: bytes) -> bytes:
         """The inverse of `blocks`: what the linkage path needs to re-key short values."""

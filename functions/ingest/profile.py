@@ -57,17 +57,12 @@ class HyperLogLog:
     def add_hashes(self, hashes: np.ndarray) -> None:
         if not len(hashes):
             return
-        index = (hashes >> np.uint64(64 - _P)).astype(np.int64)
+        index = (hashes >> np.uint64(64 - _P)).astype(np.intp)
         rest = (hashes << np.uint64(_P)) | np.uint64(1 << (_P - 1))
-        # rank = position of the first 1 bit in the remaining bits
-        rank = 64 - np.floor(np.log2(rest.astype(np.float64))).astype(np.int64)
-        # Highest rank per register without np.maximum.at (slow): mark (register, rank) pairs seen,
-        # then take the last marked rank of each register.
-        seen = np.zeros((_M, 66), dtype=bool)
-        seen[index, rank] = True
-        highest = 65 - np.argmax(seen[:, ::-1], axis=1)
-        highest[~seen.any(axis=1)] = 0
-        np.maximum(self.registers, highest.astype(np.uint8), out=self.registers)
+        # rank = position of the first 1 bit in the remaining bits: 64 - floor(log2(rest)), the
+        # floor read from the exponent of rest as a float64 (no logarithm computed).
+        exponent = (rest.astype(np.float64).view(np.uint64) >> np.uint64(52)).astype(np.int64) - 1023
+        np.maximum.at(self.registers, index, (64 - exponent).astype(np.uint8))
 
     def estimate(self) -> int:
         self.flush()
@@ -127,7 +122,7 @@ def _string_hashes(values: pa.Array, limit: int = _HASHED_BYTES) -> np.ndarray:
     return hashes
 
 
-def _token_hashes(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+def token_hashes(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Hashes of tokens (32 hex digits): their first 16 digits are 64 random bits already, read
     straight from the buffer. Other opaque text (ciphertexts) is hashed as text."""
     if isinstance(values, pa.ChunkedArray):
@@ -233,7 +228,7 @@ class ProfileBuilder:
             if name in self._opaque:
                 # Tokens and ciphertexts: random text whose order means nothing; 16 bytes of each
                 # are plenty for the distinct-count sketch.
-                self._distinct[name].add(_token_hashes(present))
+                self._distinct[name].add(token_hashes(present))
                 continue
             # City data repeats a lot: each distinct value of a batch is compared and hashed once. A
             # column whose first batch is mostly distinct (times to the second, ids) is taken whole:
