@@ -12,7 +12,7 @@ import queue
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,8 +132,10 @@ class BackgroundSink:
     most `depth` batches wait. Errors surface on `close()`. The Parquet writer is made from the first
     batch (`open_writer`), which tells which columns to dictionary-encode."""
 
-    def __init__(self, open_writer: Callable[[pa.RecordBatch], pq.ParquetWriter], depth: int = 1) -> None:
-        self._open_writer = open_writer
+    def __init__(
+        self, open_writer: Callable[[pa.RecordBatch], pq.ParquetWriter], written: Callable[[], None], depth: int = 1
+    ) -> None:
+        self._open_writer, self._written = open_writer, written
         self._writer: pq.ParquetWriter | None = None
         self._waiting: queue.Queue[pa.RecordBatch | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
@@ -161,6 +163,7 @@ class BackgroundSink:
                         if self._writer is None:
                             self._writer = self._open_writer(batch)
                         self._writer.write_batch(batch)
+                        self._written()
                 except BaseException as error:
                     self._error = error
 
@@ -185,7 +188,8 @@ def run_pipeline(
             use_dictionary=dictionary_columns(first, protector.opaque_columns),
         )
 
-    sink = BackgroundSink(open_writer)
+    digest = GrowingFileDigest(parquet_path)
+    sink = BackgroundSink(open_writer, digest.catch_up)
     quarantined = 0
     try:
         with quarantine_path.open("w", encoding="utf-8") as quarantine:
@@ -218,9 +222,9 @@ def run_pipeline(
                 if checked.valid.num_rows:
                     with step("protect"):
                         protected = protector.protect(checked.valid)
+                    sink.put(protected)  # the writer starts on it while it is profiled (batches are immutable)
                     with step("profile"):
                         profile.add(protected)
-                    sink.put(protected)
                     report.rows_accepted += protected.num_rows
     except FileRejected as rejected:
         report.file_error = rejected.rule
@@ -233,13 +237,11 @@ def run_pipeline(
     report.issue_counts = dict(counts)
     accepted = _accept(report, policy)
     if accepted:
-        # The file's digest (read back from disk, the GIL released) while the profile is summed up.
-        hashing = _DIGESTS.submit(_sha256, parquet_path)
         with step("profile"):
             built = profile.build()
         with step("write"):
-            digest = hashing.result()
-        return IngestOutcome(True, report, built, parquet_path, digest, quarantine_path if report.rows_rejected else None)
+            sha256 = digest.hexdigest()
+        return IngestOutcome(True, report, built, parquet_path, sha256, quarantine_path if report.rows_rejected else None)
     return IngestOutcome(False, report, None, None, "", quarantine_path if quarantined else None)
 
 
@@ -274,12 +276,36 @@ def _accept(report: IngestReport, policy: IngestPolicy) -> bool:
     return False
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(8 * 1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
+class GrowingFileDigest:
+    """SHA-256 of a file that is only ever appended to (a Parquet file being written: no byte is
+    rewritten), hashed in a thread of its own as it grows, so that little is left once it is closed."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._hash = hashlib.sha256()
+        self._hashed = 0
+        self._pending: Future[None] | None = None
+
+    def catch_up(self) -> None:
+        """Hash, in the background, whatever has been appended since."""
+        if self._pending is None or self._pending.done():
+            self._pending = _DIGESTS.submit(self._read_on)
+
+    def hexdigest(self) -> str:
+        """Once the file is complete: the rest, then the digest."""
+        if self._pending is not None:
+            self._pending.result()
+        self._read_on()
+        return self._hash.hexdigest()
+
+    def _read_on(self) -> None:
+        if not self._path.exists():
+            return
+        with self._path.open("rb") as handle:
+            handle.seek(self._hashed)
+            while chunk := handle.read(8 * 1024 * 1024):
+                self._hash.update(chunk)
+                self._hashed += len(chunk)
 
 
 def arrow_schema_summary(schema: pa.Schema) -> dict[str, str]:

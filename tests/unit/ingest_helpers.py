@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tempfile
@@ -44,4 +45,6 @@ def ingest(
             QUARANTINED.extend(json.loads(line) for line in outcome.quarantine.read_text().splitlines())
         if outcome.parquet is None:
             return outcome, [], b""
-        return outcome, pq.read_table(outcome.parquet).to_pylist(), outcome.parquet.read_bytes()
+        curated = outcome.parquet.read_bytes()
+        assert outcome.parquet_sha256 == hashlib.sha256(curated).hexdigest()  # hashed as it was written
+        return outcome, pq.read_table(outcome.parquet).to_pylist(), curated

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+from pathlib import Path
 from unittest.mock import patch
 
 import pyarrow as pa
@@ -13,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cityshare.generators import generate
 from functions.catalog.models import IngestPolicy, TableSchema
 from tests.unit.ingest_helpers import city_schema, ingest
 
@@ -215,3 +217,13 @@ def test_a_lone_surrogate_is_an_encoding_problem_of_its_line() -> None:
     data = b'{"station_id": "AQ-\\ud800", "measured_at": "2026-11-04T08:00:00Z"}\n'
     outcome, _, _ = ingest(data, AIR, "jsonl")
     assert outcome.report.issue_counts == {"invalid_encoding": 1}
+
+
+def test_a_file_of_many_batches_is_whole_and_its_digest_is_the_files(tmp_path: Path) -> None:
+    """Several row groups written while the next batches are read, validated and profiled, and the
+    digest taken as the file grew (the helper compares it with the finished file's own)."""
+    source = generate("plate-reads", 200_000, tmp_path / "plates.csv")  # ~9 MB: three 4 MB blocks
+    outcome, rows, curated = ingest(source.read_bytes(), city_schema("plate-reads"))
+    assert outcome.accepted and outcome.report.rows_accepted == len(rows) == 200_000
+    assert pq.ParquetFile(io.BytesIO(curated)).metadata.num_row_groups >= 3
+    assert outcome.profile is not None and outcome.profile.rows == 200_000
