@@ -246,14 +246,20 @@ def run_pipeline(
 
 
 def dictionary_columns(first: pa.RecordBatch, opaque: frozenset[str]) -> list[str]:
-    """Every column but the tokens and ciphertexts that are mostly distinct (plates over a day):
-    their dictionary would outgrow its page and be dropped anyway, after costing the hashing. They
-    are counted on 64 bits of each (random text: as good as the whole, and a tenth of the cost)."""
+    """The columns worth dictionary-encoding: those whose first batch repeats its values. A mostly
+    distinct column (plates over a day, times to the second) would get a dictionary that outgrows
+    its page and is dropped after costing the hashing, leaving a larger file than plain encoding
+    (1M plate reads: 26.3 MB with `read_at` in a dictionary, 22.3 MB without, and 24 ms faster).
+    Tokens and ciphertexts are counted on 64 bits of each (random text: as good as the whole)."""
 
     def mostly_distinct(name: str) -> bool:
-        return bool(pc.count_distinct(pa.array(token_hashes(first.column(name)))).as_py() * 2 > max(first.num_rows, 1))
+        values = first.column(name)
+        if name not in opaque and first.num_rows < 4096:
+            return False  # too few rows to tell: the writer's own fallback decides
+        counted = pa.array(token_hashes(values)) if name in opaque else values
+        return bool(pc.count_distinct(counted).as_py() * 2 > max(first.num_rows, 1))
 
-    return [name for name in first.schema.names if name not in opaque or not mostly_distinct(name)]
+    return [name for name in first.schema.names if not mostly_distinct(name)]
 
 
 def _accept(report: IngestReport, policy: IngestPolicy) -> bool:
