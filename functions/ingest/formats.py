@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import threading
 import zlib
 from collections.abc import Iterator
 from typing import Any, BinaryIO
@@ -26,6 +27,7 @@ from functions.ingest.models import CsvDialect, Issue
 
 BATCH_ROWS = 65_536
 CSV_BLOCK_BYTES = 4 * 1024 * 1024  # also the longest row accepted
+CSV_READ_AHEAD_BLOCKS = 16  # 64 MB: measured no slower than Arrow's own 32 blocks; 4 cost 3 %
 MAX_ROW_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 32
 MAX_NUMBER_DIGITS = 64
@@ -62,6 +64,46 @@ class _Prepended(io.RawIOBase):
         self._head = self._head[len(data) :] if self._head else b""
         target[: len(data)] = data
         return len(data)
+
+
+class PacedReader(io.RawIOBase):
+    """Lets a reader get at most `window` bytes ahead of what its consumer has taken. Arrow's CSV
+    reader reads up to 32 blocks ahead in a thread of its own (128 MB at 4 MB blocks, twice that
+    once parsed) whenever its consumer is the slower; paced, a file's ingest holds a few blocks,
+    whatever the disk's or the network's speed. `release()`: the consumer stops; reads end."""
+
+    def __init__(self, inner: BinaryIO, window: int) -> None:
+        self._inner = inner
+        self._allowed = window
+        self._given = 0
+        self._released = False
+        self._turn = threading.Condition()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        with self._turn:
+            self._turn.wait_for(lambda: self._given < self._allowed or self._released)
+            if self._released:
+                return 0  # the consumer is gone: the end, as far as the reader is concerned
+            room = min(len(target), self._allowed - self._given)
+        data = self._inner.read(room)
+        target[: len(data)] = data
+        with self._turn:
+            self._given += len(data)
+        return len(data)
+
+    def advance(self, taken: int) -> None:
+        """The consumer has taken `taken` more bytes' worth."""
+        with self._turn:
+            self._allowed += taken
+            self._turn.notify_all()
+
+    def release(self) -> None:
+        with self._turn:
+            self._released = True
+            self._turn.notify_all()
 
 
 class BoundedGzipReader(io.RawIOBase):
@@ -177,37 +219,45 @@ def csv_batches(stream: BinaryIO, schema: TableSchema, dialect: CsvDialect) -> I
         return "skip"
 
     encoding = "utf8" if dialect.encoding in ("utf-8", "utf-8-sig") else dialect.encoding
+    paced = PacedReader(stream, CSV_READ_AHEAD_BLOCKS * CSV_BLOCK_BYTES)
+    # The finally ends the pacing while Arrow's reader is still held: dropping the reader waits for
+    # its reading thread, which may be waiting for this consumer.
     try:
-        reader = pacsv.open_csv(
-            stream,
-            read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, encoding=encoding, use_threads=True),
-            parse_options=pacsv.ParseOptions(
-                delimiter=dialect.delimiter, quote_char=dialect.quote_char, invalid_row_handler=on_invalid_row
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(schema.properties, pa.string()),
-                strings_can_be_null=True,
-                check_utf8=True,
-            ),
-        )
-        # A BOM before the header is not part of the first column's name.
-        names = [name.lstrip("\ufeff") for name in reader.schema.names]
-    except (pa.ArrowException, UnicodeDecodeError) as error:
-        raise FileRejected(*_csv_problem(error, schema)) from None
-    check_columns(names, schema)
-    while True:
         try:
-            batch = reader.read_next_batch()
-        except StopIteration:
-            break
+            reader = pacsv.open_csv(
+                paced,
+                read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, encoding=encoding, use_threads=True),
+                parse_options=pacsv.ParseOptions(
+                    delimiter=dialect.delimiter, quote_char=dialect.quote_char, invalid_row_handler=on_invalid_row
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=dict.fromkeys(schema.properties, pa.string()),
+                    strings_can_be_null=True,
+                    check_utf8=True,
+                ),
+            )
+            # A BOM before the header is not part of the first column's name.
+            names = [name.lstrip("\ufeff") for name in reader.schema.names]
         except (pa.ArrowException, UnicodeDecodeError) as error:
             raise FileRejected(*_csv_problem(error, schema)) from None
-        batch = pa.RecordBatch.from_arrays(batch.columns, names=names)
-        _check_row_size(batch)
-        issues, ragged[:] = list(ragged), []
-        yield _declared(batch, schema), issues
-    if ragged:
-        yield _declared(pa.RecordBatch.from_pylist([], schema=pa.schema([(n, pa.string()) for n in names])), schema), ragged
+        check_columns(names, schema)
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                break
+            except (pa.ArrowException, UnicodeDecodeError) as error:
+                raise FileRejected(*_csv_problem(error, schema)) from None
+            paced.advance(CSV_BLOCK_BYTES)  # a batch is a block of the file
+            batch = pa.RecordBatch.from_arrays(batch.columns, names=names)
+            _check_row_size(batch)
+            issues, ragged[:] = list(ragged), []
+            yield _declared(batch, schema), issues
+        if ragged:
+            empty = pa.RecordBatch.from_pylist([], schema=pa.schema([(n, pa.string()) for n in names]))
+            yield _declared(empty, schema), ragged
+    finally:
+        paced.release()
 
 
 def _check_row_size(batch: pa.RecordBatch) -> None:
