@@ -27,12 +27,15 @@ from jwt.algorithms import ECAlgorithm
 READS = 300
 THREADS = 4
 WHY = {
+    ("dynamodb", "GetItem", "sharing"): "recipient authorizer: the bearer token's recipient (hash, expiry, revocation)",
+    ("dynamodb", "GetItem", "directory"): "recipient authorizer: the recipient department (status, throttling key)",
+    ("dynamodb", "GetItem", "catalog"): "the dataset's catalog entry (owner, classification, latest version's files)",
     ("dynamodb", "BatchGetItem"): "authorizer: department, principal and key of the signer, in one round trip",
     ("dynamodb", "PutItem", "nonces"): "authorizer: remember the token's jti (conditional write: refuses replays)",
-    ("dynamodb", "GetItem"): "api: the dataset's catalog entry (owner, classification, latest version's files)",
-    ("dynamodb", "Query", "sharing"): "api: the grants between the owner and the caller's department (one key query)",
-    ("dynamodb", "Query"): "api: head of the owner's audit chain (to link the new entry)",
-    ("dynamodb", "PutItem", "audit"): "api: append the decision to the audit chain (conditional on the position)",
+    ("dynamodb", "GetItem"): "the dataset's catalog entry (owner, classification, latest version's files)",
+    ("dynamodb", "Query", "sharing"): "the grants between the owner and the caller's department (one key query)",
+    ("dynamodb", "Query"): "head of the owner's audit chain (to link the new entry)",
+    ("dynamodb", "PutItem", "audit"): "append the decision to the audit chain (conditional on the position)",
 }
 
 
@@ -124,6 +127,21 @@ def count_calls(what: str, action: Any) -> None:
         print(f"  {service}.{operation} ({table}): {reason}")
 
 
+def count_delta_sharing_query(steward: Any, state: Path) -> None:
+    """The AWS calls of one Delta Sharing query (recipient authorizer, the table, the audited read)."""
+    import requests
+
+    from cityshare.delta import write_profile
+
+    share = json.loads(write_profile(steward.issue_share_profile("health", 1, "benchmark"), state / "health.share").read_text())
+    headers = {"Authorization": f"Bearer {share['bearerToken']}"}
+    tables = requests.get(f"{share['endpoint']}/shares/transport/all-tables", headers=headers, timeout=30).json()["items"]
+    table = next(t for t in tables if t["name"] == "counts-granted")
+    query = f"{share['endpoint']}/shares/transport/schemas/{table['schema']}/tables/{table['name']}/query"
+    requests.post(query, headers=headers, json={}, timeout=30).raise_for_status()  # warm
+    count_calls("one Delta Sharing query under a grant", lambda: requests.post(query, headers=headers, json={}, timeout=30))
+
+
 def embedded_stack() -> None:
     from cityshare import CityShareClient, Profile
     from cityshare.admin import enrol
@@ -163,6 +181,7 @@ def embedded_stack() -> None:
             "one authorised data read of a public dataset by another department", lambda: analyst.data_access("counts-public")
         )
         count_calls("one authorised data read under an unrestricted grant", lambda: analyst.data_access("counts-granted"))
+        count_delta_sharing_query(steward, state)
 
         latencies = []
         start = time.perf_counter()
