@@ -29,7 +29,6 @@ THREADS = 4
 WHY = {
     ("dynamodb", "GetItem", "sharing"): "recipient authorizer: the bearer token's recipient (hash, expiry, revocation)",
     ("dynamodb", "GetItem", "directory"): "recipient authorizer: the recipient department (status, throttling key)",
-    ("dynamodb", "GetItem", "catalog"): "the dataset's catalog entry (owner, classification, latest version's files)",
     ("dynamodb", "BatchGetItem"): "authorizer: department, principal and key of the signer, in one round trip",
     ("dynamodb", "PutItem", "nonces"): "authorizer: remember the token's jti (conditional write: refuses replays)",
     ("dynamodb", "GetItem"): "the dataset's catalog entry (owner, classification, latest version's files)",
