@@ -3,8 +3,8 @@ notebook does, printed as JSON for tests/e2e/test_delta_sharing.py and benchmark
 
     python delta_sharing_driver.py PROFILE tables
     python delta_sharing_driver.py PROFILE load SHARE.SCHEMA.TABLE [--limit N] [--version N]
-    python delta_sharing_driver.py PROFILE time SHARE.SCHEMA.TABLE RUNS
-    python delta_sharing_driver.py PROFILE bare SHARE.SCHEMA.TABLE RUNS   (pyarrow on the same presigned URLs)
+    python delta_sharing_driver.py PROFILE compare SHARE.SCHEMA.TABLE RUNS
+        (load_as_pandas and pyarrow on the same presigned URLs, alternating, after one warm-up of each)
     python delta_sharing_driver.py PROFILE changes SHARE.SCHEMA.TABLE     (the change data feed from version 1)
 """
 
@@ -22,15 +22,6 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 import requests
-
-
-def median_seconds(action: Callable[[], Any], runs: int) -> tuple[float, Any]:
-    seconds, result = [], None
-    for _ in range(runs):
-        start = time.perf_counter()
-        result = action()
-        seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds), result
 
 
 def bare_read(profile: dict[str, Any], table: str) -> Any:
@@ -53,7 +44,7 @@ def bare_read(profile: dict[str, Any], table: str) -> Any:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("profile")
-    parser.add_argument("action", choices=("tables", "load", "time", "bare", "changes"))
+    parser.add_argument("action", choices=("tables", "load", "compare", "changes"))
     parser.add_argument("table", nargs="?")
     parser.add_argument("runs", nargs="?", type=int, default=3)
     parser.add_argument("--limit", type=int)
@@ -69,16 +60,21 @@ def main() -> None:
         counts = feed["_change_type"].value_counts().to_dict()
         print(json.dumps({"change_types": counts, "versions": sorted(int(v) for v in feed["_commit_version"].unique())}))
         return
-    if arguments.action in ("time", "bare"):
+    if arguments.action == "compare":
         with open(arguments.profile) as handle:
             profile = json.load(handle)
-        read = (
-            (lambda: delta_sharing.load_as_pandas(url))
-            if arguments.action == "time"
-            else (lambda: bare_read(profile, arguments.table))
-        )
-        median, frame = median_seconds(read, arguments.runs)
-        print(json.dumps({"median_s": median, "rows": len(frame)}))
+        readers: dict[str, Callable[[], Any]] = {
+            "connector": lambda: delta_sharing.load_as_pandas(url),
+            "bare": lambda: bare_read(profile, arguments.table),
+        }
+        seconds: dict[str, list[float]] = {name: [] for name in readers}
+        rows = {name: len(read()) for name, read in readers.items()}  # warm-up: imports, connections
+        for _ in range(arguments.runs):
+            for name, read in readers.items():
+                start = time.perf_counter()
+                read()
+                seconds[name].append(time.perf_counter() - start)
+        print(json.dumps({name: {"median_s": statistics.median(times), "rows": rows[name]} for name, times in seconds.items()}))
         return
     frame = delta_sharing.load_as_pandas(url, limit=arguments.limit, version=arguments.version)
     print(
