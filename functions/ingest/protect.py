@@ -94,19 +94,17 @@ class TokenSpace:
         data = np.frombuffer(distinct.buffers()[2] or b"", dtype=np.uint8)
         starts, lengths = offsets[:-1], np.diff(offsets)
         short = lengths <= SHORT_VALUE_BYTES
-        if count and short.all():
-            # The usual case (plates, ids): every token's digits straight into the array's data, no copy.
-            digits = binascii.hexlify(self._key.blocks(_padded_blocks(data, starts, lengths).reshape(-1).data))
-            return _fixed_width_strings(np.frombuffer(digits, dtype=np.uint8).reshape(count, 2 * TOKEN_BYTES))
-        hexed = np.empty((count, 2 * TOKEN_BYTES), dtype=np.uint8)
-        if short.any():
-            # Each short value as one padded block (value, 0x80, zeros), all encrypted in one call.
-            rows = np.nonzero(short)[0]
+        rows = np.nonzero(short)[0]
+        if len(rows):
+            # Each short value as one padded block (value, 0x80, zeros), all encrypted in one call, and
+            # every token's digits written by hexlify in one C call.
             blocks = _padded_blocks(data, starts[rows], lengths[rows])
-            # hexlify writes every token's digits in one C call.
-            hexed[rows] = np.frombuffer(binascii.hexlify(self._key.blocks(blocks.tobytes())), dtype=np.uint8).reshape(
-                len(rows), 2 * TOKEN_BYTES
-            )
+            digits = np.frombuffer(binascii.hexlify(self._key.blocks(blocks.reshape(-1).data)), dtype=np.uint8)
+            if len(rows) == count:  # the usual case (plates, ids): the digits are the array's data, no copy
+                return _fixed_width_strings(digits.reshape(count, 2 * TOKEN_BYTES))
+        hexed = np.empty((count, 2 * TOKEN_BYTES), dtype=np.uint8)
+        if len(rows):
+            hexed[rows] = digits.reshape(len(rows), 2 * TOKEN_BYTES)
         for row in np.nonzero(~short)[0]:
             value = data[starts[row] : starts[row] + lengths[row]].tobytes()
             token = self._memo.get(value)
