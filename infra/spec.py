@@ -503,6 +503,36 @@ def console_content_security_policy(api_origin: str | None = None) -> str:
 PREFLIGHT_MAX_AGE_SECONDS = 3600
 
 
+# The Delta Sharing protocol's error code of each status the gateway answers itself (the function's
+# own answers use functions/core/errors.py; a test keeps the two equal).
+GATEWAY_DELTA_SHARING_CODES = {
+    400: "INVALID_PARAMETER_VALUE",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "RESOURCE_DOES_NOT_EXIST",
+    409: "INVALID_PARAMETER_VALUE",
+    413: "INVALID_PARAMETER_VALUE",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL_ERROR",
+    502: "INTERNAL_ERROR",
+}
+
+
+def gateway_problem(status: int, code: str, title: str, detail: str) -> dict[str, object]:
+    """An answer of the gateway itself (a refused caller, no such route, throttling): problem+json,
+    whose extension members `errorCode` and `message` are the Delta Sharing protocol's error. The
+    protocol's routes share the API, and API Gateway has one set of gateway responses per API."""
+    return {
+        "type": f"https://cityshare.city/problems/{code}",
+        "title": title,
+        "status": status,
+        "code": code,
+        "detail": detail,
+        "errorCode": GATEWAY_DELTA_SHARING_CODES[status],
+        "message": detail,
+    }
+
+
 def browser_error_headers(origin: str) -> dict[str, str]:
     """On the gateway's own errors (refused signature, throttling...), so the console can show them."""
     return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}

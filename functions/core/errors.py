@@ -5,6 +5,22 @@ from __future__ import annotations
 
 from typing import Any
 
+# The Delta Sharing protocol's error codes by HTTP status: its errors are `{"errorCode", "message"}`,
+# and its clients retry any 5xx, so whatever the caller can fix must be a 4xx.
+_DELTA_SHARING_ERROR_CODES = {
+    400: "INVALID_PARAMETER_VALUE",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "RESOURCE_DOES_NOT_EXIST",
+    429: "RESOURCE_EXHAUSTED",
+}
+
+
+def delta_sharing_error_code(status: int) -> str:
+    if status in _DELTA_SHARING_ERROR_CODES:
+        return _DELTA_SHARING_ERROR_CODES[status]
+    return "INTERNAL_ERROR" if status >= 500 else "INVALID_PARAMETER_VALUE"
+
 
 class CityShareError(Exception):
     status: int = 500
@@ -24,7 +40,7 @@ class InvalidRequest(CityShareError):
 class Unauthenticated(CityShareError):
     """The caller's signed request did not verify. `reason` is audited, never returned."""
 
-    status, code, title = 401, "unauthenticated", "The request's signature could not be verified"
+    status, code, title = 401, "unauthenticated", "The caller could not be authenticated"
 
     def __init__(self, reason: str, detail: str | None = None) -> None:
         super().__init__(detail)

@@ -14,10 +14,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from functions.catalog.repository import CatalogRepository
-from functions.core.errors import CityShareError, InvalidRequest
+from functions.core.errors import CityShareError, InvalidRequest, delta_sharing_error_code
 from functions.core.observability import logger, record_metric
 from functions.core.settings import get_settings
-from functions.handlers.gate import check_json_body
+from functions.handlers.gate import body_bytes, check_json_body
 from functions.handlers.services import catalog, sharing
 from functions.ingest.repository import IngestRepository
 from functions.sharing.delta import DeltaSharingService, QueryRequest, ShareReader, page
@@ -26,7 +26,6 @@ from functions.sharing.repository import SharingRepository
 PREFIX = "/delta-sharing"
 TABLE = PREFIX + "/shares/<share>/schemas/<schema>/tables/<table>"
 MAX_QUERY_BODY_BYTES = 64 * 1024
-_ERROR_CODES = {400: "INVALID_PARAMETER_VALUE", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "RESOURCE_DOES_NOT_EXIST"}
 
 app = APIGatewayRestResolver()
 
@@ -44,8 +43,7 @@ def delta_sharing() -> DeltaSharingService:
 
 
 def error(status: int, message: str) -> Response[str]:
-    code = _ERROR_CODES.get(status, "INTERNAL_ERROR")
-    return Response(status, "application/json", json.dumps({"errorCode": code, "message": message}))
+    return Response(status, "application/json", json.dumps({"errorCode": delta_sharing_error_code(status), "message": message}))
 
 
 @app.exception_handler(CityShareError)
@@ -133,8 +131,7 @@ def table_metadata(share: str, schema: str, table: str) -> Response[str]:
 
 @app.post(TABLE + "/query")
 def query_table(share: str, schema: str, table: str) -> Response[str]:
-    raw = app.current_event.decoded_body or ""
-    body = raw.encode() if isinstance(raw, str) else bytes(raw)
+    body = body_bytes(app.current_event.raw_event)
     if len(body) > MAX_QUERY_BODY_BYTES:
         return error(400, f"The query body is over {MAX_QUERY_BODY_BYTES} bytes")
     parsed = check_json_body(body, "application/json") if body.strip() else {}
@@ -175,14 +172,14 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
     if "recipient_id" not in authorizer:
         # Only reachable if the function is invoked without the recipient authorizer in front of it.
-        return _raw(401, "UNAUTHENTICATED", "No verified recipient")
+        return _raw(401, "No verified recipient")
     try:
         return dict(app.resolve(event, context))
     except Exception:
         logger.exception("delta sharing request failed")
-        return _raw(500, "INTERNAL_ERROR", "Internal error")
+        return _raw(500, "Internal error")
 
 
-def _raw(status: int, code: str, message: str) -> dict[str, Any]:
-    body = json.dumps({"errorCode": code, "message": message})
+def _raw(status: int, message: str) -> dict[str, Any]:
+    body = json.dumps({"errorCode": delta_sharing_error_code(status), "message": message})
     return {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": body, "isBase64Encoded": False}

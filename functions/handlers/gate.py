@@ -12,6 +12,7 @@ Booleans are never taken for numbers, nor text for numbers: the API's models val
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
@@ -73,6 +74,12 @@ def check_request(event: dict[str, Any], body: bytes, routes: Sequence[Route], m
         raise MethodNotAllowed(f"{path} takes {', '.join(allowed)}", allow=", ".join(allowed))
     if method in _BODY_METHODS and body:
         check_json_body(body, _header(event, "content-type"))
+
+
+def body_bytes(event: dict[str, Any]) -> bytes:
+    """The request body as sent: bytes that are not UTF-8 arrive base64-encoded and are never decoded as text here."""
+    body = event.get("body") or ""
+    return base64.b64decode(body) if event.get("isBase64Encoded") else body.encode("utf-8", "surrogatepass")
 
 
 def check_json_body(body: bytes, content_type: str) -> Any:

@@ -5,7 +5,6 @@ application/problem+json with a stable code."""
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +18,7 @@ from functions.audit.chain import AuditEvent
 from functions.core.errors import CityShareError, PayloadTooLarge, Unauthenticated
 from functions.core.observability import logger, record_metric
 from functions.core.settings import get_settings
-from functions.handlers.gate import Route, check_request
+from functions.handlers.gate import Route, body_bytes, check_request
 from functions.handlers.wiring import audit_log
 from functions.identity.binding import body_digest
 from functions.identity.context import caller_from_context
@@ -71,11 +70,6 @@ def build_resolver(*routers: APIGatewayRouter) -> APIGatewayRestResolver:
     return app
 
 
-def _body_bytes(event: dict[str, Any]) -> bytes:
-    body = event.get("body") or ""
-    return base64.b64decode(body) if event.get("isBase64Encoded") else body.encode("utf-8", "surrogatepass")
-
-
 def _check_body(body: bytes, caller: Caller) -> None:
     if len(body) > get_settings().max_body_bytes:
         raise PayloadTooLarge(f"The body exceeds {get_settings().max_body_bytes} bytes")
@@ -99,7 +93,7 @@ def make_handler(app: APIGatewayRestResolver) -> Handler:
         authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
         try:
             caller = caller_from_context(authorizer)
-            body = _body_bytes(event)
+            body = body_bytes(event)
             _check_body(body, caller)
             check_request(event, body, routes, get_settings().max_body_bytes)
         except KeyError:

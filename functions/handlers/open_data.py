@@ -26,6 +26,8 @@ from functions.ingest.repository import IngestRepository
 PATH = "/catalog/dcat"
 BUILT_FOR_SECONDS = 60
 CACHE_CONTROL = "public, max-age=300"
+MAX_BASE_URLS = 8
+TURTLE, JSON_LD = "text/turtle", "application/ld+json"
 _lock = threading.Lock()
 _built: dict[str, tuple[float, dict[str, str]]] = {}
 
@@ -71,8 +73,28 @@ def documents(base_url: str) -> dict[str, str]:
         triples = statements(base_url, get_settings().city_name, entries())
         json_ld, turtle = to_json_ld(triples), to_turtle(triples)
         built = {"json-ld": json_ld, "turtle": turtle, "etag": '"' + hashlib.sha256(json_ld.encode()).hexdigest()[:32] + '"'}
+        if len(_built) >= MAX_BASE_URLS:
+            _built.clear()  # the embedded stack names itself by the Host header: any caller can make a new one
         _built[base_url] = (time.monotonic(), built)
         return built
+
+
+def preferred(accept: str) -> str:
+    """Turtle when the Accept header weighs it above JSON-LD (q-values honoured), JSON-LD otherwise."""
+    weights = {TURTLE: 0.0, JSON_LD: 0.0}
+    for part in accept.split(","):
+        media, *parameters = (piece.strip() for piece in part.split(";"))
+        quality = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = min(max(float(value), 0.0), 1.0)
+                except ValueError:
+                    quality = 0.0
+        if media.lower() in weights:
+            weights[media.lower()] = max(weights[media.lower()], quality)
+    return TURTLE if weights[TURTLE] > weights[JSON_LD] else JSON_LD
 
 
 def answer(status: int, body: str, content_type: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -100,7 +122,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     cached = {"ETag": built["etag"], "Cache-Control": CACHE_CONTROL, "Vary": "Accept"}
     if headers.get("if-none-match") == built["etag"]:
         return answer(304, "", "application/ld+json", cached)
-    accept = headers.get("accept", "")
-    if "text/turtle" in accept and "application/ld+json" not in accept:
+    if preferred(headers.get("accept", "")) == TURTLE:
         return answer(200, built["turtle"] if method == "GET" else "", "text/turtle; charset=utf-8", cached)
     return answer(200, built["json-ld"] if method == "GET" else "", "application/ld+json; charset=utf-8", cached)

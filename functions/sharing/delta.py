@@ -112,7 +112,10 @@ def page(items: list[dict[str, Any]], max_results: int | None, page_token: str |
     start = 0
     if page_token:
         try:
-            start = int(base64.urlsafe_b64decode(page_token.encode()).decode())
+            position = base64.urlsafe_b64decode(page_token.encode()).decode()
+            if not position.isascii() or not position.isdigit():
+                raise ValueError(position)
+            start = int(position)
         except (ValueError, binascii.Error, UnicodeDecodeError):
             raise InvalidRequest("pageToken is not one this server gave") from None
     if max_results is not None and not 0 <= max_results <= MAX_PAGE:

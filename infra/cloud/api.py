@@ -31,11 +31,19 @@ from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from infra.cloud.config import LOG_RETENTION_NAMES, DeploymentConfig
-from infra.spec import PUBLIC, LimitsSpec, RouteSpec, browser_error_headers, preflight_headers, signed_route_methods
+from infra.spec import (
+    PUBLIC,
+    LimitsSpec,
+    RouteSpec,
+    browser_error_headers,
+    gateway_problem,
+    preflight_headers,
+    signed_route_methods,
+)
 
 # (gateway response, status, code, title)
 _GATEWAY_PROBLEMS = (
-    (apigw.ResponseType.UNAUTHORIZED, 401, "unauthenticated", "The request's signature could not be verified"),
+    (apigw.ResponseType.UNAUTHORIZED, 401, "unauthenticated", "The caller could not be authenticated"),
     (apigw.ResponseType.ACCESS_DENIED, 403, "forbidden", "The caller may not do this"),
     (apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN, 404, "route_not_found", "No such route"),
     (apigw.ResponseType.THROTTLED, 429, "too_many_requests", "Too many requests"),
@@ -69,9 +77,10 @@ ACCESS_LOG_FIELDS = {
 
 
 def problem_template(code: str, title: str, status: int | None) -> str:
-    body: dict[str, object] = {"type": f"https://cityshare.city/problems/{code}", "title": title, "code": code, "detail": title}
-    if status:
-        body["status"] = status
+    # The DEFAULT_4XX and DEFAULT_5XX responses keep the integration's status: no `status` member then.
+    body = gateway_problem(status or (500 if code == "internal_error" else 400), code, title, title)
+    if not status:
+        del body["status"]
     # API Gateway fills $context variables in gateway response templates.
     body["request_id"] = "$context.requestId"
     return json.dumps(body)

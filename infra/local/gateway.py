@@ -24,6 +24,7 @@ from infra.spec import (
     PlatformSpec,
     RouteSpec,
     browser_error_headers,
+    gateway_problem,
     preflight_headers,
     signed_route_methods,
 )
@@ -70,9 +71,7 @@ class TokenBucket:
 
 
 def problem_body(status: int, code: str, title: str, detail: str) -> bytes:
-    return json.dumps(
-        {"type": f"https://cityshare.city/problems/{code}", "title": title, "status": status, "code": code, "detail": detail}
-    ).encode()
+    return json.dumps(gateway_problem(status, code, title, detail)).encode()
 
 
 class Gateway:
@@ -179,7 +178,7 @@ class Gateway:
         except Exception as error:
             if str(error) != "Unauthorized":  # anything else is a fault of the authorizer: log it
                 logger.exception("authorizer failed")
-            return self._problem(401, "unauthenticated", "The request's signature could not be verified", "Unauthorized")
+            return self._problem(401, "unauthenticated", "The caller could not be authenticated", "Unauthorized")
         if not self._limiter.allow(str(authorization["context"]["department_id"])):
             return self._throttled()
         event["requestContext"]["authorizer"] = dict(authorization["context"], principalId=authorization["principalId"])

@@ -5,6 +5,7 @@ test_delta_sharing_connector.py.)"""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import subprocess
@@ -221,3 +222,44 @@ def test_the_cli_writes_a_profile_file(stack: RunningStack, shared: dict[str, An
     written = json.loads(out.read_text())
     assert sorted(written) == ["bearerToken", "endpoint", "expirationTime", "shareCredentialsVersion"]
     assert out.stat().st_mode & 0o077 == 0
+
+
+TABLE, SHARE = "/shares/{owner}/schemas/mobility/tables/{dataset}", "/shares/{owner}"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "code"),
+    [
+        ("POST", TABLE + "/query", b"\xff\xfe", 400, "INVALID_PARAMETER_VALUE"),  # not UTF-8
+        ("POST", TABLE + "/query", b"[" * 5000 + b"]" * 5000, 400, "INVALID_PARAMETER_VALUE"),
+        ("POST", TABLE + "/query", b'{"limitHint": -1}', 400, "INVALID_PARAMETER_VALUE"),
+        ("POST", TABLE + "/query", b'{"version": 1e999}', 400, "INVALID_PARAMETER_VALUE"),
+        ("POST", TABLE + "/query", b'{"version": 99}', 404, "RESOURCE_DOES_NOT_EXIST"),
+        ("GET", TABLE + "/changes?startingVersion=2&endingVersion=1", b"", 400, "INVALID_PARAMETER_VALUE"),
+        ("GET", TABLE + "/version?startingTimestamp=yesterday", b"", 400, "INVALID_PARAMETER_VALUE"),
+        ("GET", SHARE + "/all-tables?pageToken=" + base64.urlsafe_b64encode(b"-3").decode(), b"", 400, "INVALID_PARAMETER_VALUE"),
+        ("GET", SHARE + "/all-tables?pageToken=%C3%A9", b"", 400, "INVALID_PARAMETER_VALUE"),
+        ("GET", SHARE + "/all-tables?maxResults=1001", b"", 400, "INVALID_PARAMETER_VALUE"),
+        ("GET", "/shares/a/b/c/d/e/f/g", b"", 404, "RESOURCE_DOES_NOT_EXIST"),  # answered by the gateway itself
+        ("PUT", TABLE + "/query", b"{}", 404, "RESOURCE_DOES_NOT_EXIST"),
+    ],
+)
+def test_bad_requests_get_the_protocols_4xx_never_a_5xx(
+    shared: dict[str, Any], method: str, path: str, body: bytes, status: int, code: str
+) -> None:
+    """The protocol's clients retry a 5xx: whatever the caller sent wrong is a 4xx with errorCode and message."""
+    recipient = Recipient(shared["profile"])
+    target = path.format(owner=shared["owner"].profile.department, dataset=shared["dataset"])
+    headers = dict(recipient.headers, **{"Content-Type": "application/json"})
+    answer = requests.request(method, recipient.endpoint + target, headers=headers, data=body or None, timeout=30)
+    assert answer.status_code == status, answer.text
+    error = answer.json()
+    assert error["errorCode"] == code and error["message"]
+
+
+def test_a_refused_token_gets_the_protocols_401(shared: dict[str, Any]) -> None:
+    endpoint = shared["profile"]["endpoint"]
+    for headers in ({}, {"Authorization": "Bearer s" + "0" * 24 + ".forged"}, {"Authorization": "Basic eDp5"}):
+        answer = requests.get(endpoint + "/shares", headers=headers, timeout=30)
+        assert answer.status_code == 401
+        assert answer.json()["errorCode"] == "UNAUTHENTICATED" and answer.json()["code"] == "unauthenticated"

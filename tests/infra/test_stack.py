@@ -175,7 +175,9 @@ def test_one_invoke_permission_per_function_scoped_to_this_api_and_room_to_grow(
     assert len(resources) <= 400, len(resources)
 
 
-def test_gateway_errors_are_problem_json(resources: Resources) -> None:
+def test_gateway_errors_are_problem_json_and_delta_sharing_errors(resources: Resources) -> None:
+    """Gateway responses are one set per API: each is problem+json for the signed API and carries the
+    Delta Sharing protocol's `errorCode` and `message` for the protocol's clients on the same API."""
     responses = of_type(resources, "AWS::ApiGateway::GatewayResponse")
     by_type = {r["Properties"]["ResponseType"]: r["Properties"] for r in responses.values()}
     assert {"UNAUTHORIZED", "ACCESS_DENIED", "MISSING_AUTHENTICATION_TOKEN", "THROTTLED", "DEFAULT_4XX", "DEFAULT_5XX"} <= set(
@@ -183,9 +185,11 @@ def test_gateway_errors_are_problem_json(resources: Resources) -> None:
     )
     for properties in by_type.values():
         assert properties["ResponseParameters"]["gatewayresponse.header.Content-Type"] == "'application/problem+json'"
-        body = properties["ResponseTemplates"]["application/json"]
-        assert json.loads(body)["code"]
+        body = json.loads(properties["ResponseTemplates"]["application/json"])
+        assert body["code"] and body["errorCode"] and body["message"]
     assert by_type["UNAUTHORIZED"]["StatusCode"] == "401"
+    assert json.loads(by_type["UNAUTHORIZED"]["ResponseTemplates"]["application/json"])["errorCode"] == "UNAUTHENTICATED"
+    assert json.loads(by_type["DEFAULT_5XX"]["ResponseTemplates"]["application/json"])["errorCode"] == "INTERNAL_ERROR"
     assert by_type["INVALID_API_KEY"]["StatusCode"] == "409"  # registered, not yet provisioned
     assert json.loads(by_type["INVALID_API_KEY"]["ResponseTemplates"]["application/json"])["code"] == "department_not_ready"
 

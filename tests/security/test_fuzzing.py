@@ -56,21 +56,15 @@ def seeded(stack: RunningStack) -> tuple[Path, dict[str, dict[str, Any]]]:
     return path, known
 
 
-def test_schemathesis_finds_no_failure(own_stack: RunningStack, tmp_path: Path) -> None:
-    profile, known = seeded(own_stack)
-    env = dict(
-        os.environ,
-        CITYSHARE_FUZZ_PROFILE=str(profile),
-        CITYSHARE_FUZZ_IDS=json.dumps(known),
-        SCHEMATHESIS_HOOKS="tests.security.schemathesis_hooks",
-        PYTHONPATH=str(ROOT),
-    )
+def schemathesis(document: str, url: str, environment: dict[str, str], report: Path, *options: str) -> None:
+    """Run Schemathesis over `document` against `url`; any failure fails the test with its report."""
+    env = dict(os.environ, SCHEMATHESIS_HOOKS="tests.security.schemathesis_hooks", PYTHONPATH=str(ROOT), **environment)
     command = [
         str(Path(sys.executable).with_name("schemathesis")),
         "run",
-        str(ROOT / "schemas" / "openapi.json"),
+        str(ROOT / "schemas" / document),
         "--url",
-        own_stack.admin_profile.endpoint,
+        url,
         "--phases",
         "coverage,fuzzing",
         "--checks",
@@ -85,12 +79,47 @@ def test_schemathesis_finds_no_failure(own_stack: RunningStack, tmp_path: Path) 
         "--report",
         "junit",
         "--report-dir",
-        str(tmp_path),
+        str(report),
+        *options,
     ]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
-    (tmp_path / "schemathesis.txt").write_text(result.stdout + result.stderr)
+    (report / "schemathesis.txt").write_text(result.stdout + result.stderr)
     failures = [line for line in result.stdout.splitlines() if line.startswith("___") or line.startswith("- ST")]
-    assert result.returncode == 0, "\n".join(
-        [f"Schemathesis ({tmp_path / 'schemathesis.txt'}):", *failures, result.stdout[-1500:]]
-    )
+    assert result.returncode == 0, "\n".join([f"Schemathesis ({report / 'schemathesis.txt'}):", *failures, result.stdout[-1500:]])
     assert "Test cases:" in result.stdout
+
+
+def test_schemathesis_finds_no_failure(own_stack: RunningStack, tmp_path: Path) -> None:
+    profile, known = seeded(own_stack)
+    environment = {"CITYSHARE_FUZZ_PROFILE": str(profile), "CITYSHARE_FUZZ_IDS": json.dumps(known)}
+    schemathesis("openapi.json", own_stack.admin_profile.endpoint, environment, tmp_path)
+
+
+def test_schemathesis_finds_no_failure_in_the_open_interfaces(own_stack: RunningStack, tmp_path: Path) -> None:
+    """Delta Sharing with a recipient's bearer token (over a table it may read) and the public DCAT-AP catalog."""
+    from cityshare import CityShareClient
+
+    admin = own_stack.admin()
+    admin.register_department("recipient", "Recipient department")
+    owner = CityShareClient.from_profile(
+        enrol(admin, own_stack.admin_profile, "platform", "sharer", ["member", "steward"], own_stack.state_dir / "sharer.pem")
+    )
+    owner.create_dataset("shared-data", "Shared data", "public", SMALL_SCHEMA, tags=["air"])
+    upload = owner.push_records("shared-data", [{"station_id": "AQ-1", "value": 1.5}])
+    owner.wait_for_upload("shared-data", upload["upload_id"], 60)
+    owner.grant("shared-data", "recipient", "Fuzzing the open interfaces", "research")
+    token = owner.issue_share_profile("recipient", 1, "fuzzer")["bearerToken"]
+    known = {
+        "share": {"pattern": r".+", "values": ["platform"]},
+        "schema": {"pattern": r".+", "values": ["air"]},
+        "table": {"pattern": r".+", "values": ["shared-data"]},
+    }
+    environment = {"CITYSHARE_FUZZ_IDS": json.dumps(known)}
+    schemathesis(
+        "open-interfaces.json",
+        own_stack.admin_profile.endpoint,
+        environment,
+        tmp_path,
+        "--header",
+        f"Authorization: Bearer {token}",
+    )

@@ -121,3 +121,24 @@ def test_metadata_fields_are_validated() -> None:
         dataset("x-bad", contact_point={"name": "a", "email": "not an address"})
     with pytest.raises(ValueError):
         dataset("x-bad", themes=["SPACE"])
+
+
+@pytest.mark.parametrize(
+    ("accept", "served"),
+    [
+        ("", "application/ld+json"),
+        ("text/turtle", "text/turtle"),
+        ("text/turtle;q=0", "application/ld+json"),  # q=0: not acceptable
+        ("text/turtle;q=0, application/ld+json", "application/ld+json"),
+        ("application/ld+json;q=0.5, text/turtle;q=0.9", "text/turtle"),
+        ("text/turtle, application/ld+json", "application/ld+json"),  # equal: JSON-LD
+        ("TEXT/TURTLE; Q=1", "text/turtle"),
+        ("text/turtle;q=abc", "application/ld+json"),
+        ("text/turtle;q=nan", "application/ld+json"),
+        ("text/html, */*;q=0.8", "application/ld+json"),
+    ],
+)
+def test_the_catalog_format_follows_the_accept_headers_weights(accept: str, served: str) -> None:
+    from functions.handlers.open_data import preferred
+
+    assert preferred(accept) == served

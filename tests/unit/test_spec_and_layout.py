@@ -6,10 +6,11 @@ import ast
 import json
 from pathlib import Path
 
+from functions.core.errors import delta_sharing_error_code
 from functions.core.settings import environment_names, required_environment_names
-from functions.handlers.openapi import event_schemas, openapi_document
+from functions.handlers.openapi import event_schemas, open_interfaces_document, openapi_document
 from infra.local.provision import physical_names
-from infra.spec import RESOURCE_ENVIRONMENT, SPEC, function_environment
+from infra.spec import GATEWAY_DELTA_SHARING_CODES, RESOURCE_ENVIRONMENT, SPEC, function_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,19 +26,25 @@ def test_every_resource_variable_names_a_resource_of_the_spec() -> None:
     assert all(resource in names for resource in RESOURCE_ENVIRONMENT.values())
 
 
-def test_spec_routes_are_exactly_the_apis_routes() -> None:
-    """The signed API is the OpenAPI document; the Delta Sharing routes follow that protocol's own
-    specification and the open-data catalog DCAT-AP (both described in the README)."""
-    document = openapi_document()
-    documented = {(method.upper(), path) for path, item in document["paths"].items() for method in item}  # type: ignore[attr-defined]
-    assert {(r.method, r.path) for r in SPEC.routes if r.authorizer is None} == documented
-    others = {r.path.split("/")[1] for r in SPEC.routes if r.authorizer is not None}
-    assert others == {"delta-sharing", "catalog"}
+def _operations(document: dict[str, object]) -> set[tuple[str, str]]:
+    return {(method.upper(), path) for path, item in document["paths"].items() for method in item}  # type: ignore[attr-defined]
 
 
-def test_committed_openapi_document_is_current() -> None:
-    committed = json.loads((ROOT / "schemas" / "openapi.json").read_text())
-    assert committed == openapi_document(), "run `make openapi` and commit schemas/openapi.json"
+def test_spec_routes_are_exactly_the_documented_routes() -> None:
+    """The signed API is openapi.json; the Delta Sharing routes (that protocol's shapes) and the
+    open-data catalog (DCAT-AP) are open-interfaces.json."""
+    assert {(r.method, r.path) for r in SPEC.routes if r.authorizer is None} == _operations(openapi_document())
+    assert {(r.method, r.path) for r in SPEC.routes if r.authorizer is not None} == _operations(open_interfaces_document())
+
+
+def test_the_gateway_and_the_function_give_a_status_the_same_delta_sharing_code() -> None:
+    assert all(delta_sharing_error_code(status) == code for status, code in GATEWAY_DELTA_SHARING_CODES.items())
+
+
+def test_committed_openapi_documents_are_current() -> None:
+    for name, document in (("openapi.json", openapi_document()), ("open-interfaces.json", open_interfaces_document())):
+        committed = json.loads((ROOT / "schemas" / name).read_text())
+        assert committed == document, f"run `make openapi` and commit schemas/{name}"
 
 
 def test_committed_event_schemas_are_current() -> None:
