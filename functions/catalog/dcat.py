@@ -129,10 +129,13 @@ def _dataset_statements(base_url: str, catalog: str, service: str, entry: Catalo
 
 def _coverage(subject: str, dataset: Dataset, profile: DatasetProfile | None) -> list[Statement]:
     """Temporal and spatial coverage, where the schema says which columns tell (date-times; latitude
-    and longitude) and the latest version's profile has their bounds."""
+    and longitude) and the latest version's profile has their bounds. Never from a personal column,
+    even generalised: the catalog goes to the whole internet, and a column's extremes are its outliers
+    (the oldest birth date, the farthest home), the values that single people out."""
     if profile is None:
         return []
-    columns = profile.columns
+    personal = dataset.table_schema.personal_columns()
+    columns = {name: column for name, column in profile.columns.items() if name not in personal}
     out: list[Statement] = []
     times = [n for n, c in dataset.table_schema.properties.items() if c.format in ("date-time", "date") and n in columns]
     starts = [str(columns[n].min) for n in times if columns[n].min is not None]

@@ -142,3 +142,42 @@ def test_the_catalog_format_follows_the_accept_headers_weights(accept: str, serv
     from functions.handlers.open_data import preferred
 
     assert preferred(accept) == served
+
+
+def test_coverage_never_comes_from_a_personal_column() -> None:
+    """The catalog is public: a personal column's extremes (even generalised) are never published."""
+
+    def coverage(personal: dict[str, Any] | None) -> tuple[bool, bool]:
+        schema = city_schema("traffic-flow")
+        schema["properties"] = dict(
+            schema["properties"],
+            lat={"type": "number", "minimum": -90, "maximum": 90},
+            lon={"type": "number", "minimum": -180, "maximum": 180},
+        )
+        for name in ("measured_at", "lat", "lon"):
+            if personal is not None:
+                schema["properties"][name] = dict(schema["properties"][name], **{"x-personal": personal[name]})
+        profile = DatasetProfile(
+            rows=10,
+            columns={
+                "measured_at": ColumnProfile(
+                    nulls=0, min="1931-02-03T00:00:00+00:00", max="2026-03-31T00:00:00+00:00", distinct_estimate=9
+                ),
+                "lat": ColumnProfile(nulls=0, min=52.01, max=52.47, distinct_estimate=9),
+                "lon": ColumnProfile(nulls=0, min=4.71, max=5.02, distinct_estimate=9),
+            },
+        )
+        graph = Graph().parse(
+            data=to_json_ld(statements(BASE, "Example City", [CatalogEntry(dataset("homes", schema=schema), "Health", profile)])),
+            format="json-ld",
+        )
+        subject = f"<{BASE}/datasets/homes>"
+        return ask(graph, f"ASK {{ {subject} dct:temporal ?p }}"), ask(graph, f"ASK {{ {subject} dct:spatial ?p }}")
+
+    assert coverage(None) == (True, True)
+    generalised = {
+        "measured_at": {"protection": "generalise", "granularity": "1h"},
+        "lat": {"protection": "generalise", "granularity": "0.01"},
+        "lon": {"protection": "generalise", "granularity": "0.01"},
+    }
+    assert coverage(generalised) == (False, False)
