@@ -4,7 +4,8 @@ notebook does, printed as JSON for tests/e2e/test_delta_sharing.py and benchmark
     python delta_sharing_driver.py PROFILE tables
     python delta_sharing_driver.py PROFILE load SHARE.SCHEMA.TABLE [--limit N] [--version N]
     python delta_sharing_driver.py PROFILE compare SHARE.SCHEMA.TABLE RUNS
-        (load_as_pandas and pyarrow on the same presigned URLs, alternating, after one warm-up of each)
+        (load_as_pandas and pyarrow on the same presigned URLs, alternating, after one warm-up of each;
+         the metadata and query requests timed alone as well)
     python delta_sharing_driver.py PROFILE changes SHARE.SCHEMA.TABLE     (the change data feed from version 1)
 """
 
@@ -24,17 +25,30 @@ import pyarrow.parquet as pq
 import requests
 
 
+def table_url(profile: dict[str, Any], table: str, what: str) -> str:
+    share, schema, name = table.split(".")
+    return f"{profile['endpoint']}/shares/{share}/schemas/{schema}/tables/{name}/{what}"
+
+
+def query(profile: dict[str, Any], table: str) -> list[str]:
+    """The query request alone: the files' presigned URLs."""
+    headers = {"Authorization": f"Bearer {profile['bearerToken']}"}
+    answer = requests.post(table_url(profile, table, "query"), headers=headers, json={}, timeout=60)
+    answer.raise_for_status()
+    return [json.loads(line)["file"]["url"] for line in answer.text.splitlines() if line and "file" in json.loads(line)]
+
+
+def metadata(profile: dict[str, Any], table: str) -> list[str]:
+    """The metadata request alone (the connector sends one before each load)."""
+    headers = {"Authorization": f"Bearer {profile['bearerToken']}"}
+    answer = requests.get(table_url(profile, table, "metadata"), headers=headers, timeout=60)
+    answer.raise_for_status()
+    return answer.text.splitlines()
+
+
 def bare_read(profile: dict[str, Any], table: str) -> Any:
     """What the connector fetches, read straight with pyarrow: the query's files from their URLs."""
-    share, schema, name = table.split(".")
-    answer = requests.post(
-        f"{profile['endpoint']}/shares/{share}/schemas/{schema}/tables/{name}/query",
-        headers={"Authorization": f"Bearer {profile['bearerToken']}"},
-        json={},
-        timeout=60,
-    )
-    answer.raise_for_status()
-    urls = [json.loads(line)["file"]["url"] for line in answer.text.splitlines() if line and "file" in json.loads(line)]
+    urls = query(profile, table)
     # pyarrow's own reader over HTTP (through fsspec, as pyarrow reads any URL it has no filesystem
     # for), converted to pandas as the connector converts (so the two differ by the protocol alone).
     tables = [pq.read_table(url, filesystem=fsspec.filesystem(url.split(":", 1)[0])) for url in urls]
@@ -63,9 +77,12 @@ def main() -> None:
     if arguments.action == "compare":
         with open(arguments.profile) as handle:
             profile = json.load(handle)
+        # The two requests' own times too: CityShare's share of each side.
         readers: dict[str, Callable[[], Any]] = {
             "connector": lambda: delta_sharing.load_as_pandas(url),
             "bare": lambda: bare_read(profile, arguments.table),
+            "metadata": lambda: metadata(profile, arguments.table),
+            "query": lambda: query(profile, arguments.table),
         }
         seconds: dict[str, list[float]] = {name: [] for name in readers}
         rows = {name: len(read()) for name, read in readers.items()}  # warm-up: imports, connections
