@@ -227,6 +227,15 @@ def test_the_cli_writes_a_profile_file(stack: RunningStack, shared: dict[str, An
 TABLE, SHARE = "/shares/{owner}/schemas/mobility/tables/{dataset}", "/shares/{owner}"
 
 
+@pytest.fixture(scope="module")
+def still_shared(stack: RunningStack, shared: dict[str, Any]) -> dict[str, Any]:
+    """A recipient of its own (the tests above revoke the first one's grant and token)."""
+    recipient = onboard(stack, unique("health"), "analyst", ["member"])
+    department = recipient.profile.department
+    shared["steward"].client.grant(shared["dataset"], department, "Probe the protocol's errors", "research")
+    return dict(shared, profile=shared["steward"].client.issue_share_profile(department, 1, "error probes"))
+
+
 @pytest.mark.parametrize(
     ("method", "path", "body", "status", "code"),
     [
@@ -245,11 +254,14 @@ TABLE, SHARE = "/shares/{owner}/schemas/mobility/tables/{dataset}", "/shares/{ow
     ],
 )
 def test_bad_requests_get_the_protocols_4xx_never_a_5xx(
-    shared: dict[str, Any], method: str, path: str, body: bytes, status: int, code: str
+    still_shared: dict[str, Any], method: str, path: str, body: bytes, status: int, code: str
 ) -> None:
     """The protocol's clients retry a 5xx: whatever the caller sent wrong is a 4xx with errorCode and message."""
-    recipient = Recipient(shared["profile"])
-    target = path.format(owner=shared["owner"].profile.department, dataset=shared["dataset"])
+    recipient = Recipient(still_shared["profile"])
+    assert recipient.get(
+        TABLE.format(owner=still_shared["owner"].profile.department, dataset=still_shared["dataset"]) + "/version"
+    ).ok
+    target = path.format(owner=still_shared["owner"].profile.department, dataset=still_shared["dataset"])
     headers = dict(recipient.headers, **{"Content-Type": "application/json"})
     answer = requests.request(method, recipient.endpoint + target, headers=headers, data=body or None, timeout=30)
     assert answer.status_code == status, answer.text
