@@ -49,7 +49,7 @@ def _error_responses(*statuses: int) -> dict[str, object]:
         401: "No bearer token, or one that is unknown, expired or revoked (UNAUTHENTICATED)",
         403: "Not allowed by the policies (PERMISSION_DENIED)",
         404: "No such share, schema, table or version for this recipient (RESOURCE_DOES_NOT_EXIST)",
-        413: "Body too large",
+        413: "Body over API Gateway's 10 MB (INVALID_PARAMETER_VALUE)",
         429: "Rate limit exceeded (RESOURCE_EXHAUSTED)",
         500: "Unexpected fault, logged (INTERNAL_ERROR); the protocol's clients retry it",
     }
@@ -66,14 +66,8 @@ def open_interfaces_document() -> dict[str, object]:
     from a resolver: these routes answer the protocol's shapes, not the API's models."""
     from functions.sharing.delta import MAX_PAGE, QueryRequest
 
-    def text(name: str, where: str, description: str, **schema: object) -> dict[str, object]:
-        return {
-            "name": name,
-            "in": where,
-            "required": where == "path",
-            "description": description,
-            "schema": {"type": "string", **schema},
-        }
+    def text(name: str, where: str, description: str) -> dict[str, object]:
+        return {"name": name, "in": where, "required": where == "path", "description": description, "schema": {"type": "string"}}
 
     def number(name: str, description: str, minimum: int, maximum: int) -> dict[str, object]:
         bounds = {"type": "integer", "minimum": minimum, "maximum": maximum}
@@ -88,7 +82,7 @@ def open_interfaces_document() -> dict[str, object]:
     ]
     ndjson = {"application/x-ndjson": {"schema": {"type": "string"}}}
     version_header = {"Delta-Table-Version": {"description": "The version answered", "schema": {"type": "integer"}}}
-    errors = _error_responses(400, 401, 403, 404, 429, 500)
+    errors = _error_responses(400, 401, 403, 404, 413, 429, 500)
 
     def listing(item: str) -> dict[str, object]:
         page = {
