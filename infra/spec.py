@@ -510,12 +510,12 @@ GATEWAY_DELTA_SHARING_CODES = {
     401: "UNAUTHENTICATED",
     403: "PERMISSION_DENIED",
     404: "RESOURCE_DOES_NOT_EXIST",
-    409: "INVALID_PARAMETER_VALUE",
-    413: "INVALID_PARAMETER_VALUE",
     429: "RESOURCE_EXHAUSTED",
-    500: "INTERNAL_ERROR",
-    502: "INTERNAL_ERROR",
 }
+
+
+def gateway_delta_sharing_code(status: int) -> str:
+    return GATEWAY_DELTA_SHARING_CODES.get(status, "INTERNAL_ERROR" if status >= 500 else "INVALID_PARAMETER_VALUE")
 
 
 def gateway_problem(status: int, code: str, title: str, detail: str) -> dict[str, object]:
@@ -528,7 +528,7 @@ def gateway_problem(status: int, code: str, title: str, detail: str) -> dict[str
         "status": status,
         "code": code,
         "detail": detail,
-        "errorCode": GATEWAY_DELTA_SHARING_CODES[status],
+        "errorCode": gateway_delta_sharing_code(status),
         "message": detail,
     }
 

@@ -70,6 +70,53 @@ class TokenBucket:
             return True
 
 
+MAX_BODY_BYTES = 10 * 1024 * 1024
+CONNECTION_TIMEOUT_SECONDS = 60
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def read_body(request: BaseHTTPRequestHandler) -> bytes:
+    """The request's body, by its Content-Length or chunk by chunk (as API Gateway takes either);
+    ValueError when neither can be read, BodyTooLarge over API Gateway's 10 MB."""
+    if "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+        return _read_chunks(request.rfile)
+    lengths = request.headers.get_all("Content-Length") or []
+    if len(set(lengths)) > 1 or not all(value.strip().isdigit() for value in lengths):
+        raise ValueError("Content-Length must be one whole number of bytes")
+    length = int(lengths[0]) if lengths else 0
+    if length > MAX_BODY_BYTES:
+        raise BodyTooLarge
+    body = request.rfile.read(length) if length else b""
+    if len(body) < length:
+        raise ValueError("The body ended before its Content-Length")
+    return body
+
+
+def _read_chunks(stream: Any) -> bytes:
+    body = bytearray()
+    while True:
+        size_line = stream.readline(1024).split(b";", 1)[0].strip()
+        try:
+            size = int(size_line, 16)
+        except ValueError:
+            raise ValueError("A chunk's size is not hexadecimal") from None
+        if size < 0:
+            raise ValueError("A chunk's size is negative")
+        if len(body) + size > MAX_BODY_BYTES:
+            raise BodyTooLarge
+        if size == 0:
+            while stream.readline(8192).strip():  # trailer fields, up to the blank line
+                pass
+            return bytes(body)
+        chunk = stream.read(size)
+        if len(chunk) < size or stream.readline(8).strip():
+            raise ValueError("A chunk ended early or without its CRLF")
+        body += chunk
+
+
 def problem_body(status: int, code: str, title: str, detail: str) -> bytes:
     return json.dumps(gateway_problem(status, code, title, detail)).encode()
 
@@ -100,6 +147,21 @@ class Gateway:
         class RequestHandler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True  # headers and body go out as separate writes
+            timeout = CONNECTION_TIMEOUT_SECONDS  # a body that never comes, an idle keep-alive: the thread ends
+
+            def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+                """What http.server answers itself (a request line or header it cannot read): problem+json too."""
+                _, headers, body = gateway._problem(code, "malformed_request", "The request could not be read", message or "")
+                self.close_connection = True
+                self.request_version = self.protocol_version  # a status line even when the request's version was unreadable
+                self.send_response(code, message)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Connection", "close")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+                    self.wfile.write(body)
 
             def _serve(self) -> None:
                 gateway.serve(self)
@@ -142,18 +204,23 @@ class Gateway:
             if name.lower() not in {"content-length", "connection", "transfer-encoding"}:
                 request.send_header(name, value)
         request.send_header("Content-Length", str(len(body)))
+        if request.close_connection:
+            request.send_header("Connection", "close")
         request.end_headers()
         if request.command != "HEAD":
             request.wfile.write(body)
 
     def _handle(self, request: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes]:
-        length = int(request.headers.get("Content-Length") or 0)
-        # API Gateway's own payload limit is 10 MB; the API's documented limit is smaller and
-        # enforced by the function, which can say so in problem+json.
-        if length > 10 * 1024 * 1024:
+        try:
+            raw_body = read_body(request)
+        except BodyTooLarge:
+            # API Gateway's own payload limit is 10 MB; the API's documented limit is smaller and
+            # enforced by the function, which can say so in problem+json.
             request.close_connection = True
             return self._problem(413, "payload_too_large", "Payload too large", "The body exceeds 10 MB")
-        raw_body = request.rfile.read(length) if length else b""
+        except ValueError as unreadable:
+            request.close_connection = True  # what follows on the connection cannot be trusted to be a request
+            return self._problem(400, "malformed_request", "The request could not be read", str(unreadable))
         split = urlsplit(request.path)
         path = split.path or "/"
         if self._console is not None and (path + "/").startswith(CONSOLE_PATH) and request.command in ("GET", "HEAD"):

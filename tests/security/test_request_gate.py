@@ -4,7 +4,9 @@ problem+json and stable code over real HTTP — never a 500."""
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -110,3 +112,50 @@ def test_a_token_for_several_audiences_is_refused(stack: RunningStack, member: M
         stack.admin_profile.endpoint + "/me", headers={"Authorization": f"Bearer {sign(member, claims)}"}, timeout=10
     )
     assert problem(response, 401)["code"] == "unauthenticated"
+
+
+def raw_http(stack: RunningStack, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """One request written byte for byte (what a client library would never send), and its answer."""
+    host, port = urlsplit(stack.admin_profile.endpoint).netloc.split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(request)
+        connection.shutdown(socket.SHUT_WR)  # nothing more comes: a short body ends here
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in header_lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"POST /datasets HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400),
+        (b"POST /datasets HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n{}", 400),
+        (b"POST /datasets HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 5\r\n\r\n{}", 400),
+        (b"POST /datasets HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{}", 400),  # the body ends early
+        (b"POST /datasets HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n", 400),
+        (b"POST /datasets HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n", 413),
+        (b"GET /me HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 70_000 + b"\r\n\r\n", 431),
+        (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET /me HTTP/9.9\r\nHost: x\r\n\r\n", 505),
+    ],
+)
+def test_http_the_gateway_cannot_read_gets_a_problem_and_a_closed_connection(
+    stack: RunningStack, request_bytes: bytes, status: int
+) -> None:
+    answered, headers, body = raw_http(stack, request_bytes)
+    assert answered == status and headers["content-type"].startswith("application/problem+json")
+    assert json.loads(body)["code"] in {"malformed_request", "payload_too_large"} and headers["connection"] == "close"
+
+
+def test_a_chunked_body_is_read_whole_and_its_signature_checked(stack: RunningStack, member: Member) -> None:
+    """API Gateway takes chunked bodies; so does the embedded gateway (the signature binds the whole body)."""
+    body = json.dumps({"dataset_id": unique("chunked"), "title": "Chunked", "classification": "internal", "schema": SMALL_SCHEMA})
+    token = sign(member, claims_for(member, "POST", "/datasets", body.encode()))
+    chunks = b"".join(f"{len(part):x}\r\n".encode() + part.encode() + b"\r\n" for part in (body[:10], body[10:])) + b"0\r\n\r\n"
+    head = f"POST /datasets HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+    status, _, answer = raw_http(stack, head.encode() + b"Transfer-Encoding: chunked\r\n\r\n" + chunks)
+    assert status == 201, answer
