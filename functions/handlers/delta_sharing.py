@@ -72,14 +72,25 @@ def reader() -> ShareReader:
     )
 
 
+def parameter(name: str) -> str | None:
+    """A query parameter, given at most once (which of two would the caller mean?); None when absent."""
+    values = (app.current_event.multi_value_query_string_parameters or {}).get(name) or []
+    if len(values) > 1:
+        raise InvalidRequest(f"{name} is given more than once")
+    return values[0] if values else None
+
+
+def whole_number(name: str, digits: int = 9) -> int | None:
+    value = parameter(name)
+    if value is None:
+        return None
+    if not (value.isascii() and value.isdigit()) or len(value) > digits:
+        raise InvalidRequest(f"{name} must be a whole number of at most {digits} digits")
+    return int(value)
+
+
 def listing(items: list[dict[str, Any]]) -> Response[str]:
-    params = app.current_event.query_string_parameters or {}
-    max_results = params.get("maxResults")
-    try:
-        size = int(max_results) if max_results not in (None, "") else None
-    except ValueError:
-        return error(400, "maxResults must be an integer")
-    return json_answer(page(items, size, params.get("pageToken") or None))
+    return json_answer(page(items, whole_number("maxResults"), parameter("pageToken") or None))
 
 
 def json_answer(body: dict[str, Any], version: int | None = None) -> Response[str]:
@@ -119,8 +130,7 @@ def list_all_tables(share: str) -> Response[str]:
 
 @app.route(TABLE + "/version", method=["GET", "HEAD"])
 def table_version(share: str, schema: str, table: str) -> Response[str]:
-    starting = (app.current_event.query_string_parameters or {}).get("startingTimestamp") or None
-    version = delta_sharing().table_version(reader(), share, schema, table, starting)
+    version = delta_sharing().table_version(reader(), share, schema, table, parameter("startingTimestamp"))
     return Response(200, "application/json; charset=utf-8", "", headers={"Delta-Table-Version": str(version)})
 
 
@@ -144,25 +154,15 @@ def query_table(share: str, schema: str, table: str) -> Response[str]:
 
 @app.get(TABLE + "/changes")
 def table_changes(share: str, schema: str, table: str) -> Response[str]:
-    params = app.current_event.query_string_parameters or {}
-
-    def number(name: str) -> int | None:
-        value = params.get(name)
-        if value in (None, ""):
-            return None
-        if not str(value).isdigit() or len(str(value)) > 9:
-            raise InvalidRequest(f"{name} must be a version number")
-        return int(str(value))
-
     version, lines = delta_sharing().changes(
         reader(),
         share,
         schema,
         table,
-        number("startingVersion"),
-        number("endingVersion"),
-        params.get("startingTimestamp") or None,
-        params.get("endingTimestamp") or None,
+        whole_number("startingVersion"),
+        whole_number("endingVersion"),
+        parameter("startingTimestamp"),
+        parameter("endingTimestamp"),
     )
     return lines_answer(version, lines)
 

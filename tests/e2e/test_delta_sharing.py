@@ -249,6 +249,10 @@ def still_shared(stack: RunningStack, shared: dict[str, Any]) -> dict[str, Any]:
         ("GET", SHARE + "/all-tables?pageToken=" + base64.urlsafe_b64encode(b"-3").decode(), b"", 400, "INVALID_PARAMETER_VALUE"),
         ("GET", SHARE + "/all-tables?pageToken=%C3%A9", b"", 400, "INVALID_PARAMETER_VALUE"),
         ("GET", SHARE + "/all-tables?maxResults=1001", b"", 400, "INVALID_PARAMETER_VALUE"),
+        ("GET", SHARE + "/all-tables?maxResults=", b"", 400, "INVALID_PARAMETER_VALUE"),
+        ("GET", SHARE + "/schemas?maxResults=1&maxResults=2", b"", 400, "INVALID_PARAMETER_VALUE"),
+        ("GET", TABLE + "/changes?startingVersion=", b"", 400, "INVALID_PARAMETER_VALUE"),
+        ("GET", TABLE + "/changes?startingVersion=%D9%A1", b"", 400, "INVALID_PARAMETER_VALUE"),  # an Arabic-Indic 1
         ("GET", "/shares/a/b/c/d/e/f/g", b"", 404, "RESOURCE_DOES_NOT_EXIST"),  # answered by the gateway itself
         ("PUT", TABLE + "/query", b"{}", 404, "RESOURCE_DOES_NOT_EXIST"),
     ],
