@@ -11,14 +11,15 @@ from typing import Any
 
 import requests
 
+from cityshare.keys import write_secret
+
 # The keys of a Delta Sharing profile file (shareCredentialsVersion 1).
 PROFILE_KEYS = ("shareCredentialsVersion", "endpoint", "bearerToken", "expirationTime")
 
 
 def write_profile(issued: dict[str, Any], path: Path) -> Path:
     """The profile file a connector reads, from what `issue_share_profile` answered; owner-only (0600)."""
-    path.write_text(json.dumps({key: issued[key] for key in PROFILE_KEYS}, indent=2) + "\n")
-    path.chmod(0o600)
+    write_secret(path, (json.dumps({key: issued[key] for key in PROFILE_KEYS}, indent=2) + "\n").encode())
     return path
 
 

@@ -4,6 +4,7 @@ what the platform admin registers."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,17 @@ def generate_key(private_key_file: Path, algorithm: str = "ES256") -> dict[str, 
         raise ValueError("algorithm must be ES256 or RS256")
     pem = private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     private_key_file.parent.mkdir(parents=True, exist_ok=True)
-    private_key_file.touch(mode=0o600)
-    private_key_file.write_bytes(pem)
+    write_secret(private_key_file, pem)
     return public_jwk(private_key)
+
+
+def write_secret(path: Path, data: bytes) -> None:
+    """Write `data` readable by its owner only, from the first byte: a file that already exists with a
+    wider mode is narrowed before anything secret goes into it."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
 
 
 def load_private_key(private_key_file: Path) -> Any:
