@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -147,6 +148,14 @@ class BatchValidator:
         present = typed.is_valid()
         if pa.types.is_floating(target):
             problems.append(("not_finite", _mask(pc.and_(present, pc.invert(pc.is_finite(typed))))))
+        if pa.types.is_timestamp(target) or pa.types.is_date(target):
+            # Arrow parses years 0 and 10000; no Python, pandas or DuckDB reader reads them back.
+            earliest, latest = (pa.scalar(bound, target) for bound in _CALENDAR[pa.types.is_date(target)])
+            extremes = pc.min_max(typed)  # one pass settles the usual case; the mask only when it is needed
+            if extremes["min"].is_valid and (
+                pc.less(extremes["min"], earliest).as_py() or pc.greater(extremes["max"], latest).as_py()
+            ):
+                problems.append(("out_of_range", _mask(pc.or_(pc.less(typed, earliest), pc.greater(typed, latest)))))
         if column.enum is not None:
             allowed = (
                 pa.array(column.enum).cast(target) if not pa.types.is_string(target) else pa.array([str(v) for v in column.enum])
@@ -236,7 +245,14 @@ def _cast_isolating(values: pa.Array, target: pa.DataType) -> tuple[pa.Array, np
     return pa.concat_arrays([left, right]), np.concatenate([left_failed, right_failed])
 
 
+# The instants and dates every reader can hold: years 1 to 9999 (UTC), keyed by "is a date".
+_CALENDAR = {
+    False: (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)),
+    True: (date.min, date.max),
+}
+
 _MESSAGES = {
+    "out_of_range": "is outside the years 1 to 9999",
     "control_characters": "contains NUL or control characters",
     "wrong_type": "is not of the declared type",
     "required": "is missing but required",

@@ -227,3 +227,17 @@ def test_a_file_of_many_batches_is_whole_and_its_digest_is_the_files(tmp_path: P
     assert outcome.accepted and outcome.report.rows_accepted == len(rows) == 200_000
     assert pq.ParquetFile(io.BytesIO(curated)).metadata.num_row_groups >= 3
     assert outcome.profile is not None and outcome.profile.rows == 200_000
+
+
+@pytest.mark.parametrize(
+    "measured_at",
+    ["0000-01-01T00:00:00Z", "9999-12-31T23:59:59-14:00", "10000-01-01T00:00:00Z", "-0001-06-01T00:00:00Z"],
+)
+def test_instants_no_reader_can_hold_are_rejected_not_failed(measured_at: str) -> None:
+    """Arrow parses years 0 and 10000; Python, pandas and DuckDB cannot read them back: a row rule, not a failure."""
+    good = {"station_id": "AQ-001", "measured_at": "2026-11-04T08:00:00Z"}
+    outcome, _, _ = ingest(_jsonl(good, dict(good, measured_at=measured_at)), AIR, "jsonl")
+    assert not outcome.accepted and outcome.report.file_error == "invalid_rows"
+    assert sum(outcome.report.issue_counts.values()) == 1, outcome.report.issue_counts
+    edge = dict(good, measured_at="9999-12-31T23:59:59+14:00")  # 9999-12-31T09:59:59 in UTC: readable
+    assert ingest(_jsonl(good, edge), AIR, "jsonl")[0].accepted
