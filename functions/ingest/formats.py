@@ -382,7 +382,7 @@ def _slow_lines(lines: list[bytes], first_line: int, schema: TableSchema) -> Ite
                 Issue(
                     row=number,
                     rule=problem or "not_an_object",
-                    message="the line is not one JSON object",
+                    message="a key is given twice" if problem == "duplicate_key" else "the line is not one JSON object",
                     value=excerpt(line[:80].decode("utf-8", "replace"), schema),
                 )
             )
@@ -427,9 +427,17 @@ def _parse_json_line(line: bytes) -> tuple[Any, str | None]:
         elif character in "]}":
             depth -= 1
     try:
-        record = json.loads(text, parse_int=_bounded_number, parse_float=_bounded_number, parse_constant=_no_constant)
+        record = json.loads(
+            text,
+            parse_int=_bounded_number,
+            parse_float=_bounded_number,
+            parse_constant=_no_constant,
+            object_pairs_hook=_unique_keys,
+        )
     except ValueError as error:
-        return None, "number_too_long" if "digits" in str(error) else "malformed_json"
+        return None, "number_too_long" if "digits" in str(error) else "duplicate_key" if "twice" in str(
+            error
+        ) else "malformed_json"
     if _SURROGATE_ESCAPE.search(text):
         try:  # a lone surrogate (\ud800) is valid JSON but no character: it cannot be stored
             json.dumps(record, ensure_ascii=False).encode("utf-8")
@@ -442,6 +450,14 @@ def _bounded_number(text: str) -> str:
     if len(text) > MAX_NUMBER_DIGITS:
         raise ValueError("a number has too many digits")
     return text  # kept as text: validated and converted with the other formats' values
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Which of a key's two values would the department mean? Neither is guessed (Arrow refuses them too)."""
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        raise ValueError("a key is given twice")
+    return record
 
 
 def _no_constant(text: str) -> None:

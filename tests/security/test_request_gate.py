@@ -56,6 +56,7 @@ def problem(response: requests.Response, status: int) -> dict[str, Any]:
         (b'{"title": NaN}', "application/json", 400, "malformed_json"),
         (b'{"title": 1e999}', "application/json", 400, "malformed_json"),
         (b'{"title": "x"', "application/json", 400, "malformed_json"),
+        (b'{"title": "x", "title": "y"}', "application/json", 400, "malformed_json"),
         (b'{"ingest": {"max_invalid_share": false}}', "application/json", 422, "validation_failed"),
         (b'{"ingest": {"max_invalid_share": "0.1"}}', "application/json", 422, "validation_failed"),
         (b'{"title": "x"}', "application/json; charset=utf-8", 200, ""),

@@ -126,6 +126,7 @@ def test_json_lines_are_validated_like_csv() -> None:
         ('{"station_id": "AQ-001", "measured_at": "2026-11-04T08:00:00Z", "pm25": ' + "1" * 5000 + "}", "number_too_long"),
         ('{"station_id": "AQ-001", "measured_at": "2026-11-04T08:00:00Z", "pm25": NaN}', "malformed_json"),
         ("not json", "malformed_json"),
+        ('{"station_id": "AQ-001", "station_id": "AQ-002", "measured_at": "2026-11-04T08:00:00Z"}', "duplicate_key"),
         ('["AQ-001"]', "not_an_object"),
         ('{"station_id": "AQ-001", "measured_at": "2026-11-04T08:00:00Z", "wind": 3}', "unexpected_column"),
         ('{"station_id": {"id": 1}, "measured_at": "2026-11-04T08:00:00Z"}', "nested_value"),
