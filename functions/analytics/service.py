@@ -7,6 +7,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 
+from functions.analytics.destinations import UnsafeDestination, check_destination
 from functions.analytics.models import (
     Alert,
     AlertRule,
@@ -133,8 +134,11 @@ class AnalyticsService:
         if request.dataset_id is not None:
             self.readable(caller, request.dataset_id, "subscription", request_id)
         url = str(request.webhook_url) if request.webhook_url else None
-        if url and not url.startswith("https://") and not self._allow_http:
-            raise InvalidRequest("A webhook URL must use https")
+        if url:
+            try:  # an IP literal is judged now; a name again before each delivery, once resolved
+                check_destination(url, allow_private=self._allow_http, resolve=False)
+            except UnsafeDestination as refused:
+                raise InvalidRequest(str(refused)) from None
         secret = secrets.token_urlsafe(32) if url else None
         subscription = Subscription(
             subscription_id="s" + secrets.token_hex(12),

@@ -1,6 +1,12 @@
 """Webhook deliveries, signed so the receiver can tell they come from CityShare and were not altered
 or replayed: `X-CityShare-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>` with
-`X-CityShare-Timestamp` (reject deliveries older than a few minutes)."""
+`X-CityShare-Timestamp` (reject deliveries older than a few minutes).
+
+Any member names the URL, and the function that posts runs inside CityShare: deliveries go only to
+public addresses (checked when subscribing and again before each post, after DNS) and follow no
+redirect, so a receiver cannot turn them towards the function's own network (the Lambda runtime
+API on 127.0.0.1, link-local metadata, a private range). The embedded stack, whose receivers listen
+on 127.0.0.1, allows private addresses with plain HTTP."""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ import time
 import urllib.request
 from typing import Any
 
+from functions.analytics.destinations import UnsafeDestination, check_destination
 from functions.core.observability import logger
 
 TIMEOUT_SECONDS = 5
@@ -22,9 +29,16 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *_: Any, **__: Any) -> None:
+        return None  # a 3xx is an answer, not a new destination: the delivery fails
+
+
 class WebhookSender:
-    def __init__(self, backoff_seconds: float = BACKOFF_SECONDS) -> None:
+    def __init__(self, backoff_seconds: float = BACKOFF_SECONDS, allow_private: bool = False) -> None:
         self._backoff = backoff_seconds
+        self._allow_private = allow_private
+        self._opener = urllib.request.build_opener(_NoRedirect)
 
     def send(self, url: str, secret: str, payload: dict[str, Any]) -> bool:
         """POST the payload, up to ATTEMPTS times (each signed afresh); False if the receiver never took it."""
@@ -37,6 +51,11 @@ class WebhookSender:
         return False
 
     def _post(self, url: str, secret: str, body: bytes) -> bool:
+        try:
+            check_destination(url, self._allow_private)
+        except UnsafeDestination as refused:
+            logger.warning("webhook destination refused", extra={"url": url[:200], "error": str(refused)})
+            return False
         timestamp = str(int(time.time()))
         request = urllib.request.Request(  # noqa: S310 - the scheme was checked when the subscription was made
             url,
@@ -50,7 +69,7 @@ class WebhookSender:
             },
         )
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310
+            with self._opener.open(request, timeout=TIMEOUT_SECONDS) as response:
                 return bool(200 <= response.status < 300)
         except OSError as error:  # HTTPError (a 4xx/5xx answer) included
             logger.warning("webhook delivery failed", extra={"url": url[:200], "error": str(error)[:200]})

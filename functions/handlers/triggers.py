@@ -49,7 +49,7 @@ def triggers() -> TriggerService:
         lambda versions, alerts: NotificationService(notifications, settings.notifications_topic or None, versions, alerts),
         EventPublisher(settings.event_bus),
         audit_log(),
-        WebhookSender(),
+        WebhookSender(allow_private=settings.allow_http_webhooks),
         AthenaRunner(settings.query_workgroup, settings.query_catalog) if settings.query_workgroup else None,
         scopes(),
         department_keys(),

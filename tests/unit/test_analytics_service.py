@@ -44,6 +44,12 @@ def test_webhooks_must_be_https_outside_the_embedded_stack() -> None:
         service(False).subscribe(CALLER, SubscriptionCreate(tag="air", webhook_url="http://receiver.city.example/hook"))
 
 
+@pytest.mark.parametrize("url", ["https://169.254.169.254/latest/meta-data/", "https://10.0.0.8/hook", "https://[::1]:9001/"])
+def test_a_webhook_into_a_private_network_is_refused_when_subscribing(url: str) -> None:
+    with pytest.raises(InvalidRequest, match="public address"):
+        service(False).subscribe(CALLER, SubscriptionCreate(tag="air", webhook_url=url))
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
