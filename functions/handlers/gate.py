@@ -27,6 +27,11 @@ _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKETS = re.compile(r"[\[\]{}]")
 _JSON_MEDIA = re.compile(r"^application/(?:[a-z0-9.+-]+\+)?json$")
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
+# C0 controls but tab and line breaks, DEL, C1: an ESC in a dataset's title would reach every terminal
+# that lists it (`cityshare datasets`), and nothing a department writes needs one.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Pushed records are data, not text about data: their values get ingest's row rules and report.
+_RECORDS = re.compile(r"^/datasets/[^/]+/records$")
 
 
 class MalformedJson(CityShareError):
@@ -39,6 +44,10 @@ class InvalidEncoding(CityShareError):
 
 class TooDeeplyNested(CityShareError):
     status, code, title = 400, "too_deeply_nested", "The body nests too deeply"
+
+
+class ControlCharacters(CityShareError):
+    status, code, title = 400, "control_characters", "The body's text holds control characters"
 
 
 class MethodNotAllowed(CityShareError):
@@ -73,7 +82,24 @@ def check_request(event: dict[str, Any], body: bytes, routes: Sequence[Route], m
     if allowed and method not in allowed:
         raise MethodNotAllowed(f"{path} takes {', '.join(allowed)}", allow=", ".join(allowed))
     if method in _BODY_METHODS and body:
-        check_json_body(body, _header(event, "content-type"))
+        parsed = check_json_body(body, _header(event, "content-type"))
+        if not _RECORDS.match(path):
+            check_text(parsed)
+
+
+def check_text(value: Any) -> None:
+    """ControlCharacters if any key or string in the parsed body holds a control character."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if _CONTROL.search(item):
+                raise ControlCharacters("Text may hold tabs and line breaks, no other control character")
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
 
 
 def body_bytes(event: dict[str, Any]) -> bytes:

@@ -57,6 +57,10 @@ def problem(response: requests.Response, status: int) -> dict[str, Any]:
         (b'{"title": 1e999}', "application/json", 400, "malformed_json"),
         (b'{"title": "x"', "application/json", 400, "malformed_json"),
         (b'{"title": "x", "title": "y"}', "application/json", 400, "malformed_json"),
+        (b'{"title": "\\u001b]0;owned\\u0007Air"}', "application/json", 400, "control_characters"),  # a terminal escape
+        (b'{"title": "Air\xc2\x9b31m"}', "application/json", 400, "control_characters"),  # C1 CSI, raw
+        (b'{"tags": ["a\\u0000b"]}', "application/json", 400, "control_characters"),
+        (b'{"description": "Hourly means.\\nTwo lines,\\ta tab."}', "application/json", 200, ""),
         (b'{"ingest": {"max_invalid_share": false}}', "application/json", 422, "validation_failed"),
         (b'{"ingest": {"max_invalid_share": "0.1"}}', "application/json", 422, "validation_failed"),
         (b'{"title": "x"}', "application/json; charset=utf-8", 200, ""),
@@ -70,6 +74,14 @@ def test_hostile_bodies_get_their_problem(
         assert response.status_code == 200
         return
     assert problem(response, status)["code"] == code
+
+
+def test_pushed_records_keep_their_row_rules_for_control_characters(stack: RunningStack, member: Member, dataset: str) -> None:
+    """Records are data, not text about data: a NUL in a value is a rejected row in the upload's report."""
+    response = signed(stack, member, "POST", f"/datasets/{dataset}/records", b'{"records": [{"station_id": "A\\u0000B"}]}')
+    assert response.status_code == 202, response.text
+    report = member.client.wait_for_upload(dataset, response.json()["upload_id"], 60)["report"]
+    assert report["issue_counts"].get("control_characters") == 1
 
 
 def test_a_schema_nested_3000_deep_is_refused(stack: RunningStack, member: Member) -> None:

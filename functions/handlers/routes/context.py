@@ -51,7 +51,8 @@ def documented(model: Any, *statuses: int, status: int = 200) -> dict[int, Any]:
     """OpenAPI `responses` of a route: its success (`model`, None for no body) and the problem
     statuses it can answer (EVERY_ROUTE, and those given)."""
     described = {
-        400: "Malformed request: body not UTF-8 or not JSON (malformed_json, invalid_encoding, too_deeply_nested), "
+        400: "Malformed request: body not UTF-8 or not JSON (malformed_json, invalid_encoding, too_deeply_nested, "
+        "control_characters), "
         "or a request the domain refuses (invalid_request)",
         401: "The signed request did not verify (unauthenticated)",
         403: "Not allowed by the policies (forbidden)",
