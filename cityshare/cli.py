@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
+from rich.markup import escape
 from rich.table import Column, Table
+from rich.text import Text
 
 from cityshare.client import CityShareClient, CityShareError
 from cityshare.delta import write_profile
@@ -38,6 +41,24 @@ for sub, name in (
     app.add_typer(sub, name=name)
 
 console = Console(width=None if sys.stdout.isatty() else 120)
+# What the platform answers is written by departments: never terminal codes or rich markup here
+# (an ESC sequence can retitle or rewrite the terminal; "[link=...]" would become a hyperlink).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(value: object) -> str:
+    """`value` as text for an f-string printed with markup: control characters dropped, markup escaped."""
+    return escape(_CONTROL.sub("", str(value)))
+
+
+class DataTable(Table):
+    """A table of the platform's values: each text cell shown as text, never read as markup or codes."""
+
+    def add_row(self, *renderables: RenderableType | None, **options: Any) -> None:
+        cells = [Text(_CONTROL.sub("", cell)) if isinstance(cell, str) else cell for cell in renderables]
+        super().add_row(*cells, **options)
+
+
 ProfileOption = Annotated[Path | None, typer.Option("--profile", envvar="CITYSHARE_PROFILE", help="Profile JSON file")]
 _state: dict[str, Path | None] = {"profile": None}
 
@@ -100,7 +121,7 @@ def admin_register(department_id: str, name: Annotated[str, typer.Option()]) -> 
 @admin_app.command("departments")
 def admin_departments() -> None:
     """List departments."""
-    table = Table("department", "name", "status", "since")
+    table = DataTable("department", "name", "status", "since")
     for department in client().list_departments():
         table.add_row(department["department_id"], department["name"], department["status"], department["created_at"])
     console.print(table)
@@ -189,7 +210,7 @@ def datasets_list(
     q: Annotated[str | None, typer.Option("--search", "-q", help="Text in title, description or tags")] = None,
 ) -> None:
     """List and search the datasets you may see (all pages)."""
-    table = Table("dataset", "owner", "classification", "tags", "title")
+    table = DataTable("dataset", "owner", "classification", "tags", "title")
     for dataset in client().iter_datasets(owner=owner, tag=tag, classification=classification, q=q):
         table.add_row(
             dataset["dataset_id"], dataset["owner"], dataset["classification"], ",".join(dataset["tags"]), dataset["title"]
@@ -252,13 +273,15 @@ def show_outcome(upload: dict[str, Any]) -> None:
             + (f", {report['rows_rejected']} rejected" if report.get("rows_rejected") else "")
         )
     elif upload["status"] == "rejected":
-        console.print(f"[red]rejected[/red] ({report.get('file_error')}): {report.get('rows_rejected', 0)} invalid rows")
+        console.print(
+            f"[red]rejected[/red] ({printable(report.get('file_error'))}): {report.get('rows_rejected', 0)} invalid rows"
+        )
     elif upload["status"] == "failed":
         console.print("[red]failed[/red]: processing failed on the platform's side (see below); nothing was published")
     else:
-        console.print(f"still {upload['status']}")
+        console.print(f"still {printable(upload['status'])}")
     if report.get("issues"):
-        table = Table("row", "column", "rule", "message", "value", title="Problems found (first ones)")
+        table = DataTable("row", "column", "rule", "message", "value", title="Problems found (first ones)")
         for issue in report["issues"][:20]:
             table.add_row(
                 str(issue.get("row") or ""), issue.get("column") or "", issue["rule"], issue["message"], issue.get("value") or ""
@@ -271,7 +294,7 @@ def show_outcome(upload: dict[str, Any]) -> None:
 @app.command()
 def versions(dataset: str) -> None:
     """A dataset's versions with rows and rejected rows."""
-    table = Table("version", "created", "rows", "rejected", "bytes", "upload", "figures")
+    table = DataTable("version", "created", "rows", "rejected", "bytes", "upload", "figures")
     for version in client().list_versions(dataset):
         report = version.get("report") or {}
 
@@ -333,7 +356,7 @@ def access_request(
 @access_app.command("pending")
 def access_pending() -> None:
     """Access requests waiting for your department's stewards."""
-    table = Table(Column("request", no_wrap=True, min_width=25), "dataset", "from", "purpose", "columns", "until")
+    table = DataTable(Column("request", no_wrap=True, min_width=25), "dataset", "from", "purpose", "columns", "until")
     for item in client().pending_requests():
         table.add_row(
             item["request_id"],
@@ -390,7 +413,7 @@ def access_grant_tags(
 
 
 def show_grants(grants: list[dict[str, Any]]) -> None:
-    table = Table(Column("grant", no_wrap=True, min_width=25), "of", "on", "to", "status", "columns", "expires", "purpose")
+    table = DataTable(Column("grant", no_wrap=True, min_width=25), "of", "on", "to", "status", "columns", "expires", "purpose")
     for item in grants:
         grantee = item["grantee_department"] + (f"/{item['grantee_principal']}" if item.get("grantee_principal") else "")
         scope = item.get("dataset_id") or f"tags {','.join(item['tags'])} ≤ {item['max_classification']}"
@@ -437,13 +460,13 @@ def analytics_rule(dataset_id: str, rule: Annotated[Path, typer.Argument(help="J
 def analytics_rules(dataset_id: str) -> None:
     """Your department's rules on a dataset."""
     for rule in client().alert_rules(dataset_id):
-        console.print(f"{rule['rule_id']}  {rule['name']}  ({rule['owner']})")
+        console.print(f"{printable(rule['rule_id'])}  {printable(rule['name'])}  ({printable(rule['owner'])})")
 
 
 @analytics_app.command("alerts")
 def analytics_alerts(dataset_id: str) -> None:
     """Alerts your rules raised on a dataset."""
-    table = Table("version", "window", "group", "value", "threshold", "rule")
+    table = DataTable("version", "window", "group", "value", "threshold", "rule")
     for alert in client().alerts(dataset_id):
         group = ", ".join(f"{k}={v}" for k, v in alert["group"].items())
         table.add_row(
@@ -477,7 +500,7 @@ def analytics_delete_rule(dataset_id: str, rule_id: str) -> None:
 @analytics_app.command("subscriptions")
 def analytics_subscriptions() -> None:
     """Your department's subscriptions."""
-    table = Table(Column("subscription", no_wrap=True, min_width=25), "to", "kinds", "webhook", "since")
+    table = DataTable(Column("subscription", no_wrap=True, min_width=25), "to", "kinds", "webhook", "since")
     for item in client().subscriptions():
         subject = item.get("dataset_id") or f"tag {item.get('tag')}"
         table.add_row(
@@ -520,7 +543,9 @@ def print_lineage(lineage: dict[str, Any]) -> None:
     def edge(item: dict[str, Any]) -> str:
         return str(item["dataset_id"]) + (f"@{item['version']}" if item.get("version") else "")
 
-    console.print(f"[bold]{lineage['dataset_id']}[/bold]" + (f" v{lineage['version']}" if lineage.get("version") else ""))
+    console.print(
+        f"[bold]{printable(lineage['dataset_id'])}[/bold]" + (f" v{lineage['version']}" if lineage.get("version") else "")
+    )
     console.print("  from: " + (", ".join(edge(i) for i in lineage["upstream"]) or "-"))
     console.print("  into: " + (", ".join(edge(i) for i in lineage["downstream"]) or "-"))
 
@@ -534,7 +559,9 @@ def notifications(
     sdk = client()
 
     def line(item: dict[str, Any]) -> None:
-        console.print(f"[dim]{item['at'][:19]}[/dim] [bold]{item['kind']}[/bold] {item['message']}")
+        console.print(
+            f"[dim]{printable(item['at'][:19])}[/dim] [bold]{printable(item['kind'])}[/bold] {printable(item['message'])}"
+        )
 
     page = sdk.notifications(limit=limit)
     for item in page["notifications"]:
@@ -589,7 +616,7 @@ def read(
         pq.write_table(table, out)
         console.print(f"{table.num_rows} rows, columns {table.column_names}, saved to {out}")
         return
-    preview = Table(*table.column_names, title=f"{dataset_id}: {table.num_rows} rows (first 10)")
+    preview = DataTable(*table.column_names, title=f"{dataset_id}: {table.num_rows} rows (first 10)")
     for row in table.slice(0, 10).to_pylist():
         preview.add_row(*(str(v) for v in row.values()))
     console.print(preview)
@@ -599,7 +626,7 @@ def read(
 @audit_app.command("show")
 def audit_show(department: Annotated[str | None, typer.Option()] = None) -> None:
     """A department's audit entries (yours by default)."""
-    table = Table("seq", "at", "actor", "action", "resource", "decision", "reason")
+    table = DataTable("seq", "at", "actor", "action", "resource", "decision", "reason")
     for entry in client().iter_audit(department):
         reason = entry["reason"] or ",".join(entry["policies"])
         actor = f"{entry['actor_department']}/{entry['actor_principal']}"
@@ -626,7 +653,7 @@ def audit_verify(
         console.print(f"[green]Chain {report.chain}: {report.entries} entries, intact[/green] (head {report.head_seq})")
         return
     for problem in report.problems:
-        console.print(f"[red]{problem}[/red]")
+        console.print(f"[red]{printable(problem)}[/red]")
     raise typer.Exit(1)
 
 
@@ -658,7 +685,7 @@ def main() -> None:
     try:
         app()
     except CityShareError as error:
-        console.print(f"[red]{error.status} {error.code}[/red]: {error.detail}")
+        console.print(f"[red]{error.status} {printable(error.code)}[/red]: {printable(error.detail)}")
         sys.exit(1)
 
 
@@ -683,7 +710,7 @@ def share_profile(
 @share_app.command("recipients")
 def share_recipients() -> None:
     """The Delta Sharing recipients your department issued."""
-    table = Table("recipient", "department", "status", "expires", "label")
+    table = DataTable("recipient", "department", "status", "expires", "label")
     for recipient in client().share_recipients():
         table.add_row(
             recipient["recipient_id"], recipient["department"], recipient["status"], recipient["expires_at"], recipient["label"]
