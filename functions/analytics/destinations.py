@@ -12,20 +12,21 @@ class UnsafeDestination(ValueError):
     pass
 
 
-def check_destination(url: str, allow_private: bool, resolve: bool = True) -> None:
-    """UnsafeDestination unless `url` is an https URL whose host is public (every address it
-    resolves to, when `resolve`), or `allow_private` (the embedded stack)."""
+def check_destination(url: str, allow_private: bool, resolve: bool = True) -> list[str]:
+    """The addresses to connect to for `url`: every one its host resolves to (when `resolve`; the
+    literal address itself when it is one), all public; UnsafeDestination otherwise. With
+    `allow_private` (the embedded stack) nothing is checked and no address is pinned ([])."""
     parts = urlsplit(url)
     if parts.scheme != "https" and not allow_private:
         raise UnsafeDestination("A webhook URL must use https")
     if allow_private:
-        return
+        return []
     host = parts.hostname or ""
     try:
         addresses = [ipaddress.ip_address(host)]
     except ValueError:
         if not resolve:
-            return
+            return []
         try:
             found = socket.getaddrinfo(host, parts.port or 443, proto=socket.IPPROTO_TCP)
         except (OSError, UnicodeError):
@@ -33,3 +34,4 @@ def check_destination(url: str, allow_private: bool, resolve: bool = True) -> No
         addresses = [ipaddress.ip_address(str(entry[4][0]).split("%")[0]) for entry in found]
     if not addresses or not all(address.is_global for address in addresses):
         raise UnsafeDestination("A webhook must go to a public address")
+    return [str(address) for address in addresses]

@@ -110,3 +110,26 @@ def test_webhooks_go_to_public_https_addresses_only(url: str) -> None:
 def test_a_public_address_is_a_destination() -> None:
     check_destination("https://8.8.8.8/hook", allow_private=False)
     check_destination("https://receiver.city.example/hook", allow_private=False, resolve=False)
+
+
+def test_the_post_connects_to_the_address_that_was_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DNS rebinding: the name resolves to a public address when checked, then to 127.0.0.1; the
+    delivery still connects to the address it checked."""
+    import functions.analytics.destinations as destinations
+    import functions.analytics.webhooks as webhooks
+
+    answers = iter(["93.184.216.34", "127.0.0.1", "127.0.0.1", "127.0.0.1"])
+
+    def resolve(host: str, port: int, **_: Any) -> list[Any]:
+        return [(2, 1, 6, "", (next(answers), port))]
+
+    connected: list[tuple[str, int]] = []
+
+    def connect(address: tuple[str, int], *_: Any, **__: Any) -> Any:
+        connected.append(address)
+        raise OSError("refused in the test")
+
+    monkeypatch.setattr(destinations.socket, "getaddrinfo", resolve)
+    monkeypatch.setattr(webhooks.socket, "create_connection", connect)
+    assert not WebhookSender(backoff_seconds=0)._post("https://receiver.city.example/hook", "s3cret", b"{}")
+    assert connected == [("93.184.216.34", 443)]
