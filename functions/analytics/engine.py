@@ -83,10 +83,18 @@ def json_schema_type(duck_type: str) -> dict[str, Any]:
     raise InvalidRequest(f"a result column of type {duck_type} cannot be published; cast it to text or a number")
 
 
+def connect() -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection that never fetches or loads an extension on its own: a query naming
+    `s3_secret_access_key` or `read_parquet('s3://...')` would otherwise try to download httpfs."""
+    return duckdb.connect(
+        config={"threads": 2, "memory_limit": "1GB", "autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    )
+
+
 @contextmanager
 def sandbox(inputs: list[Input]) -> Iterator[duckdb.DuckDBPyConnection]:
     """A DuckDB connection holding `inputs` as tables (empty when an input has no files), then sealed."""
-    connection = duckdb.connect(config={"threads": 2, "memory_limit": "1GB"})
+    connection = connect()
     try:
         connection.execute("SET TimeZone = 'UTC'")
         for source in inputs:
@@ -129,7 +137,7 @@ def _select_tree(sql: str) -> dict[str, Any]:
         raise InvalidRequest(f"The query does not parse: {str(error).splitlines()[0]}") from None
     if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
         raise InvalidRequest("A derived dataset is exactly one SELECT statement")
-    connection = duckdb.connect()
+    connection = connect()
     try:
         tree: dict[str, Any] = json.loads(connection.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])  # type: ignore[index]
     finally:
@@ -287,7 +295,7 @@ def evaluate_files(rule: AlertRule, source: Input) -> list[Firing]:
     """Evaluate a rule straight over a version's Parquet files, within the reader's scope. No sandbox
     is needed (the SQL is built by CityShare from validated names, never taken from a department)
     and none is paid for: DuckDB scans only the columns and row groups the query needs."""
-    connection = duckdb.connect(config={"threads": 2, "memory_limit": "1GB"})
+    connection = connect()
     try:
         connection.execute("SET TimeZone = 'UTC'")
         return evaluate(connection, rule, source.name, source_cte(source))

@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -239,3 +240,14 @@ def test_athena_literals_are_escaped_and_temporal_values_typed() -> None:
     assert literal("O'Brien'; DROP TABLE x; --") == "'O''Brien''; DROP TABLE x; --'"
     assert literal(3) == "3" and literal(2.5) == "2.5" and literal(True) == "TRUE"
     assert literal("2026-11-01T00:00:00Z", temporal=True) == "from_iso8601_timestamp('2026-11-01T00:00:00Z')"
+
+
+def test_the_sandbox_never_fetches_an_extension() -> None:
+    """DuckDB installs a known extension on first use by default (a download at run time); here it is
+    neither installed nor loaded, whatever the query names."""
+    with sandbox([]) as db:
+        assert db.execute("SELECT current_setting('autoinstall_known_extensions')").fetchone() == (False,)
+        assert db.execute("SELECT current_setting('autoload_known_extensions')").fetchone() == (False,)
+        for naming_httpfs in ("SELECT current_setting('s3_secret_access_key')", "SELECT * FROM read_parquet('s3://b/k')"):
+            with pytest.raises(duckdb.Error):
+                db.execute(naming_httpfs)
