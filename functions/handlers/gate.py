@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from functions.core.errors import CityShareError, PayloadTooLarge
+from functions.core.strict_json import no_constant, unique_keys
 
 MAX_JSON_DEPTH = 64
 MAX_TARGET_BYTES = 4096
@@ -119,7 +120,7 @@ def check_json_body(body: bytes, content_type: str) -> Any:
     if nesting(text) > MAX_JSON_DEPTH:
         raise TooDeeplyNested(f"Objects and arrays nest at most {MAX_JSON_DEPTH} deep")
     try:
-        return json.loads(text, parse_constant=_no_constant, parse_float=_finite, object_pairs_hook=_unique_keys)
+        return json.loads(text, parse_constant=no_constant, parse_float=_finite, object_pairs_hook=unique_keys)
     except (ValueError, RecursionError):
         raise MalformedJson("Send one JSON value, each object naming a key once; NaN and Infinity are not JSON numbers") from None
 
@@ -140,18 +141,6 @@ def _header(event: dict[str, Any], name: str) -> str:
         if key.lower() == name:
             return str(value or "")
     return ""
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # {"columns": [...], "columns": [...]}: which did the caller mean? Parsers disagree; none is guessed.
-    found = dict(pairs)
-    if len(found) != len(pairs):
-        raise ValueError("a key is given twice")
-    return found
-
-
-def _no_constant(text: str) -> None:
-    raise ValueError(f"{text} is not a JSON number")
 
 
 def _finite(text: str) -> float:

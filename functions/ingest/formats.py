@@ -23,6 +23,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from functions.catalog.models import TableSchema
+from functions.core.strict_json import no_constant, unique_keys
 from functions.ingest.models import CsvDialect, Issue
 
 BATCH_ROWS = 65_536
@@ -431,8 +432,8 @@ def _parse_json_line(line: bytes) -> tuple[Any, str | None]:
             text,
             parse_int=_bounded_number,
             parse_float=_bounded_number,
-            parse_constant=_no_constant,
-            object_pairs_hook=_unique_keys,
+            parse_constant=no_constant,
+            object_pairs_hook=unique_keys,
         )
     except ValueError as error:
         return None, "number_too_long" if "digits" in str(error) else "duplicate_key" if "twice" in str(
@@ -450,18 +451,6 @@ def _bounded_number(text: str) -> str:
     if len(text) > MAX_NUMBER_DIGITS:
         raise ValueError("a number has too many digits")
     return text  # kept as text: validated and converted with the other formats' values
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """Which of a key's two values would the department mean? Neither is guessed (Arrow refuses them too)."""
-    record = dict(pairs)
-    if len(record) != len(pairs):
-        raise ValueError("a key is given twice")
-    return record
-
-
-def _no_constant(text: str) -> None:
-    raise ValueError(f"{text} is not a JSON number")
 
 
 def _as_text(value: Any) -> str | None:
