@@ -3,7 +3,6 @@ listen on 127.0.0.1). Light on imports: the API checks a subscription's URL with
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from urllib.parse import urlsplit
 
@@ -16,6 +15,8 @@ def check_destination(url: str, allow_private: bool, resolve: bool = True) -> li
     """The addresses to connect to for `url`: every one its host resolves to (when `resolve`; the
     literal address itself when it is one), all public; UnsafeDestination otherwise. With
     `allow_private` (the embedded stack) nothing is checked and no address is pinned ([])."""
+    import ipaddress  # only when a webhook is named: not on the analytics function's cold path
+
     parts = urlsplit(url)
     if parts.scheme != "https" and not allow_private:
         raise UnsafeDestination("A webhook URL must use https")
