@@ -23,7 +23,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from functions.catalog.models import TableSchema
-from functions.core.strict_json import no_constant, unique_keys
+from functions.core.strict_json import TWICE, no_constant, unique_keys
 from functions.ingest.models import CsvDialect, Issue
 
 BATCH_ROWS = 65_536
@@ -436,9 +436,9 @@ def _parse_json_line(line: bytes) -> tuple[Any, str | None]:
             object_pairs_hook=unique_keys,
         )
     except ValueError as error:
-        return None, "number_too_long" if "digits" in str(error) else "duplicate_key" if "twice" in str(
-            error
-        ) else "malformed_json"
+        if str(error) == TWICE:
+            return None, "duplicate_key"
+        return None, "number_too_long" if "digits" in str(error) else "malformed_json"
     if _SURROGATE_ESCAPE.search(text):
         try:  # a lone surrogate (\ud800) is valid JSON but no character: it cannot be stored
             json.dumps(record, ensure_ascii=False).encode("utf-8")
