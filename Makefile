@@ -76,7 +76,7 @@ infra-test: $(DEV)
 role-table: $(DEV)  ## rewrite the README's IAM role table from the synthesised template
 	$(BIN)/python -m tests.infra.iam
 
-openapi: $(RUNTIME)  ## regenerate schemas/openapi.json and schemas/events/ from the pydantic models
+openapi: $(RUNTIME)  ## regenerate schemas/openapi.json, schemas/open-interfaces.json and schemas/events/
 	$(BIN)/python -m functions.handlers.openapi schemas
 
 local: $(RUNTIME) $(CONSOLE)  ## run the embedded stack until Ctrl-C
