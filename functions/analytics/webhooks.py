@@ -20,6 +20,7 @@ import ssl
 import time
 import urllib.request
 from typing import Any
+from urllib.parse import urlsplit
 
 from functions.analytics.destinations import UnsafeDestination, check_destination
 from functions.core.observability import logger
@@ -62,6 +63,11 @@ class _PinnedHTTPSHandler(urllib.request.HTTPSHandler):
         return self.do_open(connection, request, context=self._context)  # type: ignore[attr-defined]
 
 
+def _host(url: str) -> str:
+    # Never the whole URL in the logs: receivers often carry their secret in its path or query.
+    return (urlsplit(url).hostname or "")[:200]
+
+
 class WebhookSender:
     def __init__(self, backoff_seconds: float = BACKOFF_SECONDS, allow_private: bool = False) -> None:
         self._backoff = backoff_seconds
@@ -81,7 +87,7 @@ class WebhookSender:
         try:
             addresses = check_destination(url, self._allow_private)
         except UnsafeDestination as refused:
-            logger.warning("webhook destination refused", extra={"url": url[:200], "error": str(refused)})
+            logger.warning("webhook destination refused", extra={"host": _host(url), "error": str(refused)})
             return False
         timestamp = str(int(time.time()))
         request = urllib.request.Request(  # noqa: S310 - the scheme was checked when the subscription was made
@@ -100,5 +106,5 @@ class WebhookSender:
             with urllib.request.build_opener(*handlers).open(request, timeout=TIMEOUT_SECONDS) as response:
                 return bool(200 <= response.status < 300)
         except OSError as error:  # HTTPError (a 4xx/5xx answer) included
-            logger.warning("webhook delivery failed", extra={"url": url[:200], "error": str(error)[:200]})
+            logger.warning("webhook delivery failed", extra={"host": _host(url), "error": str(error)[:200]})
             return False

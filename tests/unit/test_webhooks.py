@@ -133,3 +133,13 @@ def test_the_post_connects_to_the_address_that_was_checked(monkeypatch: pytest.M
     monkeypatch.setattr(webhooks.socket, "create_connection", connect)
     assert not WebhookSender(backoff_seconds=0)._post("https://receiver.city.example/hook", "s3cret", b"{}")
     assert connected == [("93.184.216.34", 443)]
+
+
+def test_a_failed_delivery_logs_the_host_not_the_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Receivers often carry their secret in the URL: the logs get the host only."""
+    import functions.analytics.webhooks as webhooks
+
+    logged: list[str] = []
+    monkeypatch.setattr(webhooks.logger, "warning", lambda message, extra: logged.append(f"{message} {extra}"))
+    assert not WebhookSender(backoff_seconds=0, allow_private=True).send("http://127.0.0.1:9/hooks/T0SECRET", "s3cret", {})
+    assert logged and all("127.0.0.1" in line and "T0SECRET" not in line for line in logged)
