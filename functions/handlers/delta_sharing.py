@@ -42,8 +42,13 @@ def delta_sharing() -> DeltaSharingService:
     )
 
 
+def error_body(status: int, message: str) -> str:
+    """The protocol's error: `{"errorCode", "message"}`, its code from the status."""
+    return json.dumps({"errorCode": delta_sharing_error_code(status), "message": message})
+
+
 def error(status: int, message: str) -> Response[str]:
-    return Response(status, "application/json", json.dumps({"errorCode": delta_sharing_error_code(status), "message": message}))
+    return Response(status, "application/json", error_body(status, message))
 
 
 @app.exception_handler(CityShareError)
@@ -181,5 +186,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 
 def _raw(status: int, message: str) -> dict[str, Any]:
-    body = json.dumps({"errorCode": delta_sharing_error_code(status), "message": message})
-    return {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": body, "isBase64Encoded": False}
+    headers = {"Content-Type": "application/json"}
+    return {"statusCode": status, "headers": headers, "body": error_body(status, message), "isBase64Encoded": False}
