@@ -195,6 +195,12 @@ SPEC = PlatformSpec(
             purpose="departments, principals with their roles, public keys",
         ),
         TableSpec("nonces", Key("nonce"), ttl_attribute="expires_at", purpose="used request token ids until they expire"),
+        TableSpec(
+            "idempotency",
+            Key("id"),
+            ttl_attribute="expires_at",
+            purpose="idempotency keys of mutating calls and their answers, kept a day",
+        ),
         TableSpec("audit", Key("chain"), Key("seq", "N"), purpose="hash-chained audit entries per department", append_only=True),
         TableSpec(
             "sharing",
@@ -229,6 +235,10 @@ SPEC = PlatformSpec(
         ScheduleSpec("views", "triggers", minutes=60, local_seconds=60),
         # Provisions any department an event missed (and the platform department made at bootstrap).
         ScheduleSpec("departments", "provisioner", minutes=5, local_seconds=2),
+        # Finishes what an ingest function left between an upload's end and its announcement.
+        ScheduleSpec("settle", "ingest", minutes=2, local_seconds=5),
+        # Deletes the files of ingest attempts that died or lost their upload to another attempt.
+        ScheduleSpec("orphans", "ingest", minutes=60, local_seconds=60),
     ),
     buckets=(
         BucketSpec(
@@ -296,9 +306,11 @@ SPEC = PlatformSpec(
             "functions.handlers.ingest.handler",
             memory_mb=3008,
             timeout_seconds=300,
-            tables={"catalog": WRITE, "directory": ("GetItem",), "audit": APPEND},
+            tables={"catalog": (*WRITE, *DELETE), "directory": ("GetItem",), "audit": APPEND},  # DeleteItem: settled ends
             publishes_events=True,
             acts_for_departments=True,
+            # Lists the attempt folders for the orphan sweep (deletes act for each owner).
+            own_prefixes={root: ("s3:ListBucket",) for root in ("curated/", "vault/", "quarantine/")},
             query_catalog="write",
             ephemeral_storage_mb=10240,
             layers=("core", "data"),
@@ -314,6 +326,7 @@ SPEC = PlatformSpec(
                 "audit": APPEND,
                 "sharing": (*WRITE, *DELETE),  # DeleteItem: a published outbox entry
                 "notifications": ("Query",),
+                "idempotency": (*WRITE, *DELETE),  # DeleteItem: the key of a call that failed
             },
             publishes_events=True,
             acts_for_departments=True,
@@ -346,7 +359,13 @@ SPEC = PlatformSpec(
             "analytics",
             "functions.handlers.analytics.handler",
             memory_mb=1024,
-            tables={"catalog": WRITE, "sharing": READ, "audit": APPEND, "analytics": (*WRITE, *DELETE)},
+            tables={
+                "catalog": WRITE,
+                "sharing": READ,
+                "audit": APPEND,
+                "analytics": (*WRITE, *DELETE),
+                "idempotency": (*WRITE, *DELETE),
+            },
             layers=("core", "analytics"),  # DuckDB checks a derived dataset's query before it is accepted
         ),
         # Delta Sharing: recipients' bearer tokens, then the protocol's endpoints (functions/sharing/delta.py).
@@ -473,6 +492,7 @@ RESOURCE_ENVIRONMENT: dict[str, tuple[str, str]] = {
     "NOTIFICATIONS_TABLE": ("table", "notifications"),
     "NOTIFICATIONS_TOPIC": ("topic", "notifications"),
     "ANALYTICS_TABLE": ("table", "analytics"),
+    "IDEMPOTENCY_TABLE": ("table", "idempotency"),
     "QUERY_CATALOG": ("catalog", "curated"),
     "QUERY_WORKGROUP": ("workgroup", "derived"),
     "PLATFORM_KEY": ("key", "platform"),
@@ -544,7 +564,7 @@ def preflight_headers(origin: str, methods: set[str]) -> dict[str, str]:
     return {
         **browser_error_headers(origin),
         "Access-Control-Allow-Methods": ",".join(sorted(methods)),
-        "Access-Control-Allow-Headers": "Authorization,Content-Type",
+        "Access-Control-Allow-Headers": "Authorization,Content-Type,Idempotency-Key",
         "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE_SECONDS),
     }
 

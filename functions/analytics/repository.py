@@ -6,6 +6,7 @@
   DATASET#<id> / DERIVED#<output>               the dataset is an input of a derived dataset
   DERIVED#<output> / DEFINITION                 the derived dataset's definition
   DATASET#<id> / ALERT#<version>#<alert id>     an alert raised (written once: dedupes redeliveries)
+  ANNOUNCE     / <dataset>#<version>#<rule id>  a rule's alerts on a version, stored, not yet announced
 
 The `by_department` index (department, sk) lists a department's rules and subscriptions.
 """
@@ -13,11 +14,14 @@ The `by_department` index (department, sk) lists a department's rules and subscr
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from functions.analytics.models import Alert, AlertRule, DerivedDataset, Subscription
 from functions.core.dynamo import DynamoTable, from_item, is_conditional_failure, to_item
 from functions.core.errors import NotFound
+
+ANNOUNCE = "ANNOUNCE"
 
 
 class AnalyticsRepository(DynamoTable):
@@ -127,17 +131,36 @@ class AnalyticsRepository(DynamoTable):
                 new.extend(alert for alert in chunk if self.put_alert(alert))
         return new
 
-    def forget_alerts(self, alerts: list[Alert]) -> None:
-        """Undo `put_alerts` (their events could not be published; the retried event raises them again)."""
-        for start in range(0, len(alerts), 25):
-            requests = [
-                {"DeleteRequest": {"Key": to_item({k: v for k, v in _alert_record(a).items() if k in ("pk", "sk")})}}
-                for a in alerts[start : start + 25]
-            ]
-            self.client.batch_write_item(RequestItems={self._table: requests})
+    def alerts_of(self, dataset_id: str, version: int | None = None) -> list[Alert]:
+        prefix = "ALERT#" if version is None else f"ALERT#{version:08d}#"
+        return [Alert.model_validate_json(r["alert"]) for r in self._query(f"DATASET#{dataset_id}", prefix)]
 
-    def alerts_of(self, dataset_id: str) -> list[Alert]:
-        return [Alert.model_validate_json(r["alert"]) for r in self._query(f"DATASET#{dataset_id}", "ALERT#")]
+    # -- announcements of alerts: a marker from when a rule's alerts are stored until they are announced
+    def announcing(self, dataset_id: str, version: int, rule_id: str, firings: int) -> None:
+        marker = {"pk": ANNOUNCE, "sk": f"{dataset_id}#{version}#{rule_id}", "since": int(time.time()), "firings": firings}
+        self.client.put_item(TableName=self._table, Item=to_item(marker))
+
+    def is_announcing(self, dataset_id: str, version: int, rule_id: str) -> bool:
+        found = self.client.get_item(
+            TableName=self._table, Key=to_item({"pk": ANNOUNCE, "sk": f"{dataset_id}#{version}#{rule_id}"}), ConsistentRead=True
+        )
+        return "Item" in found
+
+    def announced(self, dataset_id: str, version: int, rule_id: str) -> None:
+        self.client.delete_item(TableName=self._table, Key=to_item({"pk": ANNOUNCE, "sk": f"{dataset_id}#{version}#{rule_id}"}))
+
+    def unannounced(self, older_than_seconds: int) -> list[tuple[str, int, str, int, int]]:
+        """(dataset, version, rule, firings, marked at) of alerts marked that long ago and still not announced."""
+        cutoff = int(time.time()) - older_than_seconds
+        found = []
+        response = self.client.query(
+            TableName=self._table, KeyConditionExpression="pk = :pk", ExpressionAttributeValues=to_item({":pk": ANNOUNCE})
+        )
+        for record in map(from_item, response["Items"]):
+            if int(record["since"]) <= cutoff:
+                dataset_id, version, rule_id = str(record["sk"]).split("#")
+                found.append((dataset_id, int(version), rule_id, int(record.get("firings", 0)), int(record["since"])))
+        return found
 
     def _query(self, pk: str, prefix: str) -> list[dict[str, Any]]:
         records: list[dict[str, Any]] = []

@@ -1,10 +1,15 @@
 """What landing data sets off: notifications to subscribers (inbox, SNS, signed webhooks), alert rules
 evaluated on the new version, derived datasets rebuilt from their inputs' latest versions.
 
-Every step is safe to repeat: notifications and alerts are stored once per event, and a derived
-run's upload id is a hash of its input versions, so a redelivered or late event changes nothing.
-Rules and derived queries read under their definer's grant, looked up again each time: when the
-grant has ended they stop (and the refusal is audited in the owner's chain).
+An event is first checked against the catalog (the version, its files, the grant or request it
+names, the alerts it announces): what it says is never taken on its word. Then each step runs, one
+failing does not stop the others, and the event is delivered again if any failed. Every step is
+safe to repeat: notifications are stored once per event and department and pushed once per channel;
+a rule's alerts on a version are stored once (ids derived from rule, version and window), marked,
+announced in one AlertRaised, then unmarked, and the sweep announces what a dead function left
+marked; a derived run's upload id is a hash of its input versions, so a redelivered or late event
+changes nothing. Rules and derived queries read under their definer's grant, looked up again each
+time: when the grant has ended they stop (and the refusal is audited in the owner's chain).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import csv
 import hashlib
 import io
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import datetime, timedelta
@@ -23,12 +29,21 @@ from functions.analytics.athena import AthenaRunner, input_cte, wrapped
 from functions.analytics.models import Alert, AlertRule, DerivedDataset, Subscription
 from functions.analytics.repository import AnalyticsRepository
 from functions.analytics.scope import ReadScope, scope_for, table_name
-from functions.analytics.webhooks import WebhookSender
 from functions.audit.chain import AuditEvent, AuditLog
 from functions.catalog.models import Dataset
 from functions.catalog.repository import CatalogRepository
 from functions.core.clock import utc_now
-from functions.core.events import AlertRaised, DatasetVersionPublished, EventDetail, EventPublisher
+from functions.core.errors import NotFound
+from functions.core.events import (
+    FIRINGS_PER_EVENT,
+    AccessRequestChanged,
+    AlertRaised,
+    DatasetVersionPublished,
+    EventDetail,
+    EventPublisher,
+    Firing,
+    GrantChanged,
+)
 from functions.core.layout import landing_key, owner_of
 from functions.core.observability import logger
 from functions.core.scoped import DepartmentScopes, sse_kms
@@ -40,6 +55,12 @@ from functions.ingest.repository import IngestRepository
 from functions.notifications.service import NotificationService
 from functions.sharing.models import Grant, choose_grant, usable
 from functions.sharing.repository import SharingRepository
+
+# Alerts marked this long ago and still unannounced were left by a function that died.
+ANNOUNCE_AFTER_SECONDS = 60
+# A mark whose alerts are not all stored waits this long for the redelivery that stores them (the
+# events queue's attempts span 5 x 30 minutes) before what is stored is announced.
+STORE_WAIT_SECONDS = 3 * 3600
 
 
 class TriggerService:
@@ -55,7 +76,6 @@ class TriggerService:
         ],
         events: EventPublisher,
         audit: AuditLog,
-        webhooks: WebhookSender,
         athena: AthenaRunner | None = None,
         scopes: DepartmentScopes | None = None,
         department_keys: DepartmentKeys | None = None,
@@ -69,30 +89,107 @@ class TriggerService:
         self._notifications = notifications(self._version_subscribers, self._alert_subscribers)
         self._events = events
         self._audit = audit
-        self._webhooks = webhooks
         self._athena = athena
         self._dataset: Dataset | None = None
+        self._datasets: dict[str, Dataset | None] | None = None
+        self._downloads: dict[str, Path] = {}
+        self._folder: Path | None = None
         self._found: dict[str, list[tuple[Subscription, str | None]]] = {}
         self._scopes = scopes or DepartmentScopes("")
         self._department_keys = department_keys
         self._clock = clock
 
     def handle(self, event: EventDetail) -> None:
-        # The dataset an event is about is read once, and its subscriptions once, per event.
-        self._dataset = self._catalog.get(event.dataset_id) if isinstance(event, DatasetVersionPublished | AlertRaised) else None
-        self._found = {}
-        # Deduplicated on what the event is about, not on its delivery: the same change put on the
-        # bus twice (a retry, the outbox sweeper) is told once per department.
-        delivered = {n.department: n for n in self._notifications.notify(event.key(), event)}
+        # Each dataset, its subscriptions and each version file are read once per event.
+        self._datasets, self._found, self._downloads = {}, {}, {}
+        with tempfile.TemporaryDirectory(prefix="cityshare-trigger-") as folder:
+            self._folder = Path(folder)
+            try:
+                self._handle(event)
+            finally:
+                self._folder, self._downloads, self._datasets = None, {}, None
+
+    def _handle(self, event: EventDetail) -> None:
+        checked = self._checked(event)
+        if checked is None:
+            logger.warning("event ignored: the catalog does not confirm it", extra={"key": event.key()})
+            return
+        self._dataset = self._get(checked.dataset_id) if isinstance(checked, DatasetVersionPublished | AlertRaised) else None
+        steps: list[Callable[[], object]] = [lambda: self._notify(checked)]
+        if isinstance(checked, DatasetVersionPublished):
+            steps += [lambda: self.evaluate_rules(checked, self._dataset), lambda: self.rebuild_derived(checked)]
+        failures = []
+        for run in steps:
+            try:
+                run()
+            except Exception as error:  # the others still run; the event comes again for this one
+                logger.exception("a step of the event failed", extra={"key": event.key()})
+                failures.append(error)
+        if failures:
+            raise failures[0]
+
+    def _get(self, dataset_id: str) -> Dataset | None:
+        """A dataset, read once per event (and afresh outside one)."""
+        if self._datasets is None:
+            return self._catalog.get(dataset_id)
+        if dataset_id not in self._datasets:
+            self._datasets[dataset_id] = self._catalog.get(dataset_id)
+        return self._datasets[dataset_id]
+
+    def _notify(self, event: EventDetail) -> None:
+        """Deduplicated on what the event is about, not on its delivery: the same change put on the
+        bus twice (a retry, the outbox sweeper) is told once per department and channel."""
+        webhooks: dict[str, tuple[str, str]] = {}
         if isinstance(event, DatasetVersionPublished | AlertRaised):
             kind = "versions" if isinstance(event, DatasetVersionPublished) else "alerts"
             for subscription, secret in self._subscriptions(kind):
-                notification = delivered.get(subscription.department)
-                if notification is not None and subscription.webhook_url and secret:
-                    self._webhooks.send(subscription.webhook_url, secret, notification.model_dump(mode="json"))
+                if subscription.webhook_url and secret:
+                    webhooks.setdefault(subscription.department, (subscription.webhook_url, secret))
+        self._notifications.notify(event.key(), event, webhooks)
+
+    def _checked(self, event: EventDetail) -> EventDetail | None:
+        """The event as the catalog confirms it (a version's files are the catalog's), or None."""
         if isinstance(event, DatasetVersionPublished):
-            self.evaluate_rules(event, self._dataset)
-            self.rebuild_derived(event)
+            dataset = self._get(event.dataset_id)
+            try:
+                version = self._uploads.get_version(event.dataset_id, event.version)
+            except NotFound:
+                return None
+            if dataset is None or version.owner != dataset.owner:
+                return None
+            return DatasetVersionPublished(
+                dataset_id=version.dataset_id,
+                version=version.version,
+                owner=version.owner,
+                classification=dataset.classification,
+                tags=list(dataset.tags),
+                rows=version.rows,
+                files=version.files,
+                created_at=version.created_at,
+                inputs=version.inputs,
+            )
+        if isinstance(event, AlertRaised):
+            stored = [a for a in self._analytics.alerts_of(event.dataset_id, event.version) if a.rule_id == event.rule_id]
+            rule = next((r for r in self._analytics.rules_of(event.dataset_id) if r.rule_id == event.rule_id), None)
+            dataset = self._get(event.dataset_id)
+            if not stored or rule is None or dataset is None:
+                return None
+            return _alert_raised(stored, rule, dataset.owner, event.raised_at)
+        if isinstance(event, GrantChanged):
+            grants = self._sharing.grants_between(event.owner, event.grantee_department)
+            grant = next((g for g in grants if g.grant_id == event.grant_id), None)
+            if grant is None or (event.change == "revoked" and grant.status != "revoked"):
+                return None  # (a grant revoked since it was made was still granted)
+            return event
+        if isinstance(event, AccessRequestChanged):
+            try:
+                request = self._sharing.get_request(event.dataset_id, event.access_request_id)
+            except NotFound:
+                return None
+            if request.owner != event.owner or (event.change != "filed" and request.status != event.change):
+                return None
+            return event
+        return event
 
     # -- who is told
     def _subscriptions(self, kind: str) -> list[tuple[Subscription, str | None]]:
@@ -179,18 +276,40 @@ class TriggerService:
                     )
                     for firing in firings
                 ]
-                new = self._analytics.put_alerts(alerts)
-                now = self._clock()
-                try:
-                    place = {alert.alert_id: number for number, alert in enumerate(alerts, 1)}
-                    self._events.publish(
-                        *(_alert_raised(alert, rule, dataset.owner, now, place[alert.alert_id], len(alerts)) for alert in new)
-                    )
-                except Exception:
-                    self._analytics.forget_alerts(new)  # so the redelivered event raises them again
-                    raise
-                raised.extend(new)
+                if not alerts or self._told(alerts, rule):
+                    continue
+                # Marked, stored, announced, unmarked: a redelivery finds the mark and finishes, and
+                # the sweep announces what a function that died left marked and never redelivered.
+                self._analytics.announcing(event.dataset_id, event.version, rule.rule_id, len(alerts))
+                raised.extend(self._analytics.put_alerts(alerts))
+                self._events.publish(_alert_raised(alerts, rule, dataset.owner, self._clock()))
+                self._analytics.announced(event.dataset_id, event.version, rule.rule_id)
         return raised
+
+    def _told(self, alerts: list[Alert], rule: AlertRule) -> bool:
+        """Whether these alerts were stored and announced by an earlier delivery (stored, not marked)."""
+        first = alerts[0]
+        stored = {a.alert_id for a in self._analytics.alerts_of(first.dataset_id, first.version) if a.rule_id == rule.rule_id}
+        return {a.alert_id for a in alerts} <= stored and not self._analytics.is_announcing(
+            first.dataset_id, first.version, rule.rule_id
+        )
+
+    def sweep_announcements(self, older_than_seconds: int = ANNOUNCE_AFTER_SECONDS) -> int:
+        """Announce the alerts a function marked and stored but died before announcing, and whose
+        event never came again (run on a schedule). A mark whose alerts are not all stored yet waits
+        for the redelivery that stores them, for up to STORE_WAIT_SECONDS."""
+        announced = 0
+        for dataset_id, version, rule_id, firings, marked_at in self._analytics.unannounced(older_than_seconds):
+            rule = next((r for r in self._analytics.rules_of(dataset_id) if r.rule_id == rule_id), None)
+            dataset = self._catalog.get(dataset_id)
+            stored = [a for a in self._analytics.alerts_of(dataset_id, version) if a.rule_id == rule_id]
+            if len(stored) < firings and time.time() - marked_at < STORE_WAIT_SECONDS:
+                continue
+            if rule is not None and dataset is not None and stored:
+                self._events.publish(_alert_raised(stored, rule, dataset.owner, self._clock()))
+                announced += 1
+            self._analytics.announced(dataset_id, version, rule_id)
+        return announced
 
     # -- derived datasets
     def rebuild_derived(self, event: DatasetVersionPublished) -> list[str]:
@@ -202,8 +321,8 @@ class TriggerService:
         return started
 
     def _rebuild(self, definition: DerivedDataset) -> bool:
-        target = self._catalog.get(definition.dataset_id)
-        found = [self._catalog.get(i) for i in definition.inputs]
+        target = self._get(definition.dataset_id)
+        found = [self._get(i) for i in definition.inputs]
         sources = [s for s in found if s is not None and s.latest_version]
         if target is None or len(sources) != len(found):
             return False  # every input needs a version first
@@ -283,15 +402,17 @@ class TriggerService:
 
     @contextmanager
     def _local_files(self, keys: list[str]) -> Iterator[list[Path]]:
-        """The objects downloaded to a temporary folder (DuckDB reads them there, not from S3), each
-        through a session acting for the department it belongs to."""
-        with tempfile.TemporaryDirectory(prefix="cityshare-trigger-") as folder:
-            paths = []
-            for number, key in enumerate(keys):
-                path = Path(folder) / f"{number:05d}-{Path(key).name}"
-                self._scopes.s3(owner_of(key) or "").download_file(self._settings.data_bucket, key, str(path))
-                paths.append(path)
-            yield paths
+        """The objects downloaded to the event's temporary folder (DuckDB reads them there, not from
+        S3), each once per event, through a session acting for the department it belongs to."""
+        with ExitStack() as stack:
+            folder = self._folder or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cityshare-trigger-")))
+            downloads = self._downloads if self._folder else {}
+            for key in keys:
+                if key not in downloads or not downloads[key].exists():
+                    path = folder / f"{len(downloads):05d}-{Path(key).name}"
+                    self._scopes.s3(owner_of(key) or "").download_file(self._settings.data_bucket, key, str(path))
+                    downloads[key] = path
+            yield [downloads[key] for key in keys]
 
 
 def _csv(columns: list[str], rows: list[tuple[Any, ...]]) -> bytes:
@@ -309,22 +430,33 @@ def _window_end(start: str | None, rule: AlertRule) -> str | None:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _alert_raised(alert: Alert, rule: AlertRule, owner: str, now: str, firing: int, firings: int) -> AlertRaised:
+def _alert_raised(alerts: list[Alert], rule: AlertRule, owner: str, now: str) -> AlertRaised:
+    ordered = sorted(alerts, key=lambda a: (a.window_start or "", json_key(a.group), a.alert_id))
     return AlertRaised(
-        alert_id=alert.alert_id,
         rule_id=rule.rule_id,
         rule_name=rule.name,
         rule_owner=rule.owner,
-        dataset_id=alert.dataset_id,
-        version=alert.version,
+        dataset_id=ordered[0].dataset_id,
+        version=ordered[0].version,
         owner=owner,
-        group=alert.group,
-        window_start=alert.window_start,
-        window_end=alert.window_end,
-        value=alert.value,
-        threshold=alert.threshold,
         comparison=rule.comparison,
         raised_at=now,
-        firing=firing,
-        firings=firings,
+        firings=len(ordered),
+        alerts=[
+            Firing(
+                alert_id=a.alert_id,
+                group=a.group,
+                window_start=a.window_start,
+                window_end=a.window_end,
+                value=a.value,
+                threshold=a.threshold,
+            )
+            for a in ordered[:FIRINGS_PER_EVENT]
+        ],
     )
+
+
+def json_key(value: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True, default=str)

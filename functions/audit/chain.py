@@ -9,6 +9,13 @@ the loser re-reads the head and tries again.
 A warm process remembers the head it last wrote or read, so a steady append is one conditional
 PutItem; the head is read again only when another writer got there first. That is safe because
 positions fill in order and entries never change: if position n+1 is free, entry n is the head.
+
+Under at-least-once delivery an entry must not be written twice:
+- a put whose answer was lost (applied, then retried and refused by its own condition) is
+  recognised by its hash at the position it took, not taken for contention and appended again;
+- `once=<key>` records what a background step did exactly once, whatever the redeliveries: the
+  entry and a marker `once#<chain>#<key>` are written in one transaction, and a second append with
+  the same key finds the marker and writes nothing.
 """
 
 from __future__ import annotations
@@ -65,7 +72,8 @@ class AuditLog(DynamoTable):
         super().__init__(table_name, client)
         self._heads: dict[str, tuple[int, str]] = {}  # chain -> (seq, hash) last seen by this process
 
-    def append(self, chain: str, event: AuditEvent) -> AuditEntry:
+    def append(self, chain: str, event: AuditEvent, once: str | None = None) -> AuditEntry | None:
+        """Append `event` to `chain`. With `once`, None when an entry with that key was appended before."""
         for attempt in range(_MAX_APPEND_ATTEMPTS):
             if attempt > 1:
                 # Jittered backoff so contending writers stop colliding on the same position.
@@ -84,16 +92,47 @@ class AuditLog(DynamoTable):
             fields["hash"] = entry_hash(fields)
             record = dict(fields, details=json.dumps(fields["details"], sort_keys=True))
             try:
-                self.client.put_item(TableName=self._table, Item=to_item(record), ConditionExpression="attribute_not_exists(seq)")
+                if once is None:
+                    self.client.put_item(
+                        TableName=self._table, Item=to_item(record), ConditionExpression="attribute_not_exists(seq)"
+                    )
+                elif not self._put_once(record, chain, once):
+                    return None  # recorded by an earlier delivery
             except Exception as error:
-                if is_conditional_failure(error):
+                if not is_conditional_failure(error):
+                    record_metric("AuditWriteFailures")
+                    raise
+                if not self._is_ours(chain, fields):
                     continue  # another writer took this position: re-read the head
-                record_metric("AuditWriteFailures")
-                raise
             self._heads[chain] = (fields["seq"], fields["hash"])
             return AuditEntry.model_validate(fields)
         record_metric("AuditWriteFailures")
         raise Conflict("The audit log is too busy to append; try again")
+
+    def _put_once(self, record: dict[str, Any], chain: str, once: str) -> bool:
+        """The entry and its once-marker together; False when the marker was there already."""
+        marker = {"chain": once_marker(chain, once), "seq": 0, "entry": record["seq"], "hash": record["hash"]}
+        try:
+            self.client.transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": self._table, "Item": to_item(item), "ConditionExpression": "attribute_not_exists(seq)"}}
+                    for item in (record, marker)
+                ]
+            )
+        except Exception as error:
+            reasons = [r.get("Code") for r in (getattr(error, "response", None) or {}).get("CancellationReasons", [])]
+            if len(reasons) == 2 and reasons[1] == "ConditionalCheckFailed":
+                return self._is_ours(chain, record)  # the marker: ours if the answer was lost, else another's
+            raise
+        return True
+
+    def _is_ours(self, chain: str, fields: dict[str, Any]) -> bool:
+        """Whether the entry at `fields`' position is the one these fields describe (a write that was
+        applied, but whose answer was lost and whose retry was refused by its own condition)."""
+        response = self.client.get_item(
+            TableName=self._table, Key=to_item({"chain": chain, "seq": fields["seq"]}), ConsistentRead=True
+        )
+        return bool(response.get("Item")) and from_item(response["Item"]).get("hash") == fields["hash"]
 
     def read(self, chain: str, after_seq: int = 0, limit: int = 100) -> list[AuditEntry]:
         response = self.client.query(
@@ -116,6 +155,12 @@ class AuditLog(DynamoTable):
         )
         items = response["Items"]
         return _entry(items[0]) if items else None
+
+
+def once_marker(chain: str, key: str) -> str:
+    """The partition of the marker that makes `key`'s entry in `chain` exactly-once (never a chain:
+    chains are department ids, which hold no `#`)."""
+    return f"once#{chain}#{key}"
 
 
 def _entry(item: dict[str, Any]) -> AuditEntry:

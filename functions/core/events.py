@@ -86,28 +86,41 @@ class AccessRequestChanged(EventDetail):
         return f"request:{self.access_request_id}:{self.change}"
 
 
-class AlertRaised(EventDetail):
-    """An alert rule fired on a dataset version."""
+class Firing(Model):
+    """One window (or group) in which an alert rule's measure crossed its threshold."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     alert_id: str
+    group: dict[str, Any]
+    window_start: str | None = None
+    window_end: str | None = None
+    value: float
+    threshold: float
+
+
+# An event holds at most this many firings (EventBridge takes 256 KB per event); every firing is
+# stored and listed by GET /datasets/{id}/alerts.
+FIRINGS_PER_EVENT = 100
+
+
+class AlertRaised(EventDetail):
+    """An alert rule fired on a dataset version: one event per rule and version, holding its firings
+    (the first FIRINGS_PER_EVENT of them; `firings` counts them all)."""
+
     rule_id: str
     rule_name: str
     rule_owner: str
     dataset_id: str
     version: int
     owner: str
-    group: dict[str, Any]
-    window_start: str | None = None
-    window_end: str | None = None
-    value: float
-    threshold: float
     comparison: str
     raised_at: str
-    firing: int = Field(default=1, ge=1, description="This firing's place among the rule's firings on this version")
-    firings: int = Field(default=1, ge=1, description="How many windows the rule fired on in this version")
+    firings: int = Field(ge=1, description="How many windows or groups the rule fired on in this version")
+    alerts: list[Firing] = Field(min_length=1, max_length=FIRINGS_PER_EVENT, description="The firings, first ones first")
 
     def key(self) -> str:
-        return f"alert:{self.alert_id}"
+        return f"alerts:{self.rule_id}:{self.dataset_id}@{self.version}"
 
 
 class DepartmentRegistered(EventDetail):

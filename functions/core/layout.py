@@ -2,14 +2,20 @@
 department right after the kind of object, so IAM can bind a department's credentials to its own
 objects (`<root>/${aws:PrincipalTag/cityshare:department}/*`, infra/spec.py DEPARTMENT_ROOTS).
 
-    landing/<owner>/<dataset>/<upload>/<file>            uploads as sent
-    curated/<owner>/<dataset>/<upload>/part-00000.parquet protected Parquet of a version
-    vault/<owner>/<dataset>/<upload>/<column>.vault       sealed (token, value) pairs
-    quarantine/<owner>/<dataset>/<upload>/...             rejected rows (protected) and reports
+    landing/<owner>/<dataset>/<upload>/<file>                      uploads as sent
+    curated/<owner>/<dataset>/<upload>/<attempt>/part-00000.parquet protected Parquet of a version
+    vault/<owner>/<dataset>/<upload>/<attempt>/<column>.vault       sealed (token, value) pairs
+    quarantine/<owner>/<dataset>/<upload>/<attempt>/...             rejected rows (protected) and reports
     views/shared/<owner>/<dataset>/v<n>/<terms>/...       views any grant with those terms shares
     views/grant/<owner>/<grantee>/<grant>/...             views holding one grant's tokens
     views/clear/<owner>/<grantee>/<grant>/...             views holding decrypted values
     views/linked/<grantee>/<owner>/<grant>/...            a grantee's own data re-keyed for a linkage
+
+Each processing attempt of an upload writes under its own `<attempt>` folder (the claim it holds on
+the upload), so a duplicate delivery never overwrites or deletes the files another attempt
+published; attempts that published nothing are removed by their own failure path or, if they
+died, by the orphan sweep (functions/ingest/settle.py). Versions published before attempts had
+folders keep their files at `<upload>/part-00000.parquet`.
 """
 
 from __future__ import annotations
@@ -25,23 +31,35 @@ def landing_key(owner: str, dataset_id: str, upload_id: str, filename: str) -> s
     return f"landing/{upload_prefix(owner, dataset_id, upload_id)}/{filename}"
 
 
-def curated_key(owner: str, dataset_id: str, upload_id: str) -> str:
-    return f"curated/{upload_prefix(owner, dataset_id, upload_id)}/part-00000.parquet"
+ATTEMPT_ROOTS = ("curated", "vault", "quarantine")  # what an ingest attempt writes
 
 
-def vault_key(owner: str, dataset_id: str, upload_id: str, column: str) -> str:
-    """A version's sealed vault of one pseudonymised column (token -> value of its long values,
-    sealed with the dataset's data key; opened only to re-key the column under a linkage grant)."""
-    return f"vault/{upload_prefix(owner, dataset_id, upload_id)}/{column}.vault"
+def attempt_prefix(root: str, owner: str, dataset_id: str, upload_id: str, attempt: str) -> str:
+    return f"{root}/{upload_prefix(owner, dataset_id, upload_id)}/{attempt}/"
 
 
-def quarantine_key(owner: str, dataset_id: str, upload_id: str, name: str) -> str:
-    return f"quarantine/{upload_prefix(owner, dataset_id, upload_id)}/{name}"
+def curated_key(owner: str, dataset_id: str, upload_id: str, attempt: str) -> str:
+    return attempt_prefix("curated", owner, dataset_id, upload_id, attempt) + "part-00000.parquet"
 
 
-def upload_of(curated: str) -> str:
-    """The upload id in a curated file's key."""
-    return curated.split("/")[3]
+def vault_key(curated: str, column: str) -> str:
+    """The sealed vault of one pseudonymised column beside a curated file (token -> value of its long
+    values, sealed with the dataset's data key; opened only to re-key the column under a linkage grant)."""
+    folder = curated.removeprefix("curated/").rsplit("/", 1)[0]
+    return f"vault/{folder}/{column}.vault"
+
+
+def quarantine_key(owner: str, dataset_id: str, upload_id: str, attempt: str, name: str) -> str:
+    return attempt_prefix("quarantine", owner, dataset_id, upload_id, attempt) + name
+
+
+def attempt_of(key: str) -> tuple[str, str, str, str] | None:
+    """(owner, dataset, upload, attempt) of an object an ingest attempt wrote; None for anything else
+    (versions from before attempt folders included)."""
+    parts = key.split("/")
+    if len(parts) == 6 and parts[0] in ATTEMPT_ROOTS and parts[4].startswith("a"):
+        return parts[1], parts[2], parts[3], parts[4]
+    return None
 
 
 def owner_of(key: str) -> str | None:

@@ -28,6 +28,7 @@ class Settings(BaseModel):
     notifications_table: str = Field(alias="NOTIFICATIONS_TABLE")
     notifications_topic: str = Field(default="", alias="NOTIFICATIONS_TOPIC")
     analytics_table: str = Field(alias="ANALYTICS_TABLE")
+    idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE")
     # The Glue database where each curated version is registered, and the Athena workgroup for large
     # derived datasets ("" where Athena cannot run, as in the embedded stack).
     query_catalog: str = Field(default="", alias="QUERY_CATALOG")

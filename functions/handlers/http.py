@@ -15,6 +15,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.audit.chain import AuditEvent
+from functions.core import idempotency
 from functions.core.errors import CityShareError, PayloadTooLarge, Unauthenticated
 from functions.core.observability import logger, record_metric
 from functions.core.settings import get_settings
@@ -117,13 +118,74 @@ def make_handler(app: APIGatewayRestResolver) -> Handler:
             headers = {"Allow": str(error.extra["allow"])} if "allow" in error.extra else {}
             return as_proxy(problem(error.status, error.code, error.title, error.detail), headers)
         app.append_context(caller=caller)
-        response = app.resolve(event, context)
+        response = resolve_once(app, event, context, caller)
         record_metric("Requests", caller.department_id)
         if response.get("statusCode") == 403:
             record_metric("Refusals", caller.department_id)
         return response
 
     return handler
+
+
+_MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def resolve_once(app: APIGatewayRestResolver, event: dict[str, Any], context: LambdaContext, caller: Caller) -> dict[str, Any]:
+    """The route's answer; for a mutating call with an Idempotency-Key, the answer of the first call
+    with that key (functions/core/idempotency.py)."""
+    method = str(event.get("httpMethod") or "").upper()
+    key = next((str(v) for k, v in (event.get("headers") or {}).items() if k.lower() == idempotency.HEADER.lower()), None)
+    if method not in _MUTATING or key is None:
+        return dict(app.resolve(event, context))
+    if not idempotency.valid_key(key):
+        detail = f"{idempotency.HEADER} is 1 to {idempotency.MAX_KEY_LENGTH} printable ASCII characters"
+        return as_proxy(problem(400, "invalid_idempotency_key", "The idempotency key is not valid", detail))
+    store = idempotency_store()
+    key_id = idempotency.key_id(caller.department_id, caller.principal_id, method, str(event.get("path") or ""), key)
+    lease = int(context.get_remaining_time_in_millis() / 1000) + 5  # a call in progress holds its key this long
+    try:
+        begun = store.begin(key_id, caller.body_sha256, lease)
+    except Exception:
+        logger.exception("the idempotency key could not be claimed")
+        return as_proxy(problem(500, "internal_error", "Internal error", "The error was logged; nothing was changed"))
+    if begun.outcome == "reused":
+        detail = "This key was used with another body; use a new key for a new call"
+        return as_proxy(problem(422, "idempotency_key_reused", "The idempotency key was used for another call", detail))
+    if begun.outcome == "in_progress":
+        detail = "A call with this key is still running; retry in a few seconds"
+        return as_proxy(problem(409, "idempotency_in_progress", "A call with this key is in progress", detail))
+    if begun.outcome == "replay" and begun.answer is not None:
+        headers = {**begun.answer.headers, "Idempotent-Replayed": "true"}
+        return {
+            "statusCode": begun.answer.status,
+            "headers": headers,
+            "multiValueHeaders": {},
+            "body": begun.answer.body,
+            "isBase64Encoded": False,
+        }
+    token = idempotency.current.set(idempotency.IdempotentRequest(store, key_id, begun.claim))
+    try:
+        response = dict(app.resolve(event, context))
+    finally:
+        idempotency.current.reset(token)
+    status = int(response.get("statusCode", 500))
+    try:
+        if status >= 500:
+            store.release(key_id, begun.claim)
+        else:
+            headers = {k: str(v) for k, v in (response.get("headers") or {}).items()}
+            store.finish(key_id, begun.claim, idempotency.Answer(status, headers, str(response.get("body") or "")))
+    except Exception:
+        logger.exception(
+            "the answer of an idempotent call was not stored"
+        )  # a retry re-runs; committed writes answer from the key
+    return response
+
+
+def idempotency_store() -> idempotency.IdempotencyStore:
+    from functions.handlers.wiring import idempotency_store as built
+
+    return built()
 
 
 def allow_console(event: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The ingest function: SQS messages carrying S3 ObjectCreated notifications for landing uploads.
+"""The ingest function: SQS messages carrying S3 ObjectCreated notifications for landing uploads, and
+on schedules the settlement sweep (after-steps of ends whose function died) and the orphan sweep.
 
 Each message is processed on its own; a failure is reported for that message only (partial batch
 response), so SQS retries it alone and, after the queue's maxReceiveCount, moves it intact to the DLQ.
@@ -23,6 +24,7 @@ from functions.core.layout import owner_of
 from functions.core.observability import logger, record_metric
 from functions.core.settings import get_settings
 from functions.handlers.wiring import audit_log, department_keys, key_service, scopes
+from functions.ingest.orphans import OrphanSweeper
 from functions.ingest.repository import IngestRepository
 from functions.ingest.service import IngestService, UploadFailed
 
@@ -103,8 +105,17 @@ def dead_letter(record: SQSRecord, reason: str) -> None:
     )
 
 
+def orphan_sweep() -> int:
+    settings = get_settings()
+    return OrphanSweeper(settings.data_bucket, IngestRepository(settings.catalog_table), scopes()).sweep()
+
+
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if event.get("cityshare-schedule") == "settle":
+        return {"settled": ingest_service().sweep_settlements()}
+    if event.get("cityshare-schedule") == "orphans":
+        return {"deleted": orphan_sweep()}
     global _deadline
     _deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000
     return dict(process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context))

@@ -1,5 +1,6 @@
 """The triggers function: platform events (EventBridge → SQS) turned into what they should cause,
-and, on a schedule, the outbox sweep (events of committed changes whose publication did not finish).
+and, on a schedule, the outbox sweep (events of committed changes whose publication did not finish)
+with the announcement sweep (alerts stored by a function that died before announcing them).
 
 Each SQS record is one EventBridge event; a failure is reported for that record only (partial batch
 response). Handlers are idempotent, since SQS and EventBridge both deliver at least once.
@@ -40,16 +41,18 @@ processor = BatchProcessor(event_type=EventType.SQS)
 def triggers() -> TriggerService:
     settings = get_settings()
     notifications = NotificationRepository(settings.notifications_table)
+    webhooks = WebhookSender(allow_private=settings.allow_http_webhooks)
     return TriggerService(
         settings,
         CatalogRepository(settings.catalog_table),
         SharingRepository(settings.sharing_table),
         AnalyticsRepository(settings.analytics_table),
         IngestRepository(settings.catalog_table),
-        lambda versions, alerts: NotificationService(notifications, settings.notifications_topic or None, versions, alerts),
+        lambda versions, alerts: NotificationService(
+            notifications, settings.notifications_topic or None, versions, alerts, post_webhook=webhooks.send
+        ),
         EventPublisher(settings.event_bus),
         audit_log(),
-        WebhookSender(allow_private=settings.allow_http_webhooks),
         AthenaRunner(settings.query_workgroup, settings.query_catalog) if settings.query_workgroup else None,
         scopes(),
         department_keys(),
@@ -84,7 +87,7 @@ def handle_record(record: SQSRecord) -> None:
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if event.get("cityshare-schedule") == "outbox":
-        return {"published": outbox().sweep()}
+        return {"published": outbox().sweep(), "announced": triggers().sweep_announcements()}
     if event.get("cityshare-schedule") == "views":
         return {"deleted": view_sweep()}
     return dict(process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import cache
 
 from functions.audit.chain import AuditLog
+from functions.core.idempotency import IdempotencyStore
 from functions.core.scoped import DepartmentScopes
 from functions.core.settings import get_settings
 from functions.identity.directory import DepartmentKeys, DirectoryRepository
@@ -41,3 +42,8 @@ def department_keys() -> DepartmentKeys:
 def key_service() -> KeyService:
     settings = get_settings()
     return KeyService(settings.catalog_table, settings.platform_key, scopes(), department_keys())
+
+
+@cache
+def idempotency_store() -> IdempotencyStore:
+    return IdempotencyStore(get_settings().idempotency_table)

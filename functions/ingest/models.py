@@ -140,6 +140,7 @@ class Upload(Model):
     version: int | None = None
     report: IngestReport | None = None
     updated_at: str | None = None
+    claim: str | None = Field(default=None, description="The processing attempt that holds the upload (its files' folder)")
 
 
 class DatasetVersion(Model):

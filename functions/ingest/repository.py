@@ -2,13 +2,19 @@
 `DATASET#<id>` / `UPLOAD#<upload_id>` and `DATASET#<id>` / `VERSION#<0000000001>`.
 
 A version is committed in one transaction: the version item (new), the dataset's latest_version
-(n-1 -> n) and the upload's status (not yet published -> published). Two deliveries of the same
-upload cannot both publish it, and two uploads cannot both take version n.
+(n-1 -> n), the upload's status (not yet published -> published, only by the attempt that holds its
+claim) and a settlement marker. Two deliveries of the same upload cannot both publish it, and two
+uploads cannot both take version n.
+
+`SETTLE` / `<dataset>#<upload>` marks an upload that reached an end (published, rejected, failed)
+whose after-steps (audit entry, landing original, announcement) are not yet all done: written with
+the end, deleted once they are, swept if the function died in between (functions/ingest/settle.py).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from functions.core.dynamo import DynamoTable, from_item, is_conditional_failure, to_item
@@ -22,6 +28,15 @@ def _pk(dataset_id: str) -> str:
 
 def _version_sk(version: int) -> str:
     return f"VERSION#{version:010d}"
+
+
+SETTLE = "SETTLE"
+ENDS = ("published", "rejected", "failed")
+
+
+def _settle_item(table: str, dataset_id: str, upload_id: str, status: str) -> dict[str, Any]:
+    marker = {"pk": SETTLE, "sk": f"{dataset_id}#{upload_id}", "status": status, "since": int(time.time())}
+    return {"Put": {"TableName": table, "Item": to_item(marker)}}
 
 
 class VersionTaken(Exception):
@@ -42,18 +57,26 @@ class IngestRepository(DynamoTable):
         )
         return _upload(from_item(response["Item"])) if "Item" in response else None
 
-    def mark_processing(self, upload: Upload, now: str) -> bool:
-        """Claim an upload for processing; False if it is already published or rejected. A failed
-        upload may be claimed again: its message redriven from the dead-letter queue after a fix."""
+    def mark_processing(self, upload: Upload, now: str, claim: str) -> bool:
+        """Claim an upload for processing attempt `claim`; False if it is already published or
+        rejected. A claim held by another attempt is taken over (that attempt died, or is a duplicate
+        delivery: it can no longer commit). A failed upload may be claimed again: its message
+        redriven from the dead-letter queue after a fix."""
         try:
             self.client.update_item(
                 TableName=self._table,
                 Key=to_item({"pk": _pk(upload.dataset_id), "sk": f"UPLOAD#{upload.upload_id}"}),
-                UpdateExpression="SET #status = :processing, updated_at = :now",
+                UpdateExpression="SET #status = :processing, updated_at = :now, claim = :claim",
                 ConditionExpression="#status IN (:waiting, :processing, :failed)",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=to_item(
-                    {":processing": "processing", ":waiting": "awaiting_upload", ":failed": "failed", ":now": now}
+                    {
+                        ":processing": "processing",
+                        ":waiting": "awaiting_upload",
+                        ":failed": "failed",
+                        ":now": now,
+                        ":claim": claim,
+                    }
                 ),
             )
         except Exception as error:
@@ -62,38 +85,50 @@ class IngestRepository(DynamoTable):
             raise
         return True
 
-    def reject_upload(self, upload: Upload, report: IngestReport, now: str) -> None:
-        self.end_upload(upload, "rejected", report, now)
-
     def end_upload(
-        self, upload: Upload, status: str, report: IngestReport, now: str, only_if: tuple[str, str] | None = None
+        self,
+        upload: Upload,
+        status: str,
+        report: IngestReport,
+        now: str,
+        only_if: tuple[str, str] | None = None,
+        claim: str | None = None,
     ) -> bool:
         """Move an upload that is not published to `status` with its report (`only_if`: and only if
-        its status and updated_at are still these). False when the condition did not hold."""
+        its status and updated_at are still these; `claim`: and only while this attempt holds it).
+        An end (rejected, failed) is written with its settlement marker. False when the condition
+        did not hold."""
         condition, values = "#status <> :published", {":published": "published"}
         if only_if is not None:
             condition += " AND #status = :was AND updated_at = :then"
             values.update({":was": only_if[0], ":then": only_if[1]})
+        if claim is not None:
+            condition += " AND claim = :claim"
+            values[":claim"] = claim
+        update = {
+            "TableName": self._table,
+            "Key": to_item({"pk": _pk(upload.dataset_id), "sk": f"UPLOAD#{upload.upload_id}"}),
+            "UpdateExpression": "SET #status = :status, report = :report, updated_at = :now",
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": to_item({**values, ":status": status, ":report": report.model_dump_json(), ":now": now}),
+        }
         try:
-            self.client.update_item(
-                TableName=self._table,
-                Key=to_item({"pk": _pk(upload.dataset_id), "sk": f"UPLOAD#{upload.upload_id}"}),
-                UpdateExpression="SET #status = :status, report = :report, updated_at = :now",
-                ConditionExpression=condition,
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=to_item(
-                    {**values, ":status": status, ":report": report.model_dump_json(), ":now": now}
-                ),
-            )
+            if status in ENDS:
+                self.client.transact_write_items(
+                    TransactItems=[{"Update": update}, _settle_item(self._table, upload.dataset_id, upload.upload_id, status)]
+                )
+            else:
+                self.client.update_item(**update)
         except Exception as error:
             if is_conditional_failure(error):
                 return False
             raise
         return True
 
-    def commit_version(self, version: DatasetVersion, now: str) -> None:
+    def commit_version(self, version: DatasetVersion, now: str, claim: str) -> None:
         """Raises VersionTaken when another upload got version n first, Conflict when this upload
-        was already published (a duplicate delivery)."""
+        was already published or another attempt holds its claim (a duplicate delivery)."""
         record = dict(_version_record(version), pk=_pk(version.dataset_id), sk=_version_sk(version.version))
         try:
             self.client.transact_write_items(
@@ -129,7 +164,7 @@ class IngestRepository(DynamoTable):
                                 "SET #status = :published, version = :version, report = :report, updated_at = :now"
                             ),
                             # failed too: a timed-out attempt that was marked failed may still finish.
-                            "ConditionExpression": "#status IN (:processing, :failed)",
+                            "ConditionExpression": "#status IN (:processing, :failed) AND claim = :claim",
                             "ExpressionAttributeNames": {"#status": "status"},
                             "ExpressionAttributeValues": to_item(
                                 {
@@ -139,10 +174,12 @@ class IngestRepository(DynamoTable):
                                     ":version": version.version,
                                     ":report": version.report.model_dump_json(),
                                     ":now": now,
+                                    ":claim": claim,
                                 }
                             ),
                         }
                     },
+                    _settle_item(self._table, version.dataset_id, version.upload_id, "published"),
                 ]
             )
         except self.client.exceptions.TransactionCanceledException as cancelled:
@@ -150,6 +187,37 @@ class IngestRepository(DynamoTable):
             if len(reasons) > 2 and reasons[2] == "ConditionalCheckFailed":
                 raise Conflict(f"Upload {version.upload_id} is no longer being processed") from None
             raise VersionTaken() from None
+
+    def pending_settlements(self, older_than_seconds: int) -> list[tuple[str, str, str]]:
+        """(dataset, upload, status) of ends whose after-steps have been pending that long."""
+        cutoff = int(time.time()) - older_than_seconds
+        found: list[tuple[str, str, str]] = []
+        for page in self.client.get_paginator("query").paginate(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk",
+            FilterExpression="since <= :cutoff",
+            ExpressionAttributeValues=to_item({":pk": SETTLE, ":cutoff": cutoff}),
+            ConsistentRead=True,
+        ):
+            for item in page["Items"]:
+                record = from_item(item)
+                dataset_id, upload_id = str(record["sk"]).split("#", 1)
+                found.append((dataset_id, upload_id, str(record["status"])))
+        return found
+
+    def settled(self, dataset_id: str, upload_id: str, status: str) -> None:
+        """The after-steps of the `status` end are done (an end written since is kept)."""
+        try:
+            self.client.delete_item(
+                TableName=self._table,
+                Key=to_item({"pk": SETTLE, "sk": f"{dataset_id}#{upload_id}"}),
+                ConditionExpression="#status = :status",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=to_item({":status": status}),
+            )
+        except Exception as error:
+            if not is_conditional_failure(error):
+                raise
 
     def mark_announced(self, dataset_id: str, upload_id: str) -> None:
         self.client.update_item(

@@ -1,15 +1,23 @@
-"""Turning one landing object into one dataset version, exactly once.
+"""Turning one landing object into one dataset version, exactly once, as a chain of recorded steps.
 
-Safe to run twice, or twice at once, for the same object: the upload record is claimed before
-processing, the curated files are written under the upload's own prefix (a retry overwrites them),
-and the version is committed in one transaction that also moves the upload to `published`. A crash
-between writing Parquet and committing leaves files no catalog entry points to; the retry rewrites
-them and commits. The DatasetVersionPublished event is sent after the commit and marked sent.
+    claimed (attempt a) -> staged (files under a's own folder) -> ended (published | rejected |
+    failed, with a settlement marker, in one transaction conditional on a's claim) -> settled
+    (audit entry exactly once, landing original deleted or tagged, version announced; marker deleted)
+
+Any delivery may die after any AWS call, or arrive twice, or at once with another:
+- a new delivery takes the claim over, so the older attempt can no longer end the upload, and it
+  deletes only the files of its own attempt folder: a published version's files are never touched
+  (nor overwritten) by another delivery;
+- an end is one conditional transaction, so there is one version (or one rejection) per upload;
+- what follows an end is idempotent and driven by the upload's recorded state: a redelivery, or the
+  settlement sweep (run on a schedule), finishes it; the audit entry is appended `once`.
+Attempt folders that died before their end are removed by the orphan sweep.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 import tempfile
 import threading
 import traceback
@@ -22,13 +30,14 @@ from functions.catalog.models import Dataset
 from functions.catalog.repository import CatalogRepository
 from functions.core import aws
 from functions.core.clock import utc_now
-from functions.core.errors import Conflict, DepartmentNotReady
+from functions.core.errors import Conflict
 from functions.core.events import DatasetVersionPublished, EventPublisher
-from functions.core.layout import curated_key, quarantine_key, upload_prefix, vault_key
+from functions.core.layout import ATTEMPT_ROOTS, attempt_prefix, curated_key, quarantine_key, upload_prefix, vault_key
 from functions.core.observability import logger
 from functions.core.scoped import DepartmentScopes, sse_kms
 from functions.core.sealing import seal_stream
 from functions.core.settings import Settings
+from functions.core.transient import is_transient
 from functions.identity.directory import DepartmentKeys
 from functions.ingest.glue import GlueTables
 from functions.ingest.keys import KeyService
@@ -43,31 +52,8 @@ REJECTED_TAG = ("cityshare-upload", "rejected")
 FAILED_TAG = ("cityshare-upload", "failed")
 # The watchdog records a timeout this long before Lambda would stop the function.
 WATCHDOG_MARGIN_SECONDS = 20.0
-_TRANSIENT_CODES = {
-    "Throttling",
-    "ThrottlingException",
-    "ProvisionedThroughputExceededException",
-    "RequestLimitExceeded",
-    "SlowDown",
-    "ServiceUnavailable",
-    "InternalError",
-    "InternalServerError",
-    "KMSInternalException",
-    "TransactionConflictException",
-    "RequestTimeout",
-}
-
-
-def is_transient(error: BaseException) -> bool:
-    """Whether trying again may succeed: AWS throttling or faults, a network error, or a department
-    whose key is still being made."""
-    if isinstance(error, DepartmentNotReady):
-        return True
-    code = str(((getattr(error, "response", None) or {}).get("Error") or {}).get("Code", ""))
-    if code in _TRANSIENT_CODES:
-        return True
-    names = {cls.__name__ for cls in type(error).__mro__}
-    return bool(names & {"ConnectionError", "EndpointConnectionError", "ReadTimeoutError", "ConnectTimeoutError", "TimeoutError"})
+# An end whose after-steps are still pending this long was left by a function that died.
+SETTLE_AFTER_SECONDS = 60
 
 
 class UploadFailed(Exception):
@@ -83,6 +69,7 @@ class UploadFailed(Exception):
 class Attempts:
     attempt: int
     maximum: int
+    claim: str = ""
 
 
 @dataclass(frozen=True)
@@ -110,6 +97,11 @@ def _pseudonymises(dataset: Dataset) -> bool:
 class IngestResult:
     outcome: str  # published | rejected | duplicate | ignored
     version: int | None = None
+
+
+def new_claim() -> str:
+    """A processing attempt's id: the folder its files go to, the claim it holds on the upload."""
+    return "a" + secrets.token_hex(8)
 
 
 class IngestService:
@@ -152,13 +144,16 @@ class IngestService:
         if upload is None or upload.landing_key != key or upload.owner != owner:
             logger.warning("no upload was requested for this object; ignored", extra={"key": key})
             return IngestResult("ignored")
-        if upload.status == "published":
-            self._announce(upload)  # a crash may have come between the commit and the event
+        if upload.status in ("published", "rejected"):
+            self.settle(upload)  # a delivery may have died after the end, before its after-steps
             return IngestResult("duplicate", upload.version)
-        if upload.status == "rejected" or not self._uploads.mark_processing(upload, utc_now()):
+        claim = new_claim()
+        if not self._uploads.mark_processing(upload, utc_now(), claim):
             return IngestResult("duplicate")
+        upload.claim = claim
+        self._discard_attempts(upload, keep=claim)  # whatever an earlier attempt left can never be published now
         final = attempt >= max_attempts
-        attempts = Attempts(attempt, max_attempts)
+        attempts = Attempts(attempt, max_attempts, claim)
         # Lambda stops a function at its timeout without warning: say so on the upload just before.
         watchdog = (
             threading.Timer(max(seconds_left - WATCHDOG_MARGIN_SECONDS, 1.0), self._timed_out, (upload, attempts))
@@ -169,17 +164,19 @@ class IngestService:
             watchdog.daemon = True
             watchdog.start()
         try:
-            staged = self._stage(upload)
+            staged = self._stage(upload, claim)
+            result = staged if isinstance(staged, IngestResult) else self._commit(upload, staged)
         except Exception as error:
-            raise self._failed(upload, error, attempts, final) from error
+            outcome = self._lost_or_failed(upload, error, attempts, final)
+            if isinstance(outcome, IngestResult):
+                return outcome
+            raise outcome from error
         finally:
             if watchdog is not None:
                 watchdog.cancel()
-        if isinstance(staged, IngestResult):
-            return staged
-        return self._commit(upload, staged)
+        return result
 
-    def _stage(self, upload: Upload) -> IngestResult | Staged:
+    def _stage(self, upload: Upload, claim: str) -> IngestResult | Staged:
         """Everything before the commit: read, validate, protect, profile, write, store. Returns the
         result when the file is rejected, else what the commit needs."""
         dataset = self._catalog.get(upload.dataset_id)
@@ -189,6 +186,7 @@ class IngestService:
                 IngestReport(
                     file_error="dataset_deleted", issues=[Issue(rule="dataset_deleted", message="The dataset no longer exists")]
                 ),
+                claim,
             )
         s3 = self._scopes.s3(upload.owner)
         with step("read"):
@@ -205,6 +203,7 @@ class IngestService:
                         )
                     ],
                 ),
+                claim,
             )
         with step("read"):
             body = s3.get_object(Bucket=self._settings.data_bucket, Key=upload.landing_key)["Body"]
@@ -222,14 +221,14 @@ class IngestService:
             owner, dataset_id, upload_id = dataset.owner, dataset.dataset_id, upload.upload_id
             with step("store"):
                 if outcome.quarantine is not None:
-                    outcome.report.quarantine_key = quarantine_key(owner, dataset_id, upload_id, "rejected-rows.jsonl")
+                    outcome.report.quarantine_key = quarantine_key(owner, dataset_id, upload_id, claim, "rejected-rows.jsonl")
                     self._store(outcome.quarantine, outcome.report.quarantine_key, owner)
                 if not outcome.accepted or outcome.parquet is None or outcome.profile is None:
-                    return self._reject(upload, outcome.report)
-                curated = curated_key(owner, dataset_id, upload_id)
+                    return self._reject(upload, outcome.report, claim)
+                curated = curated_key(owner, dataset_id, upload_id, claim)
                 self._store(outcome.parquet, curated, owner)
                 for column, path in protector.vault_files().items():
-                    self._store_sealed(path, vault_key(owner, dataset_id, upload_id, column), data_key(), owner)
+                    self._store_sealed(path, vault_key(curated, column), data_key(), owner)
             return Staged(
                 dataset,
                 outcome.report,
@@ -261,22 +260,27 @@ class IngestService:
                 inputs=upload.inputs,
             )
             try:
-                self._uploads.commit_version(version, utc_now())
+                self._uploads.commit_version(version, utc_now(), upload.claim or "")
             except VersionTaken:
                 continue
-            except Conflict:
-                return IngestResult("duplicate")
-            self._record(
-                upload,
-                "PublishVersion",
-                "allow",
-                {"version": number, "rows": version.rows, "rows_rejected": staged.report.rows_rejected},
-            )
-            upload.version = number
-            self._discard_landing(upload)
-            self._announce(upload, version, dataset)
+            upload.status, upload.version = "published", number
+            self.settle(upload, version, dataset)
             return IngestResult("published", number)
         raise Conflict(f"Could not commit a version of {dataset.dataset_id}: too many concurrent uploads")
+
+    def _lost_or_failed(self, upload: Upload, error: Exception, attempts: Attempts, final: bool) -> IngestResult | UploadFailed:
+        """After an error: if the upload ended anyway (a commit applied whose answer was lost) or
+        another attempt took it over, that is the outcome and this attempt's own files go (never
+        those of the end); else the failure is recorded."""
+        current = self._uploads.get_upload(upload.dataset_id, upload.upload_id)
+        if current is not None and current.claim == attempts.claim and current.status in ("published", "rejected"):
+            self.settle(current)
+            return IngestResult("published" if current.status == "published" else "rejected", current.version)
+        if current is None or current.claim != attempts.claim or current.status in ("published", "rejected"):
+            self._discard_attempts(upload, only=attempts.claim)
+            logger.info("another attempt holds the upload; this one stands down", extra={"upload": upload.upload_id})
+            return IngestResult("duplicate", current.version if current else None)
+        return self._failed(upload, error, attempts, final)
 
     def _failed(self, upload: Upload, error: Exception, attempts: Attempts, final: bool) -> UploadFailed:
         """Record why processing failed. A cause that may pass (throttling, a dropped connection) is
@@ -315,13 +319,11 @@ class IngestService:
                 )
             ],
         )
-        self._discard_outputs(upload)
-        if terminal:
-            self._uploads.end_upload(upload, "failed", report, utc_now())
-            self._tag_landing(upload, FAILED_TAG)
-            self._record(upload, "IngestFailed", "deny", {"reason": "processing_failed", "step": failed_step})
-        else:
-            self._uploads.end_upload(upload, "processing", report, utc_now())
+        self._discard_attempts(upload, only=attempts.claim)
+        status = "failed" if terminal else "processing"
+        if self._uploads.end_upload(upload, status, report, utc_now(), claim=attempts.claim) and terminal:
+            upload.status, upload.report = "failed", report
+            self.settle(upload)
         return UploadFailed(report, retry=transient)
 
     def _timed_out(self, upload: Upload, attempts: Attempts) -> None:
@@ -334,21 +336,28 @@ class IngestService:
             issues=[Issue(rule="timeout", message=f"Processing did not finish within the ingest function's time limit; {then}")],
         )
         try:
-            self._uploads.end_upload(upload, "failed" if final else "processing", report, utc_now())
+            self._uploads.end_upload(upload, "failed" if final else "processing", report, utc_now(), claim=attempts.claim)
         except Exception:
             logger.exception("could not record the timeout")
 
-    def _discard_outputs(self, upload: Upload) -> None:
-        """Nothing half-written: what this upload stored before it failed is deleted."""
-        prefix = upload_prefix(upload.owner, upload.dataset_id, upload.upload_id) + "/"
+    def _discard_attempts(self, upload: Upload, only: str | None = None, keep: str | None = None) -> None:
+        """Nothing half-written: the files of attempt `only` (or of every attempt but `keep`) are
+        deleted. Called only by the attempt that holds the claim, or for its own folder: no end can
+        point at what is deleted. Should this fail, the orphan sweep removes them later."""
         s3 = self._scopes.s3(upload.owner)
+        bucket = self._settings.data_bucket
         try:
-            for root in ("curated/", "vault/", "quarantine/"):
-                listed = s3.list_objects_v2(Bucket=self._settings.data_bucket, Prefix=root + prefix).get("Contents", [])
-                for found in listed:
-                    s3.delete_object(Bucket=self._settings.data_bucket, Key=found["Key"])
+            for root in ATTEMPT_ROOTS:
+                folder = f"{root}/{upload_prefix(upload.owner, upload.dataset_id, upload.upload_id)}/"
+                if only is not None:
+                    folder = attempt_prefix(root, upload.owner, upload.dataset_id, upload.upload_id, only)
+                for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=folder):
+                    for found in page.get("Contents", []):
+                        attempt, _, rest = found["Key"][len(folder) :].partition("/")
+                        if only is not None or (attempt.startswith("a") and rest and attempt != keep):
+                            s3.delete_object(Bucket=bucket, Key=found["Key"])
         except Exception:
-            logger.exception("could not delete the outputs of a failed upload", extra={"upload": upload.upload_id})
+            logger.warning("attempt files left for the orphan sweep", extra={"upload": upload.upload_id})
 
     def _store(self, path: Path, key: str, owner: str) -> None:
         encryption = sse_kms(self._department_keys.key_of(owner))
@@ -363,39 +372,67 @@ class IngestService:
         path.unlink()
         self._store(sealed, key, owner)
 
-    def _discard_landing(self, upload: Upload) -> None:
-        """The original of a published upload is deleted: its protected form is the version. Should
-        this fail, the landing lifecycle rule removes it later."""
-        try:
-            self._scopes.s3(upload.owner).delete_object(Bucket=self._settings.data_bucket, Key=upload.landing_key)
-        except Exception:
-            logger.warning("landing original left for the lifecycle rule", extra={"key": upload.landing_key})
-
-    def _tag_landing(self, upload: Upload, tag: tuple[str, str]) -> None:
-        """A rejected upload's original is kept for REJECTED_RETENTION_DAYS (so its owner can look at
-        what was sent), a failed one's for the platform team to run again; then the lifecycle rules on
-        these tags delete them."""
-        try:
-            self._scopes.s3(upload.owner).put_object_tagging(
-                Bucket=self._settings.data_bucket, Key=upload.landing_key, Tagging={"TagSet": [{"Key": tag[0], "Value": tag[1]}]}
-            )
-        except Exception:
-            logger.warning("landing original left for the landing lifecycle rule", extra={"key": upload.landing_key})
-
-    def _reject(self, upload: Upload, report: IngestReport) -> IngestResult:
+    def _reject(self, upload: Upload, report: IngestReport, claim: str) -> IngestResult:
         self._scopes.s3(upload.owner).put_object(
             Bucket=self._settings.data_bucket,
-            Key=quarantine_key(upload.owner, upload.dataset_id, upload.upload_id, "report.json"),
+            Key=quarantine_key(upload.owner, upload.dataset_id, upload.upload_id, claim, "report.json"),
             Body=report.model_dump_json(indent=2).encode(),
             ContentType="application/json",
             **sse_kms(self._department_keys.key_of(upload.owner)),
         )
-        self._uploads.reject_upload(upload, report, utc_now())
-        self._tag_landing(upload, REJECTED_TAG)
-        self._record(upload, "RejectUpload", "deny", {"reason": report.file_error, "rows_rejected": report.rows_rejected})
+        if not self._uploads.end_upload(upload, "rejected", report, utc_now(), claim=claim):
+            raise Conflict(f"Upload {upload.upload_id} is held by another attempt")  # this attempt stands down
+        upload.status, upload.report = "rejected", report
+        self.settle(upload)
         return IngestResult("rejected")
 
-    def _record(self, upload: Upload, action: str, decision: str, details: dict[str, object]) -> None:
+    # -- after an end
+    def settle(self, upload: Upload, version: DatasetVersion | None = None, dataset: Dataset | None = None) -> None:
+        """The after-steps of an upload's end, each idempotent, then its settlement marker goes: the
+        audit entry (appended once), the landing original (deleted once published, tagged for the
+        lifecycle rules otherwise), and for a version its query table and its announcement. A step
+        that fails raises: the marker stays, and a redelivery or the sweep finishes the job."""
+        if upload.status == "published" and upload.version is not None:
+            version = version or self._uploads.get_version(upload.dataset_id, upload.version)
+            details: dict[str, object] = {"version": version.version, "rows": version.rows}
+            details["rows_rejected"] = version.report.rows_rejected
+            self._record(upload, "PublishVersion", "allow", details, once=f"publish:{upload.dataset_id}:{upload.upload_id}")
+            self._scopes.s3(upload.owner).delete_object(Bucket=self._settings.data_bucket, Key=upload.landing_key)
+            self._announce(upload, version, dataset)
+        elif upload.status in ("rejected", "failed"):
+            report = upload.report or IngestReport()
+            rule = report.issues[0].rule if report.issues else ""
+            if upload.status == "rejected":
+                details = {"reason": report.file_error or "invalid_rows", "rows_rejected": report.rows_rejected}
+                self._record(upload, "RejectUpload", "deny", details, once=f"reject:{upload.dataset_id}:{upload.upload_id}")
+            else:
+                details = {"reason": "processing_failed", "rule": rule}
+                # A failed upload may be redriven and fail again: each end is its own entry.
+                key = f"failed:{upload.dataset_id}:{upload.upload_id}:{upload.claim or upload.updated_at}"
+                self._record(upload, "IngestFailed", "deny", details, once=key)
+            tag = REJECTED_TAG if upload.status == "rejected" else FAILED_TAG
+            self._scopes.s3(upload.owner).put_object_tagging(
+                Bucket=self._settings.data_bucket, Key=upload.landing_key, Tagging={"TagSet": [{"Key": tag[0], "Value": tag[1]}]}
+            )
+        else:
+            return
+        self._uploads.settled(upload.dataset_id, upload.upload_id, upload.status)
+
+    def sweep_settlements(self, older_than_seconds: int = SETTLE_AFTER_SECONDS) -> int:
+        """Finish the after-steps that a function left when it died (run on a schedule)."""
+        finished = 0
+        for dataset_id, upload_id, status in self._uploads.pending_settlements(older_than_seconds):
+            upload = self._uploads.get_upload(dataset_id, upload_id)
+            if upload is None or upload.status != status:
+                continue  # a later end wrote its own marker
+            try:
+                self.settle(upload)
+                finished += 1
+            except Exception:
+                logger.exception("settlement left for the next sweep", extra={"upload": upload_id})
+        return finished
+
+    def _record(self, upload: Upload, action: str, decision: str, details: dict[str, object], once: str) -> None:
         self._audit.append(
             upload.owner,
             AuditEvent(
@@ -407,12 +444,12 @@ class IngestService:
                 reason=str(details.get("reason") or ""),
                 details=dict(details, upload_id=upload.upload_id),
             ),
+            once=once,
         )
 
-    def _announce(self, upload: Upload, version: DatasetVersion | None = None, dataset: Dataset | None = None) -> None:
-        if self._uploads.is_announced(upload.dataset_id, upload.upload_id) or upload.version is None:
+    def _announce(self, upload: Upload, version: DatasetVersion, dataset: Dataset | None = None) -> None:
+        if self._uploads.is_announced(upload.dataset_id, upload.upload_id):
             return
-        version = version or self._uploads.get_version(upload.dataset_id, upload.version)
         dataset = dataset or self._catalog.get(upload.dataset_id)
         if dataset is None:
             return

@@ -5,7 +5,7 @@ department's inbox (`GET /notifications`) and published on the notifications SNS
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,20 +14,24 @@ from functions.core.events import AccessRequestChanged, AlertRaised, DatasetVers
 from functions.core.observability import logger
 from functions.identity.models import Caller
 from functions.notifications.models import Notification, NotificationPage
-from functions.notifications.repository import NotificationRepository
+from functions.notifications.repository import Delivery, NotificationRepository
 from functions.policy.engine import PolicyEngine, require_own_inbox
 
 MAX_PAGE = 100
-# A version that makes a rule fire in hundreds of windows tells people of the first ones and how many
-# more there are; every firing is still an AlertRaised on the bus and in GET /datasets/{id}/alerts.
-ALERTS_TOLD_PER_VERSION = 20
 # Departments to tell about a new version, besides the owner (subscriptions, issue 5).
 Subscribers = Callable[[DatasetVersionPublished], Iterable[str]]
 AlertSubscribers = Callable[[AlertRaised], Iterable[str]]
+# (url, secret, payload) -> whether the receiver took it (functions.analytics.webhooks.WebhookSender.send)
+WebhookPost = Callable[[str, str, dict[str, Any]], bool]
 
 
 def _none(_: Any) -> list[str]:
     return []
+
+
+class DeliveryIncomplete(Exception):
+    """Some departments' notifications were not carried by every channel: the event is delivered
+    again, and only what is missing is done then."""
 
 
 class NotificationService:
@@ -40,16 +44,21 @@ class NotificationService:
         version_subscribers: Subscribers = _none,
         alert_subscribers: AlertSubscribers = _none,
         sns: Any = None,
+        post_webhook: WebhookPost | None = None,
     ) -> None:
         self._repository = repository
         self._topic = topic_arn
         self._version_subscribers = version_subscribers
         self._alert_subscribers = alert_subscribers
         self._sns = sns
+        self._post_webhook = post_webhook
 
-    def notify(self, event_id: str, event: EventDetail) -> list[Notification]:
-        """Store (once per event and department) and publish the notifications `event` causes."""
-        delivered: list[Notification] = []
+    def notify(self, event_id: str, event: EventDetail, webhooks: Mapping[str, tuple[str, str]] | None = None) -> list[Delivery]:
+        """Tell each department concerned, once per event: stored in its inbox, published on the topic,
+        and posted to its webhook (`webhooks`: department -> (url, secret)). Every department is tried
+        even if another's channel fails; DeliveryIncomplete then asks for the event again."""
+        deliveries: list[Delivery] = []
+        failed: list[str] = []
         for department, kind, message, at in self._notifications(event):
             stored_at = datetime.now(UTC).isoformat(timespec="microseconds")
             notification = Notification(
@@ -60,11 +69,33 @@ class NotificationService:
                 at=at,
                 subject=_subject(event),
             )
-            if not self._repository.put(notification, event_id):
-                continue  # this event was already delivered to this department
-            self._publish(notification, event_id)
-            delivered.append(notification)
-        return delivered
+            try:
+                delivery = self._repository.put(notification, event_id)
+                self._push(delivery, event_id, (webhooks or {}).get(department))
+            except Exception:
+                logger.exception("a notification was not carried by every channel", extra={"department": department})
+                failed.append(department)
+                continue
+            deliveries.append(delivery)
+        if failed:
+            raise DeliveryIncomplete(f"not every channel carried {event_id} to {', '.join(failed)}")
+        return deliveries
+
+    def _push(self, delivery: Delivery, event_id: str, webhook: tuple[str, str] | None) -> None:
+        notification = delivery.notification
+        if self._topic and "sns" not in delivery.done:
+            self._publish(notification)
+            self._repository.carried(notification.department, event_id, "sns")
+        # A receiver that does not take it after its retries is not pressed further (the inbox keeps
+        # the notification); it is tried again only if the event comes again for another reason.
+        post = self._post_webhook
+        if (
+            webhook is not None
+            and post is not None
+            and "webhook" not in delivery.done
+            and post(webhook[0], webhook[1], notification.model_dump(mode="json"))
+        ):
+            self._repository.carried(notification.department, event_id, "webhook")
 
     def _notifications(self, event: EventDetail) -> list[tuple[str, str, str, str]]:
         if isinstance(event, AccessRequestChanged):
@@ -84,33 +115,24 @@ class NotificationService:
                 (d, "dataset.version-published", text, event.created_at) for d in sorted(set(self._version_subscribers(event)))
             ]
         if isinstance(event, AlertRaised):
-            if event.firing > ALERTS_TOLD_PER_VERSION:
-                return []
-            text = f"{event.rule_name}: {event.value:g} vs {event.threshold:g} on {event.dataset_id} v{event.version}"
-            if event.firing == ALERTS_TOLD_PER_VERSION and event.firings > ALERTS_TOLD_PER_VERSION:
-                text += f" (and {event.firings - ALERTS_TOLD_PER_VERSION} more in this version: see its alerts)"
+            first = event.alerts[0]
+            text = f"{event.rule_name}: {first.value:g} vs {first.threshold:g} on {event.dataset_id} v{event.version}"
+            if event.firings > 1:
+                text += f" (and {event.firings - 1} more in this version: see its alerts)"
             recipients = {event.rule_owner, *self._alert_subscribers(event)}
             return [(d, "alert.raised", text, event.raised_at) for d in sorted(recipients)]
         return []
 
-    def _publish(self, notification: Notification, event_id: str) -> None:
-        if not self._topic:
-            return
-        try:
-            self.sns.publish(
-                TopicArn=self._topic,
-                Subject=notification.message[:99],
-                Message=json.dumps(notification.model_dump(mode="json"), default=str),
-                MessageAttributes={
-                    "department": {"DataType": "String", "StringValue": notification.department},
-                    "kind": {"DataType": "String", "StringValue": notification.kind},
-                },
-            )
-        except Exception:
-            # Let the redelivery publish it: forget the stored copy so the retry is not taken for a duplicate.
-            self._repository.forget(notification, event_id)
-            logger.exception("could not publish a notification", extra={"department": notification.department})
-            raise
+    def _publish(self, notification: Notification) -> None:
+        self.sns.publish(
+            TopicArn=self._topic,
+            Subject=notification.message[:99],
+            Message=json.dumps(notification.model_dump(mode="json"), default=str),
+            MessageAttributes={
+                "department": {"DataType": "String", "StringValue": notification.department},
+                "kind": {"DataType": "String", "StringValue": notification.kind},
+            },
+        )
 
 
 def _subject(event: EventDetail) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from functions.core import idempotency
 from functions.core.dynamo import DynamoTable, from_item, is_conditional_failure, to_item
 from functions.core.errors import Conflict, NotFound
 from functions.core.events import EventDetail, from_entry, to_entry
@@ -34,7 +35,7 @@ def _grant_key(grant: Grant) -> dict[str, str]:
 class SharingRepository(DynamoTable):
     def put_grant(self, grant: Grant, events: Sequence[EventDetail] = ()) -> str | None:
         """Store a new grant (and the events it causes, in the outbox); returns the outbox entry."""
-        return self._write([self._new(_grant_record(grant))], events, f"Grant {grant.grant_id} exists")
+        return self._write([self._new(_grant_record(grant))], events, f"Grant {grant.grant_id} exists", grant)
 
     def grants_between(self, owner: str, grantee: str) -> list[Grant]:
         """Every grant `owner` gave `grantee` (live or not): the candidates for one read."""
@@ -56,7 +57,9 @@ class SharingRepository(DynamoTable):
             ExpressionAttributeValues=to_item({":d": department}),
         )
 
-    def revoke(self, grant: Grant, by: str, now: str, events: Sequence[EventDetail] = ()) -> str | None:
+    def revoke(
+        self, grant: Grant, by: str, now: str, events: Sequence[EventDetail] = (), result: Grant | None = None
+    ) -> str | None:
         """Conditional on the grant being active: of two stewards revoking, one wins, nothing mixes."""
         update = {
             "Update": {
@@ -68,10 +71,10 @@ class SharingRepository(DynamoTable):
                 "ExpressionAttributeValues": to_item({":revoked": "revoked", ":active": "active", ":now": now, ":by": by}),
             }
         }
-        return self._write([update], events, f"Grant {grant.grant_id} is already revoked")
+        return self._write([update], events, f"Grant {grant.grant_id} is already revoked", result)
 
     def put_request(self, request: AccessRequest, events: Sequence[EventDetail] = ()) -> str | None:
-        return self._write([self._new(_request_record(request))], events, f"Access request {request.request_id} exists")
+        return self._write([self._new(_request_record(request))], events, f"Access request {request.request_id} exists", request)
 
     def get_request(self, dataset_id: str, request_id: str) -> AccessRequest:
         response = self.client.get_item(
@@ -94,22 +97,32 @@ class SharingRepository(DynamoTable):
             }
         }
         items = [decision, *([self._new(_grant_record(grant))] if grant else [])]
-        return self._write(items, events, f"Access request {request.request_id} was already decided")
+        return self._write(items, events, f"Access request {request.request_id} was already decided", grant or request)
 
     # -- the outbox: events written with the change they report, published after it
-    def _write(self, items: list[dict[str, Any]], events: Sequence[EventDetail], conflict: str) -> str | None:
-        """One transaction: the change, and (if any) its events in the outbox. Conflict if a condition fails."""
+    def _write(
+        self, items: list[dict[str, Any]], events: Sequence[EventDetail], conflict: str, result: Grant | AccessRequest | None
+    ) -> str | None:
+        """One transaction: the change, (if any) its events in the outbox, and (under an idempotency
+        key) the result it answers with. Conflict if a condition fails; AlreadyCommitted if an earlier
+        call with the same idempotency key committed this change."""
         entry = None
         if events:
             entry = f"{datetime.now(UTC).isoformat(timespec='microseconds')}#{secrets.token_hex(8)}"
             record = {"pk": OUTBOX, "sk": entry, "events": json.dumps([to_entry(e) for e in events])}
             items = [*items, self._new(record)]
+        keyed = idempotency.current.get()
+        if keyed is not None and result is not None:
+            items = [*items, keyed.commit_item(result.model_dump_json())]
         try:
             self.client.transact_write_items(TransactItems=items)
         except Exception as error:
-            if is_conditional_failure(error):
-                raise Conflict(conflict) from None
-            raise
+            if not is_conditional_failure(error):
+                raise
+            committed = keyed.committed() if keyed is not None and result is not None else None
+            if committed is not None:
+                raise idempotency.AlreadyCommitted(committed) from None
+            raise Conflict(conflict) from None
         return entry
 
     def _new(self, record: dict[str, Any]) -> dict[str, Any]:

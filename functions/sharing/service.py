@@ -13,6 +13,7 @@ from functions.catalog.service import CatalogService
 from functions.core.clock import utc_now
 from functions.core.errors import InvalidRequest, NotFound
 from functions.core.events import AccessRequestChanged, EventDetail, EventPublisher, GrantChanged
+from functions.core.idempotency import AlreadyCommitted
 from functions.core.observability import logger
 from functions.core.scoped import DepartmentScopes
 from functions.identity.models import Caller
@@ -94,7 +95,10 @@ class SharingService:
             created_at=self._clock(),
         )
         filed = _request_changed(access_request, "filed", caller.principal_id, access_request.created_at)
-        self._announce(self._sharing.put_request(access_request, [filed]), [filed])
+        try:
+            self._announce(self._sharing.put_request(access_request, [filed]), [filed])
+        except AlreadyCommitted as earlier:
+            return AccessRequest.model_validate_json(earlier.result)
         return access_request
 
     def pending_requests(self, caller: Caller, request_id: str = "") -> list[AccessRequest]:
@@ -127,7 +131,10 @@ class SharingService:
             _request_changed(access_request, "approved", caller.principal_id, grant.created_at, approval.note),
             _grant_changed(grant, "granted", caller.principal_id, grant.created_at),
         ]
-        self._announce(self._sharing.decide(access_request, grant, events), events)
+        try:
+            self._announce(self._sharing.decide(access_request, grant, events), events)
+        except AlreadyCommitted as earlier:
+            return Grant.model_validate_json(earlier.result)
         return grant
 
     def deny(
@@ -137,7 +144,10 @@ class SharingService:
         access_request.status = "denied"
         access_request.decision = Decision(by=caller.principal_id, at=self._clock(), reason=denial.reason)
         denied = _request_changed(access_request, "denied", caller.principal_id, access_request.decision.at, denial.reason)
-        self._announce(self._sharing.decide(access_request, None, [denied]), [denied])
+        try:
+            self._announce(self._sharing.decide(access_request, None, [denied]), [denied])
+        except AlreadyCommitted as earlier:
+            return AccessRequest.model_validate_json(earlier.result)
         return access_request
 
     # -- grants
@@ -195,14 +205,20 @@ class SharingService:
 
     def _give(self, caller: Caller, grant: Grant) -> Grant:
         granted = _grant_changed(grant, "granted", caller.principal_id, grant.created_at)
-        self._announce(self._sharing.put_grant(grant, [granted]), [granted])
+        try:
+            self._announce(self._sharing.put_grant(grant, [granted]), [granted])
+        except AlreadyCommitted as earlier:
+            return Grant.model_validate_json(earlier.result)
         return grant
 
     def _revoke(self, caller: Caller, grant: Grant) -> Grant:
         now = self._clock()
         revoked = grant.model_copy(update={"status": "revoked", "revoked_at": now, "revoked_by": caller.principal_id})
         event = _grant_changed(revoked, "revoked", caller.principal_id, now)
-        self._announce(self._sharing.revoke(grant, caller.principal_id, now, [event]), [event])
+        try:
+            self._announce(self._sharing.revoke(grant, caller.principal_id, now, [event], revoked), [event])
+        except AlreadyCommitted as earlier:
+            return Grant.model_validate_json(earlier.result)
         try:
             ViewJanitor(self._bucket, self._scopes).forget_grant(grant)
         except Exception:
@@ -210,15 +226,15 @@ class SharingService:
         return revoked
 
     def _announce(self, outbox_entry: str | None, events: list[EventDetail]) -> None:
-        """Publish the events of a committed change and clear them from the outbox. If the bus is
-        unreachable the change stands (it is committed) and the outbox sweeper publishes them later."""
+        """Publish the events of a committed change and clear them from the outbox. The change is
+        committed whatever happens here, and the caller is told it succeeded: if the bus or the
+        clearing fails, the outbox sweeper publishes (again: consumers dedupe on each event's key)."""
         try:
             self._events.publish(*events)
+            if outbox_entry:
+                self._sharing.clear_outbox(outbox_entry)
         except Exception:
             logger.warning("events left in the outbox for the sweeper", extra={"entry": outbox_entry})
-            return
-        if outbox_entry:
-            self._sharing.clear_outbox(outbox_entry)
 
     def _manage_department(self, caller: Caller, request_id: str, details: dict[str, object]) -> None:
         self._access.require_steward(caller, request_id, details, "Only the department's data stewards manage its grants")

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from functions.catalog.models import Dataset
-from functions.core.layout import upload_of, vault_key
+from functions.core.layout import vault_key
 from functions.core.scoped import DepartmentScopes, sse_kms
 from functions.core.sealing import open_stream
 from functions.core.settings import Settings
@@ -232,7 +232,7 @@ class ViewBuilder:
         s3 = self._scopes.s3(dataset.owner)
         vaults = []
         for file in files:
-            sealed_key = vault_key(dataset.owner, dataset.dataset_id, upload_of(file), column)
+            sealed_key = vault_key(file, column)
             try:
                 body = s3.get_object(Bucket=self._settings.data_bucket, Key=sealed_key)["Body"]
             except s3.exceptions.NoSuchKey:

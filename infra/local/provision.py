@@ -62,6 +62,14 @@ def _table_request(table: TableSpec, name: str) -> dict[str, Any]:
     return request
 
 
+def create_table(dynamodb: Any, table: TableSpec, name: str) -> None:
+    dynamodb.create_table(**_table_request(table, name))
+    if table.ttl_attribute:
+        dynamodb.update_time_to_live(
+            TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute}
+        )
+
+
 def _lifecycle_rule(expiry: ExpirySpec) -> dict[str, Any]:
     prefix_filter: dict[str, Any] = {"Prefix": expiry.prefix}
     if expiry.tag:
@@ -90,12 +98,7 @@ def provision(session: Any, names: dict[tuple[str, str], str], spec: PlatformSpe
     kms.create_alias(AliasName=names[("key", "platform")], TargetKeyId=key_id)
     dynamodb = session.client("dynamodb")
     for table in spec.tables:
-        dynamodb.create_table(**_table_request(table, names[("table", table.name)]))
-        if table.ttl_attribute:
-            dynamodb.update_time_to_live(
-                TableName=names[("table", table.name)],
-                TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
-            )
+        create_table(dynamodb, table, names[("table", table.name)])
     sqs = session.client("sqs")
     queue_urls: dict[str, str] = {}
     queue_arns: dict[str, str] = {}

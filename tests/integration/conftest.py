@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +38,13 @@ class Aws:
     session: Any
     names: dict[tuple[str, str], str]
     queue_urls: dict[str, str]
+    clients: dict[str, Any] = field(default_factory=dict)
 
     def client(self, service: str) -> Any:
-        return self.session.client(service)
+        """One client per service (making a client costs tens of milliseconds)."""
+        if service not in self.clients:
+            self.clients[service] = self.session.client(service)
+        return self.clients[service]
 
     def table(self, name: str) -> str:
         return self.names[("table", name)]
@@ -212,3 +216,37 @@ def land(moto_aws: Aws, settings: Settings, data: bytes = CSV) -> str:
 
 def versions(service: IngestService) -> list[int]:
     return [v.version for v in service._uploads.list_versions("air-quality")]
+
+
+def commit_version(settings: Settings, dataset_id: str, owner: str, number: int, files: list[str], rows: int) -> None:
+    """A version committed as ingest commits it (its dataset's latest version must be number - 1)."""
+    from functions.ingest.models import DatasetProfile, DatasetVersion, IngestReport
+
+    uploads = IngestRepository(settings.catalog_table)
+    upload = Upload(
+        upload_id=new_upload_id(),
+        dataset_id=dataset_id,
+        owner=owner,
+        created_by="p",
+        created_at="t",
+        request=UploadRequest(filename="data.csv", format="csv", size_bytes=1),
+        landing_key=f"landing/{owner}/{dataset_id}/x/data.csv",
+    )
+    uploads.create_upload(upload)
+    assert uploads.mark_processing(upload, "t", "atest")
+    version = DatasetVersion(
+        dataset_id=dataset_id,
+        version=number,
+        owner=owner,
+        upload_id=upload.upload_id,
+        created_at="t",
+        rows=rows,
+        files=files,
+        bytes=1,
+        content_sha256="0" * 64,
+        profile=DatasetProfile(rows=rows, columns={}),
+        report=IngestReport(rows_read=rows, rows_accepted=rows),
+        output_schema={},
+    )
+    uploads.commit_version(version, "t", "atest")
+    uploads.settled(dataset_id, upload.upload_id, "published")

@@ -26,7 +26,7 @@ from functions.notifications.repository import NotificationRepository
 from functions.sharing.models import Grant
 from functions.sharing.repository import SharingRepository
 from tests.datasets import city_schema
-from tests.integration.conftest import Aws, assert_matches_published_schema, published_events
+from tests.integration.conftest import Aws, assert_matches_published_schema, commit_version, published_events
 
 START = dt.datetime(2026, 11, 4, tzinfo=dt.UTC)
 
@@ -74,9 +74,7 @@ def publish(
             "created_at": "t",
             "updated_at": "t",
             "created_by": "p",
-            "latest_version": version,
-            "latest_files": [key],
-            "latest_bytes": len(sink.getvalue()),
+            "latest_version": version - 1,
             "tags": tags or [],
         }
     )
@@ -84,6 +82,7 @@ def publish(
         TableName=settings.catalog_table, Key={"pk": {"S": f"DATASET#{dataset_id}"}, "sk": {"S": "DATASET"}}
     )
     catalog.create(dataset)
+    commit_version(settings, dataset_id, owner, version, [key], len(rows))
     return DatasetVersionPublished(
         dataset_id=dataset_id,
         version=version,
@@ -138,7 +137,7 @@ def test_a_redelivered_version_event_raises_each_alert_once(moto_aws: Aws, setti
     again = service.evaluate_rules(event)
     assert len(first) == 1 and again == []
     raised = alert_events(moto_aws)
-    assert [e["detail"]["window_start"] for e in raised] == ["2026-11-04T00:00:00Z"]
+    assert [[a["window_start"] for a in e["detail"]["alerts"]] for e in raised] == [["2026-11-04T00:00:00Z"]]
     assert_matches_published_schema(raised[0])
 
 

@@ -132,7 +132,7 @@ def test_an_upload_whose_function_was_killed_is_reported_failed(
 
     key = land(moto_aws, settings)
     upload = upload_of(settings, key)
-    IngestRepository(settings.catalog_table).mark_processing(upload, datetime.now(UTC).isoformat(timespec="seconds"))
+    IngestRepository(settings.catalog_table).mark_processing(upload, datetime.now(UTC).isoformat(timespec="seconds"), "akilled")
     access = AccessControl(PolicyEngine(settings.policies_dir), AuditLog(settings.audit_table))
     later = datetime.now(UTC) + timedelta(seconds=settings.ingest_stalled_after_seconds + 60)
     uploads = UploadService(

@@ -15,6 +15,7 @@ from functions.handlers import wiring
 from functions.ingest.models import UploadRequest
 from functions.ingest.repository import IngestRepository
 from functions.ingest.service import IngestService
+from tests.faults import FunctionStopped
 from tests.integration.conftest import CSV, Aws, assert_matches_published_schema, land, published_events, versions
 
 
@@ -62,10 +63,10 @@ def test_a_crash_before_the_commit_converges_on_retry(
     original = service._uploads.commit_version
 
     def crash(*args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("the function timed out after writing the Parquet file")
+        raise FunctionStopped("the function timed out after writing the Parquet file")
 
     monkeypatch.setattr(service._uploads, "commit_version", crash)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(FunctionStopped):
         service.process(settings.data_bucket, key)
     assert versions(service) == []  # nothing visible: the Parquet file has no catalog entry
     monkeypatch.setattr(service._uploads, "commit_version", original)
@@ -74,7 +75,7 @@ def test_a_crash_before_the_commit_converges_on_retry(
     curated = moto_aws.client("s3").list_objects_v2(Bucket=settings.data_bucket, Prefix="curated/environment/air-quality/")[
         "Contents"
     ]
-    assert len(curated) == 1  # the retry rewrote the same object
+    assert len(curated) == 1  # the retry took the upload over and removed the dead attempt's file
 
 
 def test_uploads_get_consecutive_versions(moto_aws: Aws, settings: Settings, service: IngestService) -> None:
@@ -89,11 +90,9 @@ def test_a_rejected_file_keeps_its_original_and_gets_a_report(moto_aws: Aws, set
     s3 = moto_aws.client("s3")
     assert s3.get_object(Bucket=settings.data_bucket, Key=key)["Body"].read().startswith(b"station_id")
     upload_id = key.split("/")[3]
-    report = json.loads(
-        s3.get_object(Bucket=settings.data_bucket, Key=f"quarantine/environment/air-quality/{upload_id}/report.json")[
-            "Body"
-        ].read()
-    )
+    listed = s3.list_objects_v2(Bucket=settings.data_bucket, Prefix=f"quarantine/environment/air-quality/{upload_id}/")
+    (report_key,) = [o["Key"] for o in listed["Contents"] if o["Key"].endswith("/report.json")]
+    report = json.loads(s3.get_object(Bucket=settings.data_bucket, Key=report_key)["Body"].read())
     assert report["file_error"] == "no_valid_rows" and report["issue_counts"] == {"wrong_type": 2}
     assert versions(service) == []
 

@@ -16,6 +16,8 @@ from functions.core.events import AccessRequestChanged, EventPublisher, GrantCha
 from functions.core.settings import Settings
 from functions.handlers import triggers
 from functions.notifications.repository import NotificationRepository
+from functions.sharing.models import AccessRequest, Grant
+from functions.sharing.repository import SharingRepository
 from infra.local.lambdas import LocalContext
 from infra.local.pump import sqs_event
 from tests.integration.conftest import Aws
@@ -27,8 +29,45 @@ AT = "2026-11-26T10:00:00+00:00"
 @pytest.fixture
 def handler(settings: Settings) -> Iterator[Any]:
     triggers.triggers.cache_clear()
+    record_in_catalog(settings)
     yield triggers.handler
     triggers.triggers.cache_clear()
+
+
+def record_in_catalog(settings: Settings, revoked: bool = True) -> None:
+    """The grant and the access request the events below are about: the triggers function checks
+    each event against the catalog before anyone is told."""
+    sharing = SharingRepository(settings.sharing_table)
+    event = grant_changed()
+    grant = Grant(
+        grant_id=event.grant_id,
+        dataset_id="traffic-flow",
+        owner="transport",
+        grantee_department="environment",
+        purpose="Pollution near congested roads",
+        purpose_category="environment-monitoring",
+        created_by="steward",
+        created_at=AT,
+    )
+    sharing.put_grant(grant)
+    if revoked:
+        sharing.revoke(grant, "steward", "2026-11-26T11:00:00+00:00")
+    filed = request_filed()
+    sharing.put_request(
+        AccessRequest(
+            request_id=filed.access_request_id,
+            dataset_id="traffic-flow",
+            owner="transport",
+            requester_department="environment",
+            requester_principal="analyst",
+            purpose="Pollution near congested roads",
+            purpose_category="environment-monitoring",
+            legal_basis="public-task",
+            columns=["segment_id"],
+            until="2027-12-31T00:00:00+00:00",
+            created_at=AT,
+        )
+    )
 
 
 def grant_changed(change: str = "granted", grant_id: str = "g" + "1" * 24, at: str = AT) -> GrantChanged:
@@ -147,10 +186,20 @@ def test_a_failed_publish_is_retried_not_lost(
     def unavailable(**_: Any) -> None:
         raise RuntimeError("SNS is unavailable")
 
+    published: list[str] = []
     monkeypatch.setattr(service, "_sns", type("Down", (), {"publish": staticmethod(unavailable)})())
     with pytest.raises(BatchProcessingError):  # every record failed: Lambda retries the batch
         handler(event, LocalContext("triggers", 1024))
-    assert inbox(settings, "environment") == []
-    monkeypatch.setattr(service, "_sns", None)
+    assert [n.kind for n in inbox(settings, "environment")] == ["grant.granted"]  # stored, not yet pushed
+    monkeypatch.setattr(service, "_sns", type("Up", (), {"publish": staticmethod(lambda **m: published.append(m["Message"]))})())
     assert handler(event, LocalContext("triggers", 1024)) == {"batchItemFailures": []}
+    assert handler(event, LocalContext("triggers", 1024)) == {"batchItemFailures": []}  # once more: nothing is told twice
     assert [n.kind for n in inbox(settings, "environment")] == ["grant.granted"]
+    assert [json.loads(m)["kind"] for m in published] == ["grant.granted"]
+
+
+def test_events_the_catalog_does_not_confirm_tell_nobody(moto_aws: Aws, settings: Settings, handler: Any) -> None:
+    forged = grant_changed(grant_id="g" + "9" * 24)
+    EventPublisher(settings.event_bus).publish(forged, request_filed().model_copy(update={"owner": "health"}))
+    assert handler(delivered(moto_aws), LocalContext("triggers", 1024)) == {"batchItemFailures": []}
+    assert inbox(settings, "environment") == [] and inbox(settings, "health") == []

@@ -49,5 +49,6 @@ def settings(audience: str = "cityshare-test") -> Settings:
             "EVENT_BUS": "e",
             "NOTIFICATIONS_TABLE": "i",
             "ANALYTICS_TABLE": "y",
+            "IDEMPOTENCY_TABLE": "k",
         }
     )
