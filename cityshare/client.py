@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,11 +36,40 @@ class CityShareError(Exception):
         self.problem = problem or {}
 
 
+# Answers worth trying again: throttling, the gateway or the function failing or timing out, and a
+# call with the same idempotency key still in progress. A mutating call is retried with the same
+# Idempotency-Key, so the server does it once and answers the retry with the first call's result.
+_RETRIED_STATUSES = {429, 500, 502, 503, 504}
+_MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def _worth_retrying(response: requests.Response) -> bool:
+    if response.status_code in _RETRIED_STATUSES:
+        return True
+    if response.status_code == 409:
+        try:
+            return bool(response.json().get("code") == "idempotency_in_progress")
+        except ValueError:
+            return False
+    return False
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    try:
+        return min(float(response.headers.get("Retry-After", "")), 30.0)
+    except ValueError:
+        return None
+
+
 class CityShareClient:
-    def __init__(self, endpoint: str, signer: RequestSigner, timeout: float = 30.0) -> None:
+    def __init__(
+        self, endpoint: str, signer: RequestSigner, timeout: float = 30.0, retries: int = 4, backoff: float = 0.5
+    ) -> None:
         self.endpoint = endpoint.rstrip("/")
         self.signer = signer
         self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
         self._http = requests.Session()
 
     @classmethod
@@ -50,16 +80,40 @@ class CityShareClient:
         return cls(profile.endpoint, signer)
 
     # -- transport
-    def request(self, method: str, path: str, params: dict[str, Any] | None = None, body: Any = None) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None = None,
+        body: Any = None,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        """One API call, signed afresh on each attempt; retried on throttling, 5xx and dropped
+        connections. A mutating call carries an Idempotency-Key (a new one per call unless given),
+        the same on every retry."""
         query = urlencode({k: v for k, v in (params or {}).items() if v is not None}, doseq=True)
         path_and_query = path + (f"?{query}" if query else "")
         data = b"" if body is None else json.dumps(body).encode()
-        headers = {"Authorization": f"Bearer {self.signer.token(method, request_target(path_and_query), data)}"}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        response = self._http.request(
-            method, self.endpoint + path_and_query, data=data or None, headers=headers, timeout=self.timeout
-        )
+        key = (idempotency_key or str(uuid.uuid4())) if method.upper() in _MUTATING else None
+        for attempt in range(self.retries + 1):
+            headers = {"Authorization": f"Bearer {self.signer.token(method, request_target(path_and_query), data)}"}
+            if body is not None:
+                headers["Content-Type"] = "application/json"
+            if key is not None:
+                headers["Idempotency-Key"] = key
+            try:
+                response = self._http.request(
+                    method, self.endpoint + path_and_query, data=data or None, headers=headers, timeout=self.timeout
+                )
+            except (requests.ConnectionError, requests.Timeout):
+                if attempt == self.retries:
+                    raise
+                time.sleep(self.backoff * 2**attempt)
+                continue
+            if attempt < self.retries and _worth_retrying(response):
+                time.sleep(_retry_after(response) or self.backoff * 2**attempt)
+                continue
+            break
         if response.status_code >= 400:
             try:
                 problem = response.json()

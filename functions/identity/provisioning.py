@@ -1,10 +1,11 @@
 """Onboarding without a deploy: what a newly registered department needs is made at run time by the
 provisioner function, the one narrow path allowed to create KMS keys and API keys.
 
-- its KMS key, from a policy template: the account administers it (through IAM), and a deny lets
-  no principal use it for encryption unless it carries this department's session tag — so only
+- its KMS key, from a policy template: the account administers it (through IAM), a deny lets no
+  principal use it for encryption unless it carries this department's session tag — so only
   sessions of the data role acting for this department can decrypt its data, whatever any other
-  policy says (functions.core.scoped);
+  policy says (functions.core.scoped) — and another lets no one disable it, schedule its deletion
+  or move its alias while it carries a department alias;
 - in AWS, its API key on the department usage plan, which the authorizer names for every request
   of the department: API Gateway then throttles each department on its own.
 
@@ -43,6 +44,16 @@ def department_key_policy(account: str, department: str, partition: str = "aws",
             "Resource": "*",
         }
     ]
+    statements.append(
+        {
+            "Sid": "NotDisabledOrDeletedWhileInUse",
+            "Effect": "Deny",
+            "Principal": {"AWS": "*"},
+            "Action": ["kms:DisableKey", "kms:ScheduleKeyDeletion", "kms:DeleteAlias", "kms:UpdateAlias"],
+            "Resource": "*",
+            "Condition": {"ForAnyValue:StringLike": {"kms:ResourceAliases": "alias/cityshare/*"}},
+        }
+    )
     if not query_role:
         statements.append(_deny("OnlySessionsActingForTheDepartmentUseIt", {"StringNotEquals": not_the_department}))
     else:
@@ -128,6 +139,11 @@ class Provisioner:
             KeyUsage="ENCRYPT_DECRYPT",
             Policy=json.dumps(department_key_policy(identity["Account"], department, partition, self._query_role)),
             Tags=[{"TagKey": DEPARTMENT_TAG, "TagValue": department}, {"TagKey": STAGE_TAG, "TagValue": self._stage}],
+            # KMS refuses a policy that would not let the caller change it later, unless told to skip
+            # that check. The account keeps the key manageable (its first statement, through IAM);
+            # the provisioner is deliberately not among those who may change key policies: a
+            # compromised provisioner could otherwise open any department's key to itself.
+            BypassPolicyLockoutSafetyCheck=True,
         )["KeyMetadata"]
         self.kms.enable_key_rotation(KeyId=created["KeyId"])
         try:

@@ -144,3 +144,28 @@ def test_the_cli_grants_lists_reads_and_revokes(stack: RunningStack, parties: di
     assert "['segment_id', 'vehicle_count']" in saved.stdout
     cityshare("access", "revoke", dataset_id, granted["grant_id"], profile=steward_profile)
     assert cityshare("read", dataset_id, profile=reader_profile, check=False).returncode == 1
+
+
+def test_a_retried_call_with_its_idempotency_key_is_done_once(parties: dict[str, object]) -> None:
+    """A steward's client that lost the answer retries with the same key: one grant, the same answer;
+    the key used for another body is refused, not guessed."""
+    steward, consumer = parties["steward"], parties["consumer"]
+    assert isinstance(steward, Member) and isinstance(consumer, Member)
+    dataset_id = str(parties["dataset"])
+    body = {
+        "grantee_department": consumer.profile.department,
+        "purpose": "Retried after a lost answer",
+        "purpose_category": "environment-monitoring",
+        "legal_basis": "public-task",
+        "terms": {"columns": ["segment_id", "avg_speed_kmh"]},
+    }
+    path = f"/datasets/{dataset_id}/grants"
+    first = steward.client.request("POST", path, body=body, idempotency_key="grant-retried-1")
+    again = steward.client.request("POST", path, body=body, idempotency_key="grant-retried-1")
+    assert again == first
+    mine = [g for g in steward.client.grants(dataset_id) if g["purpose"] == "Retried after a lost answer"]
+    assert [g["grant_id"] for g in mine] == [first["grant_id"]]
+    with pytest.raises(CityShareError) as reused:
+        steward.client.request("POST", path, body=dict(body, purpose="Another call, same key"), idempotency_key="grant-retried-1")
+    assert (reused.value.status, reused.value.code) == (422, "idempotency_key_reused")
+    steward.client.revoke_grant(dataset_id, first["grant_id"])

@@ -20,6 +20,7 @@ from functions.handlers import wiring
 from infra.local.fidelity import make_conditional_writes_atomic
 from infra.local.provision import create_table, physical_names, provision
 from infra.spec import RESOURCE_ENVIRONMENT, SPEC, function_environment
+from tests.aws_rules import AwsRules, role_in
 from tests.faults.harness import FaultInjector
 from tests.integration.conftest import CITY, Aws, provision_departments
 
@@ -65,13 +66,14 @@ def moto_server(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     _forget_services()
     session = boto3.session.Session()
-    names = physical_names(f"faults{next(_PREFIXES)}")
-    queue_urls = provision(session, names)
-    for name, value in function_environment(names, stage="faults", audience="faults").items():
-        monkeypatch.setenv(name, value)
-    _forget_services()
-    provision_departments(*CITY)
-    yield Aws(session, names, queue_urls), get_settings()
+    with AwsRules(role_exists=role_in(session.client("iam"))).active():
+        names = physical_names(f"faults{next(_PREFIXES)}")
+        queue_urls = provision(session, names)
+        for name, value in function_environment(names, stage="faults", audience="faults").items():
+            monkeypatch.setenv(name, value)
+        _forget_services()
+        provision_departments(*CITY)
+        yield Aws(session, names, queue_urls), get_settings()
     _forget_services()
 
 

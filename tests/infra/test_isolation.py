@@ -148,7 +148,7 @@ def test_a_departments_key_policy_denies_use_to_anyone_not_acting_for_it() -> No
     policy = department_key_policy(
         "123456789012", "transport", query_role="arn:aws:iam::123456789012:role/cityshare-prod-triggers"
     )
-    denies = [s for s in policy["Statement"] if s["Effect"] == "Deny"]
+    denies = [s for s in policy["Statement"] if s["Effect"] == "Deny" and s["Sid"] != "NotDisabledOrDeletedWhileInUse"]
     assert len(denies) == 2
     for deny in denies:
         assert deny["Principal"] == {"AWS": "*"}
@@ -161,8 +161,18 @@ def test_a_departments_key_policy_denies_use_to_anyone_not_acting_for_it() -> No
     local = department_key_policy("123456789012", "transport")
     assert [s["Sid"] for s in local["Statement"]] == [
         "TheAccountAdministersThroughIam",
+        "NotDisabledOrDeletedWhileInUse",
         "OnlySessionsActingForTheDepartmentUseIt",
     ]
+
+
+def test_a_departments_key_cannot_be_disabled_or_deleted_while_it_carries_its_alias() -> None:
+    (guard,) = [
+        s for s in department_key_policy("123456789012", "transport")["Statement"] if s["Sid"] == "NotDisabledOrDeletedWhileInUse"
+    ]
+    assert guard["Effect"] == "Deny" and guard["Principal"] == {"AWS": "*"}
+    assert {"kms:ScheduleKeyDeletion", "kms:DisableKey", "kms:DeleteAlias", "kms:UpdateAlias"} <= set(guard["Action"])
+    assert guard["Condition"] == {"ForAnyValue:StringLike": {"kms:ResourceAliases": "alias/cityshare/*"}}
 
 
 def test_every_role_of_the_functions_is_named_for_its_stage(resources: Resources, synthesised: Synthesised) -> None:

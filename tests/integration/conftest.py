@@ -30,6 +30,7 @@ from functions.sharing.service import SharingService
 from infra.local.fidelity import make_conditional_writes_atomic
 from infra.local.provision import physical_names, provision
 from infra.spec import function_environment
+from tests.aws_rules import AwsRules, role_in
 from tests.datasets import city_schema
 
 
@@ -66,9 +67,11 @@ def moto_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
     with mock_aws():
         aws.reset_clients()
         session = boto3.session.Session()
-        names = physical_names("it")
-        queue_urls = provision(session, names)
-        yield Aws(session, names, queue_urls)
+        # Calls with policy documents are checked against the rules AWS applies and moto does not.
+        with AwsRules(role_exists=role_in(session.client("iam"))).active():
+            names = physical_names("it")
+            queue_urls = provision(session, names)
+            yield Aws(session, names, queue_urls)
     aws.reset_clients()
 
 

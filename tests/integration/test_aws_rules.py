@@ -1,0 +1,60 @@
+"""The rules AWS applies to policy documents, which moto skips (tests/aws_rules.py): the provisioner's
+key creation passes them, and the check itself refuses what KMS refuses."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from functions.core.settings import Settings
+from functions.identity.provisioning import department_key_policy
+from tests.aws_rules import AwsRules, PolicyRefused, check_key_policy, role_in
+from tests.integration.conftest import Aws, provision_departments
+
+ROLE = "arn:aws:iam::123456789012:role/cityshare-prod-provisioner"
+
+
+def no_role(arn: str) -> bool:
+    return False
+
+
+def test_a_key_policy_that_locks_its_creator_out_is_refused_unless_the_check_is_bypassed() -> None:
+    policy = json.dumps(department_key_policy("123456789012", "transport"))
+    # The call the provisioner made before: root administers through IAM, but the provisioner's
+    # own IAM policy holds no kms:PutKeyPolicy, so KMS refuses it.
+    with pytest.raises(PolicyRefused, match="will not allow you to update the key policy"):
+        check_key_policy(policy, ROLE, bypass=False, role_exists=no_role)
+    check_key_policy(policy, ROLE, bypass=True, role_exists=no_role)
+    check_key_policy(policy, ROLE, bypass=False, role_exists=no_role, caller_iam_allows_put_key_policy=True)
+
+
+def test_even_bypassed_the_account_must_keep_the_key_manageable() -> None:
+    policy = department_key_policy("123456789012", "transport")
+    policy["Statement"] = [s for s in policy["Statement"] if s["Sid"] != "TheAccountAdministersThroughIam"]
+    with pytest.raises(PolicyRefused, match="manageable"):
+        check_key_policy(json.dumps(policy), ROLE, bypass=True, role_exists=no_role)
+
+
+def test_principals_must_exist_and_conditions_be_known() -> None:
+    policy = department_key_policy("123456789012", "transport")
+    policy["Statement"].append(
+        {"Sid": "Ghost", "Effect": "Allow", "Principal": {"AWS": ROLE}, "Action": "kms:Decrypt", "Resource": "*"}
+    )
+    with pytest.raises(PolicyRefused, match="does not exist"):
+        check_key_policy(json.dumps(policy), ROLE, bypass=True, role_exists=no_role)
+    check_key_policy(json.dumps(policy), ROLE, bypass=True, role_exists=lambda arn: arn == ROLE)
+    policy["Statement"][-1]["Condition"] = {"StringEqualz": {"aws:PrincipalTag/x": "y"}}
+    with pytest.raises(PolicyRefused, match="operator"):
+        check_key_policy(json.dumps(policy), ROLE, bypass=True, role_exists=lambda arn: arn == ROLE)
+
+
+def test_the_provisioners_calls_pass_the_rules_kms_applies(moto_aws: Aws, settings: Settings) -> None:
+    rules = AwsRules(role_exists=role_in(moto_aws.client("iam")), caller_role=ROLE)
+    with rules.active():
+        provision_departments("logistics")
+    assert rules.checked == ["kms.CreateKey"]
+    kms = moto_aws.client("kms")
+    key = kms.describe_key(KeyId="alias/cityshare/it/departments/logistics")["KeyMetadata"]
+    document = json.loads(kms.get_key_policy(KeyId=key["KeyId"], PolicyName="default")["Policy"])
+    assert {s["Sid"] for s in document["Statement"]} >= {"TheAccountAdministersThroughIam", "NotDisabledOrDeletedWhileInUse"}
