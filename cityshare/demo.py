@@ -297,9 +297,9 @@ def analytics(people: dict[str, dict[str, CityShareClient]], folder: Path, conso
     alerts = sorted((a for a in environment.alerts("air-quality") if a["version"] == version), key=lambda a: a["window_start"])
     deadline = time.monotonic() + 15
     notes: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:  # every alert reaches health's inbox
+    while time.monotonic() < deadline:  # the rule's alerts on this version reach health's inbox (one notice)
         notes = [n for n in health.notifications(limit=100)["notifications"] if n["subject"].get("version") == version]
-        if sum(n["kind"] == "alert.raised" for n in notes) >= len(alerts):
+        if sum(n["subject"].get("firings", 0) for n in notes if n["kind"] == "alert.raised") >= len(alerts):
             break
         time.sleep(0.2)
     for alert in alerts:

@@ -79,8 +79,9 @@ def test_an_alert_rule_fires_on_a_spike_and_subscribers_are_told(city: dict[str,
     version = upload(environment, air, "air-quality", 24 * 24, tmp_path, spike=True)
 
     raised = wait_for(environment, "alert.raised", dataset_id=air, version=version)
-    assert raised["subject"]["rule_id"] == rule["rule_id"] and raised["subject"]["group"] == {"station_id": "AQ-004"}
-    assert raised["subject"]["value"] > 75 and raised["subject"]["window_start"].endswith(":00:00Z")
+    assert raised["subject"]["rule_id"] == rule["rule_id"] and raised["subject"]["firings"] == len(raised["subject"]["alerts"])
+    assert {a["group"]["station_id"] for a in raised["subject"]["alerts"]} == {"AQ-004"}
+    assert all(a["value"] > 75 and a["window_start"].endswith(":00:00Z") for a in raised["subject"]["alerts"])
     wait_for(health, "alert.raised", dataset_id=air, version=version)
     wait_for(health, "dataset.version-published", dataset_id=air, version=version)
     alerts = environment.client.alerts(air)

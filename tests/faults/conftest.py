@@ -14,26 +14,16 @@ from pathlib import Path
 import boto3
 import pytest
 
-from functions.core import aws
 from functions.core.settings import Settings, get_settings
-from functions.handlers import wiring
 from infra.local.fidelity import make_conditional_writes_atomic
 from infra.local.provision import create_table, physical_names, provision
 from infra.spec import RESOURCE_ENVIRONMENT, SPEC, function_environment
 from tests.aws_rules import AwsRules, role_in
 from tests.faults.harness import FaultInjector
-from tests.integration.conftest import CITY, Aws, provision_departments
+from tests.integration.conftest import CITY, Aws, forget_built_services, provision_departments
 
-_BUILDERS = (wiring.directory, wiring.scopes, wiring.department_keys, wiring.key_service, wiring.idempotency_store)
 _PREFIXES = itertools.count(1)
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _forget_services() -> None:
-    get_settings.cache_clear()
-    for builder in _BUILDERS:
-        builder.cache_clear()
-    aws.reset_clients()
 
 
 @pytest.fixture(scope="module")
@@ -64,17 +54,17 @@ def moto_server(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    _forget_services()
+    forget_built_services()
     session = boto3.session.Session()
     with AwsRules(role_exists=role_in(session.client("iam"))).active():
         names = physical_names(f"faults{next(_PREFIXES)}")
         queue_urls = provision(session, names)
         for name, value in function_environment(names, stage="faults", audience="faults").items():
             monkeypatch.setenv(name, value)
-        _forget_services()
+        forget_built_services()
         provision_departments(*CITY)
         yield Aws(session, names, queue_urls), get_settings()
-    _forget_services()
+    forget_built_services()
 
 
 RENEW_EVERY = 5  # runs on one set of tables (moto's queries read whole tables: they slow as tables grow)
@@ -91,7 +81,7 @@ def renew_tables(moto_server: tuple[Aws, Settings], monkeypatch: pytest.MonkeyPa
             if kind == "table":
                 create_table(dynamodb, SPEC.table(name), f"{prefix}-{name}")
                 monkeypatch.setenv(variable, f"{prefix}-{name}")
-        _forget_services()
+        forget_built_services()
         provision_departments(*CITY)  # their keys exist: found again by alias
         return get_settings()
 

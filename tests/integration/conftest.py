@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,14 +82,22 @@ def settings(moto_aws: Aws, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setting
     environment = function_environment(moto_aws.names, stage="it", audience="it")
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    for builder in (wiring.directory, wiring.scopes, wiring.department_keys, wiring.key_service):
-        builder.cache_clear()
+    forget_built_services()
     provision_departments(*CITY)
     yield get_settings()
+    forget_built_services()
+
+
+def forget_built_services() -> None:
+    """Forget every service the handlers built once per process (their clients and table names
+    belong to one moto): the settings, each cached builder of functions.handlers, the clients."""
     get_settings.cache_clear()
-    for builder in (wiring.directory, wiring.scopes, wiring.department_keys, wiring.key_service):
-        builder.cache_clear()
+    for name, module in list(sys.modules.items()):
+        if name.startswith("functions.handlers") and module is not None:
+            for value in list(vars(module).values()):
+                if callable(getattr(value, "cache_clear", None)):
+                    value.cache_clear()
+    aws.reset_clients()
 
 
 # The departments the tests' data belongs to, registered and provisioned (each its own KMS key).
