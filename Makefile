@@ -63,6 +63,7 @@ test: $(DEV) $(PYCANON) $(DELTA_SHARING) $(CONSOLE) chromium lint typecheck  ## 
 
 lint: $(DEV)
 	$(BIN)/ruff check .
+	PYTHONPATH=. $(BIN)/lint-imports --no-cache
 
 typecheck: $(DEV)
 	$(BIN)/mypy functions infra cityshare benchmarks app.py

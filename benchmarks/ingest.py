@@ -29,7 +29,7 @@ from cityshare.generators import generate
 from functions.catalog.models import IngestPolicy, TableSchema
 from functions.ingest.models import FileFormat, UploadRequest
 from functions.ingest.pipeline import IngestOutcome, run_pipeline
-from functions.ingest.protect import Protector
+from functions.privacy.protect import Protector
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = 9  # alternating bare and full: this machine moves by 20 % from run to run

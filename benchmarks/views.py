@@ -24,7 +24,7 @@ from cityshare.generators import generate
 from functions.catalog.models import Dataset, IngestPolicy, TableSchema
 from functions.ingest.models import UploadRequest
 from functions.ingest.pipeline import run_pipeline
-from functions.ingest.protect import Protector
+from functions.privacy.protect import Protector
 from functions.sharing.models import Grant, GrantTerms, RowFilter
 from functions.sharing.views import ViewSecrets, view_bytes
 

@@ -145,6 +145,19 @@ def admin_reinstate(department_id: str) -> None:
     show(client().set_department_status(department_id, "active"))
 
 
+@admin_app.command("suspend-principal")
+def admin_suspend_principal(department_id: str, principal_id: str) -> None:
+    """Suspend one principal: its requests are refused, and the rules, derived datasets and
+    subscriptions it defined stop, until reinstated."""
+    show(client().set_principal_status(department_id, principal_id, "suspended"))
+
+
+@admin_app.command("reinstate-principal")
+def admin_reinstate_principal(department_id: str, principal_id: str) -> None:
+    """Reinstate a suspended principal."""
+    show(client().set_principal_status(department_id, principal_id, "active"))
+
+
 @admin_app.command("principal")
 def admin_principal(
     department_id: str,

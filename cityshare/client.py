@@ -154,6 +154,11 @@ class CityShareClient:
         body = {"roles": roles, "display_name": display_name}
         return dict(self.request("PUT", f"/admin/departments/{department_id}/principals/{principal_id}", body=body))
 
+    def set_principal_status(self, department_id: str, principal_id: str, status: str) -> dict[str, Any]:
+        """Suspend ("suspended") or reinstate ("active") one principal."""
+        path = f"/admin/departments/{department_id}/principals/{principal_id}"
+        return dict(self.request("PATCH", path, body={"status": status}))
+
     def add_key(self, department_id: str, principal_id: str, jwk: dict[str, Any]) -> dict[str, Any]:
         path = f"/admin/departments/{department_id}/principals/{principal_id}/keys"
         return dict(self.request("POST", path, body={"jwk": jwk}))

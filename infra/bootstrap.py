@@ -14,8 +14,8 @@ from pathlib import Path
 
 import boto3
 
+from functions.governance.directory import bootstrap_platform
 from functions.identity.directory import DirectoryRepository
-from functions.identity.service import bootstrap_platform
 from infra.cloud.config import DeploymentConfig
 
 CDK_JSON = Path(__file__).resolve().parents[1] / "cdk.json"

@@ -340,7 +340,7 @@ SPEC = PlatformSpec(
             timeout_seconds=300,
             tables={
                 "catalog": WRITE,
-                "directory": ("GetItem",),
+                "directory": ("GetItem", "Query"),  # who a rule, a derived dataset or a subscription acts for, now
                 "sharing": (*READ, *DELETE),  # the outbox sweep deletes what it published
                 "notifications": (*WRITE, *DELETE),  # a notification whose publication failed is forgotten
                 "audit": APPEND,
@@ -438,6 +438,7 @@ SPEC = PlatformSpec(
             ("GET", "/admin/departments/{department_id}"),
             ("PATCH", "/admin/departments/{department_id}"),
             ("PUT", "/admin/departments/{department_id}/principals/{principal_id}"),
+            ("PATCH", "/admin/departments/{department_id}/principals/{principal_id}"),
             ("POST", "/admin/departments/{department_id}/principals/{principal_id}/keys"),
             ("DELETE", "/admin/departments/{department_id}/keys/{kid}"),
             ("POST", "/share-recipients"),

@@ -111,7 +111,7 @@ def coarsened(column: str, granularity: str, kind: str, dialect: str = "duckdb")
         # The start of the bucket in integer arithmetic: column - floor-mod(column, width).
         width = max(units // 10**decimals, 1)
         return f"CAST({column} - ((({column} % {width}) + {width}) % {width}) AS BIGINT)"
-    # As functions.ingest.protect.generalise, operation for operation in IEEE doubles: the grid cell
+    # As functions.privacy.protect.generalise, operation for operation in IEEE doubles: the grid cell
     # (a value on a grid line stays in its cell), its start as (cell * units) / 10^decimals.
     scale = f"CAST({float(10**decimals)!r} AS DOUBLE)"
     quotient = f"(CAST({column} AS DOUBLE) / ({float(units)!r} / {scale}))"

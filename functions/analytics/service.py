@@ -22,14 +22,15 @@ from functions.analytics.models import (
 )
 from functions.analytics.repository import AnalyticsRepository
 from functions.analytics.scope import ReadScope, scope_for, table_name
-from functions.catalog.models import CLASSIFICATION_RANK, Dataset, DatasetCreate
+from functions.catalog.models import Dataset, DatasetCreate
 from functions.catalog.service import CatalogService
+from functions.core.classification import CLASSIFICATION_RANK
 from functions.core.clock import utc_now
 from functions.core.errors import Forbidden, InvalidRequest, NotFound
 from functions.identity.models import Caller
 from functions.ingest.repository import IngestRepository
-from functions.policy.engine import PolicyEngine, require_own_inbox
-from functions.sharing.models import choose_grant
+from functions.policy.access import AccessControl
+from functions.sharing.repository import SharingRepository
 
 MAX_DERIVED_DEPTH = 10
 _JSON_TO_DUCKDB = {"string": "VARCHAR", "integer": "BIGINT", "number": "DOUBLE", "boolean": "BOOLEAN"}
@@ -50,7 +51,8 @@ class AnalyticsService:
         catalog: CatalogService,
         repository: AnalyticsRepository,
         versions: IngestRepository,
-        engine: PolicyEngine,
+        access: AccessControl,
+        grants: SharingRepository,
         allow_http_webhooks: bool = False,
         athena_available: bool = False,
         clock: Callable[[], str] = utc_now,
@@ -59,7 +61,8 @@ class AnalyticsService:
         self._catalog = catalog
         self._repository = repository
         self._versions = versions
-        self._engine = engine
+        self._access = access
+        self._grants = grants
         self._allow_http = allow_http_webhooks
         self._clock = clock
 
@@ -67,11 +70,10 @@ class AnalyticsService:
     def readable(self, caller: Caller, dataset_id: str, purpose: str, request_id: str) -> tuple[Dataset, ReadScope]:
         """The dataset and what the caller may read of it; audited as a ReadData decision."""
         dataset = self._catalog.load(dataset_id)
-        open_to_caller = dataset.open_to(caller.department_id)
-        grants = [] if open_to_caller else self._catalog.live_grants(caller, dataset)
-        grant = None if open_to_caller else choose_grant(grants, None)
-        details: dict[str, object] = {"purpose": purpose, "grant": grant.grant_id if grant else None}
-        self._catalog.require(caller, "ReadData", dataset, request_id, details, grants)
+        candidates = (
+            [] if dataset.owner == caller.department_id else self._grants.grants_between(dataset.owner, caller.department_id)
+        )
+        grant = self._catalog.require(caller, "ReadData", dataset, candidates, purpose=purpose, request_id=request_id)
         return dataset, scope_for(dataset, grant)
 
     def _typed(self, dataset: Dataset, scope: ReadScope) -> ReadScope:
@@ -130,7 +132,7 @@ class AnalyticsService:
 
     # -- subscriptions
     def subscribe(self, caller: Caller, request: SubscriptionCreate, request_id: str = "") -> CreatedSubscription:
-        require_own_inbox(self._engine, caller)  # subscriptions feed the department's inbox
+        self._access.require_own_inbox(caller)  # subscriptions feed the department's inbox
         if request.dataset_id is not None:
             self.readable(caller, request.dataset_id, "subscription", request_id)
         url = str(request.webhook_url) if request.webhook_url else None
@@ -154,11 +156,11 @@ class AnalyticsService:
         return CreatedSubscription(**subscription.model_dump(), webhook_secret=secret)
 
     def subscriptions(self, caller: Caller) -> list[Subscription]:
-        require_own_inbox(self._engine, caller)
+        self._access.require_own_inbox(caller)
         return self._repository.subscriptions_of(caller.department_id)
 
     def unsubscribe(self, caller: Caller, subscription_id: str) -> Subscription:
-        require_own_inbox(self._engine, caller)
+        self._access.require_own_inbox(caller)
         return self._repository.delete_subscription(caller.department_id, subscription_id)
 
     # -- derived datasets

@@ -29,9 +29,10 @@ from functions.analytics.athena import AthenaRunner, input_cte, wrapped
 from functions.analytics.models import Alert, AlertRule, DerivedDataset, Subscription
 from functions.analytics.repository import AnalyticsRepository
 from functions.analytics.scope import ReadScope, scope_for, table_name
-from functions.audit.chain import AuditEvent, AuditLog
+from functions.audit.chain import AuditLog
 from functions.catalog.models import Dataset
 from functions.catalog.repository import CatalogRepository
+from functions.catalog.service import CatalogService
 from functions.core.clock import utc_now
 from functions.core.errors import NotFound
 from functions.core.events import (
@@ -53,7 +54,9 @@ from functions.ingest.glue import version_table
 from functions.ingest.models import Upload, UploadRequest
 from functions.ingest.repository import IngestRepository
 from functions.notifications.service import NotificationService
-from functions.sharing.models import Grant, choose_grant, usable
+from functions.policy.actors import Actors
+from functions.policy.engine import Decision
+from functions.sharing.models import Grant
 from functions.sharing.repository import SharingRepository
 
 # Alerts marked this long ago and still unannounced were left by a function that died.
@@ -76,6 +79,8 @@ class TriggerService:
         ],
         events: EventPublisher,
         audit: AuditLog,
+        datasets: CatalogService,
+        actors: Actors,
         athena: AthenaRunner | None = None,
         scopes: DepartmentScopes | None = None,
         department_keys: DepartmentKeys | None = None,
@@ -89,6 +94,8 @@ class TriggerService:
         self._notifications = notifications(self._version_subscribers, self._alert_subscribers)
         self._events = events
         self._audit = audit
+        self._policies = datasets
+        self._actors = actors
         self._athena = athena
         self._dataset: Dataset | None = None
         self._datasets: dict[str, Dataset | None] | None = None
@@ -213,38 +220,27 @@ class TriggerService:
     def _alert_subscribers(self, event: AlertRaised) -> list[str]:
         return [s.department for s, _ in self._subscriptions("alerts")]
 
-    def _may_read(self, dataset: Dataset, department: str, principal: str | None = None, whole: bool = False) -> bool:
-        if dataset.open_to(department):
-            return True
-        grants = self._grants(dataset, department, principal)
-        return any(not g.terms.restricted() for g in grants) if whole else bool(grants)
+    def _may_read(self, dataset: Dataset, department: str, principal: str, whole: bool = False) -> bool:
+        """Whether a subscriber (the principal that subscribed, as the directory holds it now) may
+        be told: the policies' decision, audited in the owner's chain."""
+        decision, grant = self._decide(dataset, department, principal, None, f"subscription/{'alerts' if whole else 'versions'}")
+        return decision.allowed and (not whole or grant is None or not grant.terms.restricted())
 
-    def _grants(self, dataset: Dataset, department: str, principal: str | None) -> list[Grant]:
-        return usable(self._sharing.grants_between(dataset.owner, department), dataset, principal, self._clock())
+    def _decide(
+        self, dataset: Dataset, department: str, principal: str, grant_id: str | None, purpose: str, version: int | None = None
+    ) -> tuple[Decision, Grant | None]:
+        actor = self._actors.of(department, principal)
+        candidates = [] if dataset.owner == department else self._sharing.grants_between(dataset.owner, department)
+        details: dict[str, object] = {"version": version} if version is not None else {}
+        return self._policies.decide(actor, "ReadData", dataset, candidates, grant_id, purpose, details=details)
 
-    def _scope(self, dataset: Dataset, reader: str, grant_id: str | None, purpose: str, version: int) -> ReadScope | None:
-        """What `reader` may read of `dataset` now (None if nothing), audited in the owner's chain."""
-        if dataset.open_to(reader):
-            scope: ReadScope | None = scope_for(dataset, None)
-        else:
-            grants = self._grants(dataset, reader, None)
-            if grant_id is not None:
-                grants = [g for g in grants if g.grant_id == grant_id]
-            grant = choose_grant(grants, None)
-            scope = scope_for(dataset, grant) if grant else None
-        self._audit.append(
-            dataset.owner,
-            AuditEvent(
-                actor_department=reader,
-                actor_principal=purpose,
-                action="ReadData",
-                resource=f"Dataset::{dataset.dataset_id}",
-                decision="allow" if scope else "deny",
-                reason="" if scope else "no-live-grant",
-                details={"version": version, "grant": scope.grant_id if scope else grant_id, "purpose": purpose},
-            ),
-        )
-        return scope
+    def _scope(
+        self, dataset: Dataset, reader: str, principal: str, grant_id: str | None, purpose: str, version: int
+    ) -> ReadScope | None:
+        """What the principal a rule or derived dataset acts for may read of `dataset` now (None if
+        nothing): the policies' decision, audited in the owner's chain with the policies behind it."""
+        decision, grant = self._decide(dataset, reader, principal, grant_id, purpose, version)
+        return scope_for(dataset, grant) if decision.allowed else None
 
     # -- alert rules
     def evaluate_rules(self, event: DatasetVersionPublished, dataset: Dataset | None = None) -> list[Alert]:
@@ -257,7 +253,7 @@ class TriggerService:
         raised: list[Alert] = []
         with self._local_files(event.files) as files:
             for rule in rules:
-                scope = self._scope(dataset, rule.owner, rule.grant_id, f"rule/{rule.rule_id}", event.version)
+                scope = self._scope(dataset, rule.owner, rule.created_by, rule.grant_id, f"rule/{rule.rule_id}", event.version)
                 if scope is None or not rule.columns() <= set(scope.columns):
                     logger.warning("rule skipped: its grant ended or narrowed", extra={"rule": rule.rule_id})
                     continue
@@ -333,7 +329,9 @@ class TriggerService:
             return False  # this combination of input versions was already built (or is being ingested)
         scopes = []
         for source in sources:
-            scope = self._scope(source, definition.owner, None, f"derived/{definition.dataset_id}", source.latest_version)
+            scope = self._scope(
+                source, definition.owner, definition.created_by, None, f"derived/{definition.dataset_id}", source.latest_version
+            )
             if scope is None:
                 logger.warning("derived dataset not rebuilt: an input is no longer readable", extra={"input": source.dataset_id})
                 return False

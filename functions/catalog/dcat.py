@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from functions.catalog.models import Dataset
-from functions.ingest.models import DatasetProfile
+from functions.catalog.profiles import DatasetProfile
 
 PREFIXES = {
     "dcat": "http://www.w3.org/ns/dcat#",

@@ -22,9 +22,6 @@ DatasetId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{2,62}$
 ColumnName = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
 Tag = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")]
 Classification = Literal["public", "internal", "confidential", "restricted"]
-# Order of sensitivity: a tag grant up to "confidential" covers public, internal and confidential datasets.
-CLASSIFICATION_RANK: dict[str, int] = {"public": 0, "internal": 1, "confidential": 2, "restricted": 3}
-CLASSIFICATIONS: tuple[str, ...] = ("public", "internal", "confidential", "restricted")
 ColumnType = Literal["string", "number", "integer", "boolean"]
 Protection = Literal["pseudonymise", "encrypt", "generalise", "drop"]
 MAX_COLUMNS = 500
@@ -239,10 +236,6 @@ class Dataset(DatasetCreate):
     latest_bytes: int = 0
     # Derived datasets: the classification of their most restricted input, below which they may not go.
     classification_floor: Classification | None = None
-
-    def open_to(self, department: str) -> bool:
-        """Readable whole without a grant: by its owner, and by everyone when public (as the policies say)."""
-        return self.owner == department or self.classification == "public"
 
 
 class DatasetPage(Model):

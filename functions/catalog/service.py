@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from functions.catalog.models import CLASSIFICATION_RANK, Classification, Dataset, DatasetCreate, DatasetPage, DatasetUpdate
+from functions.catalog.models import Classification, Dataset, DatasetCreate, DatasetPage, DatasetUpdate
 from functions.catalog.repository import CatalogQuery, CatalogRepository
+from functions.core.classification import CLASSIFICATION_RANK
 from functions.core.clock import utc_now
 from functions.core.errors import Conflict, DatasetNotFound, Forbidden, InvalidRequest
 from functions.identity.models import Caller
-from functions.policy.access import AccessControl
-from functions.policy.engine import Resource, uid
-from functions.sharing.models import Grant, usable
+from functions.policy.access import AccessControl, G, HasFacts
+from functions.policy.engine import Decision, Resource, uid
 
 MAX_PAGE_SIZE = 100
 # A listing reads at most this many index pages for one answer, so a selective filter over a large
@@ -20,31 +20,35 @@ MAX_PAGE_SIZE = 100
 _MAX_PAGES_READ = 10
 
 
-def dataset_resource(dataset: Dataset, grants: Sequence[Grant] = ()) -> Resource:
-    """The dataset as Cedar sees it, with the live grants that can apply to this request."""
+def dataset_resource(dataset: Dataset) -> Resource:
+    """The dataset as Cedar sees it (grants come in the request's context, not on the dataset)."""
     return Resource(
         "Dataset",
         dataset.dataset_id,
         {
             "owner": uid("Department", dataset.owner),
+            "name": dataset.dataset_id,
             "classification": dataset.classification,
+            "rank": CLASSIFICATION_RANK[dataset.classification],
             "tags": list(dataset.tags),
             "legal_hold": dataset.legal_hold,
-            "readers": [uid("Department", g.grantee_department) for g in grants if g.grantee_principal is None],
-            "reader_principals": [f"{g.grantee_department}/{g.grantee_principal}" for g in grants if g.grantee_principal],
         },
     )
 
 
-def applicable(grants: Sequence[Grant], caller: Caller, dataset: Dataset, now: str) -> list[Grant]:
-    """The grants that let `caller` use `dataset` now: live, covering it, to the department or to the caller."""
-    return usable(grants, dataset, caller.principal_id, now)
-
-
 class GrantSource(Protocol):
-    def grants_between(self, owner: str, grantee: str) -> list[Grant]: ...
+    def grants_between(self, owner: str, grantee: str) -> Sequence[HasFacts]: ...
 
-    def grants_to(self, department: str) -> list[Grant]: ...
+    def grants_to(self, department: str) -> Sequence[HasFacts]: ...
+
+
+def choose(permitted: Sequence[G], grant_id: str | None) -> G | None:
+    """Which of the grants that all allow an action it uses: the one asked for, else an unrestricted
+    one, else the newest (a preference among permitted grants, not an access rule)."""
+    if grant_id is not None:
+        return next((g for g in permitted if g.facts().grant_id == grant_id), None)
+    ordered = sorted(permitted, key=lambda g: (not g.facts().restricted, g.facts().created_at), reverse=True)
+    return ordered[0] if ordered else None
 
 
 class CatalogService:
@@ -60,14 +64,39 @@ class CatalogService:
         self._clock = clock
         self._grants = grants
 
-    def live_grants(self, caller: Caller, dataset: Dataset, between: list[Grant] | None = None) -> list[Grant]:
-        """The caller's live grants covering `dataset`, on it or on its tags (one key query, none if the
-        request fetched `between`, the owner's grants to the caller's department, already; none for the owner)."""
+    def candidates(self, caller: Caller, dataset: Dataset) -> Sequence[HasFacts]:
+        """The grants that could let `caller` act on `dataset`: every grant its owner gave the
+        caller's department (one key query; none for the owner). Which of them lives and covers
+        the dataset is the policies' to say."""
         if self._grants is None or dataset.owner == caller.department_id:
             return []
-        if between is None:
-            between = self._grants.grants_between(dataset.owner, caller.department_id)
-        return applicable(between, caller, dataset, self._clock())
+        return self._grants.grants_between(dataset.owner, caller.department_id)
+
+    def decide(
+        self,
+        caller: Caller,
+        action: str,
+        dataset: Dataset,
+        candidates: Sequence[G],
+        grant_id: str | None = None,
+        purpose: str = "",
+        request_id: str = "",
+        details: dict[str, object] | None = None,
+        audit: bool = True,
+    ) -> tuple[Decision, G | None]:
+        """Whether `caller` may do `action` on `dataset`, and under which of `candidates` (None: on
+        its own right, as the owner or because the data is open): the policies say which grants
+        would allow it (one call), one is chosen (`grant_id` if given), and that decision is the one
+        authorised and audited, naming the policies that made it."""
+        resource = dataset_resource(dataset)
+        grant: G | None = None
+        if grant_id is not None or not self._access.engine.decide(caller, action, resource, self._access.now(), purpose).allowed:
+            grant = choose(self._access.permitted(caller, action, resource, candidates, purpose), grant_id)
+        extra = dict(details or {}) | ({"grant": grant.facts().grant_id} if grant is not None else {})
+        decision = self._access.authorize(
+            caller, action, resource, dataset.owner, request_id, extra, grant=grant, purpose=purpose, audit=audit
+        )
+        return decision, grant
 
     def create(
         self,
@@ -114,20 +143,24 @@ class CatalogService:
         dataset = self._repository.get(dataset_id)
         if dataset is None:
             return None
-        resource = dataset_resource(dataset, self.live_grants(caller, dataset))
-        return dataset if self._access.engine.decide(caller, "ViewDataset", resource).allowed else None
+        decision, _ = self.decide(caller, "ViewDataset", dataset, self.candidates(caller, dataset), audit=False)
+        return dataset if decision.allowed else None
 
-    def viewable(self, caller: Caller, dataset: Dataset, grants: list[Grant]) -> bool:
-        """Whether the caller may see a dataset already read, with its live grants already fetched
+    def permitted(self, caller: Caller, action: str, dataset: Dataset, candidates: Sequence[G], purpose: str = "") -> list[G]:
+        """The candidate grants under which the policies let `caller` do `action` on `dataset` (a listing's
+        filter: one call, not audited)."""
+        return self._access.permitted(caller, action, dataset_resource(dataset), candidates, purpose)
+
+    def viewable(self, caller: Caller, dataset: Dataset, candidates: Sequence[HasFacts]) -> bool:
+        """Whether the caller may see a dataset already read, its candidate grants already fetched
         (decided, not audited: no data goes out on this answer)."""
-        return bool(self._access.engine.decide(caller, "ViewDataset", dataset_resource(dataset, grants)).allowed)
+        return self.decide(caller, "ViewDataset", dataset, candidates, audit=False)[0].allowed
 
-    def readable_under(self, caller: Caller, dataset: Dataset) -> tuple[bool, list[Grant]]:
-        """Whether `caller` may read `dataset`'s data, and the grants it would read under (decided by
-        the policies, not audited: used to shape what metadata shows, never to hand data out)."""
-        grants = self.live_grants(caller, dataset)
-        allowed = self._access.engine.decide(caller, "ReadData", dataset_resource(dataset, grants)).allowed
-        return allowed, grants
+    def readable_under(self, caller: Caller, dataset: Dataset) -> tuple[bool, HasFacts | None]:
+        """Whether `caller` may read `dataset`'s data, and the grant it would read under (None: its
+        own right) — decided by the policies, not audited: used to shape what metadata shows."""
+        decision, grant = self.decide(caller, "ReadData", dataset, self.candidates(caller, dataset), audit=False)
+        return decision.allowed, grant
 
     def update(self, caller: Caller, dataset_id: str, update: DatasetUpdate, request_id: str = "") -> Dataset:
         current = self._repository.get(dataset_id)
@@ -158,19 +191,19 @@ class CatalogService:
             raise Forbidden("The caller may not list the catalog")
         visible: list[Dataset] = []
         next_cursor: str | None = None
-        now = self._clock()
-        by_dataset: dict[str, list[Grant]] = {}
-        by_tags: list[Grant] = []
+        by_dataset: dict[str, list[HasFacts]] = {}
+        by_owner: dict[str, list[HasFacts]] = {}  # tag grants, by the department that gave them
         for grant in self._grants.grants_to(caller.department_id) if self._grants else []:
-            (by_dataset.setdefault(grant.dataset_id, []) if grant.dataset_id else by_tags).append(grant)
+            facts = grant.facts()
+            (by_dataset.setdefault(facts.dataset_id, []) if facts.dataset_id else by_owner.setdefault(facts.owner, [])).append(
+                grant
+            )
         budget = _MAX_PAGES_READ * limit
         for dataset, resume_after in self._repository.scan_pages(query, page_size=limit, cursor=cursor):
             budget -= 1
             # Listing filters by the same policies as a get, so it never reveals what a get would hide.
-            resource = dataset_resource(
-                dataset, applicable([*by_dataset.get(dataset.dataset_id, []), *by_tags], caller, dataset, now)
-            )
-            if self._access.engine.decide(caller, "ViewDataset", resource).allowed:
+            candidates = [*by_dataset.get(dataset.dataset_id, []), *by_owner.get(dataset.owner, [])]
+            if self.decide(caller, "ViewDataset", dataset, candidates, audit=False)[0].allowed:
                 visible.append(dataset)
             if len(visible) == limit or budget == 0:
                 next_cursor = resume_after
@@ -182,29 +215,24 @@ class CatalogService:
         caller: Caller,
         action: str,
         dataset: Dataset,
+        candidates: Sequence[G],
+        grant_id: str | None = None,
+        purpose: str = "",
         request_id: str = "",
         details: dict[str, object] | None = None,
-        grants: Sequence[Grant] | None = None,
-    ) -> None:
-        """Authorise `action` on a dataset already read (with the caller's grants, if already fetched)."""
-        self._require(caller, action, dataset, request_id, details, grants)
-
-    def _require(
-        self,
-        caller: Caller,
-        action: str,
-        dataset: Dataset,
-        request_id: str,
-        details: dict[str, object] | None = None,
-        grants: Sequence[Grant] | None = None,
-    ) -> None:
-        resource = dataset_resource(dataset, self.live_grants(caller, dataset) if grants is None else grants)
-        decision = self._access.authorize(caller, action, resource, dataset.owner, request_id, details)
+    ) -> G | None:
+        """`decide()`, audited; the grant the caller acts under (None: its own right). Refused:
+        "not found" unless the caller may see the dataset (a refusal must not reveal existence)."""
+        decision, grant = self.decide(caller, action, dataset, candidates, grant_id, purpose, request_id, details)
         if decision.allowed:
-            return
-        # Answer "not found" unless the caller may see the dataset: a refusal must not reveal existence.
+            return grant
         if action == "CreateDataset":
             raise Forbidden("The caller may not create datasets")
-        if action != "ViewDataset" and self._access.engine.decide(caller, "ViewDataset", resource).allowed:
+        if action != "ViewDataset" and self.viewable(caller, dataset, candidates):
             raise Forbidden(f"The caller may not {action} on dataset {dataset.dataset_id}")
         raise DatasetNotFound(f"No dataset {dataset.dataset_id}")
+
+    def _require(
+        self, caller: Caller, action: str, dataset: Dataset, request_id: str, details: dict[str, object] | None = None
+    ) -> None:
+        self.require(caller, action, dataset, self.candidates(caller, dataset), request_id=request_id, details=details)

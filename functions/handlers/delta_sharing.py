@@ -38,7 +38,7 @@ def delta_sharing() -> DeltaSharingService:
         SharingRepository(settings.sharing_table),
         IngestRepository(settings.catalog_table),
         sharing(),
-        catalog().viewable,
+        catalog(),
     )
 
 

@@ -14,13 +14,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.catalog.dcat import CatalogEntry, statements, to_json_ld, to_turtle
 from functions.catalog.models import Dataset
+from functions.catalog.profiles import DatasetProfile
 from functions.catalog.repository import CatalogQuery, CatalogRepository
 from functions.core.errors import NotFound
 from functions.core.observability import logger
 from functions.core.settings import get_settings
 from functions.handlers.http import as_proxy, problem, public_endpoint
 from functions.handlers.wiring import directory
-from functions.ingest.models import DatasetProfile
 from functions.ingest.repository import IngestRepository
 
 PATH = "/catalog/dcat"

@@ -6,32 +6,24 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from functions.core.settings import get_settings
-from functions.handlers.wiring import audit_log, department_keys, directory, key_service, scopes
+from functions.handlers.wiring import access_control, audit_log, department_keys, directory, key_service, scopes
 
 # Each service's module is imported where the service is first built: a function imports only
 # what the routes it serves use (the analytics function never loads ingestion or recipients).
 if TYPE_CHECKING:
     from functions.analytics.service import AnalyticsService
-    from functions.audit.service import AuditService
     from functions.catalog.models import Dataset
     from functions.catalog.service import CatalogService
-    from functions.identity.service import DirectoryService
+    from functions.governance.audit import AuditService
+    from functions.governance.directory import DirectoryService
     from functions.ingest.uploads import UploadService
     from functions.notifications.service import InboxService
-    from functions.policy.access import AccessControl
     from functions.sharing.models import Grant
     from functions.sharing.placement import BuiltView
     from functions.sharing.recipients import RecipientService
     from functions.sharing.repository import SharingRepository
     from functions.sharing.service import SharingService
-
-
-@cache
-def access_control() -> AccessControl:
-    from functions.policy.access import AccessControl
-    from functions.policy.engine import PolicyEngine
-
-    return AccessControl(PolicyEngine(get_settings().policies_dir), audit_log())
+    from functions.sharing.versions import VersionService
 
 
 @cache
@@ -45,14 +37,14 @@ def catalog() -> CatalogService:
 @cache
 def directory_service() -> DirectoryService:
     from functions.core.events import EventPublisher
-    from functions.identity.service import DirectoryService
+    from functions.governance.directory import DirectoryService
 
     return DirectoryService(directory(), access_control(), EventPublisher(get_settings().event_bus))
 
 
 @cache
 def audit() -> AuditService:
-    from functions.audit.service import AuditService
+    from functions.governance.audit import AuditService
 
     return AuditService(audit_log(), access_control())
 
@@ -71,6 +63,14 @@ def uploads() -> UploadService:
         department_keys(),
         stalled_after_seconds=settings.ingest_stalled_after_seconds,
     )
+
+
+@cache
+def versions() -> VersionService:
+    from functions.ingest.repository import IngestRepository
+    from functions.sharing.versions import VersionService
+
+    return VersionService(catalog(), IngestRepository(get_settings().catalog_table), sharing_repository())
 
 
 @cache
@@ -128,7 +128,7 @@ def inbox() -> InboxService:
     from functions.notifications.repository import NotificationRepository
     from functions.notifications.service import InboxService
 
-    return InboxService(NotificationRepository(get_settings().notifications_table), access_control().engine)
+    return InboxService(NotificationRepository(get_settings().notifications_table), access_control())
 
 
 @cache
@@ -142,7 +142,8 @@ def analytics() -> AnalyticsService:
         catalog(),
         AnalyticsRepository(settings.analytics_table),
         IngestRepository(settings.catalog_table),
-        access_control().engine,
+        access_control(),
+        sharing_repository(),
         settings.allow_http_webhooks,
         athena_available=bool(settings.query_workgroup and settings.query_catalog),
     )

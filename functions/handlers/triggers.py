@@ -22,14 +22,17 @@ from functions.analytics.repository import AnalyticsRepository
 from functions.analytics.triggers import TriggerService
 from functions.analytics.webhooks import WebhookSender
 from functions.catalog.repository import CatalogRepository
+from functions.catalog.service import CatalogService
 from functions.core import aws
 from functions.core.events import EventPublisher, parse_event
 from functions.core.observability import logger
 from functions.core.settings import get_settings
-from functions.handlers.wiring import audit_log, department_keys, scopes
+from functions.handlers.wiring import access_control, audit_log, department_keys, directory, scopes
 from functions.ingest.repository import IngestRepository
 from functions.notifications.repository import NotificationRepository
 from functions.notifications.service import NotificationService
+from functions.policy.actors import Actors
+from functions.sharing.liveness import GrantLiveness
 from functions.sharing.outbox import OutboxSweeper
 from functions.sharing.placement import ViewJanitor
 from functions.sharing.repository import SharingRepository
@@ -53,6 +56,10 @@ def triggers() -> TriggerService:
         ),
         EventPublisher(settings.event_bus),
         audit_log(),
+        CatalogService(
+            CatalogRepository(settings.catalog_table), access_control(), grants=SharingRepository(settings.sharing_table)
+        ),
+        Actors(directory()),
         AthenaRunner(settings.query_workgroup, settings.query_catalog) if settings.query_workgroup else None,
         scopes(),
         department_keys(),
@@ -69,7 +76,9 @@ def view_sweep() -> int:
     settings = get_settings()
     sharing = SharingRepository(settings.sharing_table)
     janitor = ViewJanitor(settings.data_bucket, scopes(), lister=aws.client("s3"))
-    return janitor.sweep(sharing.grants_between, datetime.now(UTC))
+    catalog = CatalogRepository(settings.catalog_table)
+    liveness = GrantLiveness(CatalogService(catalog, access_control(), grants=sharing), Actors(directory()), sharing, catalog)
+    return janitor.sweep(liveness.live, datetime.now(UTC))
 
 
 def handle_record(record: SQSRecord) -> None:

@@ -7,13 +7,17 @@ runs at import time, so importing a handler stays cheap.
 from __future__ import annotations
 
 from functools import cache
+from typing import TYPE_CHECKING
 
 from functions.audit.chain import AuditLog
 from functions.core.idempotency import IdempotencyStore
+
+if TYPE_CHECKING:
+    from functions.policy.access import AccessControl
 from functions.core.scoped import DepartmentScopes
 from functions.core.settings import get_settings
 from functions.identity.directory import DepartmentKeys, DirectoryRepository
-from functions.ingest.keys import KeyService
+from functions.privacy.keys import KeyService
 
 
 @cache
@@ -47,3 +51,12 @@ def key_service() -> KeyService:
 @cache
 def idempotency_store() -> IdempotencyStore:
     return IdempotencyStore(get_settings().idempotency_table)
+
+
+@cache
+def access_control() -> AccessControl:
+    """The one door to access decisions: the policies, parsed once per process, and the audit log."""
+    from functions.policy.access import AccessControl
+    from functions.policy.engine import PolicyEngine
+
+    return AccessControl(PolicyEngine(get_settings().policies_dir), audit_log())

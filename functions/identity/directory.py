@@ -85,6 +85,25 @@ class DirectoryRepository(DynamoTable):
         record.update(pk=_pk(principal.department_id), sk=f"PRINCIPAL#{principal.principal_id}")
         self.client.put_item(TableName=self._table, Item=to_item(record))
 
+    def get_principal(self, department_id: str, principal_id: str) -> Principal | None:
+        record = self._get(_pk(department_id), f"PRINCIPAL#{principal_id}")
+        return Principal.model_validate(_strip(record)) if record else None
+
+    def set_principal_status(self, department_id: str, principal_id: str, status: str) -> Principal:
+        try:
+            response = self.client.update_item(
+                TableName=self._table,
+                Key=to_item({"pk": _pk(department_id), "sk": f"PRINCIPAL#{principal_id}"}),
+                UpdateExpression="SET #status = :status",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=to_item({":status": status}),
+                ReturnValues="ALL_NEW",
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            raise NotFound(f"No principal {principal_id} in department {department_id}") from None
+        return Principal.model_validate(_strip(from_item(response["Attributes"])))
+
     def list_principals(self, department_id: str) -> list[Principal]:
         return [Principal.model_validate(_strip(r)) for r in self._members(department_id, "PRINCIPAL#")]
 
@@ -129,6 +148,22 @@ class DirectoryRepository(DynamoTable):
             department=Department.model_validate(_strip(department)) if department else None,
             principal=Principal.model_validate(_strip(principal)) if principal else None,
             key=_key(key) if key else None,
+        )
+
+    def member(self, department_id: str, principal_id: str) -> Signer:
+        """A department, one of its principals and that principal's keys (one Query of the partition);
+        `key` is one of its active keys, if it has any."""
+        records = self._query_all(
+            KeyConditionExpression="pk = :pk", ExpressionAttributeValues=to_item({":pk": _pk(department_id)})
+        )
+        department = next((r for r in records if r["sk"] == "DEPARTMENT"), None)
+        principal = next((r for r in records if r["sk"] == f"PRINCIPAL#{principal_id}"), None)
+        keys = [_key(r) for r in records if str(r["sk"]).startswith("KEY#")]
+        active = [k for k in keys if k.principal_id == principal_id and k.status == "active"]
+        return Signer(
+            department=Department.model_validate(_strip(department)) if department else None,
+            principal=Principal.model_validate(_strip(principal)) if principal else None,
+            key=active[0] if active else None,
         )
 
     # -- plumbing

@@ -58,7 +58,10 @@ class PublicKey(Model):
 
 
 class Caller(Model):
-    """The verified identity of a request, as the authorizer hands it to the API."""
+    """Who acts, as the policies see it: the verified identity of a request (as the authorizer hands
+    it to the API: its token's id and body hash too), or the principal on whose behalf background
+    work acts (a rule, a derived dataset, a subscription: functions.policy.actors), read from the
+    directory each time."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -66,8 +69,11 @@ class Caller(Model):
     principal_id: str
     roles: tuple[str, ...]
     department_status: str = "active"
-    jti: str
-    body_sha256: str
+    principal_status: str = "active"
+    # Keys the principal may sign with (a request was signed with one; background work counts them).
+    active_keys: int = 1
+    jti: str = ""
+    body_sha256: str = ""
     # The department's API key, which the authorizer names so API Gateway throttles each department
     # on its own; never passed on to the API.
     usage_key: str | None = Field(default=None, repr=False)

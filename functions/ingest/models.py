@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
+from functions.catalog.profiles import DatasetProfile
 from functions.core.model import Model
 
 FileFormat = Literal["csv", "jsonl", "parquet"]
@@ -97,30 +98,6 @@ class IngestReport(Model):
     issue_counts: dict[str, int] = Field(default_factory=dict)
     issues: list[Issue] = Field(default_factory=list, description="The first problems found (at most 100)")
     quarantine_key: str | None = None
-
-
-class Histogram(Model):
-    """How a column's values spread from `low` to `high`: `counts` of rows in equal-width bins
-    (an estimate from a sample of each batch, scaled to the batch; exact for small versions). For
-    date-times the bins are of time, so this is the rows over the version's period."""
-
-    low: Any
-    high: Any
-    counts: list[int]
-
-
-class ColumnProfile(Model):
-    nulls: int
-    min: Any = None
-    max: Any = None
-    distinct_estimate: int
-    # Numbers and date-times of columns that hold no personal data only.
-    histogram: Histogram | None = None
-
-
-class DatasetProfile(Model):
-    rows: int
-    columns: dict[str, ColumnProfile]
 
 
 class Upload(Model):

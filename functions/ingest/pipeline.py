@@ -23,11 +23,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from functions.catalog.models import IngestPolicy, TableSchema
+from functions.catalog.profiles import DatasetProfile
 from functions.ingest.formats import FileRejected, ReadResult, csv_batches, jsonl_batches, open_source, parquet_batches
-from functions.ingest.models import DatasetProfile, IngestReport, Issue, UploadRequest
+from functions.ingest.models import IngestReport, Issue, UploadRequest
 from functions.ingest.profile import ProfileBuilder, token_hashes
-from functions.ingest.protect import Protector
 from functions.ingest.validate import MAX_ISSUES_KEPT, BatchValidator
+from functions.privacy.protect import Protector
 
 MAX_QUARANTINED_ROWS = 100_000
 _DIGESTS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-digest")

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from functions.ingest.models import ColumnProfile, DatasetProfile, Histogram
+from functions.catalog.profiles import ColumnProfile, DatasetProfile, Histogram
 
 _P = 12
 _M = 1 << _P

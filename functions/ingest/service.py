@@ -27,6 +27,7 @@ from typing import Any
 
 from functions.audit.chain import AuditEvent, AuditLog
 from functions.catalog.models import Dataset
+from functions.catalog.profiles import DatasetProfile
 from functions.catalog.repository import CatalogRepository
 from functions.core import aws
 from functions.core.clock import utc_now
@@ -35,16 +36,16 @@ from functions.core.events import DatasetVersionPublished, EventPublisher
 from functions.core.layout import ATTEMPT_ROOTS, attempt_prefix, curated_key, quarantine_key, upload_prefix, vault_key
 from functions.core.observability import logger
 from functions.core.scoped import DepartmentScopes, sse_kms
-from functions.core.sealing import seal_stream
 from functions.core.settings import Settings
 from functions.core.transient import is_transient
 from functions.identity.directory import DepartmentKeys
 from functions.ingest.glue import GlueTables
-from functions.ingest.keys import KeyService
-from functions.ingest.models import DatasetProfile, DatasetVersion, IngestReport, Issue, Upload
+from functions.ingest.models import DatasetVersion, IngestReport, Issue, Upload
 from functions.ingest.pipeline import StepFailed, arrow_schema_summary, run_pipeline, step
-from functions.ingest.protect import Protector
 from functions.ingest.repository import IngestRepository, VersionTaken
+from functions.privacy.keys import KeyService
+from functions.privacy.protect import Protector
+from functions.privacy.sealing import seal_stream
 
 # The tags a rejected or failed upload's original gets; the bucket's lifecycle deletes tagged
 # objects after REJECTED_RETENTION_DAYS and FAILED_RETENTION_DAYS (infra/spec.py).

@@ -22,22 +22,16 @@ from functions.identity.models import Caller
 from functions.ingest.models import (
     MULTIPART_THRESHOLD,
     PART_SIZE,
-    DatasetProfile,
-    DatasetVersion,
     IngestReport,
     Issue,
     MultipartCompletion,
     PresignedPart,
-    PublishedVersion,
     RecordsPush,
     Upload,
     UploadRequest,
     UploadTicket,
-    VersionAccess,
-    VersionPage,
 )
 from functions.ingest.repository import IngestRepository
-from functions.sharing.models import GrantTerms, choose_grant
 
 URL_LIFETIME_SECONDS = 900
 MAX_RECORDS_BYTES = 1024 * 1024
@@ -45,41 +39,6 @@ MAX_RECORDS_BYTES = 1024 * 1024
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def published_version(version: DatasetVersion, access: VersionAccess, terms: GrantTerms | None = None) -> PublishedVersion:
-    """What of `version` a caller with `access` sees (PublishedVersion says what each level covers)."""
-    shown = PublishedVersion(
-        dataset_id=version.dataset_id,
-        version=version.version,
-        owner=version.owner,
-        created_at=version.created_at,
-        output_schema=version.output_schema,
-        access=access,
-    )
-    if access in ("owner", "whole"):
-        shown = shown.model_copy(
-            update={
-                "rows": version.rows,
-                "profile": version.profile,
-                "files": version.files,
-                "bytes": version.bytes,
-                "content_sha256": version.content_sha256,
-                "upload_id": version.upload_id,
-                "inputs": version.inputs,
-                "report": version.report if access == "owner" else None,
-            }
-        )
-    elif access == "grant" and terms is not None and terms.row_filter is None and terms.aggregate is None:
-        # Figures of the view: its rows are all rows; only columns it shows as stored (not masked,
-        # coarsened, re-keyed or decrypted, whose stored figures would say more than the view). A
-        # view of groups shows none: the rows' extremes and distribution would single out what the
-        # groups of at least k rows hide.
-        altered = {*terms.masked_columns, *terms.generalised, *terms.linked_columns, *terms.decrypt_columns}
-        plain = [c for c in (terms.columns or version.profile.columns) if c in version.profile.columns and c not in altered]
-        profile = DatasetProfile(rows=version.profile.rows, columns={c: version.profile.columns[c] for c in plain})
-        shown = shown.model_copy(update={"rows": version.rows, "profile": profile})
-    return shown
 
 
 def new_upload_id() -> str:
@@ -222,26 +181,6 @@ class UploadService:
         )
         self._uploads.end_upload(upload, "failed", report, self._clock().isoformat(), only_if=("processing", claimed_at))
         return self._existing(upload.dataset_id, upload.upload_id)
-
-    def list_versions(self, caller: Caller, dataset_id: str, request_id: str = "") -> VersionPage:
-        dataset = self._catalog.authorized(caller, "ViewDataset", dataset_id, request_id, {"versions": "list"})
-        shape = self._shaper(caller, dataset)
-        return VersionPage(versions=[shape(version) for version in self._uploads.list_versions(dataset_id)])
-
-    def get_version(self, caller: Caller, dataset_id: str, version: int, request_id: str = "") -> PublishedVersion:
-        dataset = self._catalog.authorized(caller, "ViewDataset", dataset_id, request_id, {"version": version})
-        return self._shaper(caller, dataset)(self._uploads.get_version(dataset_id, version))
-
-    def _shaper(self, caller: Caller, dataset: Dataset) -> Callable[[DatasetVersion], PublishedVersion]:
-        if dataset.owner == caller.department_id:
-            return lambda version: published_version(version, "owner")
-        readable, grants = self._catalog.readable_under(caller, dataset)
-        grant = None if dataset.open_to(caller.department_id) else choose_grant(grants, None)
-        if not readable:
-            return lambda version: published_version(version, "metadata")
-        if grant is None or not grant.terms.restricted():
-            return lambda version: published_version(version, "whole")
-        return lambda version: published_version(version, "grant", grant.terms)
 
     def _new_upload(self, caller: Caller, dataset: Dataset, request: UploadRequest, source: Literal["file", "records"]) -> Upload:
         upload_id = new_upload_id()

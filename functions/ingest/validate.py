@@ -18,32 +18,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from functions.catalog.models import ColumnSchema, TableSchema
+from functions.columnar.types import arrow_type, convert, declared_types, truth_mask
 from functions.ingest.models import Issue
 
 MAX_ISSUES_KEPT = 100
-MAX_NUMBER_TEXT = 64
 CONTROL_CHARACTERS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
-INTEGER_TEXT = r"^[+-]?[0-9]{1,18}$"
-NUMBER_TEXT = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,3})?$"
-_BARE_TIME = r"^(1970-01-01T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?)$"
-
-
-def declared_types(column: ColumnSchema) -> tuple[str, bool]:
-    """(the JSON type, whether null is allowed by the type)."""
-    types = column.type if isinstance(column.type, list) else [column.type]
-    concrete = [t for t in types if t != "null"]
-    return (concrete[0] if concrete else "string"), "null" in types
-
-
-def arrow_type(column: ColumnSchema) -> pa.DataType:
-    json_type, _ = declared_types(column)
-    if json_type == "string":
-        return {"date-time": pa.timestamp("us", tz="UTC"), "date": pa.date32(), "time": pa.time64("us")}.get(
-            column.format or "", pa.string()
-        )
-    return {"integer": pa.int64(), "number": pa.float64(), "boolean": pa.bool_()}[json_type]
-
-
 # A rule's verdict per row: an Arrow boolean array (null: not applicable) or a numpy mask.
 Problem: TypeAlias = Any  # a boolean pa.Array (null: not applicable) or a numpy mask
 
@@ -96,7 +75,7 @@ class BatchValidator:
                 elif found.null_count == len(found) or not pc.any(found).as_py():
                     continue  # the usual case: nothing wrong, no numpy mask needed
                 else:
-                    mask = _mask(found)
+                    mask = truth_mask(found)
                 positions = np.flatnonzero(mask)
                 if not len(positions):
                     continue
@@ -136,18 +115,18 @@ class BatchValidator:
         nullable = null_in_type or name not in self.schema.required
         problems: list[tuple[str, Problem]] = []
         if (pa.types.is_string(original.type) or pa.types.is_large_string(original.type)) and _has_control_bytes(original):
-            control = _mask(pc.match_substring_regex(original, CONTROL_CHARACTERS))
+            control = truth_mask(pc.match_substring_regex(original, CONTROL_CHARACTERS))
             if control.any():
                 problems.append(("control_characters", control))
                 original = pc.if_else(pa.array(control), pa.scalar(None, original.type), original)
         typed, wrong_type = convert(original, target)
         problems.append(("wrong_type", wrong_type))
-        missing = _mask(original.is_null()) & ~wrong_type
+        missing = truth_mask(original.is_null()) & ~wrong_type
         if not nullable:
             problems.append(("required", missing))
         present = typed.is_valid()
         if pa.types.is_floating(target):
-            problems.append(("not_finite", _mask(pc.and_(present, pc.invert(pc.is_finite(typed))))))
+            problems.append(("not_finite", truth_mask(pc.and_(present, pc.invert(pc.is_finite(typed))))))
         if pa.types.is_timestamp(target) or pa.types.is_date(target):
             # Arrow parses years 0 and 10000; no Python, pandas or DuckDB reader reads them back.
             earliest, latest = (pa.scalar(bound, target) for bound in _CALENDAR[pa.types.is_date(target)])
@@ -155,25 +134,25 @@ class BatchValidator:
             if extremes["min"].is_valid and (
                 pc.less(extremes["min"], earliest).as_py() or pc.greater(extremes["max"], latest).as_py()
             ):
-                problems.append(("out_of_range", _mask(pc.or_(pc.less(typed, earliest), pc.greater(typed, latest)))))
+                problems.append(("out_of_range", truth_mask(pc.or_(pc.less(typed, earliest), pc.greater(typed, latest)))))
         if column.enum is not None:
             allowed = (
                 pa.array(column.enum).cast(target) if not pa.types.is_string(target) else pa.array([str(v) for v in column.enum])
             )
-            problems.append(("enum", _mask(pc.and_(present, pc.invert(pc.is_in(typed, value_set=allowed))))))
+            problems.append(("enum", truth_mask(pc.and_(present, pc.invert(pc.is_in(typed, value_set=allowed))))))
         if column.minimum is not None:
-            problems.append(("minimum", _mask(pc.less(typed, column.minimum))))
+            problems.append(("minimum", truth_mask(pc.less(typed, column.minimum))))
         if column.maximum is not None:
-            problems.append(("maximum", _mask(pc.greater(typed, column.maximum))))
+            problems.append(("maximum", truth_mask(pc.greater(typed, column.maximum))))
         if pa.types.is_string(target):
             if column.maxLength is not None or column.minLength is not None:
                 lengths = pc.utf8_length(typed)
                 if column.maxLength is not None:
-                    problems.append(("max_length", _mask(pc.greater(lengths, column.maxLength))))
+                    problems.append(("max_length", truth_mask(pc.greater(lengths, column.maxLength))))
                 if column.minLength is not None:
-                    problems.append(("min_length", _mask(pc.less(lengths, column.minLength))))
+                    problems.append(("min_length", truth_mask(pc.less(lengths, column.minLength))))
             if column.pattern is not None:
-                problems.append(("pattern", _mask(pc.and_(present, pc.invert(self._matches(name, typed, column.pattern))))))
+                problems.append(("pattern", truth_mask(pc.and_(present, pc.invert(self._matches(name, typed, column.pattern))))))
         return typed, problems
 
 
@@ -190,59 +169,6 @@ def _has_control_bytes(values: pa.Array) -> bool:
     if characters.min() >= 32 and (characters.max() < 127 or not (characters == 127).any()):
         return False  # two SIMD reductions settle the usual case
     return bool(_CONTROL_BYTES[characters].any())
-
-
-def _mask(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """A boolean numpy mask; nulls count as False (not a problem of this rule)."""
-    return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)
-
-
-def convert(original: pa.Array, target: pa.DataType) -> tuple[pa.Array, np.ndarray]:
-    """(values as `target`, null where they could not be converted; the mask of those failures)."""
-    if original.type == target:
-        return original, np.zeros(len(original), dtype=bool)
-    if pa.types.is_null(original.type):
-        return pa.nulls(len(original), target), np.zeros(len(original), dtype=bool)
-    if pa.types.is_time(target) and pa.types.is_string(original.type):
-        # Arrow parses no bare times: read them as instants of 1970-01-01 (UTC when no offset is given).
-        stamped = pc.replace_substring_regex(pc.binary_join_element_wise("1970-01-01T", original, ""), _BARE_TIME, r"\1Z")
-        instants, failed = convert(stamped, pa.timestamp("us", tz="UTC"))
-        return pc.cast(instants, target), failed
-    numeric_text = pa.types.is_string(original.type) and (pa.types.is_integer(target) or pa.types.is_floating(target))
-    try:
-        converted = pc.cast(original, target)  # the common case: everything converts
-        if not numeric_text:
-            return converted, np.zeros(len(original), dtype=bool)
-        too_long = _mask(pc.greater(pc.utf8_length(original), MAX_NUMBER_TEXT))  # "1" * 3000 casts to inf
-        if not too_long.any():
-            return converted, too_long
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
-    candidates = original
-    prefiltered = np.zeros(len(original), dtype=bool)
-    if numeric_text:
-        syntax = INTEGER_TEXT if pa.types.is_integer(target) else NUMBER_TEXT
-        well_formed = pc.and_(
-            pc.match_substring_regex(original, syntax), pc.less_equal(pc.utf8_length(original), MAX_NUMBER_TEXT)
-        )
-        prefiltered = _mask(pc.and_(original.is_valid(), pc.invert(well_formed)))
-        if prefiltered.any():
-            candidates = pc.if_else(pa.array(prefiltered), pa.scalar(None, original.type), original)
-    converted, failed = _cast_isolating(candidates, target)
-    return converted, failed | prefiltered
-
-
-def _cast_isolating(values: pa.Array, target: pa.DataType) -> tuple[pa.Array, np.ndarray]:
-    """Cast all at once; when that fails, halve until the values that cannot be cast are found."""
-    try:
-        return pc.cast(values, target), np.zeros(len(values), dtype=bool)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        if len(values) == 1:
-            return pa.nulls(1, target), np.ones(1, dtype=bool)
-    middle = len(values) // 2
-    left, left_failed = _cast_isolating(values.slice(0, middle), target)
-    right, right_failed = _cast_isolating(values.slice(middle), target)
-    return pa.concat_arrays([left, right]), np.concatenate([left_failed, right_failed])
 
 
 # The instants and dates every reader can hold: years 1 to 9999 (UTC), keyed by "is a date".

@@ -15,7 +15,7 @@ from functions.core.observability import logger
 from functions.identity.models import Caller
 from functions.notifications.models import Notification, NotificationPage
 from functions.notifications.repository import Delivery, NotificationRepository
-from functions.policy.engine import PolicyEngine, require_own_inbox
+from functions.policy.access import AccessControl
 
 MAX_PAGE = 100
 # Departments to tell about a new version, besides the owner (subscriptions, issue 5).
@@ -146,12 +146,12 @@ def _subject(event: EventDetail) -> dict[str, Any]:
 class InboxService:
     """A department's inbox, read by its members (not audited: a department's own notifications)."""
 
-    def __init__(self, repository: NotificationRepository, engine: PolicyEngine) -> None:
+    def __init__(self, repository: NotificationRepository, access: AccessControl) -> None:
         self._repository = repository
-        self._engine = engine
+        self._access = access
 
     def page(self, caller: Caller, after: str | None, limit: int) -> NotificationPage:
-        require_own_inbox(self._engine, caller)
+        self._access.require_own_inbox(caller)
         notifications = self._repository.page(caller.department_id, after, max(1, min(limit, MAX_PAGE)))
         cursor = notifications[-1].notification_id if notifications else after
         return NotificationPage(notifications=notifications, next_cursor=cursor)

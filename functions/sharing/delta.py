@@ -33,6 +33,7 @@ from pydantic import ConfigDict, Field
 
 from functions.catalog.models import Dataset
 from functions.catalog.repository import CatalogQuery, CatalogRepository
+from functions.catalog.service import CatalogService
 from functions.core.clock import utc_now
 from functions.core.errors import InvalidRequest, NotFound
 from functions.core.model import Model
@@ -191,7 +192,7 @@ class DeltaSharingService:
         grants: SharingRepository,
         versions: IngestRepository,
         sharing: SharingService,
-        viewable: Callable[[Caller, Dataset, list[Grant]], bool],
+        policies: CatalogService,
         footer: Callable[[str], Any] = parquet_footer,
         clock: Callable[[], str] = utc_now,
     ) -> None:
@@ -199,7 +200,7 @@ class DeltaSharingService:
         self._grants = grants
         self._versions = versions
         self._sharing = sharing
-        self._viewable = viewable
+        self._policies = policies
         self._footer = footer
         self._clock = clock
         # What a table serves is fixed by (dataset, version, the grants covering it): its metaData is
@@ -220,30 +221,29 @@ class DeltaSharingService:
         return [{"name": name, "share": recipient.owner} for name in names]
 
     def tables(self, recipient: ShareReader, share: str, schema: str | None = None) -> list[SharedTable]:
-        """The owner's published datasets that a live department grant to the recipient covers, now."""
+        """The owner's published datasets that the policies let the recipient department read under a
+        grant to the department, now (decided per dataset in one call, not audited: a listing)."""
         self._check_share(recipient, share)
-        now = self._clock()
-        live = [
-            g
-            for g in self._grants.grants_between(recipient.owner, recipient.department)
-            if g.live(now) and g.grantee_principal is None
-        ]
+        reader = recipient_caller(recipient)
+        between = self._grants.grants_between(recipient.owner, recipient.department)
+        candidates = [g for g in between if g.grantee_principal is None]
         datasets: dict[str, Dataset] = {}
-        for grant in live:
+        for grant in candidates:
             if grant.dataset_id and grant.dataset_id not in datasets:
                 found = self._catalog.get(grant.dataset_id)
-                if found is not None and grant.covers(found):
+                if found is not None:
                     datasets[found.dataset_id] = found
-        tag_grants = [g for g in live if not g.dataset_id]
-        if tag_grants:
+        if any(not g.dataset_id for g in candidates):
             for dataset, _ in self._catalog.scan_pages(CatalogQuery(owner=recipient.owner), page_size=100, cursor=None):
-                if any(g.covers(dataset) for g in tag_grants):
-                    datasets.setdefault(dataset.dataset_id, dataset)
-        shared = [
-            SharedTable(recipient.owner, schema_of(d), d, tuple(sorted(g.grant_id for g in live if g.covers(d))))
-            for d in datasets.values()
-            if d.latest_version > 0 and (schema is None or schema_of(d) == schema.lower())
-        ]
+                datasets.setdefault(dataset.dataset_id, dataset)
+        shared = []
+        for dataset in datasets.values():
+            if dataset.latest_version < 1 or (schema is not None and schema_of(dataset) != schema.lower()):
+                continue
+            allowing = self._policies.permitted(reader, "ReadData", dataset, candidates)
+            if allowing:
+                grant_ids = tuple(sorted(g.grant_id for g in allowing))
+                shared.append(SharedTable(recipient.owner, schema_of(dataset), dataset, grant_ids))
         if schema is not None and not shared and schema.lower() not in {t.schema for t in self.tables(recipient, share)}:
             raise NotFound(f"No schema {schema} in share {share}")
         return sorted(shared, key=lambda t: (t.schema, t.name))
@@ -259,8 +259,8 @@ class DeltaSharingService:
         between = between_future.result()
         if dataset is None or dataset.owner != recipient.owner or dataset.latest_version < 1:
             raise missing
-        now = self._clock()
-        covering = [g for g in between if g.live(now) and g.grantee_principal is None and g.covers(dataset)]
+        department_grants = [g for g in between if g.grantee_principal is None]
+        covering = self._policies.permitted(recipient_caller(recipient), "ReadData", dataset, department_grants)
         if not covering or schema_of(dataset) != schema.lower():
             raise missing
         return SharedTable(
@@ -283,7 +283,7 @@ class DeltaSharingService:
         kept = self._metadata_cache.get((table.name, table.dataset.latest_version, table.grants))
         if kept is not None:
             # Still decided by the policies (a suspended department sees nothing), not audited: no data goes out.
-            if not self._viewable(recipient_caller(recipient), table.dataset, list(table.live)):
+            if not self._policies.viewable(recipient_caller(recipient), table.dataset, list(table.live)):
                 raise NotFound(f"No table {share}.{schema}.{name} is shared with your department")
             return table.dataset.latest_version, [self._protocol(), kept]
         access = self._read(recipient, table, None, "metadata")

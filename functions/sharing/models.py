@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from functions.catalog.models import CLASSIFICATION_RANK, Classification, ColumnName, ColumnSchema, Dataset, TableSchema, Tag
+from functions.catalog.models import Classification, ColumnName, ColumnSchema, Dataset, TableSchema, Tag
+from functions.core.clock import moment
 from functions.core.model import Model
+from functions.policy.engine import GrantFacts
 
 PurposeCategory = Literal[
     "planning", "research", "operations", "public-health", "public-safety", "environment-monitoring", "statistics", "other"
@@ -321,23 +322,31 @@ class Grant(GrantCreate):
     # The identifier kinds (x-personal categories) of its linked columns, fixed when it is made.
     linkage_kinds: list[str] = Field(default_factory=list)
 
-    def live(self, now: str) -> bool:
-        return self.status == "active" and (self.terms.expires_at is None or self.terms.expires_at > now)
+    def facts(self) -> GrantFacts:
+        """The grant as the policies decide with it (whether it lives and what it covers is theirs)."""
+        return GrantFacts(
+            grant_id=self.grant_id,
+            owner=self.owner,
+            grantee=self.grantee_department,
+            grantee_principal=self.grantee_principal,
+            dataset_id=self.dataset_id,
+            tags=tuple(self.tags),
+            max_classification=self.max_classification,
+            status=self.status,
+            expires=moment(self.terms.expires_at) if self.terms.expires_at else None,
+            restricted=self.terms.restricted(),
+            created_at=self.created_at,
+        )
 
-    def covers(self, dataset: Dataset) -> bool:
-        """Whether this grant is about `dataset` (live or not)."""
+    def about(self, dataset: Dataset) -> bool:
+        """Whether a steward listing `dataset`'s grants should see this one: on the dataset, or a tag
+        grant of its owner whose tags it carries. Listing only: whether a grant lets anyone act is
+        the policies' (live-grant)."""
         if dataset.owner != self.owner:
             return False
         if self.dataset_id is not None:
             return self.dataset_id == dataset.dataset_id
-        within = CLASSIFICATION_RANK[dataset.classification] <= CLASSIFICATION_RANK[self.max_classification or "public"]
-        return within and bool(self.tags) and set(self.tags) <= set(dataset.tags)
-
-
-def usable(grants: Sequence[Grant], dataset: Dataset, principal: str | None, now: str) -> list[Grant]:
-    """The grants that let a department (or `principal` of it) use `dataset` now: live, covering it,
-    given to the department or to that principal."""
-    return [g for g in grants if g.live(now) and g.grantee_principal in (None, principal) and g.covers(dataset)]
+        return bool(self.tags) and set(self.tags) <= set(dataset.tags)
 
 
 def linked_own_columns(dataset: Dataset, kinds: list[str]) -> list[str]:
@@ -348,15 +357,6 @@ def linked_own_columns(dataset: Dataset, kinds: list[str]) -> list[str]:
         for name, personal in dataset.table_schema.personal_columns().items()
         if personal.protection == "pseudonymise" and personal.category in kinds
     ]
-
-
-def choose_grant(grants: list[Grant], grant_id: str | None) -> Grant | None:
-    """The grant a read uses: the one asked for, else an unrestricted one, else the newest."""
-    if grant_id is not None:
-        return next((g for g in grants if g.grant_id == grant_id), None)
-    unrestricted = [g for g in grants if not g.terms.restricted()]
-    ordered = sorted(unrestricted or grants, key=lambda g: g.created_at, reverse=True)
-    return ordered[0] if ordered else None
 
 
 class GrantList(Model):

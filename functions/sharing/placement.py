@@ -87,8 +87,9 @@ class ViewJanitor:
                 deleted += self._delete([o["Key"] for o in self._listed(self._scopes.s3(department), prefix)])
         return deleted
 
-    def sweep(self, grants_between: Callable[[str, str], list[Grant]], now: datetime) -> int:
-        """Delete per-grant views of grants no longer live, and decrypting views over 24 hours old."""
+    def sweep(self, live_grants: Callable[[str, str], set[str]], now: datetime) -> int:
+        """Delete per-grant views of grants no longer live (`live_grants(owner, grantee)`: the ids of
+        those the policies still let their grantee read under), and decrypting views over 24 hours old."""
         stale: list[str] = []
         live: dict[tuple[str, str], set[str]] = {}
         for root in _PER_GRANT:
@@ -101,8 +102,7 @@ class ViewJanitor:
                 first, second, grant_id = parts[:3]
                 owner, grantee = (second, first) if root == "views/linked/" else (first, second)
                 if (owner, grantee) not in live:
-                    stamp = now.isoformat(timespec="seconds")
-                    live[(owner, grantee)] = {g.grant_id for g in grants_between(owner, grantee) if g.live(stamp)}
+                    live[(owner, grantee)] = live_grants(owner, grantee)
                 too_old = root == "views/clear/" and listed["LastModified"] < now - timedelta(hours=CLEAR_VIEW_HOURS)
                 if grant_id not in live[(owner, grantee)] or too_old:
                     stale.append(key)

@@ -19,7 +19,6 @@ from functions.core.scoped import DepartmentScopes
 from functions.identity.models import Caller
 from functions.ingest.repository import IngestRepository
 from functions.policy.access import AccessControl
-from functions.policy.engine import require_own_inbox
 from functions.sharing.models import (
     AccessRequest,
     AccessRequestCreate,
@@ -32,7 +31,6 @@ from functions.sharing.models import (
     GrantTerms,
     PresignedFile,
     TagGrantCreate,
-    choose_grant,
     linked_own_columns,
 )
 from functions.sharing.placement import BuiltView, ViewJanitor
@@ -175,16 +173,16 @@ class SharingService:
         return self._give(caller, grant)
 
     def grants(self, caller: Caller, dataset_id: str, request_id: str = "") -> list[Grant]:
-        """The grants covering one dataset: on it, and on tags it carries."""
+        """The grants about one dataset: on it, and on tags it carries (live or not: their status says)."""
         dataset = self._catalog.authorized(caller, "ManageGrants", dataset_id, request_id, {"list": "grants"})
-        return [g for g in self._sharing.grants_of(dataset.owner) if g.covers(dataset)]
+        return [g for g in self._sharing.grants_of(dataset.owner) if g.about(dataset)]
 
     def department_grants(self, caller: Caller, direction: str, request_id: str = "") -> list[Grant]:
         """Grants the caller's department gave (stewards) or received (any member)."""
         if direction == "given":
             self._manage_department(caller, request_id, {"list": "grants-given"})
             return self._sharing.grants_of(caller.department_id)
-        require_own_inbox(self._access.engine, caller)
+        self._access.require_own_inbox(caller)
         received = self._sharing.grants_to(caller.department_id)
         return [g for g in received if g.grantee_principal in (None, caller.principal_id)]
 
@@ -256,13 +254,11 @@ class SharingService:
         if linkage is not None:
             return self._read_linked(caller, dataset_id, version, linkage, request_id)
         dataset = fetched[0] if fetched else self._catalog.load(dataset_id)
-        # The owner and (for public data) every department read whole: no grant is fetched or chosen.
-        open_to_caller = dataset.open_to(caller.department_id)
-        grants = [] if open_to_caller else self._catalog.live_grants(caller, dataset, fetched[1] if fetched else None)
-        if grant_id is not None:
-            grants = [g for g in grants if g.grant_id == grant_id]  # only the grant asked for may decide
-        grant = None if open_to_caller else choose_grant(grants, grant_id)
+        candidates = fetched[1] if fetched else self._grants_between(caller, dataset)
         number = version or dataset.latest_version
+        # The policies decide whether the caller reads on its own right (owner, open data) or under
+        # which of its grants; the chosen grant's terms shape what it gets.
+        grant = self._catalog.require(caller, "ReadData", dataset, candidates, grant_id, "read", request_id, {"version": number})
         columns = grant.terms.columns if grant and grant.terms.columns else list(dataset.table_schema.properties)
         details: dict[str, object] = {
             "version": number,
@@ -270,7 +266,6 @@ class SharingService:
             "columns": columns,
             "purpose": grant.purpose_category if grant else "owner-or-public",
         }
-        self._catalog.require(caller, "ReadData", dataset, request_id, details, grants)
         version_files, version_bytes = self._version_files(dataset, number)
         suppressed = None
         if grant is not None and grant.terms.restricted():
@@ -295,18 +290,19 @@ class SharingService:
         into that grant's linkage space, so they join with the grant's view and with nothing else."""
         dataset = self._catalog.load(dataset_id)
         number = version or dataset.latest_version
-        now = self._clock()
-        received = self._sharing.grants_to(caller.department_id)
-        grant = next(
-            (g for g in received if g.grant_id == linkage and g.live(now) and g.grantee_principal in (None, caller.principal_id)),
-            None,
-        )
+        received = [g for g in self._sharing.grants_to(caller.department_id) if g.grant_id == linkage]
+        grant = received[0] if received and received[0].terms.linked_columns else None
         columns = linked_own_columns(dataset, grant.linkage_kinds) if grant else []
         details: dict[str, object] = {"version": number, "linkage": linkage, "columns": columns}
-        self._catalog.require(caller, "ReadData", dataset, request_id, details, [])
+        self._catalog.require(caller, "ReadData", dataset, [], purpose="linkage", request_id=request_id, details=details)
         if dataset.owner != caller.department_id:
             raise InvalidRequest("Only a department's own datasets are re-keyed for a linkage grant it holds")
-        if grant is None or not grant.terms.linked_columns:
+        # The linkage grant lives if the policies would let the caller read what it was given under it.
+        granted = self._catalog.load(grant.dataset_id) if grant is not None and grant.dataset_id else None
+        live = (
+            granted is not None and self._catalog.decide(caller, "ReadData", granted, received, linkage, audit=False)[0].allowed
+        )
+        if grant is None or not live:
             raise NotFound(f"Your department holds no live linkage grant {linkage}")
         if not columns:
             raise InvalidRequest(f"{dataset_id} has no pseudonymised column of the kinds {grant.linkage_kinds} links")
@@ -322,6 +318,11 @@ class SharingService:
             files=self._presigned(files, dataset.owner),
             audit=details,
         )
+
+    def _grants_between(self, caller: Caller, dataset: Dataset) -> list[Grant]:
+        if dataset.owner == caller.department_id:
+            return []
+        return self._sharing.grants_between(dataset.owner, caller.department_id)
 
     def _version_files(self, dataset: Dataset, number: int) -> tuple[list[str], int]:
         if number < 1:

@@ -20,14 +20,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from functions.catalog.models import Dataset
+from functions.columnar.types import convert
 from functions.core.layout import vault_key
 from functions.core.scoped import DepartmentScopes, sse_kms
-from functions.core.sealing import open_stream
 from functions.core.settings import Settings
 from functions.identity.directory import DepartmentKeys
-from functions.ingest.keys import KeyService
-from functions.ingest.protect import decrypt_value, generalise, keyed_tokens, short_values
-from functions.ingest.validate import convert
+from functions.privacy.keys import KeyService
+from functions.privacy.protect import decrypt_value, generalise, keyed_tokens, short_values
+from functions.privacy.sealing import open_stream
 from functions.sharing.models import AggregateTerms, Grant, RowFilter, linked_own_columns
 from functions.sharing.placement import CLEAR_VIEW_REUSE_HOURS, BuiltView, is_clear, view_key
 

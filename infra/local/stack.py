@@ -93,8 +93,8 @@ class LocalStack:
 
         from functions.core import aws
         from functions.core.settings import get_settings
+        from functions.governance.directory import bootstrap_platform
         from functions.identity.directory import DirectoryRepository
-        from functions.identity.service import bootstrap_platform
         from infra.local.gateway import Gateway
         from infra.local.lambdas import LocalLambdas
         from infra.local.pump import Pump

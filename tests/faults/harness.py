@@ -11,11 +11,11 @@ run can be told to fail call n in one of the ways AWS and Lambda really fail.
 - `stopped_after`: the call is applied, then the function stops dead (Lambda's timeout or an
   out-of-memory kill): FunctionStopped is a BaseException, so no `except Exception` runs.
 
-`plan()` says which (call, fault) pairs a path is run with: every fault at every call that writes
-(changes AWS state), and `throttled` at the first call from each place in the code that reads. A
-read that is refused fails the same way whatever the refusal, and the same way again from the same
-line; a read applied twice, or whose answer is lost, changes nothing; and a stop after a read leaves
-the state a stop after the write before it leaves.
+`plan()` says which (call, fault) pairs a path is run with: every call site (a line of the code
+that calls AWS) at its first call, with every fault where it writes (changes AWS state) and
+`throttled` where it reads. A read that is refused fails the same way whatever the refusal; a read
+applied twice, or whose answer is lost, changes nothing; and a stop after a read leaves the state a
+stop after the write before it leaves.
 """
 
 from __future__ import annotations
@@ -49,14 +49,20 @@ def writes(call: Call) -> bool:
     return not call.operation.startswith(_READS)
 
 
-def plan(calls: list[Call]) -> list[tuple[int, str]]:
+# Where code handles every refused call alike (any exception), a 5xx is a throttle by another name:
+# such paths are run with REFUSED_ALIKE; ingest, which tells passing faults from lasting ones by
+# their codes, with every fault.
+REFUSED_ALIKE = tuple(fault for fault in FAULTS if fault != "server_error")
+
+
+def plan(calls: list[Call], faults: tuple[str, ...] = FAULTS) -> list[tuple[int, str]]:
     """The (call index, fault) pairs to run a path with (see the module's docstring)."""
-    first_reads = {call: index for index, call in reversed(list(enumerate(calls))) if not writes(call)}
+    first = {call: index for index, call in reversed(list(enumerate(calls)))}
     return [
         (index, fault)
-        for fault in FAULTS
+        for fault in faults
         for index, call in enumerate(calls)
-        if writes(call) or (fault == "throttled" and first_reads[call] == index)
+        if first[call] == index and (writes(call) or fault == "throttled")
     ]
 
 

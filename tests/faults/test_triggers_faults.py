@@ -8,6 +8,7 @@ import datetime as dt
 import json
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from functions.analytics.models import AlertRule, DerivedDataset, Subscription
@@ -16,20 +17,26 @@ from functions.analytics.triggers import TriggerService
 from functions.audit.chain import AuditLog
 from functions.catalog.models import Dataset
 from functions.catalog.repository import CatalogRepository
+from functions.catalog.service import CatalogService
 from functions.core.events import EventPublisher, parse_event
 from functions.core.settings import Settings
 from functions.handlers import wiring
+from functions.identity.directory import DirectoryRepository
 from functions.ingest.repository import IngestRepository
 from functions.notifications.repository import NotificationRepository
 from functions.notifications.service import NotificationService
+from functions.policy.access import AccessControl
+from functions.policy.actors import Actors
+from functions.policy.engine import PolicyEngine
 from functions.sharing.repository import SharingRepository
 from tests.faults.conftest import RENEW_EVERY
-from tests.faults.harness import FaultInjector, plan
+from tests.faults.harness import REFUSED_ALIKE, FaultInjector, plan
 from tests.faults.scenario import NUMBERS, deliver, record
 from tests.integration.conftest import Aws
 from tests.integration.test_analytics_triggers import publish
 
 START = dt.datetime(2026, 11, 4, tzinfo=dt.UTC)
+ENGINE = PolicyEngine(Path(__file__).resolve().parents[2] / "policies")
 STATIONS = ("AQ-1", "AQ-2", "AQ-3")
 
 
@@ -73,6 +80,12 @@ class TriggersRun:
             ),
             EventPublisher(self.settings.event_bus, self.aws.client("events")),
             AuditLog(self.settings.audit_table, self.dynamodb),
+            CatalogService(
+                CatalogRepository(self.settings.catalog_table, self.dynamodb),
+                AccessControl(ENGINE, AuditLog(self.settings.audit_table, self.dynamodb)),
+                grants=SharingRepository(self.settings.sharing_table, self.dynamodb),
+            ),
+            Actors(DirectoryRepository(self.settings.directory_table, self.dynamodb)),
             scopes=wiring.scopes(),
             department_keys=wiring.department_keys(),
         )
@@ -219,7 +232,7 @@ def test_every_call_of_the_triggers_under_every_fault_converges(
     assert deliver(injector, run.run(event), None, None).outcomes == ["done"]
     calls = list(injector.calls)
     assert len(calls) > 10
-    for number, (index, fault) in enumerate(plan(calls), 1):
+    for number, (index, fault) in enumerate(plan(calls, REFUSED_ALIKE), 1):
         if number % RENEW_EVERY == 0:
             run.renew(renew_tables())
         event = run.prepare()

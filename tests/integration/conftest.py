@@ -104,6 +104,25 @@ def forget_built_services() -> None:
 CITY = ("environment", "transport", "health", "public-safety", "city-management", "platform")
 
 
+def register_principal(department: str, principal: str = "p", *roles: str) -> None:
+    """A principal with an active key in the directory: what background work (rules, derived
+    datasets, subscriptions) acts as, and is refused without."""
+    from functions.identity.models import Principal, PublicKey
+
+    directory = DirectoryRepository(get_settings().directory_table)
+    directory.put_principal(Principal(department_id=department, principal_id=principal, roles=list(roles or ("member",))))
+    key = PublicKey(
+        department_id=department,
+        principal_id=principal,
+        kid=f"{department}-{principal}",
+        alg="ES256",
+        jwk={"kty": "EC", "crv": "P-256", "x": "x", "y": "y"},
+        created_at="t",
+    )
+    if key.kid not in {k.kid for k in directory.list_keys(department)}:
+        directory.add_key(key)
+
+
 def provision_departments(*departments: str) -> None:
     from functions.identity.models import Department
     from functions.identity.provisioning import Provisioner
@@ -113,6 +132,7 @@ def provision_departments(*departments: str) -> None:
         if directory.get_department(department) is None:
             directory.create_department(Department(department_id=department, name=department.title(), created_at="t"))
         Provisioner(directory, "it").provision(department)
+        register_principal(department)
 
 
 def published_events(moto_aws: Aws) -> list[dict[str, Any]]:
@@ -232,7 +252,8 @@ def versions(service: IngestService) -> list[int]:
 
 def commit_version(settings: Settings, dataset_id: str, owner: str, number: int, files: list[str], rows: int) -> None:
     """A version committed as ingest commits it (its dataset's latest version must be number - 1)."""
-    from functions.ingest.models import DatasetProfile, DatasetVersion, IngestReport
+    from functions.catalog.profiles import DatasetProfile
+    from functions.ingest.models import DatasetVersion, IngestReport
 
     uploads = IngestRepository(settings.catalog_table)
     upload = Upload(

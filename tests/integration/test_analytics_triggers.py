@@ -26,7 +26,13 @@ from functions.notifications.repository import NotificationRepository
 from functions.sharing.models import Grant
 from functions.sharing.repository import SharingRepository
 from tests.datasets import city_schema
-from tests.integration.conftest import Aws, assert_matches_published_schema, commit_version, published_events
+from tests.integration.conftest import (
+    Aws,
+    assert_matches_published_schema,
+    commit_version,
+    provision_departments,
+    published_events,
+)
 
 START = dt.datetime(2026, 11, 4, tzinfo=dt.UTC)
 
@@ -58,7 +64,7 @@ def publish(
     )
     sink = io.BytesIO()
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), sink)
-    key = f"curated/{dataset_id}/u{version:032d}/part-00000.parquet"
+    key = f"curated/{owner}/{dataset_id}/u{version:032d}/part-00000.parquet"
     moto_aws.client("s3").put_object(Bucket=settings.data_bucket, Key=key, Body=sink.getvalue())
     catalog = CatalogRepository(settings.catalog_table)
     dataset = Dataset.model_validate(
@@ -234,6 +240,7 @@ def test_duplicate_and_out_of_order_events_build_a_derived_version_once_per_inpu
 
 
 def test_a_subscription_stops_delivering_when_its_grant_ends(moto_aws: Aws, settings: Settings, service: TriggerService) -> None:
+    provision_departments("logistics")  # a subscriber acts as the principal that subscribed: it must exist
     sharing = SharingRepository(settings.sharing_table)
     grants = {}
     for grantee in ("health", "logistics"):

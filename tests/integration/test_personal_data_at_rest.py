@@ -23,6 +23,8 @@ from functions.ingest.models import Upload, UploadRequest
 from functions.ingest.repository import IngestRepository
 from functions.ingest.service import REJECTED_TAG, IngestService
 from functions.ingest.uploads import new_upload_id
+from functions.policy.actors import Actors
+from functions.sharing.liveness import GrantLiveness
 from functions.sharing.models import GrantCreate, GrantTerms
 from functions.sharing.placement import ViewJanitor
 from functions.sharing.service import SharingService
@@ -222,6 +224,8 @@ def test_decrypting_views_are_per_grant_and_swept_after_a_day(moto_aws: Aws, set
     assert not all_objects(moto_aws, settings, "views/shared/")
     janitor = ViewJanitor(settings.data_bucket, wiring.scopes(), lister=moto_aws.client("s3"))
     repository = services.sharing_repository()
-    assert janitor.sweep(repository.grants_between, datetime.now(UTC)) == 0  # live and fresh: kept
-    assert janitor.sweep(repository.grants_between, datetime.now(UTC) + timedelta(hours=25)) == 1
+    catalog = CatalogRepository(settings.catalog_table)
+    liveness = GrantLiveness(services.catalog(), Actors(wiring.directory()), repository, catalog)
+    assert janitor.sweep(liveness.live, datetime.now(UTC)) == 0  # live and fresh: kept
+    assert janitor.sweep(liveness.live, datetime.now(UTC) + timedelta(hours=25)) == 1
     assert not all_objects(moto_aws, settings, "views/clear/")

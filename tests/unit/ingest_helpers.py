@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from functions.catalog.models import IngestPolicy, TableSchema
 from functions.ingest.models import UploadRequest
 from functions.ingest.pipeline import IngestOutcome, run_pipeline
-from functions.ingest.protect import Protector
+from functions.privacy.protect import Protector
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "datasets"
 PSEUDONYM_KEY = b"p" * 32

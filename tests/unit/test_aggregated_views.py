@@ -20,7 +20,7 @@ from cityshare.generators import generate
 from functions.analytics.engine import Input, run, sandbox
 from functions.analytics.scope import scope_for
 from functions.catalog.models import Dataset
-from functions.ingest.protect import generalise
+from functions.privacy.protect import generalise
 from functions.sharing.models import Grant, GrantTerms
 from functions.sharing.views import SUPPRESSED_GROUPS, SUPPRESSED_ROWS, ViewSecrets, restrict
 from tests.datasets import city_schema

@@ -14,6 +14,7 @@ from functions.analytics.service import AnalyticsService, check_rule
 from functions.catalog.models import Dataset
 from functions.core.errors import Forbidden, InvalidRequest
 from functions.identity.models import Caller
+from functions.policy.access import AccessControl
 from functions.policy.engine import PolicyEngine
 from functions.sharing.models import Grant, RowFilter
 from tests.datasets import city_schema
@@ -36,7 +37,7 @@ AIR = Dataset.model_validate(
 
 def service(allow_http: bool) -> AnalyticsService:
     unused: Any = None  # a tag subscription with a bad webhook is refused before anything is read
-    return AnalyticsService(unused, unused, unused, ENGINE, allow_http_webhooks=allow_http)
+    return AnalyticsService(unused, unused, unused, AccessControl(ENGINE, unused), unused, allow_http_webhooks=allow_http)
 
 
 def test_webhooks_must_be_https_outside_the_embedded_stack() -> None:

@@ -11,7 +11,7 @@ from rdflib.compare import isomorphic
 
 from functions.catalog.dcat import CatalogEntry, statements, to_json_ld, to_turtle
 from functions.catalog.models import Dataset
-from functions.ingest.models import ColumnProfile, DatasetProfile
+from functions.catalog.profiles import ColumnProfile, DatasetProfile
 from tests.datasets import city_schema
 
 BASE = "https://api.city.example/prod"

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from functions.analytics.engine import Input, run, sandbox
 from functions.analytics.scope import coarsened, scope_for
 from functions.catalog.models import Dataset
-from functions.ingest.protect import generalise
+from functions.privacy.protect import generalise
 from functions.sharing.models import Grant, GrantTerms
 from functions.sharing.views import ViewSecrets, restrict
 

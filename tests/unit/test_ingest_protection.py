@@ -11,7 +11,7 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from functions.ingest.protect import decrypt_value, generalise
+from functions.privacy.protect import decrypt_value, generalise
 from tests.unit.ingest_helpers import DATA_KEY, city_schema, ingest
 
 PLATES = city_schema("plate-reads")

@@ -18,10 +18,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from functions.catalog.models import IngestPolicy
-from functions.core.sealing import ValueSealer, open_stream, padded_length, seal_stream, token_function
 from functions.ingest.models import UploadRequest
 from functions.ingest.pipeline import run_pipeline
-from functions.ingest.protect import Protector, keyed_tokens, short_values
+from functions.privacy.protect import Protector, keyed_tokens, short_values
+from functions.privacy.sealing import ValueSealer, open_stream, padded_length, seal_stream, token_function
 from functions.sharing.models import GrantTerms
 from tests.unit.ingest_helpers import DATA_KEY, PSEUDONYM_KEY, QUARANTINED, city_schema, ingest
 

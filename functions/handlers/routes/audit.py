@@ -7,7 +7,7 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
-from functions.audit.service import AuditPage
+from functions.governance.audit import AuditPage
 from functions.handlers.routes.context import caller, documented, request_id
 from functions.handlers.services import audit
 

@@ -8,17 +8,18 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
-from functions.handlers.routes.context import caller, created, documented, request_id
-from functions.handlers.services import directory_service
-from functions.identity.models import Department, Principal, PublicKey
-from functions.identity.service import (
+from functions.governance.directory import (
     DepartmentCreate,
     DepartmentDetail,
     DepartmentStatusChange,
     Identity,
     KeyAdd,
     PrincipalPut,
+    PrincipalStatusChange,
 )
+from functions.handlers.routes.context import caller, created, documented, request_id
+from functions.handlers.services import directory_service
+from functions.identity.models import Department, Principal, PublicKey
 
 router = APIGatewayRouter()
 
@@ -78,6 +79,16 @@ def set_department_status(department_id: DepartmentPath, change: DepartmentStatu
 )
 def put_principal(department_id: DepartmentPath, principal_id: PrincipalPath, request: PrincipalPut) -> Principal:
     return directory_service().put_principal(caller(router), department_id, principal_id, request, request_id(router))
+
+
+@router.patch(
+    "/admin/departments/<department_id>/principals/<principal_id>",
+    summary="Suspend or reinstate a principal",
+    tags=["admin"],
+    responses=documented(Principal, 400, 403, 404),
+)
+def set_principal_status(department_id: DepartmentPath, principal_id: PrincipalPath, change: PrincipalStatusChange) -> Principal:
+    return directory_service().set_principal_status(caller(router), department_id, principal_id, change, request_id(router))
 
 
 @router.post(

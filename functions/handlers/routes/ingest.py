@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from functions.handlers.routes.context import DatasetPath, caller, created, documented, request_id
-from functions.handlers.services import uploads
+from functions.handlers.services import uploads, versions
 from functions.ingest.models import (
     MultipartCompletion,
     PublishedVersion,
@@ -74,7 +74,7 @@ def push_records(dataset_id: DatasetPath, push: RecordsPush) -> Response[Upload]
     responses=documented(VersionPage, 404),
 )
 def list_versions(dataset_id: DatasetPath) -> VersionPage:
-    return uploads().list_versions(caller(router), dataset_id, request_id(router))
+    return versions().list_versions(caller(router), dataset_id, request_id(router))
 
 
 @router.get(
@@ -84,4 +84,4 @@ def list_versions(dataset_id: DatasetPath) -> VersionPage:
     responses=documented(PublishedVersion, 404),
 )
 def get_version(dataset_id: DatasetPath, version: VersionPathParam) -> PublishedVersion:
-    return uploads().get_version(caller(router), dataset_id, version, request_id(router))
+    return versions().get_version(caller(router), dataset_id, version, request_id(router))

@@ -19,8 +19,8 @@ from typing import Any
 from functions.core import aws
 from functions.core.dynamo import DynamoTable, from_item, is_conditional_failure, to_item
 from functions.core.scoped import DepartmentScopes
-from functions.core.sealing import derived_key
 from functions.identity.directory import DepartmentKeys
+from functions.privacy.sealing import derived_key
 
 _PLATFORM_SECRET = {"pk": "SECRET", "sk": "PLATFORM"}
 

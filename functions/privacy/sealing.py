@@ -78,7 +78,7 @@ class TokenKey:
 
 
 def token_function(key: bytes) -> Callable[[str], str]:
-    """value -> its token under `key`, one value at a time (functions.ingest.protect does many at once)."""
+    """value -> its token under `key`, one value at a time (functions.privacy.protect does many at once)."""
     return TokenKey(key).token
 
 

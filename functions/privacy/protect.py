@@ -1,6 +1,6 @@
 """Personal-data protection, applied before anything reaches curated storage (or quarantine).
 
-- pseudonymise: a keyed token (functions.core.sealing) under the owning department's own key, held
+- pseudonymise: a keyed token (functions.privacy.sealing) under the owning department's own key, held
   under its KMS key: the same plate gives the same token in every dataset of that department, and
   nothing another department uploads can produce a matching token. Computed once per distinct
   value of the file. Each (token, value) pair also goes to the version's sealed vault, which only
@@ -25,8 +25,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from functions.catalog.models import GRID_TOLERANCE, PersonalData, TableSchema, grid
-from functions.core.sealing import SHORT_VALUE_BYTES, TOKEN_BYTES, TokenKey, ValueSealer
-from functions.ingest.validate import arrow_type, convert
+from functions.columnar.types import arrow_type, convert
+from functions.privacy.sealing import SHORT_VALUE_BYTES, TOKEN_BYTES, TokenKey, ValueSealer
 
 _INTERVAL = re.compile(r"^([1-9][0-9]{0,3})(s|m|h|d)$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -43,6 +43,12 @@ class DepartmentStatusChange(Model):
     status: Status
 
 
+class PrincipalStatusChange(Model):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    status: Status
+
+
 class PrincipalPut(Model):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
@@ -138,14 +144,27 @@ class DirectoryService:
         self._existing(department_id)
         if "admin" in request.roles and department_id != PLATFORM_DEPARTMENT:
             raise InvalidRequest("Only principals of the platform department can be admins")
+        existing = self._directory.get_principal(department_id, principal_id)
         principal = Principal(
             department_id=department_id,
             principal_id=principal_id,
             display_name=request.display_name,
             roles=sorted(set(request.roles)),
+            status=existing.status if existing else "active",  # changing roles never reinstates
         )
         self._directory.put_principal(principal)
         return principal
+
+    def set_principal_status(
+        self, caller: Caller, department_id: str, principal_id: str, change: PrincipalStatusChange, request_id: str = ""
+    ) -> Principal:
+        """Suspend or reinstate one principal: suspended, its requests are refused and nothing it
+        defined (rules, derived datasets, subscriptions) acts any more, until it is reinstated."""
+        details: dict[str, object] = {"principal": f"{department_id}/{principal_id}", "status": change.status}
+        self._require(caller, "ManageDirectory", request_id, details)
+        if (department_id, principal_id) == (caller.department_id, caller.principal_id):
+            raise InvalidRequest("A platform admin cannot suspend itself (ask another admin)")
+        return self._directory.set_principal_status(department_id, principal_id, change.status)
 
     def add_key(self, caller: Caller, department_id: str, principal_id: str, request: KeyAdd, request_id: str = "") -> PublicKey:
         self._require(caller, "ManageDirectory", request_id, {"key_for": f"{department_id}/{principal_id}"})
