@@ -108,6 +108,7 @@ bench: $(DEV) bench-layers  ## print the benchmarks' figures
 	$(BIN)/python -m benchmarks.ingest
 	$(BIN)/python -m benchmarks.authz
 	$(BIN)/python -m benchmarks.views
+	$(BIN)/python -m benchmarks.privacy
 	$(BIN)/python -m benchmarks.triggers
 	$(BIN)/python -m benchmarks.delta_sharing
 
@@ -122,14 +123,21 @@ LAMBDA_PYTHON ?= $(shell for p in python3.13 "$$(pyenv prefix 3.13 2>/dev/null)/
 export LAMBDA_PYTHON
 LAYER_PIP := $(BIN)/pip install -q --platform manylinux_2_28_aarch64 --platform manylinux2014_aarch64 \
 	--implementation cp --python-version 3.13 --only-binary=:all: --no-compile
-$(LAYERS)/.built: functions/requirements-core.txt functions/requirements-data.txt functions/requirements-analytics.txt
+# OpenDP's arm64 library carries 110 MB of symbols: stripped with binutils for arm64 (Debian's
+# binutils-aarch64-linux-gnu, installed here when run as root), it fits under Lambda's limit.
+AARCH64_STRIP := aarch64-linux-gnu-strip
+$(LAYERS)/.built: functions/requirements-core.txt functions/requirements-data.txt functions/requirements-analytics.txt functions/requirements-privacy.txt
 	@test -x "$(LAMBDA_PYTHON)" || { echo "Python 3.13 (the Lambda runtime's) is needed to compile the layers' .pyc: install python3.13 or set LAMBDA_PYTHON=/path/to/python3.13"; exit 1; }
-	rm -rf $(LAYERS) && mkdir -p $(LAYERS)/core/python $(LAYERS)/data/python $(LAYERS)/analytics/python
+	@command -v $(AARCH64_STRIP) >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y --no-install-recommends binutils-aarch64-linux-gnu >/dev/null 2>&1; } || \
+		{ echo "$(AARCH64_STRIP) is needed to strip OpenDP's library: apt-get install binutils-aarch64-linux-gnu"; exit 1; }
+	rm -rf $(LAYERS) && mkdir -p $(LAYERS)/core/python $(LAYERS)/data/python $(LAYERS)/analytics/python $(LAYERS)/privacy/python
 	$(LAYER_PIP) -t $(LAYERS)/core/python -r functions/requirements-core.txt
 	$(LAYER_PIP) -t $(LAYERS)/data/python --no-deps -r functions/requirements-data.txt
 	$(LAYER_PIP) -t $(LAYERS)/analytics/python --no-deps -r functions/requirements-analytics.txt
+	$(LAYER_PIP) -t $(LAYERS)/privacy/python --no-deps -r functions/requirements-privacy.txt
+	find $(LAYERS)/privacy/python -name '*.so' -exec $(AARCH64_STRIP) --strip-unneeded {} +
 	$(BIN)/python -m infra.cloud.layers trim $(LAYERS)
-	for layer in core data analytics; do \
+	for layer in core data analytics privacy; do \
 		PYTHONHASHSEED=0 "$(LAMBDA_PYTHON)" -m compileall -q -j 0 --invalidation-mode unchecked-hash -d /opt/python $(LAYERS)/$$layer/python >/dev/null || exit 1; \
 	done
 	$(BIN)/python -m infra.cloud.layers report $(LAYERS)

@@ -2,8 +2,8 @@
 version for a grant (columns, a row filter), against a bare pyarrow read + filter + write of the same
 curated file in the same run (target ratio ≤ 1.5). Masking a column is timed on its own, since the
 bare baseline does no such work. Median of 5 runs each, this machine, no S3 (the same code
-ViewBuilder runs between its GetObject and its PutObject). (2) Issue personal data: an aggregated,
-k-anonymous view of 1,000,000 service requests against a bare DuckDB GROUP BY (target <= 1.5x).
+ViewBuilder runs between its GetObject and its PutObject). Views of data about people (per-grant
+tokens, differentially private groups) are in benchmarks/privacy.py.
 """
 
 from __future__ import annotations
@@ -33,23 +33,6 @@ RUNS = 5
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ["segment_id", "district", "measured_at", "vehicle_count", "avg_speed_kmh"]
 DISTRICTS = ["Centre", "Harbour", "North"]
-
-
-def dataset() -> Dataset:
-    import json
-
-    return Dataset.model_validate(
-        {
-            "dataset_id": "traffic-flow",
-            "title": "Traffic flow",
-            "classification": "confidential",
-            "schema": json.loads((ROOT / "schemas" / "datasets" / "traffic-flow.json").read_text()),
-            "owner": "transport",
-            "created_at": "t",
-            "updated_at": "t",
-            "created_by": "p",
-        }
-    )
 
 
 def grant(masked: list[str]) -> Grant:
@@ -92,7 +75,7 @@ def main() -> None:
     csv = generate("traffic-flow", ROWS, folder / "flow.csv")
     curated = folder / "curated.parquet"
     pq.write_table(pacsv.read_csv(csv), curated, compression="zstd")
-    described = dataset()
+    flow = described("traffic-flow", "transport")
     plain, masked = grant([]), grant(["camera_id"])
 
     def no_key() -> bytes:
@@ -100,8 +83,8 @@ def main() -> None:
 
     secrets = ViewSecrets(data_key=no_key, mask_key=lambda: b"k" * 32)
     bare_s, bare_size = median_seconds(lambda: bare(curated))
-    view_s, view_size = median_seconds(lambda: view_bytes([curated], described, plain, secrets))
-    mask_s, _ = median_seconds(lambda: view_bytes([curated], described, masked, secrets))
+    view_s, view_size = median_seconds(lambda: view_bytes([curated], flow, plain, secrets))
+    mask_s, _ = median_seconds(lambda: view_bytes([curated], flow, masked, secrets))
     size_mb = curated.stat().st_size / 1e6
     print(f"{ROWS:,} rows, curated Parquet {size_mb:.1f} MB; grant: {len(COLUMNS)} columns, district in {DISTRICTS}")
     print(f"bare pyarrow read + filter + select + write: {bare_s * 1000:.0f} ms ({bare_size / 1e6:.1f} MB out)")
@@ -110,69 +93,34 @@ def main() -> None:
         f" -> ratio {view_s / bare_s:.2f} (target <= 1.5)"
     )
     print(f"the same with camera_id masked per grant:    {mask_s * 1000:.0f} ms -> ratio {mask_s / bare_s:.2f}")
-    aggregated(folder)
 
 
-def aggregated(folder: Path) -> None:
-    """An aggregated grant's k-anonymous view (hourly requests per district and category, k = 5) of
-    1,000,000 service requests, against a bare DuckDB GROUP BY of the same curated file written to
-    Parquet (target: at most 1.5x)."""
-    import duckdb
-
-    # The real ingest makes the curated file (address encrypted, phone dropped, positions coarsened).
-    source = generate("service-requests", ROWS, folder / "requests.csv")
-    table_schema = TableSchema.model_validate(_schema("service-requests"))
+def curated_of(name: str, rows: int, folder: Path) -> Path:
+    """`rows` generated records of a city dataset, through the real ingest (personal columns
+    protected as the schema says): the curated Parquet a view is built from."""
+    source = generate(name, rows, folder / f"{name}.csv")
+    table_schema = TableSchema.model_validate(_schema(name))
     request = UploadRequest(filename=source.name, format="csv", size_bytes=source.stat().st_size)
-    protector = Protector(table_schema, "service-requests", b"k" * 32, lambda: b"d" * 32, folder)
+    protector = Protector(table_schema, name, b"k" * 32, lambda: b"d" * 32, folder)
     with source.open("rb") as raw:
         outcome = run_pipeline(raw, request, table_schema, IngestPolicy(), protector, folder)
     assert outcome.accepted and outcome.parquet is not None
-    curated = outcome.parquet
-    requests = Dataset.model_validate(
+    return Path(outcome.parquet)
+
+
+def described(name: str, owner: str) -> Dataset:
+    return Dataset.model_validate(
         {
-            "dataset_id": "service-requests",
-            "title": "Service requests",
+            "dataset_id": name,
+            "title": name,
             "classification": "confidential",
-            "schema": _schema("service-requests"),
-            "owner": "city-management",
+            "schema": _schema(name),
+            "owner": owner,
             "created_at": "t",
             "updated_at": "t",
             "created_by": "p",
         }
     )
-    hourly = Grant(
-        grant_id="g" + "c" * 24,
-        dataset_id="service-requests",
-        owner="city-management",
-        grantee_department="transport",
-        purpose="Benchmark of an aggregated view",
-        purpose_category="planning",
-        created_by="steward",
-        created_at="t",
-        terms=GrantTerms.model_validate(
-            {
-                "generalised": {"opened_at": "1h"},
-                "aggregate": {"group_by": ["district", "category", "opened_at"], "min_group_size": 5},
-            }
-        ),
-    )
-    out = folder / "duckdb.parquet"
-
-    def bare_duckdb() -> bytes:
-        with duckdb.connect() as db:
-            db.execute(
-                f"COPY (SELECT district, category, time_bucket(INTERVAL 1 HOUR, opened_at) AS opened_at, count(*) AS group_size "
-                f"FROM read_parquet('{curated}') GROUP BY ALL HAVING count(*) >= 5) TO '{out}' (FORMAT parquet, COMPRESSION zstd)"
-            )
-        return out.read_bytes()
-
-    bare_s, _ = median_seconds(bare_duckdb)
-    view_s, _ = median_seconds(lambda: view_bytes([curated], requests, hourly, ViewSecrets()))
-    groups = pq.read_table(io.BytesIO(view_bytes([curated], requests, hourly, ViewSecrets())))
-    print(f"{ROWS:,} service requests: hourly groups by district and category, k = 5 ({groups.num_rows:,} groups shared)")
-    print(f"bare DuckDB GROUP BY ... HAVING count(*) >= 5 to Parquet: {bare_s * 1000:.0f} ms")
-    ratio = view_s / bare_s
-    print(f"aggregated view (pyarrow, suppression counted):          {view_s * 1000:.0f} ms -> ratio {ratio:.2f} (target <= 1.5)")
 
 
 def _schema(name: str) -> dict[str, object]:

@@ -425,8 +425,18 @@ def access_grant_tags(
     show(client().grant_by_tags(department, tag, purpose, category, max_classification, expires))
 
 
+def privacy_spent(grant: dict[str, Any]) -> str:
+    """A differentially private grant's budget: what its grantee spent on the dataset, of how much."""
+    terms = (grant["terms"].get("aggregate") or {}).get("privacy")
+    if not terms:
+        return ""
+    return f"ε {grant.get('privacy_spent') or 0:.2f}/{terms['budget']:g}"
+
+
 def show_grants(grants: list[dict[str, Any]]) -> None:
-    table = DataTable(Column("grant", no_wrap=True, min_width=25), "of", "on", "to", "status", "columns", "expires", "purpose")
+    table = DataTable(
+        Column("grant", no_wrap=True, min_width=25), "of", "on", "to", "status", "columns", "expires", "privacy", "purpose"
+    )
     for item in grants:
         grantee = item["grantee_department"] + (f"/{item['grantee_principal']}" if item.get("grantee_principal") else "")
         scope = item.get("dataset_id") or f"tags {','.join(item['tags'])} ≤ {item['max_classification']}"
@@ -438,6 +448,7 @@ def show_grants(grants: list[dict[str, Any]]) -> None:
             item["status"],
             ",".join(item["terms"]["columns"]) or "all",
             (item["terms"].get("expires_at") or "")[:10],
+            privacy_spent(item),
             item["purpose"][:50],
         )
     console.print(table)

@@ -52,22 +52,28 @@ def personal_data(people: Departments, folder: Path, console: Console) -> dict[s
 
     # Linking is a decision of its own: a legal basis, an expiry, audited.
     _create(safety, "parking-fines", "parking-fines.json", "confidential", "Parking and traffic fines")
-    fines_file = generate("parking-fines", 500, folder / "parking-fines.csv")
-    safety.wait_for_upload("parking-fines", safety.upload_file("parking-fines", fines_file)["upload_id"])
     linkage = transport_steward.grant(
         "plate-reads",
         "public-safety",
         "Match unpaid fines with camera reads to find the vehicles (Road Traffic Act, art. 5)",
         "public-safety",
         legal_basis="legal-obligation",
-        terms={"columns": ["camera_id", "read_at", "plate"], "linked_columns": ["plate"], "expires_at": "2027-03-31"},
+        terms={
+            "columns": ["camera_id", "read_at", "plate"],
+            "linked_columns": ["plate"],
+            "linked_datasets": ["parking-fines"],
+            "expires_at": "2027-03-31",
+        },
     )
+    # Only versions published while the linkage lives are re-keyed (the fines of the period it was granted for).
+    fines_file = generate("parking-fines", 500, folder / "parking-fines.csv")
+    safety.wait_for_upload("parking-fines", safety.upload_file("parking-fines", fines_file)["upload_id"])
     seen = safety.read_dataframe("plate-reads", grant_id=linkage["grant_id"])
     fines = safety.read_dataframe("parking-fines", linkage=linkage["grant_id"])
     joined = fines.merge(seen, on="plate")
     console.print(
         f"  transport's steward grants public safety a [bold]linkage[/bold] of plates (legal obligation, until "
-        f"{linkage['terms']['expires_at'][:10]}): both sides re-keyed into one space for the pair and 'vehicle-plate'"
+        f"{linkage['terms']['expires_at'][:10]}, for its parking-fines only): both sides re-keyed into that grant's own space"
     )
     console.print(
         f"  public safety joins its {len(fines)} fines with the {len(seen)} reads in pandas -> "
@@ -80,40 +86,40 @@ def personal_data(people: Departments, folder: Path, console: Console) -> dict[s
     transport_steward.revoke_grant("plate-reads", linkage["grant_id"])
     console.print("  transport revokes the linkage; its re-keyed views are deleted with it")
 
-    # Citizens' service requests, shared as groups of at least five.
+    # Citizens' service requests, shared as differentially private groups with a privacy budget.
     city = people["city-management"]
     _create(city["member"], "service-requests", "service-requests.json", "confidential", "Citizen service requests")
     requests_file = generate("service-requests", 20_000, folder / "service-requests.csv")
     city["member"].wait_for_upload("service-requests", city["member"].upload_file("service-requests", requests_file)["upload_id"])
-    city["steward"].grant(
+    granted = city["steward"].grant(
         "service-requests",
         "transport",
-        "Where potholes and broken street lights cluster, hour by hour",
+        "Where potholes and broken street lights cluster, district by district",
         "planning",
         terms={
-            "generalised": {"opened_at": "1h"},
             "aggregate": {
-                "group_by": ["district", "category", "opened_at"],
+                "group_by": ["district", "category"],
                 "measures": [{"aggregate": "count", "column": "request_id"}],
                 "min_group_size": 5,
+                "privacy": {"epsilon": 1.0, "budget": 3.0},
             },
         },
     )
-    access = people["transport"]["member"].data_access("service-requests")
     view = people["transport"]["member"].read_dataframe("service-requests")
-    suppressed = access["suppressed"]
-    table = Table("district", "category", "hour", "requests", title="Transport's view: hourly groups of at least 5 requests")
+    table = Table("district", "category", "requests (with noise)", title="Transport's view: differentially private groups")
     for row in view.sort_values("group_size", ascending=False).head(6).itertuples():
-        table.add_row(row.district, row.category, str(row.opened_at)[:16], str(row.group_size))
+        table.add_row(row.district, row.category, str(row.group_size))
     console.print(table)
+    spent = next(g for g in city["steward"].grants("service-requests") if g["grant_id"] == granted["grant_id"])["privacy_spent"]
     console.print(
-        f"  {len(view)} groups shared (smallest {view['group_size'].min()} requests); "
-        f"{suppressed['groups']} groups ({suppressed['rows']} requests) below k=5 suppressed and counted; "
+        f"  {len(view)} groups released (each of at least 5 people, counted by their pseudonymised phone, never by rows); "
+        f"counts carry calibrated noise (OpenDP); the release spent epsilon {spent:g} of transport's budget 3 on this "
+        "dataset; reading it again costs nothing, a new version costs 1 more; "
         "no address, phone or exact position ever leaves city management"
     )
     results["aggregated_groups"] = len(view)
-    results["smallest_group"] = int(view["group_size"].min())
-    results["suppressed"] = suppressed
+    results["smallest_group"] = int(view["group_size"].min()) if len(view) else 0
+    results["privacy_spent"] = spent
     return results
 
 

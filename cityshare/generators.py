@@ -113,6 +113,8 @@ def service_requests(rng: random.Random, rows: int, spike: bool = False) -> Iter
             "latitude": round(51.45 + rng.uniform(-0.05, 0.05), 6),
             "longitude": round(-2.58 + rng.uniform(-0.08, 0.08), 6),
             "status": rng.choice(["open", "in-progress", "closed"]),
+            # Citizens file more than one request: a few thousand of them, some often.
+            "citizen_id": f"CIT-{int(rng.paretovariate(1.2)) % 5000:06d}" if rng.random() < 0.8 else None,
         }
 
 

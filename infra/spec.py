@@ -116,6 +116,7 @@ class FunctionSpec:
     runs_queries: bool = False  # starts Athena queries in the derived workgroup
     dead_letters: tuple[str, ...] = ()  # queues whose dead-letter queue it sends to (failures no retry can mend)
     provisions_departments: bool = False  # creates departments' KMS keys and API keys
+    invokes: tuple[str, ...] = ()  # functions it calls synchronously (by their stage-qualified names)
 
 
 PUBLIC = "public"  # a route anyone may call without signing (the open-data catalog)
@@ -290,7 +291,11 @@ SPEC = PlatformSpec(
     ),
     event_bus="cityshare",
     rules=(
-        RuleSpec("platform-events", ("DatasetVersionPublished", "AlertRaised", "GrantChanged", "AccessRequestChanged"), "events"),
+        RuleSpec(
+            "platform-events",
+            ("DatasetVersionPublished", "AlertRaised", "GrantChanged", "AccessRequestChanged", "PrivacyBudgetExhausted"),
+            "events",
+        ),
         RuleSpec("departments", ("DepartmentRegistered",), "provisioning"),
     ),
     functions=(
@@ -389,6 +394,12 @@ SPEC = PlatformSpec(
             acts_for_departments=True,  # presigns the owner's files, builds the grant's view
             platform_secret=True,  # masking and linkage keys of views
             layers=("core", "data"),
+            invokes=("privacy",),
+        ),
+        # Differentially private releases (OpenDP, in a layer of its own: it does not fit beside
+        # pyarrow): exact, bounded aggregates in, noisy groups out. No table, bucket or key.
+        FunctionSpec(
+            "privacy", "functions.handlers.privacy.handler", memory_mb=1024, timeout_seconds=30, layers=("core", "privacy")
         ),
         FunctionSpec(
             "open-data",
@@ -501,6 +512,7 @@ RESOURCE_ENVIRONMENT: dict[str, tuple[str, str]] = {
     "DATA_ROLE_ARN": ("role", "data"),
     "QUERY_ROLE_ARN": ("role", "queries"),
     "USAGE_PLAN_ID": ("usage-plan", "departments"),
+    "PRIVACY_FUNCTION": ("function", "privacy"),
 }
 
 # The stewards' console (console/, a static page) is served with these headers by the embedded gateway

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from functions.catalog.models import GRID_TOLERANCE, Dataset, grid
+from functions.core.errors import InvalidRequest
 from functions.sharing.models import AggregateTerms, Grant, RowFilter
 
 _OPERATORS = {"eq": "=", "ne": "<>", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
@@ -24,8 +25,10 @@ class ReadScope:
     column_types: dict[str, str] = field(default_factory=dict)
     # Columns the grant coarsens: name -> (granularity, kind: date-time | integer | number)
     generalised: dict[str, tuple[str, str]] = field(default_factory=dict)
-    # An aggregated grant: its groups (of at least k rows) are what may be read, never rows.
+    # An aggregated grant: its groups (of at least k subjects) are what may be read, never rows.
     aggregate: AggregateTerms | None = None
+    # The columns naming whom rows are about (none: each row is its own subject).
+    subjects: list[str] = field(default_factory=list)
 
     def select_list(self, dialect: str = "duckdb") -> str:
         """The scope's columns as a SELECT list, coarsened where the grant says so."""
@@ -43,8 +46,13 @@ class ReadScope:
         selected += [
             f"{_SQL_AGGREGATES[m.aggregate]}({quoted(m.column)}) AS {quoted(m.output())}" for m in self.aggregate.measures
         ]
-        # k is a validated integer; groups below it are never visible to the query.
-        having = f"count(*) >= {int(self.aggregate.min_group_size)}"
+        # k is a validated integer; groups of fewer subjects are never visible to the query. A row
+        # whose subject is null stands for itself, as in the grant's view.
+        counted = "count(*)"
+        if self.subjects:
+            subject = " || chr(31) || ".join(f"CAST({quoted(c)} AS VARCHAR)" for c in self.subjects)
+            counted = f"(count(DISTINCT {subject}) + sum(CASE WHEN {subject} IS NULL THEN 1 ELSE 0 END))"
+        having = f"{counted} >= {int(self.aggregate.min_group_size)}"
         return f"SELECT {', '.join(selected)} FROM {source} WHERE {where} GROUP BY {', '.join(keys)} HAVING {having}"
 
     def typed(self, stored_types: dict[str, str]) -> ReadScope:
@@ -69,7 +77,7 @@ def scope_for(dataset: Dataset, grant: Grant | None) -> ReadScope:
     rules and derived datasets read it. Under a grant: its row filter and coarsening; its groups
     only when it aggregates; otherwise its columns but none that is personal (protected at ingest),
     masked or linked — rules and derived datasets could single people out, so personal data reaches
-    them only as groups of at least k rows (an aggregated grant), and tokens only through views."""
+    them only as groups of at least k subjects (an exact aggregated grant), and tokens only through views."""
     stored = dataset.table_schema.stored_columns()
     if grant is None:
         return ReadScope(dataset.dataset_id, stored)
@@ -81,9 +89,21 @@ def scope_for(dataset: Dataset, grant: Grant | None) -> ReadScope:
         for name, granularity in terms.generalised.items()
         if name in used
     }
+    if terms.aggregate is not None and terms.aggregate.privacy is not None:
+        # Every evaluation would be a release spending the grantee's budget: a private grant is read
+        # through its views only.
+        raise InvalidRequest("a grant with differential privacy is read through its views, not by rules or derived datasets")
     if terms.aggregate is not None:
+        subject = dataset.table_schema.subjects()
         return ReadScope(
-            dataset.dataset_id, terms.aggregate.columns(), terms.row_filter, grant.grant_id, {}, generalised, terms.aggregate
+            dataset.dataset_id,
+            terms.aggregate.columns(),
+            terms.row_filter,
+            grant.grant_id,
+            {},
+            generalised,
+            terms.aggregate,
+            [] if subject.each_row else list(subject.columns),
         )
     hidden = set(terms.masked_columns) | set(terms.linked_columns) | set(dataset.table_schema.personal_columns())
     return ReadScope(

@@ -224,7 +224,7 @@ class TriggerService:
         """Whether a subscriber (the principal that subscribed, as the directory holds it now) may
         be told: the policies' decision, audited in the owner's chain."""
         decision, grant = self._decide(dataset, department, principal, None, f"subscription/{'alerts' if whole else 'versions'}")
-        return decision.allowed and (not whole or grant is None or not grant.terms.restricted())
+        return decision.allowed and (not whole or grant is None or not grant.needs_view(dataset))
 
     def _decide(
         self, dataset: Dataset, department: str, principal: str, grant_id: str | None, purpose: str, version: int | None = None
@@ -240,7 +240,8 @@ class TriggerService:
         """What the principal a rule or derived dataset acts for may read of `dataset` now (None if
         nothing): the policies' decision, audited in the owner's chain with the policies behind it."""
         decision, grant = self._decide(dataset, reader, principal, grant_id, purpose, version)
-        return scope_for(dataset, grant) if decision.allowed else None
+        private = grant is not None and grant.terms.aggregate is not None and grant.terms.aggregate.privacy is not None
+        return scope_for(dataset, grant) if decision.allowed and not private else None
 
     # -- alert rules
     def evaluate_rules(self, event: DatasetVersionPublished, dataset: Dataset | None = None) -> list[Alert]:

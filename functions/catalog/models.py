@@ -118,6 +118,28 @@ class ColumnSchema(JsonSchemaModel):
         return value
 
 
+class SubjectDeclaration(JsonSchemaModel):
+    """Whom (or what) the rows are about — a citizen, a vehicle — and how much any one of them may
+    weigh in what is released in groups: `columns` identify the subject (typically a pseudonymised
+    column: tokens count as well as values), or `each_row` says every row is its own subject. A
+    subject counts for at most `max_rows_per_group` rows in a group and in at most `max_groups`
+    groups of one release, and numbers it contributes are clamped to the columns' declared
+    minimum and maximum: one person cannot dominate a count or a sum."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, populate_by_name=True, serialize_by_alias=True)
+
+    columns: list[ColumnName] = Field(default_factory=list, max_length=3)
+    each_row: bool | None = None
+    max_rows_per_group: int = Field(default=1, ge=1, le=1000)
+    max_groups: int = Field(default=10, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> SubjectDeclaration:
+        if bool(self.columns) == self.each_row:
+            raise ValueError("x-subject names its columns, or says each_row: true (not both)")
+        return self
+
+
 class TableSchema(JsonSchemaModel):
     """A dataset's schema: a JSON Schema object whose properties are the columns."""
 
@@ -131,16 +153,32 @@ class TableSchema(JsonSchemaModel):
     properties: dict[ColumnName, ColumnSchema] = Field(min_length=1, max_length=MAX_COLUMNS)
     required: list[ColumnName] = Field(default_factory=list)
     additionalProperties: bool = False  # noqa: N815 - JSON Schema's spelling
+    subject: SubjectDeclaration | None = Field(default=None, alias="x-subject")
 
     @model_validator(mode="after")
     def _required_are_columns(self) -> TableSchema:
         unknown = sorted(set(self.required) - set(self.properties))
         if unknown:
             raise ValueError(f"required names columns that are not declared: {', '.join(unknown)}")
+        if self.subject is not None:
+            missing = sorted(set(self.subject.columns) - set(self.stored_columns()))
+            if missing:
+                raise ValueError(f"x-subject names columns that are not stored: {', '.join(missing)}")
         return self
+
+    def subjects(self) -> SubjectDeclaration:
+        """Whom the rows are about (undeclared: each row is its own subject)."""
+        return self.subject or SubjectDeclaration(each_row=True)
+
+    def is_personal(self) -> bool:
+        """Whether the rows are about people (some column is personal data)."""
+        return bool(self.personal_columns())
 
     def personal_columns(self) -> dict[str, PersonalData]:
         return {name: col.personal for name, col in self.properties.items() if col.personal is not None}
+
+    def pseudonymised_columns(self) -> list[str]:
+        return [name for name, personal in self.personal_columns().items() if personal.protection == "pseudonymise"]
 
     def stored_columns(self) -> list[str]:
         """The columns of the curated Parquet, in order: all but those dropped at ingest."""
@@ -199,6 +237,27 @@ class DatasetCreate(DatasetFields):
 
     dataset_id: DatasetId
 
+    @model_validator(mode="after")
+    def _personal_data_names_its_subjects(self) -> DatasetCreate:
+        if type(self) is DatasetCreate and self.table_schema.is_personal() and self.table_schema.subject is None:
+            raise ValueError(
+                "a schema with personal columns names whom its rows are about: "
+                '"x-subject": {"columns": [...]} (a pseudonymised id, say) or {"each_row": true}'
+            )
+        if type(self) is DatasetCreate and self.classification == "public":
+            check_public(self.table_schema)
+        return self
+
+
+def check_public(table_schema: TableSchema) -> None:
+    """Public data is read by anyone without a grant, so it would carry its owner's own tokens, which
+    never leave the owner: a dataset with pseudonymised columns is not public."""
+    if table_schema.pseudonymised_columns():
+        raise ValueError(
+            f"a public dataset holds no pseudonymised column ({', '.join(table_schema.pseudonymised_columns())}): "
+            "share it with grants, or drop or generalise those columns"
+        )
+
 
 class DatasetUpdate(Model):
     """A partial change of a dataset's metadata. `revision`, when given, must match (optimistic lock)."""
@@ -222,7 +281,10 @@ class DatasetUpdate(Model):
         return values
 
 
-class Dataset(DatasetCreate):
+class DatasetEntry(DatasetCreate):
+    """A dataset as the API shows it: its metadata, and the latest version's size only to those who
+    may see figures (its owner, and readers of its whole rows)."""
+
     owner: str
     created_at: str
     updated_at: str
@@ -230,14 +292,27 @@ class Dataset(DatasetCreate):
     revision: int = 1
     legal_hold: bool = False
     latest_version: int = 0
-    # The latest version's curated files, written in the same transaction as latest_version, so a
-    # read of the latest version needs no second lookup.
-    latest_files: list[str] = Field(default_factory=list)
-    latest_bytes: int = 0
+    latest_bytes: int | None = Field(
+        default=None, description="The latest version's size in bytes; null unless the caller may see figures"
+    )
     # Derived datasets: the classification of their most restricted input, below which they may not go.
     classification_floor: Classification | None = None
 
 
+class Dataset(DatasetEntry):
+    """A dataset as stored."""
+
+    # The latest version's curated files, written in the same transaction as latest_version, so a
+    # read of the latest version needs no second lookup. Never shown: they are the platform's.
+    latest_files: list[str] = Field(default_factory=list)
+    latest_bytes: int = 0
+
+    def entry(self, figures: bool) -> DatasetEntry:
+        """What the API shows of it; `figures`: whether the caller may see its size."""
+        shown = self.model_dump(by_alias=True, exclude={"latest_files"})
+        return DatasetEntry.model_validate(shown | ({} if figures else {"latest_bytes": None}))
+
+
 class DatasetPage(Model):
-    datasets: list[Dataset]
+    datasets: list[DatasetEntry]
     next_cursor: str | None = None

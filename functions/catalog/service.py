@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from functions.catalog.models import Classification, Dataset, DatasetCreate, DatasetPage, DatasetUpdate
+from functions.catalog.models import (
+    Classification,
+    Dataset,
+    DatasetCreate,
+    DatasetEntry,
+    DatasetPage,
+    DatasetUpdate,
+    check_public,
+)
 from functions.catalog.repository import CatalogQuery, CatalogRepository
 from functions.core.classification import CLASSIFICATION_RANK
 from functions.core.clock import utc_now
@@ -119,8 +127,17 @@ class CatalogService:
         self._repository.create(dataset, together_with)
         return dataset
 
-    def get(self, caller: Caller, dataset_id: str, request_id: str = "") -> Dataset:
-        return self.authorized(caller, "ViewDataset", dataset_id, request_id)
+    def get(self, caller: Caller, dataset_id: str, request_id: str = "") -> DatasetEntry:
+        dataset = self.authorized(caller, "ViewDataset", dataset_id, request_id)
+        return self.entry(caller, dataset, self.candidates(caller, dataset))
+
+    def entry(self, caller: Caller, dataset: Dataset, candidates: Sequence[HasFacts]) -> DatasetEntry:
+        """The dataset as `caller` is shown it: figures only to its owner and to readers of its whole
+        rows (on their own right, or under an unrestricted grant); a view's reader sees the view's."""
+        if dataset.owner == caller.department_id:
+            return dataset.entry(figures=True)
+        decision, grant = self.decide(caller, "ReadData", dataset, candidates, audit=False)
+        return dataset.entry(figures=decision.allowed and (grant is None or not grant.facts().restricted))
 
     def authorized(
         self, caller: Caller, action: str, dataset_id: str, request_id: str = "", details: dict[str, object] | None = None
@@ -172,6 +189,11 @@ class CatalogService:
         floor = current.classification_floor
         if update.classification and floor and CLASSIFICATION_RANK[update.classification] < CLASSIFICATION_RANK[floor]:
             raise InvalidRequest(f"{dataset_id} is derived from {floor} data: its classification cannot go below {floor}")
+        if update.classification == "public":
+            try:
+                check_public(current.table_schema)
+            except ValueError as refused:
+                raise InvalidRequest(str(refused)) from None
         changed = current.model_copy(update=dict(update.changes(), updated_at=self._clock(), revision=current.revision + 1))
         changed = Dataset.model_validate(changed.model_dump(by_alias=True))
         self._repository.update_metadata(changed, sorted(update.changes()), expected_revision=current.revision)
@@ -189,7 +211,7 @@ class CatalogService:
         )
         if not listing.allowed:
             raise Forbidden("The caller may not list the catalog")
-        visible: list[Dataset] = []
+        visible: list[DatasetEntry] = []
         next_cursor: str | None = None
         by_dataset: dict[str, list[HasFacts]] = {}
         by_owner: dict[str, list[HasFacts]] = {}  # tag grants, by the department that gave them
@@ -204,7 +226,7 @@ class CatalogService:
             # Listing filters by the same policies as a get, so it never reveals what a get would hide.
             candidates = [*by_dataset.get(dataset.dataset_id, []), *by_owner.get(dataset.owner, [])]
             if self.decide(caller, "ViewDataset", dataset, candidates, audit=False)[0].allowed:
-                visible.append(dataset)
+                visible.append(self.entry(caller, dataset, candidates))
             if len(visible) == limit or budget == 0:
                 next_cursor = resume_after
                 break

@@ -84,3 +84,9 @@ class DepartmentNotReady(Conflict):
 
 class PayloadTooLarge(CityShareError):
     status, code, title = 413, "payload_too_large", "The request body is too large"
+
+
+class PrivacyBudgetExhausted(Conflict):
+    """A differentially private release would spend more than the grantee may spend on the dataset."""
+
+    code, title = "privacy_budget_exhausted", "The privacy budget for this dataset is spent"

@@ -123,6 +123,22 @@ class AlertRaised(EventDetail):
         return f"alerts:{self.rule_id}:{self.dataset_id}@{self.version}"
 
 
+class PrivacyBudgetExhausted(EventDetail):
+    """A differentially private release was refused: the grantee department has spent what it may
+    spend on the dataset (its owner's stewards are told)."""
+
+    dataset_id: str
+    owner: str
+    grantee_department: str
+    grant_id: str
+    spent: float
+    budget: float
+    at: str
+
+    def key(self) -> str:
+        return f"budget:{self.dataset_id}:{self.grantee_department}:{self.budget:g}"
+
+
 class DepartmentRegistered(EventDetail):
     """The platform admin registered a department: the provisioner makes its resources."""
 
@@ -138,6 +154,7 @@ EVENT_TYPES: tuple[type[EventDetail], ...] = (
     GrantChanged,
     AccessRequestChanged,
     AlertRaised,
+    PrivacyBudgetExhausted,
     DepartmentRegistered,
 )
 

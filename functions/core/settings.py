@@ -48,6 +48,11 @@ class Settings(BaseModel):
     # answers from; "" on the embedded stack, which serves the console and the API from one origin.
     console_origin: str = Field(default="", alias="CONSOLE_ORIGIN")
     policies_dir: str = Field(default=_DEFAULT_POLICIES_DIR, alias="POLICIES_DIR")
+    # AWS only: the function that computes differentially private releases (its layer holds OpenDP);
+    # "" on the embedded stack, where the API function computes them itself.
+    privacy_function: str = Field(default="", alias="PRIVACY_FUNCTION")
+    # The least k (distinct subjects per group) an aggregated grant on data about people may set.
+    min_group_size_floor: int = Field(default=5, ge=2, alias="MIN_GROUP_SIZE_FLOOR")
     # Signed-request limits (DESIGN.md, Trust and security).
     # Room for the signed request target (the gate allows 4 KB of path and query) and an RSA signature.
     max_token_bytes: int = Field(default=16384, alias="MAX_TOKEN_BYTES")

@@ -82,9 +82,12 @@ def sharing_repository() -> SharingRepository:
 
 @cache
 def _view_builder() -> Any:
+    from functions.core.events import EventPublisher
+    from functions.sharing.budget import PrivacyBudget
     from functions.sharing.views import ViewBuilder  # pyarrow is imported only when a restricted view is built
 
-    return ViewBuilder(get_settings(), key_service(), scopes(), department_keys())
+    budget = PrivacyBudget(sharing_repository(), audit_log(), EventPublisher(get_settings().event_bus))
+    return ViewBuilder(get_settings(), key_service(), scopes(), department_keys(), budget.spend)
 
 
 def build_view(dataset: Dataset, version: int, files: list[str], grant: Grant, now: str, linked: bool) -> BuiltView:
@@ -108,6 +111,7 @@ def sharing() -> SharingService:
         access_control(),
         EventPublisher(settings.event_bus),
         scopes(),
+        k_floor=settings.min_group_size_floor,
     )
 
 

@@ -10,7 +10,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from functions.core import aws
-from functions.core.events import AccessRequestChanged, AlertRaised, DatasetVersionPublished, EventDetail, GrantChanged
+from functions.core.events import (
+    AccessRequestChanged,
+    AlertRaised,
+    DatasetVersionPublished,
+    EventDetail,
+    GrantChanged,
+    PrivacyBudgetExhausted,
+)
 from functions.core.observability import logger
 from functions.identity.models import Caller
 from functions.notifications.models import Notification, NotificationPage
@@ -114,6 +121,12 @@ class NotificationService:
             return [
                 (d, "dataset.version-published", text, event.created_at) for d in sorted(set(self._version_subscribers(event)))
             ]
+        if isinstance(event, PrivacyBudgetExhausted):
+            text = (
+                f"{event.grantee_department} has spent its privacy budget on {event.dataset_id} "
+                f"({event.spent:g} of {event.budget:g}): its next private release was refused"
+            )
+            return [(event.owner, "privacy.budget-exhausted", text, event.at)]
         if isinstance(event, AlertRaised):
             first = event.alerts[0]
             text = f"{event.rule_name}: {first.value:g} vs {first.threshold:g} on {event.dataset_id} v{event.version}"

@@ -6,7 +6,7 @@
   key under the owner department's key with the dataset and the department as encryption context;
   both decrypted only by a session acting for that department (functions.core.scoped);
 - the platform secret, under the platform key, from which per-purpose keys are derived: masking
-  (one per grant) and linkage (one per pair of departments and identifier kind).
+  (one per grant) and linkage (one per linkage grant and identifier kind).
 
 Each is created on first use with a conditional write, so concurrent first uses agree on one key.
 """
@@ -56,13 +56,14 @@ class KeyService(DynamoTable):
         return self._stored_key(f"dataset:{dataset_id}", key, department, {"dataset": dataset_id, "department": department})
 
     def mask_key(self, grant_id: str) -> bytes:
-        """Masking tokens of one grant: stable within it, useless outside it, not recomputable by the grantee."""
+        """One grant's own token space (masked columns, and every pseudonymised column it serves):
+        stable within the grant, useless outside it, not recomputable by the grantee."""
         return derived_key(self._platform_secret(), "grant-mask", grant_id)
 
-    def linkage_key(self, first: str, second: str, kind: str) -> bytes:
-        """The one token space two departments share for one kind of identifier under a linkage grant."""
-        low, high = sorted((first, second))
-        return derived_key(self._platform_secret(), "linkage", low, high, kind)
+    def linkage_key(self, grant_id: str, kind: str) -> bytes:
+        """The token space of one linkage grant for one kind of identifier: both departments' data
+        re-keyed into it join under that grant and under no other, and not once it is revoked."""
+        return derived_key(self._platform_secret(), "linkage", grant_id, kind)
 
     def _platform_secret(self) -> bytes:
         return self._stored_key("platform", _PLATFORM_SECRET, None, {"purpose": "platform-derivation"})

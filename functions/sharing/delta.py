@@ -65,6 +65,11 @@ class QueryRequest(Model):
     ending_version: int | None = Field(default=None, alias="endingVersion")
 
 
+# A recipient holding several grants on one dataset reads one table per grant, named
+# `<dataset>__<grant>` (dataset ids hold no underscore), never whichever grant comes first.
+GRANT_SEPARATOR = "__"
+
+
 @dataclass(frozen=True)
 class SharedTable:
     share: str
@@ -73,10 +78,18 @@ class SharedTable:
     grants: tuple[str, ...] = ()  # the live grants covering it: what it serves follows from them and the version
     live: tuple[Grant, ...] = ()
     between: tuple[Grant, ...] = ()  # every grant from the owner to the recipient department, as fetched
+    grant_id: str | None = None  # the grant it is read under, when the name says so
 
     @property
     def name(self) -> str:
-        return self.dataset.dataset_id
+        if self.grant_id is None:
+            return self.dataset.dataset_id
+        return f"{self.dataset.dataset_id}{GRANT_SEPARATOR}{self.grant_id}"
+
+    @property
+    def under(self) -> str | None:
+        """The grant a read uses: the one the name says, else the only one covering it."""
+        return self.grant_id or (self.grants[0] if len(self.grants) == 1 else None)
 
     def listing(self) -> dict[str, str]:
         return {"name": self.name, "schema": self.schema, "share": self.share, "shareId": self.share, "id": self.name}
@@ -241,9 +254,11 @@ class DeltaSharingService:
             if dataset.latest_version < 1 or (schema is not None and schema_of(dataset) != schema.lower()):
                 continue
             allowing = self._policies.permitted(reader, "ReadData", dataset, candidates)
-            if allowing:
-                grant_ids = tuple(sorted(g.grant_id for g in allowing))
+            grant_ids = tuple(sorted(g.grant_id for g in allowing))
+            if len(grant_ids) == 1:
                 shared.append(SharedTable(recipient.owner, schema_of(dataset), dataset, grant_ids))
+            else:  # several grants, several views: one table each, the grant in its name
+                shared.extend(SharedTable(recipient.owner, schema_of(dataset), dataset, (g,), grant_id=g) for g in grant_ids)
         if schema is not None and not shared and schema.lower() not in {t.schema for t in self.tables(recipient, share)}:
             raise NotFound(f"No schema {schema} in share {share}")
         return sorted(shared, key=lambda t: (t.schema, t.name))
@@ -254,15 +269,21 @@ class DeltaSharingService:
         self._check_share(recipient, share)
         missing = NotFound(f"No table {share}.{schema}.{name} is shared with your department")
         # The two reads are independent: side by side, a request waits for one round trip, not two.
+        dataset_name, _, grant_id = name.lower().partition(GRANT_SEPARATOR)
         between_future = _LOOKUPS.submit(self._grants.grants_between, recipient.owner, recipient.department)
-        dataset = self._catalog.get(name.lower())
+        dataset = self._catalog.get(dataset_name)
         between = between_future.result()
         if dataset is None or dataset.owner != recipient.owner or dataset.latest_version < 1:
             raise missing
         department_grants = [g for g in between if g.grantee_principal is None]
         covering = self._policies.permitted(recipient_caller(recipient), "ReadData", dataset, department_grants)
+        if grant_id:
+            covering = [g for g in covering if g.grant_id == grant_id]
         if not covering or schema_of(dataset) != schema.lower():
             raise missing
+        if not grant_id and len(covering) > 1:
+            names = ", ".join(f"{dataset_name}{GRANT_SEPARATOR}{g.grant_id}" for g in sorted(covering, key=lambda g: g.grant_id))
+            raise InvalidRequest(f"Your department holds several grants on {dataset_name}: read one of its tables {names}")
         return SharedTable(
             recipient.owner,
             schema_of(dataset),
@@ -270,6 +291,7 @@ class DeltaSharingService:
             tuple(sorted(g.grant_id for g in covering)),
             tuple(covering),
             tuple(between),
+            grant_id=grant_id or None,
         )
 
     def table_version(self, recipient: ShareReader, share: str, schema: str, name: str, starting_timestamp: str | None) -> int:
@@ -391,7 +413,7 @@ class DeltaSharingService:
         # The dataset and the grants were read for this request already: the decision reuses them.
         fetched = (table.dataset, list(table.between))
         request_id = f"delta-sharing-{what}"
-        return self._sharing.read(caller, table.dataset.dataset_id, version, None, request_id=request_id, fetched=fetched)
+        return self._sharing.read(caller, table.dataset.dataset_id, version, table.under, request_id=request_id, fetched=fetched)
 
     def _protocol(self) -> dict[str, Any]:
         return {"protocol": {"minReaderVersion": 1}}
@@ -417,7 +439,7 @@ class DeltaSharingService:
             "metaData": {
                 "id": f"{table.share}.{table.name}",
                 "name": table.name,
-                "description": table.dataset.title,
+                "description": table.dataset.title + (f" (under grant {table.grant_id})" if table.grant_id else ""),
                 "format": {"provider": "parquet", "options": {}},
                 "schemaString": schema_string(arrow_schema) if arrow_schema is not None else schema_string([]),
                 "partitionColumns": [],

@@ -99,20 +99,44 @@ class AggregateMeasure(Model):
         return f"{self.aggregate}_{self.column}"
 
 
+class PrivacyTerms(Model):
+    """Differential privacy for the groups of a dataset about people: each release (a version's
+    view, built once and kept) spends `epsilon` (with `delta`) from what the grantee department may
+    spend on this dataset, across all its grants, up to `budget`; then releases are refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    epsilon: float = Field(gt=0, le=10, description="Spent by each release (a version's view)")
+    delta: float = Field(default=1e-6, gt=0, le=1e-3, description="The chance the noise fails to hide a group")
+    budget: float = Field(gt=0, le=100, description="The most the grantee department may spend on this dataset")
+
+    @model_validator(mode="after")
+    def _a_release_fits(self) -> PrivacyTerms:
+        if self.epsilon > self.budget:
+            raise ValueError("epsilon (spent by each release) must not exceed the budget")
+        return self
+
+
 class AggregateTerms(Model):
     """Share groups, not rows: rows grouped by `group_by` (after the grant's row filter and its
     generalisation, so a time bucket or a spatial grid is a generalised column), each group with
-    its `group_size` and `measures`; groups of fewer than `min_group_size` rows are suppressed and
-    counted. Every row of the view stands for at least k rows of the data (k-anonymity over the
-    grouping columns)."""
+    its `group_size` and `measures`. Groups count subjects (whom the rows are about: the schema's
+    x-subject), each subject bounded in what it contributes. Of a dataset without personal data,
+    groups of at least `min_group_size` subjects are shared exactly (smaller ones suppressed and
+    counted); of a dataset about people, only with `privacy`: counts and sums with calibrated noise,
+    and groups released only above a noisy threshold (OpenDP)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     group_by: list[ColumnName] = Field(min_length=1, max_length=10)
     measures: list[AggregateMeasure] = Field(default_factory=list, max_length=20)
     min_group_size: int = Field(
-        default=DEFAULT_MIN_GROUP_SIZE, ge=1, le=10_000, description="k: at least 2 when a column involved is personal"
+        default=DEFAULT_MIN_GROUP_SIZE,
+        ge=2,
+        le=10_000,
+        description="k: distinct subjects a group needs (at least 2; the platform's floor for personal data)",
     )
+    privacy: PrivacyTerms | None = Field(default=None, description="Differential privacy: required for personal data")
 
     def columns(self) -> list[str]:
         """The view's columns, in order."""
@@ -135,8 +159,16 @@ class GrantTerms(Model):
         default_factory=list,
         max_length=20,
         description=(
-            "Pseudonymised columns the grantee may link with its own data: re-keyed into one token space for the two "
-            "departments and the column's identifier kind (its x-personal category). Needs a legal basis and an expiry."
+            "Pseudonymised columns the grantee may link with its own data: re-keyed into this grant's own token space "
+            "for the column's identifier kind (its x-personal category). Needs a legal basis, an expiry and linked_datasets."
+        ),
+    )
+    linked_datasets: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{2,62}$")]] = Field(
+        default_factory=list,
+        max_length=20,
+        description=(
+            "The grantee's own datasets it may re-key into the grant's linkage space "
+            "(their versions published while the grant lives)"
         ),
     )
     generalised: dict[ColumnName, str] = Field(
@@ -220,13 +252,30 @@ class GrantTerms(Model):
         identifying = sorted(c for c in aggregate.inputs() if c in personal and personal[c].protection != "generalise")
         if identifying:
             raise ValueError(f"pseudonymised or encrypted columns cannot be grouped or measured: {', '.join(identifying)}")
-        involved = aggregate.inputs() | set(self.generalised)
-        if any(c in personal for c in involved) and aggregate.min_group_size < 2:
-            raise ValueError("min_group_size (k) is at least 2 when a column involved is personal")
         for measure in aggregate.measures:
-            kinds = schema.properties[measure.column].kinds()
-            if measure.aggregate in ("sum", "mean") and not {"number", "integer"} & set(kinds):
+            column = schema.properties[measure.column]
+            if measure.aggregate in ("sum", "mean") and not {"number", "integer"} & set(column.kinds()):
                 raise ValueError(f"{measure.aggregate} needs a numeric column, not {measure.column}")
+        if schema.is_personal():
+            if aggregate.privacy is None:
+                raise ValueError(
+                    "the dataset is about people: its groups are shared only with differential privacy "
+                    '(aggregate.privacy: {"epsilon": ..., "budget": ...})'
+                )
+            extremes = [m.output() for m in aggregate.measures if m.aggregate in ("min", "max")]
+            if extremes:
+                raise ValueError(f"min and max of data about people are one person's values: {', '.join(extremes)}")
+            unbounded = sorted(
+                {
+                    m.column
+                    for m in aggregate.measures
+                    if m.aggregate in ("sum", "mean")
+                    and (schema.properties[m.column].minimum is None or schema.properties[m.column].maximum is None)
+                }
+            )
+            if unbounded:
+                listed = ", ".join(unbounded)
+                raise ValueError(f"sums and means of data about people need the column's minimum and maximum: {listed}")
         outputs = aggregate.columns()
         if len(outputs) != len(set(outputs)):
             raise ValueError("the aggregated view's columns must be distinct (group_by, group_size, aggregate_column)")
@@ -321,6 +370,13 @@ class Grant(GrantCreate):
     access_request: str | None = None
     # The identifier kinds (x-personal categories) of its linked columns, fixed when it is made.
     linkage_kinds: list[str] = Field(default_factory=list)
+    # Linkage: each linked dataset's latest version when the grant was made; only later versions
+    # are re-keyed (versions inside the grant's period, ordered by number, not by clock).
+    linked_after: dict[str, int] = Field(default_factory=dict)
+    privacy_spent: float | None = Field(
+        default=None,
+        description="Differential privacy: what the grantee department has spent on the dataset, across its grants (listings)",
+    )
 
     def facts(self) -> GrantFacts:
         """The grant as the policies decide with it (whether it lives and what it covers is theirs)."""
@@ -337,6 +393,22 @@ class Grant(GrantCreate):
             restricted=self.terms.restricted(),
             created_at=self.created_at,
         )
+
+    def rekeyed(self, dataset: Dataset) -> list[str]:
+        """The pseudonymised columns this grant serves, which its view re-keys into the grant's own
+        token space (an aggregated grant serves none; linked columns go to the linkage space)."""
+        if self.terms.aggregate is not None:
+            return []
+        granted = set(self.terms.columns or dataset.table_schema.properties)
+        return [
+            name
+            for name, personal in dataset.table_schema.personal_columns().items()
+            if personal.protection == "pseudonymise" and name in granted and name not in self.terms.linked_columns
+        ]
+
+    def needs_view(self, dataset: Dataset) -> bool:
+        """Whether a read under this grant is served from a view rather than the curated files."""
+        return self.terms.restricted() or bool(self.rekeyed(dataset))
 
     def about(self, dataset: Dataset) -> bool:
         """Whether a steward listing `dataset`'s grants should see this one: on the dataset, or a tag

@@ -42,16 +42,16 @@ CLEAR_VIEW_REUSE_HOURS = 12
 _PER_GRANT = ("views/grant/", "views/clear/", "views/linked/")
 
 
-def view_key(dataset_id: str, version: int, grant: Grant, linked_dataset: bool = False) -> str:
+def view_key(dataset_id: str, version: int, grant: Grant, linked_dataset: bool = False, per_grant: bool = False) -> str:
     """The view of `dataset_id` v`version` under `grant` (`linked_dataset`: the grantee's own
-    dataset re-keyed into the grant's linkage space)."""
+    dataset re-keyed into the grant's linkage space; `per_grant`: it carries the grant's own tokens)."""
     terms = grant.terms
     if linked_dataset:
         return f"{grant_prefix('views/linked/', grant)}{dataset_id}/v{version}/part-00000.parquet"
     place = f"{dataset_id}/v{version}/{terms.fingerprint()}/part-00000.parquet"
     if terms.decrypt_columns:
         return f"{grant_prefix('views/clear/', grant)}{place}"
-    if terms.masked_columns or terms.linked_columns:
+    if terms.masked_columns or terms.linked_columns or per_grant:
         return f"{grant_prefix('views/grant/', grant)}{place}"
     return f"views/shared/{grant.owner}/{place}"
 

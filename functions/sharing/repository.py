@@ -142,6 +142,31 @@ class SharingRepository(DynamoTable):
     def clear_outbox(self, entry: str) -> None:
         self.client.delete_item(TableName=self._table, Key=to_item({"pk": OUTBOX, "sk": entry}))
 
+    # -- privacy budgets: what a grantee department spent on a dataset's private releases
+    def spend_privacy(self, dataset_id: str, grantee: str, epsilon: float, budget: float) -> float | None:
+        """Add `epsilon` to what `grantee` spent on `dataset_id`, unless that would exceed `budget`
+        (None then); returns what is spent after."""
+        try:
+            response = self.client.update_item(
+                TableName=self._table,
+                Key=to_item({"pk": f"BUDGET#{dataset_id}", "sk": grantee}),
+                UpdateExpression="SET spent = if_not_exists(spent, :zero) + :epsilon",
+                ConditionExpression="attribute_not_exists(spent) OR spent <= :room",
+                ExpressionAttributeValues=to_item({":zero": 0, ":epsilon": epsilon, ":room": budget - epsilon + 1e-9}),
+                ReturnValues="UPDATED_NEW",
+            )
+        except Exception as error:
+            if is_conditional_failure(error):
+                return None
+            raise
+        return float(from_item(response["Attributes"])["spent"])
+
+    def privacy_spent(self, dataset_id: str, grantee: str) -> float:
+        response = self.client.get_item(
+            TableName=self._table, Key=to_item({"pk": f"BUDGET#{dataset_id}", "sk": grantee}), ConsistentRead=True
+        )
+        return float(from_item(response.get("Item", {})).get("spent", 0))
+
     def requests_to(self, owner: str, status: str) -> list[AccessRequest]:
         response = self.client.query(
             TableName=self._table,

@@ -10,8 +10,8 @@ from typing import Literal
 
 from functions.catalog.models import Dataset
 from functions.catalog.service import CatalogService
-from functions.core.clock import utc_now
-from functions.core.errors import InvalidRequest, NotFound
+from functions.core.clock import moment, utc_now
+from functions.core.errors import DatasetNotFound, InvalidRequest, NotFound
 from functions.core.events import AccessRequestChanged, EventDetail, EventPublisher, GrantChanged
 from functions.core.idempotency import AlreadyCommitted
 from functions.core.observability import logger
@@ -44,12 +44,9 @@ ViewBuilder = Callable[[Dataset, int, list[str], Grant, str, bool], BuiltView]
 def _until(value: str) -> str:
     """An ISO date or date-time as a comparable UTC date-time text."""
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return moment(value).isoformat(timespec="seconds")
     except ValueError:
         raise InvalidRequest(f"{value!r} is not an ISO 8601 date or date-time") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
 class SharingService:
@@ -64,7 +61,9 @@ class SharingService:
         events: EventPublisher,
         scopes: DepartmentScopes | None = None,
         clock: Callable[[], str] = utc_now,
+        k_floor: int = 5,
     ) -> None:
+        self._k_floor = k_floor
         self._access = access
         self._events = events
         self._catalog = catalog
@@ -175,16 +174,29 @@ class SharingService:
     def grants(self, caller: Caller, dataset_id: str, request_id: str = "") -> list[Grant]:
         """The grants about one dataset: on it, and on tags it carries (live or not: their status says)."""
         dataset = self._catalog.authorized(caller, "ManageGrants", dataset_id, request_id, {"list": "grants"})
-        return [g for g in self._sharing.grants_of(dataset.owner) if g.about(dataset)]
+        return self._with_budgets([g for g in self._sharing.grants_of(dataset.owner) if g.about(dataset)])
 
     def department_grants(self, caller: Caller, direction: str, request_id: str = "") -> list[Grant]:
         """Grants the caller's department gave (stewards) or received (any member)."""
         if direction == "given":
             self._manage_department(caller, request_id, {"list": "grants-given"})
-            return self._sharing.grants_of(caller.department_id)
+            return self._with_budgets(self._sharing.grants_of(caller.department_id))
         self._access.require_own_inbox(caller)
         received = self._sharing.grants_to(caller.department_id)
-        return [g for g in received if g.grantee_principal in (None, caller.principal_id)]
+        return self._with_budgets([g for g in received if g.grantee_principal in (None, caller.principal_id)])
+
+    def _with_budgets(self, grants: list[Grant]) -> list[Grant]:
+        """Private grants with what their grantee has spent on the dataset (one read per pair)."""
+        spent: dict[tuple[str, str], float] = {}
+        shown = []
+        for grant in grants:
+            if grant.dataset_id and grant.terms.aggregate is not None and grant.terms.aggregate.privacy is not None:
+                pair = (grant.dataset_id, grant.grantee_department)
+                if pair not in spent:
+                    spent[pair] = self._sharing.privacy_spent(*pair)
+                grant = grant.model_copy(update={"privacy_spent": spent[pair]})
+            shown.append(grant)
+        return shown
 
     def revoke(self, caller: Caller, dataset_id: str, grant_id: str, request_id: str = "") -> Grant:
         dataset = self._catalog.authorized(caller, "ManageGrants", dataset_id, request_id, {"revoke": grant_id})
@@ -268,12 +280,12 @@ class SharingService:
         }
         version_files, version_bytes = self._version_files(dataset, number)
         suppressed = None
-        if grant is not None and grant.terms.restricted():
+        if grant is not None and grant.needs_view(dataset):
             view = self._build_view(dataset, number, version_files, grant, self._clock(), False)
             files, suppressed = [(view.key, view.size)], view.suppressed
         else:
             files = [(key, version_bytes) for key in version_files]
-        restricted = bool(grant and grant.terms.restricted())
+        restricted = bool(grant and grant.needs_view(dataset))
         return DataAccess(
             dataset_id=dataset_id,
             version=number,
@@ -304,6 +316,10 @@ class SharingService:
         )
         if grant is None or not live:
             raise NotFound(f"Your department holds no live linkage grant {linkage}")
+        if dataset_id not in grant.terms.linked_datasets:
+            raise InvalidRequest(f"Linkage grant {linkage} links {', '.join(grant.terms.linked_datasets)}, not {dataset_id}")
+        if number <= grant.linked_after.get(dataset_id, 0):
+            raise InvalidRequest(f"Version {number} of {dataset_id} was published before linkage grant {linkage} was made")
         if not columns:
             raise InvalidRequest(f"{dataset_id} has no pseudonymised column of the kinds {grant.linkage_kinds} links")
         version_files, _ = self._version_files(dataset, number)
@@ -355,6 +371,12 @@ class SharingService:
 
     def _new_grant(self, caller: Caller, dataset: Dataset, request: GrantCreate, access_request: str | None) -> Grant:
         _check(request.terms, dataset)
+        aggregate = request.terms.aggregate
+        if aggregate is not None and dataset.table_schema.is_personal() and aggregate.min_group_size < self._k_floor:
+            raise InvalidRequest(
+                f"groups of data about people hold at least {self._k_floor} subjects here (the platform's floor): "
+                f"min_group_size {aggregate.min_group_size} is too small"
+            )
         if request.terms.expires_at is not None:
             request.terms.expires_at = _until(request.terms.expires_at)
         if request.terms.linked_columns:
@@ -365,6 +387,9 @@ class SharingService:
                 raise InvalidRequest("Linking personal columns needs an expiry (terms.expires_at)")
             if request.grantee_department == dataset.owner:
                 raise InvalidRequest("A department links nothing with itself")
+            if not request.terms.linked_datasets:
+                raise InvalidRequest("Linking names the grantee's own datasets it links (terms.linked_datasets)")
+        linked_after = {name: self._linked_watermark(name, request.grantee_department) for name in request.terms.linked_datasets}
         personal = dataset.table_schema.personal_columns()
         return Grant(
             **request.model_dump(),
@@ -375,7 +400,18 @@ class SharingService:
             created_at=self._clock(),
             access_request=access_request,
             linkage_kinds=sorted({personal[c].category for c in request.terms.linked_columns}),
+            linked_after=linked_after,
         )
+
+    def _linked_watermark(self, dataset_id: str, grantee: str) -> int:
+        """The latest version of a grantee dataset a linkage grant names (0 if it does not exist yet)."""
+        try:
+            linked = self._catalog.load(dataset_id)
+        except DatasetNotFound:
+            return 0
+        if linked.owner != grantee:
+            raise InvalidRequest(f"{dataset_id} is not a dataset of {grantee}: a linkage grant re-keys only the grantee's own")
+        return linked.latest_version
 
 
 def _request_changed(

@@ -16,7 +16,9 @@ from functions.sharing.models import GrantTerms
 from functions.sharing.repository import SharingRepository
 
 
-def published_version(version: DatasetVersion, access: VersionAccess, terms: GrantTerms | None = None) -> PublishedVersion:
+def published_version(
+    version: DatasetVersion, access: VersionAccess, terms: GrantTerms | None = None, rekeyed: list[str] | None = None
+) -> PublishedVersion:
     """What of `version` a caller with `access` sees (PublishedVersion says what each level covers)."""
     shown = PublishedVersion(
         dataset_id=version.dataset_id,
@@ -44,7 +46,7 @@ def published_version(version: DatasetVersion, access: VersionAccess, terms: Gra
         # coarsened, re-keyed or decrypted, whose stored figures would say more than the view). A
         # view of groups shows none: the rows' extremes and distribution would single out what the
         # groups of at least k rows hide.
-        altered = {*terms.masked_columns, *terms.generalised, *terms.linked_columns, *terms.decrypt_columns}
+        altered = {*terms.masked_columns, *terms.generalised, *terms.linked_columns, *terms.decrypt_columns, *(rekeyed or [])}
         plain = [c for c in (terms.columns or version.profile.columns) if c in version.profile.columns and c not in altered]
         profile = DatasetProfile(rows=version.profile.rows, columns={c: version.profile.columns[c] for c in plain})
         shown = shown.model_copy(update={"rows": version.rows, "profile": profile})
@@ -73,6 +75,7 @@ class VersionService:
         decision, grant = self._catalog.decide(caller, "ReadData", dataset, candidates, audit=False)
         if not decision.allowed:
             return lambda version: published_version(version, "metadata")
-        if grant is None or not grant.terms.restricted():
+        if grant is None or not grant.needs_view(dataset):
             return lambda version: published_version(version, "whole")
-        return lambda version: published_version(version, "grant", grant.terms)
+        rekeyed = grant.rekeyed(dataset)
+        return lambda version: published_version(version, "grant", grant.terms, rekeyed)

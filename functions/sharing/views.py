@@ -10,16 +10,19 @@ The only module of the API function that imports pyarrow, and only when a restri
 from __future__ import annotations
 
 import io
+import json
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from functions.catalog.models import Dataset
+from functions.catalog.models import Dataset, SubjectDeclaration, TableSchema
 from functions.columnar.types import convert
 from functions.core.layout import vault_key
 from functions.core.scoped import DepartmentScopes, sse_kms
@@ -27,6 +30,7 @@ from functions.core.settings import Settings
 from functions.identity.directory import DepartmentKeys
 from functions.privacy.keys import KeyService
 from functions.privacy.protect import decrypt_value, generalise, keyed_tokens, short_values
+from functions.privacy.release import ReleaseRequest, ReleaseResult, Releases
 from functions.privacy.sealing import open_stream
 from functions.sharing.models import AggregateTerms, Grant, RowFilter, linked_own_columns
 from functions.sharing.placement import CLEAR_VIEW_REUSE_HOURS, BuiltView, is_clear, view_key
@@ -36,8 +40,11 @@ _OPERATORS = {"eq": pc.equal, "ne": pc.not_equal, "lt": pc.less, "le": pc.less_e
 
 def read_columns(dataset: Dataset, grant: Grant) -> list[str]:
     """The columns a view needs from the curated files: the granted ones and those its filter tests."""
+    aggregate = grant.terms.aggregate
     wanted = (
-        grant.terms.aggregate.inputs() if grant.terms.aggregate else set(grant.terms.columns or dataset.table_schema.properties)
+        aggregate.inputs() | set(dataset.table_schema.subjects().columns)
+        if aggregate
+        else set(grant.terms.columns or dataset.table_schema.properties)
     )
     wanted |= {c.column for c in grant.terms.row_filter.conditions()} if grant.terms.row_filter else set()
     return [name for name in dataset.table_schema.stored_columns() if name in wanted]
@@ -78,6 +85,7 @@ class ViewSecrets:
     data_key: Callable[[], bytes] = field(default=lambda: b"")
     mask_key: Callable[[], bytes] = field(default=lambda: b"")
     linked: Callable[[str, pa.Array], pa.Array] | None = None
+    release: Callable[[ReleaseRequest], ReleaseResult] | None = None
 
 
 def restrict(table: pa.Table, dataset: Dataset, grant: Grant, secrets: ViewSecrets) -> pa.Table:
@@ -85,7 +93,7 @@ def restrict(table: pa.Table, dataset: Dataset, grant: Grant, secrets: ViewSecre
     if terms.row_filter is not None:
         table = table.filter(predicate(table, terms.row_filter))
     if terms.aggregate is not None:
-        return aggregated(table, terms.aggregate, terms.generalised)
+        return aggregated(table, terms.aggregate, terms.generalised, dataset.table_schema, secrets.release)
     columns = [c for c in (terms.columns or table.column_names) if c in table.column_names]
     table = table.select(columns)
     for name in terms.decrypt_columns:
@@ -98,7 +106,9 @@ def restrict(table: pa.Table, dataset: Dataset, grant: Grant, secrets: ViewSecre
     for name, granularity in terms.generalised.items():
         if name in columns:
             table = table.set_column(columns.index(name), name, generalise(table.column(name), granularity))
-    for name in terms.masked_columns:
+    # A grant's pseudonyms are its own: the owner's tokens never leave the owner, so two grantees
+    # cannot join their views, nor a grantee line up a view with another grant's.
+    for name in [*terms.masked_columns, *grant.rekeyed(dataset)]:
         if name in columns:
             # A per-grant token: stable within the grant (counts and joins inside it work), useless
             # outside it, and keyed by a platform secret so the grantee cannot recompute it from guesses.
@@ -117,34 +127,161 @@ def _suppressed(metadata: dict[str, str]) -> dict[str, int] | None:
 
 _PYARROW_AGGREGATES = {"count": "count", "sum": "sum", "mean": "mean", "min": "min", "max": "max"}
 SUPPRESSED_GROUPS, SUPPRESSED_ROWS = b"cityshare.suppressed_groups", b"cityshare.suppressed_rows"
+PRIVACY_EPSILON, PRIVACY_DELTA = b"cityshare.privacy_epsilon", b"cityshare.privacy_delta"
 
 
-def aggregated(table: pa.Table, terms: AggregateTerms, generalised: dict[str, str]) -> pa.Table:
-    """Groups of at least k rows: the grouping columns generalised as the grant says, each group's
-    size and measures; smaller groups suppressed, and how many (groups and rows) said in the
-    table's metadata."""
+def aggregated(
+    table: pa.Table,
+    terms: AggregateTerms,
+    generalised: dict[str, str],
+    schema: TableSchema,
+    release: Callable[[ReleaseRequest], ReleaseResult] | None = None,
+) -> pa.Table:
+    """Groups of the rows (the grouping columns generalised as the grant says), counting subjects,
+    not rows (the schema's x-subject: a group of six requests by one citizen is one subject).
+
+    Of data about people, a differentially private release: each subject's contribution bounded
+    (rows per group, groups, values clamped to the schema's bounds), then counts and sums with
+    calibrated noise, and groups released only above a noisy threshold (functions/privacy/release.py);
+    nothing is said of what was not released. Of other data, the exact groups of at least k subjects,
+    and how many groups and rows were suppressed (in the table's metadata)."""
+    subject = schema.subjects()
     needed = [c for c in table.column_names if c in terms.inputs()]
-    table = table.select(needed)
+    frame = table.select(needed).append_column(_SUBJECT, subject_keys(table, subject))
     for name, granularity in generalised.items():
         if name in needed:
-            table = table.set_column(needed.index(name), name, generalise(table.column(name), granularity))
-    grouped = table.group_by(terms.group_by, use_threads=True).aggregate(
+            frame = frame.set_column(needed.index(name), name, generalise(frame.column(name), granularity))
+    per_subject = frame.group_by([*terms.group_by, _SUBJECT], use_threads=True).aggregate([([], "count_all")])
+    subjects = per_subject.group_by(terms.group_by, use_threads=True).aggregate([([], "count_all")])
+    if not schema.is_personal():
+        return _exact(frame, subjects.rename_columns([*terms.group_by, _SUBJECTS]), terms)
+    if terms.privacy is None or release is None:
+        raise ValueError("groups of data about people are released only with differential privacy")
+    return _private(frame, terms, schema, release)
+
+
+_SUBJECT, _SUBJECTS = "__subject", "__subjects"
+
+
+def subject_keys(table: pa.Table, subject: SubjectDeclaration) -> pa.Array:
+    """Who each row is about, as text; a row whose subject columns are null stands for itself."""
+    row_ids = pc.binary_join_element_wise("\x00row:", pc.cast(pa.array(np.arange(table.num_rows)), pa.string()), "")
+    if subject.each_row:
+        return row_ids
+    parts = [pc.cast(table.column(c).combine_chunks(), pa.string()) for c in subject.columns]
+    joined = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "\x1f")
+    return pc.coalesce(joined, row_ids)
+
+
+def _exact(frame: pa.Table, subjects: pa.Table, terms: AggregateTerms) -> pa.Table:
+    grouped = frame.group_by(terms.group_by, use_threads=True).aggregate(
         [([], "count_all"), *((m.column, _PYARROW_AGGREGATES[m.aggregate]) for m in terms.measures)]
     )
-    sizes = grouped.column("count_all")
-    kept = pc.greater_equal(sizes, terms.min_group_size)
-    suppressed_rows = pc.sum(pc.filter(sizes, pc.invert(kept))).as_py() or 0
+    grouped = grouped.join(subjects, keys=terms.group_by)
+    kept = pc.greater_equal(grouped.column(_SUBJECTS), terms.min_group_size)
+    suppressed_rows = pc.sum(pc.filter(grouped.column("count_all"), pc.invert(kept))).as_py() or 0
     suppressed_groups = len(grouped) - (pc.sum(kept).as_py() or 0)
     grouped = grouped.filter(kept)
     columns = [grouped.column(c) for c in terms.group_by]
     columns.append(grouped.column("count_all"))
     columns.extend(grouped.column(f"{m.column}_{_PYARROW_AGGREGATES[m.aggregate]}") for m in terms.measures)
-    result = pa.table(
-        [c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in columns], names=terms.columns()
-    )
-    return result.replace_schema_metadata(
+    return _named(columns, terms).replace_schema_metadata(
         {SUPPRESSED_GROUPS: str(suppressed_groups).encode(), SUPPRESSED_ROWS: str(suppressed_rows).encode()}
     )
+
+
+def _private(
+    frame: pa.Table, terms: AggregateTerms, schema: TableSchema, release: Callable[[ReleaseRequest], ReleaseResult]
+) -> pa.Table:
+    assert terms.privacy is not None
+    subject = schema.subjects()
+    summed = sorted({m.column for m in terms.measures if m.aggregate in ("sum", "mean")})
+    bounds = {}
+    for column in summed:  # each value clamped to the schema's bounds (required for data about people)
+        declared = schema.properties[column]
+        low, high = float(declared.minimum or 0), float(declared.maximum or 0)
+        frame = frame.set_column(
+            frame.column_names.index(column), column, pc.min_element_wise(pc.max_element_wise(frame.column(column), low), high)
+        )
+        bounds[column] = max(abs(low), abs(high))
+    per = frame.group_by([*terms.group_by, _SUBJECT], use_threads=True).aggregate(
+        [([], "count_all"), *((c, "sum") for c in summed)]
+    )
+    # A subject weighs in at most max_groups groups (chosen by a keyed order, not by the data's),
+    # for at most max_rows_per_group rows in each: its sums scaled to that many rows.
+    per = per.take(_first_groups_of_each_subject(per, terms.group_by, subject.max_groups))
+    rows = per.column("count_all").to_numpy(zero_copy_only=False).astype(float)
+    bounded = np.minimum(rows, subject.max_rows_per_group)
+    scaled = [pa.array(per.column(f"{c}_sum").to_numpy(zero_copy_only=False) * (bounded / rows)) for c in summed]
+    per = pa.table(
+        [*(per.column(c) for c in terms.group_by), pa.array(bounded.astype(np.int64)), *scaled],
+        names=[*terms.group_by, "rows", *summed],
+    )
+    groups = per.group_by(terms.group_by, use_threads=True).aggregate([("rows", "sum"), *((c, "sum") for c in summed)])
+    keys = [json.dumps(row, default=str, separators=(",", ":")) for row in groups.select(terms.group_by).to_pylist()]
+    request = ReleaseRequest(
+        epsilon=terms.privacy.epsilon,
+        delta=terms.privacy.delta,
+        k=terms.min_group_size,
+        max_groups=subject.max_groups,
+        max_rows=subject.max_rows_per_group,
+        counts=dict(zip(keys, groups.column("rows_sum").to_pylist(), strict=True)),
+        sums={c: dict(zip(keys, groups.column(f"{c}_sum").to_pylist(), strict=True)) for c in summed},
+        bounds=bounds,
+    )
+    released = release(request)
+    index = {key: position for position, key in enumerate(keys)}
+    kept = sorted(index[key] for key in released.counts)
+    order = [keys[i] for i in kept]
+    counts = pa.array([released.counts[key] for key in order], pa.int64())
+    columns = [groups.column(c).take(pa.array(kept, pa.int64())) for c in terms.group_by]
+    columns.append(counts)
+    for measure in terms.measures:
+        if measure.aggregate == "count":
+            columns.append(counts)
+        else:
+            noisy = np.array([released.sums[measure.column][key] for key in order], dtype=float)
+            if measure.aggregate == "mean":
+                noisy = noisy / np.maximum(counts.to_numpy(), 1)
+            columns.append(pa.array(noisy))
+    return _named(columns, terms).replace_schema_metadata(
+        {PRIVACY_EPSILON: str(released.epsilon).encode(), PRIVACY_DELTA: str(released.delta).encode()}
+    )
+
+
+def _first_groups_of_each_subject(per: pa.Table, group_by: list[str], most: int) -> pa.Array:
+    """The rows of `per` (one per subject and group) keeping, for each subject, `most` of its groups
+    in an order no one can steer (a keyed mix of subject and group, with a key drawn for this
+    release): which groups a subject counts in does not depend on the data's order or values."""
+    subjects = _codes(per.column(_SUBJECT))
+    groups = _codes(_joined([per.column(c) for c in group_by]))
+    salt = np.uint64(secrets.randbits(64))
+    with np.errstate(over="ignore"):
+        mixed = (subjects.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ (groups.astype(np.uint64) + salt)
+        mixed ^= mixed >> np.uint64(31)
+        mixed *= np.uint64(0xBF58476D1CE4E5B9)
+    order = np.lexsort((mixed, subjects))
+    ordered = subjects[order]
+    starts = np.r_[True, ordered[1:] != ordered[:-1]] if len(ordered) else np.zeros(0, dtype=bool)
+    first = np.maximum.accumulate(np.where(starts, np.arange(len(ordered)), 0)) if len(ordered) else ordered
+    return pa.array(order[(np.arange(len(ordered)) - first) < most], pa.int64())
+
+
+def _codes(column: Any) -> np.ndarray:
+    """Each value's index among the column's distinct values."""
+    encoded = pc.dictionary_encode(column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column)
+    return np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _joined(columns: list[Any]) -> Any:
+    text = [
+        pc.fill_null(pc.cast(c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c, pa.string()), "\x00") for c in columns
+    ]
+    return text[0] if len(text) == 1 else pc.binary_join_element_wise(*text, "\x1f")
+
+
+def _named(columns: list[Any], terms: AggregateTerms) -> pa.Table:
+    return pa.table([c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in columns], names=terms.columns())
 
 
 def view_bytes(sources: list[Any], dataset: Dataset, grant: Grant, secrets: ViewSecrets) -> bytes:
@@ -186,16 +323,25 @@ def rekeyed(tokens: pa.Array, owner_key: bytes, vault: pa.Table | None, linkage_
 class ViewBuilder:
     """Builds a view through a session acting for the department whose data it reads and holds."""
 
-    def __init__(self, settings: Settings, keys: KeyService, scopes: DepartmentScopes, department_keys: DepartmentKeys) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        keys: KeyService,
+        scopes: DepartmentScopes,
+        department_keys: DepartmentKeys,
+        budget: Callable[[Dataset, Grant, int], None] = lambda *_: None,
+    ) -> None:
         self._settings = settings
         self._keys = keys
         self._scopes = scopes
         self._department_keys = department_keys
+        self._budget = budget  # spends a private release's epsilon before it is built (once per view)
+        self._releases = Releases(settings.privacy_function)
 
     def __call__(
         self, dataset: Dataset, version: int, files: list[str], grant: Grant, now: str, linked_dataset: bool = False
     ) -> BuiltView:
-        key = view_key(dataset.dataset_id, version, grant, linked_dataset)
+        key = view_key(dataset.dataset_id, version, grant, linked_dataset, per_grant=bool(grant.rekeyed(dataset)))
         bucket = self._settings.data_bucket
         s3 = self._scopes.s3(dataset.owner)
         try:
@@ -205,11 +351,14 @@ class ViewBuilder:
                 return BuiltView(key, int(head["ContentLength"]), _suppressed(head.get("Metadata") or {}))
         except s3.exceptions.ClientError:
             pass  # not built yet
+        if not linked_dataset:
+            self._budget(dataset, grant, version)
         sources = [io.BytesIO(s3.get_object(Bucket=bucket, Key=f)["Body"].read()) for f in files]
         secrets = ViewSecrets(
             data_key=lambda: self._keys.dataset_key(dataset.dataset_id, dataset.owner),
             mask_key=lambda: self._keys.mask_key(grant.grant_id),
             linked=lambda column, tokens: self._linked(dataset, files, grant, column, tokens),
+            release=self._releases,
         )
         if linked_dataset:
             body = linked_view_bytes(sources, dataset, grant.linkage_kinds, secrets)
@@ -243,5 +392,5 @@ class ViewBuilder:
             tokens,
             self._keys.pseudonymisation_key(dataset.owner),
             pa.concat_tables(vaults) if vaults else None,
-            self._keys.linkage_key(grant.owner, grant.grantee_department, personal.category),
+            self._keys.linkage_key(grant.grant_id, personal.category),
         )

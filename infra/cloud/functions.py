@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import Duration, RemovalPolicy, Size, Stack
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Size, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
@@ -77,6 +77,11 @@ class Resources:
     platform_key: kms.IKey
     logs_key: kms.IKey
     data_role_arn: str
+    stage: str = ""
+
+
+def invoked_function_name(stage: str, function: str) -> str:
+    return f"cityshare-{stage}-{function}"
 
 
 class Functions(Construct):
@@ -126,9 +131,12 @@ class Functions(Construct):
             )
             for statement in self._statements(spec, resources, log_group):
                 role.add_to_policy(statement)
+            invoked = spec.name in {name for other in specs for name in other.invokes}
             function = lambda_.Function(
                 self,
                 f"Function-{spec.name}",
+                # Named when another function calls it: its name is in their environment before it exists.
+                function_name=invoked_function_name(stage, spec.name) if invoked else None,
                 runtime=lambda_.Runtime.PYTHON_3_13,
                 architecture=lambda_.Architecture.ARM_64,
                 handler=spec.handler,
@@ -181,6 +189,22 @@ class Functions(Construct):
                     actions=["kms:Decrypt", "kms:GenerateDataKey"],
                     resources=[resources.platform_key.key_arn],
                     conditions={"StringEquals": {"kms:ViaService": f"sns.{region}.amazonaws.com"}},
+                )
+            )
+        for invoked in spec.invokes:
+            stack = Stack.of(log_group)
+            statements.append(
+                iam.PolicyStatement(
+                    sid=f"Invoke{invoked.title()}",
+                    actions=["lambda:InvokeFunction"],
+                    resources=[
+                        stack.format_arn(
+                            service="lambda",
+                            resource="function",
+                            resource_name=invoked_function_name(resources.stage, invoked),
+                            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                        )
+                    ],
                 )
             )
         for queue in spec.dead_letters:

@@ -57,6 +57,7 @@ TRIMMED = {
     ),
     "core": ("*/tests",),
     "analytics": (),
+    "privacy": (),
 }
 
 

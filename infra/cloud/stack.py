@@ -21,7 +21,7 @@ from constructs import Construct
 from infra.cloud.api import Api
 from infra.cloud.config import LOG_RETENTION_NAMES, DeploymentConfig
 from infra.cloud.console import ConsoleHosting
-from infra.cloud.functions import Functions, Resources
+from infra.cloud.functions import Functions, Resources, invoked_function_name
 from infra.cloud.keys import Keys
 from infra.cloud.messaging import Messaging
 from infra.cloud.monitoring import Monitoring
@@ -97,6 +97,7 @@ class CityShareStack(Stack):
                 ("workgroup", spec.query_workgroup): queries.workgroup_name,
                 ("role", "data"): role_arn[data_role_name(stage)],
                 ("role", "queries"): query_role_arn,
+                ("function", "privacy"): invoked_function_name(stage, "privacy"),
                 # Only the provisioner needs it (set below, once the API exists).
                 ("usage-plan", "departments"): "",
             }
@@ -113,6 +114,7 @@ class CityShareStack(Stack):
             platform_key=keys.platform,
             logs_key=keys.operations,
             data_role_arn=role_arn[data_role_name(stage)],
+            stage=stage,
         )
         functions = Functions(
             self,

@@ -104,8 +104,9 @@ def test_demo_tells_the_story(tmp_path: Path) -> None:
     assert "the same join through the plain grant -> 0 matches" in out
     matched = re.search(r"-> (\d+) fines matched to (\d+) camera reads", out)
     assert matched and int(matched.group(1)) > 0
-    suppressed = re.search(r"groups shared \(smallest (\d+) requests\); (\d+) groups \((\d+) requests\) below k=5", out)
-    assert suppressed and int(suppressed.group(1)) >= 5 and int(suppressed.group(2)) > 0
+    pattern = r"(\d+) groups released \(each of at least 5 people.*spent epsilon (\S+) of transport's budget 3"
+    released = re.search(pattern, out, re.S)
+    assert released and int(released.group(1)) > 0 and float(released.group(2)) == 1.0
 
 
 def test_cli_tag_grants_downloads_and_notifications(stack: RunningStack, tmp_path: Path) -> None:

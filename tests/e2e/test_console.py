@@ -149,7 +149,7 @@ def test_a_steward_shares_only_groups_of_at_least_k_rows_at_a_coarser_resolution
     card.get_by_role("button", name="Narrow…").click()
     coarsen = card.get_by_role("group", name="Coarsen (interval for times, grid for numbers)")
     coarsen.get_by_label("measured_at", exact=True).fill("1h")
-    groups = card.get_by_role("group", name="Share groups of at least k rows instead of rows (optional)")
+    groups = card.get_by_role("group", name="Share groups of at least k subjects instead of rows (optional)")
     groups.get_by_label("district", exact=True).check()
     groups.get_by_label("measured_at", exact=True).check()
     groups.get_by_label("k (smallest group shared)").fill("5")

@@ -279,3 +279,45 @@ def test_a_refused_token_gets_the_protocols_401(shared: dict[str, Any]) -> None:
         answer = requests.get(endpoint + "/shares", headers=headers, timeout=30)
         assert answer.status_code == 401
         assert answer.json()["errorCode"] == "UNAUTHENTICATED" and answer.json()["code"] == "unauthenticated"
+
+
+def test_several_grants_on_one_dataset_are_several_tables_each_its_grants_view(stack: RunningStack) -> None:
+    """Never whichever grant comes first: a department holding two grants on one dataset lists one
+    table per grant, named with it; each serves its own grant's view, and the bare name asks which."""
+    transport = unique("transport")
+    owner = onboard(stack, transport, "traffic-control", ["member"])
+    steward = onboard(stack, transport, "steward", ["member", "steward"], register=False)
+    consumer = onboard(stack, unique("health"), "analyst", ["member"])
+    dataset_id = unique("traffic-flow")
+    owner.client.create_dataset(dataset_id, "Traffic flow", "confidential", city_schema("traffic-flow"), tags=["mobility"])
+    records = [
+        {
+            "segment_id": f"S-{n}",
+            "district": "Centre",
+            "measured_at": "2026-11-02T08:00:00Z",
+            "vehicle_count": 5,
+            "avg_speed_kmh": 30.0 + n,
+        }
+        for n in range(4)
+    ]
+    upload = owner.client.push_records(dataset_id, records)
+    assert owner.client.wait_for_upload(dataset_id, upload["upload_id"], 60)["status"] == "published"
+    department = consumer.profile.department
+    narrow = steward.client.grant(dataset_id, department, "Segments only", "planning", terms={"columns": ["segment_id"]})
+    recipient = Recipient(steward.client.issue_share_profile(department, 30, "two grants"))
+    share = f"/shares/{transport}/schemas/mobility/tables"
+    only = recipient.get(f"/shares/{transport}/all-tables").json()["items"]
+    assert [t["name"] for t in only] == [dataset_id]  # one grant: the dataset's own name
+    wide = steward.client.grant(
+        dataset_id, department, "Speeds by segment", "planning", terms={"columns": ["segment_id", "avg_speed_kmh"]}
+    )
+    tables = sorted(t["name"] for t in recipient.get(f"/shares/{transport}/all-tables").json()["items"])
+    assert tables == sorted(f"{dataset_id}__{g['grant_id']}" for g in (narrow, wide))
+    ambiguous = recipient.post(f"{share}/{dataset_id}/query", {})
+    assert ambiguous.status_code == 400 and f"{dataset_id}__{narrow['grant_id']}" in ambiguous.json()["message"]
+    for grant, columns in ((narrow, ["segment_id"]), (wide, ["segment_id", "avg_speed_kmh"])):
+        answer = recipient.post(f"{share}/{dataset_id}__{grant['grant_id']}/query", {})
+        assert answer.status_code == 200, answer.text
+        url = next(line["file"]["url"] for line in lines(answer) if "file" in line)
+        assert pq.read_table(io.BytesIO(requests.get(url, timeout=30).content)).column_names == columns
+    assert recipient.post(f"{share}/{dataset_id}__g{'0' * 24}/query", {}).status_code == 404

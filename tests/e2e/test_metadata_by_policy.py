@@ -100,3 +100,19 @@ def test_a_grant_of_groups_sees_no_figure_of_the_rows_behind_them(city: dict[str
     """The rows' own extremes and distribution would single out what k-anonymous groups hide."""
     for version in _version(city["grouped"], city["dataset"]):
         assert version["access"] == "grant" and version["rows"] is None and version["profile"] is None
+
+
+def test_a_datasets_size_is_shown_to_its_owner_and_whole_readers_only(city: dict[str, Any]) -> None:
+    """`GET /datasets/{id}` and the listing: the latest version's size to the owner and readers of
+    whole rows; nobody is shown the platform's own file keys."""
+    for name in ("owner", "whole", "stranger", "columns", "filtered", "masked", "grouped"):
+        member: Member = city[name]
+        shown = member.client.get_dataset(city["dataset"])
+        listed = [d for d in member.client.iter_datasets(owner=shown["owner"]) if d["dataset_id"] == city["dataset"]]
+        for entry in (shown, *listed):
+            assert "latest_files" not in entry and entry["latest_version"] == 1
+            if name in ("owner", "whole"):
+                assert entry["latest_bytes"] > 0, name
+            else:
+                assert entry["latest_bytes"] is None, name
+        assert listed, name

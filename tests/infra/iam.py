@@ -115,11 +115,12 @@ def main() -> None:
     from aws_cdk.assertions import Template
 
     from app import build_app
+    from infra.spec import SPEC
 
     root = Path(__file__).resolve().parents[2]
     with tempfile.TemporaryDirectory() as work:
         layers = Path(work) / "layers"
-        for name in ("core", "data", "analytics"):
+        for name in sorted({layer for function in SPEC.functions for layer in function.layers}):
             (layers / name / "python").mkdir(parents=True)
         context = {**json.loads((root / "cdk.json").read_text())["context"], "stage": "prod"}
         console = Path(work) / "console"

@@ -167,7 +167,7 @@ def test_a_department_uploading_candidate_plates_recovers_nothing(moto_aws: Aws,
 def test_linkage_joins_both_sides_under_a_grant_and_nowhere_else(moto_aws: Aws, settings: Settings, city: Any) -> None:
     ingest, sharing = city
     publish(moto_aws, settings, ingest, "plate-reads", "transport", READS)
-    publish(moto_aws, settings, ingest, "parking-fines", "public-safety", FINES)
+    publish(moto_aws, settings, ingest, "parking-fines", "public-safety", FINES)  # before any linkage grant
     until = (datetime.now(UTC) + timedelta(days=30)).isoformat(timespec="seconds")
 
     def grant(terms: GrantTerms, legal_basis: str = "legal-obligation") -> Any:
@@ -182,19 +182,38 @@ def test_linkage_joins_both_sides_under_a_grant_and_nowhere_else(moto_aws: Aws, 
 
     plain = grant(GrantTerms(expires_at=until))
     unlinked = {row["plate"] for row in view_rows(sharing.read(SAFETY, "plate-reads", None, plain.grant_id))}
+    other = grant(GrantTerms(expires_at=until))
+    elsewhere = {row["plate"] for row in view_rows(sharing.read(SAFETY, "plate-reads", None, other.grant_id))}
+    owners = {row["plate"] for row in curated_rows(moto_aws, settings, "plate-reads")}
     own = {row["plate"] for row in curated_rows(moto_aws, settings, "parking-fines")}
     assert len(unlinked) == len(PLATES) and not unlinked & own  # two token spaces: nothing joins
+    # Tokens per grant: two plain grants' views do not join, nor with the owner's own tokens.
+    assert len(elsewhere) == len(PLATES) and not elsewhere & unlinked and not unlinked & owners
 
     with pytest.raises(InvalidRequest, match="legal basis"):
-        grant(GrantTerms(linked_columns=["plate"], expires_at=until), legal_basis="none")
+        grant(GrantTerms(linked_columns=["plate"], linked_datasets=["parking-fines"], expires_at=until), legal_basis="none")
     with pytest.raises(InvalidRequest, match="expiry"):
-        grant(GrantTerms(linked_columns=["plate"]))
-    linkage = grant(GrantTerms(linked_columns=["plate"], expires_at=until))
+        grant(GrantTerms(linked_columns=["plate"], linked_datasets=["parking-fines"]))
+    with pytest.raises(InvalidRequest, match="linked_datasets"):
+        grant(GrantTerms(linked_columns=["plate"], expires_at=until))
+    linkage = grant(GrantTerms(linked_columns=["plate"], linked_datasets=["parking-fines"], expires_at=until))
     reads = view_rows(sharing.read(SAFETY, "plate-reads", None, linkage.grant_id))
+    # A version published before the linkage was granted is not re-keyed: only what it was granted for.
+    with pytest.raises(InvalidRequest, match="before linkage grant"):
+        sharing.read(SAFETY, "parking-fines", None, None, linkage=linkage.grant_id)
+    publish(moto_aws, settings, ingest, "parking-fines", "public-safety", FINES)
     fines = view_rows(sharing.read(SAFETY, "parking-fines", None, None, linkage=linkage.grant_id))
     joined = {r["plate"] for r in reads} & {f["plate"] for f in fines}
     assert len(joined) == 3  # AB123CD, TAXI001 and the long plate are in both; QQ000QQ only in fines
     assert all(len(token) == 32 for token in joined) and not joined & own and not joined & unlinked
+    # The plain grant's view and the linkage view line up row for row, yet share no token: no dictionary.
+    assert not {r["plate"] for r in reads} & unlinked
+    # Only the datasets the grant names are re-keyed: a candidate list of the grantee's is not.
+    catalog = CatalogRepository(settings.catalog_table)
+    catalog.create(_dataset("candidates", "public-safety", "plate-reads"))
+    publish(moto_aws, settings, ingest, "candidates", "public-safety", READS)
+    with pytest.raises(InvalidRequest, match="links parking-fines, not candidates"):
+        sharing.read(SAFETY, "candidates", None, None, linkage=linkage.grant_id)
     # Another department's own data is never re-keyed with public safety's linkage grant.
     with pytest.raises(NotFound, match="linkage grant"):
         sharing.read(CITY_STEWARD, "candidate-plates", None, None, linkage=linkage.grant_id)
@@ -229,3 +248,50 @@ def test_decrypting_views_are_per_grant_and_swept_after_a_day(moto_aws: Aws, set
     assert janitor.sweep(liveness.live, datetime.now(UTC)) == 0  # live and fresh: kept
     assert janitor.sweep(liveness.live, datetime.now(UTC) + timedelta(hours=25)) == 1
     assert not all_objects(moto_aws, settings, "views/clear/")
+
+
+def test_private_releases_spend_one_budget_per_grantee_and_dataset(moto_aws: Aws, settings: Settings, city: Any) -> None:
+    """Each version's private view spends epsilon once (reading it again costs nothing); two grants on
+    the same dataset draw from one ledger; past the budget, releases are refused and the owner's
+    stewards are told; every spend is in the owner's chain."""
+    from functions.core.errors import PrivacyBudgetExhausted
+    from tests.integration.conftest import published_events
+
+    ingest, sharing = city
+    header = "request_id,opened_at,category,district,address,phone,latitude,longitude,status\n"
+
+    def requests(version: int) -> str:
+        return header + "".join(
+            f"SR-{version}{n:07d},2026-11-04T08:00:00Z,pothole,Centre,1 Main,+44 7700 {version}{n:05d},51.45,-2.58,open\n"
+            for n in range(60)
+        )
+
+    privacy = {"epsilon": 1.0, "budget": 2.5}
+    made = [
+        sharing.grant(
+            CITY_STEWARD,
+            "service-requests",
+            GrantCreate(
+                grantee_department="transport",
+                purpose="Where potholes cluster, for road works",
+                purpose_category="planning",
+                terms=GrantTerms.model_validate({"aggregate": {"group_by": group_by, "privacy": privacy}}),
+            ),
+        )
+        for group_by in (["district"], ["category"])
+    ]
+    reader = member("transport", "planner")
+    publish(moto_aws, settings, ingest, "service-requests", "city-management", requests(1))
+    first = sharing.read(reader, "service-requests", None, made[0].grant_id)
+    assert first.restricted and first.suppressed is None  # nothing said of what was held back
+    sharing.read(reader, "service-requests", None, made[0].grant_id)  # the same release again: free
+    sharing.read(reader, "service-requests", None, made[1].grant_id)  # another grant: the same ledger
+    listed = {g.grant_id: g.privacy_spent for g in sharing.grants(CITY_STEWARD, "service-requests")}
+    assert listed == {made[0].grant_id: 2.0, made[1].grant_id: 2.0}
+    publish(moto_aws, settings, ingest, "service-requests", "city-management", requests(2))
+    with pytest.raises(PrivacyBudgetExhausted, match=r"spent 2 of the 2\.5"):
+        sharing.read(reader, "service-requests", None, made[0].grant_id)  # a new version: a new release
+    spends = [e for e in AuditLog(settings.audit_table).read("city-management", limit=1000) if e.action == "SpendPrivacyBudget"]
+    assert [e.decision for e in spends] == ["allow", "allow", "deny"]
+    told = [e for e in published_events(moto_aws) if e["detail-type"] == "PrivacyBudgetExhausted"]
+    assert told and told[0]["detail"]["owner"] == "city-management" and told[0]["detail"]["grantee_department"] == "transport"

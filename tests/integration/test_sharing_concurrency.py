@@ -85,6 +85,6 @@ def test_two_revocations_at_once_revoke_once(sharing: SharingService) -> None:
             lambda grant=grant: sharing.revoke(STEWARDS[1], "traffic-flow", grant.grant_id),
         )
         revoked = [r for r in results if not isinstance(r, Exception)]
-        assert len(revoked) == 1 and sum(isinstance(r, Conflict) for r in results) == 1
+        assert len(revoked) == 1 and sum(isinstance(r, Conflict) for r in results) == 1, results
         (stored,) = [g for g in sharing.grants(STEWARDS[0], "traffic-flow") if g.grant_id == grant.grant_id]
         assert stored.status == "revoked" and stored.revoked_by == revoked[0].revoked_by

@@ -1,14 +1,17 @@
-"""Sharing at a resolution with a guarantee: an aggregated grant's view holds groups of at least k
-rows (checked by pycanon, in a virtualenv of its own: it pins old numpy and pandas), the small
-groups suppressed and counted; rules and derived datasets read the same groups, never rows; and
-outside an aggregated grant they see no personal column at all."""
+"""Sharing groups that hold against an analyst who tries (issue: Privacy that holds): groups count
+subjects, not rows; of data about people they are released only with differential privacy
+(OpenDP), so a single person, a difference of two grants or of two versions gives back noise,
+never a value; of other data, exact groups of at least k subjects (checked by pycanon, in a
+virtualenv of its own: it pins old numpy and pandas)."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import math
 import subprocess
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -20,41 +23,46 @@ from cityshare.generators import generate
 from functions.analytics.engine import Input, run, sandbox
 from functions.analytics.scope import scope_for
 from functions.catalog.models import Dataset
+from functions.core.errors import InvalidRequest
 from functions.privacy.protect import generalise
+from functions.privacy.release import ReleaseRequest, release
 from functions.sharing.models import Grant, GrantTerms
-from functions.sharing.views import SUPPRESSED_GROUPS, SUPPRESSED_ROWS, ViewSecrets, restrict
+from functions.sharing.views import PRIVACY_EPSILON, SUPPRESSED_GROUPS, SUPPRESSED_ROWS, ViewSecrets, restrict
 from tests.datasets import city_schema
 from tests.tools import tool_python
 from tests.unit.ingest_helpers import city_schema as table_schema
 from tests.unit.ingest_helpers import ingest
 
 ROOT = Path(__file__).resolve().parents[2]
-REQUESTS = Dataset.model_validate(
-    {
-        "dataset_id": "service-requests",
-        "title": "Service requests",
-        "classification": "confidential",
-        "schema": city_schema("service-requests"),
-        "owner": "city-management",
-        "created_at": "t",
-        "updated_at": "t",
-        "created_by": "p",
-    }
-)
-HOURLY_BY_DISTRICT: dict[str, Any] = {
-    "generalised": {"opened_at": "1h"},
-    "aggregate": {"group_by": ["district", "category", "opened_at"], "min_group_size": 5},
-}
-FINE_GRAINED: dict[str, Any] = {
-    "generalised": {"opened_at": "1h"},
-    "aggregate": {"group_by": ["district", "category", "opened_at", "latitude", "longitude"], "min_group_size": 5},
-}
 
 
-def grant(terms: dict[str, Any]) -> Grant:
+def dataset(name: str, owner: str, schema: dict[str, Any] | None = None) -> Dataset:
+    return Dataset.model_validate(
+        {
+            "dataset_id": name,
+            "title": name,
+            "classification": "confidential",
+            "schema": schema or city_schema(name),
+            "owner": owner,
+            "created_at": "t",
+            "updated_at": "t",
+            "created_by": "p",
+        }
+    )
+
+
+REQUESTS = dataset("service-requests", "city-management")
+PRIVATE = {"epsilon": 1.0, "delta": 1e-6, "budget": 10.0}
+BY_DISTRICT: dict[str, Any] = {
+    "aggregate": {"group_by": ["district", "category"], "min_group_size": 5, "privacy": PRIVATE},
+}
+SECRETS = ViewSecrets(release=release)
+
+
+def grant(terms: dict[str, Any], grant_id: str = "g" + "5" * 24) -> Grant:
     return Grant.model_validate(
         {
-            "grant_id": "g" + "5" * 24,
+            "grant_id": grant_id,
             "dataset_id": "service-requests",
             "owner": "city-management",
             "grantee_department": "transport",
@@ -69,7 +77,8 @@ def grant(terms: dict[str, Any]) -> Grant:
 
 @pytest.fixture(scope="module")
 def curated(tmp_path_factory: pytest.TempPathFactory) -> tuple[pa.Table, Path]:
-    """20,000 generated service requests, ingested (address encrypted, phone dropped, positions at 0.01)."""
+    """20,000 generated service requests, ingested (address encrypted, phone dropped, citizen
+    pseudonymised, positions at 0.01)."""
     folder = tmp_path_factory.mktemp("requests")
     source = generate("service-requests", 20_000, folder / "requests.csv")
     outcome, _, parquet = ingest(source.read_bytes(), table_schema("service-requests"), dataset_id="service-requests")
@@ -103,44 +112,125 @@ def k_of(rows: list[dict[str, Any]], quasi_identifiers: list[str]) -> int:
     return int(result.stdout.strip())
 
 
-@pytest.mark.parametrize("terms", [HOURLY_BY_DISTRICT, FINE_GRAINED], ids=["hourly-by-district", "fine-grained"])
-def test_every_group_of_the_view_stands_for_at_least_k_rows(curated: tuple[pa.Table, Path], terms: dict[str, Any]) -> None:
+def test_a_private_release_shares_noisy_groups_of_at_least_k_subjects(curated: tuple[pa.Table, Path]) -> None:
     table, _ = curated
-    the_grant = grant(terms)
+    the_grant = grant(BY_DISTRICT)
     the_grant.terms.check_against(REQUESTS.table_schema)
-    view = restrict(table, REQUESTS, the_grant, ViewSecrets())
-    k = the_grant.terms.aggregate.min_group_size  # type: ignore[union-attr]
-    group_by = the_grant.terms.aggregate.group_by  # type: ignore[union-attr]
-    suppressed_groups = int(view.schema.metadata[SUPPRESSED_GROUPS])
-    suppressed_rows = int(view.schema.metadata[SUPPRESSED_ROWS])
-    assert view.column_names == [*group_by, "group_size"]
-    assert pc.min(view.column("group_size")).as_py() is None or pc.min(view.column("group_size")).as_py() >= k
-    assert (pc.sum(view.column("group_size")).as_py() or 0) + suppressed_rows == table.num_rows
-    # The rows behind the groups shared, coarsened as the view coarsens them: pycanon's k.
-    coarse = table.set_column(table.column_names.index("opened_at"), "opened_at", generalise(table.column("opened_at"), "1h"))
-    shared = {tuple(str(row[c]) for c in group_by) for row in view.select(group_by).to_pylist()}
-    behind = [
-        {c: str(row[c]) for c in group_by}
-        for row in coarse.select(group_by).to_pylist()
-        if tuple(str(row[c]) for c in group_by) in shared
-    ]
-    if behind:
-        assert k_of(behind, group_by) >= k
-    if terms is FINE_GRAINED:
-        # The audit's case: at 1 h and 0.01 degrees almost every request is alone in its group.
-        assert suppressed_groups > 1000 and suppressed_rows > 0.5 * table.num_rows
+    view = restrict(table, REQUESTS, the_grant, SECRETS)
+    assert view.column_names == ["district", "category", "group_size"]
+    assert float(view.schema.metadata[PRIVACY_EPSILON]) <= 1.0 + 1e-9
+    assert SUPPRESSED_GROUPS not in view.schema.metadata  # what was not released is not told
+    # The subjects behind each released group, one row per (group, subject): pycanon's k over the groups.
+    released = {(r["district"], r["category"]) for r in view.to_pylist()}
+    subjects = {
+        (r["district"], r["category"], r["citizen_id"] or f"row{i}")
+        for i, r in enumerate(table.select(["district", "category", "citizen_id"]).to_pylist())
+        if (r["district"], r["category"]) in released
+    }
+    assert released and k_of([{"district": d, "category": c} for d, c, _ in subjects], ["district", "category"]) >= 5
+    # A group counts each subject once (and a subject in at most max_groups groups): the truth to
+    # compare with is the subjects in each group, not its rows.
+    truth = Counter((d, c) for d, c, _ in subjects)
+    noisy = {(r["district"], r["category"]): r["group_size"] for r in view.to_pylist()}
+    assert any(noisy[g] != truth[g] for g in noisy)  # noise, not the counts
+    assert all(abs(noisy[g] - truth[g]) < 100 for g in noisy)  # but useful: scale 10 at epsilon 0.5
 
 
-def test_rules_and_derived_datasets_read_the_same_groups(curated: tuple[pa.Table, Path]) -> None:
-    table, path = curated
-    the_grant = grant(HOURLY_BY_DISTRICT)
-    view = restrict(table, REQUESTS, the_grant, ViewSecrets())
-    scope = scope_for(REQUESTS, the_grant)
-    assert scope.columns == ["district", "category", "opened_at", "group_size"]
-    with sandbox([Input("service_requests", scope, [path])]) as db:
-        rows = run(db, "SELECT district, category, strftime(opened_at, '%Y-%m-%dT%H'), group_size FROM service_requests")
-    expected = {(r["district"], r["category"], r["opened_at"].strftime("%Y-%m-%dT%H"), r["group_size"]) for r in view.to_pylist()}
-    assert set(rows) == expected and min(r[3] for r in rows) >= 5
+def test_one_person_is_never_a_group_however_many_rows() -> None:
+    """Six requests by one citizen in one district: one subject, not a group of six."""
+    schema = city_schema("service-requests")
+    rows = "request_id,opened_at,category,district,address,phone,latitude,longitude,status\n"
+    rows += "".join(
+        f"SR-{n:08d},2026-11-04T08:{n:02d}:00Z,pothole,Harbour,1 Quay,+44 7700 900{n % 1:03d},51.45,-2.58,open\n"
+        for n in range(6)
+    )
+    rows += "".join(
+        f"SR-{n:08d},2026-11-04T08:{n % 60:02d}:00Z,pothole,Centre,2 Main,+44 7700 {n:06d},51.45,-2.58,open\n"
+        for n in range(10, 210)
+    )
+    outcome, _, parquet = ingest(rows.encode(), table_schema("service-requests"), dataset_id="service-requests")
+    assert outcome.accepted
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(io.BytesIO(parquet))
+    for _ in range(20):
+        view = restrict(table, dataset("service-requests", "city-management", schema), grant(BY_DISTRICT), SECRETS)
+        assert {r["district"] for r in view.to_pylist()} <= {"Centre"}
+
+
+def test_exact_groups_of_data_not_about_people_count_subjects_not_rows() -> None:
+    """A dataset of readings by station, its station the subject: one station's six readings are one."""
+    schema = city_schema("air-quality") | {"x-subject": {"columns": ["station_id"]}}
+    air = dataset("air-quality", "environment", schema)
+    rows = [{"station_id": "AQ-9", "district": "Harbour", "pm25": 90.0} for _ in range(6)]
+    rows += [{"station_id": f"AQ-{n}", "district": "Centre", "pm25": 10.0 + n} for n in range(7)]
+    table = pa.Table.from_pylist(rows)
+    terms = {"aggregate": {"group_by": ["district"], "measures": [{"aggregate": "max", "column": "pm25"}], "min_group_size": 5}}
+    the_grant = grant(terms)
+    the_grant.terms.check_against(air.table_schema)
+    view = restrict(table, air, the_grant, ViewSecrets())
+    assert view.to_pylist() == [{"district": "Centre", "group_size": 7, "max_pm25": 16.0}]
+    assert int(view.schema.metadata[SUPPRESSED_GROUPS]) == 1 and int(view.schema.metadata[SUPPRESSED_ROWS]) == 6
+
+
+def test_differencing_two_grants_gives_back_noise_not_the_person(curated: tuple[pa.Table, Path]) -> None:
+    """District totals minus the district x category groups released: what was held back comes back
+    only as noise (each release is new noise, and spends budget), never as the exact rows."""
+    table, _ = curated
+    coarse = grant({"aggregate": {"group_by": ["district"], "min_group_size": 5, "privacy": PRIVATE}})
+    fine = grant(BY_DISTRICT, grant_id="g" + "6" * 24)
+    by_district = Counter(r["district"] for r in table.select(["district"]).to_pylist())
+    by_pair = Counter((r["district"], r["category"]) for r in table.select(["district", "category"]).to_pylist())
+    misses = []
+    for _ in range(10):
+        totals = {r["district"]: r["group_size"] for r in restrict(table, REQUESTS, coarse, SECRETS).to_pylist()}
+        shown = {(r["district"], r["category"]): r["group_size"] for r in restrict(table, REQUESTS, fine, SECRETS).to_pylist()}
+        for district, total in totals.items():
+            pairs = [pair for pair in shown if pair[0] == district]
+            held_back = by_district[district] - sum(by_pair[pair] for pair in pairs)
+            estimate = total - sum(shown[pair] for pair in pairs)
+            misses.append(estimate - held_back)
+    assert len(set(misses)) > 5 and sum(miss == 0 for miss in misses) < len(misses) / 4
+
+
+def test_neighbouring_datasets_give_count_distributions_within_e_to_the_epsilon() -> None:
+    """The mechanism, checked empirically: one subject more or less moves the output distribution
+    of a released count by at most e^epsilon (within sampling error), besides OpenDP's own proofs."""
+    epsilon = 1.0
+    runs = 4000
+    request = {"epsilon": epsilon, "delta": 1e-6, "k": 5, "max_groups": 1, "max_rows": 1}
+    outputs = {}
+    for name, count in (("with", 501), ("without", 500)):
+        made = ReleaseRequest(**request, counts={'["Centre"]': count})
+        outputs[name] = Counter(release(made).counts.get('["Centre"]') for _ in range(runs))
+    bound = math.exp(epsilon)
+    for value in range(495, 507):  # the middle of both distributions, where samples are plenty
+        a, b = outputs["with"][value] / runs, outputs["without"][value] / runs
+        assert a <= bound * b * 1.35 + 0.004 and b <= bound * a * 1.35 + 0.004, (value, a, b)
+
+
+def test_rules_and_derived_datasets_read_exact_groups_but_never_a_private_grant(tmp_path: Path) -> None:
+    air = dataset("air-quality", "environment", city_schema("air-quality") | {"x-subject": {"columns": ["station_id"]}})
+    rows = [{"station_id": f"AQ-{n}", "district": "Centre", "measured_at": None, "pm25": 10.0 + n} for n in range(6)]
+    # Harbour: six readings of one station, and four of stations unnamed (each its own subject): 5 subjects.
+    rows += [{"station_id": "AQ-9", "district": "Harbour", "measured_at": None, "pm25": 90.0} for _ in range(6)]
+    rows += [{"station_id": None, "district": "Harbour", "measured_at": None, "pm25": 1.0} for _ in range(4)]
+    # North: one station's many readings are one subject, never a group.
+    rows += [{"station_id": "AQ-7", "district": "North", "measured_at": None, "pm25": 5.0} for _ in range(9)]
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "air.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    exact = grant({"aggregate": {"group_by": ["district"], "min_group_size": 5}})
+    scope = scope_for(air, exact)
+    assert scope.columns == ["district", "group_size"]
+    with sandbox([Input("air_quality", scope, [path])]) as db:
+        found = sorted(run(db, "SELECT district, group_size FROM air_quality"))
+    # Rules see what the view shows: the groups of at least k subjects (their sizes in rows).
+    view = restrict(pa.Table.from_pylist(rows), air, exact, ViewSecrets())
+    assert found == [("Centre", 6), ("Harbour", 10)] == sorted((r["district"], r["group_size"]) for r in view.to_pylist())
+    with pytest.raises(InvalidRequest, match="differential privacy"):
+        scope_for(REQUESTS, grant(BY_DISTRICT))
 
 
 def test_without_an_aggregated_grant_rules_and_derived_datasets_see_no_personal_column() -> None:
@@ -151,19 +241,27 @@ def test_without_an_aggregated_grant_rules_and_derived_datasets_see_no_personal_
 @pytest.mark.parametrize(
     ("aggregate", "message"),
     [
-        ({"group_by": ["address"]}, "cannot be grouped or measured"),
-        (
-            {"group_by": ["district"], "min_group_size": 1, "measures": [{"aggregate": "count", "column": "latitude"}]},
-            "at least 2",
-        ),
-        ({"group_by": ["district"], "measures": [{"aggregate": "mean", "column": "category"}]}, "numeric"),
-        ({"group_by": ["phone"]}, "not in the dataset"),
+        ({"group_by": ["address"], "privacy": PRIVATE}, "cannot be grouped or measured"),
+        ({"group_by": ["district"], "min_group_size": 1, "privacy": PRIVATE}, "greater than or equal to 2"),
+        ({"group_by": ["district"], "measures": [{"aggregate": "mean", "column": "category"}], "privacy": PRIVATE}, "numeric"),
+        ({"group_by": ["citizen_id"], "privacy": PRIVATE}, "cannot be grouped or measured"),
+        ({"group_by": ["district"]}, "differential privacy"),
+        ({"group_by": ["district"], "measures": [{"aggregate": "max", "column": "latitude"}], "privacy": PRIVATE}, "one person"),
+        ({"group_by": ["district"], "privacy": {"epsilon": 2.0, "budget": 1.0}}, "must not exceed the budget"),
     ],
 )
 def test_aggregated_terms_are_checked(aggregate: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         GrantTerms.model_validate({"aggregate": aggregate}).check_against(REQUESTS.table_schema)
     with pytest.raises(ValueError, match="cannot also mask"):
-        GrantTerms.model_validate({"aggregate": {"group_by": ["district"]}, "masked_columns": ["request_id"]}).check_against(
-            REQUESTS.table_schema
-        )
+        GrantTerms.model_validate(
+            {"aggregate": {"group_by": ["district"], "privacy": PRIVATE}, "masked_columns": ["request_id"]}
+        ).check_against(REQUESTS.table_schema)
+
+
+def test_coarsening_applies_before_grouping(curated: tuple[pa.Table, Path]) -> None:
+    table, _ = curated
+    hourly = grant({"generalised": {"opened_at": "1d"}, "aggregate": {"group_by": ["opened_at"], "privacy": PRIVATE}})
+    view = restrict(table, REQUESTS, hourly, SECRETS)
+    days = {v.date() for v in pc.unique(generalise(table.column("opened_at"), "1d")).to_pylist()}
+    assert {v.date() for v in view.column("opened_at").to_pylist()} <= days

@@ -28,6 +28,7 @@ def test_personal_columns_are_declared() -> None:
         "phone": "drop",
         "latitude": "generalise",
         "longitude": "generalise",
+        "citizen_id": "pseudonymise",
     }
 
 
@@ -71,3 +72,19 @@ def test_a_departments_api_key_is_never_in_an_answer() -> None:
     assert department.usage_key == "k" * 40  # the authorizer reads it
     assert "usage_key" not in department.model_dump()
     assert "k" * 40 not in department.model_dump_json() + repr(department)
+
+
+def test_data_about_people_names_its_subject_and_is_never_public() -> None:
+    """Groups count subjects, so a schema with personal columns says whom rows are about; a public
+    dataset is read without a grant, so it would hand out its owner's tokens: refused."""
+    pseudonymised = {"type": "string", "x-personal": {"protection": "pseudonymise", "category": "vehicle-plate"}}
+    schema: dict[str, Any] = {"type": "object", "properties": {"plate": pseudonymised, "lane": {"type": "integer"}}}
+    base = {"dataset_id": "reads", "title": "t", "classification": "internal", "schema": schema}
+    with pytest.raises(ValidationError, match="x-subject"):
+        DatasetCreate.model_validate(base)
+    named = dict(base, schema=dict(schema, **{"x-subject": {"columns": ["plate"]}}))
+    assert DatasetCreate.model_validate(named).table_schema.subjects().columns == ["plate"]
+    with pytest.raises(ValidationError, match="public dataset holds no pseudonymised column"):
+        DatasetCreate.model_validate(dict(named, classification="public"))
+    each_row = dict(base, schema=dict(schema, **{"x-subject": {"each_row": True}}))
+    assert DatasetCreate.model_validate(each_row).table_schema.subjects().each_row

@@ -11,6 +11,16 @@ function expiry(grant) {
   return days < SOON_DAYS && days > 0 ? h("span", { class: "warn" }, `${when(at)} — expires in ${Math.ceil(days)} days`) : when(at);
 }
 
+// Differentially private grants: what the grantee department has spent on the dataset (across its
+// grants) of the steward's budget.
+function privacy(grant) {
+  const terms = grant.terms.aggregate && grant.terms.aggregate.privacy;
+  if (!terms) return "";
+  const spent = grant.privacy_spent ?? 0;
+  const text = `ε ${spent.toFixed(2)} of ${terms.budget} spent`;
+  return spent + terms.epsilon > terms.budget + 1e-9 ? h("span", { class: "warn" }, `${text} — exhausted`) : text;
+}
+
 export async function grants(api, main) {
   put(main, h("h1", {}, "Grants"));
   for (const [direction, title] of [["given", "Given by your department"], ["received", "Received by your department"]]) {
@@ -28,6 +38,7 @@ export async function grants(api, main) {
       grant.status,
       (grant.terms.columns || []).join(", ") || "all",
       expiry(grant),
+      privacy(grant),
       direction === "given" && grant.status === "active"
         ? h("button", { class: "danger", "aria-label": `Revoke ${grant.grant_id}`, onclick: async () => {
             if (!window.confirm(`Revoke grant ${grant.grant_id}? The grantee's next read is refused.`)) return;
@@ -39,6 +50,6 @@ export async function grants(api, main) {
           } }, "Revoke")
         : "",
     ]);
-    put(main, h("h2", {}, title), rows.length ? table(["grant", "on", direction === "given" ? "to" : "from", "status", "columns", "expires", ""], rows) : h("p", {}, "None."));
+    put(main, h("h2", {}, title), rows.length ? table(["grant", "on", direction === "given" ? "to" : "from", "status", "columns", "expires", "privacy", ""], rows) : h("p", {}, "None."));
   }
 }

@@ -26,6 +26,11 @@ function narrowForm(api, request, schema, done) {
   const measureFunction = h("select", {}, MEASURES.map((m) => h("option", { value: m }, m)));
   const measureColumn = h("select", {}, h("option", { value: "" }, "(group sizes only)"), columns.filter((n) => NUMERIC.includes(typeOf(schema.properties[n] || {}))).map((n) => h("option", { value: n }, n)));
   const k = h("input", { type: "number", min: 2, max: 10000, value: 5 });
+  // Groups of data about people are released only with differential privacy: the steward sets
+  // what one release costs (epsilon) and what the grantee may spend on the dataset in all.
+  const personal = Object.values(schema.properties).some((column) => column["x-personal"]);
+  const epsilon = h("input", { type: "number", min: 0.01, max: 10, step: 0.01, value: 1 });
+  const budget = h("input", { type: "number", min: 0.01, max: 1000, step: 0.01, value: 10 });
   const expires = h("input", { type: "date", value: (request.until || "").slice(0, 10) });
   const note = h("input", { type: "text", placeholder: "What you changed and why" });
   const submit = async (event) => {
@@ -43,6 +48,7 @@ function narrowForm(api, request, schema, done) {
     const grouped = groupBy.filter((c) => c.checked).map((c) => c.value);
     if (grouped.length) {
       terms.aggregate = { group_by: grouped, min_group_size: Number(k.value), measures: measureColumn.value ? [{ aggregate: measureFunction.value, column: measureColumn.value }] : [] };
+      if (personal) terms.aggregate.privacy = { epsilon: Number(epsilon.value), delta: 1e-6, budget: Number(budget.value) };
     }
     if (expires.value) terms.expires_at = expires.value;
     try {
@@ -60,9 +66,12 @@ function narrowForm(api, request, schema, done) {
     h("fieldset", {}, h("legend", {}, "Columns to mask"), columns.map((name, i) => h("label", { class: "check" }, mask[i], name))),
     h("fieldset", {}, h("legend", {}, "Rows"), field("Column", filterColumn), field("Operator", filterOp), field("Value", filterValue)),
     coarsen.length ? h("fieldset", {}, h("legend", {}, "Coarsen (interval for times, grid for numbers)"), h("div", { class: "actions" }, coarsen.map(([name, input]) => field(name, input)))) : null,
-    h("fieldset", {}, h("legend", {}, "Share groups of at least k rows instead of rows (optional)"),
+    h("fieldset", {}, h("legend", {}, "Share groups of at least k subjects instead of rows (optional)"),
       h("div", {}, groupBy.map((box, i) => h("label", { class: "check" }, box, columns[i]))),
-      h("div", { class: "actions" }, field("k (smallest group shared)", k), field("Measure", measureFunction), field("of column", measureColumn))),
+      h("div", { class: "actions" }, field("k (smallest group shared)", k), field("Measure", measureFunction), field("of column", measureColumn)),
+      personal
+        ? h("div", { class: "actions" }, field("Privacy: epsilon per release", epsilon), field("Privacy: budget in all", budget))
+        : null),
     field("Expires", expires),
     field("Note", note),
     h("button", { type: "submit", class: "primary" }, "Approve narrowed"),

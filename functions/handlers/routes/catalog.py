@@ -8,7 +8,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
-from functions.catalog.models import Classification, Dataset, DatasetCreate, DatasetPage, DatasetUpdate
+from functions.catalog.models import Classification, DatasetCreate, DatasetEntry, DatasetPage, DatasetUpdate
 from functions.catalog.repository import CatalogQuery
 from functions.handlers.routes.context import DatasetPath, caller, created, documented, request_id
 from functions.handlers.services import catalog
@@ -20,11 +20,11 @@ router = APIGatewayRouter()
     "/datasets",
     summary="Create a dataset owned by the caller's department",
     tags=["catalog"],
-    responses=documented(Dataset, 403, 409, 413, status=201),
+    responses=documented(DatasetEntry, 403, 409, 413, status=201),
 )
-def create_dataset(request: DatasetCreate) -> Response[Dataset]:
+def create_dataset(request: DatasetCreate) -> Response[DatasetEntry]:
     dataset = catalog().create(caller(router), request, request_id(router))
-    return created(dataset, location=f"/datasets/{dataset.dataset_id}")
+    return created(dataset.entry(figures=True), location=f"/datasets/{dataset.dataset_id}")
 
 
 @router.get(
@@ -46,9 +46,12 @@ def list_datasets(
 
 
 @router.get(
-    "/datasets/<dataset_id>", summary="Get a dataset's metadata and schema", tags=["catalog"], responses=documented(Dataset, 404)
+    "/datasets/<dataset_id>",
+    summary="Get a dataset's metadata and schema",
+    tags=["catalog"],
+    responses=documented(DatasetEntry, 404),
 )
-def get_dataset(dataset_id: DatasetPath) -> Dataset:
+def get_dataset(dataset_id: DatasetPath) -> DatasetEntry:
     return catalog().get(caller(router), dataset_id, request_id(router))
 
 
@@ -56,7 +59,7 @@ def get_dataset(dataset_id: DatasetPath) -> Dataset:
     "/datasets/<dataset_id>",
     summary="Edit a dataset's metadata (owner department only)",
     tags=["catalog"],
-    responses=documented(Dataset, 403, 404, 409, 413),
+    responses=documented(DatasetEntry, 403, 404, 409, 413),
 )
-def update_dataset(dataset_id: DatasetPath, update: DatasetUpdate) -> Dataset:
-    return catalog().update(caller(router), dataset_id, update, request_id(router))
+def update_dataset(dataset_id: DatasetPath, update: DatasetUpdate) -> DatasetEntry:
+    return catalog().update(caller(router), dataset_id, update, request_id(router)).entry(figures=True)
