@@ -10,7 +10,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 
 
-.PHONY: chromium console role-table bench-layers bootstrap-admin demo test lint typecheck unit integration e2e infra-test security openapi layer synth deploy diff bench local clean
+.PHONY: preflight chromium console role-table bench-layers bootstrap-admin demo test lint typecheck unit integration e2e infra-test security openapi layer synth deploy diff bench local clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -80,7 +80,7 @@ role-table: $(DEV)  ## rewrite the README's IAM role table from the synthesised 
 openapi: $(RUNTIME)  ## regenerate schemas/openapi.json, schemas/open-interfaces.json and schemas/events/
 	$(BIN)/python -m functions.handlers.openapi schemas
 
-local: $(RUNTIME) $(CONSOLE)  ## run the embedded stack until Ctrl-C
+local: $(RUNTIME) $(CONSOLE)  ## run the embedded stack until Ctrl-C (its state is kept in .cityshare/local)
 	$(BIN)/cityshare local up
 
 # x86_64 twins of the layers (same pins, trimming and .pyc) so cold starts can be measured here under
@@ -111,6 +111,7 @@ bench: $(DEV) bench-layers  ## print the benchmarks' figures
 	$(BIN)/python -m benchmarks.privacy
 	$(BIN)/python -m benchmarks.triggers
 	$(BIN)/python -m benchmarks.delta_sharing
+	$(BIN)/python -m benchmarks.local_state
 
 # The Lambda layers for arm64, from wheels only: no Docker, no compiler. "data" drops pyarrow's C++
 # headers, Cython sources, tests and the Arrow modules CityShare never loads (Flight, Substrait,
@@ -157,9 +158,13 @@ diff: layer console node_modules/.package-lock.json
 
 # From a fresh clone: builds what it needs, bootstraps the account/region of cdk.json (idempotent),
 # deploys the stage. Needs AWS credentials for the target account.
-deploy: layer console node_modules/.package-lock.json  ## deploy a stage of cdk.json: make deploy STAGE=dev
+deploy: preflight layer console node_modules/.package-lock.json  ## deploy a stage of cdk.json: make deploy STAGE=dev
 	$(CDK) bootstrap -c stage=$(STAGE)
 	$(CDK) deploy -c stage=$(STAGE) --require-approval broadening
+
+# Credentials for the stage's account, checked before anything is built (seconds, not a minute).
+preflight: $(RUNTIME)
+	$(BIN)/python -m infra.preflight --stage $(STAGE)
 
 bootstrap-admin: $(RUNTIME)  ## register the platform admin's key in a deployed stage: make bootstrap-admin STAGE=prod JWK=admin.jwk
 	$(BIN)/python -m infra.bootstrap --stage $(STAGE) --jwk $(JWK)

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-from cityshare.client import CityShareClient
-from cityshare.keys import generate_key
+from cityshare.client import CityShareClient, CityShareError
+from cityshare.keys import generate_key, write_secret
 from cityshare.profile import Profile
+
+# The roles each kind of principal gets: stewards decide on their department's data, and are members.
+ROLES_OF = {"member": ["member"], "steward": ["member", "steward"]}
+
+
+@dataclass(frozen=True)
+class Onboarded:
+    principal: str
+    roles: list[str]
+    kid: str
+    profile_path: Path
+    key_file: Path | None  # None when the principal's own public key was registered
 
 
 def enrol(
@@ -23,3 +38,41 @@ def enrol(
     admin.put_principal(department, principal, roles, display_name=display_name)
     key = admin.add_key(department, principal, generate_key(key_file))
     return admin_profile.as_principal(department, principal, str(key_file), key["kid"])
+
+
+def onboard(
+    admin: CityShareClient,
+    admin_profile: Profile,
+    department: str,
+    name: str,
+    principals: dict[str, str],
+    out_dir: Path,
+    public_keys: dict[str, dict[str, Any]] | None = None,
+) -> list[Onboarded]:
+    """A department ready to work in one step: registered (kept as it is when it already exists),
+    its principals (`{principal: "steward" | "member"}`) registered with their roles, each with a key
+    pair made here (or its own public key from `public_keys`, the private half never leaving its
+    owner) and a ready profile in `out_dir` (files readable by their owner only)."""
+    try:
+        admin.register_department(department, name)
+    except CityShareError as error:
+        if error.code != "already_exists":
+            raise
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onboarded = []
+    for principal, kind in principals.items():
+        roles = ROLES_OF[kind]
+        given = (public_keys or {}).get(principal)
+        profile_path = out_dir / f"{principal}.json"
+        if given is None:
+            key_file = out_dir / f"{principal}.pem"
+            profile = enrol(admin, admin_profile, department, principal, roles, key_file.resolve())
+        else:
+            key_file = None
+            admin.put_principal(department, principal, roles)
+            kid = admin.add_key(department, principal, given)["kid"]
+            # Where its owner is to put the private half it kept.
+            profile = admin_profile.as_principal(department, principal, str((out_dir / f"{principal}.pem").resolve()), kid)
+        write_secret(profile_path, json.dumps(asdict(profile), indent=2).encode())
+        onboarded.append(Onboarded(principal, roles, profile.kid, profile_path, key_file))
+    return onboarded

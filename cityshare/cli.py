@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Column, Table
 from rich.text import Text
 
-from cityshare.client import CityShareClient, CityShareError
+from cityshare.client import CityShareClient, CityShareError, UnsuitableFile
 from cityshare.delta import write_profile
 from cityshare.keys import generate_key
 from cityshare.profile import DEFAULT_PROFILE, Profile
@@ -60,24 +60,50 @@ class DataTable(Table):
 
 
 ProfileOption = Annotated[Path | None, typer.Option("--profile", envvar="CITYSHARE_PROFILE", help="Profile JSON file")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the platform's whole answer as JSON")]
 _state: dict[str, Path | None] = {"profile": None}
+_output = {"json": False}
 
 
 @app.callback()
-def _main(profile: ProfileOption = None) -> None:
+def _main(profile: ProfileOption = None, as_json: JsonOption = False) -> None:
     _state["profile"] = profile
+    _output["json"] = as_json
+
+
+notes = Console(stderr=True)
 
 
 def client() -> CityShareClient:
     path = _state["profile"] or DEFAULT_PROFILE
     if not path.exists():
-        console.print(f"[red]No profile at {path}[/red]: start `cityshare local up` or pass --profile")
+        console.print(
+            f"[red]No profile at {path}[/red]: start `cityshare local up`, or pass --profile (or set CITYSHARE_PROFILE)"
+        )
         raise typer.Exit(2)
-    return CityShareClient.from_profile(Profile.load(path))
+    profile = Profile.load(path)
+    if _state["profile"] is None:  # nobody chose: say whose name the call is made in
+        notes.print(
+            f"[dim]as {printable(profile.department)}/{printable(profile.principal)} ({printable(path)}); "
+            "--profile or CITYSHARE_PROFILE for another[/dim]"
+        )
+    return CityShareClient.from_profile(profile)
 
 
-def show(value: Any) -> None:
-    console.print_json(json.dumps(value, default=str))
+def show(value: Any, summary: str | None = None) -> None:
+    """The answer as JSON with --json (or when there is no summary), else the one line that matters:
+    `summary` is a template over the answer's fields (`{grant_id}`)."""
+    if summary is None or _output["json"] or not isinstance(value, dict):
+        console.print_json(json.dumps(value, default=str))
+        return
+    try:
+        console.print(summary.format_map({k: printable(v) for k, v in value.items()}))
+    except (KeyError, ValueError):  # an answer without a field the line names: the whole answer
+        console.print_json(json.dumps(value, default=str))
+
+
+def _state_json() -> bool:
+    return _output["json"]
 
 
 # -- identity
@@ -99,23 +125,59 @@ def keys_generate(
 @keys_app.command("profile")
 def keys_profile(
     out: Annotated[Path, typer.Option(help="Profile file to write")],
-    endpoint: Annotated[str, typer.Option()],
-    audience: Annotated[str, typer.Option()],
     department: Annotated[str, typer.Option()],
     principal: Annotated[str, typer.Option()],
-    key_file: Annotated[Path, typer.Option()],
-    kid: Annotated[str, typer.Option(help="Key id the admin registered")],
+    key_file: Annotated[Path, typer.Option(help="The principal's private key (PEM)")],
+    endpoint: Annotated[str | None, typer.Option(help="The API's URL (default: the current profile's)")] = None,
+    audience: Annotated[str | None, typer.Option(help="The API's audience (default: the current profile's)")] = None,
+    kid: Annotated[str | None, typer.Option(help="Key id (default: the one the platform gives this key)")] = None,
+    check: Annotated[bool, typer.Option(help="Check that the endpoint answers")] = True,
 ) -> None:
-    """Write a profile for a principal."""
-    Profile(endpoint, audience, department, principal, str(key_file.resolve()), kid).save(out)
-    console.print(f"Profile written to {out}")
+    """Write a profile for a principal; what is not given comes from the current profile and the key."""
+    from cityshare.keys import key_id
+
+    current = _current_profile() if endpoint is None or audience is None else None
+    endpoint = endpoint or (current.endpoint if current else "")
+    audience = audience or (current.audience if current else "")
+    if not _URL.fullmatch(endpoint):
+        console.print(
+            f"[red]{printable(endpoint)!r} is not a URL[/red] (like http://127.0.0.1:8787): the API's address, not a placeholder"
+        )
+        raise typer.Exit(2)
+    if check:
+        _reachable(endpoint)
+    profile = Profile(endpoint, audience, department, principal, str(key_file.resolve()), kid or key_id(key_file))
+    profile.save(out)
+    console.print(
+        f"Profile for {printable(department)}/{printable(principal)} (key {printable(profile.kid)}) written to {printable(out)}"
+    )
+
+
+_URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(:[0-9]{1,5})?(/[^\s]*)?")
+
+
+def _current_profile() -> Profile | None:
+    path = _state["profile"] or DEFAULT_PROFILE
+    return Profile.load(path) if path.exists() else None
+
+
+def _reachable(endpoint: str) -> None:
+    import requests
+
+    try:
+        requests.get(endpoint, timeout=5)
+    except requests.RequestException:
+        console.print(
+            f"[red]Nothing answers at {printable(endpoint)}[/red]: is the stack running? (`--no-check` to write it anyway)"
+        )
+        raise typer.Exit(2) from None
 
 
 # -- admin
 @admin_app.command("register")
 def admin_register(department_id: str, name: Annotated[str, typer.Option()]) -> None:
     """Register a department."""
-    show(client().register_department(department_id, name))
+    show(client().register_department(department_id, name), "Department {department_id} registered ({status})")
 
 
 @admin_app.command("departments")
@@ -136,26 +198,26 @@ def admin_show(department_id: str) -> None:
 @admin_app.command("suspend")
 def admin_suspend(department_id: str) -> None:
     """Suspend a department: its requests are refused until reinstated."""
-    show(client().set_department_status(department_id, "suspended"))
+    show(client().set_department_status(department_id, "suspended"), "{department_id} is {status}")
 
 
 @admin_app.command("reinstate")
 def admin_reinstate(department_id: str) -> None:
     """Reinstate a suspended department."""
-    show(client().set_department_status(department_id, "active"))
+    show(client().set_department_status(department_id, "active"), "{department_id} is {status}")
 
 
 @admin_app.command("suspend-principal")
 def admin_suspend_principal(department_id: str, principal_id: str) -> None:
     """Suspend one principal: its requests are refused, and the rules, derived datasets and
     subscriptions it defined stop, until reinstated."""
-    show(client().set_principal_status(department_id, principal_id, "suspended"))
+    show(client().set_principal_status(department_id, principal_id, "suspended"), "{department_id}/{principal_id} is {status}")
 
 
 @admin_app.command("reinstate-principal")
 def admin_reinstate_principal(department_id: str, principal_id: str) -> None:
     """Reinstate a suspended principal."""
-    show(client().set_principal_status(department_id, principal_id, "active"))
+    show(client().set_principal_status(department_id, principal_id, "active"), "{department_id}/{principal_id} is {status}")
 
 
 @admin_app.command("principal")
@@ -166,13 +228,60 @@ def admin_principal(
     display_name: Annotated[str, typer.Option()] = "",
 ) -> None:
     """Register a principal or change its roles."""
-    show(client().put_principal(department_id, principal_id, role, display_name))
+    show(client().put_principal(department_id, principal_id, role, display_name), "{department_id}/{principal_id}: {roles}")
 
 
 @admin_app.command("add-key")
 def admin_add_key(department_id: str, principal_id: str, jwk_file: Path) -> None:
-    """Register a principal's public key (a JWK file, as `cityshare keys generate` prints)."""
-    show(client().add_key(department_id, principal_id, json.loads(jwk_file.read_text())))
+    """Register a principal's public key (a JWK file, as `cityshare keys generate` prints); prints its key id."""
+    key = client().add_key(department_id, principal_id, json.loads(jwk_file.read_text()))
+    if _state_json():
+        show(key)
+    else:
+        console.print(printable(key["kid"]))
+
+
+@admin_app.command("onboard")
+def admin_onboard(
+    department_id: str,
+    name: Annotated[str, typer.Option(help="The department's name")],
+    out_dir: Annotated[Path, typer.Option(help="Where the principals' keys and profiles are written")],
+    steward: Annotated[list[str] | None, typer.Option(help="A data steward (decides on the department's data); repeat")] = None,
+    member: Annotated[list[str] | None, typer.Option(help="A member (publishes and reads); repeat")] = None,
+    public_key: Annotated[
+        list[str] | None, typer.Option(help="principal=jwk-file: register the principal's own public key, make none")
+    ] = None,
+) -> None:
+    """Register a department with its stewards and members, their keys and ready profiles, in one step."""
+    from cityshare.admin import onboard
+
+    principals = {p: "member" for p in member or []} | {p: "steward" for p in steward or []}
+    if not principals:
+        console.print("[red]Name at least one --steward or --member[/red]")
+        raise typer.Exit(2)
+    given = {}
+    for pair in public_key or []:
+        principal, _, path = pair.partition("=")
+        if principal not in principals or not path:
+            console.print(
+                f"[red]--public-key {printable(pair)}[/red]: principal=file, the principal named by --steward or --member"
+            )
+            raise typer.Exit(2)
+        given[principal] = json.loads(Path(path).read_text())
+    admin = client()
+    admin_profile = _current_profile()
+    assert admin_profile is not None
+    done = onboard(admin, admin_profile, department_id, name, principals, out_dir, given)
+    table = DataTable("principal", "roles", "key id", "profile")
+    for entry in done:
+        table.add_row(entry.principal, ", ".join(entry.roles), entry.kid, str(entry.profile_path))
+    console.print(table)
+    if given:
+        console.print(
+            "[dim]Each principal who gave its public key puts its private key where its profile says "
+            f"({printable(out_dir)}/<principal>.pem).[/dim]"
+        )
+    console.print(f"[dim]Use one: export CITYSHARE_PROFILE={printable(done[0].profile_path)}[/dim]")
 
 
 @admin_app.command("retire-key")
@@ -183,6 +292,39 @@ def admin_retire_key(department_id: str, kid: str) -> None:
 
 
 # -- datasets
+# A dataset's optional fields, the same options on `create` and `update`.
+LicenceOption = Annotated[
+    str | None, typer.Option(help="The licence's URL (open data), e.g. https://creativecommons.org/licenses/by/4.0/")
+]
+ContactOption = Annotated[str | None, typer.Option(help="Contact point: 'Name <email>'")]
+ThemeOption = Annotated[list[str] | None, typer.Option(help="EU data theme (TRAN, ENVI, HEAL, ...); repeat")]
+InvalidRowsOption = Annotated[
+    str | None,
+    typer.Option(help="reject_file (default) or accept_valid: publish the valid rows of a file with a few invalid ones"),
+]
+InvalidShareOption = Annotated[float | None, typer.Option(help="With accept_valid: the largest share of invalid rows (0.05)")]
+
+
+def _dataset_fields(
+    licence: str | None,
+    contact: str | None,
+    theme: list[str] | None,
+    on_invalid_rows: str | None,
+    max_invalid_share: float | None,
+) -> dict[str, Any]:
+    fields: dict[str, Any] = {"licence": licence, "themes": theme}
+    if contact:
+        matched = re.fullmatch(r"\s*(.+?)\s*<([^<>\s]+@[^<>\s]+)>\s*", contact)
+        if not matched:
+            console.print(f"[red]--contact {printable(contact)!r}[/red]: write it as 'Name <email>'")
+            raise typer.Exit(2)
+        fields["contact_point"] = {"name": matched.group(1), "email": matched.group(2)}
+    policy = {"on_invalid_rows": on_invalid_rows, "max_invalid_share": max_invalid_share}
+    if any(v is not None for v in policy.values()):
+        fields["ingest"] = {k: v for k, v in policy.items() if v is not None}
+    return {k: v for k, v in fields.items() if v is not None}
+
+
 @datasets_app.command("create")
 def datasets_create(
     dataset_id: str,
@@ -191,9 +333,20 @@ def datasets_create(
     schema: Annotated[Path, typer.Option(help="JSON Schema of the columns (see schemas/datasets/)")],
     description: Annotated[str, typer.Option()] = "",
     tag: Annotated[list[str] | None, typer.Option(help="Domain tag; repeat for several")] = None,
+    licence: LicenceOption = None,
+    contact: ContactOption = None,
+    theme: ThemeOption = None,
+    on_invalid_rows: InvalidRowsOption = None,
+    max_invalid_share: InvalidShareOption = None,
 ) -> None:
     """Create a dataset owned by your department."""
-    show(client().create_dataset(dataset_id, title, classification, json.loads(schema.read_text()), description, tag or []))
+    fields = _dataset_fields(licence, contact, theme, on_invalid_rows, max_invalid_share)
+    show(
+        client().create_dataset(
+            dataset_id, title, classification, json.loads(schema.read_text()), description, tag or [], **fields
+        ),
+        "Dataset {dataset_id} created ({classification})",
+    )
 
 
 @datasets_app.command("show")
@@ -209,10 +362,19 @@ def datasets_update(
     description: Annotated[str | None, typer.Option()] = None,
     classification: Annotated[str | None, typer.Option()] = None,
     tag: Annotated[list[str] | None, typer.Option()] = None,
+    licence: LicenceOption = None,
+    contact: ContactOption = None,
+    theme: ThemeOption = None,
+    on_invalid_rows: InvalidRowsOption = None,
+    max_invalid_share: InvalidShareOption = None,
 ) -> None:
-    """Edit a dataset's metadata (your department's datasets only)."""
+    """Edit a dataset's metadata (your department's datasets only); what is not given stays."""
     changes = {"title": title, "description": description, "classification": classification, "tags": tag}
-    show(client().update_dataset(dataset_id, **{k: v for k, v in changes.items() if v is not None}))
+    changes |= _dataset_fields(licence, contact, theme, on_invalid_rows, max_invalid_share)
+    show(
+        client().update_dataset(dataset_id, **{k: v for k, v in changes.items() if v is not None}),
+        "Dataset {dataset_id} updated (revision {revision})",
+    )
 
 
 @datasets_app.command("list")
@@ -363,7 +525,10 @@ def access_request(
     column: Annotated[list[str] | None, typer.Option(help="A column wanted; repeat (none: all)")] = None,
 ) -> None:
     """Ask the owner's stewards for access to a dataset."""
-    show(client().request_access(dataset_id, purpose, category, legal_basis, until, column or []))
+    show(
+        client().request_access(dataset_id, purpose, category, legal_basis, until, column or []),
+        "Access request {request_id}: {status}",
+    )
 
 
 @access_app.command("pending")
@@ -390,13 +555,16 @@ def access_approve(
     note: Annotated[str, typer.Option()] = "",
 ) -> None:
     """Approve a request as asked, or narrowed by a terms file."""
-    show(client().approve_request(dataset_id, request_id, json.loads(terms.read_text()) if terms else None, note))
+    show(
+        client().approve_request(dataset_id, request_id, json.loads(terms.read_text()) if terms else None, note),
+        "Approved: grant {grant_id} to {grantee_department} ({status})",
+    )
 
 
 @access_app.command("deny")
 def access_deny(dataset_id: str, request_id: str, reason: Annotated[str, typer.Option()]) -> None:
     """Deny a request with a reason."""
-    show(client().deny_request(dataset_id, request_id, reason))
+    show(client().deny_request(dataset_id, request_id, reason), "Access request {request_id}: {status}")
 
 
 @access_app.command("grant")
@@ -407,9 +575,16 @@ def access_grant(
     category: Annotated[str, typer.Option()],
     terms: Annotated[Path | None, typer.Option(help="JSON grant terms")] = None,
     principal: Annotated[str | None, typer.Option(help="Grant to one principal of the department")] = None,
+    legal_basis: Annotated[
+        str | None, typer.Option(help="public-task, legal-obligation, consent, ... (required for data about people)")
+    ] = None,
 ) -> None:
     """Grant a department (or one principal) access directly."""
-    show(client().grant(dataset_id, department, purpose, category, json.loads(terms.read_text()) if terms else None, principal))
+    given = json.loads(terms.read_text()) if terms else None
+    show(
+        client().grant(dataset_id, department, purpose, category, given, principal, legal_basis),
+        "Grant {grant_id} to {grantee_department} ({status})",
+    )
 
 
 @access_app.command("grant-tags")
@@ -422,7 +597,10 @@ def access_grant_tags(
     expires: Annotated[str | None, typer.Option(help="ISO date the grant stops working")] = None,
 ) -> None:
     """Grant every dataset of yours carrying the tags, including datasets created later."""
-    show(client().grant_by_tags(department, tag, purpose, category, max_classification, expires))
+    show(
+        client().grant_by_tags(department, tag, purpose, category, max_classification, expires),
+        "Grant {grant_id} to {grantee_department} ({status})",
+    )
 
 
 def privacy_spent(grant: dict[str, Any]) -> str:
@@ -471,7 +649,10 @@ def access_revoke(
     first: Annotated[str, typer.Argument(metavar="[DATASET] GRANT")], grant_id: Annotated[str | None, typer.Argument()] = None
 ) -> None:
     """Revoke a grant (of a dataset, or any grant your department gave); the next request under it is refused."""
-    show(client().revoke_grant(first, grant_id) if grant_id else client().revoke_department_grant(first))
+    show(
+        client().revoke_grant(first, grant_id) if grant_id else client().revoke_department_grant(first),
+        "Grant {grant_id} is {status}",
+    )
 
 
 @analytics_app.command("rule")
@@ -631,9 +812,10 @@ def read(
     grant: Annotated[str | None, typer.Option(help="Read under this grant")] = None,
     out: Annotated[Path | None, typer.Option(help="Save as Parquet here instead of printing the first rows")] = None,
     linkage: Annotated[str | None, typer.Option(help=LINKAGE_HELP)] = None,
+    decrypt: Annotated[list[str] | None, typer.Option(help="Your own dataset's encrypted column, in clear (audited)")] = None,
 ) -> None:
     """Read a version you may read (whole, or your grant's view)."""
-    table = client().read_table(dataset_id, version, grant, linkage)
+    table = client().read_table(dataset_id, version, grant, linkage, decrypt)
     if out:
         import pyarrow.parquet as pq
 
@@ -682,19 +864,49 @@ def audit_verify(
 
 
 # -- local stack and demo
+StateDirOption = Annotated[Path, typer.Option(help="Where the stack keeps its state, the admin's profile and key")]
+
+
 @local_app.command("up")
 def local_up(
-    state_dir: Annotated[Path, typer.Option(help="Where the profile and keys are written")] = Path(".cityshare/local"),
-    port: Annotated[int, typer.Option(help="Port of the gateway (0: any free port)")] = 0,
+    state_dir: StateDirOption = Path(".cityshare/local"),
+    port: Annotated[
+        int | None,
+        typer.Option(help="Port of the API (default: the one this folder's stack used, 8787 at first; 0: any free port)"),
+    ] = None,
     browser_origin: Annotated[
         str | None,
         typer.Option(help="A console served from another origin (as CloudFront serves it in AWS): the API answers CORS for it"),
     ] = None,
+    in_memory: Annotated[bool, typer.Option(help="Keep nothing: the state is forgotten when the stack stops")] = False,
 ) -> None:
-    """Start the embedded stack on 127.0.0.1; Ctrl-C stops it."""
-    from cityshare.local import up
+    """Start the embedded stack on 127.0.0.1; Ctrl-C stops it. Its state (datasets, grants, keys,
+    audit chains, share tokens) is kept in the state folder and comes back on the next start."""
+    from cityshare.local import LocalStackError, up
 
-    up(state_dir, port, browser_origin)
+    try:
+        up(state_dir, port, browser_origin, persistent=not in_memory)
+    except LocalStackError as error:
+        console.print(f"[red]{printable(error)}[/red]")
+        raise typer.Exit(1) from None
+
+
+@local_app.command("reset")
+def local_reset(
+    state_dir: StateDirOption = Path(".cityshare/local"),
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask")] = False,
+) -> None:
+    """Forget everything the embedded stack kept (the stack must be stopped)."""
+    from cityshare.local import LocalStackError, reset
+
+    if not yes and not typer.confirm(f"Forget every dataset, grant, key and audit entry kept in {state_dir}?"):
+        raise typer.Exit(1)
+    try:
+        reset(state_dir)
+    except LocalStackError as error:
+        console.print(f"[red]{printable(error)}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"{printable(state_dir)} reset: the next `cityshare local up` starts afresh")
 
 
 @app.command()
@@ -705,12 +917,60 @@ def demo(state_dir: Annotated[Path, typer.Option()] = Path(".cityshare/demo")) -
     run_demo(state_dir, console)
 
 
+# What usually causes an answer, for the person who got it (answers with a precise code explain themselves).
+_HINTS = {
+    "unauthenticated": "The signature was refused: a key the directory does not hold (a stack started afresh, a retired key), "
+    "a clock more than a minute off, or a profile for another endpoint. The reason is in the platform's audit "
+    "chain (`cityshare audit show platform`, as an admin).",
+    "forbidden": "Your principal may not do this: `cityshare whoami` shows its roles (stewards decide grants, admins "
+    "manage departments).",
+    "dataset_not_found": "It does not exist, or your department may not see it.",
+    "not_found": "It does not exist, or your department may not see it.",
+    "too_many_requests": "Too many calls: wait a moment and try again.",
+}
+
+
 def main() -> None:
+    """The CLI, with what went wrong said in a sentence or two; `--debug` shows the traceback."""
+    debug = "--debug" in sys.argv[1:]
+    if debug:
+        sys.argv.remove("--debug")
     try:
         app()
     except CityShareError as error:
         console.print(f"[red]{error.status} {printable(error.code)}[/red]: {printable(error.detail)}")
+        for problem in error.problems():
+            console.print(f"  - {printable(problem)}")
+        if error.code in _HINTS:
+            console.print(f"[dim]{printable(_HINTS[error.code])}[/dim]")
         sys.exit(1)
+    except Exception as error:  # a user's mistake or a stopped stack: a message, not a traceback
+        if debug:
+            raise
+        explained = _explained(error)
+        console.print(f"[red]{printable(explained or f'{type(error).__name__}: {error}')}[/red]")
+        if explained is None:  # not one of the usual mistakes: the details may matter
+            console.print("[dim](run with --debug for the details)[/dim]")
+        sys.exit(1)
+
+
+def _explained(error: Exception) -> str | None:
+    import requests
+
+    if isinstance(error, requests.ConnectionError):
+        target = str(getattr(error.request, "url", "") or "the endpoint").split("?", 1)[0]
+        return f"Cannot reach {target}: is the stack running (`cityshare local up`), and is the profile's endpoint right?"
+    if isinstance(error, requests.Timeout):
+        return "The endpoint did not answer in time; try again (a retried call is done once)."
+    if isinstance(error, UnsuitableFile):
+        return str(error)
+    if isinstance(error, json.JSONDecodeError):
+        return f"Not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}"
+    if isinstance(error, FileNotFoundError):
+        return f"No such file: {error.filename}"
+    if isinstance(error, PermissionError):
+        return f"Not allowed to read or write {error.filename}"
+    return None
 
 
 # -- Delta Sharing

@@ -29,11 +29,20 @@ class CityShareError(Exception):
     """An API error: the problem+json body's `code`, HTTP status and detail."""
 
     def __init__(self, status: int, code: str, detail: str, problem: dict[str, Any] | None = None) -> None:
-        super().__init__(f"{status} {code}: {detail}")
         self.status = status
         self.code = code
         self.detail = detail
         self.problem = problem or {}
+        super().__init__("; ".join([f"{status} {code}: {detail}", *self.problems()]))
+
+    def problems(self) -> list[str]:
+        """Each per-field problem the server named (where, and what is wrong), as text."""
+        found = []
+        for issue in self.problem.get("errors") or []:
+            if isinstance(issue, dict):
+                where = ".".join(str(part) for part in issue.get("location") or [] if part not in ("body",))
+                found.append(f"{where or 'request'}: {issue.get('message', '')}")
+        return found
 
 
 # Answers worth trying again: throttling, the gateway or the function failing or timing out, and a
@@ -178,9 +187,11 @@ class CityShareClient:
         licence: str | None = None,
         contact_point: dict[str, str] | None = None,
         themes: list[str] | None = None,
+        ingest: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """`licence` (a URL), `contact_point` ({name, email}) and `themes` (EU data themes such as
-        TRAN) describe a public dataset in the open-data catalog (GET /catalog/dcat)."""
+        TRAN) describe a public dataset in the open-data catalog (GET /catalog/dcat); `ingest`
+        ({on_invalid_rows, max_invalid_share}) says what becomes of a file with invalid rows."""
         body: dict[str, Any] = {
             "dataset_id": dataset_id,
             "title": title,
@@ -194,6 +205,8 @@ class CityShareClient:
             body["licence"] = licence
         if contact_point:
             body["contact_point"] = contact_point
+        if ingest:
+            body["ingest"] = ingest
         return dict(self.request("POST", "/datasets", body=body))
 
     def open_data_catalog(self, turtle: bool = False) -> str:
@@ -254,12 +267,17 @@ class CityShareClient:
         csv: dict[str, str] | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> dict[str, Any]:
-        """Send a file through a presigned upload (multipart when large); returns the upload ticket."""
+        """Send a file through a presigned upload (multipart when large); returns the upload ticket.
+        The file is looked at first: one that is not CSV, JSON lines or Parquet is refused here
+        (`UnsuitableFile`), and a CSV's delimiter and encoding, when not given, are detected."""
         guessed_format, guessed_compression = guess_format(path)
+        file_format, compression = file_format or guessed_format, compression or guessed_compression
         size = path.stat().st_size
-        ticket = self.request_upload(
-            dataset_id, _safe_filename(path.name), file_format or guessed_format, size, compression or guessed_compression, csv
-        )
+        head = _head(path, compression)
+        check_file(path.name, head, file_format)
+        if file_format == "csv":
+            csv = sniff_csv(head) | (csv or {})
+        ticket = self.request_upload(dataset_id, _safe_filename(path.name), file_format, size, compression, csv)
         with path.open("rb") as handle:
             if ticket.get("url"):
                 self._put(ticket["url"], _Counting(handle, size, progress), size, ticket.get("headers") or {})
@@ -340,8 +358,10 @@ class CityShareClient:
         purpose_category: str,
         terms: dict[str, Any] | None = None,
         grantee_principal: str | None = None,
-        legal_basis: str = "public-task",
+        legal_basis: str | None = None,
     ) -> dict[str, Any]:
+        """Grant a department (or one of its principals) `dataset_id` under `terms`; `legal_basis`
+        is required when the dataset is about people (never assumed)."""
         body = {
             "grantee_department": grantee_department,
             "grantee_principal": grantee_principal,
@@ -502,15 +522,26 @@ class CityShareClient:
                 time.sleep(poll_seconds)
 
     def data_access(
-        self, dataset_id: str, version: int | None = None, grant_id: str | None = None, linkage: str | None = None
+        self,
+        dataset_id: str,
+        version: int | None = None,
+        grant_id: str | None = None,
+        linkage: str | None = None,
+        decrypt: list[str] | None = None,
     ) -> dict[str, Any]:
         """Presigned URLs to a version: whole, the view of `grant_id`, or (`linkage`: a linkage grant your
-        department holds) your own dataset with the identifiers it links re-keyed into its linkage space."""
-        params = {"version": version, "grant_id": grant_id, "linkage": linkage}
+        department holds) your own dataset with the identifiers it links re-keyed into its linkage space.
+        `decrypt` (the owner only): encrypted columns to read in clear, audited."""
+        params = {"version": version, "grant_id": grant_id, "linkage": linkage, "decrypt": ",".join(decrypt) if decrypt else None}
         return dict(self.request("GET", f"/datasets/{dataset_id}/data", params=params))
 
     def read_table(
-        self, dataset_id: str, version: int | None = None, grant_id: str | None = None, linkage: str | None = None
+        self,
+        dataset_id: str,
+        version: int | None = None,
+        grant_id: str | None = None,
+        linkage: str | None = None,
+        decrypt: list[str] | None = None,
     ) -> Any:
         """The version (or the caller's grant's view of it) as a pyarrow Table; `.to_pandas()` with pandas installed."""
         import io
@@ -518,7 +549,7 @@ class CityShareClient:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        access = self.data_access(dataset_id, version, grant_id, linkage)
+        access = self.data_access(dataset_id, version, grant_id, linkage, decrypt)
         tables = []
         for file in access["files"]:
             response = self._http.get(file["url"], timeout=max(self.timeout, 600))
@@ -563,10 +594,15 @@ class CityShareClient:
         return saved
 
     def read_dataframe(
-        self, dataset_id: str, version: int | None = None, grant_id: str | None = None, linkage: str | None = None
+        self,
+        dataset_id: str,
+        version: int | None = None,
+        grant_id: str | None = None,
+        linkage: str | None = None,
+        decrypt: list[str] | None = None,
     ) -> Any:
         """The version (or the caller's grant's view of it) as a pandas DataFrame."""
-        return self.read_table(dataset_id, version, grant_id, linkage).to_pandas()
+        return self.read_table(dataset_id, version, grant_id, linkage, decrypt).to_pandas()
 
     # -- audit
     def audit(self, department: str | None = None, after: int = 0, limit: int = 100) -> dict[str, Any]:
@@ -612,6 +648,76 @@ def guess_format(path: Path) -> tuple[str, str]:
     last = suffixes[-1] if suffixes else ""
     formats = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
     return formats.get(last, "csv"), compression
+
+
+class UnsuitableFile(ValueError):
+    """A file CityShare cannot take, said before anything is sent."""
+
+
+# What files that are not data look like at their first bytes, and what to do instead.
+_NOT_DATA = {
+    b"PK\x03\x04": "a ZIP archive or an Office document (.xlsx, .docx): export the sheet as CSV",
+    b"\xd0\xcf\x11\xe0": "an old Office document (.xls): export the sheet as CSV",
+    b"%PDF": "a PDF: CityShare takes CSV, JSON lines or Parquet",
+    b"\x89PNG": "an image: CityShare takes CSV, JSON lines or Parquet",
+    b"\xff\xd8\xff": "an image: CityShare takes CSV, JSON lines or Parquet",
+}
+SNIFF_BYTES = 64 * 1024
+
+
+def _head(path: Path, compression: str) -> bytes:
+    """The file's first bytes, decompressed when it is gzip."""
+    import gzip
+
+    with path.open("rb") as raw:
+        if compression == "gzip" or raw.read(2) == b"\x1f\x8b":
+            raw.seek(0)
+            try:
+                with gzip.open(raw) as unpacked:
+                    return unpacked.read(SNIFF_BYTES)
+            except (OSError, EOFError) as error:
+                raise UnsuitableFile(f"{path.name} is not valid gzip: {error}") from None
+        raw.seek(0)
+        return raw.read(SNIFF_BYTES)
+
+
+def check_file(name: str, head: bytes, file_format: str) -> None:
+    """Refuse what cannot be ingested before it is uploaded, with what to do instead."""
+    if not head:
+        raise UnsuitableFile(f"{name} is empty")
+    for magic, what in _NOT_DATA.items():
+        if head.startswith(magic):
+            raise UnsuitableFile(f"{name} is {what}")
+    if file_format == "parquet" and not head.startswith(b"PAR1"):
+        raise UnsuitableFile(f"{name} is not a Parquet file (no PAR1 header): pass --format csv or jsonl if it is one")
+    if file_format != "parquet" and head.startswith(b"PAR1"):
+        raise UnsuitableFile(f"{name} is a Parquet file: name it .parquet or pass --format parquet")
+
+
+def sniff_csv(head: bytes) -> dict[str, str]:
+    """A CSV's encoding and delimiter from its first bytes (what a spreadsheet exports: semicolons
+    in much of Europe, Windows-1252 or UTF-16 text, a byte-order mark)."""
+    import csv as csv_module
+
+    if head.startswith(b"\xef\xbb\xbf"):
+        encoding, text = "utf-8-sig", head[3:].decode("utf-8", errors="ignore")
+    elif head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        encoding, text = "utf-16", head.decode("utf-16", errors="ignore")
+    else:
+        try:
+            encoding, text = "utf-8", head.decode("utf-8")
+        except UnicodeDecodeError as error:
+            if error.start >= len(head) - 3:  # a character cut by the sample's end, not another encoding
+                encoding, text = "utf-8", head[: error.start].decode("utf-8")
+            else:
+                encoding, text = "windows-1252", head.decode("windows-1252", errors="replace")
+    lines = text.splitlines()[:50]
+    try:
+        delimiter = csv_module.Sniffer().sniff("\n".join(lines), delimiters=",;\t|").delimiter
+    except csv_module.Error:  # one column, or too little to tell: the header line decides
+        header = lines[0] if lines else ""
+        delimiter = max(",;\t|", key=header.count) if any(d in header for d in ",;\t|") else ","
+    return {"delimiter": delimiter, "encoding": encoding}
 
 
 def _safe_filename(name: str) -> str:

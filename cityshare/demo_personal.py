@@ -96,6 +96,7 @@ def personal_data(people: Departments, folder: Path, console: Console) -> dict[s
         "transport",
         "Where potholes and broken street lights cluster, district by district",
         "planning",
+        legal_basis="public-task",
         terms={
             "aggregate": {
                 "group_by": ["district", "category"],

@@ -3,6 +3,8 @@ what the platform admin registers."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -49,3 +51,15 @@ def public_jwk(private_key: Any) -> dict[str, Any]:
         jwk = json.loads(RSAAlgorithm.to_jwk(public))
         jwk["alg"] = "RS256"
     return dict(jwk)
+
+
+# RFC 7638's members per key type: the thumbprint is what the platform names a key by when the JWK
+# carries no "kid", so a principal can work out its key id from its own private key.
+_THUMBPRINT_MEMBERS = {"EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n")}
+
+
+def key_id(private_key_file: Path) -> str:
+    """The key id the platform gives this key's public half (its RFC 7638 thumbprint)."""
+    jwk = public_jwk(load_private_key(private_key_file))
+    canonical = json.dumps({m: jwk[m] for m in _THUMBPRINT_MEMBERS[jwk["kty"]]}, separators=(",", ":"), sort_keys=True)
+    return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()

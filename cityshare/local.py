@@ -7,10 +7,30 @@ from pathlib import Path
 DEFAULT_STATE_DIR = Path(".cityshare/local")
 
 
-def up(state_dir: Path = DEFAULT_STATE_DIR, port: int = 0, browser_origin: str | None = None) -> None:
-    from infra.local.stack import serve_forever
+class LocalStackError(RuntimeError):
+    """What stops a stack from starting or resetting, said for a person (a port taken, a stack running)."""
 
-    serve_forever(state_dir, port, browser_origin)
+
+def up(
+    state_dir: Path = DEFAULT_STATE_DIR, port: int | None = None, browser_origin: str | None = None, persistent: bool = True
+) -> None:
+    from infra.local.stack import PortTaken, StackAlreadyRunning, serve_forever
+
+    try:
+        serve_forever(state_dir, port, browser_origin, persistent)
+    except (PortTaken, StackAlreadyRunning) as error:
+        raise LocalStackError(str(error)) from None
+
+
+def reset(state_dir: Path = DEFAULT_STATE_DIR) -> None:
+    """Forget the stack's state: datasets, grants, keys, audit chains, share tokens, everything."""
+    from infra.local.stack import StackAlreadyRunning
+    from infra.local.stack import reset as reset_state
+
+    try:
+        reset_state(state_dir)
+    except StackAlreadyRunning as error:
+        raise LocalStackError(str(error)) from None
 
 
 def start(state_dir: Path) -> tuple[object, Path, str | None]:

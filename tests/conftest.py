@@ -4,6 +4,7 @@ helpers to onboard departments through the real SDK."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -41,34 +42,77 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     yield from running_stack(tmp_path_factory.mktemp("stack"))
 
 
-def running_stack(state_dir: Path, *options: str) -> Generator[RunningStack]:
-    """An embedded stack of its own in `state_dir` (`options` for `cityshare local up`), until the generator is closed."""
+def running_stack(state_dir: Path, *options: str, port: str | None = "0") -> Generator[RunningStack]:
+    """An embedded stack of its own in `state_dir` (`options` for `cityshare local up`), until the
+    generator is closed; on any free port unless `port` says which (None: the one the folder used)."""
     log = (state_dir / "stack.log").open("wb")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "cityshare", "local", "up", "--state-dir", str(state_dir), *options],
+        [
+            sys.executable,
+            "-m",
+            "cityshare",
+            "local",
+            "up",
+            "--state-dir",
+            str(state_dir),
+            *(["--port", port] if port else []),
+            *options,
+        ],
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,
     )
-    profile_path = state_dir / "profile.json"
-    deadline = time.monotonic() + 60
-    while not profile_path.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
+    # Stopped whatever happens: a failure, or the generator closed at its yield (GeneratorExit).
+    try:
+        profile_path = state_dir / "profile.json"
+        deadline = time.monotonic() + 60
+        while not profile_path.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the embedded stack did not start:\n{(state_dir / 'stack.log').read_text()}")
+            time.sleep(0.1)
+        time.sleep(0.1)  # the profile is written last, once the gateway listens
+        running = RunningStack(profile_path, state_dir, process)
+        while not running.admin().describe_department("platform")["department"].get("data_key"):
+            if time.monotonic() > deadline + 30:
+                raise RuntimeError("the provisioner did not make the platform department's key")
+            time.sleep(0.1)  # the provisioner's sweep makes it within seconds
+        yield running
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
             process.kill()
-            raise RuntimeError(f"the embedded stack did not start:\n{(state_dir / 'stack.log').read_text()}")
-        time.sleep(0.1)
-    time.sleep(0.1)  # the profile is written last, once the gateway listens
-    running = RunningStack(profile_path, state_dir, process)
-    while not running.admin().describe_department("platform")["department"].get("data_key"):
-        if time.monotonic() > deadline + 30:
-            raise RuntimeError("the provisioner did not make the platform department's key")
-        time.sleep(0.1)  # the provisioner's sweep makes it within seconds
-    yield running
-    process.terminate()
-    process.wait(timeout=15)
-    log.close()
+            process.wait(timeout=5)
+        log.close()
+
+
+def _stacks_left_under(folder: Path) -> list[int]:
+    """Embedded stacks (`cityshare local up`) still running with their state under `folder`."""
+    left = []
+    for entry in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            arguments = entry.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"up" in arguments and any(a.startswith(str(folder).encode()) for a in arguments):
+            left.append(int(entry.parent.name))
+    return left
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Tests leave nothing running: a stack still up at the end fails the run (and is stopped)."""
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None or not Path("/proc").is_dir():
+        return
+    left = _stacks_left_under(factory.getbasetemp())
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    if left:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        print(f"\nFAILED: {len(left)} embedded stack(s) left running by the tests (pids {left}); stopped now")
 
 
 def unique(prefix: str) -> str:

@@ -51,6 +51,14 @@ class Forbidden(CityShareError):
     status, code, title = 403, "forbidden", "The caller may not do this"
 
 
+class GrantExpired(Forbidden):
+    code, title = "grant_expired", "The grant has expired"
+
+
+class GrantRevoked(Forbidden):
+    code, title = "grant_revoked", "The grant was revoked"
+
+
 class NotFound(CityShareError):
     status, code, title = 404, "not_found", "No such resource"
 

@@ -112,6 +112,7 @@ def sharing() -> SharingService:
         EventPublisher(settings.event_bus),
         scopes(),
         k_floor=settings.min_group_size_floor,
+        directory=directory(),
     )
 
 

@@ -180,6 +180,9 @@ def check_columns(present: list[str], schema: TableSchema) -> None:
     """Schema drift at file level: unknown columns, or a required column missing."""
     unknown = [c for c in present if c not in schema.properties]
     if unknown and not schema.additionalProperties:
+        hint = header_hint(present, unknown, schema)
+        if hint:
+            raise FileRejected("unexpected_columns", hint)
         if withholds_values(schema):
             # A file without its header row has data where the names should be: name none of them.
             raise FileRejected(
@@ -194,6 +197,25 @@ def check_columns(present: list[str], schema: TableSchema) -> None:
     duplicated = sorted({c for c in present if present.count(c) > 1 and c in schema.properties})
     if len(set(present)) < len(present):
         raise FileRejected("duplicate_columns", f"Columns named twice: {', '.join(duplicated) or '(names withheld)'}")
+
+
+def header_hint(present: list[str], unknown: list[str], schema: TableSchema) -> str | None:
+    """What is wrong with a header that is the schema's columns written another way: another
+    delimiter than declared, or names in another case. Only schema names are quoted, never the file's."""
+    columns = set(schema.properties)
+    if len(present) == 1:
+        for delimiter, called in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars"), (",", "commas")):
+            parts = [part.strip().strip('"') for part in present[0].split(delimiter)]
+            if len(parts) > 1 and set(parts) <= columns:
+                return (
+                    f"The header is the schema's columns separated by {called}, not by the declared delimiter: "
+                    f"declare csv.delimiter {delimiter!r} (the CLI and SDK detect it)"
+                )
+    folded = {column.casefold(): column for column in columns}
+    if all(name.strip().casefold() in folded for name in unknown):
+        renamed = ", ".join(sorted({folded[name.strip().casefold()] for name in unknown})[:20])
+        return f"Column names are matched exactly (case and spaces count): the header should name {renamed}"
+    return None
 
 
 def _declared(batch: pa.RecordBatch, schema: TableSchema) -> pa.RecordBatch:

@@ -335,7 +335,9 @@ class GrantCreate(Model):
     grantee_principal: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
     purpose: str = Field(min_length=10, max_length=2000)
     purpose_category: PurposeCategory
-    legal_basis: LegalBasis = "public-task"
+    legal_basis: LegalBasis | None = Field(
+        default=None, description="What the sharing rests on: required for data about people, never assumed"
+    )
     terms: GrantTerms = Field(default_factory=GrantTerms)
 
 
@@ -364,7 +366,8 @@ class Grant(GrantCreate):
     dataset_id: str | None = None
     tags: list[str] = Field(default_factory=list)
     max_classification: Classification | None = None
-    status: Literal["active", "revoked"] = "active"
+    # Stored: active or revoked. Listings show an active grant past its expiry as expired.
+    status: Literal["active", "revoked", "expired"] = "active"
     revoked_at: str | None = None
     revoked_by: str | None = None
     access_request: str | None = None

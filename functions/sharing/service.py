@@ -3,6 +3,7 @@ one `authorize()`; a read answers with short-lived presigned URLs, never with th
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -11,11 +12,20 @@ from typing import Literal
 from functions.catalog.models import Dataset
 from functions.catalog.service import CatalogService
 from functions.core.clock import moment, utc_now
-from functions.core.errors import DatasetNotFound, InvalidRequest, NotFound
+from functions.core.errors import (
+    DatasetNotFound,
+    DepartmentNotFound,
+    Forbidden,
+    GrantExpired,
+    GrantRevoked,
+    InvalidRequest,
+    NotFound,
+)
 from functions.core.events import AccessRequestChanged, EventDetail, EventPublisher, GrantChanged
 from functions.core.idempotency import AlreadyCommitted
 from functions.core.observability import logger
 from functions.core.scoped import DepartmentScopes
+from functions.identity.directory import DirectoryRepository
 from functions.identity.models import Caller
 from functions.ingest.repository import IngestRepository
 from functions.policy.access import AccessControl
@@ -62,8 +72,10 @@ class SharingService:
         scopes: DepartmentScopes | None = None,
         clock: Callable[[], str] = utc_now,
         k_floor: int = 5,
+        directory: DirectoryRepository | None = None,
     ) -> None:
         self._k_floor = k_floor
+        self._directory = directory
         self._access = access
         self._events = events
         self._catalog = catalog
@@ -81,6 +93,7 @@ class SharingService:
         # One decision: a refusal already answers "not found" when the caller may not see the dataset.
         dataset = self._catalog.authorized(caller, "RequestAccess", dataset_id, request_id, {"purpose": request.purpose_category})
         _check(GrantTerms(columns=request.columns), dataset)
+        _check_legal_basis(dataset, request.legal_basis)
         access_request = AccessRequest(
             **request.model_dump(exclude={"until"}),
             until=_until(request.until),
@@ -186,10 +199,14 @@ class SharingService:
         return self._with_budgets([g for g in received if g.grantee_principal in (None, caller.principal_id)])
 
     def _with_budgets(self, grants: list[Grant]) -> list[Grant]:
-        """Private grants with what their grantee has spent on the dataset (one read per pair)."""
+        """Grants as listed: with their real status (expired when past their expiry), and private
+        ones with what their grantee has spent on the dataset (one read per pair)."""
         spent: dict[tuple[str, str], float] = {}
         shown = []
+        now = moment(self._clock())
         for grant in grants:
+            if grant.status == "active" and grant.terms.expires_at and moment(grant.terms.expires_at) <= now:
+                grant = grant.model_copy(update={"status": "expired"})
             if grant.dataset_id and grant.terms.aggregate is not None and grant.terms.aggregate.privacy is not None:
                 pair = (grant.dataset_id, grant.grantee_department)
                 if pair not in spent:
@@ -259,6 +276,7 @@ class SharingService:
         request_id: str = "",
         linkage: str | None = None,
         fetched: tuple[Dataset, list[Grant]] | None = None,
+        decrypt: list[str] | None = None,
     ) -> DataAccess:
         """One dataset read, one grants query, one audited decision (ReadData; a refusal says "not found"
         unless the caller may see the dataset's metadata). `fetched`: the dataset and every grant from
@@ -270,7 +288,14 @@ class SharingService:
         number = version or dataset.latest_version
         # The policies decide whether the caller reads on its own right (owner, open data) or under
         # which of its grants; the chosen grant's terms shape what it gets.
-        grant = self._catalog.require(caller, "ReadData", dataset, candidates, grant_id, "read", request_id, {"version": number})
+        asked: dict[str, object] = {"version": number} | ({"decrypt": decrypt} if decrypt else {})
+        try:
+            grant = self._catalog.require(caller, "ReadData", dataset, candidates, grant_id, "read", request_id, asked)
+        except (NotFound, Forbidden):
+            _explain_ended(caller, dataset, candidates, grant_id, self._clock())
+            raise
+        if decrypt:
+            grant = self._owner_decrypting(caller, dataset, grant, decrypt)
         columns = grant.terms.columns if grant and grant.terms.columns else list(dataset.table_schema.properties)
         details: dict[str, object] = {
             "version": number,
@@ -295,6 +320,28 @@ class SharingService:
             files=self._presigned(files, dataset.owner),
             audit=details,
             suppressed=suppressed,
+        )
+
+    def _owner_decrypting(self, caller: Caller, dataset: Dataset, grant: Grant | None, decrypt: list[str]) -> Grant:
+        """The owner reads its own encrypted values on its own right (the read is audited with the
+        columns): served, like a grant that decrypts, from a clear view of its own, swept after a day."""
+        if grant is not None or dataset.owner != caller.department_id:
+            raise InvalidRequest("Only the owner decrypts on its own right; a grantee's clear columns come with its grant")
+        encrypted = [n for n, p in dataset.table_schema.personal_columns().items() if p.protection == "encrypt"]
+        unknown = sorted(set(decrypt) - set(encrypted))
+        if unknown:
+            raise InvalidRequest(f"Not encrypted columns of {dataset.dataset_id}: {', '.join(unknown)} (encrypted: {encrypted})")
+        digest = hashlib.sha256(f"{dataset.dataset_id}\x00{caller.department_id}".encode()).hexdigest()
+        return Grant(
+            grant_id="g" + digest[:24],
+            dataset_id=dataset.dataset_id,
+            owner=dataset.owner,
+            grantee_department=dataset.owner,
+            purpose="The owner reads its own encrypted values",
+            purpose_category="operations",
+            created_by=caller.principal_id,
+            created_at=self._clock(),
+            terms=GrantTerms(decrypt_columns=sorted(set(decrypt))),
         )
 
     def _read_linked(self, caller: Caller, dataset_id: str, version: int | None, linkage: str, request_id: str) -> DataAccess:
@@ -379,14 +426,17 @@ class SharingService:
             )
         if request.terms.expires_at is not None:
             request.terms.expires_at = _until(request.terms.expires_at)
+        if request.grantee_department == dataset.owner:
+            # A grant to itself would be ignored: the owner reads on its own right (`decrypt` to see its encrypted values).
+            raise InvalidRequest("A department reads its own data on its own right, not under a grant to itself")
+        self._check_grantee(request)
+        _check_legal_basis(dataset, request.legal_basis)
         if request.terms.linked_columns:
             # Linking personal data across departments is a decision with a legal basis and an end.
-            if request.legal_basis == "none":
+            if request.legal_basis in (None, "none"):
                 raise InvalidRequest("Linking personal columns needs a legal basis other than `none`")
             if request.terms.expires_at is None:
                 raise InvalidRequest("Linking personal columns needs an expiry (terms.expires_at)")
-            if request.grantee_department == dataset.owner:
-                raise InvalidRequest("A department links nothing with itself")
             if not request.terms.linked_datasets:
                 raise InvalidRequest("Linking names the grantee's own datasets it links (terms.linked_datasets)")
         linked_after = {name: self._linked_watermark(name, request.grantee_department) for name in request.terms.linked_datasets}
@@ -403,6 +453,16 @@ class SharingService:
             linked_after=linked_after,
         )
 
+    def _check_grantee(self, request: GrantCreate) -> None:
+        """A grant names a department (and principal) the directory holds: a typo is not a grant."""
+        if self._directory is None:
+            return
+        if self._directory.get_department(request.grantee_department) is None:
+            raise DepartmentNotFound(f"No department {request.grantee_department}: a grant names a registered department")
+        principal = request.grantee_principal
+        if principal is not None and self._directory.get_principal(request.grantee_department, principal) is None:
+            raise NotFound(f"{request.grantee_department} has no principal {principal}")
+
     def _linked_watermark(self, dataset_id: str, grantee: str) -> int:
         """The latest version of a grantee dataset a linkage grant names (0 if it does not exist yet)."""
         try:
@@ -412,6 +472,35 @@ class SharingService:
         if linked.owner != grantee:
             raise InvalidRequest(f"{dataset_id} is not a dataset of {grantee}: a linkage grant re-keys only the grantee's own")
         return linked.latest_version
+
+
+def _explain_ended(caller: Caller, dataset: Dataset, candidates: list[Grant], grant_id: str | None, now: str) -> None:
+    """A read refused to a department that held a grant on the dataset which has ended is told so
+    (when and how), not "not found": it knew of the dataset, and should know why it stopped."""
+    addressed = [
+        g
+        for g in candidates
+        if g.about(dataset)
+        and g.grantee_principal in (None, caller.principal_id)
+        and (grant_id is None or g.grant_id == grant_id)
+    ]
+    at = moment(now)
+    if any(g.status == "active" and not (g.terms.expires_at and moment(g.terms.expires_at) <= at) for g in addressed):
+        return  # a live grant was refused for another reason (a suspension, say): that answer stands
+    revoked = sorted((g for g in addressed if g.status == "revoked"), key=lambda g: g.revoked_at or "")
+    expired = sorted((g for g in addressed if g.status == "active" and g.terms.expires_at), key=lambda g: str(g.terms.expires_at))
+    if expired:
+        last = expired[-1]
+        raise GrantExpired(f"Your grant {last.grant_id} on {dataset.dataset_id} expired at {last.terms.expires_at}")
+    if revoked:
+        last = revoked[-1]
+        raise GrantRevoked(f"Your grant {last.grant_id} on {dataset.dataset_id} was revoked at {last.revoked_at}")
+
+
+def _check_legal_basis(dataset: Dataset, legal_basis: str | None) -> None:
+    """Nobody's basis is assumed: sharing data about people names the one it rests on."""
+    if dataset.table_schema.is_personal() and legal_basis in (None, "none"):
+        raise InvalidRequest(f"{dataset.dataset_id} is about people: sharing it names its legal basis (legal_basis), not `none`")
 
 
 def _request_changed(

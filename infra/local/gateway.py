@@ -10,6 +10,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -130,8 +131,12 @@ class Gateway:
         port: int = 0,
         console: ConsoleFiles | None = None,
         browser_origin: str | None = None,
+        before_answer: Callable[[], None] | None = None,
     ) -> None:
         self._lambdas = lambdas
+        # Called once a request is handled, before it is answered: the stack's state is saved there,
+        # so what a caller was told is done survives a crash.
+        self._before_answer = before_answer
         self._console = console
         # As the API's CORS in AWS (infra/cloud/api.py): preflights of the signed routes and the
         # gateway's own errors answered for this one origin, when the console is served from another.
@@ -199,6 +204,12 @@ class Gateway:
         except Exception:  # the gateway itself never leaks a trace
             logger.exception("gateway failed")
             status, headers, body = self._problem(502, "bad_gateway", "Bad gateway", "The function failed")
+        if self._before_answer:
+            try:
+                self._before_answer()
+            except Exception:  # not kept: the caller must not take it as done
+                logger.exception("saving the stack's state failed")
+                status, headers, body = self._problem(503, "state_not_saved", "Not saved", "The stack could not save its state")
         request.send_response(status)
         for name, value in headers.items():
             if name.lower() not in {"content-length", "connection", "transfer-encoding"}:

@@ -151,3 +151,9 @@ def provision(session: Any, names: dict[tuple[str, str], str], spec: PlatformSpe
             Rule=rule.name, EventBusName=bus, Targets=[{"Id": rule.target_queue, "Arn": queue_arns[rule.target_queue]}]
         )
     return queue_urls
+
+
+def queue_urls(session: Any, names: dict[tuple[str, str], str], spec: PlatformSpec = SPEC) -> dict[str, str]:
+    """The queue URLs of a stack provisioned before (its state restored), by logical name."""
+    sqs = session.client("sqs")
+    return {queue.name: sqs.get_queue_url(QueueName=names[("queue", queue.name)])["QueueUrl"] for queue in spec.queues}

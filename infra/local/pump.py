@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from infra.local.lambdas import LocalLambdas
@@ -33,14 +34,28 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
 
 
 logger = logging.getLogger("cityshare.local")
+IDLE_POLL_SECONDS = 1.0  # an idle queue's polls when sends wake the pump
 
 
 class Pump:
-    def __init__(self, sqs: Any, queue_urls: dict[str, str], lambdas: LocalLambdas, spec: PlatformSpec = SPEC) -> None:
+    def __init__(
+        self,
+        sqs: Any,
+        queue_urls: dict[str, str],
+        lambdas: LocalLambdas,
+        spec: PlatformSpec = SPEC,
+        after_work: Callable[[], None] | None = None,
+        work_arrived: Doorbell | None = None,
+    ) -> None:
+        """`after_work`: called after each delivered batch and scheduled run (the stack saves its state
+        there); `work_arrived`: set when something may have been queued, so an idle queue is polled at
+        once rather than on its next idle poll."""
         self._sqs = sqs
         self._urls = queue_urls
         self._lambdas = lambdas
         self._spec = spec
+        self._after_work = after_work or (lambda: None)
+        self._work_arrived = work_arrived
         self._consumed = [q for q in spec.queues if q.consumer]
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -57,6 +72,8 @@ class Pump:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._work_arrived:
+            self._work_arrived.ring()
         for thread in self._threads:
             thread.join(timeout=5)
 
@@ -86,13 +103,40 @@ class Pump:
         while not self._stop.wait(schedule.local_seconds):
             try:
                 self._lambdas.invoke(schedule.function, {"cityshare-schedule": schedule.name})
+                self._after_work()
             except Exception:  # the next tick tries again, as the next scheduled invocation would
                 logger.exception("scheduled invocation failed", extra={"schedule": schedule.name})
 
     def _run(self, queue: QueueSpec) -> None:
+        bell = self._work_arrived
         while not self._stop.is_set():
+            seen = bell.rings if bell else 0
             try:
                 if self.drain_once(queue) == 0:
-                    self._stop.wait(0.2)
+                    # Until something may have been queued since this poll began, or a while at most
+                    # (a message made visible again by its timeout rings no bell).
+                    if bell:
+                        bell.wait_after(seen, IDLE_POLL_SECONDS)
+                    else:
+                        self._stop.wait(0.2)
+                else:
+                    self._after_work()
             except Exception:
                 self._stop.wait(1.0)
+
+
+class Doorbell:
+    """Rung on every call that may queue a message; a poller waits for a ring after its last poll."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self.rings = 0
+
+    def ring(self) -> None:
+        with self._condition:
+            self.rings += 1
+            self._condition.notify_all()
+
+    def wait_after(self, seen: int, timeout: float) -> None:
+        with self._condition:
+            self._condition.wait_for(lambda: self.rings != seen, timeout)

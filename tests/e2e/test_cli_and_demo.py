@@ -29,6 +29,7 @@ def test_cli_publishes_lists_and_verifies(stack: RunningStack, tmp_path: Path) -
     dataset_id = unique("bike-counts")
     schema = ROOT / "schemas" / "datasets" / "traffic-flow.json"
     created = cityshare(
+        "--json",
         "datasets",
         "create",
         dataset_id,
@@ -54,33 +55,61 @@ def test_cli_publishes_lists_and_verifies(stack: RunningStack, tmp_path: Path) -
 def test_cli_generates_keys_that_the_admin_registers(stack: RunningStack, tmp_path: Path) -> None:
     admin_profile = stack.profile_path
     department = unique("libraries")
-    cityshare("admin", "register", department, "--name", "Libraries", profile=admin_profile)
+    registered = cityshare("admin", "register", department, "--name", "Libraries", profile=admin_profile)
+    assert registered.stdout.startswith(f"Department {department} registered")  # a line, not the JSON answer
     cityshare("admin", "principal", department, "loans", "--role", "member", profile=admin_profile)
     jwk = cityshare("keys", "generate", "--out", str(tmp_path / "loans.pem")).stdout
     (tmp_path / "loans.jwk").write_text(jwk)
-    key = json.loads(
-        cityshare("admin", "add-key", department, "loans", str(tmp_path / "loans.jwk"), profile=admin_profile).stdout
-    )
-    endpoint = stack.admin_profile.endpoint
-    cityshare(
-        "keys",
-        "profile",
-        "--out",
-        str(tmp_path / "loans.json"),
-        "--endpoint",
-        endpoint,
-        "--audience",
-        stack.admin_profile.audience,
-        "--department",
-        department,
-        "--principal",
-        "loans",
-        "--key-file",
-        str(tmp_path / "loans.pem"),
-        "--kid",
-        key["kid"],
-    )
+    kid = cityshare("admin", "add-key", department, "loans", str(tmp_path / "loans.jwk"), profile=admin_profile).stdout.strip()
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", kid)  # the key id alone, to paste or pipe
+    # The endpoint, the audience and the key id come from the admin's profile and from the key itself.
+    written = cityshare(
+        "keys", "profile", "--out", str(tmp_path / "loans.json"), "--department", department, "--principal", "loans",
+        "--key-file", str(tmp_path / "loans.pem"), profile=admin_profile,
+    )  # fmt: skip
+    assert kid in written.stdout
     assert json.loads(cityshare("whoami", profile=tmp_path / "loans.json").stdout)["roles"] == ["member"]
+    placeholder = cityshare(
+        "keys", "profile", "--out", str(tmp_path / "bad.json"), "--endpoint", "http://127.0.0.1:PORT", "--department",
+        department, "--principal", "loans", "--key-file", str(tmp_path / "loans.pem"), profile=admin_profile, check=False,
+    )  # fmt: skip
+    assert placeholder.returncode == 2 and "not a URL" in placeholder.stdout and not (tmp_path / "bad.json").exists()
+
+
+def test_one_command_onboards_a_department_ready_to_work(stack: RunningStack, tmp_path: Path) -> None:
+    """`admin onboard`: the department, a steward and a member, their keys and ready profiles; the
+    steward can share at once; files are its owner's alone; running it again changes nothing."""
+    department = unique("transport")
+    out_dir = tmp_path / "transport"
+    onboarded = cityshare(
+        "admin", "onboard", department, "--name", "Transport", "--steward", "alice", "--member", "traffic-control",
+        "--out-dir", str(out_dir), profile=stack.profile_path,
+    )  # fmt: skip
+    assert "alice" in onboarded.stdout and "traffic-control" in onboarded.stdout
+    for name in ("alice.json", "alice.pem", "traffic-control.json", "traffic-control.pem"):
+        assert (out_dir / name).stat().st_mode & 0o077 == 0, name
+    roles = json.loads(cityshare("whoami", profile=out_dir / "alice.json").stdout)["roles"]
+    assert sorted(roles) == ["member", "steward"]
+    assert json.loads(cityshare("whoami", profile=out_dir / "traffic-control.json").stdout)["roles"] == ["member"]
+    # An existing department is kept; its principal gets one more key, nothing else changes.
+    again = cityshare(
+        "admin", "onboard", department, "--name", "Transport", "--member", "planner", "--out-dir", str(out_dir),
+        profile=stack.profile_path,
+    )  # fmt: skip
+    assert "planner" in again.stdout
+    assert json.loads(cityshare("whoami", profile=out_dir / "alice.json").stdout)["department"] == department
+
+
+def test_the_cli_names_whose_profile_it_falls_back_to(stack: RunningStack, tmp_path: Path) -> None:
+    default = tmp_path / ".cityshare" / "local" / "profile.json"
+    default.parent.mkdir(parents=True)
+    default.write_text(stack.profile_path.read_text())
+    env = {k: v for k, v in os.environ.items() if k != "CITYSHARE_PROFILE"}
+    result = subprocess.run(
+        [sys.executable, "-m", "cityshare", "whoami"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and "as platform/admin" in result.stderr and "CITYSHARE_PROFILE" in result.stderr
+    assert json.loads(result.stdout)["department"] == "platform"  # the answer itself stays clean
 
 
 def test_demo_tells_the_story(tmp_path: Path) -> None:
@@ -93,7 +122,7 @@ def test_demo_tells_the_story(tmp_path: Path) -> None:
     assert "invalid_signature" in out and "replayed_token" in out
     assert "BROKEN" not in out and out.count("intact") == 2
     assert "transport's steward approves it narrowed" in out and "camera ids never left transport" in out
-    assert "without a legal basis -> denied" in out and "next read -> 403 forbidden" in out
+    assert "without a legal basis -> denied" in out and "next read -> 403 grant_revoked" in out
     assert "transport inbox access-request.filed" in out and "public-safety inbox access-request.denied" in out
     assert "environment inbox grant.revoked" in out
     assert "it sees ['transport.mobility.traffic-flow']" in out and "the share now lists []" in out
@@ -115,6 +144,7 @@ def test_cli_tag_grants_downloads_and_notifications(stack: RunningStack, tmp_pat
     owner.profile.save(tmp_path / "owner.json")
     reader.profile.save(tmp_path / "reader.json")
     granted = cityshare(
+        "--json",
         "access",
         "grant-tags",
         "--department",
@@ -152,7 +182,7 @@ def test_cli_tag_grants_downloads_and_notifications(stack: RunningStack, tmp_pat
     assert "saved" in downloaded.stdout and len(list((tmp_path / "out").glob("*.parquet"))) == 1
     cityshare("access", "revoke", grant_id, profile=tmp_path / "owner.json")
     refused = cityshare("download", dataset_id, "--out", str(tmp_path / "again"), profile=tmp_path / "reader.json", check=False)
-    assert refused.returncode == 1 and "403 forbidden" in refused.stdout  # internal: its metadata is city-wide
+    assert refused.returncode == 1 and "403 grant_revoked" in refused.stdout  # it knew the dataset: told why
     deadline = 0
     inbox = ""
     while deadline < 50 and "grant.revoked" not in inbox:
@@ -189,3 +219,30 @@ def test_cli_analytics_subscriptions_rules_and_lineage(stack: RunningStack, tmp_
     cityshare("analytics", "delete-rule", dataset_id, rule_id, profile=tmp_path / "owner.json")
     assert rule_id not in cityshare("analytics", "rules", dataset_id, profile=tmp_path / "owner.json").stdout
     assert f"{dataset_id}" in cityshare("analytics", "lineage", dataset_id, profile=tmp_path / "owner.json").stdout
+
+
+def test_the_cli_says_what_went_wrong_in_a_sentence(stack: RunningStack, tmp_path: Path) -> None:
+    """The server's precise problems field by field, a hint for the usual causes, and no traceback
+    for a user's mistake: a short purpose, a misspelt option value, a broken JSON file, a stopped stack."""
+    member = onboard(stack, unique("environment"), "analyst", ["member"])
+    member.profile.save(tmp_path / "analyst.json")
+    short = cityshare(
+        "access", "request", "some-dataset", "--purpose", "air", "--category", "research", "--legal-basis",
+        "public-task", "--until", "2027-01-01", profile=tmp_path / "analyst.json", check=False,
+    )  # fmt: skip
+    assert short.returncode == 1 and "422 validation_failed" in short.stdout
+    assert "purpose" in short.stdout and "at least 10 characters" in short.stdout and "Traceback" not in short.stdout
+    (tmp_path / "schema.json").write_text('{"type": "object", "properties": {')
+    broken = cityshare(
+        "datasets", "create", unique("air"), "--title", "Air", "--classification", "internal", "--schema",
+        str(tmp_path / "schema.json"), profile=tmp_path / "analyst.json", check=False,
+    )  # fmt: skip
+    assert broken.returncode == 1 and "Not valid JSON" in broken.stdout and "line 1" in broken.stdout
+    assert "Traceback" not in broken.stdout + broken.stderr
+    stopped = json.loads((tmp_path / "analyst.json").read_text()) | {"endpoint": "http://127.0.0.1:9"}
+    (tmp_path / "stopped.json").write_text(json.dumps(stopped))
+    unreachable = cityshare("whoami", profile=tmp_path / "stopped.json", check=False)
+    assert unreachable.returncode == 1 and "is the stack running" in unreachable.stdout
+    assert "Traceback" not in unreachable.stdout + unreachable.stderr
+    debug = cityshare("--debug", "whoami", profile=tmp_path / "stopped.json", check=False)
+    assert "Traceback" in debug.stderr

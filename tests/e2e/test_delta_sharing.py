@@ -292,7 +292,7 @@ def test_several_grants_on_one_dataset_are_several_tables_each_its_grants_view(s
     owner.client.create_dataset(dataset_id, "Traffic flow", "confidential", city_schema("traffic-flow"), tags=["mobility"])
     records = [
         {
-            "segment_id": f"S-{n}",
+            "segment_id": f"SEG-{n:05d}",
             "district": "Centre",
             "measured_at": "2026-11-02T08:00:00Z",
             "vehicle_count": 5,

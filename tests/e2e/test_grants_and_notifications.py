@@ -74,7 +74,7 @@ def test_a_tag_grant_covers_datasets_created_later_up_to_its_classification(city
     steward.client.revoke_department_grant(grant["grant_id"])
     with pytest.raises(CityShareError) as revoked:
         consumer.client.data_access(covered)
-    assert revoked.value.status == 404
+    assert (revoked.value.status, revoked.value.code) == (403, "grant_revoked") and grant["grant_id"] in revoked.value.detail
     revoked_note = wait_for(consumer, "grant.revoked", grant_id=grant["grant_id"])
     assert owner.profile.department in revoked_note["message"]
 

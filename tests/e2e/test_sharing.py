@@ -4,6 +4,8 @@ revocation taking effect on the next request, and the refusals around them."""
 from __future__ import annotations
 
 import json
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -57,7 +59,8 @@ def test_a_narrowed_grant_reads_only_its_view_and_revocation_stops_it(parties: d
     steward.client.revoke_grant(dataset_id, grant["grant_id"])
     with pytest.raises(CityShareError) as revoked:
         consumer.client.data_access(dataset_id)
-    assert revoked.value.status == 404
+    # The grantee knew of the dataset: it is told its grant ended, and when, not "not found".
+    assert revoked.value.status == 403 and revoked.value.code == "grant_revoked" and grant["grant_id"] in revoked.value.detail
     with pytest.raises(CityShareError) as twice:
         steward.client.revoke_grant(dataset_id, grant["grant_id"])
     assert twice.value.status == 409
@@ -169,3 +172,66 @@ def test_a_retried_call_with_its_idempotency_key_is_done_once(parties: dict[str,
         steward.client.request("POST", path, body=dict(body, purpose="Another call, same key"), idempotency_key="grant-retried-1")
     assert (reused.value.status, reused.value.code) == (422, "idempotency_key_reused")
     steward.client.revoke_grant(dataset_id, first["grant_id"])
+
+
+def test_honest_mistakes_get_honest_answers(stack: RunningStack, parties: dict[str, object]) -> None:
+    """A typo in a department is not a grant; no legal basis is assumed for data about people; an
+    expired grant says so, to the grantee and in the listings."""
+    steward, consumer = parties["steward"], parties["consumer"]
+    assert isinstance(steward, Member) and isinstance(consumer, Member)
+    dataset_id = str(parties["dataset"])
+    with pytest.raises(CityShareError) as typo:
+        steward.client.grant(dataset_id, "enviroment-typo", "Study pollution near congested roads", "research")
+    assert typo.value.status == 404 and typo.value.code == "department_not_found"
+    plain = steward.client.grant(dataset_id, consumer.profile.department, "Study pollution near congested roads", "research")
+    assert plain["legal_basis"] is None  # none was given, none is claimed
+    steward.client.revoke_grant(dataset_id, plain["grant_id"])
+
+    plates = unique("plate-reads")
+    steward.client.create_dataset(plates, "Plate reads", "restricted", city_schema("plate-reads"))
+    with pytest.raises(CityShareError) as basis:
+        steward.client.grant(plates, consumer.profile.department, "Match reads with fines for enforcement", "public-safety")
+    assert basis.value.status == 400 and "legal basis" in basis.value.detail
+
+    soon = (datetime.now(UTC) + timedelta(seconds=2)).isoformat(timespec="seconds")
+    brief = steward.client.grant(
+        dataset_id, consumer.profile.department, "A short look at congestion", "research", terms={"expires_at": soon}
+    )
+    assert consumer.client.data_access(dataset_id)["grant_id"] == brief["grant_id"]
+    time.sleep(3)
+    with pytest.raises(CityShareError) as expired:
+        consumer.client.data_access(dataset_id)
+    assert expired.value.status == 403 and expired.value.code == "grant_expired" and soon[:19] in expired.value.detail
+    listed = {g["grant_id"]: g["status"] for g in consumer.client.department_grants("received")}
+    assert listed[brief["grant_id"]] == "expired" and listed[plain["grant_id"]] == "revoked"
+
+
+def test_the_owner_reads_its_own_encrypted_values_and_grants_itself_nothing(stack: RunningStack) -> None:
+    city = unique("city-management")
+    owner = onboard(stack, city, "steward", ["member", "steward"])
+    dataset_id = unique("service-requests")
+    owner.client.create_dataset(dataset_id, "Service requests", "confidential", city_schema("service-requests"))
+    record = {
+        "request_id": "SR-00000001",
+        "opened_at": "2026-11-04T08:00:00Z",
+        "category": "pothole",
+        "district": "Harbour",
+        "address": "12 Market Street",
+        "latitude": 51.45,
+        "longitude": -2.58,
+        "status": "open",
+    }
+    upload = owner.client.push_records(dataset_id, [record])
+    assert owner.client.wait_for_upload(dataset_id, upload["upload_id"], 60)["status"] == "published"
+    stored = owner.client.read_table(dataset_id)
+    assert stored.column("address")[0].as_py() != "12 Market Street"  # encrypted at rest
+    clear = owner.client.read_table(dataset_id, decrypt=["address"])
+    assert clear.column("address").to_pylist() == ["12 Market Street"]
+    entry = [e for e in owner.client.iter_audit(city) if e["action"] == "ReadData"][-1]
+    assert entry["details"]["decrypt"] == ["address"]
+    with pytest.raises(CityShareError) as not_encrypted:
+        owner.client.read_table(dataset_id, decrypt=["district"])
+    assert not_encrypted.value.status == 400
+    with pytest.raises(CityShareError) as itself:
+        owner.client.grant(dataset_id, city, "Reading our own addresses back", "operations", legal_basis="public-task")
+    assert itself.value.status == 400 and "own right" in itself.value.detail

@@ -234,6 +234,7 @@ def test_decrypting_views_are_per_grant_and_swept_after_a_day(moto_aws: Aws, set
         grantee_department="public-safety",
         purpose="Attend reported hazards at their address",
         purpose_category="public-safety",
+        legal_basis="vital-interests",
         terms=GrantTerms(columns=["request_id", "address"], decrypt_columns=["address"]),
     )
     grant = sharing.grant(CITY_STEWARD, "service-requests", request)
@@ -275,6 +276,7 @@ def test_private_releases_spend_one_budget_per_grantee_and_dataset(moto_aws: Aws
                 grantee_department="transport",
                 purpose="Where potholes cluster, for road works",
                 purpose_category="planning",
+                legal_basis="public-task",
                 terms=GrantTerms.model_validate({"aggregate": {"group_by": group_by, "privacy": privacy}}),
             ),
         )

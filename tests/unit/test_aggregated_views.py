@@ -204,9 +204,14 @@ def test_neighbouring_datasets_give_count_distributions_within_e_to_the_epsilon(
         made = ReleaseRequest(**request, counts={'["Centre"]': count})
         outputs[name] = Counter(release(made).counts.get('["Centre"]') for _ in range(runs))
     bound = math.exp(epsilon)
-    for value in range(495, 507):  # the middle of both distributions, where samples are plenty
-        a, b = outputs["with"][value] / runs, outputs["without"][value] / runs
-        assert a <= bound * b * 1.35 + 0.004 and b <= bound * a * 1.35 + 0.004, (value, a, b)
+    # Only where both outputs were seen often (>= 200 times) is the sampled ratio precise enough
+    # (log-ratio error about 0.1): 1.35 is then three standard errors, and a mechanism spending
+    # twice the epsilon (ratio e^2 = 7.4) still fails.
+    plenty = [value for value in outputs["with"] if min(outputs["with"][value], outputs["without"][value]) >= 200]
+    assert len(plenty) >= 3, outputs
+    for value in plenty:
+        a, b = outputs["with"][value], outputs["without"][value]
+        assert a <= bound * b * 1.35 and b <= bound * a * 1.35, (value, a, b)
 
 
 def test_rules_and_derived_datasets_read_exact_groups_but_never_a_private_grant(tmp_path: Path) -> None:

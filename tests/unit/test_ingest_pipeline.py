@@ -242,3 +242,31 @@ def test_instants_no_reader_can_hold_are_rejected_not_failed(measured_at: str) -
     assert sum(outcome.report.issue_counts.values()) == 1, outcome.report.issue_counts
     edge = dict(good, measured_at="9999-12-31T23:59:59+14:00")  # 9999-12-31T09:59:59 in UTC: readable
     assert ingest(_jsonl(good, edge), AIR, "jsonl")[0].accepted
+
+
+def test_a_header_written_another_way_is_named_for_what_it_is() -> None:
+    """A semicolon file declared as commas, or names in another case: the report says which, not
+    "is the header row missing?"."""
+    semicolons = (HEADER + ROW).replace(",", ";").encode()
+    outcome = ingest(semicolons, AIR)[0]
+    assert outcome.report.file_error == "unexpected_columns"
+    assert "semicolons" in outcome.report.issues[0].message and "';'" in outcome.report.issues[0].message
+    assert ingest(semicolons, AIR, csv={"delimiter": ";"})[0].accepted
+    shouting = (HEADER.upper() + ROW).encode()
+    message = ingest(shouting, AIR)[0].report.issues[0].message
+    assert "case" in message and "station_id" in message and "STATION_ID" not in message
+
+
+def test_the_sdk_detects_a_csv_dialect_and_refuses_what_is_not_data(tmp_path: Path) -> None:
+    from cityshare.client import UnsuitableFile, check_file, sniff_csv
+
+    assert sniff_csv((HEADER + ROW).replace(",", ";").encode("windows-1252")) == {"delimiter": ";", "encoding": "utf-8"}
+    assert sniff_csv(("district;pm25\nMünster;1\n").encode("windows-1252")) == {"delimiter": ";", "encoding": "windows-1252"}
+    assert sniff_csv(b"\xef\xbb\xbf" + (HEADER + ROW).replace(",", "\t").encode()) == {"delimiter": "\t", "encoding": "utf-8-sig"}
+    assert sniff_csv((HEADER + ROW).encode("utf-16"))["encoding"] == "utf-16"
+    for head, said in ((b"PK\x03\x04rest", "export the sheet as CSV"), (b"%PDF-1.7", "PDF"), (b"", "empty")):
+        with pytest.raises(UnsuitableFile, match=said):
+            check_file("report.xlsx", head, "csv")
+    with pytest.raises(UnsuitableFile, match="not a Parquet file"):
+        check_file("data.parquet", b"station_id,pm25\n", "parquet")
+    check_file("data.csv", (HEADER + ROW).encode(), "csv")

@@ -120,8 +120,16 @@ def read_data(
             "into that grant's linkage space",
         ),
     ] = None,
+    decrypt: Annotated[
+        str | None,
+        Query(
+            pattern=r"^[a-z_][a-z0-9_]{0,62}(,[a-z_][a-z0-9_]{0,62}){0,49}$",
+            description="The owner only: encrypted columns to read in clear, comma-separated (audited)",
+        ),
+    ] = None,
 ) -> DataAccess:
-    return sharing().read(caller(router), dataset_id, version, grant_id, request_id(router), linkage)
+    columns = decrypt.split(",") if decrypt else None
+    return sharing().read(caller(router), dataset_id, version, grant_id, request_id(router), linkage, decrypt=columns)
 
 
 @router.post(

@@ -1,0 +1,324 @@
+"""The embedded stack's AWS state kept on disk, so that a stopped, killed or rebooted stack comes
+back whole.
+
+moto keeps every service's state in memory, in its backends. After every acknowledged write (an
+API call that changed something, a presigned upload, a delivered batch) the stack takes a
+snapshot of them: every AWS call waits while it is taken, so it is consistent, and it is
+written to a new file, flushed to the disk and renamed over the last one, so a crash at any
+moment leaves either the previous or the new snapshot, never half of one. S3 objects' bytes are
+kept apart, one file per distinct content (named by its SHA-256, written once), so a snapshot
+rewrites the catalog of the stack's state, not its data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import io
+import logging
+import os
+import pickle
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("cityshare.local")
+
+SNAPSHOT = "aws-state.pickle"
+BLOBS = "objects"
+FORMAT = 1  # bumped when what a snapshot holds changes: an older one is refused, not misread
+
+
+class SharedExclusiveLock:
+    """Many AWS calls at once, or one snapshot alone."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._sharing = 0
+        self._exclusive = False
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._condition:
+            while self._exclusive:
+                self._condition.wait()
+            self._sharing += 1
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._sharing -= 1
+                self._condition.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._condition:
+            while self._exclusive:
+                self._condition.wait()
+            self._exclusive = True  # new calls wait from here on
+            while self._sharing:
+                self._condition.wait()
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._exclusive = False
+                self._condition.notify_all()
+
+
+# Calls that change nothing worth keeping: the pump's polling alone must not keep the disk busy.
+_READS = {
+    "ReceiveMessage",
+    "GetQueueAttributes",
+    "GetQueueUrl",
+    "GetItem",
+    "BatchGetItem",
+    "Query",
+    "Scan",
+    "DescribeTable",
+    "Decrypt",
+    "DescribeKey",
+    "GetCallerIdentity",
+    "AssumeRole",
+    "GetTable",
+    "GetDatabase",
+    "ListQueues",
+}
+
+
+def _changes_state(environ: dict[str, Any]) -> bool:
+    if environ.get("REQUEST_METHOD") in ("GET", "HEAD", "OPTIONS"):
+        return False
+    target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+    action = target.rsplit(".", 1)[-1] if target else ""
+    if not action and "Action=" in str(environ.get("QUERY_STRING", "")):
+        action = str(environ["QUERY_STRING"]).split("Action=", 1)[1].split("&", 1)[0]
+    return action not in _READS
+
+
+def _presigned(environ: dict[str, Any]) -> bool:
+    return "X-Amz-Signature=" in str(environ.get("QUERY_STRING", ""))
+
+
+class PersistentState:
+    """moto's backends saved to and restored from `folder` (kept in memory only when None)."""
+
+    def __init__(self, folder: Path | None, on_change: Callable[[], None] | None = None) -> None:
+        """`on_change`: told of every call that changed something (the pump's doorbell)."""
+        self.folder = folder
+        self._on_change = on_change or (lambda: None)
+        self.lock = SharedExclusiveLock()
+        self._dirty = threading.Event()
+        self._saving = threading.Lock()
+        self.saves = 0
+        self.last_save_seconds = 0.0
+
+    # -- the WSGI side: every AWS call passes here
+    def wrap(self, app: Callable[..., Any]) -> Callable[..., Any]:
+        """moto's WSGI app, each call under the shared lock; a presigned write (a browser's or a
+        client's upload, acknowledged by S3 itself) is saved before it is answered."""
+
+        def middleware(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+            with self.lock.shared():
+                body = b"".join(app(environ, start_response))
+                changed = _changes_state(environ)
+                if changed:
+                    self._dirty.set()
+            if changed:
+                self._on_change()
+            if changed and _presigned(environ):
+                self.save_if_changed()
+            return [body]
+
+        return middleware
+
+    def changed(self) -> None:
+        """Something changed outside the WSGI app (moto called in-process)."""
+        self._dirty.set()
+        self._on_change()
+
+    # -- snapshots
+    def save_if_changed(self) -> None:
+        if self._dirty.is_set():
+            self.save()
+
+    def save(self) -> None:
+        if self.folder is None:
+            return
+        with self._saving:  # one snapshot at a time; a second caller finds the first's work done
+            if not self._dirty.is_set():
+                return
+            started = time.perf_counter()
+            folder = self.folder
+            blobs = folder / BLOBS
+            blobs.mkdir(parents=True, exist_ok=True)
+            buffer = io.BytesIO()
+            with self.lock.exclusive():
+                self._dirty.clear()
+                pickler = _Pickler(buffer, blobs)
+                pickler.dump({"format": FORMAT, "backends": _backends()})
+            target = folder / SNAPSHOT
+            partial = target.with_suffix(".partial")
+            with partial.open("wb") as file:
+                file.write(buffer.getbuffer())
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(partial, target)
+            _sync_directory(folder)
+            for blob in blobs.iterdir():  # contents no longer referenced: deleted objects, old versions gone
+                if blob.name not in pickler.referenced and not blob.name.endswith(".partial"):
+                    blob.unlink(missing_ok=True)
+            self.saves += 1
+            self.last_save_seconds = time.perf_counter() - started
+
+    def restore(self) -> bool:
+        """Load the last snapshot into moto's backends; False when there is none."""
+        if self.folder is None:
+            return False
+        target = self.folder / SNAPSHOT
+        if not target.exists():
+            return False
+        with target.open("rb") as file:
+            saved = _Unpickler(file, self.folder / BLOBS).load()
+        if saved.get("format") != FORMAT:
+            raise RuntimeError(f"{target} was written by another version of CityShare: `cityshare local reset` starts afresh")
+        for (module_name, attribute), accounts in saved["backends"].items():
+            backend_dict = getattr(importlib.import_module(module_name), attribute)
+            for account_id, regions in accounts.items():
+                for region, backend in regions.items():
+                    dict.__setitem__(backend_dict[account_id], region, backend)
+        return True
+
+    def run_saver(self, stopped: threading.Event, every_seconds: float = 1.0) -> threading.Thread:
+        """Background saves for what no request acknowledges (scheduled work)."""
+
+        def loop() -> None:
+            while not stopped.wait(every_seconds):
+                try:
+                    self.save_if_changed()
+                except Exception:
+                    logger.exception("saving the embedded stack's state failed")
+
+        thread = threading.Thread(target=loop, name="cityshare-state-saver", daemon=True)
+        thread.start()
+        return thread
+
+
+def _backends() -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
+    """Every moto service's state that holds anything, by where its backends live."""
+    from moto.core.base_backend import BackendDict
+
+    found: dict[int, tuple[tuple[str, str], Any]] = {}
+    for module_name, module in list(__import__("sys").modules.items()):
+        if not module_name.startswith("moto.") or module is None:
+            continue
+        for attribute, value in list(vars(module).items()):
+            if isinstance(value, BackendDict) and id(value) not in found:
+                found[id(value)] = ((module_name, attribute), value)
+    saved = {}
+    for where, backend_dict in found.values():
+        accounts = {account: dict(regions) for account, regions in backend_dict.items() if len(regions)}
+        if accounts:
+            saved[where] = accounts
+    return saved
+
+
+def _sync_directory(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _restore_lock(kind: str) -> Any:
+    return threading.RLock() if kind == "rlock" else threading.Lock()
+
+
+def _restore_private_key(der: bytes) -> Any:
+    from cryptography.hazmat.primitives import serialization
+
+    return serialization.load_der_private_key(der, password=None)
+
+
+def _restore_object(content: bytes, state: dict[str, Any]) -> Any:
+    from moto.s3.models import FakeKey
+
+    key: Any = FakeKey.__new__(FakeKey)
+    key.__setstate__({**state, "value": content})
+    return key
+
+
+class _Content:
+    """An S3 object's bytes, pickled as a reference to their file."""
+
+    def __init__(self, digest: str) -> None:
+        self.digest = digest
+
+
+_LOCK_TYPES = {type(threading.Lock()): "lock", type(threading.RLock()): "rlock"}
+
+
+class _Pickler(pickle.Pickler):
+    """Locks become new locks, private keys their DER, and S3 objects' bytes files of their own."""
+
+    def __init__(self, file: io.BytesIO, blobs: Path) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.blobs = blobs
+        self.referenced: set[str] = set()
+
+    def reducer_override(self, obj: Any) -> Any:
+        from moto.s3.models import FakeKey
+
+        kind = _LOCK_TYPES.get(type(obj))
+        if kind:
+            return _restore_lock, (kind,)
+        if isinstance(obj, FakeKey):
+            state = {k: v for k, v in obj.__dict__.items() if k not in ("_value_buffer", "lock", "value")}
+            return _restore_object, (_Content(self._stored(obj)), state)
+        if type(obj).__module__.startswith("cryptography") and hasattr(obj, "private_bytes"):
+            from cryptography.hazmat.primitives import serialization
+
+            der = obj.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+            return _restore_private_key, (der,)
+        return NotImplemented
+
+    def persistent_id(self, obj: Any) -> str | None:
+        if isinstance(obj, _Content):
+            self.referenced.add(obj.digest)
+            return obj.digest
+        return None
+
+    def _stored(self, key: Any) -> str:
+        """The key's content written once under its digest; the digest is remembered on the key
+        (with the ETag it was computed for), so the next snapshot does not read the bytes again."""
+        remembered = key.__dict__.get("_cityshare_content")
+        if remembered and remembered[0] == key.etag:
+            return str(remembered[1])
+        try:
+            content = key.value
+        except ValueError:  # a deleted key's closed buffer, still referenced by a listing
+            content = b""
+        digest = hashlib.sha256(content).hexdigest()
+        path = self.blobs / digest
+        if not path.exists():
+            partial = path.with_name(digest + ".partial")
+            with partial.open("wb") as file:
+                file.write(content)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(partial, path)
+        key.__dict__["_cityshare_content"] = (key.etag, digest)
+        return digest
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, file: Any, blobs: Path) -> None:
+        super().__init__(file)
+        self.blobs = blobs
+
+    def persistent_load(self, pid: Any) -> bytes:
+        return (self.blobs / str(pid)).read_bytes()
