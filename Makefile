@@ -74,7 +74,7 @@ unit integration e2e security: $(DEV)
 infra-test: $(DEV)
 	$(BIN)/pytest tests/infra
 
-role-table: $(DEV)  ## rewrite the README's IAM role table from the synthesised template
+role-table: $(DEV)  ## rewrite docs/reference.md's IAM role table from the synthesised template
 	$(BIN)/python -m tests.infra.iam
 
 openapi: $(RUNTIME)  ## regenerate schemas/openapi.json, schemas/open-interfaces.json and schemas/events/

@@ -21,7 +21,7 @@ from cityshare.profile import DEFAULT_PROFILE, Profile
 
 app = typer.Typer(no_args_is_help=True, help="CityShare: governed data sharing between the city's departments.")
 admin_app = typer.Typer(no_args_is_help=True, help="Platform admin: departments, principals, keys.")
-datasets_app = typer.Typer(no_args_is_help=True, help="The catalog: create, show, edit, list and search datasets.")
+datasets_app = typer.Typer(no_args_is_help=True, help="The catalog: create, show, update, list and search datasets.")
 audit_app = typer.Typer(no_args_is_help=True, help="The audit trail: show and verify a department's chain.")
 keys_app = typer.Typer(no_args_is_help=True, help="Key pairs and profiles for signing requests.")
 local_app = typer.Typer(no_args_is_help=True, help="The embedded stack on 127.0.0.1 (no AWS account needed).")
@@ -153,7 +153,7 @@ def keys_profile(
     )
 
 
-_URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(:[0-9]{1,5})?(/[^\s]*)?")
+_URL = re.compile(r"https?://([A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:]+\])(:[0-9]{1,5})?(/\S*)?")
 
 
 def _current_profile() -> Profile | None:

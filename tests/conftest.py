@@ -38,8 +38,10 @@ class RunningStack:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    """`cityshare local up` in a subprocess, as a platform engineer would run it."""
-    yield from running_stack(tmp_path_factory.mktemp("stack"))
+    """`cityshare local up` in a subprocess, as a platform engineer would run it. In memory: what the
+    suites check is the platform; keeping state is checked by test_local_persistence, the README's
+    walk-through and the demo, which run with it."""
+    yield from running_stack(tmp_path_factory.mktemp("stack"), "--in-memory")
 
 
 def running_stack(state_dir: Path, *options: str, port: str | None = "0") -> Generator[RunningStack]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -9,10 +10,32 @@ _lock = threading.RLock()  # moto's transactions call its own put_item and updat
 _patched = False
 
 
+class WrittenItems:
+    """The DynamoDB items written since they were last taken (which table, which key): the embedded
+    stack's snapshot journals their new state instead of pickling whole tables on every write."""
+
+    def __init__(self) -> None:
+        self._keys: set[tuple[str, str, str, str]] = set()
+        self.kept = False  # only a stack that keeps its state takes them: else nothing is noted
+
+    def note(self, backend: Any, table_name: str, key: dict[str, Any]) -> None:
+        if self.kept:
+            self._keys.add((backend.account_id, backend.region_name, table_name, json.dumps(key, sort_keys=True)))
+
+    def take(self) -> set[tuple[str, str, str, str]]:
+        with _lock:
+            taken, self._keys = self._keys, set()
+            return taken
+
+
+written_items = WrittenItems()
+
+
 def make_conditional_writes_atomic() -> None:
     """DynamoDB evaluates a write's condition and applies it atomically; moto's backend takes no
     lock, so two threads can both pass `attribute_not_exists` and the second overwrites the first.
-    The nonce store and the audit chain depend on that atomicity, so serialise moto's writes."""
+    The nonce store and the audit chain depend on that atomicity, so serialise moto's writes (and
+    note which items each one wrote)."""
     global _patched
     if _patched:
         return
@@ -21,9 +44,53 @@ def make_conditional_writes_atomic() -> None:
     for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
         original = getattr(DynamoDBBackend, name)
 
-        def locked(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+        def locked(self: Any, *args: Any, _original: Any = original, _name: str = name, **kwargs: Any) -> Any:
             with _lock:
-                return _original(self, *args, **kwargs)
+                try:
+                    return _original(self, *args, **kwargs)
+                finally:
+                    _note_items(self, _name, args, kwargs)
 
         setattr(DynamoDBBackend, name, locked)
     _patched = True
+
+
+def _note_items(backend: Any, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """The keys a write named (a failed condition wrote nothing: noting it costs a record, no more)."""
+    if method == "transact_write_items":
+        for entry in kwargs.get("transact_items", args[0] if args else []):
+            for kind, body in entry.items():
+                if kind != "ConditionCheck" and isinstance(body, dict):
+                    _note_key(backend, body["TableName"], body.get("Key") or body.get("Item") or {})
+        return
+    table_name = kwargs.get("table_name", args[0] if args else "")
+    raw = kwargs.get("item_attrs" if method == "put_item" else "key", args[1] if len(args) > 1 else {})
+    _note_key(backend, table_name, raw)
+
+
+def _note_key(backend: Any, table_name: str, attributes: dict[str, Any]) -> None:
+    table = backend.tables.get(table_name)
+    if table is None:
+        return
+    names = [table.hash_key_attr] + ([table.range_key_attr] if table.range_key_attr else [])
+    if all(name in attributes for name in names):
+        written_items.note(backend, table_name, {name: attributes[name] for name in names})
+
+
+def expire_items(dynamodb: Any, tables: dict[str, str], now: float) -> int:
+    """DynamoDB's time to live, which moto does not run: items whose TTL attribute (epoch seconds) has
+    passed are deleted, as AWS deletes them in the background. `tables`: table name -> attribute."""
+    deleted = 0
+    for table_name, attribute in tables.items():
+        key_names = [k["AttributeName"] for k in dynamodb.describe_table(TableName=table_name)["Table"]["KeySchema"]]
+        pages = dynamodb.get_paginator("scan").paginate(
+            TableName=table_name,
+            FilterExpression="#ttl < :now",
+            ExpressionAttributeNames={"#ttl": attribute},
+            ExpressionAttributeValues={":now": {"N": str(int(now))}},
+        )
+        for page in pages:
+            for item in page.get("Items", []):
+                dynamodb.delete_item(TableName=table_name, Key={k: item[k] for k in key_names})
+                deleted += 1
+    return deleted

@@ -1,13 +1,15 @@
 """The embedded stack's AWS state kept on disk, so that a stopped, killed or rebooted stack comes
 back whole.
 
-moto keeps every service's state in memory, in its backends. After every acknowledged write (an
-API call that changed something, a presigned upload, a delivered batch) the stack takes a
-snapshot of them: every AWS call waits while it is taken, so it is consistent, and it is
-written to a new file, flushed to the disk and renamed over the last one, so a crash at any
-moment leaves either the previous or the new snapshot, never half of one. S3 objects' bytes are
-kept apart, one file per distinct content (named by its SHA-256, written once), so a snapshot
-rewrites the catalog of the stack's state, not its data.
+moto keeps every service's state in memory, in its backends. Before a write is acknowledged (an
+API answer, an upload to a presigned URL, a batch of background work done) the stack saves them:
+every AWS call waits while the state is taken, so it is consistent. DynamoDB items go to an item
+store (infra/local/items.py: a base and a journal of what each save wrote), S3 objects' bytes to one
+file per distinct content (named by its SHA-256, written once), and the rest — tables' structure,
+buckets and object metadata, keys, queues, topics, rules — to a snapshot written to a new file,
+flushed to the disk and renamed over the last one. That rename is the commit: a crash at any moment
+leaves the previous save or the new one, never part of one. A save costs what changed, not the
+size of what is kept.
 """
 
 from __future__ import annotations
@@ -18,18 +20,23 @@ import io
 import logging
 import os
 import pickle
+import sys
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from infra.local.fidelity import written_items
+from infra.local.items import ItemStore, base_payload, journal_payload
+
 logger = logging.getLogger("cityshare.local")
 
 SNAPSHOT = "aws-state.pickle"
 BLOBS = "objects"
-FORMAT = 1  # bumped when what a snapshot holds changes: an older one is refused, not misread
+FORMAT = 2  # bumped when what a snapshot holds changes: an older one is refused, not misread
 
 
 class SharedExclusiveLock:
@@ -92,11 +99,41 @@ _READS = {
 def _changes_state(environ: dict[str, Any]) -> bool:
     if environ.get("REQUEST_METHOD") in ("GET", "HEAD", "OPTIONS"):
         return False
+    return _action(environ) not in _READS
+
+
+def _action(environ: dict[str, Any]) -> str:
+    """The API action of a JSON (X-Amz-Target) or query (Action=) call; "" for a REST one (S3)."""
     target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
-    action = target.rsplit(".", 1)[-1] if target else ""
-    if not action and "Action=" in str(environ.get("QUERY_STRING", "")):
-        action = str(environ["QUERY_STRING"]).split("Action=", 1)[1].split("&", 1)[0]
-    return action not in _READS
+    if target:
+        return target.rsplit(".", 1)[-1]
+    for form in (str(environ.get("QUERY_STRING", "")), environ.get("cityshare.form", "")):
+        if "Action=" in form:
+            return str(form).split("Action=", 1)[1].split("&", 1)[0]
+    return ""
+
+
+def _read_form(environ: dict[str, Any]) -> None:
+    """A query-protocol call (STS, SNS, IAM) names its action in its form body: read it, and hand
+    moto the same bytes."""
+    if not str(environ.get("CONTENT_TYPE", "")).startswith("application/x-www-form-urlencoded"):
+        return
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["cityshare.form"] = body[:4096].decode("latin-1")
+
+
+# Calls that may put a message on a queue: sent to it, or through EventBridge, SNS or an S3 notification.
+_QUEUEING = {"SendMessage", "SendMessageBatch", "PutEvents", "Publish", "PublishBatch"}
+
+
+def _may_queue(environ: dict[str, Any]) -> bool:
+    if _action(environ) in _QUEUEING:
+        return True
+    signed = str(environ.get("HTTP_AUTHORIZATION", "")) + str(environ.get("QUERY_STRING", ""))
+    s3_write = environ.get("REQUEST_METHOD") in ("PUT", "POST") and ("/s3/aws4_request" in signed or "%2Fs3%2F" in signed)
+    return s3_write
 
 
 def _presigned(environ: dict[str, Any]) -> bool:
@@ -107,13 +144,17 @@ class PersistentState:
     """moto's backends saved to and restored from `folder` (kept in memory only when None)."""
 
     def __init__(self, folder: Path | None, on_change: Callable[[], None] | None = None) -> None:
-        """`on_change`: told of every call that changed something (the pump's doorbell)."""
+        """`on_change`: told of every call that may have queued a message (the pump's doorbell)."""
+        from infra.local.fidelity import make_conditional_writes_atomic
+
+        make_conditional_writes_atomic()  # also notes the items each write wrote, which the item store keeps
         self.folder = folder
         self._on_change = on_change or (lambda: None)
         self.lock = SharedExclusiveLock()
         self._dirty = threading.Event()
         self._saving = threading.Lock()
-        self.saves = 0
+        self._items = ItemStore(folder) if folder else None
+        written_items.kept = written_items.kept or folder is not None
         self.last_save_seconds = 0.0
 
     # -- the WSGI side: every AWS call passes here
@@ -122,12 +163,13 @@ class PersistentState:
         client's upload, acknowledged by S3 itself) is saved before it is answered."""
 
         def middleware(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+            _read_form(environ)
             with self.lock.shared():
                 body = b"".join(app(environ, start_response))
                 changed = _changes_state(environ)
                 if changed:
                     self._dirty.set()
-            if changed:
+            if changed and _may_queue(environ):
                 self._on_change()
             if changed and _presigned(environ):
                 self.save_if_changed()
@@ -146,20 +188,30 @@ class PersistentState:
             self.save()
 
     def save(self) -> None:
-        if self.folder is None:
+        if self.folder is None or self._items is None:
             return
         with self._saving:  # one snapshot at a time; a second caller finds the first's work done
             if not self._dirty.is_set():
                 return
             started = time.perf_counter()
-            folder = self.folder
+            folder, items = self.folder, self._items
             blobs = folder / BLOBS
             blobs.mkdir(parents=True, exist_ok=True)
+            number = items.upto + 1
+            new_base = items.needs_base()
+            base = number if new_base else items.base
             buffer = io.BytesIO()
-            with self.lock.exclusive():
+            with self.lock.exclusive():  # what follows sees no AWS call half done
                 self._dirty.clear()
+                written = written_items.take()
                 pickler = _Pickler(buffer, blobs)
-                pickler.dump({"format": FORMAT, "backends": _backends()})
+                pickler.dump({"format": FORMAT, "backends": _backends(), "items": {"base": base, "upto": number}})
+                payload = base_payload() if new_base else journal_payload(number, written)
+            # The items first, then the snapshot naming them: the rename below is the commit.
+            if new_base:
+                items.write_base(number, payload)
+            else:
+                items.append(payload)
             target = folder / SNAPSHOT
             partial = target.with_suffix(".partial")
             with partial.open("wb") as file:
@@ -168,15 +220,15 @@ class PersistentState:
                 os.fsync(file.fileno())
             os.replace(partial, target)
             _sync_directory(folder)
+            items.committed(base, number)
             for blob in blobs.iterdir():  # contents no longer referenced: deleted objects, old versions gone
                 if blob.name not in pickler.referenced and not blob.name.endswith(".partial"):
                     blob.unlink(missing_ok=True)
-            self.saves += 1
             self.last_save_seconds = time.perf_counter() - started
 
     def restore(self) -> bool:
         """Load the last snapshot into moto's backends; False when there is none."""
-        if self.folder is None:
+        if self.folder is None or self._items is None:
             return False
         target = self.folder / SNAPSHOT
         if not target.exists():
@@ -190,6 +242,7 @@ class PersistentState:
             for account_id, regions in accounts.items():
                 for region, backend in regions.items():
                     dict.__setitem__(backend_dict[account_id], region, backend)
+        self._items.restore(saved["items"]["base"], saved["items"]["upto"])
         return True
 
     def run_saver(self, stopped: threading.Event, every_seconds: float = 1.0) -> threading.Thread:
@@ -207,19 +260,31 @@ class PersistentState:
         return thread
 
 
-def _backends() -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
-    """Every moto service's state that holds anything, by where its backends live."""
+_found: dict[int, list[tuple[tuple[str, str], Any]]] = {}  # by how many modules were loaded when looked for
+
+
+def _backend_dicts() -> list[tuple[tuple[str, str], Any]]:
+    """moto's backend registries and where they live (looked for again when a module was loaded:
+    moto imports a service's models when it is first called)."""
     from moto.core.base_backend import BackendDict
 
-    found: dict[int, tuple[tuple[str, str], Any]] = {}
-    for module_name, module in list(__import__("sys").modules.items()):
-        if not module_name.startswith("moto.") or module is None:
-            continue
-        for attribute, value in list(vars(module).items()):
-            if isinstance(value, BackendDict) and id(value) not in found:
-                found[id(value)] = ((module_name, attribute), value)
+    loaded = len(sys.modules)
+    if loaded not in _found:
+        seen: dict[int, tuple[tuple[str, str], Any]] = {}
+        for module_name, module in list(sys.modules.items()):
+            if module_name.startswith("moto.") and module is not None:
+                for attribute, value in list(vars(module).items()):
+                    if isinstance(value, BackendDict) and id(value) not in seen:
+                        seen[id(value)] = ((module_name, attribute), value)
+        _found.clear()
+        _found[loaded] = list(seen.values())
+    return _found[loaded]
+
+
+def _backends() -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
+    """Every moto service's state that holds anything, by where its backends live."""
     saved = {}
-    for where, backend_dict in found.values():
+    for where, backend_dict in _backend_dicts():
         accounts = {account: dict(regions) for account, regions in backend_dict.items() if len(regions)}
         if accounts:
             saved[where] = accounts
@@ -262,8 +327,17 @@ class _Content:
 _LOCK_TYPES = {type(threading.Lock()): "lock", type(threading.RLock()): "rlock"}
 
 
+def _restore_table(state: dict[str, Any]) -> Any:
+    from moto.dynamodb.models.table import Table
+
+    table: Any = Table.__new__(Table)
+    table.__dict__.update(state, items=defaultdict(dict))
+    return table
+
+
 class _Pickler(pickle.Pickler):
-    """Locks become new locks, private keys their DER, and S3 objects' bytes files of their own."""
+    """Locks become new locks, private keys their DER, S3 objects' bytes files of their own, and
+    DynamoDB tables their structure without items (kept by the item store)."""
 
     def __init__(self, file: io.BytesIO, blobs: Path) -> None:
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
@@ -271,11 +345,14 @@ class _Pickler(pickle.Pickler):
         self.referenced: set[str] = set()
 
     def reducer_override(self, obj: Any) -> Any:
+        from moto.dynamodb.models.table import Table
         from moto.s3.models import FakeKey
 
         kind = _LOCK_TYPES.get(type(obj))
         if kind:
             return _restore_lock, (kind,)
+        if type(obj) is Table:
+            return _restore_table, ({k: v for k, v in obj.__dict__.items() if k != "items"},)
         if isinstance(obj, FakeKey):
             state = {k: v for k, v in obj.__dict__.items() if k not in ("_value_buffer", "lock", "value")}
             return _restore_object, (_Content(self._stored(obj)), state)

@@ -49,6 +49,7 @@ def _admin_key(keys_dir: Path) -> tuple[dict[str, Any], Path]:
 
 DEFAULT_PORT = 8787  # the same every time, so profiles and .share files keep working across restarts
 AWS_STATE = "aws"
+TTL_SWEEP_SECONDS = 60.0
 
 
 class StackAlreadyRunning(RuntimeError):
@@ -98,7 +99,7 @@ class LocalStack:
         aws_endpoint = self._moto.start()
 
         from infra.local.provision import physical_names, provision, queue_urls
-        from infra.spec import function_environment
+        from infra.spec import SPEC, function_environment
 
         names = physical_names(LOCAL_PREFIX)
         # The handlers read their configuration from the environment, exactly as in Lambda.
@@ -159,6 +160,10 @@ class LocalStack:
         self._pump = Pump(session.client("sqs"), urls, lambdas, after_work=self.state.save_if_changed, work_arrived=bell)
         self._pump.start()
         self.state.run_saver(self._stopped)
+        ttl_tables = {names[("table", t.name)]: t.ttl_attribute for t in SPEC.tables if t.ttl_attribute}
+        threading.Thread(
+            target=self._expire, args=(session.client("dynamodb"), ttl_tables), name="cityshare-ttl", daemon=True
+        ).start()
 
         profile_path = self.state_dir / "profile.json"
         profile = {
@@ -177,6 +182,15 @@ class LocalStack:
             profile_path=profile_path,
             console_url=f"{self._gateway.url}/console/" if console.available else None,
         )
+
+    def _expire(self, dynamodb: Any, tables: dict[str, str]) -> None:
+        from infra.local.fidelity import expire_items
+
+        while not self._stopped.wait(TTL_SWEEP_SECONDS):
+            try:
+                expire_items(dynamodb, tables, time.time())
+            except Exception:  # the next sweep tries again
+                logging.getLogger("cityshare.local").exception("expiring items failed")
 
     def stop(self) -> None:
         self._stopped.set()

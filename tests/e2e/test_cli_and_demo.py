@@ -97,7 +97,7 @@ def test_one_command_onboards_a_department_ready_to_work(stack: RunningStack, tm
         profile=stack.profile_path,
     )  # fmt: skip
     assert "planner" in again.stdout
-    assert json.loads(cityshare("whoami", profile=out_dir / "alice.json").stdout)["department"] == department
+    assert json.loads(cityshare("whoami", profile=out_dir / "alice.json").stdout)["department_id"] == department
 
 
 def test_the_cli_names_whose_profile_it_falls_back_to(stack: RunningStack, tmp_path: Path) -> None:
@@ -109,7 +109,7 @@ def test_the_cli_names_whose_profile_it_falls_back_to(stack: RunningStack, tmp_p
         [sys.executable, "-m", "cityshare", "whoami"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0 and "as platform/admin" in result.stderr and "CITYSHARE_PROFILE" in result.stderr
-    assert json.loads(result.stdout)["department"] == "platform"  # the answer itself stays clean
+    assert json.loads(result.stdout)["department_id"] == "platform"  # the answer itself stays clean
 
 
 def test_demo_tells_the_story(tmp_path: Path) -> None:

@@ -34,11 +34,18 @@ def test_the_readme_marks_its_walk_throughs() -> None:
 def test_a_readme_block_runs_as_written(name: str, own_stack: RunningStack, tmp_path: Path) -> None:
     language, code = readme_blocks()[name]
     assert language == "bash"
+    # Where a user following the README stands: in the clone, the stack's admin profile where
+    # `make local` writes it, `export CITYSHARE_PROFILE=.cityshare/local/profile.json` done.
     (tmp_path / "schemas").symlink_to(ROOT / "schemas")
+    (tmp_path / ".cityshare" / "local").mkdir(parents=True)
+    (tmp_path / ".cityshare" / "local" / "profile.json").write_text(own_stack.profile_path.read_text())
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env |= {"CITYSHARE_PROFILE": str(own_stack.profile_path), "PATH": f"{Path(sys.executable).parent}:{env['PATH']}"}
+    env |= {"CITYSHARE_PROFILE": ".cityshare/local/profile.json", "PATH": f"{Path(sys.executable).parent}:{env['PATH']}"}
     run = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
     )
     assert run.returncode == 0, f"{run.stdout}\n{run.stderr}"
     assert "Traceback" not in run.stdout + run.stderr
+    if name == "onboarding":  # the narrowed view: its columns, its districts, nothing else
+        assert "published as version 1" in run.stdout and "Approved: grant" in run.stdout
+        assert "Centre" in run.stdout and "Riverside" not in run.stdout and "camera_id" not in run.stdout

@@ -128,6 +128,7 @@ def test_the_cli_grants_lists_reads_and_revokes(stack: RunningStack, parties: di
     (tmp_path / "terms.json").write_text('{"columns": ["segment_id", "vehicle_count"]}')
     granted = json.loads(
         cityshare(
+            "--json",
             "access",
             "grant",
             dataset_id,

@@ -1,5 +1,5 @@
 """Reads the synthesised template's IAM: each role's statements in plain words, for the assertions
-of test_isolation.py and the role table of the README (which must match the template)."""
+of test_isolation.py and the role table of docs/reference.md (which must match the template)."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def role_statements(resources: Resources) -> list[Statement]:
 
 
 def role_table(resources: Resources) -> str:
-    """The README's table: each function role and the data role, statement by statement."""
+    """The role table (docs/reference.md): each function role and the data role, statement by statement."""
     rows = ["| Role | Actions | On | Only when |", "|---|---|---|---|"]
     for statement in sorted(role_statements(resources), key=lambda s: (s.role, s.sid or "~", s.actions)):
         if not statement.role.startswith("role:"):
@@ -106,7 +106,7 @@ def role_table(resources: Resources) -> str:
 
 
 def main() -> None:
-    """Rewrite the README's role table from a fresh synth of the prod stage (`make role-table`)."""
+    """Rewrite the role table of docs/reference.md from a fresh synth of the prod stage (`make role-table`)."""
     import os
     import tempfile
     from pathlib import Path
@@ -134,12 +134,12 @@ def main() -> None:
             console_dir=console,
         )
         table = role_table(Template.from_stack(stack).to_json()["Resources"])
-    readme = root / "README.md"
+    readme = root / "docs" / "reference.md"
     start, end = "<!-- role-table:start -->\n", "\n<!-- role-table:end -->"
     text = readme.read_text()
     before, rest = text.split(start, 1)
     readme.write_text(before + start + table + end + rest.split(end, 1)[1])
-    print(f"README role table: {table.count(chr(10)) - 1} statements")
+    print(f"docs/reference.md role table: {table.count(chr(10)) - 1} statements")
 
 
 if __name__ == "__main__":

@@ -103,3 +103,119 @@ def test_a_snapshot_of_another_format_is_refused_not_misread(tmp_path: Path) -> 
     (tmp_path / SNAPSHOT).write_bytes(pickle.dumps({"format": 0, "backends": {}}))
     with pytest.raises(RuntimeError, match="local reset"):
         PersistentState(tmp_path).restore()
+
+
+def _table(dynamodb: object, name: str) -> None:
+    dynamodb.create_table(  # type: ignore[attr-defined]
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
+@mock_aws
+def test_a_table_written_since_the_last_snapshot_is_saved_again_and_only_then(tmp_path: Path) -> None:
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    state = PersistentState(tmp_path)
+    _table(dynamodb, "nonces")
+    _table(dynamodb, "catalog")
+    dynamodb.put_item(TableName="catalog", Item={"pk": {"S": "air"}})
+    _changed(state)
+    dynamodb.put_item(TableName="nonces", Item={"pk": {"S": "jti-1"}})
+    dynamodb.transact_write_items(TransactItems=[{"Put": {"TableName": "catalog", "Item": {"pk": {"S": "flow"}}}}])
+    _changed(state)
+    moto_api_backend.reset()
+    assert PersistentState(tmp_path).restore()
+    assert dynamodb.get_item(TableName="nonces", Key={"pk": {"S": "jti-1"}}).get("Item")
+    assert dynamodb.get_item(TableName="catalog", Key={"pk": {"S": "flow"}}).get("Item")
+
+
+@mock_aws
+def test_expired_items_are_deleted_as_dynamodb_time_to_live_does() -> None:
+    from infra.local.fidelity import expire_items
+
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    _table(dynamodb, "nonces")
+    for name, expires in (("old", 1_000), ("live", 3_000), ("none", None)):
+        item = {"pk": {"S": name}} | ({"expires_at": {"N": str(expires)}} if expires else {})
+        dynamodb.put_item(TableName="nonces", Item=item)
+    assert expire_items(dynamodb, {"nonces": "expires_at"}, now=2_000) == 1
+    left = {item["pk"]["S"] for item in dynamodb.scan(TableName="nonces")["Items"]}
+    assert left == {"live", "none"}
+
+
+@mock_aws
+def test_items_are_journalled_and_a_save_that_died_before_its_snapshot_is_never_replayed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import infra.local.items as items
+
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    state = PersistentState(tmp_path)
+    _table(dynamodb, "audit")
+    dynamodb.put_item(TableName="audit", Item={"pk": {"S": "entry-1"}})
+    _changed(state)  # the first save writes a base of every item
+    for n in range(2, 5):
+        dynamodb.put_item(TableName="audit", Item={"pk": {"S": f"entry-{n}"}})
+        _changed(state)  # each later one journals what it wrote
+    dynamodb.delete_item(TableName="audit", Key={"pk": {"S": "entry-2"}})
+    _changed(state)
+    journal = next(tmp_path.glob("items-journal-*.log"))
+    assert len(list(tmp_path.glob("items-base-*.pickle"))) == 1 and journal.stat().st_size < 4096
+    # A save that appended its record and died before renaming its snapshot into place:
+    snapshot = (tmp_path / SNAPSHOT).read_bytes()
+    dynamodb.put_item(TableName="audit", Item={"pk": {"S": "never-acknowledged"}})
+    _changed(state)
+    (tmp_path / SNAPSHOT).write_bytes(snapshot)
+    with journal.open("ab") as tail:
+        tail.write(b"\x00\x00\x00\x00\x00\x00\x01\x00half a record")  # and one cut mid-write
+    moto_api_backend.reset()
+    restored = PersistentState(tmp_path)
+    assert restored.restore()
+    keys = {item["pk"]["S"] for item in dynamodb.scan(TableName="audit")["Items"]}
+    assert keys == {"entry-1", "entry-3", "entry-4"}
+    # The cut tail is gone: the next save's record follows the last one that counted.
+    dynamodb.put_item(TableName="audit", Item={"pk": {"S": "entry-5"}})
+    _changed(restored)
+    moto_api_backend.reset()
+    assert PersistentState(tmp_path).restore()
+    assert {item["pk"]["S"] for item in dynamodb.scan(TableName="audit")["Items"]} == {"entry-1", "entry-3", "entry-4", "entry-5"}
+    # A journal outgrowing its base is folded into a new base, the old files dropped.
+    monkeypatch.setattr(items, "MIN_COMPACTION_BYTES", 0)
+    state = PersistentState(tmp_path)
+    assert state.restore()
+    for n in range(6, 40):
+        dynamodb.put_item(TableName="audit", Item={"pk": {"S": f"entry-{n}"}, "body": {"S": "x" * 2000}})
+        _changed(state)
+    assert len(list(tmp_path.glob("items-base-*.pickle"))) == 1 and len(list(tmp_path.glob("items-journal-*.log"))) <= 1
+    moto_api_backend.reset()
+    assert PersistentState(tmp_path).restore()
+    assert len(dynamodb.scan(TableName="audit")["Items"]) == 3 + 1 + 34
+
+
+def test_reads_are_not_saved_and_only_what_may_queue_rings_the_pump() -> None:
+    import io
+
+    from infra.local.persistence import _changes_state, _may_queue, _read_form
+
+    def call(method: str = "POST", target: str = "", form: bytes = b"", **extra: str) -> dict[str, object]:
+        environ: dict[str, object] = {"REQUEST_METHOD": method, "QUERY_STRING": "", **extra}
+        if target:
+            environ["HTTP_X_AMZ_TARGET"] = target
+        if form:
+            environ |= {"CONTENT_TYPE": "application/x-www-form-urlencoded", "CONTENT_LENGTH": str(len(form))}
+            environ["wsgi.input"] = io.BytesIO(form)
+            _read_form(environ)
+        return environ
+
+    poll = call(target="AmazonSQS.ReceiveMessage")
+    assert not _changes_state(poll) and not _may_queue(poll)
+    assert not _changes_state(call(target="DynamoDB_20120810.Query"))
+    assume = call(form=b"Action=AssumeRole&Version=2011-06-15&RoleArn=x")
+    assert not _changes_state(assume) and assume["wsgi.input"].read() == b"Action=AssumeRole&Version=2011-06-15&RoleArn=x"  # type: ignore[attr-defined]
+    put = call(target="DynamoDB_20120810.PutItem")
+    assert _changes_state(put) and not _may_queue(put)
+    assert _may_queue(call(target="AWSEvents.PutEvents")) and _may_queue(call(form=b"Action=Publish&TopicArn=t"))
+    upload = call("PUT", QUERY_STRING="X-Amz-Credential=local%2F20261201%2Feu-west-1%2Fs3%2Faws4_request&X-Amz-Signature=1")
+    assert _changes_state(upload) and _may_queue(upload)
