@@ -34,7 +34,7 @@ def test_the_readme_role_table_is_the_template(resources: Resources) -> None:
     readme = (ROOT / "docs" / "reference.md").read_text()
     start, end = "<!-- role-table:start -->", "<!-- role-table:end -->"
     documented = readme.split(start, 1)[1].split(end, 1)[0].strip()
-    assert documented == role_table(resources), "docs/reference.md role table is stale; the template says:\n" + role_table(resources)
+    assert documented == role_table(resources), "the role table is stale; the template says:\n" + role_table(resources)
 
 
 def test_every_function_has_a_role_of_its_own_with_exactly_the_spec_tables(statements: list[Statement]) -> None:
