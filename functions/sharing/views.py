@@ -10,7 +10,6 @@ The only module of the API function that imports pyarrow, and only when a restri
 from __future__ import annotations
 
 import io
-import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -218,7 +217,7 @@ def _private(
         names=[*terms.group_by, "rows", *summed],
     )
     groups = per.group_by(terms.group_by, use_threads=True).aggregate([("rows", "sum"), *((c, "sum") for c in summed)])
-    keys = [json.dumps(row, default=str, separators=(",", ":")) for row in groups.select(terms.group_by).to_pylist()]
+    keys = [str(position) for position in range(groups.num_rows)]  # opaque to the release: the group's row here
     request = ReleaseRequest(
         epsilon=terms.privacy.epsilon,
         delta=terms.privacy.delta,
@@ -254,7 +253,7 @@ def _first_groups_of_each_subject(per: pa.Table, group_by: list[str], most: int)
     in an order no one can steer (a keyed mix of subject and group, with a key drawn for this
     release): which groups a subject counts in does not depend on the data's order or values."""
     subjects = _codes(per.column(_SUBJECT))
-    groups = _codes(_joined([per.column(c) for c in group_by]))
+    groups = _combined_codes([per.column(c) for c in group_by])
     salt = np.uint64(secrets.randbits(64))
     with np.errstate(over="ignore"):
         mixed = (subjects.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ (groups.astype(np.uint64) + salt)
@@ -273,11 +272,21 @@ def _codes(column: Any) -> np.ndarray:
     return np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
-def _joined(columns: list[Any]) -> Any:
-    text = [
-        pc.fill_null(pc.cast(c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c, pa.string()), "\x00") for c in columns
-    ]
-    return text[0] if len(text) == 1 else pc.binary_join_element_wise(*text, "\x1f")
+def _combined_codes(columns: list[Any]) -> np.ndarray:
+    """One number per distinct combination of the columns' values (nulls a value of their own):
+    each column's codes in a mixed radix, without making text of the values."""
+    combined = np.zeros(len(columns[0]) if columns else 0, dtype=np.int64)
+    distinct = 1
+    for column in columns:
+        flat = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        encoded = pc.dictionary_encode(flat.dictionary_decode() if pa.types.is_dictionary(flat.type) else flat)
+        codes = np.asarray(pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64) + 1
+        if distinct * (len(encoded.dictionary) + 1) >= 1 << 62:  # renumber densely before the radix overflows
+            uniques, inverse = np.unique(combined, return_inverse=True)
+            combined, distinct = inverse.astype(np.int64), len(uniques)
+        combined = combined * np.int64(len(encoded.dictionary) + 1) + codes
+        distinct *= len(encoded.dictionary) + 1
+    return combined
 
 
 def _named(columns: list[Any], terms: AggregateTerms) -> pa.Table:

@@ -309,12 +309,67 @@ def _restore_private_key(der: bytes) -> Any:
     return serialization.load_der_private_key(der, password=None)
 
 
-def _restore_object(content: bytes, state: dict[str, Any]) -> Any:
+def _restore_object(content: Path, state: dict[str, Any]) -> Any:
     from moto.s3.models import FakeKey
 
     key: Any = FakeKey.__new__(FakeKey)
-    key.__setstate__({**state, "value": content})
+    key.__dict__.update(state)
+    key.lock = threading.Lock()
+    key._value_buffer = StoredContent(content)
     return key
+
+
+class StoredContent:
+    """A restored S3 object's bytes, read from their file when asked rather than copied at start
+    (a stack keeping a gigabyte starts in seconds). moto writes a key's bytes once, when it makes
+    the key; should it write again, the bytes move to a buffer of their own first."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._position = 0
+        self._buffer: Any = None
+        self._closed = False
+
+    def _writable(self) -> Any:
+        if self._buffer is None:
+            import tempfile
+
+            self._buffer = tempfile.SpooledTemporaryFile(16 * 1024**2)  # noqa: SIM115 - lives as long as the key
+            self._buffer.write(self._path.read_bytes())
+            self._buffer.seek(self._position)
+        return self._buffer
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if self._buffer is not None:
+            return int(self._buffer.seek(offset, whence))
+        size = self._path.stat().st_size
+        self._position = {0: offset, 1: self._position + offset, 2: size + offset}[whence]
+        return self._position
+
+    def tell(self) -> int:
+        return int(self._buffer.tell()) if self._buffer is not None else self._position
+
+    def read(self, size: int = -1) -> bytes:
+        if self._closed:
+            raise ValueError("read of a closed file")
+        if self._buffer is not None:
+            return bytes(self._buffer.read(size))
+        with self._path.open("rb") as file:
+            file.seek(self._position)
+            data = file.read() if size is None or size < 0 else file.read(size)
+        self._position += len(data)
+        return data
+
+    def write(self, data: bytes) -> int:
+        return int(self._writable().write(data))
+
+    def truncate(self, size: int | None = None) -> int:
+        return int(self._writable().truncate(size))
+
+    def close(self) -> None:
+        self._closed = True
+        if self._buffer is not None:
+            self._buffer.close()
 
 
 class _Content:
@@ -397,5 +452,5 @@ class _Unpickler(pickle.Unpickler):
         super().__init__(file)
         self.blobs = blobs
 
-    def persistent_load(self, pid: Any) -> bytes:
-        return (self.blobs / str(pid)).read_bytes()
+    def persistent_load(self, pid: Any) -> Path:
+        return self.blobs / str(pid)

@@ -219,3 +219,30 @@ def test_reads_are_not_saved_and_only_what_may_queue_rings_the_pump() -> None:
     assert _may_queue(call(target="AWSEvents.PutEvents")) and _may_queue(call(form=b"Action=Publish&TopicArn=t"))
     upload = call("PUT", QUERY_STRING="X-Amz-Credential=local%2F20261201%2Feu-west-1%2Fs3%2Faws4_request&X-Amz-Signature=1")
     assert _changes_state(upload) and _may_queue(upload)
+
+
+@mock_aws
+def test_restored_objects_are_read_from_their_files_when_asked(tmp_path: Path) -> None:
+    from infra.local.persistence import StoredContent
+
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="kept", CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3.put_object(Bucket="kept", Key="big", Body=b"0123456789" * 1000)
+    _changed(PersistentState(tmp_path))
+    moto_api_backend.reset()
+    state = PersistentState(tmp_path)
+    assert state.restore()
+    from moto.s3.models import s3_backends
+
+    key = s3_backends["123456789012"]["aws"].buckets["kept"].keys["big"]
+    assert isinstance(key._value_buffer, StoredContent)  # nothing copied at start
+    assert s3.get_object(Bucket="kept", Key="big", Range="bytes=10-19")["Body"].read() == b"0123456789"
+    assert s3.get_object(Bucket="kept", Key="big")["Body"].read() == b"0123456789" * 1000
+    s3.copy_object(Bucket="kept", Key="copy", CopySource={"Bucket": "kept", "Key": "big"})
+    s3.put_object(Bucket="kept", Key="big", Body=b"new")
+    state.changed()
+    state.save()
+    moto_api_backend.reset()
+    assert PersistentState(tmp_path).restore()
+    assert s3.get_object(Bucket="kept", Key="copy")["Body"].read() == b"0123456789" * 1000
+    assert s3.get_object(Bucket="kept", Key="big")["Body"].read() == b"new"
