@@ -14,11 +14,12 @@ class LocalStackError(RuntimeError):
 def up(
     state_dir: Path = DEFAULT_STATE_DIR, port: int | None = None, browser_origin: str | None = None, persistent: bool = True
 ) -> None:
+    from infra.local.persistence import StateOfAnotherVersion
     from infra.local.stack import PortTaken, StackAlreadyRunning, serve_forever
 
     try:
         serve_forever(state_dir, port, browser_origin, persistent)
-    except (PortTaken, StackAlreadyRunning) as error:
+    except (PortTaken, StackAlreadyRunning, StateOfAnotherVersion) as error:
         raise LocalStackError(str(error)) from None
 
 

@@ -105,7 +105,9 @@ def _stacks_left_under(folder: Path) -> list[int]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Tests leave nothing running: a stack still up at the end fails the run (and is stopped)."""
+    """Tests leave nothing running: a stack still up at the end fails the run (and is stopped). A
+    worker hands the fault suites' figure to the controller, which prints it."""
+    _hand_over_exercised(session.config)
     factory = getattr(session.config, "_tmp_path_factory", None)
     if factory is None or not Path("/proc").is_dir():
         return
@@ -136,3 +138,58 @@ def onboard(stack: RunningStack, department: str, principal: str, roles: list[st
     key_file = stack.state_dir / "keys" / f"{department}-{principal}.pem"
     profile = enrol(admin, stack.admin_profile, department, principal, roles, key_file)
     return Member(CityShareClient.from_profile(profile), profile, key_file)
+
+
+# `make test` runs on two workers (pytest-xdist, `--dist loadgroup`): the suites that share one
+# embedded stack or one synthesised app each stay on one worker; the rest is spread beside them.
+_GROUPS = {"e2e": "e2e", "infra": "infra", "faults": "faults"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = Path(str(item.fspath)).relative_to(ROOT / "tests").parts[0]
+        if folder in _GROUPS:
+            item.add_marker(pytest.mark.xdist_group(_GROUPS[folder]))
+
+
+def _exercised_files(config: pytest.Config) -> list[Path]:
+    factory = getattr(config, "_tmp_path_factory", None)
+    if factory is None:
+        return []
+    root = factory.getbasetemp()
+    root = root.parent if hasattr(config, "workerinput") else root
+    return sorted(root.glob("fault-injection-*.json"))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """The figure issue 25 asks for: AWS call sites x fault kinds exercised, per path (from this
+    process, or from the worker that ran the fault suites)."""
+    import json
+
+    from tests.faults.scenario import EXERCISED
+
+    exercised = {path: {tuple(run) for run in runs} for path, runs in EXERCISED.items()}
+    for found in _exercised_files(config):
+        for path, runs in json.loads(found.read_text()).items():
+            exercised.setdefault(path, set()).update(tuple(run) for run in runs)
+    if not exercised:
+        return
+    terminalreporter.section("fault injection")
+    for path, runs in sorted(exercised.items()):
+        sites = {(service, operation, site) for service, operation, site, _ in runs}
+        terminalreporter.write_line(f"{path}: {len(sites)} call sites, {len(runs)} (call site x fault kind) pairs exercised")
+    total = sum(len(runs) for runs in exercised.values())
+    terminalreporter.write_line(f"in all: {total} (call site x fault kind) pairs, each converged after redelivery")
+
+
+def _hand_over_exercised(config: pytest.Config) -> None:
+    import json
+
+    from tests.faults.scenario import EXERCISED
+
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    factory = getattr(config, "_tmp_path_factory", None)
+    if worker and EXERCISED and factory is not None:
+        target = factory.getbasetemp().parent / f"fault-injection-{worker}.json"
+        target.write_text(json.dumps({path: sorted(runs) for path, runs in EXERCISED.items()}))

@@ -140,6 +140,16 @@ def _presigned(environ: dict[str, Any]) -> bool:
     return "X-Amz-Signature=" in str(environ.get("QUERY_STRING", ""))
 
 
+class StateOfAnotherVersion(RuntimeError):
+    """Kept state that this code cannot read faithfully (its objects are moto's own, pickled)."""
+
+
+def _moto_version() -> str:
+    from importlib.metadata import version
+
+    return version("moto")
+
+
 class PersistentState:
     """moto's backends saved to and restored from `folder` (kept in memory only when None)."""
 
@@ -205,7 +215,13 @@ class PersistentState:
                 self._dirty.clear()
                 written = written_items.take()
                 pickler = _Pickler(buffer, blobs)
-                pickler.dump({"format": FORMAT, "backends": _backends(), "items": {"base": base, "upto": number}})
+                kept = {
+                    "format": FORMAT,
+                    "moto": _moto_version(),
+                    "backends": _backends(),
+                    "items": {"base": base, "upto": number},
+                }
+                pickler.dump(kept)
                 payload = base_payload() if new_base else journal_payload(number, written)
             # The items first, then the snapshot naming them: the rename below is the commit.
             if new_base:
@@ -235,8 +251,10 @@ class PersistentState:
             return False
         with target.open("rb") as file:
             saved = _Unpickler(file, self.folder / BLOBS).load()
-        if saved.get("format") != FORMAT:
-            raise RuntimeError(f"{target} was written by another version of CityShare: `cityshare local reset` starts afresh")
+        if saved.get("format") != FORMAT or saved.get("moto") != _moto_version():
+            raise StateOfAnotherVersion(
+                f"{target} was written by another version of CityShare or moto: `cityshare local reset` starts afresh"
+            )
         for (module_name, attribute), accounts in saved["backends"].items():
             backend_dict = getattr(importlib.import_module(module_name), attribute)
             for account_id, regions in accounts.items():

@@ -108,17 +108,3 @@ def injector() -> Iterator[FaultInjector]:
     found = FaultInjector()
     with found.active():
         yield found
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """The figure issue 25 asks for: AWS call sites x fault kinds exercised, per path."""
-    from tests.faults.scenario import EXERCISED
-
-    if not EXERCISED:
-        return
-    terminalreporter.section("fault injection")
-    for path, runs in sorted(EXERCISED.items()):
-        sites = {(service, operation, site) for service, operation, site, _ in runs}
-        terminalreporter.write_line(f"{path}: {len(sites)} call sites, {len(runs)} (call site x fault kind) pairs exercised")
-    total = sum(len(runs) for runs in EXERCISED.values())
-    terminalreporter.write_line(f"in all: {total} (call site x fault kind) pairs, each converged after redelivery")

@@ -12,7 +12,7 @@ import pytest
 from moto import mock_aws
 from moto.moto_api._internal.models import moto_api_backend
 
-from infra.local.persistence import BLOBS, SNAPSHOT, PersistentState, SharedExclusiveLock
+from infra.local.persistence import BLOBS, SNAPSHOT, PersistentState, SharedExclusiveLock, StateOfAnotherVersion
 
 REGION = "eu-west-1"
 
@@ -101,7 +101,7 @@ def _exclusive(lock: SharedExclusiveLock, events: list[str]) -> None:
 
 def test_a_snapshot_of_another_format_is_refused_not_misread(tmp_path: Path) -> None:
     (tmp_path / SNAPSHOT).write_bytes(pickle.dumps({"format": 0, "backends": {}}))
-    with pytest.raises(RuntimeError, match="local reset"):
+    with pytest.raises(StateOfAnotherVersion, match="local reset"):
         PersistentState(tmp_path).restore()
 
 
