@@ -147,7 +147,7 @@ def embedded_stack() -> None:
     from infra.local.stack import LocalStack
 
     state = Path(tempfile.mkdtemp(prefix="cityshare-bench-"))
-    stack = LocalStack(state)
+    stack = LocalStack(state, persistent=False)  # the platform measured; keeping state: benchmarks/local_state.py
     endpoints = stack.start()
     try:
         admin_profile = Profile.load(endpoints.profile_path)

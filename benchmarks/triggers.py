@@ -75,7 +75,7 @@ def upload_to_alert(folder: Path) -> None:
     from infra.local.stack import LocalStack
     from tests.datasets import city_schema
 
-    stack = LocalStack(folder / "stack")
+    stack = LocalStack(folder / "stack", persistent=False)  # the platform measured; keeping state: benchmarks/local_state.py
     endpoints = stack.start()
     try:
         admin_profile = Profile.load(endpoints.profile_path)
