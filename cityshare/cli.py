@@ -102,10 +102,6 @@ def show(value: Any, summary: str | None = None) -> None:
         console.print_json(json.dumps(value, default=str))
 
 
-def _state_json() -> bool:
-    return _output["json"]
-
-
 # -- identity
 @app.command()
 def whoami() -> None:
@@ -235,7 +231,7 @@ def admin_principal(
 def admin_add_key(department_id: str, principal_id: str, jwk_file: Path) -> None:
     """Register a principal's public key (a JWK file, as `cityshare keys generate` prints); prints its key id."""
     key = client().add_key(department_id, principal_id, json.loads(jwk_file.read_text()))
-    if _state_json():
+    if _output["json"]:
         show(key)
     else:
         console.print(printable(key["kid"]))

@@ -22,7 +22,6 @@ import os
 import pickle
 import sys
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -165,7 +164,6 @@ class PersistentState:
         self._saving = threading.Lock()
         self._items = ItemStore(folder) if folder else None
         written_items.kept = written_items.kept or folder is not None
-        self.last_save_seconds = 0.0
 
     # -- the WSGI side: every AWS call passes here
     def wrap(self, app: Callable[..., Any]) -> Callable[..., Any]:
@@ -203,7 +201,6 @@ class PersistentState:
         with self._saving:  # one snapshot at a time; a second caller finds the first's work done
             if not self._dirty.is_set():
                 return
-            started = time.perf_counter()
             folder, items = self.folder, self._items
             blobs = folder / BLOBS
             blobs.mkdir(parents=True, exist_ok=True)
@@ -240,7 +237,6 @@ class PersistentState:
             for blob in blobs.iterdir():  # contents no longer referenced: deleted objects, old versions gone
                 if blob.name not in pickler.referenced and not blob.name.endswith(".partial"):
                     blob.unlink(missing_ok=True)
-            self.last_save_seconds = time.perf_counter() - started
 
     def restore(self) -> bool:
         """Load the last snapshot into moto's backends; False when there is none."""
