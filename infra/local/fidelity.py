@@ -35,11 +35,14 @@ def make_conditional_writes_atomic() -> None:
     """DynamoDB evaluates a write's condition and applies it atomically; moto's backend takes no
     lock, so two threads can both pass `attribute_not_exists` and the second overwrites the first.
     The nonce store and the audit chain depend on that atomicity, so serialise moto's writes (and
-    note which items each one wrote)."""
+    note which items each one wrote). Transactions undo their own items when cancelled rather than
+    copying whole tables first (see `_undo_by_item`)."""
     global _patched
     if _patched:
         return
     from moto.dynamodb.models import DynamoDBBackend
+
+    _undo_by_item(DynamoDBBackend)
 
     for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
         original = getattr(DynamoDBBackend, name)
@@ -53,6 +56,60 @@ def make_conditional_writes_atomic() -> None:
 
         setattr(DynamoDBBackend, name, locked)
     _patched = True
+
+
+def _undo_by_item(backend_class: Any) -> None:
+    """moto makes a transaction cancellable by deep-copying every table it names, once per item named:
+    with the audit chain and the nonces in those tables, each transaction cost grew with everything
+    ever written (an audit append took longer with every request the stack had served, a storm's
+    100-alert transactions copied the alerts table 100 times each). DynamoDB's cost is per item, and
+    so is this: the items a transaction names are remembered before it runs and put back if it is
+    cancelled; the tables themselves are no longer copied."""
+    import copy as copying
+
+    import moto.dynamodb.models as models
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
+
+    class TablesNotCopied:
+        """moto's module's `copy`, except that a whole table "copied" is the table itself."""
+
+        copy = staticmethod(copying.copy)
+
+        @staticmethod
+        def deepcopy(value: Any, memo: dict[int, Any] | None = None) -> Any:
+            return value if isinstance(value, Table) else copying.deepcopy(value, memo)
+
+    models.copy = TablesNotCopied  # type: ignore[attr-defined,assignment]
+    original = backend_class.transact_write_items
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]], *args: Any, **kwargs: Any) -> Any:
+        before: list[tuple[Any, Any, Any, Any]] = []
+        for entry in transact_items:
+            for kind, body in entry.items():
+                table = self.tables.get(body.get("TableName")) if isinstance(body, dict) else None
+                if kind == "ConditionCheck" or table is None:
+                    continue
+                attributes = body.get("Key") or body.get("Item") or {}
+                try:
+                    hash_value = DynamoType(attributes[table.hash_key_attr])
+                    range_value = DynamoType(attributes[table.range_key_attr]) if table.range_key_attr else None
+                except KeyError:
+                    continue  # moto refuses the malformed item before writing it
+                before.append((table, hash_value, range_value, copying.deepcopy(table.get_item(hash_value, range_value))))
+        try:
+            return original(self, transact_items, *args, **kwargs)
+        except Exception:
+            for table, hash_value, range_value, item in reversed(before):
+                if item is None:
+                    table.delete_item(hash_value, range_value)
+                elif range_value is not None:
+                    table.items[hash_value][range_value] = item
+                else:
+                    table.items[hash_value] = item
+            raise
+
+    backend_class.transact_write_items = transact_write_items
 
 
 def _note_items(backend: Any, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
