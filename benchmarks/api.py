@@ -27,9 +27,12 @@ from jwt.algorithms import ECAlgorithm
 READS = 300
 THREADS = 4
 WHY = {
-    ("dynamodb", "GetItem", "sharing"): "recipient authorizer: the bearer token's recipient (hash, expiry, revocation)",
-    ("dynamodb", "GetItem", "directory"): "recipient authorizer: the recipient department (status, throttling key)",
-    ("dynamodb", "BatchGetItem"): "authorizer: department, principal and key of the signer, in one round trip",
+    ("dynamodb", "GetItem", "sharing"): "recipient authorizer (once per token in 5 minutes): the token's recipient",
+    ("dynamodb", "GetItem", "directory"): "recipient authorizer (once per token in 5 minutes): the department's throttling key",
+    ("dynamodb", "BatchGetItem", "sharing"): "the token's recipient and the department's index of grants, its department "
+    "and the dataset, in one round trip",
+    ("dynamodb", "BatchGetItem", "directory"): "authorizer: department, principal and key of the signer, in one round trip",
+    ("dynamodb", "BatchGetItem", "catalog"): "the dataset's catalog entry and the caller's index of grants, in one round trip",
     ("dynamodb", "PutItem", "nonces"): "authorizer: remember the token's jti (conditional write: refuses replays)",
     ("dynamodb", "GetItem"): "the dataset's catalog entry (owner, classification, latest version's files)",
     ("dynamodb", "Query", "sharing"): "the grants between the owner and the caller's department (one key query)",
@@ -137,8 +140,15 @@ def count_delta_sharing_query(steward: Any, state: Path) -> None:
     tables = requests.get(f"{share['endpoint']}/shares/transport/all-tables", headers=headers, timeout=30).json()["items"]
     table = next(t for t in tables if t["name"] == "counts-granted")
     query = f"{share['endpoint']}/shares/transport/schemas/{table['schema']}/tables/{table['name']}/query"
+    metadata = query.removesuffix("/query") + "/metadata"
+    # The listing above was the token's first request: API Gateway (and the embedded gateway) keep
+    # the recipient authorizer's answer for the token from there.
     requests.post(query, headers=headers, json={}, timeout=30).raise_for_status()  # warm
     count_calls("one Delta Sharing query under a grant", lambda: requests.post(query, headers=headers, json={}, timeout=30))
+    count_calls("one Delta Sharing metadata request", lambda: requests.get(metadata, headers=headers, timeout=30))
+    fresh = json.loads(write_profile(steward.issue_share_profile("health", 1, "first"), state / "first.share").read_text())
+    first = {"Authorization": f"Bearer {fresh['bearerToken']}"}
+    count_calls("the first Delta Sharing query of a token", lambda: requests.post(query, headers=first, json={}, timeout=30))
 
 
 def embedded_stack() -> None:

@@ -122,6 +122,13 @@ class FunctionSpec:
 PUBLIC = "public"  # a route anyone may call without signing (the open-data catalog)
 
 
+# How long API Gateway keeps an authorizer's answer per Authorization header (0: asked on every
+# request). The signed-request authorizer is never cached (each token is single-use). The recipient
+# authorizer is: what it answers (the recipient, the department's throttling key) changes rarely,
+# and the Delta Sharing function confirms the token and the department on every request anyway.
+AUTHORIZER_CACHE_SECONDS = {"recipient-authorizer": 300}
+
+
 @dataclass(frozen=True)
 class RouteSpec:
     method: str

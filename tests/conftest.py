@@ -140,17 +140,10 @@ def onboard(stack: RunningStack, department: str, principal: str, roles: list[st
     return Member(CityShareClient.from_profile(profile), profile, key_file)
 
 
-# `make test` runs on two workers (pytest-xdist, `--dist loadgroup`): the suites that share one
-# embedded stack or one synthesised app each stay on one worker; the rest is spread beside them.
-_GROUPS = {"e2e": "e2e", "infra": "infra", "faults": "faults"}
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the groups
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        folder = Path(str(item.fspath)).relative_to(ROOT / "tests").parts[0]
-        if folder in _GROUPS:
-            item.add_marker(pytest.mark.xdist_group(_GROUPS[folder]))
+# `make test` runs on two workers (pytest-xdist, `--dist loadfile`): each test file stays whole on one
+# worker, in its order (its module fixtures built once). `loadgroup` would keep whole folders
+# together, but its worker-side marking has no effect under pytest 9 (test ids are no longer the
+# attribute xdist rewrites), so it spread them like `load`.
 
 
 def _exercised_files(config: pytest.Config) -> list[Path]:

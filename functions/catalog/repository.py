@@ -53,6 +53,14 @@ class CatalogRepository(DynamoTable):
                 raise AlreadyExists(f"A dataset {dataset.dataset_id} already exists") from None
             raise
 
+    def key(self, dataset_id: str) -> dict[str, Any]:
+        """The dataset's key, for a BatchGetItem beside another table's items."""
+        return to_item({"pk": _pk(dataset_id), "sk": "DATASET"})
+
+    def from_stored(self, item: dict[str, Any]) -> Dataset:
+        """A dataset from its item as DynamoDB returned it."""
+        return _dataset(from_item(item))
+
     def get(self, dataset_id: str) -> Dataset | None:
         response = self.client.get_item(
             TableName=self._table, Key=to_item({"pk": _pk(dataset_id), "sk": "DATASET"}), ConsistentRead=True

@@ -72,6 +72,10 @@ class CatalogService:
         self._clock = clock
         self._grants = grants
 
+    @property
+    def repository(self) -> CatalogRepository:
+        return self._repository
+
     def candidates(self, caller: Caller, dataset: Dataset) -> Sequence[HasFacts]:
         """The grants that could let `caller` act on `dataset`: every grant its owner gave the
         caller's department (one key query; none for the owner). Which of them lives and covers

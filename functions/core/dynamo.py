@@ -50,6 +50,21 @@ def is_conditional_failure(error: Exception) -> bool:
     return code in {"ConditionalCheckFailedException", "TransactionCanceledException"}
 
 
+def batch_get(client: Any, keys: dict[str, list[dict[str, Any]]], attempts: int = 5) -> dict[str, list[dict[str, Any]]]:
+    """Items of several tables in one BatchGetItem (strongly consistent, as DynamoDB returns them),
+    asking again for any key DynamoDB left unprocessed."""
+    found: dict[str, list[dict[str, Any]]] = {table: [] for table in keys}
+    wanted = {table: {"Keys": table_keys, "ConsistentRead": True} for table, table_keys in keys.items() if table_keys}
+    for _ in range(attempts):
+        if not wanted:
+            return found
+        response = client.batch_get_item(RequestItems=wanted)
+        for table, items in response.get("Responses", {}).items():
+            found[table].extend(items)
+        wanted = response.get("UnprocessedKeys") or {}
+    raise RuntimeError(f"DynamoDB left keys unprocessed {attempts} times: {sorted(wanted)}")
+
+
 class DynamoTable:
     """Base of the repositories: one table, its low-level client injected or taken from core.aws."""
 
@@ -58,3 +73,7 @@ class DynamoTable:
     def __init__(self, table_name: str, client: Any = None) -> None:
         self._table = table_name
         self._client = client
+
+    @property
+    def table_name(self) -> str:
+        return self._table

@@ -14,13 +14,16 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from functions.catalog.repository import CatalogRepository
-from functions.core.errors import CityShareError, InvalidRequest, delta_sharing_error_code
+from functions.core.errors import CityShareError, InvalidRequest, Unauthenticated, delta_sharing_error_code
 from functions.core.observability import logger, record_metric
 from functions.core.settings import get_settings
 from functions.handlers.gate import body_bytes, check_json_body
+from functions.handlers.recipient_authorizer import audit_refusal, bearer_token
 from functions.handlers.services import catalog, sharing
+from functions.handlers.wiring import directory
 from functions.ingest.repository import IngestRepository
-from functions.sharing.delta import DeltaSharingService, QueryRequest, ShareReader, page
+from functions.sharing.delta import DeltaSharingService, QueryRequest, RecipientLookup, ShareReader, page
+from functions.sharing.recipients import RecipientRepository, token_digest
 from functions.sharing.repository import SharingRepository
 
 PREFIX = "/delta-sharing"
@@ -39,6 +42,12 @@ def delta_sharing() -> DeltaSharingService:
         IngestRepository(settings.catalog_table),
         sharing(),
         catalog(),
+        RecipientLookup(
+            RecipientRepository(settings.sharing_table),
+            directory(),
+            CatalogRepository(settings.catalog_table),
+            SharingRepository(settings.sharing_table),
+        ),
     )
 
 
@@ -68,13 +77,24 @@ def _no_route(_: Exception) -> Response[str]:
 
 
 def reader() -> ShareReader:
+    """The recipient the (cached) authorizer verified, with the token this request presents: the
+    service confirms both against the table before reading anything."""
     context = app.current_event.raw_event["requestContext"]["authorizer"]
     return ShareReader(
         recipient_id=str(context["recipient_id"]),
         owner=str(context["owner"]),
         department=str(context["department_id"]),
-        department_status=str(context.get("department_status", "active")),
+        token_sha256=token_digest(bearer_token(dict(app.current_event.headers))),
     )
+
+
+@app.exception_handler(Unauthenticated)
+def _refused(failure: Unauthenticated) -> Response[str]:
+    """A token revoked or expired, or a department removed, since the authorizer's answer was cached."""
+    event = app.current_event
+    token = bearer_token(dict(event.headers))
+    audit_refusal(failure, token, event.http_method, event.path, event.request_context.request_id or "")
+    return error(401, "The bearer token is not valid")
 
 
 def parameter(name: str) -> str | None:

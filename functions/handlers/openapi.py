@@ -6,6 +6,7 @@ Sharing and DCAT-AP) and schemas/events/<DetailType>.json; a test fails when the
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from pathlib import Path
@@ -18,8 +19,11 @@ def openapi_document() -> dict[str, object]:
     from functions.handlers import analytics, api
     from functions.handlers.http import build_resolver
 
-    # One document for the whole API, whichever function serves each route.
-    app = build_resolver(*api.ROUTERS, *analytics.ROUTERS)
+    # One document for the whole API, whichever function serves each route. Copies of the routers:
+    # including a router binds it to the including resolver's context, and the routes read the
+    # caller from their own router, which must stay bound to its function's resolver (a process
+    # that wrote this document would otherwise find no caller on its next request).
+    app = build_resolver(*(copy.copy(router) for router in (*api.ROUTERS, *analytics.ROUTERS)))
 
     document = app.get_openapi_json_schema(
         title="CityShare API",

@@ -1,7 +1,10 @@
 """API Gateway REQUEST authorizer of the Delta Sharing routes: a recipient's bearer token (issued by
 an owner's steward, stored only as a hash) stands for one recipient department reading one owner's
-share. Not cached (a revoked token stops at once); refusals are audited like any failed sign-in.
-These tokens reach the /delta-sharing routes only: CityShare's own API needs signed requests."""
+share. Its answer (the recipient, the department's throttling key) is cached by API Gateway for
+RECIPIENT_AUTHORIZER_CACHE_SECONDS per token; a revoked token or a suspended department still
+stops at once, because the Delta Sharing function confirms both on every request in the same
+read as its data (functions/sharing/delta.RecipientLookup). Refusals are audited like any failed
+sign-in. These tokens reach the /delta-sharing routes only: CityShare's own API needs signed requests."""
 
 from __future__ import annotations
 
@@ -47,11 +50,41 @@ def _claimed(token: str) -> str:
     return f"recipient-{claimed}" if RECIPIENT_ID.match(claimed) else "unrecognised"
 
 
+def delta_sharing_routes(method_arn: str) -> str:
+    """Every Delta Sharing route of the stage the request came to: API Gateway caches this answer per
+    token and applies it to the token's next requests, whichever route they call."""
+    api_and_stage = "/".join(method_arn.split("/")[:2])
+    return f"{api_and_stage}/*/delta-sharing/*"
+
+
+def bearer_token(headers: dict[str, str]) -> str:
+    header = headers.get("authorization") or headers.get("Authorization") or ""
+    return header[len(BEARER) :].strip() if header.lower().startswith(BEARER) else ""
+
+
+def audit_refusal(failure: Unauthenticated, token: str, method: str, path: str, request_id: str) -> None:
+    """A refused recipient, in the platform's chain like any failed sign-in (by the authorizer, or
+    by the Delta Sharing function when a token died within the authorizer's cached answer)."""
+    logger.info("delta sharing request refused", extra={"reason": failure.reason})
+    audit_log().append(
+        PLATFORM_DEPARTMENT,
+        AuditEvent(
+            actor_department="unknown",
+            # Only a well-formed recipient id is recorded: whatever else was sent may be someone's secret.
+            actor_principal=_claimed(token),
+            action="AuthenticateRecipient",
+            resource=f"{method} {path[:256]}",
+            decision="deny",
+            reason=failure.reason,
+            request_id=request_id,
+        ),
+    )
+
+
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = APIGatewayAuthorizerRequestEvent(event)
-    header = request.headers.get("authorization") or request.headers.get("Authorization") or ""
-    token = header[len(BEARER) :].strip() if header.lower().startswith(BEARER) else ""
+    token = bearer_token(dict(request.headers))
     try:
         if not token:
             raise Unauthenticated("missing_token")
@@ -60,26 +93,15 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         if department is None:
             raise Unauthenticated("unknown_department")
     except Unauthenticated as failure:
-        logger.info("delta sharing request refused", extra={"reason": failure.reason})
-        audit_log().append(
-            PLATFORM_DEPARTMENT,
-            AuditEvent(
-                actor_department="unknown",
-                # Only a well-formed recipient id is recorded: whatever else was sent may be someone's secret.
-                actor_principal=_claimed(token),
-                action="AuthenticateRecipient",
-                resource=f"{request.http_method} {request.path[:256]}",
-                decision="deny",
-                reason=failure.reason,
-                request_id=request.request_context.request_id or "",
-            ),
-        )
+        audit_refusal(failure, token, request.http_method, request.path, request.request_context.request_id or "")
         raise Exception("Unauthorized") from None
     response: dict[str, Any] = {
         "principalId": f"{recipient.department}/recipient-{recipient.recipient_id}",
         "policyDocument": {
             "Version": "2012-10-17",
-            "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": request.method_arn}],
+            "Statement": [
+                {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": delta_sharing_routes(request.method_arn)}
+            ],
         },
         "context": recipient_context(recipient, department.status),
     }

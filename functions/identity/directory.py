@@ -37,6 +37,14 @@ class DirectoryRepository(DynamoTable):
         record.update(pk=_pk(department.department_id), sk="DEPARTMENT", kind="department")
         self._put_new(record, f"department {department.department_id}")
 
+    def department_key(self, department_id: str) -> dict[str, Any]:
+        """A department's key, for a BatchGetItem beside other tables' items."""
+        return to_item({"pk": _pk(department_id), "sk": "DEPARTMENT"})
+
+    def department_from(self, item: dict[str, Any]) -> Department:
+        """A department from its item as DynamoDB returned it."""
+        return Department.model_validate(_strip(from_item(item)))
+
     def get_department(self, department_id: str) -> Department | None:
         record = self._get(_pk(department_id), "DEPARTMENT")
         return Department.model_validate(_strip(record)) if record else None

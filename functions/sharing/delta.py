@@ -23,9 +23,9 @@ import hashlib
 import json
 import struct
 import urllib.request
+from collections import defaultdict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -35,19 +35,20 @@ from functions.catalog.models import Dataset
 from functions.catalog.repository import CatalogQuery, CatalogRepository
 from functions.catalog.service import CatalogService
 from functions.core.clock import utc_now
-from functions.core.errors import InvalidRequest, NotFound
+from functions.core.dynamo import batch_get
+from functions.core.errors import InvalidRequest, NotFound, Unauthenticated
 from functions.core.model import Model
+from functions.identity.directory import DirectoryRepository
 from functions.identity.models import Caller
 from functions.ingest.repository import IngestRepository
 from functions.sharing.models import DataAccess, Grant
+from functions.sharing.recipients import RecipientRepository, live_recipient
 from functions.sharing.repository import SharingRepository
 from functions.sharing.service import SharingService
 
 DEFAULT_SCHEMA = "default"
 MAX_PAGE = 1000
 _FOOTER_PROBE = 64 * 1024
-# Reads one request makes side by side (boto3's clients are thread-safe).
-_LOOKUPS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="delta-sharing-lookup")
 
 
 class QueryRequest(Model):
@@ -79,6 +80,7 @@ class SharedTable:
     live: tuple[Grant, ...] = ()
     between: tuple[Grant, ...] = ()  # every grant from the owner to the recipient department, as fetched
     grant_id: str | None = None  # the grant it is read under, when the name says so
+    reader: ShareReader | None = None  # who reads it, as confirmed when it was looked up
 
     @property
     def name(self) -> str:
@@ -97,12 +99,65 @@ class SharedTable:
 
 @dataclass(frozen=True)
 class ShareReader:
-    """Who reads, as the recipient authorizer verified it: one recipient department, one owner's share."""
+    """Who reads, as the recipient authorizer verified it: one recipient department, one owner's
+    share, and the SHA-256 of the token presented with this request. API Gateway caches the
+    authorizer's answer, so each request confirms the token and its department again
+    (`RecipientLookup`) before anything is read; `department_status` is then the directory's now."""
 
     recipient_id: str
     owner: str
     department: str
+    token_sha256: str = ""
     department_status: str = "active"
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    reader: ShareReader  # its department's status as the directory holds it now
+    dataset: Dataset | None = None
+    grants: list[Grant] | None = None  # every grant from the owner to the department; None: no index
+
+
+class RecipientLookup:
+    """The recipient's token record and department as they stand now, read in one BatchGetItem with
+    whatever else the request needs (a dataset, the department's index of grants)."""
+
+    def __init__(
+        self,
+        recipients: RecipientRepository,
+        directory: DirectoryRepository,
+        catalog: CatalogRepository,
+        grants: SharingRepository,
+        clock: Callable[[], str] = utc_now,
+    ) -> None:
+        self._recipients = recipients
+        self._directory = directory
+        self._catalog = catalog
+        self._grants = grants
+        self._clock = clock
+
+    def confirm(self, reader: ShareReader, dataset_id: str | None = None, with_grants: bool = False) -> Confirmed:
+        """Unauthenticated if the token is no longer live or its department is gone. With a dataset
+        (or `with_grants`), the department's index of grants comes in the same read."""
+        keys: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        keys[self._recipients.table_name].append(self._recipients.key(reader.recipient_id))
+        keys[self._directory.table_name].append(self._directory.department_key(reader.department))
+        if dataset_id is not None:
+            keys[self._catalog.table_name].append(self._catalog.key(dataset_id))
+        if dataset_id is not None or with_grants:
+            keys[self._grants.table_name].append(self._grants.index_key(reader.department))
+        found = batch_get(self._grants.client, dict(keys))
+        by_kind = {item["pk"]["S"].split("#", 1)[0]: item for items in found.values() for item in items}
+        stored = self._recipients.from_stored(by_kind["RECIPIENT"]) if "RECIPIENT" in by_kind else None
+        recipient = live_recipient(stored, reader.token_sha256, self._clock())
+        if recipient.owner != reader.owner or recipient.department != reader.department:
+            raise Unauthenticated("unknown_token")
+        if "DEPT" not in by_kind:
+            raise Unauthenticated("unknown_department")
+        department = self._directory.department_from(by_kind["DEPT"])
+        dataset = self._catalog.from_stored(by_kind["DATASET"]) if "DATASET" in by_kind else None
+        grants = self._grants.grants_in_index(by_kind.get("GRANTEE"), reader.owner)
+        return Confirmed(replace(reader, department_status=department.status), dataset, grants)
 
 
 def schema_of(dataset: Dataset) -> str:
@@ -206,9 +261,11 @@ class DeltaSharingService:
         versions: IngestRepository,
         sharing: SharingService,
         policies: CatalogService,
+        lookup: RecipientLookup,
         footer: Callable[[str], Any] = parquet_footer,
         clock: Callable[[], str] = utc_now,
     ) -> None:
+        self._lookup = lookup
         self._catalog = catalog
         self._grants = grants
         self._versions = versions
@@ -223,10 +280,12 @@ class DeltaSharingService:
 
     # -- lists
     def shares(self, recipient: ShareReader) -> list[dict[str, str]]:
+        self._lookup.confirm(recipient)
         return [{"name": recipient.owner, "id": recipient.owner}]
 
     def share(self, recipient: ShareReader, share: str) -> dict[str, str]:
         self._check_share(recipient, share)
+        self._lookup.confirm(recipient)
         return {"name": recipient.owner, "id": recipient.owner}
 
     def schemas(self, recipient: ShareReader, share: str) -> list[dict[str, str]]:
@@ -237,8 +296,11 @@ class DeltaSharingService:
         """The owner's published datasets that the policies let the recipient department read under a
         grant to the department, now (decided per dataset in one call, not audited: a listing)."""
         self._check_share(recipient, share)
-        reader = recipient_caller(recipient)
-        between = self._grants.grants_between(recipient.owner, recipient.department)
+        confirmed = self._lookup.confirm(recipient, with_grants=True)
+        reader = recipient_caller(confirmed.reader)
+        between = confirmed.grants
+        if between is None:
+            between = self._grants.grants_between(recipient.owner, recipient.department)
         candidates = [g for g in between if g.grantee_principal is None]
         datasets: dict[str, Dataset] = {}
         for grant in candidates:
@@ -265,18 +327,20 @@ class DeltaSharingService:
 
     # -- a table
     def table(self, recipient: ShareReader, share: str, schema: str, name: str) -> SharedTable:
-        """One shared table: one grants query and one dataset read, whatever the share holds."""
+        """One shared table: the dataset and the grants to the recipient in one read, whatever the share holds."""
         self._check_share(recipient, share)
         missing = NotFound(f"No table {share}.{schema}.{name} is shared with your department")
-        # The two reads are independent: side by side, a request waits for one round trip, not two.
+        # The token, its department, the dataset and the grants to the department: one round trip.
         dataset_name, _, grant_id = name.lower().partition(GRANT_SEPARATOR)
-        between_future = _LOOKUPS.submit(self._grants.grants_between, recipient.owner, recipient.department)
-        dataset = self._catalog.get(dataset_name)
-        between = between_future.result()
+        confirmed = self._lookup.confirm(recipient, dataset_name)
+        dataset = confirmed.dataset
         if dataset is None or dataset.owner != recipient.owner or dataset.latest_version < 1:
             raise missing
+        between = confirmed.grants
+        if between is None:  # the department's index is not built yet
+            between = self._grants.grants_between(dataset.owner, recipient.department)
         department_grants = [g for g in between if g.grantee_principal is None]
-        covering = self._policies.permitted(recipient_caller(recipient), "ReadData", dataset, department_grants)
+        covering = self._policies.permitted(recipient_caller(confirmed.reader), "ReadData", dataset, department_grants)
         if grant_id:
             covering = [g for g in covering if g.grant_id == grant_id]
         if not covering or schema_of(dataset) != schema.lower():
@@ -292,16 +356,19 @@ class DeltaSharingService:
             tuple(covering),
             tuple(between),
             grant_id=grant_id or None,
+            reader=confirmed.reader,
         )
 
     def table_version(self, recipient: ShareReader, share: str, schema: str, name: str, starting_timestamp: str | None) -> int:
         table = self.table(recipient, share, schema, name)
+        recipient = table.reader or recipient
         if starting_timestamp is None:
             return table.dataset.latest_version
         return self._version_at(table.dataset, starting_timestamp, earliest_after=True)
 
     def metadata(self, recipient: ShareReader, share: str, schema: str, name: str) -> tuple[int, list[dict[str, Any]]]:
         table = self.table(recipient, share, schema, name)
+        recipient = table.reader or recipient
         kept = self._metadata_cache.get((table.name, table.dataset.latest_version, table.grants))
         if kept is not None:
             # Still decided by the policies (a suspended department sees nothing), not audited: no data goes out.
@@ -316,6 +383,7 @@ class DeltaSharingService:
         self, recipient: ShareReader, share: str, schema: str, name: str, request: QueryRequest
     ) -> tuple[int, list[dict[str, Any]]]:
         table = self.table(recipient, share, schema, name)
+        recipient = table.reader or recipient
         if request.starting_version is not None or request.ending_version is not None:
             raise InvalidRequest("Ask .../changes for a range of versions; a query reads one version")
         if request.version is not None and request.timestamp is not None:
@@ -359,6 +427,7 @@ class DeltaSharingService:
         """The change data feed from `starting_version` to `ending_version` (default: the latest),
         inclusive: for each version, its predecessor's files removed and its own added."""
         table = self.table(recipient, share, schema, name)
+        recipient = table.reader or recipient
         latest = table.dataset.latest_version
         if starting_version is None and starting_timestamp is None:
             raise InvalidRequest("Give startingVersion or startingTimestamp")

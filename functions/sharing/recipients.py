@@ -97,10 +97,17 @@ class RecipientRepository(DynamoTable):
         self.client.put_item(TableName=self._table, Item=to_item(record), ConditionExpression="attribute_not_exists(pk)")
 
     def get(self, recipient_id: str) -> tuple[ShareRecipient, str] | None:
-        response = self.client.get_item(TableName=self._table, Key=to_item(_key(recipient_id)), ConsistentRead=True)
-        if "Item" not in response:
-            return None
-        record = from_item(response["Item"])
+        response = self.client.get_item(TableName=self._table, Key=self.key(recipient_id), ConsistentRead=True)
+        return self.from_stored(response["Item"]) if "Item" in response else None
+
+    def key(self, recipient_id: str) -> dict[str, Any]:
+        """A recipient's key, for a BatchGetItem beside other items."""
+        return to_item(_key(recipient_id))
+
+    @staticmethod
+    def from_stored(item: dict[str, Any]) -> tuple[ShareRecipient, str]:
+        """A recipient and its token's SHA-256, from its item as DynamoDB returned it."""
+        record = from_item(item)
         digest = str(record.pop("token_sha256"))
         values = {k: v for k, v in record.items() if k not in {"pk", "sk", "owner_status"}}
         return ShareRecipient.model_validate(values), digest
@@ -140,8 +147,13 @@ def authenticate(repository: RecipientRepository, token: str, now: str) -> Share
     recipient_id, _, secret = token.partition(".")
     if not RECIPIENT_ID.match(recipient_id) or not secret or len(token) > 256:
         raise Unauthenticated("malformed_token")
-    found = repository.get(recipient_id)
-    if found is None or not hmac.compare_digest(found[1], token_digest(token)):
+    return live_recipient(repository.get(recipient_id), token_digest(token), now)
+
+
+def live_recipient(found: tuple[ShareRecipient, str] | None, digest: str, now: str) -> ShareRecipient:
+    """The stored recipient if the presented token's digest is its token's and it is live now;
+    Unauthenticated (with why, for the audit) otherwise."""
+    if found is None or not hmac.compare_digest(found[1], digest):
         raise Unauthenticated("unknown_token")
     recipient = found[0]
     if recipient.status != "active":

@@ -15,13 +15,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from functions.catalog.models import Dataset
+from functions.catalog.repository import CatalogRepository
 from functions.core import idempotency
-from functions.core.dynamo import DynamoTable, from_item, is_conditional_failure, to_item
+from functions.core.dynamo import DynamoTable, batch_get, from_item, is_conditional_failure, to_item
 from functions.core.errors import Conflict, NotFound
 from functions.core.events import EventDetail, from_entry, to_entry
 from functions.sharing.models import AccessRequest, Grant
 
 OUTBOX = "OUTBOX"
+INDEX_ATTEMPTS = 4  # a grant change retried when another change to the same grantee's index came first
 
 
 def _pk(dataset_id: str) -> str:
@@ -32,10 +35,18 @@ def _grant_key(grant: Grant) -> dict[str, str]:
     return {"pk": f"OWNER#{grant.owner}", "sk": f"GRANT#{grant.grantee_department}#{grant.grant_id}"}
 
 
+def _index_key(grantee: str) -> dict[str, str]:
+    return {"pk": f"GRANTEE#{grantee}", "sk": "GRANTS"}
+
+
+def _indexed(grant_id: str) -> str:
+    return f"grant_{grant_id}"
+
+
 class SharingRepository(DynamoTable):
     def put_grant(self, grant: Grant, events: Sequence[EventDetail] = ()) -> str | None:
         """Store a new grant (and the events it causes, in the outbox); returns the outbox entry."""
-        return self._write([self._new(_grant_record(grant))], events, f"Grant {grant.grant_id} exists", grant)
+        return self._write([self._new(_grant_record(grant))], events, f"Grant {grant.grant_id} exists", grant, grant)
 
     def grants_between(self, owner: str, grantee: str) -> list[Grant]:
         """Every grant `owner` gave `grantee` (live or not): the candidates for one read."""
@@ -43,6 +54,27 @@ class SharingRepository(DynamoTable):
             KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
             ExpressionAttributeValues=to_item({":pk": f"OWNER#{owner}", ":prefix": f"GRANT#{grantee}#"}),
         )
+
+    def index_key(self, grantee: str) -> dict[str, Any]:
+        """The key of `grantee`'s index of grants, for a BatchGetItem beside another table's items."""
+        return to_item(_index_key(grantee))
+
+    def grants_in_index(self, item: dict[str, Any] | None, owner: str) -> list[Grant] | None:
+        """The grants `owner` gave, from a grantee's index item as DynamoDB returned it (None: no index)."""
+        if item is None:
+            return None
+        found = [Grant.model_validate_json(value["S"]) for name, value in item.items() if name.startswith("grant_")]
+        return [g for g in found if g.owner == owner]
+
+    def dataset_and_grants(self, catalog: CatalogRepository, dataset_id: str, grantee: str) -> tuple[Dataset | None, list[Grant]]:
+        """A dataset and every grant its owner gave `grantee` (live or not): one BatchGetItem of the
+        dataset and the grantee's index, then a grants query only if the index does not exist yet."""
+        found = batch_get(self.client, {catalog.table_name: [catalog.key(dataset_id)], self._table: [self.index_key(grantee)]})
+        dataset = catalog.from_stored(found[catalog.table_name][0]) if found[catalog.table_name] else None
+        if dataset is None or dataset.owner == grantee:
+            return dataset, []
+        indexed = self.grants_in_index(found[self._table][0] if found[self._table] else None, dataset.owner)
+        return dataset, indexed if indexed is not None else self.grants_between(dataset.owner, grantee)
 
     def grants_of(self, owner: str) -> list[Grant]:
         return self._query(
@@ -71,7 +103,8 @@ class SharingRepository(DynamoTable):
                 "ExpressionAttributeValues": to_item({":revoked": "revoked", ":active": "active", ":now": now, ":by": by}),
             }
         }
-        return self._write([update], events, f"Grant {grant.grant_id} is already revoked", result)
+        revoked = grant.model_copy(update={"status": "revoked", "revoked_at": now, "revoked_by": by})
+        return self._write([update], events, f"Grant {grant.grant_id} is already revoked", result, revoked)
 
     def put_request(self, request: AccessRequest, events: Sequence[EventDetail] = ()) -> str | None:
         return self._write([self._new(_request_record(request))], events, f"Access request {request.request_id} exists", request)
@@ -97,33 +130,74 @@ class SharingRepository(DynamoTable):
             }
         }
         items = [decision, *([self._new(_grant_record(grant))] if grant else [])]
-        return self._write(items, events, f"Access request {request.request_id} was already decided", grant or request)
+        return self._write(items, events, f"Access request {request.request_id} was already decided", grant or request, grant)
 
     # -- the outbox: events written with the change they report, published after it
     def _write(
-        self, items: list[dict[str, Any]], events: Sequence[EventDetail], conflict: str, result: Grant | AccessRequest | None
+        self,
+        items: list[dict[str, Any]],
+        events: Sequence[EventDetail],
+        conflict: str,
+        result: Grant | AccessRequest | None,
+        grant: Grant | None = None,
     ) -> str | None:
-        """One transaction: the change, (if any) its events in the outbox, and (under an idempotency
-        key) the result it answers with. Conflict if a condition fails; AlreadyCommitted if an earlier
-        call with the same idempotency key committed this change."""
-        entry = None
-        if events:
-            entry = f"{datetime.now(UTC).isoformat(timespec='microseconds')}#{secrets.token_hex(8)}"
-            record = {"pk": OUTBOX, "sk": entry, "events": json.dumps([to_entry(e) for e in events])}
-            items = [*items, self._new(record)]
-        keyed = idempotency.current.get()
-        if keyed is not None and result is not None:
-            items = [*items, keyed.commit_item(result.model_dump_json())]
-        try:
-            self.client.transact_write_items(TransactItems=items)
-        except Exception as error:
-            if not is_conditional_failure(error):
-                raise
-            committed = keyed.committed() if keyed is not None and result is not None else None
-            if committed is not None:
-                raise idempotency.AlreadyCommitted(committed) from None
-            raise Conflict(conflict) from None
-        return entry
+        """One transaction: the change, (if any) the grant's new state in its grantee's index, its
+        events in the outbox, and (under an idempotency key) the result it answers with. Conflict if
+        a condition of the change fails; AlreadyCommitted if an earlier call with the same idempotency
+        key committed this change. Retried when only the index's condition failed (another grant to
+        the same department changed it first)."""
+        too_large = False
+        for attempt in range(INDEX_ATTEMPTS):
+            changes = [*items, *([self._index_entry(grant, too_large)] if grant else [])]
+            entry = None
+            if events:
+                entry = f"{datetime.now(UTC).isoformat(timespec='microseconds')}#{secrets.token_hex(8)}"
+                record = {"pk": OUTBOX, "sk": entry, "events": json.dumps([to_entry(e) for e in events])}
+                changes = [*changes, self._new(record)]
+            keyed = idempotency.current.get()
+            if keyed is not None and result is not None:
+                changes = [*changes, keyed.commit_item(result.model_dump_json())]
+            try:
+                self.client.transact_write_items(TransactItems=changes)
+                return entry
+            except Exception as error:
+                if grant is not None and not too_large and _outgrown(error, len(items)):
+                    too_large = True  # the index is deleted instead: readers query the grants
+                    continue
+                if not is_conditional_failure(error):
+                    raise
+                reasons = [r.get("Code") or "None" for r in getattr(error, "response", {}).get("CancellationReasons", [])]
+                index_failed = grant is not None and len(reasons) > len(items) and reasons[len(items)] != "None"
+                only_index = index_failed and all(code == "None" for n, code in enumerate(reasons) if n != len(items))
+                if only_index and attempt + 1 < INDEX_ATTEMPTS:
+                    continue  # another change to the grantee's index came first: built afresh
+                committed = keyed.committed() if keyed is not None and result is not None else None
+                if committed is not None:
+                    raise idempotency.AlreadyCommitted(committed) from None
+                raise Conflict(conflict) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _index_entry(self, grant: Grant, too_large: bool) -> dict[str, Any]:
+        """The transaction entry keeping `grant`'s grantee's index in step: the grant set on an index
+        that exists, else the whole index built (only if still absent); deleted if it outgrew an item."""
+        key = to_item(_index_key(grant.grantee_department))
+        if too_large:
+            return {"Delete": {"TableName": self._table, "Key": key}}
+        found = self.client.get_item(TableName=self._table, Key=key, ConsistentRead=True)
+        if "Item" in found:
+            return {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": key,
+                    "UpdateExpression": "SET #grant = :grant",
+                    "ConditionExpression": "attribute_exists(pk)",
+                    "ExpressionAttributeNames": {"#grant": _indexed(grant.grant_id)},
+                    "ExpressionAttributeValues": to_item({":grant": grant.model_dump_json()}),
+                }
+            }
+        grants = {g.grant_id: g for g in self.grants_to(grant.grantee_department)} | {grant.grant_id: grant}
+        record = _index_key(grant.grantee_department) | {_indexed(g.grant_id): g.model_dump_json() for g in grants.values()}
+        return {"Put": {"TableName": self._table, "Item": to_item(record), "ConditionExpression": "attribute_not_exists(pk)"}}
 
     def _new(self, record: dict[str, Any]) -> dict[str, Any]:
         return {"Put": {"TableName": self._table, "Item": to_item(record), "ConditionExpression": "attribute_not_exists(pk)"}}
@@ -181,6 +255,17 @@ class SharingRepository(DynamoTable):
         for page in self.client.get_paginator("query").paginate(TableName=self._table, **query):
             records.extend(_grant(from_item(item)) for item in page["Items"])
         return records
+
+
+def _outgrown(error: Exception, index_position: int) -> bool:
+    """Whether a transaction failed because the grantee's index would outgrow DynamoDB's item size
+    (a cancellation reason for that entry; a validation error of the whole call, as moto answers)."""
+    response = getattr(error, "response", None) or {}
+    reasons = response.get("CancellationReasons", [])
+    if len(reasons) > index_position and reasons[index_position].get("Code") == "ValidationError":
+        return True
+    error_body = response.get("Error", {})
+    return error_body.get("Code") == "ValidationException" and "size" in str(error_body.get("Message", "")).lower()
 
 
 def _grant_record(grant: Grant) -> dict[str, Any]:

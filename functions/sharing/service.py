@@ -283,8 +283,7 @@ class SharingService:
         its owner to the caller's department, when this request has read them already."""
         if linkage is not None:
             return self._read_linked(caller, dataset_id, version, linkage, request_id)
-        dataset = fetched[0] if fetched else self._catalog.load(dataset_id)
-        candidates = fetched[1] if fetched else self._grants_between(caller, dataset)
+        dataset, candidates = fetched or self._dataset_and_grants(caller, dataset_id)
         number = version or dataset.latest_version
         # The policies decide whether the caller reads on its own right (owner, open data) or under
         # which of its grants; the chosen grant's terms shape what it gets.
@@ -381,6 +380,13 @@ class SharingService:
             files=self._presigned(files, dataset.owner),
             audit=details,
         )
+
+    def _dataset_and_grants(self, caller: Caller, dataset_id: str) -> tuple[Dataset, list[Grant]]:
+        """The dataset and every grant its owner gave the caller's department, in one round trip."""
+        dataset, grants = self._sharing.dataset_and_grants(self._catalog.repository, dataset_id, caller.department_id)
+        if dataset is None:
+            raise DatasetNotFound(f"No dataset {dataset_id}")
+        return dataset, grants
 
     def _grants_between(self, caller: Caller, dataset: Dataset) -> list[Grant]:
         if dataset.owner == caller.department_id:

@@ -32,6 +32,7 @@ from constructs import Construct
 
 from infra.cloud.config import LOG_RETENTION_NAMES, DeploymentConfig
 from infra.spec import (
+    AUTHORIZER_CACHE_SECONDS,
     PUBLIC,
     LimitsSpec,
     RouteSpec,
@@ -103,15 +104,15 @@ class Api(Construct):
         removal = RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY
         retention = logs.RetentionDays[LOG_RETENTION_NAMES[config.log_retention_days]]
         access_logs = logs.LogGroup(self, "AccessLogs", retention=retention, encryption_key=logs_key, removal_policy=removal)
-        # One REQUEST authorizer per kind of caller (signed requests; Delta Sharing recipients' bearer
-        # tokens), none cached: tokens are single-use, and a revoked recipient must stop at once.
+        # One REQUEST authorizer per kind of caller (signed requests, never cached: tokens are
+        # single-use; Delta Sharing recipients' bearer tokens, cached: see AUTHORIZER_CACHE_SECONDS).
         self.authorizers = {
             name: apigw.RequestAuthorizer(
                 self,
                 "SignedRequests" if name == default_authorizer else f"Authorizer-{name}",
                 handler=functions[name],
                 identity_sources=[apigw.IdentitySource.header("Authorization")],
-                results_cache_ttl=Duration.seconds(0),
+                results_cache_ttl=Duration.seconds(AUTHORIZER_CACHE_SECONDS.get(name, 0)),
             )
             for name in sorted({default_authorizer, *(r.authorizer for r in routes if r.authorizer and r.authorizer != PUBLIC)})
         }

@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from infra.local.console import ConsoleFiles
 from infra.local.lambdas import LocalLambdas
 from infra.spec import (
+    AUTHORIZER_CACHE_SECONDS,
     CONSOLE_PATH,
     PUBLIC,
     SPEC,
@@ -147,6 +148,8 @@ class Gateway:
         # As in AWS: the stage's throttle before anything runs, each department's (its usage plan) after the authorizer.
         self._stage_limiter = TokenBucket(spec.limits.stage_rate_per_second, spec.limits.stage_burst)
         self._limiter = TokenBucket(spec.limits.rate_per_second, spec.limits.burst)
+        self._authorizer_answers: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+        self._authorizer_lock = threading.Lock()
         gateway = self
 
         class RequestHandler(BaseHTTPRequestHandler):
@@ -252,7 +255,7 @@ class Gateway:
         if route.authorizer == PUBLIC:  # no caller to verify: only the stage's throttle applies
             return self._respond(self._lambdas.invoke(route.function, event))
         try:
-            authorization = self._lambdas.invoke(route.authorizer or self._spec.authorizer, self._authorizer_event(event))
+            authorization = self._authorize(route.authorizer or self._spec.authorizer, event)
         except Exception as error:
             if str(error) != "Unauthorized":  # anything else is a fault of the authorizer: log it
                 logger.exception("authorizer failed")
@@ -261,6 +264,23 @@ class Gateway:
             return self._throttled()
         event["requestContext"]["authorizer"] = dict(authorization["context"], principalId=authorization["principalId"])
         return self._respond(self._lambdas.invoke(route.function, event))
+
+    def _authorize(self, authorizer: str, event: dict[str, Any]) -> dict[str, Any]:
+        """The authorizer's answer, kept per Authorization header as API Gateway keeps it when the
+        authorizer is cached (AUTHORIZER_CACHE_SECONDS); a refusal is never kept."""
+        seconds = AUTHORIZER_CACHE_SECONDS.get(authorizer, 0)
+        identity = next((v for k, v in (event.get("headers") or {}).items() if k.lower() == "authorization"), None)
+        key = (authorizer, identity or "")
+        if seconds and identity:
+            with self._authorizer_lock:
+                kept = self._authorizer_answers.get(key)
+            if kept is not None and kept[0] > time.monotonic():
+                return kept[1]
+        authorization: dict[str, Any] = self._lambdas.invoke(authorizer, self._authorizer_event(event))
+        if seconds and identity:
+            with self._authorizer_lock:
+                self._authorizer_answers[key] = (time.monotonic() + seconds, authorization)
+        return authorization
 
     @staticmethod
     def _respond(response: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:

@@ -15,7 +15,7 @@ from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks, ServerlessChecks
 
 from functions.core.events import EVENT_TYPES
 from functions.core.settings import required_environment_names
-from infra.spec import PUBLIC, SPEC
+from infra.spec import AUTHORIZER_CACHE_SECONDS, PUBLIC, SPEC
 from tests.infra.conftest import Synthesised, of_type
 
 Resources = dict[str, dict[str, Any]]
@@ -136,9 +136,11 @@ def test_every_route_of_the_spec_is_a_method_behind_its_authorizer(resources: Re
     # Signed requests, and Delta Sharing recipients' bearer tokens; the open-data catalog has none.
     named = {SPEC.authorizer, *(r.authorizer for r in SPEC.routes if r.authorizer and r.authorizer != PUBLIC)}
     assert len(authorizers) == len(named) == 2
-    for authorizer in authorizers.values():
-        assert authorizer["Properties"]["Type"] == "REQUEST"
-        assert authorizer["Properties"]["AuthorizerResultTtlInSeconds"] == 0  # single-use tokens, revocable recipients
+    kept = sorted(authorizer["Properties"]["AuthorizerResultTtlInSeconds"] for authorizer in authorizers.values())
+    assert all(authorizer["Properties"]["Type"] == "REQUEST" for authorizer in authorizers.values())
+    # Signed requests: never kept (single-use tokens). Recipients: kept, the function confirming the
+    # token and its department on every request (functions/sharing/delta.RecipientLookup).
+    assert kept == [0, AUTHORIZER_CACHE_SECONDS["recipient-authorizer"]]
     all_methods = of_type(resources, "AWS::ApiGateway::Method")
     # CORS preflights for the console are checked in test_console_hosting.py.
     methods = {name: m for name, m in all_methods.items() if m["Properties"]["HttpMethod"] != "OPTIONS"}

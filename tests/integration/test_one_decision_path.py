@@ -25,6 +25,7 @@ from functions.identity.directory import DirectoryRepository
 from functions.policy.actors import Actors
 from functions.sharing.delta import ShareReader
 from functions.sharing.models import Grant, GrantTerms
+from functions.sharing.recipients import RecipientRepository, ShareRecipient, token_digest
 from functions.sharing.repository import SharingRepository
 from tests.integration.conftest import Aws
 from tests.integration.test_analytics_triggers import START, publish
@@ -101,8 +102,22 @@ class City:
 
     def delta_table(self) -> Any:
         """The table a Delta Sharing query or metadata request reads, as the recipient sees it (or None)."""
-        status = self.directory.get_department(GRANTEE).status  # type: ignore[union-attr]
-        reader = ShareReader(recipient_id="s" + "1" * 24, owner=OWNER, department=GRANTEE, department_status=status)
+        # A token the owner issued to the department, checked (with the department's status now) by
+        # the table lookup itself, as every Delta Sharing request is.
+        recipient_id, token = "s" + "1" * 24, "s" + "1" * 24 + ".the-recipient-secret"
+        if RecipientRepository(self.settings.sharing_table).get(recipient_id) is None:
+            RecipientRepository(self.settings.sharing_table).put(
+                ShareRecipient(
+                    recipient_id=recipient_id,
+                    owner=OWNER,
+                    department=GRANTEE,
+                    created_by="steward",
+                    created_at="2026-01-01T00:00:00Z",
+                    expires_at="2999-01-01T00:00:00Z",
+                ),
+                token_digest(token),
+            )
+        reader = ShareReader(recipient_id=recipient_id, owner=OWNER, department=GRANTEE, token_sha256=token_digest(token))
         try:
             return delta_sharing.delta_sharing().table(reader, OWNER, "default", "air")
         except NotFound:

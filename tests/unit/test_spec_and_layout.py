@@ -85,3 +85,13 @@ def test_the_api_path_imports_nothing_heavy() -> None:
     ]
     found = {(f, m) for f, m in _imports("functions") if any(f.startswith(p) for p in api_modules) and m in heavy}
     assert not found
+
+
+def test_writing_the_openapi_document_leaves_the_routes_bound_to_their_functions() -> None:
+    """Each route reads the verified caller from its router's context, which must stay its own
+    function's: a process that generated the document once answered every later request with 500."""
+    from functions.handlers import analytics, api
+
+    openapi_document()
+    for module in (api, analytics):
+        assert all(router.context is module.app.context for router in module.ROUTERS)
