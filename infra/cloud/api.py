@@ -87,6 +87,13 @@ def problem_template(code: str, title: str, status: int | None) -> str:
     return json.dumps(body)
 
 
+def waf_rate_per_ip(limits: LimitsSpec) -> int:
+    """Requests one address may send in WAF's 5-minute window: what the whole stage accepts. A city's
+    departments usually share one egress address, so each department's own rate (its usage plan)
+    is API Gateway's to enforce, per API key; the WAF only stops one address flooding beyond that."""
+    return int(limits.stage_rate_per_second * 300)
+
+
 class Api(Construct):
     def __init__(
         self,
@@ -159,7 +166,7 @@ class Api(Construct):
                 response_headers={"Content-Type": "'application/problem+json'", **browser_headers},
                 templates={"application/json": problem_template(code, title, status)},
             )
-        self.web_acl = self._firewall(config, retention, removal, logs_key)
+        self.web_acl = self._firewall(config, limits, retention, removal, logs_key)
 
     def _routes(self, routes: tuple[RouteSpec, ...], functions: dict[str, lambda_.Function]) -> None:
         validator = self.rest_api.add_request_validator("Validator", validate_request_body=True, validate_request_parameters=True)
@@ -237,7 +244,12 @@ class Api(Construct):
         return {"authorizer": authorizer, "authorization_type": apigw.AuthorizationType.CUSTOM}
 
     def _firewall(
-        self, config: DeploymentConfig, retention: logs.RetentionDays, removal: RemovalPolicy, logs_key: kms.IKey
+        self,
+        config: DeploymentConfig,
+        limits: LimitsSpec,
+        retention: logs.RetentionDays,
+        removal: RemovalPolicy,
+        logs_key: kms.IKey,
     ) -> wafv2.CfnWebACL:
         def visibility(name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
             return wafv2.CfnWebACL.VisibilityConfigProperty(
@@ -271,7 +283,9 @@ class Api(Construct):
             action=wafv2.CfnWebACL.RuleActionProperty(block={}),
             statement=wafv2.CfnWebACL.StatementProperty(
                 rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
-                    limit=config.waf_requests_per_ip, aggregate_key_type="IP", evaluation_window_sec=300
+                    limit=config.waf_requests_per_ip or waf_rate_per_ip(limits),
+                    aggregate_key_type="IP",
+                    evaluation_window_sec=300,
                 )
             ),
             visibility_config=visibility("RequestsPerClientIp"),
@@ -279,6 +293,7 @@ class Api(Construct):
         web_acl = wafv2.CfnWebACL(
             self,
             "Firewall",
+            name=f"cityshare-{config.stage}",  # CloudWatch's WAF metrics are per web ACL name (the alarms')
             scope="REGIONAL",
             default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
             visibility_config=visibility(f"cityshare-{config.stage}"),

@@ -35,8 +35,16 @@ class DeploymentConfig(BaseModel):
     city_name: str = Field(default="The city", alias="cityName", min_length=1, max_length=100)
     # Prod keeps its tables, buckets and keys when the stack is deleted; dev removes what it can.
     retain_data: bool = Field(default=True, alias="retainData")
-    # Throttles are not here: infra/spec.py's LimitsSpec holds them for both stacks alike.
-    waf_requests_per_ip: int = Field(default=3000, alias="wafRequestsPerFiveMinutesPerIp", ge=100)
+    # Throttles are not here: infra/spec.py's LimitsSpec holds them for both stacks alike. The WAF's
+    # per-IP rate defaults to what the stage itself accepts in 5 minutes: a city's departments often
+    # leave through one egress address, so a lower rate would throttle them all together.
+    waf_requests_per_ip: int | None = Field(default=None, alias="wafRequestsPerFiveMinutesPerIp", ge=100)
+    # AWS Backup of the tables (infra/cloud/backups.py): how long recovery points are kept, and
+    # whether the vault is locked for that long (governance mode).
+    backup_retention_days: int = Field(default=35, alias="backupRetentionDays", ge=1, le=3650)
+    backup_vault_lock: bool = Field(default=False, alias="backupVaultLock")
+    # How long the data bucket keeps an object's earlier versions (no one may delete one sooner).
+    noncurrent_version_days: int = Field(default=90, alias="noncurrentVersionDays", ge=1, le=3650)
     log_retention_days: int = Field(default=30, alias="logRetentionDays")
     alarm_emails: list[str] = Field(default_factory=list, alias="alarmEmails")
     # The console on the city's own name (e.g. data.city.example), with an ACM certificate in us-east-1

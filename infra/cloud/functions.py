@@ -96,6 +96,7 @@ class Functions(Construct):
         environment: dict[str, str],
         resources: Resources,
         log_retention_days: int,
+        retain_logs: bool = False,
         asynchronous: set[str] | None = None,
         undelivered: sqs.IQueue | None = None,
     ) -> None:
@@ -120,7 +121,8 @@ class Functions(Construct):
                 f"Logs-{spec.name}",
                 retention=logs.RetentionDays[LOG_RETENTION_NAMES[log_retention_days]],
                 encryption_key=resources.logs_key,
-                removal_policy=RemovalPolicy.DESTROY,
+                # Kept when the stack is deleted in stages that keep their data: logs say who did what.
+                removal_policy=RemovalPolicy.RETAIN if retain_logs else RemovalPolicy.DESTROY,
             )
             role = iam.Role(
                 self,

@@ -1,12 +1,13 @@
 """What the platform team watches: alarms delivered to the addresses of cdk.json (`alarmEmails` of
 the stage) through a topic CloudWatch may publish to (its key, the operations key, lets it), and one
 dashboard: the API (requests, 4xx, 5xx, latency), every function (errors, throttles, duration), the
-dead-letter queues, ingest lag, audit write failures, and per department (Powertools metrics of
-functions/core/observability.py, found by SEARCH so department #500 appears without a deploy)."""
+dead-letter queues, ingest lag, audit write failures, refusals (4xx) and firewall blocks, and per
+department (Powertools metrics of functions/core/observability.py, found by SEARCH so department #500
+appears without a deploy)."""
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
@@ -20,6 +21,10 @@ from constructs import Construct
 
 NAMESPACE = "CityShare"  # functions/core/observability.py METRICS_NAMESPACE
 INGEST_LAG_ALARM_SECONDS = 900
+# Refusals and firewall blocks in 5 minutes above what honest use makes (a client whose clock or key
+# is wrong retries a few times a minute): someone probing, or a client broken for everyone.
+CLIENT_ERRORS_ALARM = 200
+FIREWALL_BLOCKS_ALARM = 100
 FIVE_MINUTES = Duration.minutes(5)
 
 
@@ -45,6 +50,7 @@ class Monitoring(Construct):
         functions: dict[str, lambda_.Function],
         api: apigw.RestApi,
         undelivered: sqs.IQueue,
+        web_acl_name: str,
     ) -> None:
         super().__init__(scope, construct_id)
         self.topic = sns.Topic(self, "Alarms", master_key=key, enforce_ssl=True, display_name=f"CityShare {stage} alarms")
@@ -82,6 +88,26 @@ class Monitoring(Construct):
             ("ApiLatency", api.metric_latency(period=FIVE_MINUTES, statistic="p99"), 10_000, "The API's p99 latency passed 10 s"),
             ("IngestLag", ingest_age, INGEST_LAG_ALARM_SECONDS, "An upload has waited over 15 minutes to be ingested"),
             ("AuditWriteFailures", audit_failures, 1, "Audit entries could not be written: decisions may be unrecorded"),
+            (
+                "ApiClientErrors",
+                api.metric_client_error(period=FIVE_MINUTES),
+                CLIENT_ERRORS_ALARM,
+                "Over 200 requests in 5 minutes were refused (401 unauthenticated, 403 forbidden, 429 throttled...): "
+                "a broken client, or someone trying keys; the platform audit chain names them",
+            ),
+            (
+                "FirewallBlocks",
+                cloudwatch.Metric(
+                    namespace="AWS/WAFV2",
+                    metric_name="BlockedRequests",
+                    dimensions_map={"WebACL": web_acl_name, "Rule": "ALL", "Region": Stack.of(self).region},
+                    statistic="Sum",
+                    period=FIVE_MINUTES,
+                ),
+                FIREWALL_BLOCKS_ALARM,
+                "The firewall blocked over 100 requests in 5 minutes (a flood from one address, known bad inputs "
+                "or addresses): its log group says which rule and from where",
+            ),
         ]
         self.alarms = [
             metric.create_alarm(

@@ -19,6 +19,7 @@ from aws_cdk.aws_lambda_event_sources import SqsEventSource
 from constructs import Construct
 
 from infra.cloud.api import Api
+from infra.cloud.backups import Backups
 from infra.cloud.config import LOG_RETENTION_NAMES, DeploymentConfig
 from infra.cloud.console import ConsoleHosting
 from infra.cloud.functions import Functions, Resources, invoked_function_name
@@ -78,9 +79,20 @@ class CityShareStack(Stack):
         }
         query_role_arn = role_arn[function_role_name(stage, QUERY_FUNCTION)]
         keys = Keys(self, "Keys", stage, config.retain_data)
-        storage = Storage(self, "Storage", spec.buckets, keys.platform, query_role_arn)
+        storage = Storage(self, "Storage", spec.buckets, keys.platform, query_role_arn, config.noncurrent_version_days)
         data_bucket = storage.buckets["data"]
         tables = Tables(self, "Tables", spec.tables, keys.platform, config.retain_data)
+        Backups(
+            self,
+            "Backups",
+            stage,
+            tables.tables,
+            keys.platform,
+            keys.operations,
+            config.backup_retention_days,
+            config.backup_vault_lock,
+            config.retain_data,
+        )
         messaging = Messaging(self, "Messaging", spec.queues, spec.event_bus, spec.rules, stage, spec.topics, keys.platform)
         for bucket_spec in spec.buckets:
             messaging.notify(storage.buckets[bucket_spec.name], bucket_spec)
@@ -126,6 +138,7 @@ class CityShareStack(Stack):
             environment,
             resources,
             config.log_retention_days,
+            retain_logs=config.retain_data,
             asynchronous={schedule.function for schedule in spec.schedules},
             undelivered=messaging.undelivered,
         )
@@ -203,6 +216,7 @@ class CityShareStack(Stack):
             lambdas,
             api.rest_api,
             messaging.undelivered,
+            str(api.web_acl.name),
         )
         CfnOutput(self, "ApiUrl", value=api.rest_api.url, description="Endpoint for CityShare profiles")
         CfnOutput(self, "ConsoleUrl", value=f"{console.origin}{CONSOLE_PATH}", description="The stewards' console")

@@ -48,7 +48,13 @@ def _expiry_rule(expiry: ExpirySpec) -> s3.LifecycleRule:
 
 class Storage(Construct):
     def __init__(
-        self, scope: Construct, construct_id: str, buckets: tuple[BucketSpec, ...], key: kms.IKey, query_role_arn: str
+        self,
+        scope: Construct,
+        construct_id: str,
+        buckets: tuple[BucketSpec, ...],
+        key: kms.IKey,
+        query_role_arn: str,
+        noncurrent_days: int,
     ) -> None:
         super().__init__(scope, construct_id)
         # S3 server access logs can only be delivered to SSE-S3 buckets.
@@ -78,7 +84,7 @@ class Storage(Construct):
                 server_access_logs_prefix=f"{spec.name}/",
                 lifecycle_rules=[
                     s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(2)),
-                    s3.LifecycleRule(noncurrent_version_expiration=Duration.days(90)),
+                    s3.LifecycleRule(noncurrent_version_expiration=Duration.days(noncurrent_days)),
                     *(_expiry_rule(expiry) for expiry in spec.expiries),
                 ],
                 removal_policy=RemovalPolicy.RETAIN,

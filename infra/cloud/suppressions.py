@@ -160,6 +160,18 @@ def acknowledge_findings(stack: Stack) -> None:
             )
         },
     )
+    _acknowledge(
+        stack,
+        "Backups/Plan/Tables/Role/Resource",
+        {
+            f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/{policy}]": (
+                f"AWS Backup's role for backing up and restoring the tables: {policy} is the policy AWS documents "
+                "for it and keeps current as the DynamoDB backup features change."
+            )
+            for policy in ("AWSBackupServiceRolePolicyForBackup", "AWSBackupServiceRolePolicyForRestores")
+        },
+    )
+    _acknowledge(stack, "Backups/Plan/Tables/Role/DefaultPolicy/Resource", {_INLINE: _INLINE_REASON})
     for method in stack.node.find_child("Api").node.find_all():
         # CORS preflights (OPTIONS, a mock integration without credentials by the Fetch standard) raise nothing.
         if (

@@ -8,6 +8,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
+from infra.cloud.api import waf_rate_per_ip
 from infra.cloud.config import DeploymentConfig
 from infra.spec import SPEC
 from tests.infra.conftest import Synthesised, of_type
@@ -32,7 +33,10 @@ def test_alarms_reach_the_stages_addresses_through_a_topic_cloudwatch_may_use(
     alarms = of_type(resources, "AWS::CloudWatch::Alarm")
     names = {a["Properties"]["MetricName"] for a in alarms.values() if "MetricName" in a["Properties"]}
     assert {"ApproximateNumberOfMessagesVisible", "Errors", "Throttles", "5XXError", "Latency"} <= names
-    assert {"ApproximateAgeOfOldestMessage", "AuditWriteFailures"} <= names
+    assert {"ApproximateAgeOfOldestMessage", "AuditWriteFailures", "4XXError", "BlockedRequests"} <= names
+    (blocks,) = [a["Properties"] for a in alarms.values() if a["Properties"].get("MetricName") == "BlockedRequests"]
+    (acl,) = of_type(resources, "AWS::WAFv2::WebACL").values()
+    assert {"Name": "WebACL", "Value": acl["Properties"]["Name"]} in blocks["Dimensions"]  # WAF's metrics are by name
     assert all(a["Properties"]["AlarmActions"] for a in alarms.values())
     queues = len(SPEC.queues) + 1
     assert sum(a["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible" for a in alarms.values()) == queues
@@ -83,7 +87,9 @@ def test_a_waf_acl_with_managed_rules_and_a_rate_rule_guards_the_stage(synthesis
     } <= set(rules)
     rate = rules["RequestsPerClientIp"]["Statement"]["RateBasedStatement"]
     assert rate["AggregateKeyType"] == "IP"
-    assert rate["Limit"] == synthesised.context["cityshare"]["wafRequestsPerFiveMinutesPerIp"]
+    # Departments behind one city egress address share it: the address may send what the stage accepts.
+    assert rate["Limit"] == waf_rate_per_ip(SPEC.limits) == SPEC.limits.stage_rate_per_second * 300
+    assert rate["Limit"] >= SPEC.limits.rate_per_second * 300 * 6  # six departments at their full rate
     (association,) = of_type(resources, "AWS::WAFv2::WebACLAssociation").values()
     assert "restapis" in json.dumps(association["Properties"]["ResourceArn"])
     (logging,) = of_type(resources, "AWS::WAFv2::LoggingConfiguration").values()
@@ -123,3 +129,32 @@ def test_stages_come_from_cdk_json_and_prod_keeps_its_data(synthesised: Synthesi
     assert all(t["DeletionPolicy"] == "Retain" for t in tables.values())
     assert all(t["Properties"]["Replicas"][0]["DeletionProtectionEnabled"] for t in tables.values())
     assert all(k["DeletionPolicy"] == "Retain" for k in of_type(resources, "AWS::KMS::Key").values())
+
+
+def test_tables_are_backed_up_nightly_to_a_locked_vault_and_prod_keeps_its_logs(
+    synthesised: Synthesised, resources: Resources
+) -> None:
+    prod = DeploymentConfig.from_context(synthesised.context["cityshare"], "prod")
+    (vault,) = of_type(resources, "AWS::Backup::BackupVault").values()
+    assert vault["Properties"]["LockConfiguration"]["MinRetentionDays"] == prod.backup_retention_days
+    assert "ChangeableForDays" not in vault["Properties"]["LockConfiguration"]  # governance mode
+    assert "EncryptionKeyArn" in vault["Properties"] and vault["DeletionPolicy"] == "Retain"
+    refused = json.dumps(vault["Properties"]["AccessPolicy"])
+    assert "backup:DeleteRecoveryPoint" in refused and '"Deny"' in refused
+    (plan,) = of_type(resources, "AWS::Backup::BackupPlan").values()
+    (rule,) = plan["Properties"]["BackupPlan"]["BackupPlanRule"]
+    assert rule["Lifecycle"]["DeleteAfterDays"] == prod.backup_retention_days
+    (selection,) = of_type(resources, "AWS::Backup::BackupSelection").values()
+    chosen = json.dumps(selection["Properties"]["BackupSelection"]["Resources"])
+    tables = of_type(resources, "AWS::DynamoDB::GlobalTable")
+    assert len(tables) == len(SPEC.tables) and all(name in chosen for name in tables)
+    role_policy = json.dumps(
+        [p for n, p in of_type(resources, "AWS::IAM::Policy").items() if n.startswith("BackupsPlanTablesRole")]
+    )
+    assert "kms:CreateGrant" in role_policy and "kms:Decrypt" in role_policy  # the vault's and the tables' keys
+    logs = of_type(resources, "AWS::Logs::LogGroup")
+    functions = [g for n, g in logs.items() if n.startswith("FunctionsLogs")]
+    assert len(functions) == len(SPEC.functions) and all(g["DeletionPolicy"] == "Retain" for g in functions)
+    dev = DeploymentConfig.from_context(synthesised.context["cityshare"], "dev")
+    assert (dev.backup_vault_lock, prod.backup_vault_lock) == (False, True)
+    assert prod.noncurrent_version_days >= 365 and prod.backup_retention_days >= 35
