@@ -109,6 +109,9 @@ class FunctionSpec:
     # use its KMS key (functions/core/scoped.py); the function's own role reaches no department's data.
     acts_for_departments: bool = False
     platform_secret: bool = False  # decrypts the platform secret (masking and linkage keys)
+    # Writes the catalog's SECRET items (key ciphertexts, made on first use: functions/privacy/keys.py).
+    # A role that writes the catalog without it is refused those items by its own policy.
+    keeps_secrets: bool = False
     own_prefixes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # data bucket prefix -> S3 actions of its own
     layers: tuple[str, ...] = ("core",)  # dependency layers (functions/requirements-<layer>.txt)
     topics: tuple[str, ...] = ()  # SNS topics it publishes to
@@ -327,6 +330,7 @@ SPEC = PlatformSpec(
             ephemeral_storage_mb=10240,
             layers=("core", "data"),
             dead_letters=("ingest",),
+            keeps_secrets=True,  # each department's pseudonymisation key
         ),
         FunctionSpec(
             "api",
@@ -343,6 +347,7 @@ SPEC = PlatformSpec(
             publishes_events=True,
             acts_for_departments=True,
             platform_secret=True,  # masking and linkage keys for views
+            keeps_secrets=True,
             layers=("core", "data"),  # pyarrow is imported only to build a restricted view
         ),
         FunctionSpec(
@@ -400,6 +405,7 @@ SPEC = PlatformSpec(
             },
             acts_for_departments=True,  # presigns the owner's files, builds the grant's view
             platform_secret=True,  # masking and linkage keys of views
+            keeps_secrets=True,
             layers=("core", "data"),
             invokes=("privacy",),
         ),

@@ -58,6 +58,17 @@ def table_statements(
         )
         for name, actions in spec.tables.items()
     ]
+    writes = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"}
+    if writes & set(spec.tables.get("catalog", ())) and not spec.keeps_secrets:
+        statements.append(
+            iam.PolicyStatement(
+                sid="NoSecretItems",
+                effect=iam.Effect.DENY,
+                actions=sorted(f"dynamodb:{action}" for action in writes),
+                resources=[tables["catalog"].table_arn],
+                conditions={"ForAnyValue:StringEquals": {"dynamodb:LeadingKeys": ["SECRET"]}},
+            )
+        )
     if spec.tables:
         region = Stack.of(platform_key).region
         statements.append(

@@ -42,12 +42,31 @@ def test_every_function_has_a_role_of_its_own_with_exactly_the_spec_tables(state
         granted = {
             (resource.split(">")[0].removeprefix("<table:"), action.removeprefix("dynamodb:"))
             for s in statements
-            if s.role == f"role:{function.name}"
+            if s.role == f"role:{function.name}" and s.effect == "Allow"
             for action in s.actions
             if action.startswith("dynamodb:")
             for resource in s.resources
         }
         assert granted == {(table, action) for table, actions in function.tables.items() for action in actions}, function.name
+
+
+def test_only_the_roles_that_keep_secrets_may_write_the_catalogs_secret_items(statements: list[Statement]) -> None:
+    """Key ciphertexts (the catalog's SECRET partition) are written only by the functions that make
+    them: any other role that writes the catalog is denied that partition by its own policy."""
+    for function in SPEC.functions:
+        writes = {"PutItem", "UpdateItem", "DeleteItem"} & set(function.tables.get("catalog", ()))
+        denied = [
+            s
+            for s in statements
+            if s.role == f"role:{function.name}" and s.effect == "Deny" and any("<table:catalog>" in r for r in s.resources)
+        ]
+        if writes and not function.keeps_secrets:
+            (deny,) = denied
+            assert {f"dynamodb:{a}" for a in writes} <= set(deny.actions), function.name
+            assert '"dynamodb:LeadingKeys": ["SECRET"]' in deny.conditions, function.name
+        else:
+            assert not denied, function.name
+    assert {f.name for f in SPEC.functions if f.keeps_secrets} == {"ingest", "api", "delta-sharing"}
 
 
 def test_no_function_role_reaches_departments_objects_or_keys_itself(statements: list[Statement]) -> None:
