@@ -399,7 +399,8 @@ SPEC = PlatformSpec(
             memory_mb=1024,
             tables={
                 "catalog": (*READ, "PutItem"),  # PutItem: a view's key made on first use, conditionally
-                "sharing": READ,
+                # ConditionCheckItem: a read's audit entry is written only while its grant is active.
+                "sharing": (*READ, "ConditionCheckItem"),
                 "directory": ("GetItem", "BatchGetItem"),
                 "audit": APPEND,
             },

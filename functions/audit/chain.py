@@ -30,7 +30,7 @@ from typing import Any
 from pydantic import Field
 
 from functions.core.dynamo import DynamoTable, from_item, is_conditional_failure, to_item
-from functions.core.errors import Conflict
+from functions.core.errors import Conflict, PreconditionFailed
 from functions.core.model import Model
 from functions.core.observability import record_metric
 
@@ -72,8 +72,12 @@ class AuditLog(DynamoTable):
         super().__init__(table_name, client)
         self._heads: dict[str, tuple[int, str]] = {}  # chain -> (seq, hash) last seen by this process
 
-    def append(self, chain: str, event: AuditEvent, once: str | None = None) -> AuditEntry | None:
-        """Append `event` to `chain`. With `once`, None when an entry with that key was appended before."""
+    def append(
+        self, chain: str, event: AuditEvent, once: str | None = None, guard: dict[str, Any] | None = None
+    ) -> AuditEntry | None:
+        """Append `event` to `chain`. With `once`, None when an entry with that key was appended before.
+        With `guard` (a TransactWriteItems ConditionCheck on another item), the entry is written only
+        while that condition holds, in one transaction: PreconditionFailed otherwise, nothing written."""
         for attempt in range(_MAX_APPEND_ATTEMPTS):
             if attempt > 1:
                 # Jittered backoff so contending writers stop colliding on the same position.
@@ -92,7 +96,9 @@ class AuditLog(DynamoTable):
             fields["hash"] = entry_hash(fields)
             record = dict(fields, details=json.dumps(fields["details"], sort_keys=True))
             try:
-                if once is None:
+                if guard is not None:
+                    self._put_guarded(record, guard)
+                elif once is None:
                     self.client.put_item(
                         TableName=self._table, Item=to_item(record), ConditionExpression="attribute_not_exists(seq)"
                     )
@@ -108,6 +114,17 @@ class AuditLog(DynamoTable):
             return AuditEntry.model_validate(fields)
         record_metric("AuditWriteFailures")
         raise Conflict("The audit log is too busy to append; try again")
+
+    def _put_guarded(self, record: dict[str, Any], guard: dict[str, Any]) -> None:
+        """The entry, if its position is free and `guard`'s condition holds (PreconditionFailed if not)."""
+        put = {"Put": {"TableName": self._table, "Item": to_item(record), "ConditionExpression": "attribute_not_exists(seq)"}}
+        try:
+            self.client.transact_write_items(TransactItems=[put, guard])
+        except Exception as error:
+            reasons = [r.get("Code") for r in (getattr(error, "response", None) or {}).get("CancellationReasons", [])]
+            if len(reasons) == 2 and reasons[0] in (None, "None") and reasons[1] == "ConditionalCheckFailed":
+                raise PreconditionFailed("the condition the entry was written under no longer holds") from None
+            raise
 
     def _put_once(self, record: dict[str, Any], chain: str, once: str) -> bool:
         """The entry and its once-marker together; False when the marker was there already."""

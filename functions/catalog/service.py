@@ -95,6 +95,7 @@ class CatalogService:
         request_id: str = "",
         details: dict[str, object] | None = None,
         audit: bool = True,
+        guard: Callable[[Any], dict[str, Any]] | None = None,
     ) -> tuple[Decision, G | None]:
         """Whether `caller` may do `action` on `dataset`, and under which of `candidates` (None: on
         its own right, as the owner or because the data is open): the policies say which grants
@@ -106,7 +107,7 @@ class CatalogService:
             grant = choose(self._access.permitted(caller, action, resource, candidates, purpose), grant_id)
         extra = dict(details or {}) | ({"grant": grant.facts().grant_id} if grant is not None else {})
         decision = self._access.authorize(
-            caller, action, resource, dataset.owner, request_id, extra, grant=grant, purpose=purpose, audit=audit
+            caller, action, resource, dataset.owner, request_id, extra, grant=grant, purpose=purpose, audit=audit, guard=guard
         )
         return decision, grant
 
@@ -246,10 +247,11 @@ class CatalogService:
         purpose: str = "",
         request_id: str = "",
         details: dict[str, object] | None = None,
+        guard: Callable[[Any], dict[str, Any]] | None = None,
     ) -> G | None:
         """`decide()`, audited; the grant the caller acts under (None: its own right). Refused:
         "not found" unless the caller may see the dataset (a refusal must not reveal existence)."""
-        decision, grant = self.decide(caller, action, dataset, candidates, grant_id, purpose, request_id, details)
+        decision, grant = self.decide(caller, action, dataset, candidates, grant_id, purpose, request_id, details, guard=guard)
         if decision.allowed:
             return grant
         if action == "CreateDataset":

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import random
+import time
 from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from functions.core import aws
+from functions.core.errors import Busy
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -55,14 +58,16 @@ def batch_get(client: Any, keys: dict[str, list[dict[str, Any]]], attempts: int 
     asking again for any key DynamoDB left unprocessed."""
     found: dict[str, list[dict[str, Any]]] = {table: [] for table in keys}
     wanted = {table: {"Keys": table_keys, "ConsistentRead": True} for table, table_keys in keys.items() if table_keys}
-    for _ in range(attempts):
+    for attempt in range(attempts):
         if not wanted:
             return found
+        if attempt:  # DynamoDB leaves keys unprocessed when throttled: back off before asking again
+            time.sleep(random.uniform(0, 0.05 * 2**attempt))
         response = client.batch_get_item(RequestItems=wanted)
         for table, items in response.get("Responses", {}).items():
             found[table].extend(items)
         wanted = response.get("UnprocessedKeys") or {}
-    raise RuntimeError(f"DynamoDB left keys unprocessed {attempts} times: {sorted(wanted)}")
+    raise Busy(f"DynamoDB left keys of {sorted(wanted)} unprocessed {attempts} times")
 
 
 class DynamoTable:

@@ -90,6 +90,17 @@ class DepartmentNotReady(Conflict):
         self.department_id = department_id
 
 
+class PreconditionFailed(Exception):
+    """A guarded write was not made: what it was decided on changed meanwhile (e.g. a grant was
+    revoked while a read under it was decided). Never an answer: the caller decides again."""
+
+
+class Busy(CityShareError):
+    """A transient refusal by AWS (throttling, contention) that outlasted the retries: safe to retry."""
+
+    status, code, title = 503, "busy", "The platform is busy: try again shortly"
+
+
 class PayloadTooLarge(CityShareError):
     status, code, title = 413, "payload_too_large", "The request body is too large"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from functions.audit.chain import AuditEvent, AuditLog
 from functions.core.errors import Forbidden
@@ -51,7 +51,10 @@ class AccessControl:
         grant: HasFacts | None = None,
         purpose: str = "",
         audit: bool = True,
+        guard: Callable[[Any], dict[str, Any]] | None = None,
     ) -> Decision:
+        """The policies' decision, audited. `guard`: for an allow under `grant`, the condition on the
+        stored grant (a ConditionCheck) the entry is written under: PreconditionFailed if it changed."""
         facts = grant.facts() if grant is not None else None
         decision = self.engine.decide(caller, action, resource, self._clock(), purpose, facts)
         if audit:
@@ -72,6 +75,7 @@ class AccessControl:
                     details=dict(details or {})
                     | ({"purpose": purpose} if purpose and not (details or {}).get("purpose") else {}),
                 ),
+                guard=guard(grant) if guard is not None and grant is not None and decision.allowed else None,
             )
         return decision
 

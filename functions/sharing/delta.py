@@ -284,8 +284,8 @@ class DeltaSharingService:
         return [{"name": recipient.owner, "id": recipient.owner}]
 
     def share(self, recipient: ShareReader, share: str) -> dict[str, str]:
+        self._lookup.confirm(recipient)  # first: a dead token learns nothing, not even the share's name
         self._check_share(recipient, share)
-        self._lookup.confirm(recipient)
         return {"name": recipient.owner, "id": recipient.owner}
 
     def schemas(self, recipient: ShareReader, share: str) -> list[dict[str, str]]:
@@ -295,8 +295,8 @@ class DeltaSharingService:
     def tables(self, recipient: ShareReader, share: str, schema: str | None = None) -> list[SharedTable]:
         """The owner's published datasets that the policies let the recipient department read under a
         grant to the department, now (decided per dataset in one call, not audited: a listing)."""
-        self._check_share(recipient, share)
         confirmed = self._lookup.confirm(recipient, with_grants=True)
+        self._check_share(recipient, share)
         reader = recipient_caller(confirmed.reader)
         between = confirmed.grants
         if between is None:
@@ -328,11 +328,11 @@ class DeltaSharingService:
     # -- a table
     def table(self, recipient: ShareReader, share: str, schema: str, name: str) -> SharedTable:
         """One shared table: the dataset and the grants to the recipient in one read, whatever the share holds."""
-        self._check_share(recipient, share)
         missing = NotFound(f"No table {share}.{schema}.{name} is shared with your department")
         # The token, its department, the dataset and the grants to the department: one round trip.
         dataset_name, _, grant_id = name.lower().partition(GRANT_SEPARATOR)
         confirmed = self._lookup.confirm(recipient, dataset_name)
+        self._check_share(recipient, share)
         dataset = confirmed.dataset
         if dataset is None or dataset.owner != recipient.owner or dataset.latest_version < 1:
             raise missing

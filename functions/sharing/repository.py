@@ -10,7 +10,9 @@ my department see" for listings. Requests are `DATASET#<id>` / `REQUEST#<id>`, a
 from __future__ import annotations
 
 import json
+import random
 import secrets
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -19,12 +21,12 @@ from functions.catalog.models import Dataset
 from functions.catalog.repository import CatalogRepository
 from functions.core import idempotency
 from functions.core.dynamo import DynamoTable, batch_get, from_item, is_conditional_failure, to_item
-from functions.core.errors import Conflict, NotFound
+from functions.core.errors import Busy, Conflict, NotFound
 from functions.core.events import EventDetail, from_entry, to_entry
 from functions.sharing.models import AccessRequest, Grant
 
 OUTBOX = "OUTBOX"
-INDEX_ATTEMPTS = 4  # a grant change retried when another change to the same grantee's index came first
+INDEX_ATTEMPTS = 8  # a grant change retried (backing off) when another change to the grantee's index came first
 
 
 def _pk(dataset_id: str) -> str:
@@ -49,11 +51,25 @@ class SharingRepository(DynamoTable):
         return self._write([self._new(_grant_record(grant))], events, f"Grant {grant.grant_id} exists", grant, grant)
 
     def grants_between(self, owner: str, grantee: str) -> list[Grant]:
-        """Every grant `owner` gave `grantee` (live or not): the candidates for one read."""
+        """Every grant `owner` gave `grantee` (live or not), as stored now: the candidates for one read."""
         return self._query(
             KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
             ExpressionAttributeValues=to_item({":pk": f"OWNER#{owner}", ":prefix": f"GRANT#{grantee}#"}),
+            ConsistentRead=True,
         )
+
+    def still_active(self, grant: Grant) -> dict[str, Any]:
+        """A transaction's ConditionCheck that `grant` is stored and active (a read decided under it is
+        audited, and so served, only if it still is: functions/audit/chain.py `guard`)."""
+        return {
+            "ConditionCheck": {
+                "TableName": self._table,
+                "Key": to_item(_grant_key(grant)),
+                "ConditionExpression": "#status = :active",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": to_item({":active": "active"}),
+            }
+        }
 
     def index_key(self, grantee: str) -> dict[str, Any]:
         """The key of `grantee`'s index of grants, for a BatchGetItem beside another table's items."""
@@ -169,8 +185,15 @@ class SharingRepository(DynamoTable):
                 reasons = [r.get("Code") or "None" for r in getattr(error, "response", {}).get("CancellationReasons", [])]
                 index_failed = grant is not None and len(reasons) > len(items) and reasons[len(items)] != "None"
                 only_index = index_failed and all(code == "None" for n, code in enumerate(reasons) if n != len(items))
-                if only_index and attempt + 1 < INDEX_ATTEMPTS:
-                    continue  # another change to the grantee's index came first: built afresh
+                # TransactionConflict: another transaction held one of the items (in DynamoDB, two
+                # changes of grants to one department meet on its index): nothing was decided.
+                contended = "TransactionConflict" in reasons and all(code in ("None", "TransactionConflict") for code in reasons)
+                if only_index or contended:
+                    if attempt + 1 < INDEX_ATTEMPTS:
+                        time.sleep(random.uniform(0, 0.01 * 2**attempt))
+                        continue  # the index is read (or built) afresh
+                    department = grant.grantee_department if grant else "this department"
+                    raise Busy(f"Grants to {department} are changing: try again") from None
                 committed = keyed.committed() if keyed is not None and result is not None else None
                 if committed is not None:
                     raise idempotency.AlreadyCommitted(committed) from None

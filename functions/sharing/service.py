@@ -13,6 +13,7 @@ from functions.catalog.models import Dataset
 from functions.catalog.service import CatalogService
 from functions.core.clock import moment, utc_now
 from functions.core.errors import (
+    Conflict,
     DatasetNotFound,
     DepartmentNotFound,
     Forbidden,
@@ -20,6 +21,7 @@ from functions.core.errors import (
     GrantRevoked,
     InvalidRequest,
     NotFound,
+    PreconditionFailed,
 )
 from functions.core.events import AccessRequestChanged, EventDetail, EventPublisher, GrantChanged
 from functions.core.idempotency import AlreadyCommitted
@@ -288,11 +290,7 @@ class SharingService:
         # The policies decide whether the caller reads on its own right (owner, open data) or under
         # which of its grants; the chosen grant's terms shape what it gets.
         asked: dict[str, object] = {"version": number} | ({"decrypt": decrypt} if decrypt else {})
-        try:
-            grant = self._catalog.require(caller, "ReadData", dataset, candidates, grant_id, "read", request_id, asked)
-        except (NotFound, Forbidden):
-            _explain_ended(caller, dataset, candidates, grant_id, self._clock())
-            raise
+        grant = self._decide_read(caller, dataset, candidates, grant_id, request_id, asked)
         if decrypt:
             grant = self._owner_decrypting(caller, dataset, grant, decrypt)
         columns = grant.terms.columns if grant and grant.terms.columns else list(dataset.table_schema.properties)
@@ -380,6 +378,37 @@ class SharingService:
             files=self._presigned(files, dataset.owner),
             audit=details,
         )
+
+    def _decide_read(
+        self,
+        caller: Caller,
+        dataset: Dataset,
+        candidates: list[Grant],
+        grant_id: str | None,
+        request_id: str,
+        asked: dict[str, object],
+    ) -> Grant | None:
+        """The grant a read is under (None: its own right), decided and audited. Under a grant, the
+        audit entry is written only while that grant is stored active (one transaction): a grant
+        revoked while the read was decided, or one the index of grants missed, lets nothing through.
+        Refused, or with the grant changed meanwhile, the read is decided once more on the grants as
+        stored now (the index is a shortcut, never the authority)."""
+        guard = self._sharing.still_active
+        try:
+            return self._catalog.require(caller, "ReadData", dataset, candidates, grant_id, "read", request_id, asked, guard)
+        except (PreconditionFailed, NotFound, Forbidden) as refused:
+            owner = dataset.owner == caller.department_id
+            stored = candidates if owner else self._sharing.grants_between(dataset.owner, caller.department_id)
+            if not isinstance(refused, PreconditionFailed) and _same(stored, candidates):
+                _explain_ended(caller, dataset, candidates, grant_id, self._clock())
+                raise
+        try:
+            return self._catalog.require(caller, "ReadData", dataset, stored, grant_id, "read", request_id, asked, guard)
+        except PreconditionFailed:
+            raise Conflict("The grant changed while the read was decided: try again") from None
+        except (NotFound, Forbidden):
+            _explain_ended(caller, dataset, stored, grant_id, self._clock())
+            raise
 
     def _dataset_and_grants(self, caller: Caller, dataset_id: str) -> tuple[Dataset, list[Grant]]:
         """The dataset and every grant its owner gave the caller's department, in one round trip."""
@@ -478,6 +507,10 @@ class SharingService:
         if linked.owner != grantee:
             raise InvalidRequest(f"{dataset_id} is not a dataset of {grantee}: a linkage grant re-keys only the grantee's own")
         return linked.latest_version
+
+
+def _same(grants: list[Grant], others: list[Grant]) -> bool:
+    return sorted(g.model_dump_json() for g in grants) == sorted(g.model_dump_json() for g in others)
 
 
 def _explain_ended(caller: Caller, dataset: Dataset, candidates: list[Grant], grant_id: str | None, now: str) -> None:

@@ -7,12 +7,18 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import boto3
 import pytest
+from botocore.exceptions import ClientError
 
+from functions.audit.chain import AuditLog
 from functions.catalog.repository import CatalogRepository
-from functions.sharing.models import Grant
+from functions.core.errors import Busy, GrantRevoked
+from functions.core.settings import Settings
+from functions.sharing.models import Grant, GrantCreate
 from functions.sharing.repository import SharingRepository
-from tests.integration.conftest import Aws
+from functions.sharing.service import SharingService
+from tests.integration.conftest import ANALYST, STEWARDS, Aws, commit_version
 from tests.integration.test_repositories import dataset
 
 
@@ -113,3 +119,87 @@ def test_an_index_outgrowing_an_item_is_dropped_and_reads_query_the_grants(
     ids, calls = read(catalog, sharing, client)
     assert ids == [f"g{n:02d}:active" for n in range(16)]
     assert calls == ["BatchGetItem", "Query"]
+
+
+def test_a_grant_revoked_behind_the_index_lets_no_read_through(sharing: SharingService, settings: Settings) -> None:
+    """A revocation the index missed (written by an older function version during a rollout, say)
+    cannot let a read through: the read's audit entry is written only while its grant is stored
+    active, and the read is decided again on the grants as they are."""
+    commit_version(settings, "traffic-flow", "transport", 1, ["curated/transport/traffic-flow/v1.parquet"], 2)
+    given = sharing.grant(
+        STEWARDS[0],
+        "traffic-flow",
+        GrantCreate(
+            grantee_department="environment",
+            purpose="Pollution near congested roads",
+            purpose_category="environment-monitoring",
+            legal_basis="public-task",
+        ),
+    )
+    assert sharing.read(ANALYST, "traffic-flow", None, None).files  # under the grant
+    boto3.client("dynamodb", region_name="eu-west-1").update_item(
+        TableName=settings.sharing_table,
+        Key={"pk": {"S": "OWNER#transport"}, "sk": {"S": f"GRANT#environment#{given.grant_id}"}},
+        UpdateExpression="SET #status = :revoked",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues={":revoked": {"S": "revoked"}},
+    )
+    repository = SharingRepository(settings.sharing_table)
+    _, indexed = repository.dataset_and_grants(CatalogRepository(settings.catalog_table), "traffic-flow", "environment")
+    assert [g.status for g in indexed] == ["active"]  # the index missed it
+    with pytest.raises(GrantRevoked):
+        sharing.read(ANALYST, "traffic-flow", None, None)
+    decisions = [
+        e.decision for e in AuditLog(settings.audit_table).read("transport", limit=1000) if e.actor_department == "environment"
+    ]
+    assert decisions == ["allow", "deny"]  # the refused read allowed nothing, even for a moment
+
+
+class Contended:
+    """A DynamoDB client whose transactions meet another on the grantee's index `conflicts` times."""
+
+    def __init__(self, conflicts: int) -> None:
+        self.conflicts = conflicts
+        self.transactions = 0
+
+    def get_item(self, **_: Any) -> dict[str, Any]:
+        return {"Item": {"pk": {"S": "GRANTEE#health"}, "sk": {"S": "GRANTS"}}}
+
+    def transact_write_items(self, TransactItems: list[dict[str, Any]]) -> None:  # noqa: N803 (boto3's name)
+        self.transactions += 1
+        if self.transactions <= self.conflicts:
+            reasons = [{"Code": "None"}, {"Code": "TransactionConflict"}]
+            raise ClientError(
+                {"Error": {"Code": "TransactionCanceledException", "Message": "conflict"}, "CancellationReasons": reasons},
+                "TransactWriteItems",
+            )
+
+
+def test_grants_meeting_on_an_index_are_retried_and_never_answered_as_if_they_existed() -> None:
+    contended = Contended(conflicts=3)
+    SharingRepository("sharing", contended).put_grant(grant("g1"))
+    assert contended.transactions == 4
+    with pytest.raises(Busy) as busy:
+        SharingRepository("sharing", Contended(conflicts=100)).put_grant(grant("g2"))
+    assert busy.value.status == 503 and "exists" not in str(busy.value)
+
+
+def test_a_grant_the_index_missed_is_found_before_a_read_is_refused(sharing: SharingService, settings: Settings) -> None:
+    commit_version(settings, "traffic-flow", "transport", 1, ["curated/transport/traffic-flow/v1.parquet"], 2)
+    given = sharing.grant(
+        STEWARDS[0],
+        "traffic-flow",
+        GrantCreate(
+            grantee_department="environment",
+            purpose="Pollution near congested roads",
+            purpose_category="environment-monitoring",
+            legal_basis="public-task",
+        ),
+    )
+    boto3.client("dynamodb", region_name="eu-west-1").update_item(  # as if an older version had given it
+        TableName=settings.sharing_table,
+        Key={"pk": {"S": "GRANTEE#environment"}, "sk": {"S": "GRANTS"}},
+        UpdateExpression="REMOVE #grant",
+        ExpressionAttributeNames={"#grant": f"grant_{given.grant_id}"},
+    )
+    assert sharing.read(ANALYST, "traffic-flow", None, None).files
