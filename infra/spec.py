@@ -6,6 +6,7 @@ and passes those to the functions through the environment variables listed in EN
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -178,6 +179,27 @@ class PlatformSpec:
 
     def queue(self, name: str) -> QueueSpec:
         return next(q for q in self.queues if q.name == name)
+
+    def reserved_concurrency(self) -> dict[str, int]:
+        """What each function reserves of the account's concurrency where a stage asks for it
+        (cdk.json `reservedConcurrency`): a reservation is also each function's ceiling.
+
+        The stage admits `stage_rate_per_second` requests; a signed request costs the authorizer and
+        its function ≈ 50 to 100 ms each, so at the stage's full rate ≈ 50 of each run at once: the
+        authorizer and the API get that with a margin, the other HTTP functions a share. A queue's
+        consumer gets its event source's maximum concurrency, and one more per schedule it runs."""
+        at_full_rate = math.ceil(self.limits.stage_rate_per_second * SIGNED_REQUEST_SECONDS * 1.2)
+        reserved = {"authorizer": at_full_rate, "api": at_full_rate}
+        for function in self.functions:
+            consuming = [q.max_concurrency for q in self.queues if q.consumer == function.name]
+            scheduled = sum(1 for schedule in self.schedules if schedule.function == function.name)
+            if function.name not in reserved:
+                reserved[function.name] = sum(consuming) + scheduled if consuming else max(10, at_full_rate // 5)
+        return reserved
+
+
+SIGNED_REQUEST_SECONDS = 0.1  # an authorizer's or an API function's time per request, measured in the embedded stack
+UNRESERVED_MINIMUM = 100  # AWS keeps at least this much of an account's concurrency unreserved
 
 
 # The tag the ingest function puts on a rejected upload's original (functions/ingest/service.py).

@@ -43,6 +43,10 @@ class DeploymentConfig(BaseModel):
     # whether the vault is locked for that long (governance mode).
     backup_retention_days: int = Field(default=35, alias="backupRetentionDays", ge=1, le=3650)
     backup_vault_lock: bool = Field(default=False, alias="backupVaultLock")
+    # Each function reserves its share of the account's concurrency (infra/spec.py): one department's
+    # burst cannot starve the others' functions, nor another workload CityShare. Off by default: a
+    # reservation is also a ceiling, and an account below the sum + 100 cannot take it (the preflight says so).
+    reserved_concurrency: bool = Field(default=False, alias="reservedConcurrency")
     # How long the data bucket keeps an object's earlier versions (no one may delete one sooner).
     noncurrent_version_days: int = Field(default=90, alias="noncurrentVersionDays", ge=1, le=3650)
     log_retention_days: int = Field(default=30, alias="logRetentionDays")

@@ -97,6 +97,7 @@ class Functions(Construct):
         resources: Resources,
         log_retention_days: int,
         retain_logs: bool = False,
+        reserved: dict[str, int] | None = None,
         asynchronous: set[str] | None = None,
         undelivered: sqs.IQueue | None = None,
     ) -> None:
@@ -145,6 +146,7 @@ class Functions(Construct):
                 code=code,
                 layers=[layers[name] for name in spec.layers],
                 memory_size=spec.memory_mb,
+                reserved_concurrent_executions=(reserved or {}).get(spec.name),
                 ephemeral_storage_size=Size.mebibytes(spec.ephemeral_storage_mb),
                 timeout=Duration.seconds(spec.timeout_seconds),
                 environment=environment,

@@ -139,6 +139,7 @@ class CityShareStack(Stack):
             resources,
             config.log_retention_days,
             retain_logs=config.retain_data,
+            reserved=spec.reserved_concurrency() if config.reserved_concurrency else None,
             asynchronous={schedule.function for schedule in spec.schedules},
             undelivered=messaging.undelivered,
         )

@@ -16,8 +16,8 @@ _INLINE_REASON = (
 )
 _FUNCTION = {
     "NIST.800.53.R5-LambdaConcurrency": "Concurrency is bounded upstream: API Gateway throttles per department and per stage, "
-    "and each SQS event source mapping has a maximum concurrency (infra/spec.py); reserved concurrency would take "
-    "capacity from the account's other workloads.",
+    "and each SQS event source mapping has a maximum concurrency (infra/spec.py); this stage does not set "
+    "reservedConcurrency (cdk.json), which would take its share from the account's other workloads.",
     "NIST.800.53.R5-LambdaInsideVPC": "CityShare reaches only AWS service endpoints (S3, DynamoDB, KMS, SQS, EventBridge, "
     "STS, Athena, Glue) over TLS with IAM-signed requests; no private network resource exists to reach.",
     "Serverless-LambdaLatestVersion": "Python 3.13 is the runtime the layers' wheels and .pyc are built and tested for; "
@@ -64,6 +64,8 @@ def acknowledge_findings(stack: Stack) -> None:
             },
         )
         findings = dict(_FUNCTION)
+        if _reserves_concurrency(stack):  # the finding is answered by the reservation itself
+            findings.pop("NIST.800.53.R5-LambdaConcurrency")
         if spec.name not in asynchronous:
             findings.update(_SYNCHRONOUS)
         _acknowledge(functions, f"Function-{spec.name}/Resource", findings)
@@ -274,6 +276,10 @@ def _acknowledge_console(stack: Stack, replication: str) -> None:
             _INLINE: f"{cdk_handler}: its policy is CDK's.",
         },
     )
+
+
+def _reserves_concurrency(stack: Stack) -> bool:
+    return bool(getattr(stack, "config", None) and stack.config.reserved_concurrency)  # type: ignore[attr-defined]
 
 
 def _has_certificate(stack: Stack) -> bool:

@@ -158,3 +158,16 @@ def test_tables_are_backed_up_nightly_to_a_locked_vault_and_prod_keeps_its_logs(
     dev = DeploymentConfig.from_context(synthesised.context["cityshare"], "dev")
     assert (dev.backup_vault_lock, prod.backup_vault_lock) == (False, True)
     assert prod.noncurrent_version_days >= 365 and prod.backup_retention_days >= 35
+
+
+def test_prod_reserves_each_functions_share_of_the_accounts_concurrency(resources: Resources) -> None:
+    reserved = SPEC.reserved_concurrency()
+    found = {
+        spec.name: function["Properties"].get("ReservedConcurrentExecutions")
+        for spec in SPEC.functions
+        for name, function in of_type(resources, "AWS::Lambda::Function").items()
+        if name.startswith(f"FunctionsFunction{spec.name.replace('-', '')}")
+    }
+    assert found == reserved
+    assert reserved["api"] >= SPEC.limits.stage_rate_per_second * 0.1  # the stage's full rate at 100 ms a request
+    assert reserved["ingest"] >= SPEC.queue("ingest").max_concurrency

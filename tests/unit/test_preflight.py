@@ -12,7 +12,8 @@ import botocore.exceptions
 from moto import mock_aws
 
 from infra.cloud.config import DeploymentConfig
-from infra.preflight import problems
+from infra.preflight import concurrency_problems, problems
+from infra.spec import SPEC, UNRESERVED_MINIMUM
 from tests.conftest import ROOT
 
 
@@ -46,3 +47,24 @@ def test_make_deploy_without_credentials_stops_in_seconds(tmp_path: Any) -> None
     )
     assert run.returncode == 1 and "CityShare cannot deploy dev: No AWS credentials" in run.stderr
     assert time.monotonic() - began < 15
+
+
+class _Lambdas:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    def get_account_settings(self) -> dict[str, Any]:
+        return {"AccountLimit": {"ConcurrentExecutions": self.limit}, "AccountUsage": {"FunctionCount": 0}}
+
+
+def test_a_stage_that_reserves_concurrency_needs_an_account_that_can_take_it() -> None:
+    """Lambda refuses a reservation leaving fewer than 100 unreserved executions (moto does not): a
+    new account's limit of 10 is said before building, with what to ask for."""
+    wanted = sum(SPEC.reserved_concurrency().values())
+    reserving = DeploymentConfig(stage="prod", reservedConcurrency=True)
+    assert concurrency_problems(reserving, _Lambdas(1000)) == []
+    [small] = concurrency_problems(reserving, _Lambdas(10))
+    assert "limit is 10" in small and f"at least {wanted + UNRESERVED_MINIMUM}" in small
+    assert concurrency_problems(reserving, _Lambdas(wanted + UNRESERVED_MINIMUM)) == []
+    assert concurrency_problems(reserving, _Lambdas(wanted + UNRESERVED_MINIMUM - 1)) != []
+    assert concurrency_problems(DeploymentConfig(stage="dev"), _Lambdas(10)) == []  # nothing reserved
