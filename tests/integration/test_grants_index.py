@@ -121,21 +121,23 @@ def test_an_index_outgrowing_an_item_is_dropped_and_reads_query_the_grants(
     assert calls == ["BatchGetItem", "Query"]
 
 
+def published_and_given(sharing: SharingService, settings: Settings) -> Grant:
+    """traffic-flow with a version, and a whole grant on it to environment."""
+    commit_version(settings, "traffic-flow", "transport", 1, ["curated/transport/traffic-flow/v1.parquet"], 2)
+    request = GrantCreate(
+        grantee_department="environment",
+        purpose="Pollution near congested roads",
+        purpose_category="environment-monitoring",
+        legal_basis="public-task",
+    )
+    return sharing.grant(STEWARDS[0], "traffic-flow", request)
+
+
 def test_a_grant_revoked_behind_the_index_lets_no_read_through(sharing: SharingService, settings: Settings) -> None:
     """A revocation the index missed (written by an older function version during a rollout, say)
     cannot let a read through: the read's audit entry is written only while its grant is stored
     active, and the read is decided again on the grants as they are."""
-    commit_version(settings, "traffic-flow", "transport", 1, ["curated/transport/traffic-flow/v1.parquet"], 2)
-    given = sharing.grant(
-        STEWARDS[0],
-        "traffic-flow",
-        GrantCreate(
-            grantee_department="environment",
-            purpose="Pollution near congested roads",
-            purpose_category="environment-monitoring",
-            legal_basis="public-task",
-        ),
-    )
+    given = published_and_given(sharing, settings)
     assert sharing.read(ANALYST, "traffic-flow", None, None).files  # under the grant
     boto3.client("dynamodb", region_name="eu-west-1").update_item(
         TableName=settings.sharing_table,
@@ -185,17 +187,7 @@ def test_grants_meeting_on_an_index_are_retried_and_never_answered_as_if_they_ex
 
 
 def test_a_grant_the_index_missed_is_found_before_a_read_is_refused(sharing: SharingService, settings: Settings) -> None:
-    commit_version(settings, "traffic-flow", "transport", 1, ["curated/transport/traffic-flow/v1.parquet"], 2)
-    given = sharing.grant(
-        STEWARDS[0],
-        "traffic-flow",
-        GrantCreate(
-            grantee_department="environment",
-            purpose="Pollution near congested roads",
-            purpose_category="environment-monitoring",
-            legal_basis="public-task",
-        ),
-    )
+    given = published_and_given(sharing, settings)
     boto3.client("dynamodb", region_name="eu-west-1").update_item(  # as if an older version had given it
         TableName=settings.sharing_table,
         Key={"pk": {"S": "GRANTEE#environment"}, "sk": {"S": "GRANTS"}},
