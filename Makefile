@@ -158,9 +158,12 @@ diff: layer console node_modules/.package-lock.json
 
 # From a fresh clone: builds what it needs, bootstraps the account/region of cdk.json (idempotent),
 # deploys the stage. Needs AWS credentials for the target account.
-deploy: preflight layer console node_modules/.package-lock.json  ## deploy a stage of cdk.json: make deploy STAGE=dev
+# APPROVAL=never for a pipeline that cannot answer CDK's question about widened permissions (the
+# default asks a person, on a terminal, before any IAM or security group change is made).
+APPROVAL ?= broadening
+deploy: preflight layer console node_modules/.package-lock.json  ## deploy a stage of cdk.json: make deploy STAGE=dev [APPROVAL=never]
 	$(CDK) bootstrap -c stage=$(STAGE)
-	$(CDK) deploy -c stage=$(STAGE) --require-approval broadening
+	$(CDK) deploy -c stage=$(STAGE) --require-approval $(APPROVAL)
 
 # Credentials for the stage's account, checked before anything is built (seconds, not a minute).
 preflight: $(RUNTIME)

@@ -34,6 +34,11 @@ def problems(config: DeploymentConfig, sts: Any, lambdas: Any = None) -> list[st
         return ["No AWS region: set `region` in cdk.json's cityshare context, or AWS_REGION"]
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
         return [f"AWS refused the credentials ({error}): renew them (`aws sso login`) and run `make deploy` again"]
+    if config.retain_data and not config.account:
+        return [
+            f'Stage {config.stage} keeps its data but names no account: add "account": "{identity["Account"]}" '
+            f"to its entry in cdk.json (if that is the city's account for it), so that it deploys there and nowhere else"
+        ]
     if config.account and identity["Account"] != config.account:
         return [
             f"These credentials are for account {identity['Account']}, but cdk.json deploys stage {config.stage} "

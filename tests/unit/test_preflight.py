@@ -26,10 +26,12 @@ class _NoCredentials:
 def test_credentials_for_another_account_are_refused_before_anything_is_built() -> None:
     sts = boto3.client("sts", region_name="eu-west-1")
     account = sts.get_caller_identity()["Account"]
-    assert problems(DeploymentConfig(stage="dev", account=account), sts) == []
-    assert problems(DeploymentConfig(stage="dev"), sts) == []  # the account of the credentials
+    assert problems(DeploymentConfig(stage="dev", account=account, retainData=False), sts) == []
+    assert problems(DeploymentConfig(stage="dev", retainData=False), sts) == []  # the account of the credentials
     [mismatch] = problems(DeploymentConfig(stage="prod", account="111111111111"), sts)
     assert f"account {account}" in mismatch and "111111111111" in mismatch
+    [unpinned] = problems(DeploymentConfig(stage="prod", retainData=True), sts)  # a stage that keeps data names its account
+    assert f'"account": "{account}"' in unpinned and "cdk.json" in unpinned
     [missing] = problems(DeploymentConfig(stage="dev"), _NoCredentials())
     assert "No AWS credentials" in missing
 
