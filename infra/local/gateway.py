@@ -123,6 +123,9 @@ def problem_body(status: int, code: str, title: str, detail: str) -> bytes:
     return json.dumps(gateway_problem(status, code, title, detail)).encode()
 
 
+KEPT_ANSWERS_MAX = 10_000  # authorizer answers kept at once (one per token in use)
+
+
 class Gateway:
     def __init__(
         self,
@@ -278,8 +281,12 @@ class Gateway:
                 return kept[1]
         authorization: dict[str, Any] = self._lambdas.invoke(authorizer, self._authorizer_event(event))
         if seconds and identity:
+            now = time.monotonic()
             with self._authorizer_lock:
-                self._authorizer_answers[key] = (time.monotonic() + seconds, authorization)
+                if len(self._authorizer_answers) >= KEPT_ANSWERS_MAX:  # expired answers go first, then all
+                    live = {k: v for k, v in self._authorizer_answers.items() if v[0] > now}
+                    self._authorizer_answers = live if len(live) < KEPT_ANSWERS_MAX else {}
+                self._authorizer_answers[key] = (now + seconds, authorization)
         return authorization
 
     @staticmethod
