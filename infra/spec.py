@@ -6,7 +6,6 @@ and passes those to the functions through the environment variables listed in EN
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -188,7 +187,7 @@ class PlatformSpec:
         its function ≈ 50 to 100 ms each, so at the stage's full rate ≈ 50 of each run at once: the
         authorizer and the API get that with a margin, the other HTTP functions a share. A queue's
         consumer gets its event source's maximum concurrency, and one more per schedule it runs."""
-        at_full_rate = math.ceil(self.limits.stage_rate_per_second * SIGNED_REQUEST_SECONDS * 1.2)
+        at_full_rate = -int(-self.limits.stage_rate_per_second * SIGNED_REQUEST_SECONDS * 1.2 // 1)  # rounded up
         reserved = {"authorizer": at_full_rate, "api": at_full_rate}
         for function in self.functions:
             consuming = [q.max_concurrency for q in self.queues if q.consumer == function.name]
