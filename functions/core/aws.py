@@ -22,12 +22,30 @@ def client(service: str) -> Any:
     with _lock:
         if service not in _clients:
             global _session
-            import boto3  # imported here so modules that never call AWS do not pay for it
-
             if _session is None:
-                _session = boto3.session.Session()
+                _session = new_session()
             _clients[service] = client_of(_session, service)
         return _clients[service]
+
+
+_loader: Any = None
+
+
+def new_session(**credentials: str) -> Any:
+    """A boto3 session sharing the process's botocore data loader: service models and endpoint rules
+    are parsed from their JSON once per process, not once per session (a function acting for a new
+    department opens a session for it; each used to cost tens of milliseconds of JSON). Imported
+    here so that modules which never call AWS do not pay for boto3."""
+    import boto3
+    import botocore.session
+
+    global _loader
+    core = botocore.session.get_session()
+    if _loader is None:
+        _loader = core.get_component("data_loader")
+    else:
+        core.register_component("data_loader", _loader)
+    return boto3.session.Session(botocore_session=core, **credentials)
 
 
 def client_of(session: Any, service: str) -> Any:

@@ -54,15 +54,13 @@ class DepartmentScopes:
             return self._clients[(department, service)]
 
     def _assume(self, department: str) -> Any:
-        import boto3
-
         credentials = self.sts.assume_role(
             RoleArn=self._role_arn,
             RoleSessionName=f"{self._function}-{department}"[:64],
             DurationSeconds=_SESSION_SECONDS,
             Tags=[{"Key": DEPARTMENT_TAG, "Value": department}],
         )["Credentials"]
-        return boto3.session.Session(
+        return aws.new_session(
             aws_access_key_id=credentials["AccessKeyId"],
             aws_secret_access_key=credentials["SecretAccessKey"],
             aws_session_token=credentials["SessionToken"],
