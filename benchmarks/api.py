@@ -38,6 +38,8 @@ WHY = {
     ("dynamodb", "Query", "sharing"): "the grants between the owner and the caller's department (one key query)",
     ("dynamodb", "Query"): "head of the owner's audit chain (to link the new entry)",
     ("dynamodb", "PutItem", "audit"): "append the decision to the audit chain (conditional on the position)",
+    ("dynamodb", "TransactWriteItems", "audit"): "append the decision, conditional on its position and on the grant "
+    "it allows still being active (one transaction)",
 }
 
 
@@ -111,7 +113,9 @@ def count_calls(what: str, action: Any) -> None:
             sent = json.loads(body) if isinstance(body, bytes | str) else {}
         except ValueError:
             sent = {}
-        table = str(sent.get("TableName") or next(iter(sent.get("RequestItems") or {}), ""))
+        items = sent.get("TransactItems") or [{}]
+        first: dict[str, Any] = next(iter(items[0].values()), {}) if items[0] else {}
+        table = str(sent.get("TableName") or next(iter(sent.get("RequestItems") or {}), "") or first.get("TableName", ""))
         with lock:
             calls.append((model.service_model.service_name, model.name, table.rsplit("-", 1)[-1]))
 
