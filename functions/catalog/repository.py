@@ -62,10 +62,8 @@ class CatalogRepository(DynamoTable):
         return _dataset(from_item(item))
 
     def get(self, dataset_id: str) -> Dataset | None:
-        response = self.client.get_item(
-            TableName=self._table, Key=to_item({"pk": _pk(dataset_id), "sk": "DATASET"}), ConsistentRead=True
-        )
-        return _dataset(from_item(response["Item"])) if "Item" in response else None
+        response = self.client.get_item(TableName=self._table, Key=self.key(dataset_id), ConsistentRead=True)
+        return self.from_stored(response["Item"]) if "Item" in response else None
 
     def update_metadata(self, dataset: Dataset, changed: list[str], expected_revision: int) -> None:
         """Write the changed metadata fields of `dataset` if the stored revision is still

@@ -25,7 +25,7 @@ import struct
 import urllib.request
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -115,7 +115,7 @@ class ShareReader:
 class Confirmed:
     reader: ShareReader  # its department's status as the directory holds it now
     dataset: Dataset | None = None
-    grants: list[Grant] | None = None  # every grant from the owner to the department; None: no index
+    grants: list[Grant] = field(default_factory=list)  # every grant from the owner to the department, if asked
 
 
 class RecipientLookup:
@@ -138,7 +138,8 @@ class RecipientLookup:
 
     def confirm(self, reader: ShareReader, dataset_id: str | None = None, with_grants: bool = False) -> Confirmed:
         """Unauthenticated if the token is no longer live or its department is gone. With a dataset
-        (or `with_grants`), the department's index of grants comes in the same read."""
+        (or `with_grants`), every grant the owner gave the department: from its index, read in the same
+        round trip, or (no index yet) from a grants query."""
         keys: dict[str, list[dict[str, Any]]] = defaultdict(list)
         keys[self._recipients.table_name].append(self._recipients.key(reader.recipient_id))
         keys[self._directory.table_name].append(self._directory.department_key(reader.department))
@@ -156,7 +157,10 @@ class RecipientLookup:
             raise Unauthenticated("unknown_department")
         department = self._directory.department_from(by_kind["DEPT"])
         dataset = self._catalog.from_stored(by_kind["DATASET"]) if "DATASET" in by_kind else None
-        grants = self._grants.grants_in_index(by_kind.get("GRANTEE"), reader.owner)
+        grants: list[Grant] = []
+        if dataset_id is not None or with_grants:
+            indexed = self._grants.grants_in_index(by_kind.get("GRANTEE"), reader.owner)
+            grants = indexed if indexed is not None else self._grants.grants_between(reader.owner, reader.department)
         return Confirmed(replace(reader, department_status=department.status), dataset, grants)
 
 
@@ -298,10 +302,7 @@ class DeltaSharingService:
         confirmed = self._lookup.confirm(recipient, with_grants=True)
         self._check_share(recipient, share)
         reader = recipient_caller(confirmed.reader)
-        between = confirmed.grants
-        if between is None:
-            between = self._grants.grants_between(recipient.owner, recipient.department)
-        candidates = [g for g in between if g.grantee_principal is None]
+        candidates = [g for g in confirmed.grants if g.grantee_principal is None]
         datasets: dict[str, Dataset] = {}
         for grant in candidates:
             if grant.dataset_id and grant.dataset_id not in datasets:
@@ -337,8 +338,6 @@ class DeltaSharingService:
         if dataset is None or dataset.owner != recipient.owner or dataset.latest_version < 1:
             raise missing
         between = confirmed.grants
-        if between is None:  # the department's index is not built yet
-            between = self._grants.grants_between(dataset.owner, recipient.department)
         department_grants = [g for g in between if g.grantee_principal is None]
         covering = self._policies.permitted(recipient_caller(confirmed.reader), "ReadData", dataset, department_grants)
         if grant_id:
@@ -361,7 +360,6 @@ class DeltaSharingService:
 
     def table_version(self, recipient: ShareReader, share: str, schema: str, name: str, starting_timestamp: str | None) -> int:
         table = self.table(recipient, share, schema, name)
-        recipient = table.reader or recipient
         if starting_timestamp is None:
             return table.dataset.latest_version
         return self._version_at(table.dataset, starting_timestamp, earliest_after=True)

@@ -397,8 +397,7 @@ class SharingService:
         try:
             return self._catalog.require(caller, "ReadData", dataset, candidates, grant_id, "read", request_id, asked, guard)
         except (PreconditionFailed, NotFound, Forbidden) as refused:
-            owner = dataset.owner == caller.department_id
-            stored = candidates if owner else self._sharing.grants_between(dataset.owner, caller.department_id)
+            stored = self._grants_between(caller, dataset)
             if not isinstance(refused, PreconditionFailed) and _same(stored, candidates):
                 _explain_ended(caller, dataset, candidates, grant_id, self._clock())
                 raise

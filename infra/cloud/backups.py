@@ -39,19 +39,21 @@ class Backups(Construct):
         vault_key: kms.IKey,
         retention_days: int,
         lock: bool,
-        retain: bool,
     ) -> None:
         super().__init__(scope, construct_id)
         self.vault = backup.BackupVault(
             self,
             "Vault",
-            backup_vault_name=f"cityshare-{stage}",
             encryption_key=vault_key,
             block_recovery_point_deletion=True,
             # Governance mode (no `changeable_for`): a lock the account's administrators can still lift
             # deliberately, never a role's mistake or a compromised function.
             lock_configuration=backup.LockConfiguration(min_retention=Duration.days(retention_days)) if lock else None,
-            removal_policy=RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY,
+            # Kept in every stage: AWS Backup refuses to delete a vault that holds recovery points, and
+            # no one may delete those before they expire, so a dev stack's deletion would fail on it.
+            # Its name is generated (the BackupVault output), so a stage deployed again after its
+            # stack was deleted gets a new vault beside the kept one instead of failing on the name.
+            removal_policy=RemovalPolicy.RETAIN,
         )
         self.plan = backup.BackupPlan(
             self,

@@ -82,7 +82,7 @@ class CityShareStack(Stack):
         storage = Storage(self, "Storage", spec.buckets, keys.platform, query_role_arn, config.noncurrent_version_days)
         data_bucket = storage.buckets["data"]
         tables = Tables(self, "Tables", spec.tables, keys.platform, config.retain_data)
-        Backups(
+        backups = Backups(
             self,
             "Backups",
             stage,
@@ -91,7 +91,6 @@ class CityShareStack(Stack):
             keys.operations,
             config.backup_retention_days,
             config.backup_vault_lock,
-            config.retain_data,
         )
         messaging = Messaging(self, "Messaging", spec.queues, spec.event_bus, spec.rules, stage, spec.topics, keys.platform)
         for bucket_spec in spec.buckets:
@@ -222,6 +221,7 @@ class CityShareStack(Stack):
         CfnOutput(self, "ApiUrl", value=api.rest_api.url, description="Endpoint for CityShare profiles")
         CfnOutput(self, "ConsoleUrl", value=f"{console.origin}{CONSOLE_PATH}", description="The stewards' console")
         CfnOutput(self, "Audience", value=config.token_audience, description="The `aud` every request token carries")
+        CfnOutput(self, "BackupVault", value=backups.vault.backup_vault_name, description="The tables' nightly backups")
         CfnOutput(self, "DirectoryTable", value=tables.tables["directory"].table_name, description="For `make bootstrap-admin`")
         if acknowledge:  # tests build it once without, to find acknowledgements no finding needs
             acknowledge_findings(self)
