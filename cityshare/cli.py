@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -91,15 +93,51 @@ def client() -> CityShareClient:
 
 
 def show(value: Any, summary: str | None = None) -> None:
-    """The answer as JSON with --json (or when there is no summary), else the one line that matters:
-    `summary` is a template over the answer's fields (`{grant_id}`)."""
-    if summary is None or _output["json"] or not isinstance(value, dict):
+    """The answer as JSON with --json, else the one line that matters (`summary`, a template over the
+    answer's fields: `{grant_id}`), or without one its fields, one per line."""
+    if _output["json"] or not isinstance(value, dict):
         console.print_json(json.dumps(value, default=str))
         return
-    try:
-        console.print(summary.format_map({k: printable(v) for k, v in value.items()}))
-    except (KeyError, ValueError):  # an answer without a field the line names: the whole answer
-        console.print_json(json.dumps(value, default=str))
+    if summary is not None:
+        try:
+            console.print(summary.format_map({k: printable(v) for k, v in value.items()}))
+            return
+        except (KeyError, ValueError):  # an answer without a field the line names: its fields
+            pass
+    console.print(_fields(value))
+
+
+def _fields(record: dict[str, Any]) -> DataTable:
+    """A record as `name  value` lines: a nested record's fields indented under its name, each record
+    of a list likewise, a list of values on one line."""
+    table = DataTable(Column(style="bold", no_wrap=True), Column(overflow="fold"), box=None, show_header=False, padding=(0, 2))
+    for label, text in _lines(record, ""):
+        table.add_row(label, text)
+    return table
+
+
+def _lines(record: dict[str, Any], indent: str) -> Iterator[tuple[str, str]]:
+    for name, value in record.items():
+        if isinstance(value, dict) and value and len(indent) < 4:
+            yield indent + str(name), ""
+            yield from _lines(value, indent + "  ")
+        elif isinstance(value, list) and value and all(isinstance(entry, dict) for entry in value) and len(indent) < 4:
+            yield indent + str(name), str(len(value))
+            for number, entry in enumerate(value, 1):
+                yield f"{indent}  [{number}]", ""
+                yield from _lines(entry, indent + "    ")
+        elif isinstance(value, list) and not any(isinstance(entry, dict | list) for entry in value):
+            yield indent + str(name), ", ".join(_scalar(entry) for entry in value) or "-"
+        else:
+            yield indent + str(name), _scalar(value)
+
+
+def _scalar(value: Any) -> str:
+    if value is None or value == {} or value == []:
+        return "-"
+    if isinstance(value, dict | list):  # deeper than the listing goes: compact JSON
+        return json.dumps(value, default=str, ensure_ascii=False)
+    return str(value)
 
 
 # -- identity
@@ -114,8 +152,8 @@ def keys_generate(
     out: Annotated[Path, typer.Option(help="Where to write the private key (PEM, mode 0600)")],
     algorithm: Annotated[str, typer.Option(help="ES256 or RS256")] = "ES256",
 ) -> None:
-    """Make a key pair; prints the public JWK to give to the platform admin."""
-    show(generate_key(out, algorithm))
+    """Make a key pair; prints the public JWK (JSON, to save to a file) to give to the platform admin."""
+    print(json.dumps(generate_key(out, algorithm), indent=2))
 
 
 @keys_app.command("profile")
@@ -654,7 +692,7 @@ def access_revoke(
 @analytics_app.command("rule")
 def analytics_rule(dataset_id: str, rule: Annotated[Path, typer.Argument(help="JSON alert rule", exists=True)]) -> None:
     """Define an alert rule on a dataset you may read (see README: Analytics triggers)."""
-    show(client().define_alert_rule(dataset_id, json.loads(rule.read_text())))
+    show(client().define_alert_rule(dataset_id, json.loads(rule.read_text())), "Rule {rule_id} on {dataset_id}: {name}")
 
 
 @analytics_app.command("rules")
@@ -665,10 +703,19 @@ def analytics_rules(dataset_id: str) -> None:
 
 
 @analytics_app.command("alerts")
-def analytics_alerts(dataset_id: str) -> None:
+def analytics_alerts(
+    dataset_id: str,
+    wait: Annotated[int, typer.Option(help="Seconds to wait for a first alert (rules run just after a version lands)")] = 0,
+) -> None:
     """Alerts your rules raised on a dataset."""
     table = DataTable("version", "window", "group", "value", "threshold", "rule")
-    for alert in client().alerts(dataset_id):
+    sdk = client()
+    alerts = sdk.alerts(dataset_id)
+    deadline = time.monotonic() + wait
+    while not alerts and time.monotonic() < deadline:
+        time.sleep(1)
+        alerts = sdk.alerts(dataset_id)
+    for alert in alerts:
         group = ", ".join(f"{k}={v}" for k, v in alert["group"].items())
         table.add_row(
             str(alert["version"]),
@@ -689,7 +736,7 @@ def analytics_subscribe(
     webhook: Annotated[str | None, typer.Option(help="Also POST each notification here (signed)")] = None,
 ) -> None:
     """Be told of new versions (or alerts)."""
-    show(client().subscribe(dataset, tag, ["alerts"] if alerts else ["versions"], webhook))
+    show(client().subscribe(dataset, tag, ["alerts"] if alerts else ["versions"], webhook), "Subscription {subscription_id}")
 
 
 @analytics_app.command("delete-rule")
@@ -729,8 +776,12 @@ def analytics_derive(
 ) -> None:
     """Define a derived dataset, rebuilt whenever an input gets a new version."""
     columns = dict(item.split(":", 1) for item in result_column or [])
+    derived = client().define_derived_dataset(
+        dataset_id, title, inputs, sql.read_text(), engine=engine, result_columns=columns or None
+    )
     show(
-        client().define_derived_dataset(dataset_id, title, inputs, sql.read_text(), engine=engine, result_columns=columns or None)
+        derived,
+        "Derived dataset {dataset_id} defined: built now and whenever an input gets a new version",
     )
 
 

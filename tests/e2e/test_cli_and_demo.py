@@ -68,7 +68,9 @@ def test_cli_generates_keys_that_the_admin_registers(stack: RunningStack, tmp_pa
         "--key-file", str(tmp_path / "loans.pem"), profile=admin_profile,
     )  # fmt: skip
     assert kid in written.stdout
-    assert json.loads(cityshare("whoami", profile=tmp_path / "loans.json").stdout)["roles"] == ["member"]
+    assert json.loads(cityshare("--json", "whoami", profile=tmp_path / "loans.json").stdout)["roles"] == ["member"]
+    readable = cityshare("whoami", profile=tmp_path / "loans.json").stdout  # without --json: a field a line
+    assert re.search(r"^\s*roles\s+member\s*$", readable, re.M) and "{" not in readable
     placeholder = cityshare(
         "keys", "profile", "--out", str(tmp_path / "bad.json"), "--endpoint", "http://127.0.0.1:PORT", "--department",
         department, "--principal", "loans", "--key-file", str(tmp_path / "loans.pem"), profile=admin_profile, check=False,
@@ -88,16 +90,16 @@ def test_one_command_onboards_a_department_ready_to_work(stack: RunningStack, tm
     assert "alice" in onboarded.stdout and "traffic-control" in onboarded.stdout
     for name in ("alice.json", "alice.pem", "traffic-control.json", "traffic-control.pem"):
         assert (out_dir / name).stat().st_mode & 0o077 == 0, name
-    roles = json.loads(cityshare("whoami", profile=out_dir / "alice.json").stdout)["roles"]
+    roles = json.loads(cityshare("--json", "whoami", profile=out_dir / "alice.json").stdout)["roles"]
     assert sorted(roles) == ["member", "steward"]
-    assert json.loads(cityshare("whoami", profile=out_dir / "traffic-control.json").stdout)["roles"] == ["member"]
+    assert json.loads(cityshare("--json", "whoami", profile=out_dir / "traffic-control.json").stdout)["roles"] == ["member"]
     # An existing department is kept; its principal gets one more key, nothing else changes.
     again = cityshare(
         "admin", "onboard", department, "--name", "Transport", "--member", "planner", "--out-dir", str(out_dir),
         profile=stack.profile_path,
     )  # fmt: skip
     assert "planner" in again.stdout
-    assert json.loads(cityshare("whoami", profile=out_dir / "alice.json").stdout)["department_id"] == department
+    assert json.loads(cityshare("--json", "whoami", profile=out_dir / "alice.json").stdout)["department_id"] == department
 
 
 def test_the_cli_names_whose_profile_it_falls_back_to(stack: RunningStack, tmp_path: Path) -> None:
@@ -106,7 +108,7 @@ def test_the_cli_names_whose_profile_it_falls_back_to(stack: RunningStack, tmp_p
     default.write_text(stack.profile_path.read_text())
     env = {k: v for k, v in os.environ.items() if k != "CITYSHARE_PROFILE"}
     result = subprocess.run(
-        [sys.executable, "-m", "cityshare", "whoami"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "cityshare", "--json", "whoami"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0 and "as platform/admin" in result.stderr and "CITYSHARE_PROFILE" in result.stderr
     assert json.loads(result.stdout)["department_id"] == "platform"  # the answer itself stays clean
@@ -210,10 +212,10 @@ def test_cli_analytics_subscriptions_rules_and_lineage(stack: RunningStack, tmp_
     )
     (tmp_path / "rule.json").write_text(json.dumps(PM25_HOURLY_RULE))
     rule_id = json.loads(
-        cityshare("analytics", "rule", dataset_id, str(tmp_path / "rule.json"), profile=tmp_path / "owner.json").stdout
+        cityshare("--json", "analytics", "rule", dataset_id, str(tmp_path / "rule.json"), profile=tmp_path / "owner.json").stdout
     )["rule_id"]
     assert rule_id in cityshare("analytics", "rules", dataset_id, profile=tmp_path / "owner.json").stdout
-    subscribed = json.loads(cityshare("analytics", "subscribe", "--tag", "air", profile=tmp_path / "owner.json").stdout)
+    subscribed = json.loads(cityshare("--json", "analytics", "subscribe", "--tag", "air", profile=tmp_path / "owner.json").stdout)
     assert subscribed["subscription_id"] in cityshare("analytics", "subscriptions", profile=tmp_path / "owner.json").stdout
     cityshare("analytics", "unsubscribe", subscribed["subscription_id"], profile=tmp_path / "owner.json")
     cityshare("analytics", "delete-rule", dataset_id, rule_id, profile=tmp_path / "owner.json")
