@@ -60,8 +60,8 @@ class Keys(Construct):
         )
         self.operations.add_to_resource_policy(
             iam.PolicyStatement(
-                sid="CloudWatchAlarmsPublishToTheAlarmsTopic",
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                sid="CloudWatchAlarmsAndKeyEventsPublishToTheAlarmsTopic",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com"), iam.ServicePrincipal("events.amazonaws.com")],
                 actions=["kms:Decrypt", "kms:GenerateDataKey"],
                 resources=["*"],
                 conditions={"StringEquals": {"aws:SourceAccount": stack.account}},

@@ -1,7 +1,8 @@
 """What the platform team watches: alarms delivered to the addresses of cdk.json (`alarmEmails` of
 the stage) through a topic CloudWatch may publish to (its key, the operations key, lets it), and one
 dashboard: the API (requests, 4xx, 5xx, latency), every function (errors, throttles, duration), the
-dead-letter queues, ingest lag, audit write failures, refusals (4xx) and firewall blocks, and per
+dead-letter queues, ingest lag, audit write failures, refusals (4xx), firewall blocks and KMS key
+events (a key disabled, scheduled for deletion, re-aliased, its policy replaced, or deleted), and per
 department (Powertools metrics of functions/core/observability.py, found by SEARCH so department #500
 appears without a deploy)."""
 
@@ -11,6 +12,8 @@ from aws_cdk import Duration, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -26,6 +29,9 @@ INGEST_LAG_ALARM_SECONDS = 900
 CLIENT_ERRORS_ALARM = 200
 FIREWALL_BLOCKS_ALARM = 100
 FIVE_MINUTES = Duration.minutes(5)
+# Calls that would make a department's data unreadable, or hand its key to someone else. Refused
+# attempts are told too (CloudTrail records them with their errorCode): someone tried.
+KEY_EVENTS = ("DisableKey", "ScheduleKeyDeletion", "PutKeyPolicy", "DeleteAlias", "UpdateAlias", "DeleteImportedKeyMaterial")
 
 
 def _per_department(metric: str, statistic: str, label: str) -> cloudwatch.MathExpression:
@@ -168,3 +174,27 @@ class Monitoring(Construct):
                 ],
             ],
         )
+        self.key_rules = self._key_events(stage, undelivered)
+
+    def _key_events(self, stage: str, undelivered: sqs.IQueue) -> list[events.Rule]:
+        """KMS calls on keys (CloudTrail's events on the default bus: the account needs a trail that
+        logs management events, as an organisation's usually does) and a key's deletion completed
+        (KMS's own event), to the alarms topic. Its key lets EventBridge publish (keys.py)."""
+        patterns = {
+            "KeyCalls": events.EventPattern(
+                source=["aws.kms"],
+                detail_type=["AWS API Call via CloudTrail"],
+                detail={"eventSource": ["kms.amazonaws.com"], "eventName": list(KEY_EVENTS)},
+            ),
+            "KeyDeleted": events.EventPattern(source=["aws.kms"], detail_type=["KMS CMK Deletion"]),
+        }
+        return [
+            events.Rule(
+                self,
+                rule_id,
+                description=f"CityShare {stage}: a KMS key disabled, scheduled for deletion, re-aliased or its policy replaced",
+                event_pattern=pattern,
+                targets=[targets.SnsTopic(self.topic, dead_letter_queue=undelivered, retry_attempts=8)],
+            )
+            for rule_id, pattern in patterns.items()
+        ]

@@ -142,8 +142,14 @@ class DataRole(Construct):
         stack = Stack.of(self)
         principals = [
             iam.SessionTagsPrincipal(
+                # The trust repeats what the callers' own policies say: one tag, the department's,
+                # and nothing else (no other tag key a session could carry into a condition).
                 iam.PrincipalWithConditions(
-                    iam.ArnPrincipal(role.role_arn), {"StringLike": {f"aws:RequestTag/{DEPARTMENT_TAG}": "?*"}}
+                    iam.ArnPrincipal(role.role_arn),
+                    {
+                        "StringLike": {f"aws:RequestTag/{DEPARTMENT_TAG}": "?*"},
+                        "ForAllValues:StringEquals": {"aws:TagKeys": [DEPARTMENT_TAG]},
+                    },
                 )
             )
             for role in trusted

@@ -107,9 +107,12 @@ def test_the_data_role_reaches_only_the_tagged_departments_prefixes_and_key(
     assert not any(
         f"FunctionsRole{f.name.replace('-', '')}" in t for t in trusted for f in SPEC.functions if f.name not in acting
     )
-    for statement in trust:  # a session must name its department
+    for statement in trust:  # a session must name its department, and carries no other tag
         assert "sts:TagSession" in statement["Action"]
-        assert statement["Condition"] == {"StringLike": {f"aws:RequestTag/{DEPARTMENT_TAG}": "?*"}}
+        assert statement["Condition"] == {
+            "StringLike": {f"aws:RequestTag/{DEPARTMENT_TAG}": "?*"},
+            "ForAllValues:StringEquals": {"aws:TagKeys": [DEPARTMENT_TAG]},
+        }
     assert holders(statements, "sts:AssumeRole") == acting
 
 

@@ -42,6 +42,25 @@ def test_alarms_reach_the_stages_addresses_through_a_topic_cloudwatch_may_use(
     assert sum(a["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible" for a in alarms.values()) == queues
 
 
+def test_key_events_reach_the_alarms_topic(resources: Resources) -> None:
+    """Disabling a department's key, scheduling its deletion, replacing its policy or alias, tried or
+    done, is told to the platform team; so is a deletion completed."""
+    rules = {n: r["Properties"] for n, r in of_type(resources, "AWS::Events::Rule").items() if n.startswith("Monitoring")}
+    patterns = [rule["EventPattern"] for rule in rules.values()]
+    calls = next(p for p in patterns if p["detail-type"] == ["AWS API Call via CloudTrail"])
+    assert calls["source"] == ["aws.kms"] and {"DisableKey", "ScheduleKeyDeletion", "PutKeyPolicy"} <= set(
+        calls["detail"]["eventName"]
+    )
+    assert any(p["detail-type"] == ["KMS CMK Deletion"] for p in patterns)
+    (topic_name,) = [n for n in of_type(resources, "AWS::SNS::Topic") if n.startswith("MonitoringAlarms")]
+    assert all(rule["Targets"][0]["Arn"] == {"Ref": topic_name} for rule in rules.values())
+    topic_policy = json.dumps(of_type(resources, "AWS::SNS::TopicPolicy"))
+    assert "events.amazonaws.com" in topic_policy
+    key_id = resources[topic_name]["Properties"]["KmsMasterKeyId"]["Fn::GetAtt"][0]
+    key_policy = json.dumps(resources[key_id]["Properties"]["KeyPolicy"])
+    assert "events.amazonaws.com" in key_policy
+
+
 def test_the_dashboard_shows_api_functions_queues_ingest_audit_and_each_department(resources: Resources) -> None:
     (dashboard,) = of_type(resources, "AWS::CloudWatch::Dashboard").values()
     body = json.dumps(dashboard["Properties"]["DashboardBody"])
