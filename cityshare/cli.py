@@ -895,15 +895,19 @@ def audit_verify(
         typer.Option(help="File keeping the head verified last time (kept outside CityShare); checked, then moved on"),
     ] = None,
 ) -> None:
-    """Recompute a chain's hashes and links; exits 1 if an entry was removed, altered or reordered,
-    or (with --witness) if entries seen at the last verification were cut off or rewritten."""
+    """Recompute a chain's hashes and links and check the platform's seal; exits 1 if an entry was
+    removed, altered or reordered, if sealed entries were cut off or rewritten, or (with --witness)
+    if entries seen at the last verification were, or the seal key changed."""
     from cityshare.audit import load_witness, save_witness
 
     report = client().verify_audit(department, load_witness(witness) if witness else None)
     if report.intact:
         if witness:
             save_witness(witness, report)
-        console.print(f"[green]Chain {report.chain}: {report.entries} entries, intact[/green] (head {report.head_seq})")
+        sealed = (
+            f"; sealed up to {report.sealed_seq} at {printable(report.sealed_at)}" if report.sealed_seq else "; not sealed yet"
+        )
+        console.print(f"[green]Chain {report.chain}: {report.entries} entries, intact[/green] (head {report.head_seq}{sealed})")
         return
     for problem in report.problems:
         console.print(f"[red]{printable(problem)}[/red]")

@@ -617,10 +617,16 @@ class CityShareClient:
                 return
             after = int(page["next_after"])
 
+    def audit_seal(self, department: str | None = None) -> dict[str, Any]:
+        """The chain's latest seal (None before the first) and the seal key's public half (PEM)."""
+        return dict(self.request("GET", "/audit/seal", params={"department": department}))
+
     def verify_audit(self, department: str | None = None, witness: dict[str, Any] | None = None) -> ChainReport:
-        """Verify a chain; with `witness` (a head verified before), also that nothing was cut off since."""
+        """Verify a chain, and its platform seal; with `witness` (a head verified before, and the
+        seal key pinned then), also that nothing was cut off since."""
         chain = department or self.signer.department
-        return verify_chain(chain, self.iter_audit(department), witness)
+        sealed = self.audit_seal(department)
+        return verify_chain(chain, self.iter_audit(department), witness, sealed.get("seal"), str(sealed.get("public_key") or ""))
 
 
 FOLLOW_LOOKBACK_SECONDS = 5

@@ -55,6 +55,9 @@ class BucketSpec:
     prefixes: dict[str, str] = field(default_factory=dict)
     notify: dict[str, str] = field(default_factory=dict)
     expiries: tuple[ExpirySpec, ...] = ()
+    # Object Lock in compliance mode: no object version is deleted or overwritten by anyone before
+    # the stage's retention (cdk.json `auditRetentionDays`) has passed.
+    object_lock: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,10 @@ class FunctionSpec:
     runs_queries: bool = False  # starts Athena queries in the derived workgroup
     dead_letters: tuple[str, ...] = ()  # queues whose dead-letter queue it sends to (failures no retry can mend)
     provisions_departments: bool = False  # creates departments' KMS keys and API keys
+    # Signs audit seals with the seal key and writes the audit archive (functions/audit/sealing.py).
+    seals_audit: bool = False
+    # Reads seals from the archive and the seal key's public half (to answer GET /audit/seal).
+    reads_audit_seals: bool = False
     invokes: tuple[str, ...] = ()  # functions it calls synchronously (by their stage-qualified names)
 
 
@@ -271,6 +278,8 @@ SPEC = PlatformSpec(
         ScheduleSpec("settle", "ingest", minutes=2, local_seconds=5),
         # Deletes the files of ingest attempts that died or lost their upload to another attempt.
         ScheduleSpec("orphans", "ingest", minutes=60, local_seconds=60),
+        # Archives each audit chain's new entries under Object Lock and signs its head.
+        ScheduleSpec("seal", "sealer", minutes=5, local_seconds=10),
     ),
     buckets=(
         BucketSpec(
@@ -312,6 +321,14 @@ SPEC = PlatformSpec(
                     "views/clear/", 1, "backstop of the hourly sweep for views holding decrypted values", noncurrent_days=1
                 ),
             ),
+        ),
+        BucketSpec(
+            "audit-archive",
+            prefixes={
+                "audit/": "every audit entry, per chain, as JSON lines per sealed range",
+                "seals/": "each chain's signed seals, and its latest",
+            },
+            object_lock=True,
         ),
     ),
     # Visibility: six times the consumer's timeout, as AWS advises for Lambda event sources.
@@ -369,6 +386,7 @@ SPEC = PlatformSpec(
             acts_for_departments=True,
             platform_secret=True,  # masking and linkage keys for views
             keeps_secrets=True,
+            reads_audit_seals=True,
             layers=("core", "data"),  # pyarrow is imported only to build a restricted view
         ),
         FunctionSpec(
@@ -450,6 +468,15 @@ SPEC = PlatformSpec(
             tables={"directory": ("GetItem", "Query", "UpdateItem")},
             provisions_departments=True,
         ),
+        # Reads every chain, writes none: archives entries and signs heads (functions/audit/sealing.py).
+        FunctionSpec(
+            "sealer",
+            "functions.handlers.sealer.handler",
+            memory_mb=512,
+            timeout_seconds=300,
+            tables={"audit": ("Query",), "directory": ("Query",)},
+            seals_audit=True,
+        ),
     ),
     authorizer="authorizer",
     routes=tuple(
@@ -461,6 +488,7 @@ SPEC = PlatformSpec(
             ("GET", "/datasets/{dataset_id}"),
             ("PATCH", "/datasets/{dataset_id}"),
             ("GET", "/audit"),
+            ("GET", "/audit/seal"),
             ("POST", "/datasets/{dataset_id}/uploads"),
             ("GET", "/datasets/{dataset_id}/uploads/{upload_id}"),
             ("POST", "/datasets/{dataset_id}/uploads/{upload_id}/complete"),
@@ -548,6 +576,8 @@ RESOURCE_ENVIRONMENT: dict[str, tuple[str, str]] = {
     "QUERY_ROLE_ARN": ("role", "queries"),
     "USAGE_PLAN_ID": ("usage-plan", "departments"),
     "PRIVACY_FUNCTION": ("function", "privacy"),
+    "AUDIT_ARCHIVE_BUCKET": ("bucket", "audit-archive"),
+    "AUDIT_SEAL_KEY": ("key", "audit-seal"),
 }
 
 # The stewards' console (console/, a static page) is served with these headers by the embedded gateway

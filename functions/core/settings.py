@@ -36,6 +36,10 @@ class Settings(BaseModel):
     # Webhooks must be https, except in the embedded stack (receivers on 127.0.0.1).
     allow_http_webhooks: bool = Field(default=False, alias="ALLOW_HTTP_WEBHOOKS")
     platform_key: str = Field(alias="PLATFORM_KEY")
+    # The Object Lock bucket holding audit entries and seals, and the asymmetric key seals are
+    # signed with (functions/audit/sealing.py).
+    audit_archive_bucket: str = Field(default="", alias="AUDIT_ARCHIVE_BUCKET")
+    audit_seal_key: str = Field(default="", alias="AUDIT_SEAL_KEY")
     # The role functions assume, session-tagged with a department, to touch that department's data
     # (functions/core/scoped.py); "" in unit tests, where the process's own clients are used.
     data_role: str = Field(default="", alias="DATA_ROLE_ARN")

@@ -6,7 +6,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from functions.core.settings import get_settings
-from functions.handlers.wiring import access_control, audit_log, department_keys, directory, key_service, scopes
+from functions.handlers.wiring import access_control, audit_log, audit_seals, department_keys, directory, key_service, scopes
 
 # Each service's module is imported where the service is first built: a function imports only
 # what the routes it serves use (the analytics function never loads ingestion or recipients).
@@ -44,9 +44,10 @@ def directory_service() -> DirectoryService:
 
 @cache
 def audit() -> AuditService:
+    from functions.audit.sealing import SealReader
     from functions.governance.audit import AuditService
 
-    return AuditService(audit_log(), access_control())
+    return AuditService(audit_log(), access_control(), SealReader(*audit_seals()))
 
 
 @cache

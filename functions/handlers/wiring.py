@@ -13,6 +13,7 @@ from functions.audit.chain import AuditLog
 from functions.core.idempotency import IdempotencyStore
 
 if TYPE_CHECKING:
+    from functions.audit.sealing import AuditArchive, SealKey
     from functions.policy.access import AccessControl
 from functions.core.scoped import DepartmentScopes
 from functions.core.settings import get_settings
@@ -28,6 +29,14 @@ def directory() -> DirectoryRepository:
 @cache
 def audit_log() -> AuditLog:
     return AuditLog(get_settings().audit_table)
+
+
+@cache
+def audit_seals() -> tuple[AuditArchive, SealKey]:
+    from functions.audit.sealing import AuditArchive, SealKey
+
+    settings = get_settings()
+    return AuditArchive(settings.audit_archive_bucket), SealKey(settings.audit_seal_key)
 
 
 @cache

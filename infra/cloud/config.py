@@ -49,6 +49,10 @@ class DeploymentConfig(BaseModel):
     reserved_concurrency: bool = Field(default=False, alias="reservedConcurrency")
     # How long the data bucket keeps an object's earlier versions (no one may delete one sooner).
     noncurrent_version_days: int = Field(default=90, alias="noncurrentVersionDays", ge=1, le=3650)
+    # How long the audit archive's Object Lock (compliance mode) keeps every entry and seal: no one,
+    # the account's root included, deletes one sooner. Years in production (a city's records
+    # schedule), a day or two in development (a locked bucket cannot be emptied before).
+    audit_retention_days: int = Field(default=1, alias="auditRetentionDays", ge=1, le=36500)
     log_retention_days: int = Field(default=30, alias="logRetentionDays")
     alarm_emails: list[str] = Field(default_factory=list, alias="alarmEmails")
     # The console on the city's own name (e.g. data.city.example), with an ACM certificate in us-east-1

@@ -27,6 +27,7 @@ from constructs import Construct
 from infra.cloud.config import LOG_RETENTION_NAMES
 from infra.cloud.permissions import (
     assume_data_role_statement,
+    audit_seal_statements,
     function_role_name,
     own_prefix_statements,
     platform_secret_statement,
@@ -78,6 +79,8 @@ class Resources:
     logs_key: kms.IKey
     data_role_arn: str
     stage: str = ""
+    audit_archive: s3.IBucket | None = None
+    audit_seal_key: kms.IKey | None = None
 
 
 def invoked_function_name(stage: str, function: str) -> str:
@@ -174,6 +177,8 @@ class Functions(Construct):
         ]
         if spec.acts_for_departments:
             statements.append(assume_data_role_statement(resources.data_role_arn))
+        if (spec.seals_audit or spec.reads_audit_seals) and resources.audit_archive and resources.audit_seal_key:
+            statements += audit_seal_statements(spec, resources.audit_archive, resources.audit_seal_key, resources.platform_key)
         if spec.platform_secret:
             statements.append(platform_secret_statement(resources.platform_key))
         if spec.publishes_events:

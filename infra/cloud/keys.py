@@ -4,7 +4,9 @@ department is registered (functions/identity/provisioning.py), so onboarding nee
 - platform: tables, the data bucket's default encryption, the notifications topic, Athena results
   and the platform secret (masking and linkage keys);
 - operations: log groups and the alarms topic, usable by CloudWatch Logs (for log groups of this
-  account only) and by CloudWatch alarms (to publish to the topic).
+  account only) and by CloudWatch alarms and EventBridge (to publish to the topic);
+- audit seal: an asymmetric (ECC P-256) signing key; its policy lets the sealer's role alone sign
+  (functions/audit/sealing.py), anyone in the account with IAM's leave read its public half.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from constructs import Construct
 
 
 class Keys(Construct):
-    def __init__(self, scope: Construct, construct_id: str, stage: str, retain: bool) -> None:
+    def __init__(self, scope: Construct, construct_id: str, stage: str, retain: bool, sealer_role_arn: str) -> None:
         super().__init__(scope, construct_id)
         removal = RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY
         self.platform = kms.Key(
@@ -65,5 +67,25 @@ class Keys(Construct):
                 actions=["kms:Decrypt", "kms:GenerateDataKey"],
                 resources=["*"],
                 conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+            )
+        )
+        self.audit_seal = kms.Key(
+            self,
+            "AuditSeal",
+            alias=f"alias/cityshare/{stage}/audit-seal",
+            description="CityShare audit seals: signs each chain's head (the sealer function only)",
+            key_spec=kms.KeySpec.ECC_NIST_P256,
+            key_usage=kms.KeyUsage.SIGN_VERIFY,
+            # Seals made with it stay verifiable only while its public half can be had: kept in every stage.
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.audit_seal.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="OnlyTheSealerSigns",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["kms:Sign"],
+                resources=["*"],
+                conditions={"ArnNotEquals": {"aws:PrincipalArn": sealer_role_arn}},
             )
         )

@@ -95,6 +95,13 @@ class Monitoring(Construct):
             ("IngestLag", ingest_age, INGEST_LAG_ALARM_SECONDS, "An upload has waited over 15 minutes to be ingested"),
             ("AuditWriteFailures", audit_failures, 1, "Audit entries could not be written: decisions may be unrecorded"),
             (
+                "AuditTampered",
+                cloudwatch.Metric(namespace=NAMESPACE, metric_name="AuditTampered", statistic="Sum", period=FIVE_MINUTES),
+                1,
+                "The sealer found an audit chain rewritten below its last seal, or not linking to it: the chain is "
+                "no longer sealed; its archive (Object Lock) holds the entries as they were",
+            ),
+            (
                 "ApiClientErrors",
                 api.metric_client_error(period=FIVE_MINUTES),
                 CLIENT_ERRORS_ALARM,

@@ -312,3 +312,61 @@ def data_bucket_statements(bucket: s3.IBucket, query_role_arn: str) -> list[iam.
             resources=[bucket.arn_for_objects("*")],
         ),
     ]
+
+
+def archive_bucket_statements(bucket: s3.IBucket, writer_arn: str) -> list[iam.PolicyStatement]:
+    """The audit archive's own policy: one writer (the sealer's role), and no version deleted by
+    anyone (Object Lock refuses it too, until the retention has passed; this holds after)."""
+    anyone = [iam.AnyPrincipal()]
+    return [
+        iam.PolicyStatement(
+            sid="OnlyTheSealerWrites",
+            effect=iam.Effect.DENY,
+            principals=anyone,
+            actions=["s3:PutObject", "s3:PutObjectRetention", "s3:PutObjectLegalHold", "s3:BypassGovernanceRetention"],
+            resources=[bucket.arn_for_objects("*")],
+            conditions={"ArnNotEquals": {"aws:PrincipalArn": writer_arn}},
+        ),
+        iam.PolicyStatement(
+            sid="NoArchivedVersionIsDeleted",
+            effect=iam.Effect.DENY,
+            principals=anyone,
+            actions=["s3:DeleteObject", "s3:DeleteObjectVersion"],
+            resources=[bucket.arn_for_objects("*")],
+        ),
+    ]
+
+
+def audit_seal_statements(
+    spec: FunctionSpec, archive: s3.IBucket, seal_key: kms.IKey, platform_key: kms.IKey
+) -> list[iam.PolicyStatement]:
+    """The sealer signs and writes the archive; the API reads seals and the key's public half."""
+    region = Stack.of(archive).region
+    through_s3 = {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}}
+    statements: list[iam.PolicyStatement] = []
+    if spec.seals_audit:
+        statements += [
+            iam.PolicyStatement(sid="SignSeals", actions=["kms:Sign", "kms:DescribeKey"], resources=[seal_key.key_arn]),
+            iam.PolicyStatement(
+                sid="WriteTheArchive",
+                actions=["s3:PutObject", "s3:GetObject"],
+                resources=[archive.arn_for_objects("audit/*"), archive.arn_for_objects("seals/*")],
+            ),
+            iam.PolicyStatement(
+                sid="ArchiveKeyThroughS3",
+                actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                resources=[platform_key.key_arn],
+                conditions=through_s3,
+            ),
+        ]
+    if spec.reads_audit_seals:
+        statements += [
+            iam.PolicyStatement(
+                sid="SealKeysPublicHalf", actions=["kms:GetPublicKey", "kms:DescribeKey"], resources=[seal_key.key_arn]
+            ),
+            iam.PolicyStatement(sid="ReadSeals", actions=["s3:GetObject"], resources=[archive.arn_for_objects("seals/*")]),
+            iam.PolicyStatement(
+                sid="SealsKeyThroughS3", actions=["kms:Decrypt"], resources=[platform_key.key_arn], conditions=through_s3
+            ),
+        ]
+    return statements

@@ -54,6 +54,8 @@ class _Deferred:
 
 # The function whose role runs Athena queries over departments' curated data (their keys' policies name it).
 QUERY_FUNCTION = "triggers"
+# The function whose role alone signs audit seals and writes the audit archive.
+SEALER_FUNCTION = "sealer"
 
 
 class CityShareStack(Stack):
@@ -78,8 +80,18 @@ class CityShareStack(Stack):
             for name in [data_role_name(stage), *(function_role_name(stage, f.name) for f in spec.functions)]
         }
         query_role_arn = role_arn[function_role_name(stage, QUERY_FUNCTION)]
-        keys = Keys(self, "Keys", stage, config.retain_data)
-        storage = Storage(self, "Storage", spec.buckets, keys.platform, query_role_arn, config.noncurrent_version_days)
+        sealer_role_arn = role_arn[function_role_name(stage, SEALER_FUNCTION)]
+        keys = Keys(self, "Keys", stage, config.retain_data, sealer_role_arn)
+        storage = Storage(
+            self,
+            "Storage",
+            spec.buckets,
+            keys.platform,
+            query_role_arn,
+            config.noncurrent_version_days,
+            config.audit_retention_days,
+            sealer_role_arn,
+        )
         data_bucket = storage.buckets["data"]
         tables = Tables(self, "Tables", spec.tables, keys.platform, config.retain_data)
         backups = Backups(
@@ -101,6 +113,7 @@ class CityShareStack(Stack):
             {("table", name): table.table_name for name, table in tables.tables.items()}
             | {("bucket", name): bucket.bucket_name for name, bucket in storage.buckets.items()}
             | {("bus", spec.event_bus): messaging.bus.event_bus_name, ("key", "platform"): keys.platform.key_arn}
+            | {("key", "audit-seal"): keys.audit_seal.key_arn}
             | {("topic", name): topic.topic_arn for name, topic in messaging.topics.items()}
             | {("dead-letters", name): queue.queue_name for name, queue in messaging.dead_letter_queues.items()}
             | {
@@ -126,6 +139,8 @@ class CityShareStack(Stack):
             logs_key=keys.operations,
             data_role_arn=role_arn[data_role_name(stage)],
             stage=stage,
+            audit_archive=storage.buckets["audit-archive"],
+            audit_seal_key=keys.audit_seal,
         )
         functions = Functions(
             self,
@@ -222,6 +237,18 @@ class CityShareStack(Stack):
         CfnOutput(self, "ConsoleUrl", value=f"{console.origin}{CONSOLE_PATH}", description="The stewards' console")
         CfnOutput(self, "Audience", value=config.token_audience, description="The `aud` every request token carries")
         CfnOutput(self, "BackupVault", value=backups.vault.backup_vault_name, description="The tables' nightly backups")
+        CfnOutput(
+            self,
+            "AuditSealKey",
+            value=keys.audit_seal.key_arn,
+            description="Signs audit seals: pin its public half (GetPublicKey)",
+        )
+        CfnOutput(
+            self,
+            "AuditArchive",
+            value=storage.buckets["audit-archive"].bucket_name,
+            description="Every audit entry and seal, under Object Lock",
+        )
         CfnOutput(self, "DirectoryTable", value=tables.tables["directory"].table_name, description="For `make bootstrap-admin`")
         if acknowledge:  # tests build it once without, to find acknowledgements no finding needs
             acknowledge_findings(self)

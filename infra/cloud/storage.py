@@ -9,7 +9,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from infra.cloud.permissions import data_bucket_statements
+from infra.cloud.permissions import archive_bucket_statements, data_bucket_statements
 from infra.spec import BucketSpec, ExpirySpec
 
 
@@ -55,6 +55,8 @@ class Storage(Construct):
         key: kms.IKey,
         query_role_arn: str,
         noncurrent_days: int,
+        archive_retention_days: int = 1,
+        archive_writer_arn: str = "",
     ) -> None:
         super().__init__(scope, construct_id)
         # S3 server access logs can only be delivered to SSE-S3 buckets.
@@ -90,8 +92,36 @@ class Storage(Construct):
                 removal_policy=RemovalPolicy.RETAIN,
             )
             for spec in buckets
+            if not spec.object_lock
         }
         # Buckets are kept when the stack goes (RETAIN, in every stage): no one may delete versions.
         for bucket in self.buckets.values():
             for statement in data_bucket_statements(bucket, query_role_arn):
                 bucket.add_to_resource_policy(statement)
+        for spec in buckets:
+            if spec.object_lock:
+                self.buckets[spec.name] = self._locked(spec, key, archive_retention_days, archive_writer_arn)
+
+    def _locked(self, spec: BucketSpec, key: kms.IKey, retention_days: int, writer_arn: str) -> s3.Bucket:
+        """A bucket under Object Lock in compliance mode: every object version kept `retention_days`
+        from everyone (the account's root included); written by `writer_arn` alone."""
+        bucket = s3.Bucket(
+            self,
+            f"Bucket-{spec.name}",
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=key,
+            bucket_key_enabled=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            object_lock_enabled=True,
+            object_lock_default_retention=s3.ObjectLockRetention.compliance(Duration.days(retention_days)),
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=self.access_logs,
+            server_access_logs_prefix=f"{spec.name}/",
+            lifecycle_rules=[s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(2))],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        for statement in archive_bucket_statements(bucket, writer_arn):
+            bucket.add_to_resource_policy(statement)
+        return bucket

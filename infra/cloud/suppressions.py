@@ -141,6 +141,22 @@ def acknowledge_findings(stack: Stack) -> None:
         },
     )
     _acknowledge(stack, "Storage/Bucket-data/Resource", {"NIST.800.53.R5-S3BucketReplicationEnabled": replication})
+    _acknowledge(stack, "Storage/Bucket-audit-archive/Resource", {"NIST.800.53.R5-S3BucketReplicationEnabled": replication})
+    archive = _token(stack, "Storage/Bucket-audit-archive")
+    seals = {
+        f"AwsSolutions-IAM5[Resource::<{archive}.Arn>/seals/*]": "Each chain's seals (chains are departments, "
+        "registered at run time); the seal key's policy and the bucket's let the sealer alone write them."
+    }
+    _acknowledge(functions, "Role-api/DefaultPolicy/Resource", seals)
+    _acknowledge(
+        functions,
+        "Role-sealer/DefaultPolicy/Resource",
+        seals
+        | {
+            f"AwsSolutions-IAM5[Resource::<{archive}.Arn>/audit/*]": "Each chain's archived entries (chains are "
+            "departments, registered at run time), under Object Lock: written once per range, never deleted."
+        },
+    )
     _acknowledge(
         stack,
         f"Api/Api/DeploymentStage.{_stage(stack)}/Resource",

@@ -10,6 +10,9 @@ from infra.spec import SPEC, ExpirySpec, PlatformSpec, TableSpec
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
+# Object Lock's retention here (AWS: the stage's `auditRetentionDays`): a day, so that what a
+# development stack archived is locked as in AWS, not for years.
+LOCAL_RETENTION_DAYS = 1
 
 
 def physical_names(prefix: str, spec: PlatformSpec = SPEC) -> dict[tuple[str, str], str]:
@@ -20,6 +23,7 @@ def physical_names(prefix: str, spec: PlatformSpec = SPEC) -> dict[tuple[str, st
     names.update({("dead-letters", q.name): f"{prefix}-{q.name}-dlq" for q in spec.queues})
     names[("bus", spec.event_bus)] = f"{prefix}-{spec.event_bus}"
     names[("key", "platform")] = f"alias/{prefix}/platform"
+    names[("key", "audit-seal")] = f"alias/{prefix}/audit-seal"
     # Functions get a topic's ARN, which the local region and account make predictable.
     names.update({("topic", t): f"arn:aws:sns:{REGION}:{ACCOUNT}:{prefix}-{t}" for t in spec.topics})
     names[("catalog", spec.query_catalog)] = f"{prefix}_{spec.query_catalog}".replace("-", "_")
@@ -97,6 +101,10 @@ def provision(session: Any, names: dict[tuple[str, str], str], spec: PlatformSpe
     kms = session.client("kms")
     key_id = kms.create_key(Description="CityShare embedded stack: platform and departments' data")["KeyMetadata"]["KeyId"]
     kms.create_alias(AliasName=names[("key", "platform")], TargetKeyId=key_id)
+    seal_key = kms.create_key(
+        Description="CityShare embedded stack: audit seals", KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY"
+    )["KeyMetadata"]["KeyId"]
+    kms.create_alias(AliasName=names[("key", "audit-seal")], TargetKeyId=seal_key)
     dynamodb = session.client("dynamodb")
     for table in spec.tables:
         create_table(dynamodb, table, names[("table", table.name)])
@@ -117,8 +125,20 @@ def provision(session: Any, names: dict[tuple[str, str], str], spec: PlatformSpe
     s3 = session.client("s3")
     for bucket in spec.buckets:
         bucket_name = names[("bucket", bucket.name)]
-        s3.create_bucket(Bucket=bucket_name, CreateBucketConfiguration={"LocationConstraint": REGION})
+        s3.create_bucket(
+            Bucket=bucket_name,
+            CreateBucketConfiguration={"LocationConstraint": REGION},
+            ObjectLockEnabledForBucket=bucket.object_lock,
+        )
         s3.put_bucket_versioning(Bucket=bucket_name, VersioningConfiguration={"Status": "Enabled"})
+        if bucket.object_lock:
+            s3.put_object_lock_configuration(
+                Bucket=bucket_name,
+                ObjectLockConfiguration={
+                    "ObjectLockEnabled": "Enabled",
+                    "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": LOCAL_RETENTION_DAYS}},
+                },
+            )
         if bucket.expiries:
             # Recorded as in AWS; moto does not run lifecycle rules (the views sweep does run here).
             s3.put_bucket_lifecycle_configuration(

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import time
+
+import boto3
 import pytest
 
 from cityshare import CityShareClient, CityShareError
+from cityshare.audit import entry_hash
 from cityshare.keys import generate_key
+from functions.core.dynamo import from_item, to_item
 from tests.conftest import RunningStack, onboard, unique
 from tests.datasets import SMALL_SCHEMA
 
@@ -104,3 +110,49 @@ def test_audit_chains_verify_and_stewards_read_only_their_own(stack: RunningStac
         steward.client.audit(department="platform")
     assert other_refused.value.status == 403
     assert stack.admin().verify_audit("platform").intact
+
+
+def test_a_chain_rewritten_below_its_seal_fails_verification(stack: RunningStack) -> None:
+    """The sealer (every 10 s here, 5 minutes in AWS) signs each chain's head; an entry rewritten
+    afterwards straight in the table, its hashes and links recomputed so the chain alone still
+    verifies, as a function holding the audit table's PutItem could, fails `verify_audit`."""
+
+    steward = onboard(stack, unique("archives"), "keeper", ["member", "steward"])
+    steward.client.create_dataset(unique("letters"), "Letters", "public", SMALL_SCHEMA)
+    chain = steward.profile.department
+    deadline = time.monotonic() + 60
+    while (report := steward.client.verify_audit()).sealed_seq == 0 and time.monotonic() < deadline:
+        time.sleep(1)
+    assert report.intact and report.sealed_seq >= 2, report.problems
+    sealed_seq = report.sealed_seq
+
+    settings = json.loads(stack.profile_path.read_text())
+    dynamodb = boto3.client(
+        "dynamodb",
+        endpoint_url=settings["aws_endpoint"],
+        region_name="eu-west-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    (table,) = [t for t in dynamodb.list_tables()["TableNames"] if t.endswith("-audit")]
+    entries = [
+        from_item(i)
+        for i in dynamodb.query(
+            TableName=table, KeyConditionExpression="chain = :c", ExpressionAttributeValues=to_item({":c": chain})
+        )["Items"]
+    ]
+
+    previous = "0" * 64
+    for entry in sorted(entries, key=lambda e: int(e["seq"])):
+        entry["seq"] = int(entry["seq"])
+        entry["details"] = json.loads(entry.get("details") or "{}")
+        entry.setdefault("policies", [])
+        if entry["seq"] == 1:
+            entry["reason"] = "rewritten"
+        entry["prev_hash"], entry["hash"] = previous, ""
+        entry["hash"] = entry_hash(entry)
+        previous = entry["hash"]
+        dynamodb.put_item(TableName=table, Item=to_item(dict(entry, details=json.dumps(entry["details"], sort_keys=True))))
+    report = steward.client.verify_audit()
+    assert not report.intact
+    assert any(f"entry {sealed_seq}: differs from the entry the platform sealed" in p for p in report.problems), report.problems

@@ -12,8 +12,10 @@ Resources = dict[str, dict[str, Any]]
 
 _NAMES = (
     (r"^TablesTable(\w+?)[0-9A-F]{8}$", "table:{}"),
+    (r"^StorageBucketauditarchive[0-9A-F]{8}$", "bucket:audit-archive"),
     (r"^StorageBucket(\w+?)[0-9A-F]{8}$", "bucket:{}"),
     (r"^KeysPlatform[0-9A-F]{8}$", "key:platform"),
+    (r"^KeysAuditSeal[0-9A-F]{8}$", "key:audit-seal"),
     (r"^MessagingQueue([\w-]+?)[0-9A-F]{8}$", "queue:{}"),
     (r"^MessagingDeadLetters([\w-]+?)[0-9A-F]{8}$", "dead-letters:{}"),
     (r"^MessagingUndelivered[0-9A-F]{8}$", "dead-letters:undelivered"),

@@ -143,6 +143,32 @@ def test_the_bucket_policy_keeps_versions_and_departments_roots(resources: Resou
     assert "cityshare-prod-triggers" in json.dumps(athena["Condition"]["ArnNotEquals"])
 
 
+def test_the_audit_archive_and_the_seal_key_are_the_sealers_alone(
+    statements: list[Statement], resources: Resources, synthesised: Synthesised
+) -> None:
+    """No role but the sealer's signs seals or writes the archive (its policies, the key's and the
+    bucket's say so three times); the archive keeps every version under compliance Object Lock."""
+    assert holders(statements, "kms:Sign") == {"sealer"}
+    assert holders(statements, "s3:PutObject", "<bucket:audit-archive>") == {"sealer"}
+    assert holders(statements, "s3:GetObject", "<bucket:audit-archive>") == {"sealer", "api"}
+    assert holders(statements, "kms:GetPublicKey") == {"api"}
+    assert holders(statements, "dynamodb:PutItem", "<table:audit>") & {"sealer"} == set()  # it reads chains, writes none
+    (seal_key,) = [k for n, k in of_type(resources, "AWS::KMS::Key").items() if n.startswith("KeysAuditSeal")]
+    (only_sealer,) = [s for s in seal_key["Properties"]["KeyPolicy"]["Statement"] if s.get("Sid") == "OnlyTheSealerSigns"]
+    assert only_sealer["Effect"] == "Deny" and only_sealer["Action"] == "kms:Sign" and only_sealer["Principal"] == {"AWS": "*"}
+    assert "cityshare-prod-sealer" in json.dumps(only_sealer["Condition"]["ArnNotEquals"])
+    (archive,) = [b for n, b in of_type(resources, "AWS::S3::Bucket").items() if n.startswith("StorageBucketauditarchive")]
+    lock = archive["Properties"]["ObjectLockConfiguration"]
+    days = synthesised.context["cityshare"]["stages"]["prod"]["auditRetentionDays"]
+    assert archive["Properties"]["ObjectLockEnabled"] is True and days >= 365 * 7
+    assert lock == {"ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": days}}}
+    (policy,) = [p for p in of_type(resources, "AWS::S3::BucketPolicy").values() if "OnlyTheSealerWrites" in json.dumps(p)]
+    by_sid = {s.get("Sid"): s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+    assert by_sid["OnlyTheSealerWrites"]["Effect"] == "Deny" and "s3:PutObject" in by_sid["OnlyTheSealerWrites"]["Action"]
+    assert by_sid["NoArchivedVersionIsDeleted"]["Effect"] == "Deny"
+    assert "s3:DeleteObjectVersion" in by_sid["NoArchivedVersionIsDeleted"]["Action"]
+
+
 def test_the_platform_secret_is_for_the_views_builders_alone_and_the_platform_key_only_through_services(
     statements: list[Statement],
 ) -> None:

@@ -50,14 +50,17 @@ def test_every_acknowledgement_has_a_reason_and_answers_a_finding_on_its_own_res
     assert found <= set(acknowledged)
 
 
-def test_no_department_in_the_template_only_the_platform_and_operations_keys(
+def test_no_department_in_the_template_only_the_platform_operations_and_seal_keys(
     synthesised: Synthesised, resources: Resources
 ) -> None:
     keys = of_type(resources, "AWS::KMS::Key")
-    assert len(keys) == 2
-    assert all(key["Properties"]["EnableKeyRotation"] for key in keys.values())
+    assert len(keys) == 3
+    symmetric = [k for k in keys.values() if k["Properties"].get("KeySpec", "SYMMETRIC_DEFAULT") == "SYMMETRIC_DEFAULT"]
+    assert len(symmetric) == 2 and all(key["Properties"]["EnableKeyRotation"] for key in symmetric)
+    (seal,) = [k["Properties"] for k in keys.values() if k not in symmetric]  # KMS rotates no asymmetric key
+    assert (seal["KeySpec"], seal["KeyUsage"]) == ("ECC_NIST_P256", "SIGN_VERIFY")
     aliases = {a["Properties"]["AliasName"] for a in of_type(resources, "AWS::KMS::Alias").values()}
-    assert aliases == {"alias/cityshare/prod/platform", "alias/cityshare/prod/operations"}
+    assert aliases == {"alias/cityshare/prod/platform", "alias/cityshare/prod/operations", "alias/cityshare/prod/audit-seal"}
     text = json.dumps(resources)
     for department in ("transport", "environment", "health", "public-safety", "logistics", "city-management"):
         assert f'"{department}"' not in text
