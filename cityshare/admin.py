@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cityshare.client import CityShareClient, CityShareError
-from cityshare.keys import generate_key, write_secret
+from cityshare.keys import generate_key, key_id, load_private_key, public_jwk, write_secret
 from cityshare.profile import Profile
 
 # The roles each kind of principal gets: stewards decide on their department's data, and are members.
@@ -33,9 +33,17 @@ def enrol(
     key_file: Path,
     display_name: str = "",
 ) -> Profile:
-    """Register (or update) a principal, give it a fresh key pair (private half written to `key_file`)
-    and return the profile it signs with."""
+    """Register (or update) a principal with a key pair and return the profile it signs with. The
+    pair is made (private half written to `key_file`) unless `key_file` holds one already: then that
+    key is kept, and registered only if the directory does not hold it yet, so onboarding twice into
+    the same folder adds no key and overwrites none."""
     admin.put_principal(department, principal, roles, display_name=display_name)
+    if key_file.exists():
+        kid = key_id(key_file)
+        registered = {key["kid"] for key in admin.describe_department(department)["keys"] if key.get("status") == "active"}
+        if kid not in registered:
+            admin.add_key(department, principal, public_jwk(load_private_key(key_file)))
+        return admin_profile.as_principal(department, principal, str(key_file), kid)
     key = admin.add_key(department, principal, generate_key(key_file))
     return admin_profile.as_principal(department, principal, str(key_file), key["kid"])
 

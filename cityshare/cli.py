@@ -79,9 +79,11 @@ notes = Console(stderr=True)
 def client() -> CityShareClient:
     path = _state["profile"] or DEFAULT_PROFILE
     if not path.exists():
-        console.print(
-            f"[red]No profile at {path}[/red]: start `cityshare local up`, or pass --profile (or set CITYSHARE_PROFILE)"
-        )
+        if _state["profile"] is None:
+            advice = "start `cityshare local up` (it writes the admin's profile there), or pass --profile"
+        else:
+            advice = "check the path given by --profile or CITYSHARE_PROFILE (`admin onboard` writes one per principal)"
+        console.print(f"[red]No profile at {printable(path)}[/red]: {advice}")
         raise typer.Exit(2)
     profile = Profile.load(path)
     if _state["profile"] is None:  # nobody chose: say whose name the call is made in
@@ -105,6 +107,13 @@ def show(value: Any, summary: str | None = None) -> None:
         except (KeyError, ValueError):  # an answer without a field the line names: its fields
             pass
     console.print(_fields(value))
+
+
+def as_json(value: Any) -> bool:
+    """With --json: print `value` (a list command's items) as JSON and say so, for the caller to stop."""
+    if _output["json"]:
+        console.print_json(json.dumps(value, default=str))
+    return _output["json"]
 
 
 def _fields(record: dict[str, Any]) -> DataTable:
@@ -218,7 +227,10 @@ def admin_register(department_id: str, name: Annotated[str, typer.Option()]) -> 
 def admin_departments() -> None:
     """List departments."""
     table = DataTable("department", "name", "status", "since")
-    for department in client().list_departments():
+    departments = client().list_departments()
+    if as_json(departments):
+        return
+    for department in departments:
         table.add_row(department["department_id"], department["name"], department["status"], department["created_at"])
     console.print(table)
 
@@ -315,7 +327,8 @@ def admin_onboard(
             "[dim]Each principal who gave its public key puts its private key where its profile says "
             f"({printable(out_dir)}/<principal>.pem).[/dim]"
         )
-    console.print(f"[dim]Use one: export CITYSHARE_PROFILE={printable(done[0].profile_path)}[/dim]")
+    chosen = next((entry for entry in done if "steward" in entry.roles), done[0])
+    console.print(f"[dim]Use one: export CITYSHARE_PROFILE={printable(chosen.profile_path)}[/dim]")
 
 
 @admin_app.command("retire-key")
@@ -420,7 +433,10 @@ def datasets_list(
 ) -> None:
     """List and search the datasets you may see (all pages)."""
     table = DataTable("dataset", "owner", "classification", "tags", "title")
-    for dataset in client().iter_datasets(owner=owner, tag=tag, classification=classification, q=q):
+    datasets = list(client().iter_datasets(owner=owner, tag=tag, classification=classification, q=q))
+    if as_json(datasets):
+        return
+    for dataset in datasets:
         table.add_row(
             dataset["dataset_id"], dataset["owner"], dataset["classification"], ",".join(dataset["tags"]), dataset["title"]
         )
@@ -504,7 +520,10 @@ def show_outcome(upload: dict[str, Any]) -> None:
 def versions(dataset: str) -> None:
     """A dataset's versions with rows and rejected rows."""
     table = DataTable("version", "created", "rows", "rejected", "bytes", "upload", "figures")
-    for version in client().list_versions(dataset):
+    listed = client().list_versions(dataset)
+    if as_json(listed):
+        return
+    for version in listed:
         report = version.get("report") or {}
 
         def shown(value: Any) -> str:
@@ -569,7 +588,10 @@ def access_request(
 def access_pending() -> None:
     """Access requests waiting for your department's stewards."""
     table = DataTable(Column("request", no_wrap=True, min_width=25), "dataset", "from", "purpose", "columns", "until")
-    for item in client().pending_requests():
+    pending = client().pending_requests()
+    if as_json(pending):
+        return
+    for item in pending:
         table.add_row(
             item["request_id"],
             item["dataset_id"],
@@ -649,6 +671,8 @@ def show_grants(grants: list[dict[str, Any]]) -> None:
     table = DataTable(
         Column("grant", no_wrap=True, min_width=25), "of", "on", "to", "status", "columns", "expires", "privacy", "purpose"
     )
+    if as_json(grants):
+        return
     for item in grants:
         grantee = item["grantee_department"] + (f"/{item['grantee_principal']}" if item.get("grantee_principal") else "")
         scope = item.get("dataset_id") or f"tags {','.join(item['tags'])} ≤ {item['max_classification']}"
@@ -698,7 +722,10 @@ def analytics_rule(dataset_id: str, rule: Annotated[Path, typer.Argument(help="J
 @analytics_app.command("rules")
 def analytics_rules(dataset_id: str) -> None:
     """Your department's rules on a dataset."""
-    for rule in client().alert_rules(dataset_id):
+    rules = client().alert_rules(dataset_id)
+    if as_json(rules):
+        return
+    for rule in rules:
         console.print(f"{printable(rule['rule_id'])}  {printable(rule['name'])}  ({printable(rule['owner'])})")
 
 
@@ -715,6 +742,9 @@ def analytics_alerts(
     while not alerts and time.monotonic() < deadline:
         time.sleep(1)
         alerts = sdk.alerts(dataset_id)
+    alerts.sort(key=lambda alert: (alert["version"], alert.get("window_start") or "", json.dumps(alert["group"], sort_keys=True)))
+    if as_json(alerts):
+        return
     for alert in alerts:
         group = ", ".join(f"{k}={v}" for k, v in alert["group"].items())
         table.add_row(
@@ -749,7 +779,10 @@ def analytics_delete_rule(dataset_id: str, rule_id: str) -> None:
 def analytics_subscriptions() -> None:
     """Your department's subscriptions."""
     table = DataTable(Column("subscription", no_wrap=True, min_width=25), "to", "kinds", "webhook", "since")
-    for item in client().subscriptions():
+    subscriptions = client().subscriptions()
+    if as_json(subscriptions):
+        return
+    for item in subscriptions:
         subject = item.get("dataset_id") or f"tag {item.get('tag')}"
         table.add_row(
             item["subscription_id"], subject, ",".join(item["kinds"]), item.get("webhook_url") or "-", item["created_at"][:10]
@@ -781,14 +814,25 @@ def analytics_derive(
     )
     show(
         derived,
-        "Derived dataset {dataset_id} defined: built now and whenever an input gets a new version",
+        "Derived dataset {dataset_id} defined: built within a minute from its inputs' latest versions, "
+        "and again whenever an input gets a new version",
     )
 
 
 @analytics_app.command("lineage")
-def analytics_lineage(dataset_id: str) -> None:
+def analytics_lineage(
+    dataset_id: str,
+    wait: Annotated[int, typer.Option(help="Seconds to wait for a first version (a derived dataset just defined)")] = 0,
+) -> None:
     """Where a dataset came from and what is derived from it."""
-    print_lineage(client().lineage(dataset_id))
+    sdk = client()
+    lineage = sdk.lineage(dataset_id)
+    deadline = time.monotonic() + wait
+    while not lineage.get("version") and time.monotonic() < deadline:
+        time.sleep(1)
+        lineage = sdk.lineage(dataset_id)
+    if not as_json(lineage):
+        print_lineage(lineage)
 
 
 def print_lineage(lineage: dict[str, Any]) -> None:
@@ -880,7 +924,10 @@ def read(
 def audit_show(department: Annotated[str | None, typer.Option()] = None) -> None:
     """A department's audit entries (yours by default)."""
     table = DataTable("seq", "at", "actor", "action", "resource", "decision", "reason")
-    for entry in client().iter_audit(department):
+    entries = list(client().iter_audit(department))
+    if as_json(entries):
+        return
+    for entry in entries:
         reason = entry["reason"] or ",".join(entry["policies"])
         actor = f"{entry['actor_department']}/{entry['actor_principal']}"
         table.add_row(str(entry["seq"]), entry["at"][:19], actor, entry["action"], entry["resource"], entry["decision"], reason)
@@ -972,7 +1019,7 @@ def demo(state_dir: Annotated[Path, typer.Option()] = Path(".cityshare/demo")) -
 _HINTS = {
     "unauthenticated": "The signature was refused: a key the directory does not hold (a stack started afresh, a retired key), "
     "a clock more than a minute off, or a profile for another endpoint. The reason is in the platform's audit "
-    "chain (`cityshare audit show platform`, as an admin).",
+    "chain (`cityshare audit show --department platform`, as an admin).",
     "forbidden": "Your principal may not do this: `cityshare whoami` shows its roles (stewards decide grants, admins "
     "manage departments).",
     "dataset_not_found": "It does not exist, or your department may not see it.",
@@ -1046,7 +1093,10 @@ def share_profile(
 def share_recipients() -> None:
     """The Delta Sharing recipients your department issued."""
     table = DataTable("recipient", "department", "status", "expires", "label")
-    for recipient in client().share_recipients():
+    recipients = client().share_recipients()
+    if as_json(recipients):
+        return
+    for recipient in recipients:
         table.add_row(
             recipient["recipient_id"], recipient["department"], recipient["status"], recipient["expires_at"], recipient["label"]
         )

@@ -22,6 +22,8 @@ from functions.core.dynamo import DynamoTable, from_item, is_conditional_failure
 from functions.core.errors import NotFound
 
 ANNOUNCE = "ANNOUNCE"
+# Derived datasets defined and not built yet (one item each, deleted once the first build started).
+FIRST_BUILD = "FIRST-BUILD"
 
 
 class AnalyticsRepository(DynamoTable):
@@ -82,7 +84,15 @@ class AnalyticsRepository(DynamoTable):
         for source in derived.inputs:
             edge = {"pk": f"DATASET#{source}", "sk": f"DERIVED#{derived.dataset_id}", "owner": derived.owner}
             items.append({"Put": {"TableName": self._table, "Item": to_item(edge)}})
+        # Its first build is owed: the triggers' sweep builds it from its inputs' latest versions.
+        items.append({"Put": {"TableName": self._table, "Item": to_item({"pk": FIRST_BUILD, "sk": derived.dataset_id})}})
         return items
+
+    def first_builds_owed(self) -> list[str]:
+        return [str(r["sk"]) for r in self._query(FIRST_BUILD, "")]
+
+    def first_build_done(self, dataset_id: str) -> None:
+        self.client.delete_item(TableName=self._table, Key=to_item({"pk": FIRST_BUILD, "sk": dataset_id}))
 
     def derived(self, dataset_id: str) -> DerivedDataset | None:
         response = self.client.get_item(
@@ -163,11 +173,13 @@ class AnalyticsRepository(DynamoTable):
         return found
 
     def _query(self, pk: str, prefix: str) -> list[dict[str, Any]]:
+        """The partition's items whose sort key starts with `prefix` (all of them for ""; DynamoDB
+        refuses an empty string in a key condition)."""
         records: list[dict[str, Any]] = []
+        condition = "pk = :pk AND begins_with(sk, :prefix)" if prefix else "pk = :pk"
+        values = {":pk": pk, ":prefix": prefix} if prefix else {":pk": pk}
         for page in self.client.get_paginator("query").paginate(
-            TableName=self._table,
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues=to_item({":pk": pk, ":prefix": prefix}),
+            TableName=self._table, KeyConditionExpression=condition, ExpressionAttributeValues=to_item(values)
         ):
             records.extend(from_item(item) for item in page["Items"])
         return records

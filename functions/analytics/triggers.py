@@ -309,6 +309,19 @@ class TriggerService:
         return announced
 
     # -- derived datasets
+    def sweep_first_builds(self) -> list[str]:
+        """Build each derived dataset defined since the last sweep from its inputs' latest versions
+        (run on a schedule: a definition is not an event, and a crash before the build leaves the
+        owed item for the next run). One whose inputs have no version yet is built by the first
+        version of each, as any rebuild."""
+        started = []
+        for dataset_id in self._analytics.first_builds_owed():
+            definition = self._analytics.derived(dataset_id)
+            if definition is not None and self._rebuild(definition):
+                started.append(dataset_id)
+            self._analytics.first_build_done(dataset_id)
+        return started
+
     def rebuild_derived(self, event: DatasetVersionPublished) -> list[str]:
         started = []
         for output in self._analytics.downstream(event.dataset_id):

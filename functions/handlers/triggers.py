@@ -96,7 +96,11 @@ def handle_record(record: SQSRecord) -> None:
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if event.get("cityshare-schedule") == "outbox":
-        return {"published": outbox().sweep(), "announced": triggers().sweep_announcements()}
+        return {
+            "published": outbox().sweep(),
+            "announced": triggers().sweep_announcements(),
+            "first_builds": len(triggers().sweep_first_builds()),
+        }
     if event.get("cityshare-schedule") == "views":
         return {"deleted": view_sweep()}
     return dict(process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context))

@@ -298,6 +298,9 @@ def serve_forever(state_dir: Path, port: int | None = None, browser_origin: str 
     print("  Ctrl-C stops it.", flush=True)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    # Ctrl-C (SIGINT) stops it even when it was started in the background by a shell that ignores
+    # SIGINT for its children (`nohup ... &`), which would leave only SIGTERM.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         while not stopped.wait(0.5):
             pass

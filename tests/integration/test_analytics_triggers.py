@@ -283,3 +283,42 @@ def test_a_subscription_stops_delivering_when_its_grant_ends(moto_aws: Aws, sett
     sharing.revoke(grants["health"], "steward", "2026-11-26T00:00:00+00:00")
     service.handle(publish(moto_aws, settings, "air", "environment", 2, readings(10.0), tags=["air"]))
     assert (told("health"), told("logistics"), told("transport")) == (1, 2, 0)  # health's grant ended
+
+
+def test_a_derived_dataset_is_built_once_after_its_definition_without_waiting_for_a_new_input_version(
+    moto_aws: Aws, settings: Settings, service: TriggerService
+) -> None:
+    analytics = AnalyticsRepository(settings.analytics_table)
+    publish(moto_aws, settings, "air", "environment", 1, readings(90.0))
+    CatalogRepository(settings.catalog_table).create(
+        Dataset.model_validate(
+            {
+                "dataset_id": "air-by-district",
+                "title": "By district",
+                "classification": "internal",
+                "schema": {"type": "object", "properties": {"district": {"type": ["string", "null"]}}},
+                "owner": "environment",
+                "created_at": "t",
+                "updated_at": "t",
+                "created_by": "p",
+            }
+        )
+    )
+    analytics.put_derived(
+        DerivedDataset(
+            dataset_id="air-by-district",
+            title="By district",
+            inputs=["air"],
+            sql="SELECT DISTINCT district FROM air",
+            owner="environment",
+            classification="internal",
+            created_by="p",
+            created_at="t",
+            columns={"district": "VARCHAR"},
+        )
+    )
+    assert analytics.first_builds_owed() == ["air-by-district"]
+    assert service.sweep_first_builds() == ["air-by-district"]  # from air@1, which came before the definition
+    assert analytics.first_builds_owed() == [] and service.sweep_first_builds() == []
+    listed = moto_aws.client("s3").list_objects_v2(Bucket=settings.data_bucket, Prefix="landing/environment/air-by-district/")
+    assert listed["KeyCount"] == 1
