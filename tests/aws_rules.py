@@ -12,6 +12,10 @@ KMS (CreateKey, PutKeyPolicy; AWS KMS API reference and "Key policies" guide):
   manageable (the root may call PutKeyPolicy and no unconditional deny takes that away).
 
 IAM (CreateRole): the trust policy's principals exist (an account, a role that exists, a service).
+
+S3 (PutObject) into a bucket created with Object Lock: the request carries Content-MD5 or a
+checksum (S3 refuses it otherwise: "Content-MD5 OR x-amz-checksum- HTTP header is required for Put
+Object requests with Object Lock parameters"). KMS (Sign): a RAW message is at most 4,096 bytes.
 """
 
 from __future__ import annotations
@@ -118,6 +122,7 @@ class AwsRules:
         self.caller_role = caller_role
         self.caller_iam_allows_put_key_policy = caller_iam_allows_put_key_policy
         self.checked: list[str] = []
+        self.locked_buckets: set[str] = set()
 
     @contextmanager
     def active(self) -> Iterator[AwsRules]:
@@ -146,6 +151,20 @@ class AwsRules:
                 operation,
             )
             self.checked.append(f"kms.{operation}")
+        if service == "s3" and operation == "CreateBucket" and params.get("ObjectLockEnabledForBucket"):
+            self.locked_buckets.add(str(params["Bucket"]))
+        if service == "s3" and operation == "PutObject" and params.get("Bucket") in self.locked_buckets:
+            if not (params.get("ContentMD5") or params.get("ChecksumAlgorithm") or any(k.startswith("Checksum") for k in params)):
+                raise refuse(
+                    operation,
+                    "InvalidRequest",
+                    "Content-MD5 OR x-amz-checksum- HTTP header is required for Put Object requests with Object Lock parameters",
+                )
+            self.checked.append("s3.PutObject(object lock)")
+        if service == "kms" and operation == "Sign":
+            if params.get("MessageType", "RAW") == "RAW" and len(params.get("Message", b"")) > 4096:
+                raise refuse(operation, "ValidationException", "a RAW message to sign is at most 4096 bytes")
+            self.checked.append("kms.Sign")
         if service == "iam" and operation == "CreateRole":
             trust = json.loads(params["AssumeRolePolicyDocument"])
             for statement in _listed(trust.get("Statement", [])):

@@ -116,10 +116,12 @@ EXPECTED = {
     "python-sdk": lambda output: "Centre" in output and "traffic-flow active" in output,
     "delta-sharing": lambda output: "environment" in output and "air team notebooks" in output,
     "delta-sharing-pandas": lambda output: "traffic-flow" in output and "Centre" in output,
-    "analytics": lambda output: "AQ-" in output
-    and "Derived dataset congestion-air-by-district" in output
-    and "congestion-air-by-district v1" in output  # built from its inputs, without a new version of either
-    and "from: traffic-flow@1, air-quality@1" in output,
+    "analytics": lambda output: (
+        "AQ-" in output
+        and "Derived dataset congestion-air-by-district" in output
+        and "congestion-air-by-district v1" in output  # built from its inputs, without a new version of either
+        and "from: traffic-flow@1, air-quality@1" in output
+    ),
     "audit": lambda output: output.count("intact") == 2,
     "signing": lambda output: "200 Traffic flow (5-minute counts)" in output,
 }

@@ -58,3 +58,24 @@ def test_the_provisioners_calls_pass_the_rules_kms_applies(moto_aws: Aws, settin
     key = kms.describe_key(KeyId="alias/cityshare/it/departments/logistics")["KeyMetadata"]
     document = json.loads(kms.get_key_policy(KeyId=key["KeyId"], PolicyName="default")["Policy"])
     assert {s["Sid"] for s in document["Statement"]} >= {"TheAccountAdministersThroughIam", "NotDisabledOrDeletedWhileInUse"}
+
+
+def test_the_sealers_calls_pass_the_rules_s3_and_kms_apply(moto_aws: Aws, settings: Settings) -> None:
+    """Writing to the Object Lock archive needs a checksum (S3 refuses it otherwise; moto does not)."""
+    from functions.audit.chain import AuditEvent, AuditLog
+    from functions.audit.sealing import AuditArchive, AuditSealer, SealKey
+
+    rules = AwsRules(role_exists=role_in(moto_aws.client("iam")))
+    rules.locked_buckets.add(moto_aws.names[("bucket", "audit-archive")])
+    log = AuditLog(moto_aws.table("audit"), moto_aws.client("dynamodb"))
+    log.append(
+        "transport", AuditEvent(actor_department="transport", actor_principal="p", action="A", resource="R", decision="allow")
+    )
+    archive = AuditArchive(moto_aws.names[("bucket", "audit-archive")], moto_aws.client("s3"))
+    with rules.active():
+        AuditSealer(
+            log, archive, SealKey(moto_aws.names[("key", "audit-seal")], moto_aws.client("kms")), lambda: ["transport"]
+        ).seal_all()
+        with pytest.raises(PolicyRefused, match="Content-MD5"):
+            moto_aws.client("s3").put_object(Bucket=moto_aws.names[("bucket", "audit-archive")], Key="audit/x", Body=b"x")
+    assert rules.checked.count("s3.PutObject(object lock)") == 3 and "kms.Sign" in rules.checked
