@@ -68,7 +68,7 @@ lint: $(DEV)
 typecheck: $(DEV)
 	$(BIN)/mypy functions infra cityshare benchmarks app.py
 
-unit integration e2e security: $(DEV)
+unit integration security: $(DEV)
 	$(BIN)/pytest tests/$@
 
 infra-test: $(DEV)
@@ -168,6 +168,17 @@ deploy: preflight layer console node_modules/.package-lock.json  ## deploy a sta
 # Credentials for the stage's account, checked before anything is built (seconds, not a minute).
 preflight: $(RUNTIME)
 	$(BIN)/python -m infra.preflight --stage $(STAGE)
+
+# `make e2e`: the e2e suite against embedded stacks. `make e2e STAGE=dev`: the e2e and security
+# suites against that deployed stage, as its platform admin (PROFILE, made by the README's deploy
+# steps; it must match the stack's ApiUrl and Audience outputs).
+PROFILE ?= admin.json
+e2e: $(DEV) $(DELTA_SHARING)  ## e2e suite; against a deployed stage: make e2e STAGE=dev [PROFILE=admin.json]
+ifeq ($(origin STAGE),command line)
+	$(BIN)/python -m infra.e2e --stage $(STAGE) --profile $(PROFILE)
+else
+	$(BIN)/pytest tests/e2e
+endif
 
 bootstrap-admin: $(RUNTIME)  ## register the platform admin's key in a deployed stage: make bootstrap-admin STAGE=prod JWK=admin.jwk
 	$(BIN)/python -m infra.bootstrap --stage $(STAGE) --jwk $(JWK)

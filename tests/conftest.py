@@ -19,6 +19,10 @@ from cityshare import CityShareClient, Profile
 from cityshare.admin import enrol
 
 ROOT = Path(__file__).resolve().parents[1]
+# `make e2e STAGE=dev`: the e2e and security suites run against a deployed stack, as its platform
+# admin (this profile, for the stack's API URL and audience); tests that need the embedded stack's
+# insides (its moto, its process, a stack of their own) are skipped.
+DEPLOYED_PROFILE = os.environ.get("CITYSHARE_E2E_PROFILE", "")
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # handlers called in-process write no EMF lines
 
 
@@ -26,7 +30,7 @@ os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # handlers called 
 class RunningStack:
     profile_path: Path
     state_dir: Path
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | None  # None: a deployed stack (`make e2e`)
 
     @property
     def admin_profile(self) -> Profile:
@@ -41,12 +45,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     """`cityshare local up` in a subprocess, as a platform engineer would run it. In memory: what the
     suites check is the platform; keeping state is checked by test_local_persistence, the README's
     walk-through and the demo, which run with it."""
+    if DEPLOYED_PROFILE:
+        yield RunningStack(Path(DEPLOYED_PROFILE).resolve(), tmp_path_factory.mktemp("deployed"), None)
+        return
     yield from running_stack(tmp_path_factory.mktemp("stack"), "--in-memory")
 
 
 def running_stack(state_dir: Path, *options: str, port: str | None = "0") -> Generator[RunningStack]:
     """An embedded stack of its own in `state_dir` (`options` for `cityshare local up`), until the
     generator is closed; on any free port unless `port` says which (None: the one the folder used)."""
+    if DEPLOYED_PROFILE:
+        pytest.skip("starts an embedded stack of its own: not run against a deployed stack")
     log = (state_dir / "stack.log").open("wb")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     process = subprocess.Popen(
@@ -186,3 +195,8 @@ def _hand_over_exercised(config: pytest.Config) -> None:
     if worker and EXERCISED and factory is not None:
         target = factory.getbasetemp().parent / f"fault-injection-{worker}.json"
         target.write_text(json.dumps({path: sorted(runs) for path, runs in EXERCISED.items()}))
+
+
+def local_only(reason: str) -> pytest.MarkDecorator:
+    """A test that reaches into the embedded stack (its moto server, its process): skipped against a deployed stack."""
+    return pytest.mark.skipif(bool(DEPLOYED_PROFILE), reason=f"needs the embedded stack: {reason}")

@@ -12,7 +12,7 @@ from cityshare import CityShareClient, CityShareError
 from cityshare.audit import entry_hash
 from cityshare.keys import generate_key
 from functions.core.dynamo import from_item, to_item
-from tests.conftest import RunningStack, onboard, unique
+from tests.conftest import RunningStack, local_only, onboard, unique
 from tests.datasets import SMALL_SCHEMA
 
 
@@ -112,6 +112,7 @@ def test_audit_chains_verify_and_stewards_read_only_their_own(stack: RunningStac
     assert stack.admin().verify_audit("platform").intact
 
 
+@local_only("rewrites the audit table in its moto server")
 def test_a_chain_rewritten_below_its_seal_fails_verification(stack: RunningStack) -> None:
     """The sealer (every 10 s here, 5 minutes in AWS) signs each chain's head; an entry rewritten
     afterwards straight in the table, its hashes and links recomputed so the chain alone still
