@@ -65,4 +65,8 @@ def test_a_published_change_leaves_nothing_behind(
 def test_the_triggers_function_sweeps_on_its_schedule(settings: Settings) -> None:
     triggers.outbox.cache_clear()
     # The input the CDK rule sends (tests/infra checks the rule), and the embedded stack's pump alike.
-    assert triggers.handler({"cityshare-schedule": "outbox"}, LocalContext("triggers", 1024)) == {"published": 0, "announced": 0}
+    assert triggers.handler({"cityshare-schedule": "outbox"}, LocalContext("triggers", 1024)) == {
+        "published": 0,
+        "announced": 0,
+        "first_builds": 0,
+    }
