@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from aws_cdk import App, Environment, Validations
-from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks, ServerlessChecks
+from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks, NIST80053R5Checks, PCIDSS321Checks, ServerlessChecks
 
 from infra.cloud.config import DeploymentConfig
 from infra.cloud.functions import stage_function_code
@@ -19,6 +19,8 @@ from infra.cloud.stack import CityShareStack
 
 ROOT = Path(__file__).resolve().parent
 BUILD_DIR = ROOT / "build"
+# Every finding of these fails the synth unless infra/cloud/suppressions.py acknowledges it.
+NAG_PACKS = (AwsSolutionsChecks, NIST80053R5Checks, ServerlessChecks, HIPAASecurityChecks, PCIDSS321Checks)
 
 
 def build_app(
@@ -50,14 +52,9 @@ def build_app(
         env=Environment(account=account, region=region),
         description="CityShare: governed data sharing between a city's departments",
     )
-    # cdk-nag's AWS Solutions, NIST 800-53 rev 5 and Serverless packs: every finding fails the
+    # cdk-nag's packs (NAG_PACKS): every finding fails the
     # synth unless infra/cloud/suppressions.py acknowledges it on its resource, with a reason.
-    Validations.of(app).add_plugins(
-        *(
-            pack(app, write_suppressions_to_cloud_formation=True)
-            for pack in (AwsSolutionsChecks, NIST80053R5Checks, ServerlessChecks)
-        )
-    )
+    Validations.of(app).add_plugins(*(pack(app, write_suppressions_to_cloud_formation=True) for pack in NAG_PACKS))
     return stack
 
 

@@ -16,10 +16,9 @@ from typing import Any
 import pytest
 from aws_cdk import App, CfnElement, Environment, Validations
 from aws_cdk.assertions import Template
-from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks, ServerlessChecks
 from constructs import IConstruct
 
-from app import build_app
+from app import NAG_PACKS, build_app
 from infra.cloud.stack import CityShareStack
 from infra.spec import SPEC
 
@@ -73,7 +72,7 @@ def unacknowledged_findings(synthesised: Synthesised, tmp_path_factory: pytest.T
         acknowledge=False,
         env=Environment(region=synthesised.stack.region),
     )
-    Validations.of(app).add_plugins(*(pack() for pack in (AwsSolutionsChecks, NIST80053R5Checks, ServerlessChecks)))
+    Validations.of(app).add_plugins(*(pack() for pack in NAG_PACKS))
     with pytest.raises(Exception, match="ValidationFailed"):
         app.synth()
     report = json.loads((outdir / "validation-report.json").read_text())

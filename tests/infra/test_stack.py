@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from aws_cdk.assertions import Match, Template
-from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks, ServerlessChecks
 
+from app import NAG_PACKS
 from functions.core.events import EVENT_TYPES
 from functions.core.settings import required_environment_names
 from infra.spec import AUTHORIZER_CACHE_SECONDS, PUBLIC, SPEC
@@ -21,10 +21,10 @@ from tests.infra.conftest import Synthesised, of_type
 Resources = dict[str, dict[str, Any]]
 
 
-PACKS = (AwsSolutionsChecks, NIST80053R5Checks, ServerlessChecks)
+PACKS = NAG_PACKS
 
 
-def test_cdk_nag_aws_solutions_nist_and_serverless_packs_pass(synthesised: Synthesised) -> None:
+def test_cdk_nag_aws_solutions_nist_serverless_hipaa_and_pci_packs_pass(synthesised: Synthesised) -> None:
     for pack in PACKS:
         report = pack().validate_scope(synthesised.stack)
         assert report.success, (pack.__name__, [v.rule_name for v in report.violations])
