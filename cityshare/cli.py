@@ -109,6 +109,17 @@ def show(value: Any, summary: str | None = None) -> None:
     console.print(_fields(value))
 
 
+class JsonFileError(ValueError):
+    """A JSON file the user gave that is not JSON: said with its name, line and column."""
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise JsonFileError(f"{path} is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}") from None
+
+
 def as_json(value: Any) -> bool:
     """With --json: print `value` (a list command's items) as JSON and say so, for the caller to stop."""
     if _output["json"]:
@@ -280,7 +291,7 @@ def admin_principal(
 @admin_app.command("add-key")
 def admin_add_key(department_id: str, principal_id: str, jwk_file: Path) -> None:
     """Register a principal's public key (a JWK file, as `cityshare keys generate` prints); prints its key id."""
-    key = client().add_key(department_id, principal_id, json.loads(jwk_file.read_text()))
+    key = client().add_key(department_id, principal_id, read_json(jwk_file))
     if _output["json"]:
         show(key)
     else:
@@ -313,7 +324,7 @@ def admin_onboard(
                 f"[red]--public-key {printable(pair)}[/red]: principal=file, the principal named by --steward or --member"
             )
             raise typer.Exit(2)
-        given[principal] = json.loads(Path(path).read_text())
+        given[principal] = read_json(Path(path))
     admin = client()
     admin_profile = _current_profile()
     assert admin_profile is not None
@@ -390,7 +401,7 @@ def datasets_create(
     fields = _dataset_fields(licence, contact, theme, on_invalid_rows, max_invalid_share)
     show(
         client().create_dataset(
-            dataset_id, title, classification, json.loads(schema.read_text()), description, tag or [], **fields
+            dataset_id, title, classification, read_json(schema), description, tag or [], **fields
         ),
         "Dataset {dataset_id} created ({classification})",
     )
@@ -612,7 +623,7 @@ def access_approve(
 ) -> None:
     """Approve a request as asked, or narrowed by a terms file."""
     show(
-        client().approve_request(dataset_id, request_id, json.loads(terms.read_text()) if terms else None, note),
+        client().approve_request(dataset_id, request_id, read_json(terms) if terms else None, note),
         "Approved: grant {grant_id} to {grantee_department} ({status})",
     )
 
@@ -636,7 +647,7 @@ def access_grant(
     ] = None,
 ) -> None:
     """Grant a department (or one principal) access directly."""
-    given = json.loads(terms.read_text()) if terms else None
+    given = read_json(terms) if terms else None
     show(
         client().grant(dataset_id, department, purpose, category, given, principal, legal_basis),
         "Grant {grant_id} to {grantee_department} ({status})",
@@ -716,7 +727,7 @@ def access_revoke(
 @analytics_app.command("rule")
 def analytics_rule(dataset_id: str, rule: Annotated[Path, typer.Argument(help="JSON alert rule", exists=True)]) -> None:
     """Define an alert rule on a dataset you may read (see README: Analytics triggers)."""
-    show(client().define_alert_rule(dataset_id, json.loads(rule.read_text())), "Rule {rule_id} on {dataset_id}: {name}")
+    show(client().define_alert_rule(dataset_id, read_json(rule)), "Rule {rule_id} on {dataset_id}: {name}")
 
 
 @analytics_app.command("rules")
@@ -1061,6 +1072,8 @@ def _explained(error: Exception) -> str | None:
     if isinstance(error, requests.Timeout):
         return "The endpoint did not answer in time; try again (a retried call is done once)."
     if isinstance(error, UnsuitableFile):
+        return str(error)
+    if isinstance(error, JsonFileError):
         return str(error)
     if isinstance(error, json.JSONDecodeError):
         return f"Not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}"
