@@ -119,7 +119,7 @@ class FunctionSpec:
     layers: tuple[str, ...] = ("core",)  # dependency layers (functions/requirements-<layer>.txt)
     topics: tuple[str, ...] = ()  # SNS topics it publishes to
     query_catalog: Literal["read", "write"] | None = None  # the Glue database of curated versions
-    runs_queries: bool = False  # starts Athena queries in the derived workgroup
+    runs_queries: bool = False  # starts Athena queries in the derived workgroup, as the query role (one function)
     dead_letters: tuple[str, ...] = ()  # queues whose dead-letter queue it sends to (failures no retry can mend)
     provisions_departments: bool = False  # creates departments' KMS keys and API keys
     # Signs audit seals with the seal key and writes the audit archive (functions/audit/sealing.py).
@@ -404,12 +404,11 @@ SPEC = PlatformSpec(
             },
             publishes_events=True,
             acts_for_departments=True,  # reads versions, writes derived results to landing/
-            own_prefixes={"views/": ("s3:ListBucket",), "athena-results/": ("s3:GetObject", "s3:PutObject", "s3:ListBucket")},
+            own_prefixes={"views/": ("s3:ListBucket",)},  # Athena's results: the query role's (infra/cloud/permissions.py)
             ephemeral_storage_mb=10240,
             topics=("notifications",),
             layers=("core", "analytics"),
-            query_catalog="read",
-            runs_queries=True,
+            runs_queries=True,  # as the query role, which reads the catalog's tables (infra/cloud/permissions.py)
         ),
         FunctionSpec(
             "analytics",

@@ -1,16 +1,23 @@
 """Derived datasets too large for DuckDB on Lambda, run as Athena queries over the Glue tables of
 the inputs' exact versions. The definer's SQL is wrapped, never edited: each input it names is a CTE
 that selects only the granted columns and rows of its version table, and the SQL was checked to read
-no other table. Filter values are written as escaped literals (Athena's parameters are untyped)."""
+no other table. Filter values are written as escaped literals (Athena's parameters are untyped).
+
+In AWS each query runs as the query role, in a session whose policy names the query's inputs alone
+(their version tables, the folders of their files, their owners' keys): what the wrapper promises,
+AWS enforces. Without a role (tests against moto) the process's own client runs it."""
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from functions.analytics.scope import ReadScope, filter_sql, quoted
 from functions.core import aws
+from functions.core.scoped import DEPARTMENT_TAG
 
 POLL_SECONDS = 1.0
 TIMEOUT_SECONDS = 240
@@ -36,35 +43,133 @@ def wrapped(sql: str, ctes: list[str]) -> str:
     return f"WITH {', '.join(ctes)}\nSELECT * FROM (\n{sql.strip().rstrip(';')}\n) AS result"
 
 
+@dataclass(frozen=True)
+class QueryInput:
+    """What one input of a query may be read as: its version's Glue table and files, its owner's key."""
+
+    owner: str
+    table: str
+    folders: tuple[str, ...]  # the data bucket folders holding the version's files
+
+
+# AWS refuses a session policy over 2,048 characters of plain text.
+MAX_SESSION_POLICY_CHARACTERS = 2048
+
+
+def session_policy(
+    bucket: str, database: str, inputs: Sequence[QueryInput], platform_key: str = "*", exact: bool = True
+) -> dict[str, Any]:
+    """The query session's policy: the query role's permissions narrowed to these inputs (a session
+    policy only narrows: where it allows `*`, the role's own policy bounds it). `exact`: the folders
+    of the input versions' files; otherwise the inputs' datasets' folders (a shorter policy)."""
+    if exact:
+        folders = {folder.strip("/") for item in inputs for folder in item.folders}
+    else:
+        folders = {"/".join(folder.strip("/").split("/")[:3]) for item in inputs for folder in item.folders}
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "athena:*",
+                    "glue:GetDatabase",
+                    "s3:ListBucket",
+                    "s3:GetBucketLocation",
+                    "s3:PutObject",
+                    "kms:GenerateDataKey",
+                ],
+                "Resource": "*",
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["glue:GetTable", "glue:GetPartitions"],
+                "Resource": [f"arn:aws:glue:*:*:table/{database}/{item.table}" for item in inputs],
+            },
+            {
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": [f"arn:aws:s3:::{bucket}/{folder}/*" for folder in sorted(folders | {"athena-results"})],
+            },
+            {
+                "Effect": "Allow",
+                "Action": "kms:Decrypt",
+                "Resource": "*",
+                "Condition": {"StringEquals": {f"aws:ResourceTag/{DEPARTMENT_TAG}": sorted({i.owner for i in inputs})}},
+            },
+            {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": platform_key},
+        ],
+    }
+
+
+def packed(policy: dict[str, Any]) -> str:
+    return json.dumps(policy, separators=(",", ":"))
+
+
 class AthenaRunner:
     athena = aws.LazyClient("athena")
+    sts = aws.LazyClient("sts")
 
-    def __init__(self, workgroup: str, database: str, athena: Any = None) -> None:
+    def __init__(
+        self,
+        workgroup: str,
+        database: str,
+        bucket: str = "",
+        role_arn: str = "",
+        platform_key: str = "*",
+        athena: Any = None,
+        sts: Any = None,
+    ) -> None:
         self._workgroup = workgroup
         self._database = database
+        self._bucket = bucket
+        self._role_arn = role_arn
+        self._platform_key = platform_key
         self._athena = athena
+        self._sts = sts
 
-    def run(self, query: str) -> tuple[list[str], list[list[str | None]]]:
+    def _client_for(self, inputs: Sequence[QueryInput]) -> Any:
+        """Athena as the query role, in a session limited to `inputs` (the process's client without a role)."""
+        if not self._role_arn:
+            return self.athena
+        policy = packed(session_policy(self._bucket, self._database, inputs, self._platform_key))
+        if len(policy) > MAX_SESSION_POLICY_CHARACTERS:  # many inputs: their datasets' folders, not their versions'
+            policy = packed(session_policy(self._bucket, self._database, inputs, self._platform_key, exact=False))
+        if len(policy) > MAX_SESSION_POLICY_CHARACTERS:
+            raise RuntimeError(f"{len(inputs)} inputs are more than one Athena query session can be limited to")
+        credentials = self.sts.assume_role(
+            RoleArn=self._role_arn, RoleSessionName="cityshare-query", DurationSeconds=900, Policy=policy
+        )["Credentials"]
+        session = aws.new_session(
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"],
+        )
+        return aws.client_of(session, "athena")
+
+    def run(self, query: str, inputs: Sequence[QueryInput] = ()) -> tuple[list[str], list[list[str | None]]]:
         """The query's header and rows (Athena returns text), after it succeeded."""
-        started = self.athena.start_query_execution(
+        athena = self._client_for(inputs)
+        started = athena.start_query_execution(
             QueryString=query, WorkGroup=self._workgroup, QueryExecutionContext={"Database": self._database}
         )["QueryExecutionId"]
         deadline = time.monotonic() + TIMEOUT_SECONDS
         while True:
-            status = self.athena.get_query_execution(QueryExecutionId=started)["QueryExecution"]["Status"]
+            status = athena.get_query_execution(QueryExecutionId=started)["QueryExecution"]["Status"]
             if status["State"] == "SUCCEEDED":
                 break
             if status["State"] in ("FAILED", "CANCELLED"):
                 raise RuntimeError(f"Athena query {started} {status['State']}: {status.get('StateChangeReason', '')[:500]}")
             if time.monotonic() > deadline:
-                self.athena.stop_query_execution(QueryExecutionId=started)
+                athena.stop_query_execution(QueryExecutionId=started)
                 raise TimeoutError(f"Athena query {started} did not finish in {TIMEOUT_SECONDS} s")
             time.sleep(POLL_SECONDS)
-        rows = list(self._rows(started))
+        rows = list(self._rows(athena, started))
         header = [str(v) for v in rows[0]] if rows else []
         return header, rows[1:]
 
-    def _rows(self, execution: str) -> Iterator[list[str | None]]:
-        for page in self.athena.get_paginator("get_query_results").paginate(QueryExecutionId=execution):
+    @staticmethod
+    def _rows(athena: Any, execution: str) -> Iterator[list[str | None]]:
+        for page in athena.get_paginator("get_query_results").paginate(QueryExecutionId=execution):
             for row in page["ResultSet"]["Rows"]:
                 yield [cell.get("VarCharValue") for cell in row["Data"]]

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from functions.analytics.athena import AthenaRunner, input_cte, wrapped
+from functions.analytics.athena import AthenaRunner, QueryInput, input_cte, wrapped
 from functions.analytics.models import Alert, AlertRule, DerivedDataset, Subscription
 from functions.analytics.repository import AnalyticsRepository
 from functions.analytics.scope import ReadScope, scope_for, table_name
@@ -394,12 +394,14 @@ class TriggerService:
     def _run_on_athena(self, definition: DerivedDataset, scopes: list[tuple[Dataset, ReadScope]]) -> list[tuple[Any, ...]]:
         if self._athena is None:
             raise RuntimeError(f"{definition.dataset_id} runs on Athena, which this deployment does not have")
-        ctes = []
+        ctes, inputs = [], []
         for source, scope in scopes:
             temporal = {n for n, c in source.table_schema.properties.items() if c.format in ("date-time", "date")}
             table = version_table(source.dataset_id, source.latest_version)
             ctes.append(input_cte(table_name(source.dataset_id), self._settings.query_catalog, table, scope, temporal))
-        header, rows = self._athena.run(wrapped(definition.sql, ctes))
+            folders = tuple(sorted({file.rsplit("/", 1)[0] for file in source.latest_files}))
+            inputs.append(QueryInput(source.owner, table, folders))
+        header, rows = self._athena.run(wrapped(definition.sql, ctes), inputs)
         if header != list(definition.columns):
             raise RuntimeError(f"Athena returned columns {header}, the definition declares {list(definition.columns)}")
         return [tuple(row) for row in rows]

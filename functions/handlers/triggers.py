@@ -60,7 +60,13 @@ def triggers() -> TriggerService:
             CatalogRepository(settings.catalog_table), access_control(), grants=SharingRepository(settings.sharing_table)
         ),
         Actors(directory()),
-        AthenaRunner(settings.query_workgroup, settings.query_catalog) if settings.query_workgroup else None,
+        (
+            AthenaRunner(
+                settings.query_workgroup, settings.query_catalog, settings.data_bucket, settings.query_role, settings.platform_key
+            )
+            if settings.query_workgroup
+            else None
+        ),
         scopes(),
         department_keys(),
     )

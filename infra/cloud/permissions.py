@@ -186,8 +186,8 @@ class DataRole(Construct):
 
 
 def query_role_statements(bucket: s3.IBucket, platform_key: kms.IKey, stage: str) -> list[iam.PolicyStatement]:
-    """The triggers function runs large derived datasets on Athena, which reads curated objects of
-    the inputs' departments with the caller's credentials: allowed only when the call comes through
+    """Large derived datasets run on Athena, which reads curated objects of the inputs' departments
+    with the caller's credentials (the query role's): allowed only when the call comes through
     Athena (`aws:CalledViaFirst`), and each department's key policy names this role for it."""
     through_athena = {"StringEquals": {"aws:CalledViaFirst": "athena.amazonaws.com"}}
     region = Stack.of(bucket).region
@@ -220,6 +220,51 @@ def query_role_statements(bucket: s3.IBucket, platform_key: kms.IKey, stage: str
             conditions={"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}},
         ),
     ]
+
+
+def query_role_name(stage: str) -> str:
+    """Named: departments' key policies (made at run time) and the bucket's policy name it."""
+    return f"cityshare-{stage}-query"
+
+
+class QueryRole(Construct):
+    """The role Athena queries run as. Only the triggers function's role may assume it, and it does
+    so per query with a session policy naming the query's inputs (functions/analytics/athena.py):
+    the role may read curated objects through Athena, the session only the input versions' folders,
+    their Glue tables and their owners' keys, so a query reads what its definer's grants cover
+    because AWS says so, not only because the SQL wrapper does."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, stage: str, bucket: s3.IBucket, platform_key: kms.IKey, trusted: iam.IRole
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.role = iam.Role(
+            self,
+            "Role",
+            role_name=query_role_name(stage),
+            assumed_by=iam.ArnPrincipal(trusted.role_arn),
+            description="CityShare: Athena queries of derived datasets, each session limited to its inputs",
+        )
+        for statement in query_role_statements(bucket, platform_key, stage):
+            self.role.add_to_policy(statement)
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="QueryResults",
+                actions=["s3:GetObject", "s3:PutObject"],
+                resources=[bucket.arn_for_objects("athena-results/*")],
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ListQueryResults",
+                actions=["s3:ListBucket"],
+                resources=[bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": "athena-results/*"}},
+            )
+        )
+        trusted.add_to_principal_policy(
+            iam.PolicyStatement(sid="RunQueriesAsTheQueryRole", actions=["sts:AssumeRole"], resources=[self.role.role_arn])
+        )
 
 
 def provisioner_statements(scope: Construct, stage: str, usage_plan_id: str) -> list[iam.PolicyStatement]:

@@ -29,10 +29,11 @@ from infra.cloud.monitoring import Monitoring
 from infra.cloud.permissions import (
     STAGE_TAG,
     DataRole,
+    QueryRole,
     data_role_name,
     function_role_name,
     provisioner_statements,
-    query_role_statements,
+    query_role_name,
 )
 from infra.cloud.queries import Queries
 from infra.cloud.storage import Storage
@@ -52,8 +53,6 @@ class _Deferred:
         return self._produce()
 
 
-# The function whose role runs Athena queries over departments' curated data (their keys' policies name it).
-QUERY_FUNCTION = "triggers"
 # The function whose role alone signs audit seals and writes the audit archive.
 SEALER_FUNCTION = "sealer"
 
@@ -77,9 +76,13 @@ class CityShareStack(Stack):
         stage = config.stage
         role_arn = {
             name: self.format_arn(service="iam", region="", resource="role", resource_name=name)
-            for name in [data_role_name(stage), *(function_role_name(stage, f.name) for f in spec.functions)]
+            for name in [
+                data_role_name(stage),
+                query_role_name(stage),
+                *(function_role_name(stage, f.name) for f in spec.functions),
+            ]
         }
-        query_role_arn = role_arn[function_role_name(stage, QUERY_FUNCTION)]
+        query_role_arn = role_arn[query_role_name(stage)]
         sealer_role_arn = role_arn[function_role_name(stage, SEALER_FUNCTION)]
         keys = Keys(self, "Keys", stage, config.retain_data, sealer_role_arn)
         storage = Storage(
@@ -165,8 +168,11 @@ class CityShareStack(Stack):
             data_bucket,
             [functions.roles[f.name] for f in spec.functions if f.acts_for_departments],
         )
-        for statement in query_role_statements(data_bucket, keys.platform, stage):
-            functions.roles[QUERY_FUNCTION].add_to_policy(statement)
+        # The function that runs Athena queries, as the query role (which departments' key policies
+        # name), one session per query limited to its inputs.
+        (query_function,) = [f.name for f in spec.functions if f.runs_queries]
+        query_role = QueryRole(self, "QueryRole", stage, data_bucket, keys.platform, functions.roles[query_function])
+        queries.grant_query(query_role.role)
         for schedule in spec.schedules:
             events.Rule(
                 self,
@@ -185,8 +191,6 @@ class CityShareStack(Stack):
             function_spec = spec.function(name)
             if function_spec.query_catalog == "write":
                 queries.grant_register(function)
-            if function_spec.runs_queries:
-                queries.grant_query(function)
         for queue_spec in spec.queues:
             if queue_spec.consumer:
                 lambdas[queue_spec.consumer].add_event_source(

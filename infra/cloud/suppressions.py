@@ -84,16 +84,19 @@ def acknowledge_findings(stack: Stack) -> None:
     account_keys = f"arn:aws:kms:{stack.region}:<AWS::AccountId>:key/*"
     gateway = f"arn:aws:apigateway:{stack.region}::"
     _acknowledge(
-        functions,
-        "Role-triggers/DefaultPolicy/Resource",
+        stack,
+        "QueryRole/Role/DefaultPolicy/Resource",
         {
             f"AwsSolutions-IAM5[Resource::<{data}.Arn>/athena-results/*]": "Athena's query results of the derived workgroup, "
             "named by Athena at run time.",
             f"AwsSolutions-IAM5[Resource::<{data}.Arn>/curated/*]": "Only with aws:CalledViaFirst = athena.amazonaws.com: "
             "Athena reading the curated inputs of a derived dataset (the bucket policy and each department key's policy "
-            "allow this role alone to do so).",
+            "allow this role alone to do so), and each session is narrowed by its policy to the query's input versions.",
             f"AwsSolutions-IAM5[Resource::{account_keys}]": "Departments' keys are made at run time; only kms:Decrypt, "
-            "only through Athena, only keys tagged with this stage.",
+            "only through Athena, only keys tagged with this stage (each session: its inputs' owners' keys).",
+            f"AwsSolutions-IAM5[Resource::arn:aws:glue:{stack.region}:<AWS::AccountId>:table/{_database(stack)}/*]": _GLUE_TABLES
+            + " Each query session is narrowed to its inputs' tables.",
+            _INLINE: _INLINE_REASON,
         },
     )
     _acknowledge(

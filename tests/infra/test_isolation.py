@@ -19,7 +19,7 @@ FUNCTION_ROLES = {f"role:{f.name}" for f in SPEC.functions}
 
 @pytest.fixture(scope="module")
 def statements(resources: Resources) -> list[Statement]:
-    return [s for s in role_statements(resources) if s.role in FUNCTION_ROLES | {"role:data"}]
+    return [s for s in role_statements(resources) if s.role in FUNCTION_ROLES | {"role:data", "role:query"}]
 
 
 def holders(statements: list[Statement], action: str, resource_part: str = "") -> set[str]:
@@ -77,11 +77,11 @@ def test_no_function_role_reaches_departments_objects_or_keys_itself(statements:
             touching = [r for r in statement.resources if f"/{root}/" in r or r.endswith(f"/{root.split('/')[0]}/*")]
             if touching and any(a.startswith("s3:") for a in statement.actions):
                 # The one exception: the query role's reads through Athena.
-                assert statement.role == "role:triggers" and statement.actions == ("s3:GetObject",), statement
+                assert statement.role == "role:query" and statement.actions == ("s3:GetObject",), statement
                 assert "aws:CalledViaFirst" in statement.conditions and "athena.amazonaws.com" in statement.conditions
         if any(a.startswith("kms:") for a in statement.actions) and any(":key/*" in r for r in statement.resources):
-            assert statement.role in {"role:triggers", "role:provisioner"}, statement
-            if statement.role == "role:triggers":
+            assert statement.role in {"role:query", "role:provisioner"}, statement
+            if statement.role == "role:query":
                 assert statement.actions == ("kms:Decrypt",) and "athena.amazonaws.com" in statement.conditions
             else:
                 assert not {"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"} & set(statement.actions), statement
@@ -140,7 +140,7 @@ def test_the_bucket_policy_keeps_versions_and_departments_roots(resources: Resou
     assert untagged["Effect"] == "Deny" and untagged["Condition"]["Null"] == {f"aws:PrincipalTag/{DEPARTMENT_TAG}": "true"}
     assert len(untagged["Resource"]) == len(DEPARTMENT_ROOTS)
     athena = by_sid["AthenaReadsForTheQueryRoleOnly"]
-    assert "cityshare-prod-triggers" in json.dumps(athena["Condition"]["ArnNotEquals"])
+    assert "cityshare-prod-query" in json.dumps(athena["Condition"]["ArnNotEquals"])
 
 
 def test_the_audit_archive_and_the_seal_key_are_the_sealers_alone(
@@ -227,3 +227,19 @@ def test_every_role_of_the_functions_is_named_for_its_stage(resources: Resources
     names = {r["Properties"].get("RoleName") for r in of_type(resources, "AWS::IAM::Role").values()}
     assert {f"cityshare-prod-{f.name}" for f in SPEC.functions} | {"cityshare-prod-data"} <= names
     assert Path(synthesised.outdir).is_dir()
+
+
+def test_athena_queries_run_as_the_query_role_which_only_the_triggers_role_assumes(
+    statements: list[Statement], resources: Resources
+) -> None:
+    """The query role alone reads curated objects through Athena; only the function that runs
+    queries may assume it (per query, with a session policy naming the inputs: functions/analytics/athena.py)."""
+    (role,) = [
+        r for r in of_type(resources, "AWS::IAM::Role").values() if r["Properties"].get("RoleName") == "cityshare-prod-query"
+    ]
+    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Action"] == "sts:AssumeRole" and "FunctionsRoletriggers" in json.dumps(trust["Principal"])
+    assumes = [s for s in statements if s.sid == "RunQueriesAsTheQueryRole"]
+    assert [s.role for s in assumes] == ["role:triggers"]
+    assert holders(statements, "athena:StartQueryExecution") == {"query"}
+    assert holders(statements, "s3:GetObject", "/curated/") == {"query", "data"}

@@ -5,6 +5,7 @@ come from moto's queue of prepared results."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,6 +36,14 @@ def athena_settings(moto_aws: Aws, settings: Settings, monkeypatch: pytest.Monke
         Configuration={"ResultConfiguration": {"OutputLocation": f"s3://{settings.data_bucket}/athena-results/"}},
     )
     monkeypatch.setenv("QUERY_WORKGROUP", "it-derived")
+    # Queries run as the query role, in a session limited to their inputs (moto issues it; the
+    # policy it carries is what the test reads).
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"AWS": "123456789012"}, "Action": "sts:AssumeRole"}],
+    }
+    role = moto_aws.client("iam").create_role(RoleName="it-query", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    monkeypatch.setenv("QUERY_ROLE_ARN", role)
     get_settings.cache_clear()
     triggers.triggers.cache_clear()
     yield get_settings()
@@ -158,6 +167,9 @@ def test_an_athena_derived_dataset_reads_only_the_granted_part_of_exact_versions
         )
     )
     service: TriggerService = triggers.triggers()
+    assert service._athena is not None
+    sessions = AssumedRoles(moto_aws.client("sts"))
+    service._athena._sts = sessions
     assert service._rebuild(AnalyticsRepository(settings.analytics_table).derived("flow-by-district"))  # type: ignore[arg-type]
 
     (execution,) = backend.executions.values()
@@ -171,3 +183,30 @@ def test_an_athena_derived_dataset_reads_only_the_granted_part_of_exact_versions
     (landed,) = listed["Contents"]
     body = moto_aws.client("s3").get_object(Bucket=settings.data_bucket, Key=landed["Key"])["Body"].read().decode()
     assert body == "district,mean_speed\nCentre,21.5\nO'Brien Park,33.0\n"
+    # The session the query ran in could read that version's folder, its table and its owner's key, nothing else.
+    (assumed,) = sessions.assumed
+    assert assumed["RoleArn"] == settings.query_role and len(assumed["Policy"]) <= 2048
+    statements = json.loads(assumed["Policy"])["Statement"]
+    reads = next(s for s in statements if s["Action"] == "s3:GetObject")["Resource"]
+    assert sorted(reads) == sorted(
+        [
+            f"arn:aws:s3:::{settings.data_bucket}/athena-results/*",
+            f"arn:aws:s3:::{settings.data_bucket}/curated/traffic-flow/u{'0' * 32}/*",
+        ]
+    )
+    tables = next(s for s in statements if "glue:GetTable" in s["Action"])["Resource"]
+    assert tables == [f"arn:aws:glue:*:*:table/{settings.query_catalog}/traffic_flow__v7"]
+    keys = next(s for s in statements if s["Action"] == "kms:Decrypt" and "Condition" in s)
+    assert keys["Condition"] == {"StringEquals": {"aws:ResourceTag/cityshare:department": ["transport"]}}
+
+
+class AssumedRoles:
+    """STS, recording each AssumeRole call (moto's answers it)."""
+
+    def __init__(self, sts: Any) -> None:
+        self._sts = sts
+        self.assumed: list[dict[str, Any]] = []
+
+    def assume_role(self, **request: Any) -> Any:
+        self.assumed.append(request)
+        return self._sts.assume_role(**request)
