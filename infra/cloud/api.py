@@ -23,6 +23,7 @@ from typing import Any
 
 from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -130,6 +131,9 @@ class Api(Construct):
             rest_api_name=f"cityshare-{config.stage}",
             description="CityShare: governed data sharing between the city's departments",
             endpoint_types=[apigw.EndpointType.REGIONAL],
+            # On the city's own name, API Gateway's execute-api address is off: the name's TLS
+            # policy is then the only way in.
+            disable_execute_api_endpoint=config.api_domain_name is not None,
             api_key_source_type=apigw.ApiKeySourceType.AUTHORIZER,
             cloud_watch_role=True,
             cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
@@ -147,6 +151,18 @@ class Api(Construct):
             default_method_options=apigw.MethodOptions(
                 authorizer=self.authorizer, authorization_type=apigw.AuthorizationType.CUSTOM, api_key_required=True
             ),
+        )
+        self.domain_name = config.api_domain_name if config.api_certificate_arn else None
+        self.domain = (
+            self.rest_api.add_domain_name(
+                "Domain",
+                domain_name=config.api_domain_name,
+                certificate=acm.Certificate.from_certificate_arn(self, "Certificate", config.api_certificate_arn),
+                security_policy=apigw.SecurityPolicy.TLS_1_2,
+                endpoint_type=apigw.EndpointType.REGIONAL,
+            )
+            if config.api_domain_name and config.api_certificate_arn
+            else None
         )
         self.usage_plan = self.rest_api.add_usage_plan(
             "Departments",
@@ -209,8 +225,15 @@ class Api(Construct):
     @property
     def origin(self) -> str:
         """The scheme and host browsers call (the console's content security policy allows it)."""
+        if self.domain_name:
+            return f"https://{self.domain_name}"
         stack = Stack.of(self)
         return f"https://{self.rest_api.rest_api_id}.execute-api.{stack.region}.{stack.url_suffix}"
+
+    @property
+    def url(self) -> str:
+        """The API's root URL for profiles: the city's name when it has one, else API Gateway's stage URL."""
+        return f"{self.origin}/" if self.domain_name else self.rest_api.url
 
     def _preflights(self, routes: tuple[RouteSpec, ...], browser_origin: str) -> None:
         """OPTIONS on every path of a signed route, answered by API Gateway itself for `browser_origin`."""

@@ -64,6 +64,16 @@ class DeploymentConfig(BaseModel):
         default=None, alias="consoleCertificateArn", pattern=r"^arn:aws[a-z-]*:acm:us-east-1:\d{12}:certificate/[0-9a-f-]{36}$"
     )
 
+    # The API on the city's own name (e.g. api.data.city.example), with an ACM certificate in the
+    # stack's region: TLS 1.2 at least, and API Gateway's own execute-api address turned off, so
+    # that no client reaches the API around that policy (or around the name's DNS and WAF).
+    api_domain_name: str | None = Field(
+        default=None, alias="apiDomainName", max_length=253, pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
+    )
+    api_certificate_arn: str | None = Field(
+        default=None, alias="apiCertificateArn", pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$"
+    )
+
     @field_validator("log_retention_days")
     @classmethod
     def _retention_cloudwatch_accepts(cls, days: int) -> int:
@@ -83,6 +93,10 @@ class DeploymentConfig(BaseModel):
     def _domain_with_certificate(self) -> DeploymentConfig:
         if (self.console_domain_name is None) != (self.console_certificate_arn is None):
             raise ValueError("consoleDomainName and consoleCertificateArn go together (the certificate must cover the name)")
+        if (self.api_domain_name is None) != (self.api_certificate_arn is None):
+            raise ValueError("apiDomainName and apiCertificateArn go together (the certificate must cover the name)")
+        if self.api_certificate_arn and self.region and f":acm:{self.region}:" not in self.api_certificate_arn:
+            raise ValueError(f"apiCertificateArn must be a certificate in the stack's region ({self.region})")
         return self
 
     @property

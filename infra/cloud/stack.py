@@ -215,7 +215,7 @@ class CityShareStack(Stack):
             config.console_certificate_arn,
         )
         api = Api(self, "Api", config, spec.routes, lambdas, spec.authorizer, spec.limits, keys.operations, console.origin)
-        console.publish(api.rest_api.url, config.token_audience)
+        console.publish(api.url, config.token_audience)
         for function_spec in spec.functions:
             if any(route.function == function_spec.name and route.authorizer is None for route in spec.routes):
                 lambdas[function_spec.name].add_environment("CONSOLE_ORIGIN", console.origin)
@@ -237,7 +237,7 @@ class CityShareStack(Stack):
             messaging.undelivered,
             str(api.web_acl.name),
         )
-        CfnOutput(self, "ApiUrl", value=api.rest_api.url, description="Endpoint for CityShare profiles")
+        CfnOutput(self, "ApiUrl", value=api.url, description="Endpoint for CityShare profiles")
         CfnOutput(self, "ConsoleUrl", value=f"{console.origin}{CONSOLE_PATH}", description="The stewards' console")
         CfnOutput(self, "Audience", value=config.token_audience, description="The `aud` every request token carries")
         CfnOutput(self, "BackupVault", value=backups.vault.backup_vault_name, description="The tables' nightly backups")

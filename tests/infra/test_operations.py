@@ -190,3 +190,42 @@ def test_prod_reserves_each_functions_share_of_the_accounts_concurrency(resource
     assert found == reserved
     assert reserved["api"] >= SPEC.limits.stage_rate_per_second * 0.1  # the stage's full rate at 100 ms a request
     assert reserved["ingest"] >= SPEC.queue("ingest").max_concurrency
+
+
+def test_the_api_on_the_citys_own_name_takes_tls_1_2_and_no_other_address(synthesised: Synthesised) -> None:
+    """With apiDomainName and apiCertificateArn the API is served on that name with TLS 1.2 at
+    least, API Gateway's execute-api address is off (nothing reaches the API around the name), and
+    the profiles' endpoint (ApiUrl) and the console's connect-src are the name."""
+    from aws_cdk import App
+    from aws_cdk.assertions import Template
+
+    from app import build_app
+
+    certificate = "arn:aws:acm:eu-west-1:123456789012:certificate/12345678-1234-1234-1234-123456789012"
+    context = json.loads(json.dumps(synthesised.context))
+    context["cityshare"]["stages"]["prod"] |= {"apiDomainName": "api.data.city.example", "apiCertificateArn": certificate}
+    app = App(context=context, outdir=str(synthesised.outdir.parent / "cdk.out-domain"))
+    stack = build_app(
+        app,
+        layer_dir=synthesised.layer_dir,
+        code_dir=synthesised.outdir.parent / "function-code",
+        console_dir=synthesised.console_dir,
+    )
+    resources = Template.from_stack(stack).to_json()["Resources"]
+    (domain,) = of_type(resources, "AWS::ApiGateway::DomainName").values()
+    assert domain["Properties"]["DomainName"] == "api.data.city.example"
+    assert domain["Properties"]["SecurityPolicy"] == "TLS_1_2"
+    assert domain["Properties"]["RegionalCertificateArn"] == certificate
+    (api,) = of_type(resources, "AWS::ApiGateway::RestApi").values()
+    assert api["Properties"]["DisableExecuteApiEndpoint"] is True
+    assert len(of_type(resources, "AWS::ApiGateway::BasePathMapping")) == 1
+    outputs = Template.from_stack(stack).to_json()["Outputs"]
+    assert outputs["ApiUrl"]["Value"] == "https://api.data.city.example/"
+    with pytest.raises(ValidationError, match="stack's region"):
+        DeploymentConfig.model_validate(
+            {
+                "region": "eu-west-1",
+                "apiDomainName": "api.city.example",
+                "apiCertificateArn": certificate.replace("eu-west-1", "us-east-1"),
+            }
+        )
