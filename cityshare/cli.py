@@ -400,9 +400,7 @@ def datasets_create(
     """Create a dataset owned by your department."""
     fields = _dataset_fields(licence, contact, theme, on_invalid_rows, max_invalid_share)
     show(
-        client().create_dataset(
-            dataset_id, title, classification, read_json(schema), description, tag or [], **fields
-        ),
+        client().create_dataset(dataset_id, title, classification, read_json(schema), description, tag or [], **fields),
         "Dataset {dataset_id} created ({classification})",
     )
 

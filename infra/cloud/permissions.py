@@ -14,6 +14,8 @@ reviewer would have to read around; here each action is named and each key use i
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
@@ -323,62 +325,51 @@ def data_bucket_statements(bucket: s3.IBucket, query_role_arn: str) -> list[iam.
     object_actions = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:GetObjectVersion"]
     roots = [bucket.arn_for_objects(f"{root}/*") for root in DEPARTMENT_ROOTS]
     untagged = {"Null": {f"aws:PrincipalTag/{DEPARTMENT_TAG}": "true"}}
-    anyone = [iam.AnyPrincipal()]
     return [
-        iam.PolicyStatement(
-            sid="DepartmentRootsOnlyForTaggedSessionsOrAthena",
-            effect=iam.Effect.DENY,
-            principals=anyone,
-            actions=object_actions,
-            resources=roots,
-            conditions={**untagged, "StringNotEqualsIfExists": {"aws:CalledViaFirst": "athena.amazonaws.com"}},
+        _deny_everyone(
+            "DepartmentRootsOnlyForTaggedSessionsOrAthena",
+            object_actions,
+            roots,
+            {**untagged, "StringNotEqualsIfExists": {"aws:CalledViaFirst": "athena.amazonaws.com"}},
         ),
-        iam.PolicyStatement(
-            sid="ThroughAthenaOnlyTheQueryRoleAndOnlyCurated",
-            effect=iam.Effect.DENY,
-            principals=anyone,
-            actions=object_actions,
-            resources=[bucket.arn_for_objects(f"{root}/*") for root in DEPARTMENT_ROOTS if root != "curated"],
-            conditions=untagged,
+        _deny_everyone(
+            "ThroughAthenaOnlyTheQueryRoleAndOnlyCurated",
+            object_actions,
+            [bucket.arn_for_objects(f"{root}/*") for root in DEPARTMENT_ROOTS if root != "curated"],
+            untagged,
         ),
-        iam.PolicyStatement(
-            sid="AthenaReadsForTheQueryRoleOnly",
-            effect=iam.Effect.DENY,
-            principals=anyone,
-            actions=object_actions,
-            resources=[bucket.arn_for_objects("curated/*")],
-            conditions={**untagged, "ArnNotEquals": {"aws:PrincipalArn": query_role_arn}},
+        _deny_everyone(
+            "AthenaReadsForTheQueryRoleOnly",
+            object_actions,
+            [bucket.arn_for_objects("curated/*")],
+            {**untagged, "ArnNotEquals": {"aws:PrincipalArn": query_role_arn}},
         ),
-        iam.PolicyStatement(
-            sid="VersionsAreNeverDeleted",
-            effect=iam.Effect.DENY,
-            principals=anyone,
-            actions=["s3:DeleteObjectVersion"],
-            resources=[bucket.arn_for_objects("*")],
-        ),
+        _deny_everyone("VersionsAreNeverDeleted", ["s3:DeleteObjectVersion"], [bucket.arn_for_objects("*")]),
     ]
+
+
+def _deny_everyone(
+    sid: str, actions: list[str], resources: list[str], conditions: dict[str, Any] | None = None
+) -> iam.PolicyStatement:
+    """A resource policy's deny to every principal (its own account's root included)."""
+    anyone = [iam.AnyPrincipal()]
+    return iam.PolicyStatement(
+        sid=sid, effect=iam.Effect.DENY, principals=anyone, actions=actions, resources=resources, conditions=conditions
+    )
 
 
 def archive_bucket_statements(bucket: s3.IBucket, writer_arn: str) -> list[iam.PolicyStatement]:
     """The audit archive's own policy: one writer (the sealer's role), and no version deleted by
     anyone (Object Lock refuses it too, until the retention has passed; this holds after)."""
-    anyone = [iam.AnyPrincipal()]
+    objects = [bucket.arn_for_objects("*")]
     return [
-        iam.PolicyStatement(
-            sid="OnlyTheSealerWrites",
-            effect=iam.Effect.DENY,
-            principals=anyone,
-            actions=["s3:PutObject", "s3:PutObjectRetention", "s3:PutObjectLegalHold", "s3:BypassGovernanceRetention"],
-            resources=[bucket.arn_for_objects("*")],
-            conditions={"ArnNotEquals": {"aws:PrincipalArn": writer_arn}},
+        _deny_everyone(
+            "OnlyTheSealerWrites",
+            ["s3:PutObject", "s3:PutObjectRetention", "s3:PutObjectLegalHold", "s3:BypassGovernanceRetention"],
+            objects,
+            {"ArnNotEquals": {"aws:PrincipalArn": writer_arn}},
         ),
-        iam.PolicyStatement(
-            sid="NoArchivedVersionIsDeleted",
-            effect=iam.Effect.DENY,
-            principals=anyone,
-            actions=["s3:DeleteObject", "s3:DeleteObjectVersion"],
-            resources=[bucket.arn_for_objects("*")],
-        ),
+        _deny_everyone("NoArchivedVersionIsDeleted", ["s3:DeleteObject", "s3:DeleteObjectVersion"], objects),
     ]
 
 

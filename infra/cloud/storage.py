@@ -71,41 +71,24 @@ class Storage(Construct):
             lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(400), noncurrent_version_expiration=Duration.days(30))],
             removal_policy=RemovalPolicy.RETAIN,
         )
-        self.buckets = {
-            spec.name: s3.Bucket(
-                self,
-                f"Bucket-{spec.name}",
-                encryption=s3.BucketEncryption.KMS,
-                encryption_key=key,
-                bucket_key_enabled=True,
-                block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-                enforce_ssl=True,
-                versioned=True,
-                object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-                server_access_logs_bucket=self.access_logs,
-                server_access_logs_prefix=f"{spec.name}/",
-                lifecycle_rules=[
-                    s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(2)),
-                    s3.LifecycleRule(noncurrent_version_expiration=Duration.days(noncurrent_days)),
-                    *(_expiry_rule(expiry) for expiry in spec.expiries),
-                ],
-                removal_policy=RemovalPolicy.RETAIN,
-            )
-            for spec in buckets
-            if not spec.object_lock
-        }
         # Buckets are kept when the stack goes (RETAIN, in every stage): no one may delete versions.
-        for bucket in self.buckets.values():
-            for statement in data_bucket_statements(bucket, query_role_arn):
-                bucket.add_to_resource_policy(statement)
+        self.buckets: dict[str, s3.Bucket] = {}
         for spec in buckets:
+            bucket = self._bucket(spec, key, noncurrent_days, archive_retention_days)
             if spec.object_lock:
-                self.buckets[spec.name] = self._locked(spec, key, archive_retention_days, archive_writer_arn)
+                statements = archive_bucket_statements(bucket, archive_writer_arn)
+            else:
+                statements = data_bucket_statements(bucket, query_role_arn)
+            for statement in statements:
+                bucket.add_to_resource_policy(statement)
+            self.buckets[spec.name] = bucket
 
-    def _locked(self, spec: BucketSpec, key: kms.IKey, retention_days: int, writer_arn: str) -> s3.Bucket:
-        """A bucket under Object Lock in compliance mode: every object version kept `retention_days`
-        from everyone (the account's root included); written by `writer_arn` alone."""
-        bucket = s3.Bucket(
+    def _bucket(self, spec: BucketSpec, key: kms.IKey, noncurrent_days: int, retention_days: int) -> s3.Bucket:
+        """A retained, versioned, TLS-only SSE-KMS bucket with no public access, its requests logged.
+        Under Object Lock (compliance mode), every object version is kept `retention_days` from
+        everyone, the account's root included, so no lifecycle rule expires versions there."""
+        locked = spec.object_lock
+        return s3.Bucket(
             self,
             f"Bucket-{spec.name}",
             encryption=s3.BucketEncryption.KMS,
@@ -114,14 +97,15 @@ class Storage(Construct):
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             enforce_ssl=True,
             versioned=True,
-            object_lock_enabled=True,
-            object_lock_default_retention=s3.ObjectLockRetention.compliance(Duration.days(retention_days)),
+            object_lock_enabled=locked or None,
+            object_lock_default_retention=s3.ObjectLockRetention.compliance(Duration.days(retention_days)) if locked else None,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             server_access_logs_bucket=self.access_logs,
             server_access_logs_prefix=f"{spec.name}/",
-            lifecycle_rules=[s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(2))],
+            lifecycle_rules=[
+                s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(2)),
+                *(() if locked else (s3.LifecycleRule(noncurrent_version_expiration=Duration.days(noncurrent_days)),)),
+                *(_expiry_rule(expiry) for expiry in spec.expiries),
+            ],
             removal_policy=RemovalPolicy.RETAIN,
         )
-        for statement in archive_bucket_statements(bucket, writer_arn):
-            bucket.add_to_resource_policy(statement)
-        return bucket

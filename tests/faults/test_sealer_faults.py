@@ -8,12 +8,13 @@ import json
 from typing import Any
 
 from cityshare.audit import verify_chain
-from functions.audit.chain import AuditEvent, AuditLog
+from functions.audit.chain import AuditLog
 from functions.audit.sealing import AuditArchive, AuditSealer, SealKey
 from functions.core.settings import Settings
 from tests.faults.harness import FAULTS, FaultInjector, plan
 from tests.faults.scenario import deliver, record
 from tests.integration.conftest import Aws
+from tests.integration.test_audit_seals import event
 
 
 class SealerRun:
@@ -30,10 +31,10 @@ class SealerRun:
         self.number += 1
         chain = f"chain-{self.number:04d}"
         for entry in range(3):
-            self.log.append(chain, _event(entry))
+            self.log.append(chain, event(entry))
         self.sealer(chain).seal(chain)
         for entry in range(3, 6):
-            self.log.append(chain, _event(entry))
+            self.log.append(chain, event(entry))
         return chain
 
     def sealer(self, chain: str) -> AuditSealer:
@@ -45,17 +46,6 @@ class SealerRun:
             return "done"
 
         return once
-
-
-def _event(number: int) -> AuditEvent:
-    return AuditEvent(
-        actor_department="transport",
-        actor_principal="p",
-        action="ReadData",
-        resource="Dataset::d",
-        decision="allow",
-        details={"n": number},
-    )
 
 
 def check(run: SealerRun, chain: str, context: str) -> None:

@@ -190,37 +190,13 @@ def test_a_rule_stops_when_its_grant_ends_and_the_refusal_is_audited(
 def test_duplicate_and_out_of_order_events_build_a_derived_version_once_per_input_versions(
     moto_aws: Aws, settings: Settings, service: TriggerService
 ) -> None:
-    analytics = AnalyticsRepository(settings.analytics_table)
     first = publish(moto_aws, settings, "air", "environment", 1, readings(90.0))
-    CatalogRepository(settings.catalog_table).create(
-        Dataset.model_validate(
-            {
-                "dataset_id": "air-hourly",
-                "title": "Hourly",
-                "classification": "internal",
-                "schema": {
-                    "type": "object",
-                    "properties": {"district": {"type": ["string", "null"]}, "pm25": {"type": ["number", "null"]}},
-                },
-                "owner": "environment",
-                "created_at": "t",
-                "updated_at": "t",
-                "created_by": "p",
-            }
-        )
-    )
-    analytics.put_derived(
-        DerivedDataset(
-            dataset_id="air-hourly",
-            title="Hourly",
-            inputs=["air"],
-            sql="SELECT district, avg(pm25) AS pm25 FROM air GROUP BY district",
-            owner="environment",
-            classification="internal",
-            created_by="p",
-            created_at="t",
-            columns={"district": "VARCHAR", "pm25": "DOUBLE"},
-        )
+    define_derived(
+        settings,
+        "air-hourly",
+        "Hourly",
+        "SELECT district, avg(pm25) AS pm25 FROM air GROUP BY district",
+        {"district": "VARCHAR", "pm25": "DOUBLE"},
     )
     assert service.rebuild_derived(first) == ["air-hourly"]
     assert service.rebuild_derived(first) == []  # the same input versions: nothing new
@@ -290,13 +266,25 @@ def test_a_derived_dataset_is_built_once_after_its_definition_without_waiting_fo
 ) -> None:
     analytics = AnalyticsRepository(settings.analytics_table)
     publish(moto_aws, settings, "air", "environment", 1, readings(90.0))
+    define_derived(settings, "air-by-district", "By district", "SELECT DISTINCT district FROM air", {"district": "VARCHAR"})
+    assert analytics.first_builds_owed() == ["air-by-district"]
+    assert service.sweep_first_builds() == ["air-by-district"]  # from air@1, which came before the definition
+    assert analytics.first_builds_owed() == [] and service.sweep_first_builds() == []
+    listed = moto_aws.client("s3").list_objects_v2(Bucket=settings.data_bucket, Prefix="landing/environment/air-by-district/")
+    assert listed["KeyCount"] == 1
+
+
+def define_derived(settings: Settings, dataset_id: str, title: str, sql: str, columns: dict[str, str]) -> None:
+    """A derived dataset of environment's over `air`, its catalog entry and its definition (as the
+    analytics function writes them)."""
+    types = {"VARCHAR": ["string", "null"], "DOUBLE": ["number", "null"]}
     CatalogRepository(settings.catalog_table).create(
         Dataset.model_validate(
             {
-                "dataset_id": "air-by-district",
-                "title": "By district",
+                "dataset_id": dataset_id,
+                "title": title,
                 "classification": "internal",
-                "schema": {"type": "object", "properties": {"district": {"type": ["string", "null"]}}},
+                "schema": {"type": "object", "properties": {name: {"type": types[kind]} for name, kind in columns.items()}},
                 "owner": "environment",
                 "created_at": "t",
                 "updated_at": "t",
@@ -304,21 +292,16 @@ def test_a_derived_dataset_is_built_once_after_its_definition_without_waiting_fo
             }
         )
     )
-    analytics.put_derived(
+    AnalyticsRepository(settings.analytics_table).put_derived(
         DerivedDataset(
-            dataset_id="air-by-district",
-            title="By district",
+            dataset_id=dataset_id,
+            title=title,
             inputs=["air"],
-            sql="SELECT DISTINCT district FROM air",
+            sql=sql,
             owner="environment",
             classification="internal",
             created_by="p",
             created_at="t",
-            columns={"district": "VARCHAR"},
+            columns=columns,
         )
     )
-    assert analytics.first_builds_owed() == ["air-by-district"]
-    assert service.sweep_first_builds() == ["air-by-district"]  # from air@1, which came before the definition
-    assert analytics.first_builds_owed() == [] and service.sweep_first_builds() == []
-    listed = moto_aws.client("s3").list_objects_v2(Bucket=settings.data_bucket, Prefix="landing/environment/air-by-district/")
-    assert listed["KeyCount"] == 1
