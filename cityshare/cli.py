@@ -507,9 +507,10 @@ def show_outcome(upload: dict[str, Any]) -> None:
             + (f", {report['rows_rejected']} rejected" if report.get("rows_rejected") else "")
         )
     elif upload["status"] == "rejected":
-        console.print(
-            f"[red]rejected[/red] ({printable(report.get('file_error'))}): {report.get('rows_rejected', 0)} invalid rows"
-        )
+        if report.get("file_error"):  # the file as a whole: no row was read as one
+            console.print(f"[red]rejected[/red] ({printable(report['file_error'])}): the file as a whole, see below")
+        else:
+            console.print(f"[red]rejected[/red]: {report.get('rows_rejected', 0)} invalid rows")
     elif upload["status"] == "failed":
         console.print("[red]failed[/red]: processing failed on the platform's side (see below); nothing was published")
     else:
@@ -963,6 +964,8 @@ def audit_verify(
         sealed = (
             f"; sealed up to {report.sealed_seq} at {printable(report.sealed_at)}" if report.sealed_seq else "; not sealed yet"
         )
+        if witness:
+            sealed += f"; head kept in {printable(witness)}"
         console.print(f"[green]Chain {report.chain}: {report.entries} entries, intact[/green] (head {report.head_seq}{sealed})")
         return
     for problem in report.problems:
@@ -1006,10 +1009,12 @@ def local_reset(
     """Forget everything the embedded stack kept (the stack must be stopped)."""
     from cityshare.local import LocalStackError, reset
 
-    if not yes and not typer.confirm(f"Forget every dataset, grant, key and audit entry kept in {state_dir}?"):
-        raise typer.Exit(1)
+    def confirmed() -> bool:
+        return yes or typer.confirm(f"Forget every dataset, grant, key and audit entry kept in {state_dir}?")
+
     try:
-        reset(state_dir)
+        if not reset(state_dir, confirmed):
+            raise typer.Exit(1)
     except LocalStackError as error:
         console.print(f"[red]{printable(error)}[/red]")
         raise typer.Exit(1) from None
@@ -1030,7 +1035,8 @@ _HINTS = {
     "a clock more than a minute off, or a profile for another endpoint. The reason is in the platform's audit "
     "chain (`cityshare audit show --department platform`, as an admin).",
     "forbidden": "Your principal may not do this: `cityshare whoami` shows its roles (stewards decide grants, admins "
-    "manage departments).",
+    "manage departments); or the dataset does not allow it (access is requested to public and internal datasets only: "
+    "a confidential one's steward grants access directly).",
     "dataset_not_found": "It does not exist, or your department may not see it.",
     "not_found": "It does not exist, or your department may not see it.",
     "too_many_requests": "Too many calls: wait a moment and try again.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 DEFAULT_STATE_DIR = Path(".cityshare/local")
@@ -23,13 +24,14 @@ def up(
         raise LocalStackError(str(error)) from None
 
 
-def reset(state_dir: Path = DEFAULT_STATE_DIR) -> None:
-    """Forget the stack's state: datasets, grants, keys, audit chains, share tokens, everything."""
+def reset(state_dir: Path = DEFAULT_STATE_DIR, confirm: Callable[[], bool] = lambda: True) -> bool:
+    """Forget the stack's state: datasets, grants, keys, audit chains, share tokens, everything.
+    Refused while a stack runs on it (before `confirm` is asked); False when `confirm` says no."""
     from infra.local.stack import StackAlreadyRunning
     from infra.local.stack import reset as reset_state
 
     try:
-        reset_state(state_dir)
+        return reset_state(state_dir, confirm)
     except StackAlreadyRunning as error:
         raise LocalStackError(str(error)) from None
 

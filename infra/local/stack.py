@@ -9,6 +9,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -264,19 +265,23 @@ class _MotoServer:
             self._thread.join()
 
 
-def reset(state_dir: Path) -> None:
-    """Forget everything the stack kept in `state_dir` (refused while a stack runs on it)."""
+def reset(state_dir: Path, confirm: Callable[[], bool] = lambda: True) -> bool:
+    """Forget everything the stack kept in `state_dir` (refused while a stack runs on it, before
+    `confirm` is asked); False when `confirm` said no."""
     import fcntl
     import shutil
 
     if not state_dir.exists():
-        return
+        return True
     with (state_dir / "stack.lock").open("a+") as lock_file:
         try:
             fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise StackAlreadyRunning(f"An embedded stack runs on {state_dir}: stop it (Ctrl-C) before resetting") from None
+        if not confirm():
+            return False
         shutil.rmtree(state_dir)
+    return True
 
 
 def serve_forever(state_dir: Path, port: int | None = None, browser_origin: str | None = None, persistent: bool = True) -> None:

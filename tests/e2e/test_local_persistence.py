@@ -114,6 +114,8 @@ def test_a_killed_stack_comes_back_whole_on_the_same_port(tmp_path_factory: pyte
         # Reset is refused while it runs.
         refused = _cli("local", "reset", "--state-dir", str(state_dir), "--yes")
         assert refused.returncode == 1 and "stop it" in refused.stdout
+        asked = _cli("local", "reset", "--state-dir", str(state_dir))  # refused before asking whether to forget
+        assert asked.returncode == 1 and "stop it" in asked.stdout and "Forget" not in asked.stdout
 
     assert _cli("local", "reset", "--state-dir", str(state_dir), "--yes").returncode == 0
     assert not (state_dir / "aws").exists()
