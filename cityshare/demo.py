@@ -454,8 +454,13 @@ def run_demo(state_dir: Path, console: Console) -> dict[str, Any]:
     stack, profile_path, console_url = start(state_dir)
     try:
         console.print(f"[bold]CityShare embedded stack[/bold] at {Profile.load(profile_path).endpoint}")
-        if console_url:
-            console.print(f"  the stewards' console: {console_url} (while the demo runs; `make local` keeps it up)")
-        return run_scenario(profile_path, console)
+        outcome = run_scenario(profile_path, console)
     finally:
         stack.stop()  # type: ignore[attr-defined]
+    # The demo's stack stops with it; its city is kept and comes back whole where it was.
+    console.print(
+        f"\nThe demo's city is kept in {state_dir}: `cityshare local up --state-dir {state_dir}` brings it back"
+        + (", with the stewards' console at its /console/" if console_url else "")
+        + f" (the principals' keys and profiles are under {state_dir})"
+    )
+    return outcome

@@ -239,7 +239,7 @@ def test_the_cli_says_what_went_wrong_in_a_sentence(stack: RunningStack, tmp_pat
         "datasets", "create", unique("air"), "--title", "Air", "--classification", "internal", "--schema",
         str(tmp_path / "schema.json"), profile=tmp_path / "analyst.json", check=False,
     )  # fmt: skip
-    assert broken.returncode == 1 and "Not valid JSON" in broken.stdout and "line 1" in broken.stdout
+    assert broken.returncode == 1 and "is not valid JSON" in broken.stdout and "line 1" in broken.stdout
     assert "Traceback" not in broken.stdout + broken.stderr
     stopped = json.loads((tmp_path / "analyst.json").read_text()) | {"endpoint": "http://127.0.0.1:9"}
     (tmp_path / "stopped.json").write_text(json.dumps(stopped))

@@ -17,7 +17,7 @@ async function act(action, done) {
 
 export async function admin(api, main) {
   const departments = await api.get("/admin/departments");
-  const id = h("input", { type: "text", required: true, pattern: "[a-z][a-z0-9-]{1,31}", placeholder: "e.g. housing" });
+  const id = h("input", { type: "text", required: true, pattern: "[a-z][a-z0-9\\-]{1,31}", placeholder: "e.g. housing" });
   const name = h("input", { type: "text", required: true, placeholder: "e.g. Housing" });
   put(main, 
     h("h1", {}, "Departments"),

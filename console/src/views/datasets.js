@@ -53,7 +53,7 @@ function lineageGraph(lineage) {
   return svg;
 }
 
-export async function datasetPage(api, main, datasetId) {
+export async function datasetPage(api, main, datasetId, versionNumber) {
   const dataset = await api.get(`/datasets/${datasetId}`);
   const versions = (await api.get(`/datasets/${datasetId}/versions`)).versions;
   put(main, 
@@ -77,13 +77,16 @@ export async function datasetPage(api, main, datasetId) {
       ])),
       h("section", { "aria-label": "Rows per version" }, rowsOverVersions(versions)),
     );
-    const latest = versions[0];
-    if (latest.profile) {
+    // `#/datasets/<id>/versions/<n>` shows version n; the dataset's own page, the latest.
+    const latest = versionNumber ? versions.find((v) => v.version === versionNumber) : versions[0];
+    if (!latest) {
+      put(main, h("p", { class: "error" }, `No version ${versionNumber} of ${datasetId}: its versions are listed above.`));
+    } else if (latest.profile) {
       put(main, h("h2", {}, `Profile of v${latest.version}`), nullsAndDistinct(latest.profile));
       const spreads = distributions(latest.profile);
       if (spreads.length) put(main, h("h3", {}, "Distributions (estimated from samples; none for personal data)"), h("div", { class: "charts" }, spreads));
     }
-    if (latest.report && latest.report.issues.length) {
+    if (latest && latest.report && latest.report.issues.length) {
       put(main, h("h2", {}, `Rejections of v${latest.version}`), table(["row", "column", "rule", "message", "value"],
         latest.report.issues.map((i) => [i.row ?? "", i.column ?? "", i.rule, i.message, i.value ?? ""])));
     }

@@ -97,7 +97,12 @@ export async function inbox(api, main) {
           refresh();
         } catch (error) { say(`Not approved: ${error.message}`, "error"); }
       } }, "Approve as asked"),
-      h("button", { onclick: () => put(area, narrowForm(api, request, dataset.schema, refresh)) }, "Narrow…"),
+      // One form per request: pressing again shows it again, it does not add another.
+      h("button", { onclick: () => {
+        const open = area.querySelector("form.narrow");
+        if (open) open.querySelector("input, select")?.focus();
+        else put(area, narrowForm(api, request, dataset.schema, refresh));
+      } }, "Narrow…"),
       h("form", { class: "inline", onsubmit: async (event) => {
         event.preventDefault();
         try {
