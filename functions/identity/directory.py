@@ -117,9 +117,29 @@ class DirectoryRepository(DynamoTable):
 
     # -- keys
     def add_key(self, key: PublicKey) -> None:
+        """The key, and beside it in one transaction the key's holder (`KID#<kid>`): a public key is
+        one principal's, so whoever holds its private half signs as that principal alone, never as
+        another department's too. Refused (AlreadyExists) when the key is registered already."""
         record = key.model_dump()
         record.update(pk=_pk(key.department_id), sk=f"KEY#{key.kid}", jwk=json.dumps(key.jwk))
-        self._put_new(record, f"key {key.kid}")
+        holder = {"pk": f"KID#{key.kid}", "sk": "HOLDER", "department_id": key.department_id, "principal_id": key.principal_id}
+        puts = [
+            {"Put": {"TableName": self._table, "Item": to_item(item), "ConditionExpression": "attribute_not_exists(pk)"}}
+            for item in (record, holder)
+        ]
+        try:
+            self.client.transact_write_items(TransactItems=puts)
+        except Exception as error:
+            reasons = [r.get("Code") for r in (getattr(error, "response", None) or {}).get("CancellationReasons", [])]
+            if reasons[:1] == ["ConditionalCheckFailed"]:
+                raise AlreadyExists(f"The key {key.kid} already exists") from None
+            if reasons[1:2] == ["ConditionalCheckFailed"]:
+                found = self._get(f"KID#{key.kid}", "HOLDER") or {}
+                raise AlreadyExists(
+                    f"This public key is registered to {found.get('department_id')}/{found.get('principal_id')} already: "
+                    "each principal signs with a key of its own"
+                ) from None
+            raise
 
     def retire_key(self, department_id: str, kid: str) -> None:
         try:

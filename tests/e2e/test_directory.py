@@ -10,7 +10,7 @@ import pytest
 
 from cityshare import CityShareClient, CityShareError
 from cityshare.audit import entry_hash
-from cityshare.keys import generate_key
+from cityshare.keys import generate_key, load_private_key, public_jwk
 from functions.core.dynamo import from_item, to_item
 from tests.conftest import RunningStack, local_only, onboard, unique
 from tests.datasets import SMALL_SCHEMA
@@ -47,6 +47,20 @@ def test_key_rotation_retires_the_old_key(stack: RunningStack) -> None:
         member.client.whoami()
     assert (refused.value.status, refused.value.code) == (401, "unauthenticated")
     assert rotated.whoami()["principal_id"] == "dispatch"
+
+
+def test_one_public_key_is_one_principals(stack: RunningStack) -> None:
+    """Whoever holds a private key signs as the one principal its public half was registered for:
+    the same key for a principal of another department (or another of the same) is refused."""
+    first = onboard(stack, unique("parks"), "gardener", ["member"])
+    other = unique("sports")
+    stack.admin().register_department(other, "Sports")
+    stack.admin().put_principal(other, "coach", ["member"])
+    jwk = public_jwk(load_private_key(first.key_file))
+    with pytest.raises(CityShareError) as refused:
+        stack.admin().add_key(other, "coach", jwk)
+    assert refused.value.status == 409 and f"registered to {first.profile.department}/gardener" in refused.value.detail
+    assert not stack.admin().describe_department(other)["keys"]
 
 
 def test_private_keys_and_weak_keys_are_refused(stack: RunningStack) -> None:
