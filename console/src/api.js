@@ -33,7 +33,12 @@ export class Api {
       } catch {
         /* not JSON: shown as is */
       }
-      throw new ApiError(response.status, problem.code || "http_error", problem.detail || text.slice(0, 200));
+      // A validation problem names each field and what is wrong with it: said, not "1 problem(s)".
+      const fields = (Array.isArray(problem.errors) ? problem.errors : [])
+        .filter((issue) => issue && typeof issue === "object")
+        .map((issue) => `${(issue.location || []).filter((part) => part !== "body").join(".") || "request"}: ${issue.message || ""}`);
+      const detail = fields.length ? fields.join("; ") : problem.detail || text.slice(0, 200);
+      throw new ApiError(response.status, problem.code || "http_error", detail);
     }
     return text ? JSON.parse(text) : null;
   }

@@ -26,7 +26,21 @@ def test_the_directory_suite_passes_against_a_stack_known_only_by_its_profile(el
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env["CITYSHARE_E2E_PROFILE"] = str(elsewhere.profile_path)
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/e2e/test_directory.py", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "-rs"],
+        [
+            *(
+                sys.executable,
+                "-m",
+                "pytest",
+                "tests/e2e/test_directory.py",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "-p",
+                "no:xdist",
+                "-rs",
+            ),
+            *("-k", "registers_a_department or rotation or rewritten_below_its_seal"),  # two that run, one that cannot
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,

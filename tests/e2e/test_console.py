@@ -186,6 +186,14 @@ def test_the_platform_admin_registers_a_department_in_the_browser(stack: Running
     assert any(d["department_id"] == department for d in stack.admin().list_departments())
     page.get_by_role("link", name=department).wait_for()
     shoot(page, "admin")
+    # Suspending is asked first: dismissed, nothing changes; accepted, the department is suspended.
+    row = page.get_by_role("row").filter(has_text=department)
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    row.get_by_role("button", name="Suspend").click()
+    assert stack.admin().describe_department(department)["department"]["status"] == "active"
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.get_by_role("button", name="Suspend").click()
+    page.get_by_role("status").filter(has_text=f"{department} is now suspended").wait_for()
 
 
 AUDIT = (Path(__file__).with_name("console_audit.js")).read_text()

@@ -30,11 +30,15 @@ export async function admin(api, main) {
     } }, field("Department id", id), field("Name", name), h("button", { type: "submit", class: "primary" }, "Register")),
     table(["department", "name", "status", "since", "key", ""], departments.map((d) => [
       h("a", { href: `#/admin/${d.department_id}` }, d.department_id), d.name, d.status, when(d.created_at), d.data_key ? "ready" : "being made",
-      d.department_id === "platform" ? "" : h("button", { class: d.status === "active" ? "danger" : "", onclick: () => act(async () => {
+      d.department_id === "platform" ? "" : h("button", { class: d.status === "active" ? "danger" : "", onclick: () => {
+        // Suspending stops every request and everything the department defined: asked first.
+        if (d.status === "active" && !window.confirm(`Suspend ${d.department_id}? Its requests are refused, and its rules, derived datasets and subscriptions stop, until reinstated.`)) return;
+        return act(async () => {
         const status = d.status === "active" ? "suspended" : "active";
         await api.patch(`/admin/departments/${d.department_id}`, { status });
         return `${d.department_id} is now ${status}`;
-      }) }, d.status === "active" ? "Suspend" : "Reinstate"),
+      });
+      } }, d.status === "active" ? "Suspend" : "Reinstate"),
     ]), `${departments.length} departments`),
   );
 }

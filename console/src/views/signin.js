@@ -20,9 +20,15 @@ export function signin(main, config, identity, onReady) {
   put(main, 
     h("h1", {}, "Sign in"),
     h("p", {}, "Every request you make here is signed in this browser with your own key, exactly as the SDK signs it. The private key cannot be read out of the browser."),
-    identity ? h("p", {}, `This browser holds key ${identity.kid} for ${identity.department}/${identity.principal}. `, h("button", { onclick: () => onReady(identity) }, "Use it"), " ", h("button", { class: "danger", onclick: async () => { await forgetIdentity(); say("Key forgotten"); location.reload(); } }, "Forget it")) : null,
+    identity ? h("p", {}, `This browser holds key ${identity.kid} for ${identity.department}/${identity.principal}. `, h("button", { onclick: () => onReady(identity) }, "Use it"), " ", h("button", { class: "danger", onclick: async () => {
+      // The key cannot be taken out of the browser: forgotten is gone, and the admin must register a new one.
+      if (!window.confirm("Forget this browser's key? It cannot be recovered: a new key must be made and registered by the platform admin.")) return;
+      await forgetIdentity(); say("Key forgotten"); location.reload();
+    } }, "Forget it")) : null,
     h("form", { "aria-label": "Make a key", onsubmit: async (event) => {
       event.preventDefault();
+      // The key this browser holds would be replaced, and it cannot be recovered: asked first.
+      if (identity && !window.confirm(`Replace the key this browser holds for ${identity.department}/${identity.principal}? It cannot be recovered.`)) return;
       try {
         show(pem.files.length
           ? await importKey(department.value, principal.value, config.audience, await pem.files[0].text())
