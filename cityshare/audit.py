@@ -100,6 +100,9 @@ def _check_seal(report: ChainReport, seal: dict[str, Any], public_pem: str, pinn
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
+    if seal.get("chain") != report.chain:
+        report.problems.append(f"the seal served is chain {seal.get('chain')!r}'s, not {report.chain!r}'s")
+        return
     key_sha256 = hashlib.sha256(public_pem.strip().encode()).hexdigest()
     if pinned_sha256 and pinned_sha256 != key_sha256:
         report.problems.append("the seal key is not the one pinned in the witness file (the platform's signing key changed)")

@@ -124,6 +124,8 @@ def test_a_forged_seal_or_a_swapped_key_is_refused(sealing: Sealing, moto_aws: A
     forged = seal.model_copy(update={"seq": 2, "hash": sealing.entries()[1]["hash"]})  # signature of another head
     report = verify_chain("transport", sealing.entries(), None, forged.model_dump(), sealing.key.public_pem())
     assert any("not signed by the seal key" in problem for problem in report.problems)
+    report = verify_chain("transport", sealing.entries(), None, seal.model_dump() | {"chain": "health"}, sealing.key.public_pem())
+    assert any("not 'transport'" in problem for problem in report.problems)
 
     first = sealing.verify()
     pinned = {"chain": "transport", "seq": first.head_seq, "hash": first.head_hash, "seal_key_sha256": first.seal_key_sha256}
