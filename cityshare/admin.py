@@ -72,6 +72,12 @@ def onboard(
         roles = ROLES_OF[kind]
         given = (public_keys or {}).get(principal)
         profile_path = out_dir / f"{principal}.json"
+        if profile_path.exists() and Profile.load(profile_path).department != department:
+            # Its key is another department's principal's: one folder per department.
+            raise ValueError(
+                f"{out_dir} holds {principal}'s profile for {Profile.load(profile_path).department}: "
+                f"onboard {department} into a folder of its own (--out-dir {department}/)"
+            )
         if given is None:
             key_file = out_dir / f"{principal}.pem"
             profile = enrol(admin, admin_profile, department, principal, roles, key_file.resolve())

@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 GENESIS_HASH = "0" * 64
+# The sealer signs an unchanged head again every hour (functions/audit/sealing.py): a seal older
+# than two hours was not the latest one, or sealing has stopped.
+MAX_SEAL_AGE_SECONDS = 7200
 
 
 def entry_hash(entry: dict[str, Any]) -> str:
@@ -58,8 +61,11 @@ def verify_chain(
     `witness` ({"seq", "hash"} of a head verified before) entries cut off or rewritten since; with a
     `seal` (and the seal key's public PEM) entries cut off or rewritten since the platform sealed them."""
     report = ChainReport(chain)
-    if seal is not None:
-        _check_seal(report, seal, seal_key, (witness or {}).get("seal_key_sha256"))
+    pinned = (witness or {}).get("seal_key_sha256")
+    if seal is not None and not _check_seal(report, seal, seal_key, pinned):
+        seal = None  # a seal that is not the key's says nothing about the entries
+    elif seal is None and pinned:
+        report.problems.append("no seal was served, but the witness pins a seal key: sealing was stopped or hidden")
     sealed = False
     witnessed = False
     previous_hash, expected_seq = GENESIS_HASH, 1
@@ -94,28 +100,47 @@ def verify_chain(
     return report
 
 
-def _check_seal(report: ChainReport, seal: dict[str, Any], public_pem: str, pinned_sha256: str | None) -> None:
-    """The seal's signature is the seal key's, and the key is the one pinned before (if any)."""
+def _check_seal(report: ChainReport, seal: dict[str, Any], public_pem: str, pinned_sha256: str | None) -> bool:
+    """The seal is this chain's, recent, signed by the seal key, and the key is the one pinned
+    before (if any); problems are added to `report`, and False when the seal cannot be trusted."""
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
     if seal.get("chain") != report.chain:
         report.problems.append(f"the seal served is chain {seal.get('chain')!r}'s, not {report.chain!r}'s")
-        return
-    key_sha256 = hashlib.sha256(public_pem.strip().encode()).hexdigest()
-    if pinned_sha256 and pinned_sha256 != key_sha256:
-        report.problems.append("the seal key is not the one pinned in the witness file (the platform's signing key changed)")
-        return
+        return False
     try:
         key = serialization.load_pem_public_key(public_pem.encode())
         if not isinstance(key, ec.EllipticCurvePublicKey):
             raise ValueError("not an elliptic-curve key")
+        der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        key_sha256 = hashlib.sha256(der).hexdigest()  # the key itself, not how its PEM is wrapped
+        if pinned_sha256 and pinned_sha256 != key_sha256:
+            report.problems.append("the seal key is not the one pinned in the witness file (the platform's signing key changed)")
+            return False
         key.verify(base64.b64decode(str(seal.get("signature", ""))), seal_message(seal), ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, ValueError) as error:
         report.problems.append(f"the seal of entry {seal.get('seq')} is not signed by the seal key ({error or 'bad signature'})")
-        return
+        return False
+    age = _age_seconds(str(seal.get("sealed_at", "")))
+    if age > MAX_SEAL_AGE_SECONDS:
+        report.problems.append(
+            f"the seal served was made at {seal.get('sealed_at')}, over {MAX_SEAL_AGE_SECONDS // 3600} hours ago: it is not "
+            "the latest (an old seal served with a cut-off chain), or the platform stopped sealing"
+        )
+        return False
     report.sealed_seq, report.sealed_at, report.seal_key_sha256 = int(seal["seq"]), str(seal.get("sealed_at", "")), key_sha256
+    return True
+
+
+def _age_seconds(stamp: str) -> float:
+    from datetime import UTC, datetime
+
+    try:
+        return (datetime.now(UTC) - datetime.fromisoformat(stamp)).total_seconds()
+    except ValueError:
+        return float("inf")
 
 
 def seal_message(fields: dict[str, Any]) -> bytes:
@@ -133,7 +158,8 @@ def save_witness(path: Path, report: ChainReport) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
     witness: dict[str, Any] = {"chain": report.chain, "seq": report.head_seq, "hash": report.head_hash}
-    if report.seal_key_sha256:
-        witness["seal_key_sha256"] = report.seal_key_sha256
+    pinned = report.seal_key_sha256 or (load_witness(path) or {}).get("seal_key_sha256")  # a pin is never dropped
+    if pinned:
+        witness["seal_key_sha256"] = pinned
     partial.write_text(json.dumps(witness))
     partial.replace(path)

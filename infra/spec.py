@@ -472,7 +472,7 @@ SPEC = PlatformSpec(
             "sealer",
             "functions.handlers.sealer.handler",
             memory_mb=512,
-            timeout_seconds=300,
+            timeout_seconds=240,  # under its 5-minute schedule: one run ends before the next starts
             tables={"audit": ("Query",), "directory": ("Query",)},
             seals_audit=True,
         ),

@@ -57,7 +57,12 @@ MAX_SESSION_POLICY_CHARACTERS = 2048
 
 
 def session_policy(
-    bucket: str, database: str, inputs: Sequence[QueryInput], platform_key: str = "*", exact: bool = True
+    bucket: str,
+    database: str,
+    inputs: Sequence[QueryInput],
+    platform_key: str = "*",
+    exact: bool = True,
+    partition: str = "aws",
 ) -> dict[str, Any]:
     """The query session's policy: the query role's permissions narrowed to these inputs (a session
     policy only narrows: where it allows `*`, the role's own policy bounds it). `exact`: the folders
@@ -84,12 +89,17 @@ def session_policy(
             {
                 "Effect": "Allow",
                 "Action": ["glue:GetTable", "glue:GetPartitions"],
-                "Resource": [f"arn:aws:glue:*:*:table/{database}/{item.table}" for item in inputs],
+                # Glue authorises a table's read on its catalog and database too.
+                "Resource": [
+                    f"arn:{partition}:glue:*:*:catalog",
+                    f"arn:{partition}:glue:*:*:database/{database}",
+                    *(f"arn:{partition}:glue:*:*:table/{database}/{item.table}" for item in inputs),
+                ],
             },
             {
                 "Effect": "Allow",
                 "Action": "s3:GetObject",
-                "Resource": [f"arn:aws:s3:::{bucket}/{folder}/*" for folder in sorted(folders | {"athena-results"})],
+                "Resource": [f"arn:{partition}:s3:::{bucket}/{folder}/*" for folder in sorted(folders | {"athena-results"})],
             },
             {
                 "Effect": "Allow",
@@ -132,14 +142,23 @@ class AthenaRunner:
         """Athena as the query role, in a session limited to `inputs` (the process's client without a role)."""
         if not self._role_arn:
             return self.athena
-        policy = packed(session_policy(self._bucket, self._database, inputs, self._platform_key))
-        if len(policy) > MAX_SESSION_POLICY_CHARACTERS:  # many inputs: their datasets' folders, not their versions'
-            policy = packed(session_policy(self._bucket, self._database, inputs, self._platform_key, exact=False))
-        if len(policy) > MAX_SESSION_POLICY_CHARACTERS:
+        partition = self._role_arn.split(":")[1]
+        exact = packed(session_policy(self._bucket, self._database, inputs, self._platform_key, True, partition))
+        coarse = packed(session_policy(self._bucket, self._database, inputs, self._platform_key, False, partition))
+        # Many inputs: their datasets' folders rather than their versions' (AWS also refuses a
+        # policy whose packed form is too large, which it may judge before 2,048 characters).
+        candidates = [p for p in (exact, coarse) if len(p) <= MAX_SESSION_POLICY_CHARACTERS]
+        if not candidates:
             raise RuntimeError(f"{len(inputs)} inputs are more than one Athena query session can be limited to")
-        credentials = self.sts.assume_role(
-            RoleArn=self._role_arn, RoleSessionName="cityshare-query", DurationSeconds=900, Policy=policy
-        )["Credentials"]
+        for number, policy in enumerate(candidates, 1):
+            try:
+                credentials = self.sts.assume_role(
+                    RoleArn=self._role_arn, RoleSessionName="cityshare-query", DurationSeconds=900, Policy=policy
+                )["Credentials"]
+                break
+            except self.sts.exceptions.PackedPolicyTooLargeException:
+                if number == len(candidates):
+                    raise
         session = aws.new_session(
             aws_access_key_id=credentials["AccessKeyId"],
             aws_secret_access_key=credentials["SecretAccessKey"],

@@ -316,9 +316,13 @@ class TriggerService:
         version of each, as any rebuild."""
         started = []
         for dataset_id in self._analytics.first_builds_owed():
-            definition = self._analytics.derived(dataset_id)
-            if definition is not None and self._rebuild(definition):
-                started.append(dataset_id)
+            try:
+                definition = self._analytics.derived(dataset_id)
+                if definition is not None and self._rebuild(definition):
+                    started.append(dataset_id)
+            except Exception:  # kept owed for the next sweep; the others are built meanwhile
+                logger.exception("a derived dataset's first build failed", extra={"dataset": dataset_id})
+                continue
             self._analytics.first_build_done(dataset_id)
         return started
 

@@ -37,6 +37,10 @@ _PAGE = 500
 # One run seals at most this many entries of a chain (the next run goes on from there), so a
 # chain with a backlog cannot hold the function past its timeout.
 MAX_ENTRIES_PER_RUN = 20_000
+# A chain with nothing new is signed again this often: a verifier then knows a seal older than
+# twice this was not the latest (an old seal served with a cut-off chain), or that sealing stopped.
+HEARTBEAT_SECONDS = 3600
+MAX_SEAL_AGE_SECONDS = 2 * HEARTBEAT_SECONDS
 
 
 class AuditSeal(Model):
@@ -60,7 +64,7 @@ def seal_message(fields: dict[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-SealOutcome = Literal["sealed", "unchanged", "tampered"]
+SealOutcome = Literal["sealed", "unchanged", "tampered", "failed"]
 
 
 class AuditArchive:
@@ -88,9 +92,11 @@ class AuditArchive:
         )
         return key
 
-    def put_seal(self, seal: AuditSeal) -> None:
+    def put_seal(self, seal: AuditSeal, numbered: bool = True) -> None:
+        """The seal as the chain's latest, and (unless a heartbeat of an unchanged head) under its sequence."""
         body = seal.model_dump_json().encode()
-        for key in (f"seals/{seal.chain}/{seal.seq:012d}.json", f"seals/{seal.chain}/latest.json"):
+        keys = [f"seals/{seal.chain}/{seal.seq:012d}.json"] if numbered else []
+        for key in (*keys, f"seals/{seal.chain}/latest.json"):
             self.s3.put_object(
                 Bucket=self._bucket, Key=key, Body=body, ContentType="application/json", ChecksumAlgorithm="SHA256"
             )
@@ -136,9 +142,15 @@ class AuditSealer:
         self._chains = chains
 
     def seal_all(self) -> dict[str, SealOutcome]:
+        """Every chain, each on its own: one that fails (throttled, say) is tried again next run
+        and does not keep the others unsealed."""
         outcomes: dict[str, SealOutcome] = {}
         for chain in self._chains():
-            outcomes[chain] = self.seal(chain)
+            try:
+                outcomes[chain] = self.seal(chain)
+            except Exception:
+                logger.exception("a chain was not sealed this run", extra={"chain": chain})
+                outcomes[chain] = "failed"
         return outcomes
 
     def seal(self, chain: str) -> SealOutcome:
@@ -159,6 +171,8 @@ class AuditSealer:
             if len(entries) >= MAX_ENTRIES_PER_RUN:
                 break
         if not entries:
+            if last is not None and _age_seconds(last.sealed_at) >= HEARTBEAT_SECONDS:
+                self._archive.put_seal(self._signed(chain, last.seq, last.hash), numbered=False)  # the heartbeat
             return "unchanged"
         self._archive_and_seal(chain, entries)
         return "sealed"
@@ -179,15 +193,11 @@ class AuditSealer:
         if not entries:
             return
         self._archive.put_entries(chain, entries)
-        head = entries[-1]
-        unsigned = AuditSeal(
-            chain=chain,
-            seq=head.seq,
-            hash=head.hash,
-            sealed_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            key_id=self._key.key_arn(),
-        )
-        self._archive.put_seal(self._key.sign(unsigned))
+        self._archive.put_seal(self._signed(chain, entries[-1].seq, entries[-1].hash))
+
+    def _signed(self, chain: str, seq: int, hash_: str) -> AuditSeal:
+        sealed_at = datetime.now(UTC).isoformat(timespec="seconds")
+        return self._key.sign(AuditSeal(chain=chain, seq=seq, hash=hash_, sealed_at=sealed_at, key_id=self._key.key_arn()))
 
     @staticmethod
     def _tampered(chain: str, why: str) -> SealOutcome:
@@ -208,3 +218,10 @@ class SealReader:
 
     def public_key(self) -> str:
         return self._key.public_pem()
+
+
+def _age_seconds(stamp: str) -> float:
+    try:
+        return (datetime.now(UTC) - datetime.fromisoformat(stamp)).total_seconds()
+    except ValueError:
+        return float("inf")

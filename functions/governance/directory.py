@@ -12,7 +12,7 @@ from functions.core.errors import AlreadyExists, DepartmentNotFound, Forbidden, 
 from functions.core.events import DepartmentRegistered, EventPublisher
 from functions.core.model import Model
 from functions.core.observability import logger
-from functions.identity.directory import DirectoryRepository
+from functions.identity.directory import DirectoryRepository, KeyHeldElsewhere
 from functions.identity.keys import validate_public_jwk
 from functions.identity.models import (
     PLATFORM_DEPARTMENT,
@@ -203,6 +203,10 @@ def bootstrap_platform(directory: DirectoryRepository, admin_jwk: dict[str, Any]
         Principal(department_id=PLATFORM_DEPARTMENT, principal_id=principal_id, display_name="Platform admin", roles=["admin"])
     )
     key = public_key(PLATFORM_DEPARTMENT, principal_id, admin_jwk)
-    with suppress(AlreadyExists):
+    try:
         directory.add_key(key)
+    except KeyHeldElsewhere:
+        raise  # the admin's key is another principal's: not registered, said so
+    except AlreadyExists:
+        pass  # registered by an earlier bootstrap
     return key

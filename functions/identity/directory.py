@@ -12,6 +12,7 @@ from typing import Any
 
 from functions.core.dynamo import DynamoTable, from_item, is_conditional_failure, to_item
 from functions.core.errors import AlreadyExists, DepartmentNotReady, NotFound
+from functions.identity.keys import key_fingerprint
 from functions.identity.models import Department, Principal, PublicKey
 
 DEPARTMENT_INDEX = "by_kind"
@@ -28,6 +29,10 @@ class Signer:
     department: Department | None
     principal: Principal | None
     key: PublicKey | None
+
+
+class KeyHeldElsewhere(AlreadyExists):
+    """The public key is registered to another principal already."""
 
 
 class DirectoryRepository(DynamoTable):
@@ -117,12 +122,15 @@ class DirectoryRepository(DynamoTable):
 
     # -- keys
     def add_key(self, key: PublicKey) -> None:
-        """The key, and beside it in one transaction the key's holder (`KID#<kid>`): a public key is
-        one principal's, so whoever holds its private half signs as that principal alone, never as
-        another department's too. Refused (AlreadyExists) when the key is registered already."""
+        """The key, and beside it in one transaction the key's holder (`HOLDER#<fingerprint of the
+        key itself>`, not of its key id, which a caller may choose): a public key is one principal's,
+        so whoever holds its private half signs as that principal alone, never as another
+        department's too. Refused (AlreadyExists) when the key is registered already; KeyHeldElsewhere
+        when another principal holds it."""
         record = key.model_dump()
         record.update(pk=_pk(key.department_id), sk=f"KEY#{key.kid}", jwk=json.dumps(key.jwk))
-        holder = {"pk": f"KID#{key.kid}", "sk": "HOLDER", "department_id": key.department_id, "principal_id": key.principal_id}
+        holder_pk = f"HOLDER#{key_fingerprint(key.jwk)}"
+        holder = {"pk": holder_pk, "sk": "HOLDER", "department_id": key.department_id, "principal_id": key.principal_id}
         puts = [
             {"Put": {"TableName": self._table, "Item": to_item(item), "ConditionExpression": "attribute_not_exists(pk)"}}
             for item in (record, holder)
@@ -134,8 +142,8 @@ class DirectoryRepository(DynamoTable):
             if reasons[:1] == ["ConditionalCheckFailed"]:
                 raise AlreadyExists(f"The key {key.kid} already exists") from None
             if reasons[1:2] == ["ConditionalCheckFailed"]:
-                found = self._get(f"KID#{key.kid}", "HOLDER") or {}
-                raise AlreadyExists(
+                found = self._get(holder_pk, "HOLDER") or {}
+                raise KeyHeldElsewhere(
                     f"This public key is registered to {found.get('department_id')}/{found.get('principal_id')} already: "
                     "each principal signs with a key of its own"
                 ) from None

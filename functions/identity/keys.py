@@ -22,6 +22,24 @@ def thumbprint(jwk: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
+def key_fingerprint(jwk: dict[str, Any]) -> str:
+    """SHA-256 of the public key itself (its DER SubjectPublicKeyInfo): the same key whatever `kid`
+    or number encoding a caller sends, unlike the key id, which a caller may choose."""
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        key = jwt.PyJWK(dict(jwk)).key
+    except (
+        jwt.exceptions.PyJWKError,
+        jwt.exceptions.InvalidKeyError,
+        ValueError,
+    ):  # not a key cryptography reads (validated keys always are): its members
+        return thumbprint(jwk)
+    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
+
+
 def validate_public_jwk(jwk: dict[str, Any]) -> tuple[str, KeyAlgorithm, dict[str, Any]]:
     """Check a submitted JWK and return (kid, alg, the JWK as stored). Raises InvalidRequest."""
     if _PRIVATE_MEMBERS & set(jwk):

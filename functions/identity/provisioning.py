@@ -30,8 +30,8 @@ _CRYPTO_ACTIONS = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:Re
 def department_key_policy(account: str, department: str, partition: str = "aws", query_role: str = "") -> dict[str, Any]:
     """The key policy every department's key gets.
 
-    With `query_role` (AWS: the triggers function's role), that one role may also decrypt through
-    Athena, which reads curated objects of several departments for one derived dataset: the two
+    With `query_role` (AWS: the role Athena queries run as, infra/cloud/permissions.py), that one
+    role may also decrypt through Athena, which reads curated objects of several departments for one derived dataset: the two
     denies together leave, besides the department's sessions, only `query_role` calling via Athena.
     """
     not_the_department = {f"aws:PrincipalTag/{DEPARTMENT_TAG}": department}

@@ -379,7 +379,16 @@ def audit_seal_statements(
     """The sealer signs and writes the archive; the API reads seals and the key's public half."""
     region = Stack.of(archive).region
     through_s3 = {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}}
+    # Without ListBucket, S3 answers a missing object (a chain never sealed) 403, not 404.
+    seals_listed = iam.PolicyStatement(
+        sid="ListSeals",
+        actions=["s3:ListBucket"],
+        resources=[archive.bucket_arn],
+        conditions={"StringLike": {"s3:prefix": "seals/*"}},
+    )
     statements: list[iam.PolicyStatement] = []
+    if spec.seals_audit or spec.reads_audit_seals:
+        statements.append(seals_listed)
     if spec.seals_audit:
         statements += [
             iam.PolicyStatement(sid="SignSeals", actions=["kms:Sign", "kms:DescribeKey"], resources=[seal_key.key_arn]),

@@ -238,6 +238,13 @@ class CityShareStack(Stack):
             str(api.web_acl.name),
         )
         CfnOutput(self, "ApiUrl", value=api.url, description="Endpoint for CityShare profiles")
+        if api.domain is not None:
+            CfnOutput(
+                self,
+                "ApiDomainTarget",
+                value=api.domain.domain_name_alias_domain_name,
+                description="Point the API's name here (a DNS CNAME or alias record)",
+            )
         CfnOutput(self, "ConsoleUrl", value=f"{console.origin}{CONSOLE_PATH}", description="The stewards' console")
         CfnOutput(self, "Audience", value=config.token_audience, description="The `aud` every request token carries")
         CfnOutput(self, "BackupVault", value=backups.vault.backup_vault_name, description="The tables' nightly backups")

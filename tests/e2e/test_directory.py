@@ -60,6 +60,9 @@ def test_one_public_key_is_one_principals(stack: RunningStack) -> None:
     with pytest.raises(CityShareError) as refused:
         stack.admin().add_key(other, "coach", jwk)
     assert refused.value.status == 409 and f"registered to {first.profile.department}/gardener" in refused.value.detail
+    with pytest.raises(CityShareError) as renamed:  # the same key under a key id of the caller's choosing
+        stack.admin().add_key(other, "coach", jwk | {"kid": "another-name"})
+    assert renamed.value.status == 409 and "registered to" in renamed.value.detail
     assert not stack.admin().describe_department(other)["keys"]
 
 

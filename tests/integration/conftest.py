@@ -116,7 +116,7 @@ def register_principal(department: str, principal: str = "p", *roles: str) -> No
         principal_id=principal,
         kid=f"{department}-{principal}",
         alg="ES256",
-        jwk={"kty": "EC", "crv": "P-256", "x": "x", "y": "y"},
+        jwk={"kty": "EC", "crv": "P-256", "x": f"{department}-{principal}", "y": "y"},  # a stand-in: each its own,
         created_at="t",
     )
     if key.kid not in {k.kid for k in directory.list_keys(department)}:

@@ -195,7 +195,11 @@ def test_an_athena_derived_dataset_reads_only_the_granted_part_of_exact_versions
         ]
     )
     tables = next(s for s in statements if "glue:GetTable" in s["Action"])["Resource"]
-    assert tables == [f"arn:aws:glue:*:*:table/{settings.query_catalog}/traffic_flow__v7"]
+    assert tables == [
+        "arn:aws:glue:*:*:catalog",
+        f"arn:aws:glue:*:*:database/{settings.query_catalog}",
+        f"arn:aws:glue:*:*:table/{settings.query_catalog}/traffic_flow__v7",
+    ]  # a table's read is authorised on its catalog and database too; no other table
     keys = next(s for s in statements if s["Action"] == "kms:Decrypt" and "Condition" in s)
     assert keys["Condition"] == {"StringEquals": {"aws:ResourceTag/cityshare:department": ["transport"]}}
 

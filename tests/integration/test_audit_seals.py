@@ -144,3 +144,33 @@ def test_a_chain_is_sealed_in_runs_that_fit_a_function(sealing: Sealing, monkeyp
     assert sealed == ["sealed", "sealed", "sealed", "unchanged"]
     assert sealing.archive.latest_seal("transport").seq == 7  # type: ignore[union-attr]
     assert sealing.verify().intact
+
+
+def test_a_stale_seal_a_hidden_seal_and_a_dropped_pin_are_caught(
+    sealing: Sealing, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from cityshare.audit import load_witness, save_witness
+
+    for number in range(3):
+        sealing.log.append("transport", event(number))
+    sealing.sealer.seal("transport")
+    seal = sealing.archive.latest_seal("transport")
+    assert seal is not None
+    # An old seal served with a chain cut off after it would pass the seq/hash check: refused as stale.
+    old = sealing.key.sign(seal.model_copy(update={"sealed_at": "2026-01-01T00:00:00+00:00", "signature": ""}))
+    report = verify_chain("transport", sealing.entries(), None, old.model_dump(), sealing.key.public_pem())
+    assert any("is not the latest" in problem for problem in report.problems)
+    # Unchanged chains are signed again (the heartbeat), so a live seal is never that old.
+    monkeypatch.setattr("functions.audit.sealing.HEARTBEAT_SECONDS", 0)
+    assert sealing.sealer.seal("transport") == "unchanged"
+    renewed = sealing.archive.latest_seal("transport")
+    assert renewed is not None and renewed.seq == seal.seq and renewed.signature != seal.signature
+    # The pin in a witness file is kept, and a verification with no seal served fails on it.
+    witness = tmp_path / "head.json"
+    save_witness(witness, sealing.verify())
+    pinned = load_witness(witness)
+    assert pinned and pinned["seal_key_sha256"]
+    unsealed = verify_chain("transport", sealing.entries(), pinned, None, "")
+    assert any("no seal was served" in problem for problem in unsealed.problems)
+    save_witness(witness, verify_chain("transport", sealing.entries()))  # a report without a seal keeps the pin
+    assert (load_witness(witness) or {}).get("seal_key_sha256") == pinned["seal_key_sha256"]
