@@ -22,6 +22,8 @@ let api = null;
 let config = null;
 let renders = 0;
 
+let lastHash = "";
+
 async function route() {
   // Each page is built aside and shown when complete; a newer navigation wins over an older one.
   const render = ++renders;
@@ -34,6 +36,10 @@ async function route() {
     }
   };
   const hash = location.hash || "#/inbox";
+  // A message belongs to the page it was said on: another page starts without it (a page redrawn
+  // after a decision keeps it).
+  if (hash !== lastHash) say("");
+  lastHash = hash;
   for (const link of document.querySelectorAll("nav a")) link.toggleAttribute("aria-current", hash.startsWith(link.getAttribute("href")));
   if (!api || hash === "#/signin") {
     signin(main, config, await loadIdentity(), (identity) => {

@@ -133,6 +133,12 @@ def test_a_steward_narrows_approves_revokes_and_verifies_in_the_browser(
     page.get_by_role("button", name="Verify chain").click()
     verdict = page.locator("#verify-result").inner_text()
     assert verdict.startswith(f"Chain {transport}: ") and verdict.endswith("entries, intact"), verdict
+    page.get_by_label("Witness from last time (optional)").set_input_files(
+        files=[{"name": "notes.json", "mimeType": "application/json", "buffer": b"{not json"}]
+    )
+    page.get_by_role("button", name="Verify chain").click()
+    page.locator("#verify-result").filter(has_text="notes.json is not a witness file").wait_for()  # said, not skipped
+    page.get_by_label("Witness from last time (optional)").set_input_files(files=[])
     reads = page.get_by_role("table", name="Reads allowed, by department, dataset and grant")
     row = reads.get_by_role("row").filter(has_text=consumer.profile.department)
     assert row.filter(has_text=dataset_id).filter(has_text=grant_id).count() == 1  # who read what, under which grant

@@ -96,7 +96,17 @@ export async function audit(api, main) {
   for (const control of [actor, action, dataset, decision]) control.addEventListener("input", render);
   const verify = async () => {
     let witness = null;
-    if (witnessInput.files.length) witness = JSON.parse(await witnessInput.files[0].text());
+    if (witnessInput.files.length) {
+      // A file that is not a witness is said so, not ignored (a chain would then verify without it).
+      try {
+        witness = JSON.parse(await witnessInput.files[0].text());
+        if (!witness || typeof witness.seq !== "number" || typeof witness.hash !== "string") throw new Error("it has no seq and hash");
+      } catch (error) {
+        result.replaceChildren(h("p", { class: "error", id: "verify-result" }, `${witnessInput.files[0].name} is not a witness file (${error.message}): nothing was verified`));
+        say("Not verified: the witness file could not be read", "error");
+        return;
+      }
+    }
     const report = await verifyChain(await allEntries(api, department), witness);
     const intact = report.problems.length === 0;
     const saved = new Blob([JSON.stringify({ chain: department, seq: report.head.seq, hash: report.head.hash })], { type: "application/json" });
