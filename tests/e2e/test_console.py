@@ -114,9 +114,25 @@ def test_a_steward_narrows_approves_revokes_and_verifies_in_the_browser(
     table = consumer.client.read_table(dataset_id)
     assert table.column_names == ["segment_id", "district", "measured_at"]  # only what the steward gave
 
+    rule = {
+        "name": "Slow traffic",
+        "measure": {"aggregate": "mean", "column": "avg_speed_kmh"},
+        "group_by": ["segment_id"],
+        "window": {"column": "measured_at", "minutes": 60},
+        "comparison": "lt",
+        "threshold": 5,
+    }
+    city.owner.client.define_alert_rule(dataset_id, rule)
+    auditor = onboard(stack, transport, "auditor", ["member", "steward"], register=False).client  # reads the chain
+    reads_before = sum(1 for e in auditor.iter_audit() if e["action"] == "ReadData")
     page.goto(console_url(stack) + "#/datasets/" + dataset_id)
     page.get_by_role("heading", name="Traffic flow").wait_for()
     page.get_by_role("heading", name="Profile of v1").wait_for()
+    page.get_by_role("button", name="Show the alerts raised").wait_for()
+    # Opening the page reads no data: the alerts (values of the data) are read when asked for.
+    assert sum(1 for e in auditor.iter_audit() if e["action"] == "ReadData") == reads_before
+    page.get_by_role("button", name="Show the alerts raised").click()
+    page.get_by_text("No alert raised.").wait_for()
     shoot(page, "dataset")
     page.goto(console_url(stack) + "#/datasets/" + dataset_id + "/versions/9")  # a version link: that version, or why not
     page.get_by_text(f"No version 9 of {dataset_id}").wait_for()

@@ -98,10 +98,24 @@ export async function datasetPage(api, main, datasetId, versionNumber) {
   }
   try {
     const rules = (await api.get(`/datasets/${datasetId}/alert-rules`)).rules;
-    const alerts = (await api.get(`/datasets/${datasetId}/alerts`)).alerts;
     put(main, h("h2", {}, "Alert rules"), rules.length ? table(["rule", "name", "by"], rules.map((r) => [r.rule_id, r.name, r.owner])) : h("p", {}, "None."));
-    if (alerts.length) put(main, h("h2", {}, "Alerts raised"), alertsTimeline(alerts));
+    if (rules.length) {
+      // Alerts carry values of the data, so reading them is audited as a read: fetched when asked
+      // for, not each time the page opens (which made stewards readers of their own data).
+      const area = h("div", {});
+      const button = h("button", { onclick: async () => {
+        button.disabled = true;
+        try {
+          const alerts = (await api.get(`/datasets/${datasetId}/alerts`)).alerts;
+          area.replaceChildren(...(alerts.length ? [alertsTimeline(alerts)] : [h("p", {}, "No alert raised.")]));
+        } catch (error) {
+          say(`Alerts not shown: ${error.message}`, "error");
+          button.disabled = false;
+        }
+      } }, "Show the alerts raised");
+      put(main, h("h2", {}, "Alerts raised"), h("p", {}, button, " (reading them is audited as a read of the data)"), area);
+    }
   } catch (error) {
-    say(`Alerts not shown: ${error.message}`, "info");
+    say(`Alert rules not shown: ${error.message}`, "info");
   }
 }
