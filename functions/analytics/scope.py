@@ -11,7 +11,7 @@ from typing import Any
 
 from functions.catalog.models import GRID_TOLERANCE, Dataset, grid
 from functions.core.errors import InvalidRequest
-from functions.sharing.models import AggregateTerms, Grant, RowFilter
+from functions.sharing.models import QUANTILES, AggregateTerms, Grant, RowFilter
 
 _OPERATORS = {"eq": "=", "ne": "<>", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 
@@ -44,7 +44,7 @@ class ReadScope:
         selected = [f"{key} AS {quoted(c)}" for key, c in zip(keys, self.aggregate.group_by, strict=True)]
         selected.append('count(*) AS "group_size"')
         selected += [
-            f"{_SQL_AGGREGATES[m.aggregate]}({quoted(m.column)}) AS {quoted(m.output())}" for m in self.aggregate.measures
+            f"{_measure(m.aggregate, quoted(m.column), dialect)} AS {quoted(m.output())}" for m in self.aggregate.measures
         ]
         # k is a validated integer; groups of fewer subjects are never visible to the query. A row
         # whose subject is null stands for itself, as in the grant's view.
@@ -70,6 +70,14 @@ class ReadScope:
 
 
 _SQL_AGGREGATES = {"count": "count", "sum": "sum", "mean": "avg", "min": "min", "max": "max"}
+
+
+def _measure(aggregate: str, column: str, dialect: str) -> str:
+    """A measure as SQL: quantiles interpolated by DuckDB, estimated by Athena (which has no exact one)."""
+    if aggregate in QUANTILES:
+        function = "approx_percentile" if dialect == "athena" else "quantile_cont"
+        return f"{function}(CAST({column} AS DOUBLE), {QUANTILES[aggregate]})"
+    return f"{_SQL_AGGREGATES[aggregate]}({column})"
 
 
 def scope_for(dataset: Dataset, grant: Grant | None) -> ReadScope:

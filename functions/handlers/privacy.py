@@ -9,11 +9,11 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.core.observability import logger
-from functions.privacy.release import ReleaseRequest, release
+from functions.privacy.release import ReleaseRequest, packed, release, unpacked
 
 
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = release(ReleaseRequest.model_validate(event))
+    result = release(ReleaseRequest.model_validate(unpacked(event)))
     logger.info("private release", extra={"groups": len(result.counts), "epsilon": result.epsilon})
-    return result.model_dump(mode="json")
+    return packed(result.model_dump_json())

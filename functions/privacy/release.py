@@ -11,8 +11,16 @@ The release spends `epsilon` (with `delta`), split evenly between the groups' co
   count, and a group is released only if its noisy count reaches a threshold chosen so that its
   privacy loss stays within `delta` (and at least k): which groups exist is itself private, so
   "suppressed" groups leak nothing;
-- each sum of the released groups, with OpenDP's vector Laplace mechanism.
-Means are derived from the two (post-processing, no extra cost). Exact values never leave.
+- each sum of the released groups, with OpenDP's vector Laplace mechanism;
+- each quantile (median, p25, ...) of a released group, with OpenDP's private quantile (an
+  exponential mechanism over candidates evenly spaced across the column's declared bounds, so no
+  released value is one person's: min and max are never released). Values arrive as each group's
+  histogram over "slots": slot 2i is candidate i, slot 2i+1 lies between candidates i and i+1. Which
+  candidates a value is below, at or above is all the mechanism scores, so the histogram loses
+  nothing it uses, and a group's payload is bounded by the number of candidates, not of rows. A
+  subject in `max_groups` groups changes each group's values by `max_rows` rows: each group's
+  quantile spends the measure's share divided by `max_groups`.
+Means are derived from counts and sums (post-processing, no extra cost). Exact values never leave.
 
 Imported only where a release is computed: the privacy function in AWS (its layer holds OpenDP
 alone), the API function's own process on the embedded stack.
@@ -20,6 +28,8 @@ alone), the API function's own process on the embedded stack.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 from functools import lru_cache
 from typing import Any
@@ -30,6 +40,14 @@ from functions.core import aws
 from functions.core.model import Model
 
 MAX_THRESHOLD = 1 << 40
+
+
+class QuantileInput(Model):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    alpha: float = Field(ge=0, le=1, description="0.5 for the median")
+    candidates: int = Field(ge=2, le=10_000, description="How many candidates, evenly spaced over the column's bounds")
+    histograms: dict[str, dict[int, int]] = Field(description="Group key -> slot -> bounded rows")
 
 
 class ReleaseRequest(Model):
@@ -43,11 +61,13 @@ class ReleaseRequest(Model):
     counts: dict[str, int] = Field(description="Group key (its values as JSON) -> bounded row count")
     sums: dict[str, dict[str, float]] = Field(default_factory=dict, description="Measure -> group key -> bounded sum")
     bounds: dict[str, float] = Field(default_factory=dict, description="Measure -> largest |value| a row may contribute")
+    quantiles: dict[str, QuantileInput] = Field(default_factory=dict, description="Output column -> its quantile's input")
 
 
 class ReleaseResult(Model):
     counts: dict[str, int]
     sums: dict[str, dict[str, float]] = Field(default_factory=dict)
+    quantiles: dict[str, dict[str, int]] = Field(default_factory=dict, description="Output column -> group key -> candidate")
     threshold: int
     epsilon: float = Field(description="The privacy loss of the release, as OpenDP accounts it")
     delta: float
@@ -85,11 +105,44 @@ def counting_mechanism(epsilon: float, delta: float, k: int, max_groups: int, ma
     return found, high, float(spent_epsilon), float(spent_delta)
 
 
+@lru_cache(maxsize=256)
+def quantile_mechanism(alpha: float, candidates: int, max_rows: int, epsilon: float) -> tuple[Any, float]:
+    """OpenDP's private quantile over slots (the module's docstring), for a group whose values one
+    subject changes by `max_rows` rows, spending at most `epsilon`: (measurement, epsilon spent)."""
+    import opendp.prelude as dp
+
+    dp.enable_features("contrib")
+    domain = dp.vector_domain(dp.atom_domain(T=int))
+    slots = list(range(0, 2 * candidates, 2))
+
+    def mechanism(scale: float) -> Any:
+        return dp.m.make_private_quantile(domain, dp.symmetric_distance(), dp.max_divergence(), slots, alpha, scale)
+
+    found = mechanism(dp.binary_search_param(mechanism, d_in=max_rows, d_out=epsilon))
+    return found, float(found.map(max_rows))
+
+
+def _quantiles(request: ReleaseRequest, keys: list[str], share: float) -> tuple[dict[str, dict[str, int]], float]:
+    """Each quantile of each released group, as the index of the candidate chosen; and the epsilon spent."""
+    released: dict[str, dict[str, int]] = {}
+    spent = 0.0
+    for output, wanted in request.quantiles.items():
+        mechanism, per_group = quantile_mechanism(wanted.alpha, wanted.candidates, request.max_rows, share / request.max_groups)
+        spent += per_group * request.max_groups  # a subject is in at most max_groups groups
+        chosen = {}
+        for key in keys:
+            histogram = wanted.histograms.get(key, {})
+            values = [slot for slot, rows in sorted(histogram.items()) for _ in range(rows)]
+            chosen[key] = int(mechanism(values)) // 2
+        released[output] = chosen
+    return released, spent
+
+
 def release(request: ReleaseRequest) -> ReleaseResult:
     import opendp.prelude as dp
 
     dp.enable_features("contrib")
-    share = request.epsilon / (1 + len(request.sums))
+    share = request.epsilon / (1 + len(request.sums) + len(request.quantiles))
     l0, linf = request.max_groups, request.max_rows
     counting, high, spent_epsilon, spent_delta = counting_mechanism(share, request.delta, request.k, l0, linf)
     counts = {key: int(value) for key, value in counting(dict(request.counts)).items()}
@@ -103,7 +156,28 @@ def release(request: ReleaseRequest) -> ReleaseResult:
         spent_epsilon += vector.map(sensitivity)
         noisy = vector([float(values.get(key, 0.0)) for key in keys]) if keys else []
         sums[measure] = dict(zip(keys, noisy, strict=True))
-    return ReleaseResult(counts=counts, sums=sums, threshold=high, epsilon=spent_epsilon, delta=spent_delta)
+    quantiles, quantile_epsilon = _quantiles(request, keys, share)
+    return ReleaseResult(
+        counts=counts,
+        sums=sums,
+        quantiles=quantiles,
+        threshold=high,
+        epsilon=spent_epsilon + quantile_epsilon,
+        delta=spent_delta,
+    )
+
+
+def packed(payload: str) -> dict[str, str]:
+    """A request or result as a Lambda payload: gzipped JSON (a synchronous call carries at most
+    6 MB each way; groups, counts and histograms compress two- to fourfold, base64 included)."""
+    return {"gzip": base64.b64encode(gzip.compress(payload.encode(), 6)).decode()}
+
+
+def unpacked(payload: dict[str, Any]) -> Any:
+    """What `packed` made (or a plain payload) as JSON values."""
+    if set(payload) == {"gzip"}:
+        return json.loads(gzip.decompress(base64.b64decode(payload["gzip"])))
+    return payload
 
 
 class Releases:
@@ -119,8 +193,9 @@ class Releases:
     def __call__(self, request: ReleaseRequest) -> ReleaseResult:
         if not self._function:
             return release(request)
-        response = self.lambdas.invoke(FunctionName=self._function, Payload=request.model_dump_json().encode())
+        body = json.dumps(packed(request.model_dump_json())).encode()
+        response = self.lambdas.invoke(FunctionName=self._function, Payload=body)
         payload = json.loads(response["Payload"].read())
         if response.get("FunctionError"):
             raise RuntimeError(f"the privacy function failed: {str(payload.get('errorMessage', ''))[:200]}")
-        return ReleaseResult.model_validate(payload)
+        return ReleaseResult.model_validate(unpacked(payload))

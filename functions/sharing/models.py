@@ -85,7 +85,13 @@ class RowFilter(Model):
         return [c for child in (self.all or self.any or []) for c in child.conditions()]
 
 
-AggregateFunction = Literal["count", "sum", "mean", "min", "max"]
+AggregateFunction = Literal["count", "sum", "mean", "min", "max", "p10", "p25", "median", "p75", "p90"]
+# Quantile measures and their alpha: of data about people they are released with OpenDP's private
+# quantile (instead of min and max, which are one person's values); of other data, estimated
+# (t-digest in views, the engine's percentile in rules and derived datasets).
+QUANTILES = {"p10": 0.1, "p25": 0.25, "median": 0.5, "p75": 0.75, "p90": 0.9}
+# Candidates a private quantile chooses among, evenly spaced over the column's declared bounds.
+QUANTILE_CANDIDATES = 101
 DEFAULT_MIN_GROUP_SIZE = 5
 
 
@@ -254,7 +260,7 @@ class GrantTerms(Model):
             raise ValueError(f"pseudonymised or encrypted columns cannot be grouped or measured: {', '.join(identifying)}")
         for measure in aggregate.measures:
             column = schema.properties[measure.column]
-            if measure.aggregate in ("sum", "mean") and not {"number", "integer"} & set(column.kinds()):
+            if measure.aggregate in ("sum", "mean", *QUANTILES) and not {"number", "integer"} & set(column.kinds()):
                 raise ValueError(f"{measure.aggregate} needs a numeric column, not {measure.column}")
         if schema.is_personal():
             if aggregate.privacy is None:
@@ -264,18 +270,23 @@ class GrantTerms(Model):
                 )
             extremes = [m.output() for m in aggregate.measures if m.aggregate in ("min", "max")]
             if extremes:
-                raise ValueError(f"min and max of data about people are one person's values: {', '.join(extremes)}")
+                raise ValueError(
+                    f"min and max of data about people are one person's values: {', '.join(extremes)} "
+                    "(p10, p25, median, p75 and p90 are released with differential privacy)"
+                )
             unbounded = sorted(
                 {
                     m.column
                     for m in aggregate.measures
-                    if m.aggregate in ("sum", "mean")
+                    if m.aggregate in ("sum", "mean", *QUANTILES)
                     and (schema.properties[m.column].minimum is None or schema.properties[m.column].maximum is None)
                 }
             )
             if unbounded:
                 listed = ", ".join(unbounded)
-                raise ValueError(f"sums and means of data about people need the column's minimum and maximum: {listed}")
+                raise ValueError(
+                    f"sums, means and quantiles of data about people need the column's minimum and maximum: {listed}"
+                )
         outputs = aggregate.columns()
         if len(outputs) != len(set(outputs)):
             raise ValueError("the aggregated view's columns must be distinct (group_by, group_size, aggregate_column)")

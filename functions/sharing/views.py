@@ -29,9 +29,9 @@ from functions.core.settings import Settings
 from functions.identity.directory import DepartmentKeys
 from functions.privacy.keys import KeyService
 from functions.privacy.protect import decrypt_value, generalise, keyed_tokens, short_values
-from functions.privacy.release import ReleaseRequest, ReleaseResult, Releases
+from functions.privacy.release import QuantileInput, ReleaseRequest, ReleaseResult, Releases
 from functions.privacy.sealing import open_stream
-from functions.sharing.models import AggregateTerms, Grant, RowFilter, linked_own_columns
+from functions.sharing.models import QUANTILE_CANDIDATES, QUANTILES, AggregateTerms, Grant, RowFilter, linked_own_columns
 from functions.sharing.placement import CLEAR_VIEW_REUSE_HOURS, BuiltView, is_clear, view_key
 
 _OPERATORS = {"eq": pc.equal, "ne": pc.not_equal, "lt": pc.less, "le": pc.less_equal, "gt": pc.greater, "ge": pc.greater_equal}
@@ -159,7 +159,7 @@ def aggregated(
     return _private(frame, terms, schema, release)
 
 
-_SUBJECT, _SUBJECTS = "__subject", "__subjects"
+_SUBJECT, _SUBJECTS, _GROUP = "__subject", "__subjects", "__group"
 
 
 def subject_keys(table: pa.Table, subject: SubjectDeclaration) -> pa.Array:
@@ -173,8 +173,14 @@ def subject_keys(table: pa.Table, subject: SubjectDeclaration) -> pa.Array:
 
 
 def _exact(frame: pa.Table, subjects: pa.Table, terms: AggregateTerms) -> pa.Table:
-    grouped = frame.group_by(terms.group_by, use_threads=True).aggregate(
-        [([], "count_all"), *((m.column, _PYARROW_AGGREGATES[m.aggregate]) for m in terms.measures)]
+    quantiled = [m for m in terms.measures if m.aggregate in QUANTILES]
+    grouping = terms.group_by
+    if quantiled:  # a number per group, to find each row's group (the key columns determine it)
+        frame = frame.append_column(_GROUP, pa.array(_combined_codes([frame.column(c) for c in terms.group_by])))
+        grouping = [*terms.group_by, _GROUP]
+    exact = [m for m in terms.measures if m.aggregate not in QUANTILES]
+    grouped = frame.group_by(grouping, use_threads=True).aggregate(
+        [([], "count_all"), *((m.column, _PYARROW_AGGREGATES[m.aggregate]) for m in exact)]
     )
     grouped = grouped.join(subjects, keys=terms.group_by)
     kept = pc.greater_equal(grouped.column(_SUBJECTS), terms.min_group_size)
@@ -183,10 +189,37 @@ def _exact(frame: pa.Table, subjects: pa.Table, terms: AggregateTerms) -> pa.Tab
     grouped = grouped.filter(kept)
     columns = [grouped.column(c) for c in terms.group_by]
     columns.append(grouped.column("count_all"))
-    columns.extend(grouped.column(f"{m.column}_{_PYARROW_AGGREGATES[m.aggregate]}") for m in terms.measures)
+    for measure in terms.measures:
+        if measure.aggregate in QUANTILES:
+            codes = np.asarray(grouped.column(_GROUP).to_numpy(), dtype=np.int64)
+            columns.append(_group_quantiles(frame, measure.column, QUANTILES[measure.aggregate], codes))
+        else:
+            columns.append(grouped.column(f"{measure.column}_{_PYARROW_AGGREGATES[measure.aggregate]}"))
     return _named(columns, terms).replace_schema_metadata(
         {SUPPRESSED_GROUPS: str(suppressed_groups).encode(), SUPPRESSED_ROWS: str(suppressed_rows).encode()}
     )
+
+
+def _group_quantiles(frame: pa.Table, column: str, alpha: float, wanted: np.ndarray) -> pa.Array:
+    """The `alpha` quantile of `column`'s non-null values in each group of `frame` (by its _GROUP
+    code), for the groups `wanted`, interpolated as DuckDB's quantile_cont; null where a group has no value."""
+    values = frame.column(column).combine_chunks()
+    valid = np.asarray(values.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    numbers = np.asarray(pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False), dtype=float)[valid]
+    codes = np.asarray(frame.column(_GROUP).to_numpy(), dtype=np.int64)[valid]
+    order = np.lexsort((numbers, codes))
+    codes, numbers = codes[order], numbers[order]
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]) if len(codes) else np.zeros(0, dtype=np.int64)
+    ends = np.r_[starts[1:], len(codes)].astype(np.int64)
+    position = starts + alpha * (ends - starts - 1)
+    low, high = np.floor(position).astype(np.int64), np.ceil(position).astype(np.int64)
+    found = numbers[low] + (numbers[high] - numbers[low]) * (position - low)
+    heads = codes[starts]
+    if not len(heads):
+        return pa.nulls(len(wanted), pa.float64())
+    at = np.minimum(np.searchsorted(heads, wanted), len(heads) - 1)
+    present = heads[at] == wanted
+    return pa.array(np.where(present, found[at], 0.0), mask=~present)
 
 
 def _private(
@@ -195,29 +228,45 @@ def _private(
     assert terms.privacy is not None
     subject = schema.subjects()
     summed = sorted({m.column for m in terms.measures if m.aggregate in ("sum", "mean")})
-    bounds = {}
-    for column in summed:  # each value clamped to the schema's bounds (required for data about people)
+    quantiled = [m for m in terms.measures if m.aggregate in QUANTILES]
+    bounds, ranges = {}, {}
+    for column in sorted(set(summed) | {m.column for m in quantiled}):
+        # each value clamped to the schema's bounds (required for data about people)
         declared = schema.properties[column]
         low, high = float(declared.minimum or 0), float(declared.maximum or 0)
         frame = frame.set_column(
             frame.column_names.index(column), column, pc.min_element_wise(pc.max_element_wise(frame.column(column), low), high)
         )
-        bounds[column] = max(abs(low), abs(high))
-    per = frame.group_by([*terms.group_by, _SUBJECT], use_threads=True).aggregate(
-        [([], "count_all"), *((c, "sum") for c in summed)]
-    )
+        bounds[column], ranges[column] = max(abs(low), abs(high)), (low, high)
+    grouping = terms.group_by
+    if quantiled:  # a number per group, to find each row's group (the key columns determine it)
+        frame = frame.append_column(_GROUP, pa.array(_combined_codes([frame.column(c) for c in terms.group_by])))
+        grouping = [*terms.group_by, _GROUP]
+    per = frame.group_by([*grouping, _SUBJECT], use_threads=True).aggregate([([], "count_all"), *((c, "sum") for c in summed)])
     # A subject weighs in at most max_groups groups (chosen by a keyed order, not by the data's),
     # for at most max_rows_per_group rows in each: its sums scaled to that many rows.
     per = per.take(_first_groups_of_each_subject(per, terms.group_by, subject.max_groups))
     rows = per.column("count_all").to_numpy(zero_copy_only=False).astype(float)
     bounded = np.minimum(rows, subject.max_rows_per_group)
     scaled = [pa.array(per.column(f"{c}_sum").to_numpy(zero_copy_only=False) * (bounded / rows)) for c in summed]
+    pairs = per.select([_GROUP, _SUBJECT]) if quantiled else None
     per = pa.table(
-        [*(per.column(c) for c in terms.group_by), pa.array(bounded.astype(np.int64)), *scaled],
-        names=[*terms.group_by, "rows", *summed],
+        [*(per.column(c) for c in grouping), pa.array(bounded.astype(np.int64)), *scaled],
+        names=[*grouping, "rows", *summed],
     )
-    groups = per.group_by(terms.group_by, use_threads=True).aggregate([("rows", "sum"), *((c, "sum") for c in summed)])
+    groups = per.group_by(grouping, use_threads=True).aggregate([("rows", "sum"), *((c, "sum") for c in summed)])
     keys = [str(position) for position in range(groups.num_rows)]  # opaque to the release: the group's row here
+    quantiles = {}
+    if pairs is not None:
+        positions = np.asarray(groups.column(_GROUP).to_numpy(), dtype=np.int64)
+        measured = frame.select([_GROUP, _SUBJECT, *sorted({m.column for m in quantiled})])
+        limited = _bounded_rows(measured, pairs, subject.max_rows_per_group)
+        for measure in quantiled:
+            quantiles[measure.output()] = QuantileInput(
+                alpha=QUANTILES[measure.aggregate],
+                candidates=QUANTILE_CANDIDATES,
+                histograms=_slot_histograms(limited, measure.column, ranges[measure.column], positions),
+            )
     request = ReleaseRequest(
         epsilon=terms.privacy.epsilon,
         delta=terms.privacy.delta,
@@ -227,6 +276,7 @@ def _private(
         counts=dict(zip(keys, groups.column("rows_sum").to_pylist(), strict=True)),
         sums={c: dict(zip(keys, groups.column(f"{c}_sum").to_pylist(), strict=True)) for c in summed},
         bounds=bounds,
+        quantiles=quantiles,
     )
     released = release(request)
     index = {key: position for position, key in enumerate(keys)}
@@ -238,6 +288,11 @@ def _private(
     for measure in terms.measures:
         if measure.aggregate == "count":
             columns.append(counts)
+        elif measure.aggregate in QUANTILES:
+            low, high = ranges[measure.column]
+            step = (high - low) / (QUANTILE_CANDIDATES - 1)
+            chosen = released.quantiles[measure.output()]
+            columns.append(pa.array([low + chosen[key] * step for key in order], pa.float64()))
         else:
             noisy = np.array([released.sums[measure.column][key] for key in order], dtype=float)
             if measure.aggregate == "mean":
@@ -246,6 +301,41 @@ def _private(
     return _named(columns, terms).replace_schema_metadata(
         {PRIVACY_EPSILON: str(released.epsilon).encode(), PRIVACY_DELTA: str(released.delta).encode()}
     )
+
+
+def _bounded_rows(frame: pa.Table, pairs: pa.Table, most: int) -> pa.Table:
+    """The rows of `frame` a private release may use: those of the (group, subject) pairs kept (a
+    subject's first max_groups groups), at most `most` rows of each pair, chosen at random."""
+    joined = frame.join(pairs, keys=[_GROUP, _SUBJECT], join_type="inner")
+    groups = np.asarray(joined.column(_GROUP).to_numpy(), dtype=np.int64)
+    subjects = _codes(joined.column(_SUBJECT))
+    order = np.lexsort((np.random.default_rng(secrets.randbits(64)).random(len(groups)), subjects, groups))
+    pair = np.r_[True, (groups[order][1:] != groups[order][:-1]) | (subjects[order][1:] != subjects[order][:-1])]
+    starts = np.maximum.accumulate(np.where(pair, np.arange(len(order)), 0)) if len(order) else order
+    return joined.take(pa.array(order[(np.arange(len(order)) - starts) < most], pa.int64()))
+
+
+def _slot_histograms(
+    rows: pa.Table, column: str, bounds: tuple[float, float], positions: np.ndarray
+) -> dict[str, dict[int, int]]:
+    """Each group's non-null values of `column` as a histogram over slots (functions/privacy/release.py):
+    slot 2i is the i-th of QUANTILE_CANDIDATES candidates evenly spaced over `bounds`, slot 2i + 1
+    lies between candidates i and i + 1. Groups by their position in `positions` (their _GROUP codes)."""
+    values = rows.column(column).combine_chunks()
+    valid = np.asarray(values.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    numbers = np.asarray(pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False), dtype=float)[valid]
+    low, high = bounds
+    scaled = (numbers - low) / ((high - low) / (QUANTILE_CANDIDATES - 1)) if high > low else np.zeros(len(numbers))
+    below = np.clip(np.floor(scaled), 0, QUANTILE_CANDIDATES - 1).astype(np.int64)
+    slots = 2 * below + (scaled > below)
+    order = np.argsort(positions)
+    group_at = order[np.searchsorted(positions[order], np.asarray(rows.column(_GROUP).to_numpy(), dtype=np.int64)[valid])]
+    width = 2 * QUANTILE_CANDIDATES
+    found, rows_in = np.unique(group_at * width + slots, return_counts=True)
+    histograms: dict[str, dict[int, int]] = {}
+    for combined, count in zip(found.tolist(), rows_in.tolist(), strict=True):
+        histograms.setdefault(str(combined // width), {})[combined % width] = count
+    return histograms
 
 
 def _first_groups_of_each_subject(per: pa.Table, group_by: list[str], most: int) -> pa.Array:

@@ -249,6 +249,7 @@ def test_without_an_aggregated_grant_rules_and_derived_datasets_see_no_personal_
         ({"group_by": ["address"], "privacy": PRIVATE}, "cannot be grouped or measured"),
         ({"group_by": ["district"], "min_group_size": 1, "privacy": PRIVATE}, "greater than or equal to 2"),
         ({"group_by": ["district"], "measures": [{"aggregate": "mean", "column": "category"}], "privacy": PRIVATE}, "numeric"),
+        ({"group_by": ["district"], "measures": [{"aggregate": "median", "column": "status"}], "privacy": PRIVATE}, "numeric"),
         ({"group_by": ["citizen_id"], "privacy": PRIVATE}, "cannot be grouped or measured"),
         ({"group_by": ["district"]}, "differential privacy"),
         ({"group_by": ["district"], "measures": [{"aggregate": "max", "column": "latitude"}], "privacy": PRIVATE}, "one person"),
@@ -270,3 +271,111 @@ def test_coarsening_applies_before_grouping(curated: tuple[pa.Table, Path]) -> N
     view = restrict(table, REQUESTS, hourly, SECRETS)
     days = {v.date() for v in pc.unique(generalise(table.column("opened_at"), "1d")).to_pylist()}
     assert {v.date() for v in view.column("opened_at").to_pylist()} <= days
+
+
+def test_private_quantiles_replace_min_and_max_and_stay_near_the_truth(tmp_path: Path) -> None:
+    """Of data about people, quantiles are released with OpenDP's private quantile over candidates
+    spread across the column's declared bounds: values on that grid (never one read's own value),
+    near the group's true quantile where the group is large, within the grant's epsilon."""
+    reads = dataset("plate-reads", "transport", city_schema("plate-reads"))
+    source = generate("plate-reads", 12_000, tmp_path / "reads.csv")
+    outcome, _, parquet = ingest(source.read_bytes(), table_schema("plate-reads"), dataset_id="plate-reads")
+    assert outcome.accepted
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(io.BytesIO(parquet))
+    terms = {
+        "aggregate": {
+            "group_by": ["lane"],
+            "measures": [{"aggregate": "median", "column": "confidence"}, {"aggregate": "p90", "column": "confidence"}],
+            # A plate counts in up to 20 groups: the threshold at this epsilon is about 1,000 plates.
+            "privacy": {"epsilon": 3.0, "delta": 1e-6, "budget": 10.0},
+        },
+    }
+    the_grant = grant(terms)
+    the_grant.terms.check_against(reads.table_schema)
+    view = restrict(table, reads, the_grant, SECRETS)
+    assert view.column_names == ["lane", "group_size", "median_confidence", "p90_confidence"]
+    assert float(view.schema.metadata[PRIVACY_EPSILON]) <= 3.0 + 1e-9
+    assert view.num_rows >= 4
+    for row in view.to_pylist():
+        values = sorted(pc.filter(table.column("confidence"), pc.equal(table.column("lane"), row["lane"])).to_pylist())
+        for name, alpha in (("median_confidence", 0.5), ("p90_confidence", 0.9)):
+            assert round(row[name] * 100, 9) == round(row[name] * 100)  # a candidate: 0, 0.01, ... 1
+            if len(values) >= 500:  # the chosen rank is near the true one
+                rank = sum(v < row[name] for v in values) / len(values)
+                assert abs(rank - alpha) < 0.15, (name, rank, len(values))
+
+
+def test_neighbouring_datasets_give_quantile_distributions_within_e_to_the_epsilon() -> None:
+    """One subject more, at the top of the range, moves the distribution of a released median by
+    at most e^(its share of epsilon), within sampling error."""
+    epsilon, runs = 1.0, 3000
+    share = epsilon / 2  # the counts and the one quantile
+    base = {"epsilon": epsilon, "delta": 1e-6, "k": 5, "max_groups": 1, "max_rows": 1, "counts": {"0": 500}}
+    histogram = {20: 10, 40: 10, 60: 10, 80: 10}  # 40 values, all between candidates 10 and 40
+    outputs = {}
+    for name, extra in (("without", {}), ("with", {200: 1})):
+        quantile = {"alpha": 0.5, "candidates": 101, "histograms": {"0": histogram | extra}}
+        made = ReleaseRequest(**base, quantiles={"median": quantile})
+        outputs[name] = Counter(release(made).quantiles["median"]["0"] for _ in range(runs))
+    plenty = [value for value in outputs["with"] if min(outputs["with"][value], outputs["without"][value]) >= 200]
+    assert plenty, outputs
+    bound = math.exp(share)
+    for value in plenty:
+        a, b = outputs["with"][value], outputs["without"][value]
+        assert a <= bound * b * 1.35 and b <= bound * a * 1.35, (value, a, b)
+
+
+def test_exact_quantiles_of_data_not_about_people_match_the_engine(tmp_path: Path) -> None:
+    """Of other data, a quantile is the group's own (interpolated as DuckDB's quantile_cont), the same
+    in the grant's view and for rules and derived datasets reading under it."""
+    air = dataset("air-quality", "environment", city_schema("air-quality") | {"x-subject": {"columns": ["station_id"]}})
+    rows = [{"station_id": f"AQ-{n}", "district": "Centre", "measured_at": None, "pm25": float(n * n)} for n in range(9)]
+    rows += [{"station_id": f"AQ-{n}", "district": "Harbour", "measured_at": None, "pm25": None} for n in range(5)]
+    rows += [{"station_id": f"AQ-{n}", "district": "Harbour", "measured_at": None, "pm25": 3.0} for n in range(2)]
+    measures = [{"aggregate": "median", "column": "pm25"}, {"aggregate": "p25", "column": "pm25"}]
+    exact = grant({"aggregate": {"group_by": ["district"], "measures": measures, "min_group_size": 5}})
+    exact.terms.check_against(air.table_schema)
+    view = restrict(pa.Table.from_pylist(rows), air, exact, ViewSecrets())
+    assert sorted(view.to_pylist(), key=lambda r: r["district"]) == [
+        {"district": "Centre", "group_size": 9, "median_pm25": 16.0, "p25_pm25": 4.0},
+        {"district": "Harbour", "group_size": 7, "median_pm25": 3.0, "p25_pm25": 3.0},
+    ]
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "air.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    with sandbox([Input("air_quality", scope_for(air, exact), [path])]) as db:
+        found = sorted(run(db, "SELECT district, median_pm25, p25_pm25 FROM air_quality"))
+    assert found == [("Centre", 16.0, 4.0), ("Harbour", 3.0, 3.0)]
+
+
+def test_the_privacy_function_is_called_with_compressed_payloads() -> None:
+    """In AWS the view invokes the privacy function: request and result travel gzipped (a synchronous
+    Lambda call carries at most 6 MB each way), and come back as the in-process release would."""
+    import json as json_module
+
+    from functions.handlers import privacy as privacy_handler
+    from functions.privacy.release import Releases
+
+    calls: list[int] = []
+
+    class Lambdas:
+        def invoke(self, FunctionName: str, Payload: bytes) -> dict[str, Any]:  # noqa: N803 (boto3's names)
+            calls.append(len(Payload))
+            result = privacy_handler.handler(json_module.loads(Payload), LambdaContextStub())
+            return {"Payload": io.BytesIO(json_module.dumps(result).encode())}
+
+    counts = {str(n): 10_000 + n for n in range(50_000)}
+    request = ReleaseRequest(epsilon=1.0, delta=1e-6, k=5, max_groups=1, max_rows=1, counts=counts)
+    result = Releases("cityshare-dev-privacy", Lambdas())(request)
+    assert len(result.counts) == 50_000 and result.epsilon <= 1.0 + 1e-9
+    assert calls[0] * 2 < len(request.model_dump_json())  # compressed on the way
+
+
+class LambdaContextStub:
+    function_name = "cityshare-dev-privacy"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:cityshare-dev-privacy"
+    aws_request_id = "request"

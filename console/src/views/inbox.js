@@ -4,7 +4,7 @@
 import { field, h, put, say, when } from "../dom.js";
 
 const OPERATORS = ["eq", "ne", "lt", "le", "gt", "ge"];
-const MEASURES = ["count", "sum", "mean", "min", "max"];
+const MEASURES = ["count", "sum", "mean", "min", "max", "p10", "p25", "median", "p75", "p90"];
 const NUMERIC = ["number", "integer"];
 
 const typeOf = (column) => [].concat(column.type).find((t) => t !== "null");
