@@ -816,11 +816,20 @@ def analytics_derive(
     result_column: Annotated[
         list[str] | None, typer.Option(help="athena: NAME:TYPE of a result column (string, integer, number, ...); repeat")
     ] = None,
+    indicator: Annotated[
+        Path | None, typer.Option(help="JSON file: show the result in the city picture (title, unit, value, ...)", exists=True)
+    ] = None,
 ) -> None:
     """Define a derived dataset, rebuilt whenever an input gets a new version."""
     columns = dict(item.split(":", 1) for item in result_column or [])
     derived = client().define_derived_dataset(
-        dataset_id, title, inputs, sql.read_text(), engine=engine, result_columns=columns or None
+        dataset_id,
+        title,
+        inputs,
+        sql.read_text(),
+        engine=engine,
+        result_columns=columns or None,
+        indicator=read_json(indicator) if indicator else None,
     )
     show(
         derived,
@@ -854,6 +863,52 @@ def print_lineage(lineage: dict[str, Any]) -> None:
     )
     console.print("  from: " + (", ".join(edge(i) for i in lineage["upstream"]) or "-"))
     console.print("  into: " + (", ".join(edge(i) for i in lineage["downstream"]) or "-"))
+
+
+@app.command()
+def city() -> None:
+    """Your department's city picture: each indicator's city figure and districts, and its alerts."""
+    picture = client().city_picture()
+    if as_json(picture):
+        return
+    print_city(picture, console)
+
+
+def print_city(picture: dict[str, Any], out: Console) -> None:
+    """The city picture as a table and a few lines (the CLI's `city`, the demo's last step)."""
+    table = DataTable(
+        "indicator", "at", "city", "limit", "worst districts", "from", title=f"{picture['department']}'s city picture"
+    )
+
+    def number(value: float) -> str:
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.1f}".removesuffix(".0")
+
+    for indicator in picture["indicators"]:
+        unit = f" {indicator['unit']}" if indicator["unit"] else ""
+        ranked = sorted(indicator["districts"].items(), key=lambda item: item[1], reverse=indicator["better"] == "lower")
+        worst = ", ".join(f"{name} {number(value)}" for name, value in ranked[:3]) or "-"
+        sources = ", ".join(s["dataset_id"] + (f"@{s['version']}" if s.get("version") else "") for s in indicator["sources"])
+        table.add_row(
+            indicator["title"],
+            (indicator.get("at") or "not built yet")[:16],
+            "-" if indicator.get("city") is None else f"{number(indicator['city'])}{unit}",
+            "-" if indicator.get("limit") is None else f"{number(indicator['limit'])}{unit}",
+            worst,
+            sources,
+        )
+    out.print(table)
+    for rule in picture["alerts"]:
+        districts = ", ".join(f"{printable(d)} {n}" for d, n in sorted(rule["districts"].items()))
+        out.print(
+            f"  alerts of '{printable(rule['name'])}' on {printable(rule['dataset_id'])}: {rule['open']} open, "
+            f"{rule['raised']} raised" + (f" ({districts})" if districts else "")
+        )
+    boundaries = picture.get("boundaries")
+    out.print(
+        f"  map: {len(boundaries['districts'])} districts from {printable(boundaries['dataset_id'])}@{boundaries['version']}"
+        if boundaries
+        else "  map: no dataset tagged 'boundaries' you may read"
+    )
 
 
 @app.command()

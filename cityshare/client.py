@@ -469,9 +469,12 @@ class CityShareClient:
         tags: list[str] | None = None,
         engine: str = "duckdb",
         result_columns: dict[str, str] | None = None,
+        indicator: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """A dataset computed by `sql` over `inputs` (named in the SQL with `_` for `-`), rebuilt when they
-        change. `engine="athena"` (AWS only) runs Athena SQL and needs `result_columns` {name: type}."""
+        change. `engine="athena"` (AWS only) runs Athena SQL and needs `result_columns` {name: type}.
+        `indicator` ({"title", "unit", "value", "district", "time", "combine", "limit", "better"}) shows it
+        in the department's city picture (`city_picture()`)."""
         body: dict[str, Any] = {
             "dataset_id": dataset_id,
             "title": title,
@@ -483,10 +486,16 @@ class CityShareClient:
         }
         if result_columns:
             body["result_columns"] = result_columns
+        if indicator:
+            body["indicator"] = indicator
         return dict(self.request("POST", "/derived-datasets", body=body))
 
     def lineage(self, dataset_id: str) -> dict[str, Any]:
         return dict(self.request("GET", f"/datasets/{dataset_id}/lineage"))
+
+    def city_picture(self) -> dict[str, Any]:
+        """The department's indicators by district and over time, its rules' alerts and the districts' map."""
+        return dict(self.request("GET", "/city"))
 
     # -- notifications
     def notifications(self, after: str | None = None, limit: int = 50) -> dict[str, Any]:

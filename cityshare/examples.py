@@ -11,3 +11,9 @@ from typing import Any
 PM25_HOURLY_RULE: dict[str, Any] = json.loads(
     (Path(__file__).resolve().parents[1] / "schemas" / "examples" / "pm25-rule.json").read_text()
 )
+
+# The city picture of the demo's city management: one derived dataset per indicator, over what
+# each department shares with it (and its own service requests).
+CITY_INDICATORS: list[dict[str, Any]] = json.loads(
+    (Path(__file__).resolve().parents[1] / "schemas" / "examples" / "city-indicators.json").read_text()
+)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import random
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -151,6 +152,80 @@ def parking_fines(rng: random.Random, rows: int, spike: bool = False) -> Iterato
         }
 
 
+# The demo city's districts on the map: the centre a ring around (51.45, -2.58), the others sectors
+# around it, out to about 5 km; borders wave as a function of the angle, so neighbours share them.
+CITY_CENTRE, KM_PER_DEGREE_LAT, KM_PER_DEGREE_LON = (51.45, -2.58), 111.2, 69.3
+
+
+def _radius(km: float, angle: float) -> float:
+    return km * (1 + 0.12 * math.sin(3 * angle + 0.4) + 0.07 * math.cos(5 * angle))
+
+
+def _point(km: float, angle: float) -> list[float]:
+    lat, lon = CITY_CENTRE
+    distance = _radius(km, angle)
+    return [
+        round(lon + distance * math.cos(angle) / KM_PER_DEGREE_LON, 5),
+        round(lat + distance * math.sin(angle) / KM_PER_DEGREE_LAT, 5),
+    ]
+
+
+def district_boundaries(rng: random.Random, rows: int, spike: bool = False) -> Iterator[Row]:
+    """One row per district (`rows` is ignored): its outline as GeoJSON, its area."""
+    inner, outer, steps = 1.6, 5.0, 12
+    around = DISTRICTS[1:]
+    width = 2 * math.pi / len(around)
+    yield _district(DISTRICTS[0], [_point(inner, 2 * math.pi * i / (steps * len(around))) for i in range(steps * len(around))])
+    for index, name in enumerate(around):
+        start = index * width
+        angles = [start + width * i / steps for i in range(steps + 1)]
+        ring = [_point(outer, a) for a in angles] + [_point(inner, a) for a in reversed(angles)]
+        yield _district(name, ring)
+
+
+def _district(name: str, ring: list[list[float]]) -> Row:
+    closed = [*ring, ring[0]]
+    # The shoelace formula on the local plane (km): good enough for a few km.
+    xs = [x * KM_PER_DEGREE_LON for x, _ in closed]
+    ys = [y * KM_PER_DEGREE_LAT for _, y in closed]
+    area = abs(sum(xs[i] * ys[i + 1] - xs[i + 1] * ys[i] for i in range(len(closed) - 1))) / 2
+    return {"district": name, "geometry": json.dumps({"type": "Polygon", "coordinates": [closed]}), "area_km2": round(area, 2)}
+
+
+def building_energy(rng: random.Random, rows: int, spike: bool = False) -> Iterator[Row]:
+    """Hourly meter readings of the city's public buildings (schools, offices, pools, libraries)."""
+    kinds = {"school": 180.0, "office": 240.0, "pool": 420.0, "library": 60.0}
+    buildings = [(f"BLD-{n + 1:04d}", list(kinds)[n % 4], DISTRICTS[n % len(DISTRICTS)]) for n in range(40)]
+    for index in range(rows):
+        building, kind, district = buildings[index % len(buildings)]
+        moment = START + timedelta(hours=index // len(buildings))
+        open_hours = 7 <= moment.hour < 19
+        load = kinds[kind] * (1.0 if open_hours else 0.35) * (1.6 if spike and kind == "pool" else 1.0)
+        yield {
+            "building_id": building,
+            "building_type": kind,
+            "district": district,
+            "read_at": _iso(moment),
+            "kwh": round(max(0.0, rng.gauss(load, load * 0.1)), 1),
+        }
+
+
+def waste_collection(rng: random.Random, rows: int, spike: bool = False) -> Iterator[Row]:
+    """Collections by the city's rounds: tonnes collected and bins missed, per round and hour."""
+    rounds = [(f"RND-{n + 1:03d}", DISTRICTS[n % len(DISTRICTS)]) for n in range(16)]
+    for index in range(rows):
+        round_id, district = rounds[index % len(rounds)]
+        moment = START + timedelta(hours=index // len(rounds))
+        working = 6 <= moment.hour < 20
+        yield {
+            "round_id": round_id,
+            "district": district,
+            "collected_at": _iso(moment),
+            "tonnes": round(max(0.0, rng.gauss(2.4 if working else 0.3, 0.5)), 2),
+            "bins_missed": max(0, int(rng.gauss(3 if working else 0, 2))),
+        }
+
+
 GENERATORS: dict[str, Callable[[random.Random, int, bool], Iterator[Row]]] = {
     "traffic-flow": traffic_flow,
     "plate-reads": plate_reads,
@@ -159,6 +234,9 @@ GENERATORS: dict[str, Callable[[random.Random, int, bool], Iterator[Row]]] = {
     "service-requests": service_requests,
     "delivery-gps": delivery_gps,
     "parking-fines": parking_fines,
+    "district-boundaries": district_boundaries,
+    "building-energy": building_energy,
+    "waste-collection": waste_collection,
 }
 
 

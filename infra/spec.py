@@ -381,6 +381,7 @@ SPEC = PlatformSpec(
                 "sharing": (*WRITE, *DELETE),  # DeleteItem: a published outbox entry
                 "notifications": ("Query",),
                 "idempotency": (*WRITE, *DELETE),  # DeleteItem: the key of a call that failed
+                "analytics": READ,  # the city picture: indicators' definitions, rules and alerts
             },
             publishes_events=True,
             acts_for_departments=True,
@@ -517,6 +518,7 @@ SPEC = PlatformSpec(
             ("POST", "/share-recipients"),
             ("GET", "/share-recipients"),
             ("DELETE", "/share-recipients/{recipient_id}"),
+            ("GET", "/city"),
         )
     )
     # Served by the analytics function, which carries DuckDB (kept off the main API's cold start).

@@ -7,6 +7,9 @@ import * as Plot from "@observablehq/plot";
 function chart(label, options) {
   const plot = Plot.plot({ ...options, ariaLabel: label });
   plot.setAttribute("aria-label", label);
+  // Plot names each mark's group ("rule", "dot"): ARIA forbids a name on a group without a role,
+  // and the chart as a whole is what carries the description.
+  for (const group of plot.querySelectorAll("g[aria-label]")) group.removeAttribute("aria-label");
   return plot;
 }
 

@@ -5,6 +5,7 @@ import { h, say } from "./dom.js";
 import { loadIdentity } from "./keystore.js";
 import { admin, departmentPage } from "./views/admin.js";
 import { audit } from "./views/audit.js";
+import { city } from "./views/city.js";
 import { catalog, datasetPage } from "./views/datasets.js";
 import { grants } from "./views/grants.js";
 import { inbox } from "./views/inbox.js";
@@ -12,6 +13,7 @@ import { signin } from "./views/signin.js";
 
 const PAGES = [
   ["#/inbox", "Inbox", inbox],
+  ["#/city", "City", city],
   ["#/grants", "Grants", grants],
   ["#/datasets", "Datasets", catalog],
   ["#/audit", "Audit", audit],
@@ -44,7 +46,7 @@ async function route() {
   if (!api || hash === "#/signin") {
     signin(main, config, await loadIdentity(), (identity) => {
       api = new Api(identity, config.endpoint);
-      document.getElementById("who").textContent = `${identity.department}/${identity.principal}`;
+      showIdentity(identity);
       if (location.hash === "#/inbox") route();
       else location.hash = "#/inbox";
     });
@@ -57,21 +59,32 @@ async function route() {
     else if (page === "admin" && id) await departmentPage(api, main, decodeURIComponent(id));
     else await (PAGES.find(([prefix]) => hash.startsWith(prefix)) || PAGES[0])[2](api, main);
   } catch (error) {
-    main.append(h("p", { class: "error" }, `This page could not be shown: ${error.message}`));
+    const label = (PAGES.find(([prefix]) => hash.startsWith(prefix)) || PAGES[0])[1];
+    if (!main.querySelector("h1")) main.prepend(h("h1", {}, label));
+    const refused = error.status === 403 ? "Your department or role may not use this page. " : "";
+    main.append(h("p", { class: "error" }, `${refused}This page could not be shown: ${error.message}`));
     say(error.message, "error");
   }
   show();
 }
 
+// Departments are managed by the platform's own principals: the others are not offered the page
+// (the API refuses them anyway).
+function showIdentity(identity) {
+  document.getElementById("who").textContent = `${identity.department}/${identity.principal}`;
+  const adminLink = document.querySelector('nav a[data-page="Admin"]');
+  if (adminLink) adminLink.hidden = identity.department !== "platform";
+}
+
 async function start() {
   config = await (await fetch("config.json")).json();
   const nav = document.getElementById("nav");
-  nav.append(...PAGES.map(([href, label]) => h("a", { href }, label)), h("a", { href: "#/signin" }, "Key"));
+  nav.append(...PAGES.map(([href, label]) => h("a", { href, "data-page": label }, label)), h("a", { href: "#/signin" }, "Key"));
   window.addEventListener("hashchange", route);
   const identity = await loadIdentity();
   if (identity) {
     api = new Api(identity, config.endpoint);
-    document.getElementById("who").textContent = `${identity.department}/${identity.principal}`;
+    showIdentity(identity);
   }
   await route();
 }

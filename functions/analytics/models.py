@@ -137,6 +137,25 @@ class SubscriptionList(Model):
     subscriptions: list[Subscription]
 
 
+class Indicator(Model):
+    """A derived dataset as a tile of the city picture (GET /city): its `value` per `district` (none:
+    one figure for the city) and over `time`, the latest time's values on the map."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    title: str = Field(min_length=1, max_length=60, description="The tile's name, e.g. Air quality")
+    unit: str = Field(default="", max_length=20, description="e.g. µg/m³, km/h, %")
+    value: ColumnName = Field(description="The result column holding the figure")
+    district: ColumnName | None = Field(default="district", description="The result column naming the district; null: city-wide")
+    time: ColumnName | None = Field(default=None, description="The result column of the time (a day, an hour); null: no series")
+    combine: Literal["mean", "sum"] = Field(default="mean", description="How districts' values make the city's")
+    limit: float | None = Field(default=None, description="A limit to compare with (e.g. a legal or WHO limit)")
+    better: Literal["lower", "higher"] = Field(default="lower", description="Which way is good, for colours")
+
+    def columns(self) -> list[str]:
+        return [c for c in (self.value, self.district, self.time) if c]
+
+
 class DerivedDatasetCreate(Model):
     """A dataset computed by a SQL query over datasets the definer may read; rebuilt when an input
     gets a new version. Inputs appear in the query as tables named like the dataset with `_` for `-`."""
@@ -156,6 +175,7 @@ class DerivedDatasetCreate(Model):
     result_columns: dict[ColumnName, ResultType] | None = Field(
         default=None, description="athena only: the result's columns and types (DuckDB infers them itself)"
     )
+    indicator: Indicator | None = Field(default=None, description="Show the result in the department's city picture")
 
     @model_validator(mode="after")
     def _athena_declares_columns(self) -> DerivedDatasetCreate:

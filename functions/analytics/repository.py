@@ -8,7 +8,8 @@
   DATASET#<id> / ALERT#<version>#<alert id>     an alert raised (written once: dedupes redeliveries)
   ANNOUNCE     / <dataset>#<version>#<rule id>  a rule's alerts on a version, stored, not yet announced
 
-The `by_department` index (department, sk) lists a department's rules and subscriptions.
+The `by_department` index (department, sk) lists a department's rules, subscriptions and derived
+dataset definitions.
 """
 
 from __future__ import annotations
@@ -77,7 +78,12 @@ class AnalyticsRepository(DynamoTable):
 
     def derived_items(self, derived: DerivedDataset) -> list[dict[str, Any]]:
         """The TransactWriteItems entries that store a definition (to join the dataset's own creation)."""
-        definition = {"pk": f"DERIVED#{derived.dataset_id}", "sk": "DEFINITION", "definition": derived.model_dump_json()}
+        definition = {
+            "pk": f"DERIVED#{derived.dataset_id}",
+            "sk": "DEFINITION",
+            "department": derived.owner,  # listed by the by_department index (the city picture's indicators)
+            "definition": derived.model_dump_json(),
+        }
         items: list[dict[str, Any]] = [
             {"Put": {"TableName": self._table, "Item": to_item(definition), "ConditionExpression": "attribute_not_exists(pk)"}}
         ]
@@ -99,6 +105,10 @@ class AnalyticsRepository(DynamoTable):
             TableName=self._table, Key=to_item({"pk": f"DERIVED#{dataset_id}", "sk": "DEFINITION"}), ConsistentRead=True
         )
         return DerivedDataset.model_validate_json(from_item(response["Item"])["definition"]) if "Item" in response else None
+
+    def derived_of(self, department: str) -> list[DerivedDataset]:
+        """The derived datasets the department defined (one query of the by_department index)."""
+        return [DerivedDataset.model_validate_json(r["definition"]) for r in self._by_department(department, "DEFINITION")]
 
     def downstream(self, dataset_id: str) -> list[str]:
         return [str(r["sk"]).removeprefix("DERIVED#") for r in self._query(f"DATASET#{dataset_id}", "DERIVED#")]

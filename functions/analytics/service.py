@@ -15,6 +15,7 @@ from functions.analytics.models import (
     CreatedSubscription,
     DerivedDataset,
     DerivedDatasetCreate,
+    Indicator,
     Lineage,
     LineageEdge,
     Subscription,
@@ -196,6 +197,8 @@ class AnalyticsService:
         invalid = [c for c in columns if not _column_name(c)]
         if invalid:
             raise InvalidRequest(f"Name every result column with an alias of [a-z][a-z0-9_]*: {', '.join(invalid)}")
+        if request.indicator is not None:
+            check_indicator(request.indicator, columns)
         classification = max((d.classification for d, _ in readable), key=lambda c: CLASSIFICATION_RANK[c])
         schema = {"type": "object", "properties": {name: json_schema_type(kind) for name, kind in columns.items()}}
         derived = DerivedDataset(
@@ -214,7 +217,7 @@ class AnalyticsService:
                     "dataset_id": request.dataset_id,
                     "title": request.title,
                     "description": request.description or f"Derived from {', '.join(request.inputs)}",
-                    "tags": sorted({*request.tags, "derived"}),
+                    "tags": sorted({*request.tags, "derived", *(["indicator"] if request.indicator else [])}),
                     "classification": classification,
                     "schema": schema,
                 }
@@ -262,6 +265,18 @@ class AnalyticsService:
 
 def _column_name(name: str) -> bool:
     return bool(name) and name[0].isalpha() and name.islower() and all(c.isalnum() or c == "_" for c in name) and len(name) <= 64
+
+
+_NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE", "REAL", "DECIMAL", "UBIGINT", "UINTEGER")
+
+
+def check_indicator(indicator: Indicator, columns: dict[str, str]) -> None:
+    """An indicator names result columns, its value a number."""
+    missing = [c for c in indicator.columns() if c not in columns]
+    if missing:
+        raise InvalidRequest(f"The indicator names columns the query does not return: {', '.join(missing)}")
+    if not columns[indicator.value].upper().startswith(_NUMERIC):
+        raise InvalidRequest(f"The indicator's value must be a number, not {columns[indicator.value]}")
 
 
 def check_rule(rule: AlertRuleCreate, dataset: Dataset, scope: ReadScope) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from functions.catalog.models import Dataset
-from functions.core.dynamo import DynamoTable, from_item, is_conditional_failure, to_item
+from functions.core.dynamo import DynamoTable, batch_get, from_item, is_conditional_failure, to_item
 from functions.core.errors import AlreadyExists, Conflict, InvalidRequest
 
 OWNER_INDEX = "by_owner"
@@ -64,6 +64,12 @@ class CatalogRepository(DynamoTable):
     def get(self, dataset_id: str) -> Dataset | None:
         response = self.client.get_item(TableName=self._table, Key=self.key(dataset_id), ConsistentRead=True)
         return self.from_stored(response["Item"]) if "Item" in response else None
+
+    def get_many(self, dataset_ids: list[str]) -> dict[str, Dataset]:
+        """The datasets that exist of `dataset_ids` (at most 100), in one BatchGetItem."""
+        found = batch_get(self.client, {self._table: [self.key(d) for d in dict.fromkeys(dataset_ids)]})
+        datasets = (self.from_stored(item) for item in found[self._table])
+        return {dataset.dataset_id: dataset for dataset in datasets}
 
     def update_metadata(self, dataset: Dataset, changed: list[str], expected_revision: int) -> None:
         """Write the changed metadata fields of `dataset` if the stored revision is still

@@ -11,6 +11,7 @@ from functions.handlers.wiring import access_control, audit_log, audit_seals, de
 # Each service's module is imported where the service is first built: a function imports only
 # what the routes it serves use (the analytics function never loads ingestion or recipients).
 if TYPE_CHECKING:
+    from functions.analytics.city import CityService
     from functions.analytics.service import AnalyticsService
     from functions.catalog.models import Dataset
     from functions.catalog.service import CatalogService
@@ -152,4 +153,20 @@ def analytics() -> AnalyticsService:
         sharing_repository(),
         settings.allow_http_webhooks,
         athena_available=bool(settings.query_workgroup and settings.query_catalog),
+    )
+
+
+@cache
+def city() -> CityService:
+    from functions.analytics.city import CityService, CuratedFiles
+    from functions.analytics.repository import AnalyticsRepository
+    from functions.ingest.repository import IngestRepository
+
+    settings = get_settings()
+    return CityService(
+        catalog(),
+        AnalyticsRepository(settings.analytics_table),
+        IngestRepository(settings.catalog_table),
+        sharing_repository(),
+        CuratedFiles(scopes(), settings.data_bucket),
     )

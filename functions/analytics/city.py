@@ -1,0 +1,389 @@
+"""The city picture (GET /city): what a department's indicators say, per district on a map of the
+city and over time, built only from what it may read.
+
+An indicator is a derived dataset the department defined with `indicator` (functions/analytics/
+models.py): the analytics already in the platform compute it from the inputs its grants allow, and
+rebuild it when they change. The picture reads each indicator's latest version (a small,
+pre-aggregated table) and answers a few numbers per district and a short series; the map's
+districts come from a dataset tagged `boundaries` the department may read (a `district` and a
+GeoJSON `geometry` column); the alerts are those of the department's rules on the indicators'
+inputs. Every read is a ReadData decision, audited like any other.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+from itertools import islice
+from typing import Any, Protocol, cast
+
+from pydantic import Field
+
+from functions.analytics.models import Alert, AlertRule, Indicator
+from functions.analytics.repository import AnalyticsRepository
+from functions.analytics.scope import scope_for
+from functions.catalog.models import Dataset
+from functions.catalog.repository import CatalogQuery
+from functions.catalog.service import CatalogService
+from functions.core.clock import utc_now
+from functions.core.model import Model
+from functions.identity.models import Caller
+from functions.ingest.repository import IngestRepository
+from functions.sharing.models import Grant
+
+MAX_INDICATORS = 20
+SERIES_POINTS = 60
+# Coordinates to about 10 m: a district's outline, not a survey.
+COORDINATE_DECIMALS = 4
+
+READERS = 8
+MAX_MAPS = 10
+
+
+class ReadFiles(Protocol):
+    """Reads the named columns of a version's curated files, through a session acting for their owner."""
+
+    def prepare(self, owner: str) -> None: ...
+
+    def __call__(self, owner: str, files: list[str], columns: list[str]) -> Any: ...
+
+
+class GrantsTo(Protocol):
+    def grants_to(self, department: str) -> Sequence[Any]: ...
+
+
+class SeriesPoint(Model):
+    at: str
+    value: float
+
+
+class Source(Model):
+    """An input behind an indicator: the version it was built from and the grants it is read under."""
+
+    dataset_id: str
+    version: int | None = None
+    owner: str | None = Field(default=None, description="Null when the caller may no longer see the dataset")
+    readable: bool = Field(default=False, description="Whether the department may still read it (a grant revoked: no)")
+    grant_id: str | None = Field(default=None, description="The grant it is read under (null: own or open data)")
+
+
+class CityIndicator(Model):
+    dataset_id: str
+    title: str
+    unit: str
+    combine: str
+    limit: float | None
+    better: str
+    version: int | None = Field(default=None, description="The derived dataset's latest version (null: not built yet)")
+    at: str | None = Field(default=None, description="The latest time of the series")
+    city: float | None = Field(default=None, description="The city's figure at the latest time (districts combined)")
+    districts: dict[str, float] = Field(default_factory=dict, description="District -> figure at the latest time")
+    series: list[SeriesPoint] = Field(default_factory=list, description="The city's figure over time, oldest first")
+    sources: list[Source] = Field(default_factory=list)
+
+
+class RuleAlerts(Model):
+    rule_id: str
+    name: str
+    dataset_id: str
+    raised: int = Field(description="Alerts the rule raised (every version kept)")
+    open: int = Field(description="Of them, raised on the dataset's latest version: still what the data says")
+    latest: str | None = None
+    districts: dict[str, int] = Field(default_factory=dict, description="Open alerts by district, where the rule groups by it")
+
+
+class Boundaries(Model):
+    dataset_id: str
+    version: int
+    districts: dict[str, list[list[list[float]]]] = Field(description="District -> its polygons' outer rings, [lon, lat]")
+
+
+class CityPicture(Model):
+    department: str
+    generated_at: str
+    indicators: list[CityIndicator]
+    alerts: list[RuleAlerts]
+    boundaries: Boundaries | None = None
+
+
+class CuratedFiles:
+    """Reads columns of a version's curated Parquet through a session acting for the data's owner
+    (the caller's own department for its indicators; the boundaries' owner once ReadData allowed it)."""
+
+    def __init__(self, scopes: Any, bucket: str) -> None:
+        self._scopes = scopes
+        self._bucket = bucket
+
+    def prepare(self, owner: str) -> None:
+        self._scopes.s3(owner)
+
+    def __call__(self, owner: str, files: list[str], columns: list[str]) -> Any:
+        import io
+
+        import pyarrow as pa  # only where a picture is drawn
+        import pyarrow.parquet as pq
+
+        s3 = self._scopes.s3(owner)
+        tables = [
+            pq.read_table(io.BytesIO(s3.get_object(Bucket=self._bucket, Key=f)["Body"].read()), columns=columns) for f in files
+        ]
+        return pa.concat_tables(tables) if tables else pa.table({c: [] for c in columns})
+
+
+class CityService:
+    """Draws the picture in a few rounds: the definitions, datasets and grants it needs in batches,
+    then every decision (each data read audited, in order), then the reads themselves in parallel."""
+
+    def __init__(
+        self,
+        catalog: CatalogService,
+        repository: AnalyticsRepository,
+        versions: IngestRepository,
+        grants: GrantsTo,
+        read_files: ReadFiles,
+        clock: Callable[[], str] = utc_now,
+    ) -> None:
+        self._catalog = catalog
+        self._repository = repository
+        self._versions = versions
+        self._grants = grants
+        self._read_files = read_files
+        self._clock = clock
+
+    def picture(self, caller: Caller, request_id: str = "") -> CityPicture:
+        department = caller.department_id
+        pool = _readers()
+        defined_future = pool.submit(self._repository.derived_of, department)
+        maps_future = pool.submit(self._scan, CatalogQuery(tag="boundaries"), MAX_MAPS)
+        grants_future = pool.submit(self._grants.grants_to, department)
+        definitions = [d for d in defined_future.result() if d.indicator is not None and d.owner == department]
+        definitions = sorted(definitions, key=lambda d: d.dataset_id)[:MAX_INDICATORS]
+        input_ids = sorted({i for definition in definitions for i in definition.inputs})
+        rules_future = {i: pool.submit(self._repository.rules_of, i) for i in input_ids}
+        found = self._catalog.repository.get_many([*(d.dataset_id for d in definitions), *input_ids]) if definitions else {}
+        # An indicator whose dataset is gone (or was never made) is not shown.
+        indicators = [
+            (found[d.dataset_id], d) for d in definitions if d.dataset_id in found and found[d.dataset_id].owner == department
+        ]
+        inputs = {i: found[i] for i in input_ids if i in found}
+        grants = grants_future.result()
+        candidates = {d.dataset_id: _candidates(d, grants) for d in [*inputs.values(), *maps_future.result()]}
+
+        # Decisions, each data read audited (in this order, on one chain per owner).
+        self._catalog.require_own(caller, "ReadData", [d for d, _ in indicators], "city-picture", request_id)
+        watched = {}
+        for input_id, future in rules_future.items():
+            rules = [r for r in future.result() if r.owner == department]
+            watched_input = inputs.get(input_id)
+            if rules and watched_input and self._may(caller, "ReadData", watched_input, candidates[input_id]):
+                self._catalog.require(
+                    caller, "ReadData", watched_input, candidates[input_id], purpose="alerts", request_id=request_id
+                )
+                watched[input_id] = (watched_input, rules)
+        boundaries = self._readable_map(caller, maps_future.result(), candidates, request_id)
+
+        # The reads, in parallel: each indicator's table and version, the alerts, the map.
+        for owner in {d.owner for d, _ in indicators} | ({boundaries.owner} if boundaries else set()):
+            self._read_files.prepare(owner)  # a department's session, made once before the threads share it
+        tables = {
+            d.dataset_id: pool.submit(self._read_files, d.owner, d.latest_files, definition.indicator.columns())
+            for d, definition in indicators
+            if d.latest_version and definition.indicator is not None
+        }
+        built = {
+            d.dataset_id: pool.submit(self._versions.get_version, d.dataset_id, d.latest_version)
+            for d, _ in indicators
+            if d.latest_version
+        }
+        raised = {i: pool.submit(self._repository.alerts_of, i) for i in watched}
+        outline = (
+            pool.submit(self._read_files, boundaries.owner, boundaries.latest_files, ["district", "geometry"])
+            if boundaries
+            else None
+        )
+
+        shown = []
+        for dataset, definition in indicators:
+            assert definition.indicator is not None
+            lineage = built[dataset.dataset_id].result().inputs if dataset.dataset_id in built else []
+            tile = CityIndicator(
+                dataset_id=dataset.dataset_id,
+                title=definition.indicator.title,
+                unit=definition.indicator.unit,
+                combine=definition.indicator.combine,
+                limit=definition.indicator.limit,
+                better=definition.indicator.better,
+                version=dataset.latest_version or None,
+                sources=self._sources(caller, definition.inputs, lineage, inputs, candidates),
+            )
+            if dataset.dataset_id in tables:
+                tile = CityIndicator.model_validate(
+                    tile.model_dump() | figures(tables[dataset.dataset_id].result(), definition.indicator)
+                )
+            shown.append(tile)
+        return CityPicture(
+            department=department,
+            generated_at=self._clock(),
+            indicators=shown,
+            alerts=[a for i, (dataset, rules) in watched.items() for a in _rule_alerts(dataset, rules, raised[i].result())],
+            boundaries=Boundaries(
+                dataset_id=boundaries.dataset_id,
+                version=boundaries.latest_version,
+                districts=outlines(outline.result().to_pylist()),
+            )
+            if boundaries and outline
+            else None,
+        )
+
+    def _scan(self, query: CatalogQuery, most: int) -> list[Dataset]:
+        return [dataset for dataset, _ in islice(self._catalog.repository.scan_pages(query, most, None), most)]
+
+    def _may(self, caller: Caller, action: str, dataset: Dataset, candidates: Sequence[Any]) -> bool:
+        return self._catalog.decide(caller, action, dataset, candidates, audit=False)[0].allowed
+
+    def _sources(
+        self,
+        caller: Caller,
+        input_ids: list[str],
+        lineage: list[str],
+        inputs: dict[str, Dataset],
+        candidates: dict[str, list[Any]],
+    ) -> list[Source]:
+        versions = {i.split("@")[0]: int(i.split("@")[1]) for i in lineage}
+        sources = []
+        for input_id in input_ids:
+            dataset = inputs.get(input_id)
+            if dataset is None or not self._may(caller, "ViewDataset", dataset, candidates[input_id]):
+                sources.append(Source(dataset_id=input_id))  # gone, or no longer visible: nothing more said
+                continue
+            decision, grant = self._catalog.decide(caller, "ReadData", dataset, candidates[input_id], audit=False)
+            sources.append(
+                Source(
+                    dataset_id=input_id,
+                    version=versions.get(input_id),
+                    owner=dataset.owner,
+                    readable=decision.allowed,
+                    grant_id=grant.facts().grant_id if grant is not None else None,
+                )
+            )
+        return sources
+
+    def _readable_map(
+        self, caller: Caller, maps: list[Dataset], candidates: dict[str, list[Any]], request_id: str
+    ) -> Dataset | None:
+        """The first dataset tagged `boundaries` the department may read whole (its own, public or
+        granted without aggregation), its read decided and audited."""
+        for dataset in maps:
+            if not dataset.latest_version:
+                continue
+            decision, grant = self._catalog.decide(caller, "ReadData", dataset, candidates[dataset.dataset_id], audit=False)
+            if not decision.allowed:
+                continue
+            scope = scope_for(dataset, cast(Grant | None, grant))
+            if scope.aggregate is not None or not {"district", "geometry"} <= set(scope.columns):
+                continue
+            self._catalog.require(
+                caller, "ReadData", dataset, candidates[dataset.dataset_id], purpose="city-picture", request_id=request_id
+            )
+            return dataset
+        return None
+
+
+@cache
+def _readers() -> ThreadPoolExecutor:
+    """The threads that read in parallel, made once per process (a warm Lambda keeps them)."""
+    return ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="city-reader")
+
+
+def _candidates(dataset: Dataset, grants: Sequence[Any]) -> list[Any]:
+    """The grants to the department that could cover `dataset`: on it, or on tags of its owner."""
+    found = []
+    for grant in grants:
+        facts = grant.facts()
+        if facts.owner == dataset.owner and (facts.dataset_id == dataset.dataset_id or not facts.dataset_id):
+            found.append(grant)
+    return found
+
+
+def _rule_alerts(dataset: Dataset, rules: list[AlertRule], raised: list[Alert]) -> list[RuleAlerts]:
+    """Each rule's alerts: raised on any version, and open (raised on the latest: still what the data says)."""
+    found = []
+    for rule in rules:
+        mine = [a for a in raised if a.rule_id == rule.rule_id]
+        still = [a for a in mine if a.version == dataset.latest_version]
+        districts = Counter(str(a.group["district"]) for a in still if "district" in a.group)
+        ends = [end for a in mine if (end := a.window_end or a.window_start)]
+        found.append(
+            RuleAlerts(
+                rule_id=rule.rule_id,
+                name=rule.name,
+                dataset_id=dataset.dataset_id,
+                raised=len(mine),
+                open=len(still),
+                latest=max(ends) if ends else None,
+                districts=dict(districts),
+            )
+        )
+    return found
+
+
+def figures(table: Any, indicator: Indicator) -> dict[str, Any]:
+    """The indicator's figures from its derived table (pyarrow): the latest time's value per district
+    and for the city, and the city's series (its last SERIES_POINTS times)."""
+    rows = [r for r in table.to_pylist() if r.get(indicator.value) is not None]
+    if indicator.time:
+        rows = [r for r in rows if r.get(indicator.time) is not None]
+    if not rows:
+        return {}
+
+    def combined(values: Sequence[float]) -> float:
+        return float(sum(values)) if indicator.combine == "sum" else float(sum(values)) / len(values)
+
+    by_time: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_time.setdefault(_moment(row[indicator.time]) if indicator.time else "", []).append(row)
+    latest = max(by_time)
+    districts: dict[str, list[float]] = {}
+    for row in by_time[latest]:
+        if indicator.district and row.get(indicator.district) is not None:
+            districts.setdefault(str(row[indicator.district]), []).append(float(row[indicator.value]))
+    # A district's own value is one row in a well-made indicator; several are combined the same way.
+    per_district = {name: round(combined(values), 3) for name, values in sorted(districts.items())}
+    series = [
+        {"at": at, "value": round(combined([float(r[indicator.value]) for r in by_time[at]]), 3)}
+        for at in sorted(by_time)[-SERIES_POINTS:]
+    ]
+    return {
+        "at": latest or None,
+        "city": series[-1]["value"],
+        "districts": per_district,
+        "series": series if indicator.time else [],
+    }
+
+
+def _moment(value: Any) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def outlines(rows: list[dict[str, Any]]) -> dict[str, list[list[list[float]]]]:
+    """Each district's polygons (GeoJSON Polygon or MultiPolygon text) as their outer rings; rows
+    whose geometry is not one are left out."""
+    found: dict[str, list[list[list[float]]]] = {}
+    for row in rows:
+        try:
+            geometry = json.loads(row["geometry"]) if isinstance(row.get("geometry"), str) else None
+        except ValueError:
+            continue
+        if not isinstance(geometry, dict) or row.get("district") is None:
+            continue
+        polygons = {"Polygon": [geometry.get("coordinates")], "MultiPolygon": geometry.get("coordinates")}.get(
+            str(geometry.get("type")), []
+        )
+        for polygon in polygons or []:
+            if isinstance(polygon, list) and polygon and isinstance(polygon[0], list):
+                ring = [[round(float(x), COORDINATE_DECIMALS), round(float(y), COORDINATE_DECIMALS)] for x, y, *_ in polygon[0]]
+                found.setdefault(str(row["district"]), []).append(ring)
+    return found
