@@ -808,10 +808,12 @@ def analytics_unsubscribe(subscription_id: str) -> None:
 
 @analytics_app.command("derive")
 def analytics_derive(
-    dataset_id: str,
-    title: Annotated[str, typer.Option()],
-    inputs: Annotated[list[str], typer.Option("--input", help="An input dataset; repeat")],
-    sql: Annotated[Path, typer.Option(help="File with one SELECT over the inputs (named with _ for -)", exists=True)],
+    dataset_id: Annotated[str | None, typer.Argument(help="The new dataset's id (or give --definition)")] = None,
+    title: Annotated[str | None, typer.Option()] = None,
+    inputs: Annotated[list[str] | None, typer.Option("--input", help="An input dataset; repeat")] = None,
+    sql: Annotated[
+        Path | None, typer.Option(help="File with one SELECT over the inputs (named with _ for -)", exists=True)
+    ] = None,
     engine: Annotated[str, typer.Option(help="duckdb, or athena for inputs too large for Lambda (AWS only)")] = "duckdb",
     result_column: Annotated[
         list[str] | None, typer.Option(help="athena: NAME:TYPE of a result column (string, integer, number, ...); repeat")
@@ -819,18 +821,30 @@ def analytics_derive(
     indicator: Annotated[
         Path | None, typer.Option(help="JSON file: show the result in the city picture (title, unit, value, ...)", exists=True)
     ] = None,
+    definition: Annotated[
+        Path | None,
+        typer.Option(help="JSON file with the whole definition (dataset_id, title, inputs, sql, indicator, ...)", exists=True),
+    ] = None,
 ) -> None:
     """Define a derived dataset, rebuilt whenever an input gets a new version."""
-    columns = dict(item.split(":", 1) for item in result_column or [])
-    derived = client().define_derived_dataset(
-        dataset_id,
-        title,
-        inputs,
-        sql.read_text(),
-        engine=engine,
-        result_columns=columns or None,
-        indicator=read_json(indicator) if indicator else None,
-    )
+    sdk = client()
+    if definition is not None:
+        if dataset_id or title or inputs or sql or indicator:
+            raise typer.BadParameter("give either --definition or the definition's parts, not both", param_hint="--definition")
+        derived = sdk.define_derived_dataset(**read_json(definition))
+    else:
+        if not (dataset_id and title and inputs and sql):
+            raise typer.BadParameter("name the dataset and give --title, --input and --sql (or --definition FILE)")
+        columns = dict(item.split(":", 1) for item in result_column or [])
+        derived = sdk.define_derived_dataset(
+            dataset_id,
+            title,
+            inputs,
+            sql.read_text(),
+            engine=engine,
+            result_columns=columns or None,
+            indicator=read_json(indicator) if indicator else None,
+        )
     show(
         derived,
         "Derived dataset {dataset_id} defined: built within a minute from its inputs' latest versions, "
@@ -866,9 +880,16 @@ def print_lineage(lineage: dict[str, Any]) -> None:
 
 
 @app.command()
-def city() -> None:
+def city(
+    wait: Annotated[int, typer.Option(help="Seconds to wait until every indicator is built (one just defined)")] = 0,
+) -> None:
     """Your department's city picture: each indicator's city figure and districts, and its alerts."""
-    picture = client().city_picture()
+    sdk = client()
+    picture = sdk.city_picture()
+    deadline = time.monotonic() + wait
+    while not all(i.get("version") for i in picture["indicators"]) and time.monotonic() < deadline:
+        time.sleep(1)
+        picture = sdk.city_picture()
     if as_json(picture):
         return
     print_city(picture, console)

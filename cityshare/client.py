@@ -337,7 +337,19 @@ class CityShareClient:
         return dict(self.request("POST", f"/datasets/{dataset_id}/access-requests", body=body))
 
     def pending_requests(self) -> list[dict[str, Any]]:
-        return list(self.request("GET", "/access-requests")["requests"])
+        """Every request waiting for the department's stewards (all pages)."""
+        found: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            page = self.pending_requests_page(limit=100, cursor=cursor)
+            found.extend(page["requests"])
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return found
+
+    def pending_requests_page(self, limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
+        """One page of the waiting requests, with their datasets' titles and how many wait in all."""
+        return dict(self.request("GET", "/access-requests", params={"limit": limit, "cursor": cursor}))
 
     def approve_request(
         self, dataset_id: str, access_request_id: str, terms: dict[str, Any] | None = None, note: str = ""

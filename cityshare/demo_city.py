@@ -66,9 +66,7 @@ def city_picture(people: Departments, folder: Path, console: Console) -> dict[st
             definition["sql"],
             indicator=definition["indicator"],
         )
-    console.print(
-        f"  city management defines {len(CITY_INDICATORS)} indicators as derived datasets (schemas/examples/city-indicators.json)"
-    )
+    console.print(f"  city management defines {len(CITY_INDICATORS)} indicators as derived datasets (schemas/examples/city/)")
     city["member"].define_alert_rule("air-quality", AIR_BY_DISTRICT_RULE)
     console.print(f"  city management's rule on environment's public air-quality: '{AIR_BY_DISTRICT_RULE['name']}'")
     environment = people["environment"]["member"]

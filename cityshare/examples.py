@@ -12,8 +12,9 @@ PM25_HOURLY_RULE: dict[str, Any] = json.loads(
     (Path(__file__).resolve().parents[1] / "schemas" / "examples" / "pm25-rule.json").read_text()
 )
 
-# The city picture of the demo's city management: one derived dataset per indicator, over what
-# each department shares with it (and its own service requests).
-CITY_INDICATORS: list[dict[str, Any]] = json.loads(
-    (Path(__file__).resolve().parents[1] / "schemas" / "examples" / "city-indicators.json").read_text()
-)
+# The city picture of the demo's city management: one derived dataset per indicator (a file each, as
+# `cityshare analytics derive --definition` takes it), over what each department shares with it.
+CITY_INDICATORS: list[dict[str, Any]] = [
+    json.loads(path.read_text())
+    for path in sorted((Path(__file__).resolve().parents[1] / "schemas" / "examples" / "city").glob("*.json"))
+]

@@ -43,4 +43,5 @@ def start(state_dir: Path) -> tuple[object, Path, str | None]:
 
     stack = LocalStack(state_dir)
     endpoints = stack.start()
+    stack.remember_port()  # the demo's profiles name this port: `local up` on its folder comes back to it
     return stack, endpoints.profile_path, endpoints.console_url

@@ -6,16 +6,14 @@ Read paths are keys or indexes, never scans: `by_owner` (catalog_owner, dataset_
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from functions.catalog.models import Dataset
-from functions.core.dynamo import DynamoTable, batch_get, from_item, is_conditional_failure, to_item
-from functions.core.errors import AlreadyExists, Conflict, InvalidRequest
+from functions.core.dynamo import DynamoTable, batch_get, decode_cursor, encode_cursor, from_item, is_conditional_failure, to_item
+from functions.core.errors import AlreadyExists, Conflict
 
 OWNER_INDEX = "by_owner"
 ALL_INDEX = "all_datasets"
@@ -117,14 +115,14 @@ class CatalogRepository(DynamoTable):
         if filters:
             request["FilterExpression"] = " AND ".join(filters)
         request["ExpressionAttributeValues"] = to_item(request["ExpressionAttributeValues"])
-        start = _decode_cursor(cursor, index)
+        start = decode_cursor(cursor, index, {"pk", "sk", *_INDEX_KEYS[index]})
         while True:
             if start:
                 request["ExclusiveStartKey"] = to_item(start)
             response = self.client.query(**request)
             for item in response["Items"]:
                 record = from_item(item)
-                yield _dataset(record), _encode_cursor({k: record[k] for k in ("pk", "sk", *_INDEX_KEYS[index])}, index)
+                yield _dataset(record), encode_cursor({k: record[k] for k in ("pk", "sk", *_INDEX_KEYS[index])}, index)
             start = from_item(response["LastEvaluatedKey"]) if "LastEvaluatedKey" in response else None
             if not start:
                 return
@@ -149,23 +147,3 @@ def _dataset(record: dict[str, Any]) -> Dataset:
     values = {k: v for k, v in record.items() if k not in {"pk", "sk", "listing", "catalog_owner", "search_text"}}
     values["schema"] = json.loads(values["schema"])
     return Dataset.model_validate(values)
-
-
-def _encode_cursor(key: dict[str, Any], index: str) -> str:
-    payload = json.dumps({"i": index, "k": key}, separators=(",", ":"), sort_keys=True)
-    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str | None, index: str) -> dict[str, Any] | None:
-    if not cursor:
-        return None
-    try:
-        payload = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        key = payload["k"]
-        valid = payload["i"] == index and set(key) == {"pk", "sk", *_INDEX_KEYS[index]}
-        valid = valid and all(isinstance(v, str) and len(v) <= 256 for v in key.values())
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        valid = False
-    if not valid:
-        raise InvalidRequest("The cursor is not one this listing issued")
-    return dict(key)

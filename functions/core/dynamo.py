@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import random
 import time
 from decimal import Decimal
@@ -10,7 +13,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from functions.core import aws
-from functions.core.errors import Busy
+from functions.core.errors import Busy, InvalidRequest
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -82,3 +85,26 @@ class DynamoTable:
     @property
     def table_name(self) -> str:
         return self._table
+
+
+def encode_cursor(key: dict[str, Any], index: str) -> str:
+    """A listing's resume point (the last item's key in `index`) as an opaque URL-safe text."""
+    payload = json.dumps({"i": index, "k": key}, separators=(",", ":"), sort_keys=True)
+    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, index: str, key_names: set[str]) -> dict[str, Any] | None:
+    """The key `encode_cursor` wrapped, if the cursor is one this listing (`index`, `key_names`)
+    issued: InvalidRequest otherwise (a caller never chooses where a query starts)."""
+    if not cursor:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        key = payload["k"]
+        valid = payload["i"] == index and set(key) == key_names
+        valid = valid and all(isinstance(v, str) and len(v) <= 256 for v in key.values())
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        valid = False
+    if not valid:
+        raise InvalidRequest("The cursor is not one this listing issued")
+    return dict(key)

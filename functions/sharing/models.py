@@ -451,6 +451,9 @@ class GrantList(Model):
 
 class AccessRequestList(Model):
     requests: list[AccessRequest]
+    titles: dict[str, str] = Field(default_factory=dict, description="Dataset id -> title, of the requests' datasets")
+    pending: int | None = Field(default=None, description="How many requests wait, on every page")
+    next_cursor: str | None = None
 
 
 class PresignedFile(Model):

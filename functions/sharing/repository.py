@@ -20,7 +20,7 @@ from typing import Any
 from functions.catalog.models import Dataset
 from functions.catalog.repository import CatalogRepository
 from functions.core import idempotency
-from functions.core.dynamo import DynamoTable, batch_get, from_item, is_conditional_failure, to_item
+from functions.core.dynamo import DynamoTable, batch_get, decode_cursor, encode_cursor, from_item, is_conditional_failure, to_item
 from functions.core.errors import Busy, Conflict, NotFound
 from functions.core.events import EventDetail, from_entry, to_entry
 from functions.sharing.models import AccessRequest, Grant
@@ -265,13 +265,48 @@ class SharingRepository(DynamoTable):
         return float(from_item(response.get("Item", {})).get("spent", 0))
 
     def requests_to(self, owner: str, status: str) -> list[AccessRequest]:
-        response = self.client.query(
-            TableName=self._table,
-            IndexName="by_owner_status",
-            KeyConditionExpression="owner_status = :s",
-            ExpressionAttributeValues=to_item({":s": f"{owner}#{status}"}),
-        )
-        return [_request(from_item(item)) for item in response["Items"]]
+        found, cursor = self.requests_page(owner, status, 100, None)
+        while cursor:
+            more, cursor = self.requests_page(owner, status, 100, cursor)
+            found.extend(more)
+        return found
+
+    def requests_page(self, owner: str, status: str, limit: int, cursor: str | None) -> tuple[list[AccessRequest], str | None]:
+        """A page of the requests to `owner` in `status`, oldest first, and the cursor of the next page."""
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": "by_owner_status",
+            "KeyConditionExpression": "owner_status = :s",
+            "ExpressionAttributeValues": to_item({":s": f"{owner}#{status}"}),
+            "Limit": limit,
+        }
+        start = decode_cursor(cursor, "by_owner_status", {"pk", "sk", "owner_status", "created_at"})
+        if start:
+            query["ExclusiveStartKey"] = to_item(start)
+        response = self.client.query(**query)
+        last = response.get("LastEvaluatedKey")
+        return [_request(from_item(item)) for item in response["Items"]], encode_cursor(
+            from_item(last), "by_owner_status"
+        ) if last else None
+
+    def count_requests(self, owner: str, status: str) -> int:
+        """How many requests to `owner` are in `status` (counted by DynamoDB, not read)."""
+        counted, start = 0, None
+        while True:
+            query: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": "by_owner_status",
+                "KeyConditionExpression": "owner_status = :s",
+                "ExpressionAttributeValues": to_item({":s": f"{owner}#{status}"}),
+                "Select": "COUNT",
+            }
+            if start:
+                query["ExclusiveStartKey"] = start
+            response = self.client.query(**query)
+            counted += int(response["Count"])
+            start = response.get("LastEvaluatedKey")
+            if not start:
+                return counted
 
     def _query(self, **query: Any) -> list[Grant]:
         records: list[Grant] = []

@@ -34,6 +34,7 @@ from functions.policy.access import AccessControl
 from functions.sharing.models import (
     AccessRequest,
     AccessRequestCreate,
+    AccessRequestList,
     Approval,
     DataAccess,
     Decision,
@@ -113,9 +114,25 @@ class SharingService:
             return AccessRequest.model_validate_json(earlier.result)
         return access_request
 
-    def pending_requests(self, caller: Caller, request_id: str = "") -> list[AccessRequest]:
+    def pending_requests(
+        self, caller: Caller, request_id: str = "", limit: int = 50, cursor: str | None = None
+    ) -> AccessRequestList:
+        """A page of the requests waiting for the caller's department, with their datasets' titles
+        and how many wait in all (one query, one batch of datasets, one count)."""
         self._manage_department(caller, request_id, {"list": "pending-requests"})
-        return self._sharing.requests_to(caller.department_id, "pending")
+        requests, next_cursor = self._sharing.requests_page(caller.department_id, "pending", limit, cursor)
+        datasets = self._catalog.repository.get_many(sorted({r.dataset_id for r in requests})) if requests else {}
+        waiting = (
+            len(requests)
+            if cursor is None and next_cursor is None
+            else self._sharing.count_requests(caller.department_id, "pending")
+        )
+        return AccessRequestList(
+            requests=requests,
+            titles={dataset_id: dataset.title for dataset_id, dataset in datasets.items()},
+            pending=waiting,
+            next_cursor=next_cursor,
+        )
 
     def approve(self, caller: Caller, dataset_id: str, access_request_id: str, approval: Approval, request_id: str = "") -> Grant:
         dataset, access_request = self._decidable(caller, dataset_id, access_request_id, request_id, "approve")

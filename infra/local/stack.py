@@ -233,10 +233,15 @@ class LocalStack:
             return int(json.loads(remembered.read_text()).get("port", DEFAULT_PORT))
         return DEFAULT_PORT
 
-    def _remember_port(self) -> None:
-        if self.port != 0:  # "any free port" is not a port to come back to
+    def _remember_port(self, always: bool = False) -> None:
+        if self.port != 0 or always:  # "any free port" is not a port to come back to, unless asked
             port = int(self._gateway.server.server_address[1])
             (self.state_dir / "stack.json").write_text(json.dumps({"port": port}))
+
+    def remember_port(self) -> None:
+        """Come back on this port next time (`cityshare local up --state-dir`): the profiles written
+        for this stack name it."""
+        self._remember_port(always=True)
 
 
 class _MotoServer:

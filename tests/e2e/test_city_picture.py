@@ -105,12 +105,13 @@ def test_after_a_revocation_the_tile_says_its_input_is_no_longer_granted(stack: 
 
 
 def test_the_demo_indicators_file_defines_valid_indicators() -> None:
-    """schemas/examples/city-indicators.json, which the demo defines: each names its result columns."""
+    """schemas/examples/city/, which the demo defines: each names its result columns."""
     import json
 
     from functions.analytics.models import DerivedDatasetCreate
 
     root = Path(__file__).resolve().parents[2]
-    for definition in json.loads((root / "schemas" / "examples" / "city-indicators.json").read_text()):
+    for path in sorted((root / "schemas" / "examples" / "city").glob("*.json")):
+        definition = json.loads(path.read_text())
         parsed = DerivedDatasetCreate.model_validate(definition)
         assert parsed.indicator is not None and parsed.indicator.value in parsed.sql

@@ -138,6 +138,12 @@ def test_demo_tells_the_story(tmp_path: Path) -> None:
     pattern = r"(\d+) groups released \(each of at least 5 people.*spent epsilon (\S+) of transport's budget 3"
     released = re.search(pattern, out, re.S)
     assert released and int(released.group(1)) > 0 and float(released.group(2)) == 1.0
+    # The city picture: six indicators over four departments' shares, the map, the rule's alert.
+    for tile in ("Air quality (PM2.5)", "Bed occupancy", "Public buildings' energy", "Service requests", "Traffic speed"):
+        assert tile in out
+    assert "map: 8 districts from district-boundaries@1" in out
+    opened = re.search(r"alerts of 'PM2.5 above 50 at a station of a district in an hour' on air-quality: (\d+) open", out)
+    assert opened and int(opened.group(1)) >= 1 and "(North Park" in out
 
 
 def test_cli_tag_grants_downloads_and_notifications(stack: RunningStack, tmp_path: Path) -> None:

@@ -108,6 +108,8 @@ def test_a_steward_narrows_approves_revokes_and_verifies_in_the_browser(
     card = page.locator(f"[data-request='{asked['request_id']}']")
     card.get_by_role("button", name="Narrow…").click()
     card.get_by_role("button", name="Narrow…").click()  # pressed again: still one form
+    card.locator("form.narrow").wait_for()  # the dataset's schema is fetched when first narrowed
+    page.wait_for_load_state("networkidle")
     assert card.locator("form.narrow").count() == 1
     card.get_by_label("camera_id").first.uncheck()  # the "Columns to give" fieldset comes first
     shoot(page, "inbox")

@@ -122,6 +122,12 @@ EXPECTED = {
         and "congestion-air-by-district v1" in output  # built from its inputs, without a new version of either
         and "from: traffic-flow@1, air-quality@1" in output
     ),
+    "city": lambda output: (
+        "Air quality (PM2.5)" in output
+        and "25 µg/m³" in output
+        and "air-quality@" in output  # the version it was built from
+        and "map: 8 districts from district-boundaries@1" in output
+    ),
     "audit": lambda output: output.count("intact") == 2,
     "signing": lambda output: "200 Traffic flow (5-minute counts)" in output,
 }

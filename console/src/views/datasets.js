@@ -5,20 +5,40 @@
 import { alertsTimeline, distributions, nullsAndDistinct, rowsOverVersions } from "../charts.js";
 import { field, h, put, say, table, when } from "../dom.js";
 
+const CATALOG_PAGE = 50;
+
+// The catalog a page at a time (one API call per page), searchable; Previous goes back through the
+// cursors already seen.
 export async function catalog(api, main) {
   const query = h("input", { type: "search", placeholder: "words in title, description or tags" });
   const results = h("div", {});
+  const pager = h("nav", { class: "pager", "aria-label": "Pages of datasets" });
+  let cursors = [undefined];
+  let index = 0;
+  const show = async () => {
+    const page = await api.get("/datasets", { q: query.value || undefined, limit: CATALOG_PAGE, cursor: cursors[index] });
+    cursors[index + 1] = page.next_cursor || undefined;
+    const first = index * CATALOG_PAGE + 1;
+    const caption = page.datasets.length
+      ? `Datasets you may see: ${first}–${first + page.datasets.length - 1}${page.next_cursor ? ", more on the next page" : ""}`
+      : "No dataset you may see matches.";
+    results.replaceChildren(table(
+      ["dataset", "title", "owner", "classification", "tags"],
+      page.datasets.map((d) => [h("a", { href: `#/datasets/${d.dataset_id}` }, d.dataset_id), d.title, d.owner, d.classification, d.tags.join(", ")]),
+      caption,
+    ));
+    pager.replaceChildren(
+      index ? h("button", { type: "button", onclick: () => { index -= 1; show(); } }, "Previous page") : null,
+      page.next_cursor ? h("button", { type: "button", onclick: () => { index += 1; show(); } }, "Next page") : null,
+    );
+  };
   const search = async (event) => {
     event?.preventDefault();
-    const found = [];
-    for await (const dataset of api.pages("/datasets", "datasets", { q: query.value || undefined, limit: 50 })) found.push(dataset);
-    results.replaceChildren(table(
-      ["dataset", "owner", "classification", "tags", "title"],
-      found.map((d) => [h("a", { href: `#/datasets/${d.dataset_id}` }, d.dataset_id), d.owner, d.classification, d.tags.join(", "), d.title]),
-      `${found.length} datasets you may see`,
-    ));
+    cursors = [undefined];
+    index = 0;
+    await show();
   };
-  put(main, h("h1", {}, "Datasets"), h("form", { role: "search", onsubmit: search }, field("Search", query), h("button", { type: "submit" }, "Search")), results);
+  put(main, h("h1", {}, "Datasets"), h("form", { role: "search", onsubmit: search }, field("Search", query), h("button", { type: "submit" }, "Search")), results, pager);
   await search();
 }
 

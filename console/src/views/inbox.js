@@ -53,8 +53,7 @@ function narrowForm(api, request, schema, done) {
     if (expires.value) terms.expires_at = expires.value;
     try {
       const grant = await api.post(`/datasets/${request.dataset_id}/access-requests/${request.request_id}/approve`, { terms, note: note.value });
-      say(`Approved narrowed: grant ${grant.grant_id} with columns ${grant.terms.columns.join(", ")}`, "ok");
-      done();
+      done(`Approved narrowed: grant ${grant.grant_id} with columns ${grant.terms.columns.join(", ")}`);
     } catch (error) {
       say(`Not approved: ${error.message}`, "error");
     }
@@ -78,49 +77,88 @@ function narrowForm(api, request, schema, done) {
   );
 }
 
+const PAGE_SIZE = 20;
+const schemas = new Map(); // a dataset's schema, fetched when a request on it is first narrowed
+
+// One page of pending requests at a time (one API call per page), each card titled with its
+// dataset; a decision removes its card and updates the count where it was taken, without reloading.
 export async function inbox(api, main) {
-  const requests = (await api.get("/access-requests")).requests;
-  put(main, h("h1", {}, "Pending access requests"));
-  if (!requests.length) put(main, h("p", {}, "Nothing waits for a decision."));
-  const datasets = new Map(); // several requests for one dataset: its schema is fetched once
-  for (const request of requests) {
-    if (!datasets.has(request.dataset_id)) datasets.set(request.dataset_id, await api.get(`/datasets/${request.dataset_id}`));
-    const dataset = datasets.get(request.dataset_id);
-    const area = h("div", { class: "actions" });
-    const refresh = () => window.dispatchEvent(new HashChangeEvent("hashchange"));
-    const reason = h("input", { type: "text", placeholder: "Why not", minlength: 3 });
-    put(area, 
-      h("button", { class: "primary", onclick: async () => {
-        try {
-          const grant = await api.post(`/datasets/${request.dataset_id}/access-requests/${request.request_id}/approve`, {});
-          say(`Approved as asked: grant ${grant.grant_id}`, "ok");
-          refresh();
-        } catch (error) { say(`Not approved: ${error.message}`, "error"); }
-      } }, "Approve as asked"),
-      // One form per request: pressing again shows it again, it does not add another.
-      h("button", { onclick: () => {
-        const open = area.querySelector("form.narrow");
-        if (open) open.querySelector("input, select")?.focus();
-        else put(area, narrowForm(api, request, dataset.schema, refresh));
-      } }, "Narrow…"),
-      h("form", { class: "inline", onsubmit: async (event) => {
-        event.preventDefault();
-        try {
-          await api.post(`/datasets/${request.dataset_id}/access-requests/${request.request_id}/deny`, { reason: reason.value });
-          say(`Denied ${request.request_id}`, "ok");
-          refresh();
-        } catch (error) { say(`Not denied: ${error.message}`, "error"); }
-      } }, field("Reason", reason), h("button", { type: "submit", class: "danger" }, "Deny")),
+  const cursors = [undefined]; // the cursor of each page seen, to go back
+  let index = 0;
+  const heading = h("h1", {}, "Pending access requests");
+  const summary = h("p", { class: "muted", "aria-live": "polite" });
+  const cards = h("div", {});
+  const pager = h("nav", { class: "pager", "aria-label": "Pages of requests" });
+  let waiting = 0;
+
+  const counted = () => {
+    summary.textContent = waiting ? `${waiting} request${waiting === 1 ? "" : "s"} wait for a decision${cursors.length > 1 || index ? ` — page ${index + 1}` : ""}.` : "Nothing waits for a decision.";
+  };
+  const decided = (card, message) => {
+    say(message, "ok");
+    waiting = Math.max(0, waiting - 1);
+    const next = card.nextElementSibling || card.previousElementSibling;
+    card.remove();
+    counted();
+    (next?.querySelector("button") || heading).focus();
+  };
+  const show = async () => {
+    const page = await api.get("/access-requests", { limit: PAGE_SIZE, cursor: cursors[index] });
+    waiting = page.pending ?? page.requests.length;
+    cursors[index + 1] = page.next_cursor || undefined;
+    cards.replaceChildren(...page.requests.map((request) => card(api, request, page.titles[request.dataset_id], decided)));
+    pager.replaceChildren(
+      index ? h("button", { type: "button", onclick: () => { index -= 1; show(); } }, "Previous page") : null,
+      page.next_cursor ? h("button", { type: "button", onclick: () => { index += 1; show(); } }, "Next page") : null,
     );
-    put(main, 
-      h("article", { class: "card", "data-request": request.request_id },
-        h("h2", {}, `${request.requester_department} asks for ${request.dataset_id}`),
-        h("dl", {},
-          h("dt", {}, "Purpose"), h("dd", {}, `${request.purpose} (${request.purpose_category})`),
-          h("dt", {}, "Legal basis"), h("dd", {}, request.legal_basis),
-          h("dt", {}, "Columns"), h("dd", {}, request.columns.length ? request.columns.join(", ") : "all"),
-          h("dt", {}, "Until"), h("dd", {}, when(request.until)),
-          h("dt", {}, "Asked by"), h("dd", {}, `${request.requester_principal}, ${when(request.created_at)}`)),
-        area));
-  }
+    counted();
+  };
+  put(main, heading, summary, cards, pager);
+  await show();
+}
+
+function card(api, request, title, decided) {
+  const area = h("div", { class: "actions" });
+  const reason = h("input", { type: "text", placeholder: "Why not", minlength: 3 });
+  const article = h("article", { class: "card", "data-request": request.request_id });
+  const approve = async () => {
+    try {
+      const grant = await api.post(`/datasets/${request.dataset_id}/access-requests/${request.request_id}/approve`, {});
+      decided(article, `Approved as asked: grant ${grant.grant_id}`);
+    } catch (error) { say(`Not approved: ${error.message}`, "error"); }
+  };
+  let opening = null; // a second press while the schema is on its way waits for the same form
+  const narrow = () => {
+    const open = area.querySelector("form.narrow");
+    if (open) return open.querySelector("input, select")?.focus();
+    opening ||= (async () => {
+      try {
+        if (!schemas.has(request.dataset_id)) schemas.set(request.dataset_id, (await api.get(`/datasets/${request.dataset_id}`)).schema);
+        put(area, narrowForm(api, request, schemas.get(request.dataset_id), (message) => decided(article, message)));
+      } catch (error) { say(`Cannot narrow: ${error.message}`, "error"); }
+    })().finally(() => { opening = null; });
+    return opening;
+  };
+  const deny = async (event) => {
+    event.preventDefault();
+    try {
+      await api.post(`/datasets/${request.dataset_id}/access-requests/${request.request_id}/deny`, { reason: reason.value });
+      decided(article, `Denied ${request.request_id}`);
+    } catch (error) { say(`Not denied: ${error.message}`, "error"); }
+  };
+  put(area,
+    h("button", { class: "primary", onclick: approve }, "Approve as asked"),
+    // One form per request: pressing again shows it again, it does not add another.
+    h("button", { onclick: narrow }, "Narrow…"),
+    h("form", { class: "inline", onsubmit: deny }, field("Reason", reason), h("button", { type: "submit", class: "danger" }, "Deny")),
+  );
+  return put(article,
+    h("h2", {}, `${request.requester_department} asks for ${title || request.dataset_id}`, title ? h("span", { class: "muted" }, ` (${request.dataset_id})`) : null),
+    h("dl", {},
+      h("dt", {}, "Purpose"), h("dd", { class: "purpose" }, `${request.purpose} (${request.purpose_category})`),
+      h("dt", {}, "Legal basis"), h("dd", {}, request.legal_basis),
+      h("dt", {}, "Columns"), h("dd", {}, request.columns.length ? request.columns.join(", ") : "all"),
+      h("dt", {}, "Until"), h("dd", {}, when(request.until)),
+      h("dt", {}, "Asked by"), h("dd", {}, `${request.requester_principal}, ${when(request.created_at)}`)),
+    area);
 }

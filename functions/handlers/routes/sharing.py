@@ -48,8 +48,11 @@ def request_access(dataset_id: DatasetPath, request: AccessRequestCreate) -> Res
     tags=["sharing"],
     responses=documented(AccessRequestList, 403),
 )
-def pending_requests() -> AccessRequestList:
-    return AccessRequestList(requests=sharing().pending_requests(caller(router), request_id(router)))
+def pending_requests(
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+) -> AccessRequestList:
+    return sharing().pending_requests(caller(router), request_id(router), limit, cursor)
 
 
 @router.post(
