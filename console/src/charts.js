@@ -1,6 +1,7 @@
 // Charts drawn with Observable Plot (bundled at build time; nothing is fetched at run time).
 
 import * as Plot from "@observablehq/plot";
+import { h } from "./dom.js";
 
 // With a legend Plot returns a <figure> holding the legend and the chart: the whole figure carries
 // the text alternative, so a screen reader meets one described chart, not an unnamed legend.
@@ -13,31 +14,39 @@ function chart(label, options) {
   return plot;
 }
 
+// Nulls and distinct values are counts of different sizes: each on its own scale (on one, a
+// column's few nulls read as none beside another's thousands of distinct values).
 export function nullsAndDistinct(profile) {
-  const data = Object.entries(profile.columns).flatMap(([column, figures]) => [
-    { column, measure: "nulls", value: figures.nulls },
-    { column, measure: "distinct (estimate)", value: figures.distinct_estimate },
-  ]);
-  return chart("Nulls and distinct values per column", {
-    marginLeft: 130, marginRight: 30, height: 60 + 24 * Object.keys(profile.columns).length, x: { grid: true, label: null },
-    y: { label: null }, fx: { label: null }, color: { legend: true },
-    marks: [Plot.barX(data, { x: "value", y: "column", fill: "measure", fx: "measure", tip: true }), Plot.ruleX([0])],
+  const columns = Object.entries(profile.columns);
+  const bars = (measure, key) => chart(`${measure} per column`, {
+    marginLeft: 130, marginRight: 30, width: 340, height: 50 + 22 * columns.length, x: { grid: true, label: measure, nice: true },
+    y: { label: null }, marks: [Plot.barX(columns.map(([column, figures]) => ({ column, value: figures[key] ?? 0 })), { x: "value", y: "column", tip: true }), Plot.ruleX([0])],
   });
+  return h("div", { class: "charts" }, bars("Nulls", "nulls"), bars("Distinct values (estimate)", "distinct_estimate"));
 }
 
+// Rows of each version the caller may see the figures of, over the time each was published.
 export function rowsOverVersions(versions) {
-  const data = versions.filter((v) => v.rows !== null && v.rows !== undefined).map((v) => ({ version: v.version, rows: v.rows, at: new Date(v.created_at) }));
+  const data = versions.filter((v) => v.rows !== null && v.rows !== undefined).map((v) => ({ version: `v${v.version}`, rows: v.rows, at: new Date(v.created_at) }));
+  if (!data.length) return h("p", { class: "muted" }, "No version's row count is yours to see (your grant shares groups, or a part of the rows).");
   return chart("Rows per version over time", {
-    height: 200, marginLeft: 70, x: { label: "published" }, y: { grid: true, label: "rows", zero: true },
-    marks: [Plot.lineY(data, { x: "at", y: "rows" }), Plot.dot(data, { x: "at", y: "rows", tip: true })],
+    height: 200, marginLeft: 70, x: { type: "time", label: "published" }, y: { grid: true, label: "rows", zero: true },
+    marks: [Plot.lineY(data, { x: "at", y: "rows" }), Plot.dot(data, { x: "at", y: "rows", tip: true, title: (d) => `${d.version}: ${d.rows.toLocaleString()} rows` })],
   });
 }
 
+// Each alert's value over its window, a colour per group (with its legend), and the rule's threshold
+// as a labelled line (not an axis tick).
 export function alertsTimeline(alerts) {
-  const data = alerts.map((a) => ({ at: new Date(a.window_start || a.raised_at), value: a.value, threshold: a.threshold, group: a.group ? JSON.stringify(a.group) : "" }));
-  return chart("Alerts raised over time", {
-    height: 220, x: { label: "window" }, y: { grid: true, label: "value" },
-    marks: [Plot.dot(data, { x: "at", y: "value", stroke: "group", tip: true }), Plot.ruleY(data.slice(0, 1), { y: "threshold", stroke: "red" })],
+  const data = alerts.map((a) => ({ at: new Date(a.window_start || a.raised_at), value: a.value, threshold: a.threshold, group: a.group ? Object.values(a.group).join(" · ") : "all" }));
+  const thresholds = [...new Set(data.map((d) => d.threshold))].map((threshold) => ({ threshold, at: data[0].at }));
+  return chart("Alerts raised over time: each alert's value in its window, by group, against the threshold", {
+    height: 240, marginRight: 90, x: { type: "time", label: "window" }, y: { grid: true, label: "value" }, color: { legend: true, label: "group" },
+    marks: [
+      Plot.ruleY(thresholds, { y: "threshold", stroke: "#b3261e", strokeDasharray: "4,3" }),
+      Plot.text(thresholds, { y: "threshold", text: (d) => `threshold ${d.threshold}`, frameAnchor: "right", dx: 88, fill: "#b3261e" }),
+      Plot.dot(data, { x: "at", y: "value", stroke: "group", tip: true }),
+    ],
   });
 }
 

@@ -13,11 +13,12 @@ inputs. Every read is a ReadData decision, audited like any other.
 from __future__ import annotations
 
 import json
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from itertools import islice
+from threading import Lock
 from typing import Any, Protocol, cast
 
 from pydantic import Field
@@ -172,8 +173,15 @@ class CityService:
         grants = grants_future.result()
         candidates = {d.dataset_id: _candidates(d, grants) for d in [*inputs.values(), *maps_future.result()]}
 
-        # Decisions, each data read audited (in this order, on one chain per owner).
-        self._catalog.require_own(caller, "ReadData", [d for d, _ in indicators], "city-picture", request_id)
+        # Decisions, each data read audited: the department's own datasets (its indicators, and the
+        # map when it is its own) in one write to its chain, the others each in its owner's chain.
+        boundaries = self._readable_map(caller, maps_future.result(), candidates)
+        own_map = [boundaries] if boundaries is not None and boundaries.owner == department else []
+        self._catalog.require_own(caller, "ReadData", [*(d for d, _ in indicators), *own_map], "city-picture", request_id)
+        if boundaries is not None and not own_map:
+            self._catalog.require(
+                caller, "ReadData", boundaries, candidates[boundaries.dataset_id], purpose="city-picture", request_id=request_id
+            )
         watched = {}
         for input_id, future in rules_future.items():
             rules = [r for r in future.result() if r.owner == department]
@@ -183,32 +191,23 @@ class CityService:
                     caller, "ReadData", watched_input, candidates[input_id], purpose="alerts", request_id=request_id
                 )
                 watched[input_id] = (watched_input, rules)
-        boundaries = self._readable_map(caller, maps_future.result(), candidates, request_id)
 
-        # The reads, in parallel: each indicator's table and version, the alerts, the map.
+        # The reads, in parallel: each indicator's figures and the versions it was built from, the
+        # alerts, the map. A version never changes: what was computed of it is kept (per process).
         for owner in {d.owner for d, _ in indicators} | ({boundaries.owner} if boundaries else set()):
             self._read_files.prepare(owner)  # a department's session, made once before the threads share it
-        tables = {
-            d.dataset_id: pool.submit(self._read_files, d.owner, d.latest_files, definition.indicator.columns())
+        computed = {
+            d.dataset_id: pool.submit(self._computed, d, definition.indicator)
             for d, definition in indicators
             if d.latest_version and definition.indicator is not None
         }
-        built = {
-            d.dataset_id: pool.submit(self._versions.get_version, d.dataset_id, d.latest_version)
-            for d, _ in indicators
-            if d.latest_version
-        }
         raised = {i: pool.submit(self._repository.alerts_of, i) for i in watched}
-        outline = (
-            pool.submit(self._read_files, boundaries.owner, boundaries.latest_files, ["district", "geometry"])
-            if boundaries
-            else None
-        )
+        outline = pool.submit(self._outlines, boundaries) if boundaries else None
 
         shown = []
         for dataset, definition in indicators:
             assert definition.indicator is not None
-            lineage = built[dataset.dataset_id].result().inputs if dataset.dataset_id in built else []
+            found_figures, lineage = computed[dataset.dataset_id].result() if dataset.dataset_id in computed else ({}, [])
             tile = CityIndicator(
                 dataset_id=dataset.dataset_id,
                 title=definition.indicator.title,
@@ -219,23 +218,34 @@ class CityService:
                 version=dataset.latest_version or None,
                 sources=self._sources(caller, definition.inputs, lineage, inputs, candidates),
             )
-            if dataset.dataset_id in tables:
-                tile = CityIndicator.model_validate(
-                    tile.model_dump() | figures(tables[dataset.dataset_id].result(), definition.indicator)
-                )
-            shown.append(tile)
+            shown.append(CityIndicator.model_validate(tile.model_dump() | found_figures) if found_figures else tile)
         return CityPicture(
             department=department,
             generated_at=self._clock(),
             indicators=shown,
             alerts=[a for i, (dataset, rules) in watched.items() for a in _rule_alerts(dataset, rules, raised[i].result())],
-            boundaries=Boundaries(
-                dataset_id=boundaries.dataset_id,
-                version=boundaries.latest_version,
-                districts=outlines(outline.result().to_pylist()),
-            )
+            boundaries=Boundaries(dataset_id=boundaries.dataset_id, version=boundaries.latest_version, districts=outline.result())
             if boundaries and outline
             else None,
+        )
+
+    def _computed(self, dataset: Dataset, indicator: Indicator) -> tuple[dict[str, Any], list[str]]:
+        """An indicator version's figures and the input versions it was built from (kept once computed)."""
+
+        def compute() -> tuple[dict[str, Any], list[str]]:
+            table = self._read_files(dataset.owner, dataset.latest_files, indicator.columns())
+            return figures(table, indicator), self._versions.get_version(dataset.dataset_id, dataset.latest_version).inputs
+
+        key = ("indicator", dataset.dataset_id, dataset.created_at, dataset.latest_version, indicator.model_dump_json())
+        return cast(tuple[dict[str, Any], list[str]], _remembered(key, compute))
+
+    def _outlines(self, dataset: Dataset) -> dict[str, list[list[list[float]]]]:
+        def compute() -> dict[str, list[list[list[float]]]]:
+            return outlines(self._read_files(dataset.owner, dataset.latest_files, ["district", "geometry"]).to_pylist())
+
+        return cast(
+            dict[str, list[list[list[float]]]],
+            _remembered(("outlines", dataset.dataset_id, dataset.created_at, dataset.latest_version), compute),
         )
 
     def _scan(self, query: CatalogQuery, most: int) -> list[Dataset]:
@@ -271,11 +281,9 @@ class CityService:
             )
         return sources
 
-    def _readable_map(
-        self, caller: Caller, maps: list[Dataset], candidates: dict[str, list[Any]], request_id: str
-    ) -> Dataset | None:
+    def _readable_map(self, caller: Caller, maps: list[Dataset], candidates: dict[str, list[Any]]) -> Dataset | None:
         """The first dataset tagged `boundaries` the department may read whole (its own, public or
-        granted without aggregation), its read decided and audited."""
+        granted without aggregation): decided here, its read authorised (and audited) by the caller."""
         for dataset in maps:
             if not dataset.latest_version:
                 continue
@@ -283,13 +291,29 @@ class CityService:
             if not decision.allowed:
                 continue
             scope = scope_for(dataset, cast(Grant | None, grant))
-            if scope.aggregate is not None or not {"district", "geometry"} <= set(scope.columns):
-                continue
-            self._catalog.require(
-                caller, "ReadData", dataset, candidates[dataset.dataset_id], purpose="city-picture", request_id=request_id
-            )
-            return dataset
+            if scope.aggregate is None and {"district", "geometry"} <= set(scope.columns):
+                return dataset
         return None
+
+
+_kept: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_kept_lock = Lock()
+MAX_KEPT = 256
+
+
+def _remembered(key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+    """What `compute` made of an immutable version (the key names it), kept for the next pictures of
+    a warm process. Only ever handed out after the caller's own read was authorised."""
+    with _kept_lock:
+        if key in _kept:
+            _kept.move_to_end(key)
+            return _kept[key]
+    value = compute()
+    with _kept_lock:
+        _kept[key] = value
+        while len(_kept) > MAX_KEPT:
+            _kept.popitem(last=False)
+    return value
 
 
 @cache

@@ -42,34 +42,30 @@ export async function catalog(api, main) {
   await search();
 }
 
+// Lineage as a graph you can walk: inputs on the left, this dataset in the middle, what is derived
+// from it on the right; every other node is a link to its own page (and its own lineage).
 function lineageGraph(lineage) {
-  // Inputs on the left, this dataset in the middle, what is derived from it on the right.
   const rows = Math.max(lineage.upstream.length, lineage.downstream.length, 1);
   const height = 40 + rows * 40;
-  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
-  svg.setAttribute("viewBox", `0 0 720 ${height}`);
-  svg.setAttribute("role", "img");
-  svg.setAttribute("aria-label", `Lineage of ${lineage.dataset_id}`);
-  const node = (x, y, label) => {
-    const group = document.createElementNS(svg.namespaceURI, "g");
-    const rect = document.createElementNS(svg.namespaceURI, "rect");
-    Object.entries({ x: x - 100, y: y - 14, width: 200, height: 28, rx: 6, class: "node" }).forEach(([k, v]) => rect.setAttribute(k, v));
-    const text = document.createElementNS(svg.namespaceURI, "text");
-    Object.entries({ x, y: y + 5, "text-anchor": "middle" }).forEach(([k, v]) => text.setAttribute(k, v));
-    text.textContent = label;
-    group.append(rect, text);
-    svg.append(group);
+  const ns = "http://www.w3.org/2000/svg";
+  const make = (tag, attributes, ...children) => {
+    const element = document.createElementNS(ns, tag);
+    Object.entries(attributes).forEach(([k, v]) => element.setAttribute(k, v));
+    element.append(...children);
+    return element;
   };
-  const edge = (x1, y1, x2, y2) => {
-    const line = document.createElementNS(svg.namespaceURI, "line");
-    Object.entries({ x1, y1, x2, y2, class: "edge" }).forEach(([k, v]) => line.setAttribute(k, v));
-    svg.append(line);
+  const svg = make("svg", { viewBox: `0 0 720 ${height}`, role: "group", "aria-label": `Lineage of ${lineage.dataset_id}: ${lineage.upstream.length} inputs, ${lineage.downstream.length} derived datasets`, class: "lineage" });
+  const node = (x, y, label, datasetId) => {
+    const box = make("g", {}, make("rect", { x: x - 100, y: y - 14, width: 200, height: 28, rx: 6, class: "node" }), make("text", { x, y: y + 5, "text-anchor": "middle" }, label));
+    svg.append(datasetId ? make("a", { href: `#/datasets/${encodeURIComponent(datasetId)}`, "aria-label": `${label}: open its page` }, box) : box);
   };
+  const edge = (x1, y1, x2, y2) => svg.append(make("line", { x1, y1, x2, y2, class: "edge", "aria-hidden": "true" }));
   const middle = height / 2;
   const at = (i, n) => (height / (n + 1)) * (i + 1);
-  lineage.upstream.forEach((input, i) => { edge(220, at(i, lineage.upstream.length), 260, middle); node(110, at(i, lineage.upstream.length), `${input.dataset_id}@${input.version ?? "?"}`); });
-  lineage.downstream.forEach((output, i) => { edge(460, middle, 500, at(i, lineage.downstream.length)); node(610, at(i, lineage.downstream.length), output.dataset_id); });
-  node(360, middle, `${lineage.dataset_id}${lineage.version ? "@" + lineage.version : ""}`);
+  lineage.upstream.forEach((input, i) => { edge(210, at(i, lineage.upstream.length), 260, middle); node(110, at(i, lineage.upstream.length), `${input.dataset_id}@${input.version ?? "?"}`, input.dataset_id); });
+  lineage.downstream.forEach((output, i) => { edge(460, middle, 510, at(i, lineage.downstream.length)); node(610, at(i, lineage.downstream.length), output.dataset_id, output.dataset_id); });
+  node(360, middle, `${lineage.dataset_id}${lineage.version ? "@" + lineage.version : ""}`, null);
+  if (!lineage.upstream.length && !lineage.downstream.length) return h("p", { class: "muted" }, "Published directly: not derived from other datasets, and nothing is derived from it yet.");
   return svg;
 }
 
