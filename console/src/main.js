@@ -62,7 +62,11 @@ async function route() {
   } catch (error) {
     const label = (PAGES.find(([prefix]) => hash.startsWith(prefix)) || PAGES[0])[1];
     if (!main.querySelector("h1")) main.prepend(h("h1", {}, label));
-    const refused = error.status === 403 ? "Your department or role may not use this page. " : "";
+    const refused = error.status === 403
+      ? "Your department or role may not use this page. "
+      : error.status === 401 && api
+        ? `This browser's key is not (or no longer) registered for ${api.identity.department}/${api.identity.principal}: the platform admin registers it (cityshare admin add-key), then reload. `
+        : "";
     main.append(h("p", { class: "error" }, `${refused}This page could not be shown: ${error.message}`));
     say(error.message, "error");
   }

@@ -30,7 +30,9 @@ from functions.catalog.models import Dataset
 from functions.catalog.repository import CatalogQuery
 from functions.catalog.service import CatalogService
 from functions.core.clock import utc_now
+from functions.core.errors import Forbidden, InvalidRequest, NotFound
 from functions.core.model import Model
+from functions.core.observability import logger
 from functions.identity.models import Caller
 from functions.ingest.repository import IngestRepository
 from functions.sharing.models import Grant
@@ -42,6 +44,7 @@ COORDINATE_DECIMALS = 4
 
 READERS = 8
 MAX_MAPS = 10
+SCAN_PAGE = 100  # a tag is a filter: few datasets match in many read
 
 
 class ReadFiles(Protocol):
@@ -84,6 +87,7 @@ class CityIndicator(Model):
     districts: dict[str, float] = Field(default_factory=dict, description="District -> figure at the latest time")
     series: list[SeriesPoint] = Field(default_factory=list, description="The city's figure over time, oldest first")
     sources: list[Source] = Field(default_factory=list)
+    problem: str | None = Field(default=None, description="Why the figures are missing, when they are")
 
 
 class RuleAlerts(Model):
@@ -162,13 +166,14 @@ class CityService:
         grants_future = pool.submit(self._grants.grants_to, department)
         definitions = [d for d in defined_future.result() if d.indicator is not None and d.owner == department]
         definitions = sorted(definitions, key=lambda d: d.dataset_id)[:MAX_INDICATORS]
-        input_ids = sorted({i for definition in definitions for i in definition.inputs})
-        rules_future = {i: pool.submit(self._repository.rules_of, i) for i in input_ids}
-        found = self._catalog.repository.get_many([*(d.dataset_id for d in definitions), *input_ids]) if definitions else {}
-        # An indicator whose dataset is gone (or was never made) is not shown.
+        all_inputs = sorted({i for definition in definitions for i in definition.inputs})
+        found = self._catalog.repository.get_many([*(d.dataset_id for d in definitions), *all_inputs]) if definitions else {}
+        # An indicator whose dataset is gone (or was never made) is not shown, nor are its inputs' alerts.
         indicators = [
             (found[d.dataset_id], d) for d in definitions if d.dataset_id in found and found[d.dataset_id].owner == department
         ]
+        input_ids = sorted({i for _, definition in indicators for i in definition.inputs})
+        rules_future = {i: pool.submit(self._repository.rules_of, i) for i in input_ids}
         inputs = {i: found[i] for i in input_ids if i in found}
         grants = grants_future.result()
         candidates = {d.dataset_id: _candidates(d, grants) for d in [*inputs.values(), *maps_future.result()]}
@@ -186,11 +191,15 @@ class CityService:
         for input_id, future in rules_future.items():
             rules = [r for r in future.result() if r.owner == department]
             watched_input = inputs.get(input_id)
-            if rules and watched_input and self._may(caller, "ReadData", watched_input, candidates[input_id]):
+            if not rules or watched_input is None or not self._may(caller, "ReadData", watched_input, candidates[input_id]):
+                continue
+            try:
                 self._catalog.require(
                     caller, "ReadData", watched_input, candidates[input_id], purpose="alerts", request_id=request_id
                 )
-                watched[input_id] = (watched_input, rules)
+            except (Forbidden, NotFound):
+                continue  # the grant ended since: the refusal is audited, the alerts are not shown
+            watched[input_id] = (watched_input, rules)
 
         # The reads, in parallel: each indicator's figures and the versions it was built from, the
         # alerts, the map. A version never changes: what was computed of it is kept (per process).
@@ -207,7 +216,15 @@ class CityService:
         shown = []
         for dataset, definition in indicators:
             assert definition.indicator is not None
-            found_figures, lineage = computed[dataset.dataset_id].result() if dataset.dataset_id in computed else ({}, [])
+            found_figures: dict[str, Any] = {}
+            lineage: list[str] = []
+            problem = None
+            if dataset.dataset_id in computed:
+                try:
+                    found_figures, lineage = computed[dataset.dataset_id].result()
+                except Exception as error:  # one indicator that cannot be read leaves the others shown
+                    logger.warning("indicator not computed", extra={"dataset": dataset.dataset_id, "error": str(error)[:200]})
+                    problem = "its latest version could not be read; the others are shown"
             tile = CityIndicator(
                 dataset_id=dataset.dataset_id,
                 title=definition.indicator.title,
@@ -217,6 +234,7 @@ class CityService:
                 better=definition.indicator.better,
                 version=dataset.latest_version or None,
                 sources=self._sources(caller, definition.inputs, lineage, inputs, candidates),
+                problem=problem,
             )
             shown.append(CityIndicator.model_validate(tile.model_dump() | found_figures) if found_figures else tile)
         return CityPicture(
@@ -224,10 +242,18 @@ class CityService:
             generated_at=self._clock(),
             indicators=shown,
             alerts=[a for i, (dataset, rules) in watched.items() for a in _rule_alerts(dataset, rules, raised[i].result())],
-            boundaries=Boundaries(dataset_id=boundaries.dataset_id, version=boundaries.latest_version, districts=outline.result())
-            if boundaries and outline
-            else None,
+            boundaries=self._drawn(boundaries, outline),
         )
+
+    @staticmethod
+    def _drawn(boundaries: Dataset | None, outline: Any) -> Boundaries | None:
+        if boundaries is None or outline is None:
+            return None
+        try:
+            return Boundaries(dataset_id=boundaries.dataset_id, version=boundaries.latest_version, districts=outline.result())
+        except Exception as error:  # a map that cannot be read leaves the figures shown
+            logger.warning("boundaries not read", extra={"dataset": boundaries.dataset_id, "error": str(error)[:200]})
+            return None
 
     def _computed(self, dataset: Dataset, indicator: Indicator) -> tuple[dict[str, Any], list[str]]:
         """An indicator version's figures and the input versions it was built from (kept once computed)."""
@@ -249,7 +275,7 @@ class CityService:
         )
 
     def _scan(self, query: CatalogQuery, most: int) -> list[Dataset]:
-        return [dataset for dataset, _ in islice(self._catalog.repository.scan_pages(query, most, None), most)]
+        return [dataset for dataset, _ in islice(self._catalog.repository.scan_pages(query, SCAN_PAGE, None), most)]
 
     def _may(self, caller: Caller, action: str, dataset: Dataset, candidates: Sequence[Any]) -> bool:
         return self._catalog.decide(caller, action, dataset, candidates, audit=False)[0].allowed
@@ -282,16 +308,22 @@ class CityService:
         return sources
 
     def _readable_map(self, caller: Caller, maps: list[Dataset], candidates: dict[str, list[Any]]) -> Dataset | None:
-        """The first dataset tagged `boundaries` the department may read whole (its own, public or
-        granted without aggregation): decided here, its read authorised (and audited) by the caller."""
+        """The first dataset tagged `boundaries` the department may read whole: its own, public, or
+        granted with its `district` and `geometry` columns, every row and no coarsening (the outlines
+        are then the same for every reader, and kept once read). Decided here, not audited: the
+        caller authorises (and audits) the read of the one chosen."""
         for dataset in maps:
             if not dataset.latest_version:
                 continue
             decision, grant = self._catalog.decide(caller, "ReadData", dataset, candidates[dataset.dataset_id], audit=False)
             if not decision.allowed:
                 continue
-            scope = scope_for(dataset, cast(Grant | None, grant))
-            if scope.aggregate is None and {"district", "geometry"} <= set(scope.columns):
+            try:
+                scope = scope_for(dataset, cast(Grant | None, grant))
+            except InvalidRequest:
+                continue  # a differentially private grant: groups, not outlines
+            whole = scope.aggregate is None and scope.row_filter is None and not {"district", "geometry"} & set(scope.generalised)
+            if whole and {"district", "geometry"} <= set(scope.columns):
                 return dataset
         return None
 
@@ -355,36 +387,44 @@ def _rule_alerts(dataset: Dataset, rules: list[AlertRule], raised: list[Alert]) 
 
 
 def figures(table: Any, indicator: Indicator) -> dict[str, Any]:
-    """The indicator's figures from its derived table (pyarrow): the latest time's value per district
-    and for the city, and the city's series (its last SERIES_POINTS times)."""
+    """The indicator's figures from its derived table (pyarrow): each district's value at the latest
+    time (several rows of a district combined), the city's (its districts' values combined; every
+    row's, for a city-wide indicator), and the city's series over its last SERIES_POINTS times.
+    Times are ordered as what they are (times, numbers), then written as text."""
     rows = [r for r in table.to_pylist() if r.get(indicator.value) is not None]
     if indicator.time:
         rows = [r for r in rows if r.get(indicator.time) is not None]
+    if indicator.district:
+        rows = [r for r in rows if r.get(indicator.district) is not None]
     if not rows:
         return {}
 
     def combined(values: Sequence[float]) -> float:
         return float(sum(values)) if indicator.combine == "sum" else float(sum(values)) / len(values)
 
-    by_time: dict[str, list[dict[str, Any]]] = {}
+    def per_district(at_time: list[dict[str, Any]]) -> dict[str, float]:
+        districts: dict[str, list[float]] = {}
+        for row in at_time:
+            districts.setdefault(str(row[indicator.district or ""]), []).append(float(row[indicator.value]))
+        return {name: combined(values) for name, values in sorted(districts.items())}
+
+    def city(at_time: list[dict[str, Any]]) -> float:
+        if indicator.district:
+            return round(combined(list(per_district(at_time).values())), 3)
+        return round(combined([float(row[indicator.value]) for row in at_time]), 3)
+
+    by_time: dict[Any, list[dict[str, Any]]] = {}
     for row in rows:
-        by_time.setdefault(_moment(row[indicator.time]) if indicator.time else "", []).append(row)
-    latest = max(by_time)
-    districts: dict[str, list[float]] = {}
-    for row in by_time[latest]:
-        if indicator.district and row.get(indicator.district) is not None:
-            districts.setdefault(str(row[indicator.district]), []).append(float(row[indicator.value]))
-    # A district's own value is one row in a well-made indicator; several are combined the same way.
-    per_district = {name: round(combined(values), 3) for name, values in sorted(districts.items())}
-    series = [
-        {"at": at, "value": round(combined([float(r[indicator.value]) for r in by_time[at]]), 3)}
-        for at in sorted(by_time)[-SERIES_POINTS:]
-    ]
+        by_time.setdefault(row[indicator.time] if indicator.time else None, []).append(row)
+    times = sorted(by_time) if indicator.time else [None]
+    latest = times[-1]
     return {
-        "at": latest or None,
-        "city": series[-1]["value"],
-        "districts": per_district,
-        "series": series if indicator.time else [],
+        "at": _moment(latest) if indicator.time else None,
+        "city": city(by_time[latest]),
+        "districts": {name: round(value, 3) for name, value in per_district(by_time[latest]).items()}
+        if indicator.district
+        else {},
+        "series": [{"at": _moment(at), "value": city(by_time[at])} for at in times[-SERIES_POINTS:]] if indicator.time else [],
     }
 
 
@@ -406,8 +446,11 @@ def outlines(rows: list[dict[str, Any]]) -> dict[str, list[list[list[float]]]]:
         polygons = {"Polygon": [geometry.get("coordinates")], "MultiPolygon": geometry.get("coordinates")}.get(
             str(geometry.get("type")), []
         )
-        for polygon in polygons or []:
-            if isinstance(polygon, list) and polygon and isinstance(polygon[0], list):
+        for polygon in polygons if isinstance(polygons, list) else []:
+            try:
                 ring = [[round(float(x), COORDINATE_DECIMALS), round(float(y), COORDINATE_DECIMALS)] for x, y, *_ in polygon[0]]
+            except (TypeError, ValueError, IndexError, KeyError):
+                continue  # not a ring of [lon, lat] pairs
+            if len(ring) >= 3:
                 found.setdefault(str(row["district"]), []).append(ring)
     return found

@@ -107,8 +107,9 @@ class AuditLog(DynamoTable):
         raise Conflict("The audit log is too busy to append; try again")
 
     def append_many(self, chain: str, events: list[AuditEvent]) -> list[AuditEntry]:
-        """Append `events` to `chain` as consecutive entries written in one transaction, all or none:
-        a request that reads several datasets of one department records each read in one write."""
+        """Append `events` to `chain` as consecutive entries, each 100 (DynamoDB's most in a transaction)
+        written together, all or none: a request that reads several datasets of one department
+        records each read in one write."""
         if len(events) <= 1:
             return [entry for event in events if (entry := self.append(chain, event)) is not None]
         written = []

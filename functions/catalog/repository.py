@@ -13,7 +13,7 @@ from typing import Any
 
 from functions.catalog.models import Dataset
 from functions.core.dynamo import DynamoTable, batch_get, decode_cursor, encode_cursor, from_item, is_conditional_failure, to_item
-from functions.core.errors import AlreadyExists, Conflict
+from functions.core.errors import AlreadyExists, Conflict, InvalidRequest
 
 OWNER_INDEX = "by_owner"
 ALL_INDEX = "all_datasets"
@@ -64,10 +64,13 @@ class CatalogRepository(DynamoTable):
         return self.from_stored(response["Item"]) if "Item" in response else None
 
     def get_many(self, dataset_ids: list[str]) -> dict[str, Dataset]:
-        """The datasets that exist of `dataset_ids` (at most 100), in one BatchGetItem."""
-        found = batch_get(self.client, {self._table: [self.key(d) for d in dict.fromkeys(dataset_ids)]})
-        datasets = (self.from_stored(item) for item in found[self._table])
-        return {dataset.dataset_id: dataset for dataset in datasets}
+        """The datasets that exist of `dataset_ids`, in BatchGetItems of 100 keys (DynamoDB's most)."""
+        wanted = list(dict.fromkeys(dataset_ids))
+        datasets: dict[str, Dataset] = {}
+        for start in range(0, len(wanted), 100):
+            found = batch_get(self.client, {self._table: [self.key(d) for d in wanted[start : start + 100]]})
+            datasets.update((d.dataset_id, d) for d in (self.from_stored(item) for item in found[self._table]))
+        return datasets
 
     def update_metadata(self, dataset: Dataset, changed: list[str], expected_revision: int) -> None:
         """Write the changed metadata fields of `dataset` if the stored revision is still
@@ -116,6 +119,8 @@ class CatalogRepository(DynamoTable):
             request["FilterExpression"] = " AND ".join(filters)
         request["ExpressionAttributeValues"] = to_item(request["ExpressionAttributeValues"])
         start = decode_cursor(cursor, index, {"pk", "sk", *_INDEX_KEYS[index]})
+        if start and start[key_name] != (query.owner or _LISTING):
+            raise InvalidRequest("The cursor is not one this listing issued")  # another listing's partition
         while True:
             if start:
                 request["ExclusiveStartKey"] = to_item(start)

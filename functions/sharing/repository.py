@@ -21,7 +21,7 @@ from functions.catalog.models import Dataset
 from functions.catalog.repository import CatalogRepository
 from functions.core import idempotency
 from functions.core.dynamo import DynamoTable, batch_get, decode_cursor, encode_cursor, from_item, is_conditional_failure, to_item
-from functions.core.errors import Busy, Conflict, NotFound
+from functions.core.errors import Busy, Conflict, InvalidRequest, NotFound
 from functions.core.events import EventDetail, from_entry, to_entry
 from functions.sharing.models import AccessRequest, Grant
 
@@ -281,6 +281,8 @@ class SharingRepository(DynamoTable):
             "Limit": limit,
         }
         start = decode_cursor(cursor, "by_owner_status", {"pk", "sk", "owner_status", "created_at"})
+        if start and start["owner_status"] != f"{owner}#{status}":
+            raise InvalidRequest("The cursor is not one this listing issued")  # another department's requests
         if start:
             query["ExclusiveStartKey"] = to_item(start)
         response = self.client.query(**query)

@@ -13,12 +13,20 @@ from cityshare.examples import PM25_HOURLY_RULE
 from tests.conftest import ROOT, RunningStack, onboard, unique
 
 
-def cityshare(*args: str, profile: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+def cityshare(
+    *args: str, profile: Path | None = None, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, COLUMNS="200")
     if profile:
         env["CITYSHARE_PROFILE"] = str(profile)
     return subprocess.run(
-        [sys.executable, "-m", "cityshare", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=check, timeout=120
+        [sys.executable, "-m", "cityshare", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=timeout,
     )
 
 
@@ -115,7 +123,7 @@ def test_the_cli_names_whose_profile_it_falls_back_to(stack: RunningStack, tmp_p
 
 
 def test_demo_tells_the_story(tmp_path: Path) -> None:
-    result = cityshare("demo", "--state-dir", str(tmp_path / "demo"))
+    result = cityshare("demo", "--state-dir", str(tmp_path / "demo"), timeout=400)
     out = result.stdout
     assert "transport published traffic-flow" in out
     assert "environment edits transport's traffic-flow -> 403 forbidden" in out
@@ -144,6 +152,41 @@ def test_demo_tells_the_story(tmp_path: Path) -> None:
     assert "map: 8 districts from district-boundaries@1" in out
     opened = re.search(r"alerts of 'PM2.5 above 50 at a station of a district in an hour' on air-quality: (\d+) open", out)
     assert opened and int(opened.group(1)) >= 1 and "(North Park" in out
+    walk_the_demo_city(tmp_path / "demo")
+
+
+def walk_the_demo_city(state_dir: Path) -> None:
+    """The demo's city brought back (`cityshare local up --state-dir`, on the port its profiles name)
+    and walked in Chromium as city management's steward: the picture with the demo's data, then the
+    steward's pages, each without a serious or critical axe-core finding."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.conftest import running_stack
+    from tests.e2e.test_console import AUDIT, CHROMIUM, axe_findings, console_url, sign_in
+
+    if CHROMIUM is None:
+        return  # said by the console's own tests
+    profile = json.loads((state_dir / "profiles" / "city-management-steward.json").read_text())
+    stack_run = running_stack(state_dir, port=None)
+    stack = next(stack_run)
+    try:
+        assert stack.admin().endpoint == profile["endpoint"]  # the demo's profiles work after a restart
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = sign_in(browser, stack, "city-management", "city-management-steward", axe=True)
+            page.goto(console_url(stack) + "#/city")
+            page.locator(".city-map path").first.wait_for()
+            assert page.get_by_role("article").count() == 6 and page.locator(".city-map path").count() == 8
+            assert "North Park" in page.get_by_role("table").filter(has_text="open by district").inner_text()
+            for hash_route in ("#/city", "#/inbox", "#/grants", "#/datasets", "#/datasets/city-air-quality", "#/audit"):
+                page.goto(console_url(stack) + hash_route)
+                page.reload()
+                page.locator("main h1").first.wait_for()
+                page.wait_for_load_state("networkidle")
+                assert page.evaluate(AUDIT) + axe_findings(page) == [], hash_route
+            browser.close()
+    finally:
+        stack_run.close()
 
 
 def test_cli_tag_grants_downloads_and_notifications(stack: RunningStack, tmp_path: Path) -> None:

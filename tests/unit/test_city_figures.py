@@ -72,3 +72,13 @@ def test_the_demo_city_has_every_district_and_neighbours_share_their_borders(tmp
     centre = {tuple(point) for point in rings["Centre"]}
     for name in DISTRICTS[1:]:
         assert len(centre & {tuple(point) for point in rings[name]}) >= 10, name  # each touches the centre
+
+
+def test_times_are_ordered_as_numbers_and_the_city_combines_districts_not_rows() -> None:
+    """Hours 9 and 10 as numbers (text would put 9 last); two rows of one district are that
+    district's value, and the city's is its districts', not its rows'."""
+    table = pa.table({"hour": [9, 10, 10, 10], "district": ["A", "A", "A", "B"], "value": [1.0, 2.0, 4.0, 9.0]})
+    found = figures(table, Indicator(title="Hourly", value="value", time="hour"))
+    assert found["at"] == "10" and [p["at"] for p in found["series"]] == ["9", "10"]
+    assert found["districts"] == {"A": 3.0, "B": 9.0} and found["city"] == 6.0  # (3 + 9) / 2, not (2 + 4 + 9) / 3
+    assert figures(table, Indicator(title="Total", value="value", time="hour", combine="sum"))["city"] == 15.0

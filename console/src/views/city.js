@@ -48,7 +48,10 @@ function colours(indicator) {
 // A tile's series as a small line (drawn by hand: six Plot charts cost more than the whole page),
 // with its range, its first and last times, and the limit as a dashed line.
 function sparkline(indicator) {
-  const points = indicator.series.map((point) => [Date.parse(point.at), point.value]);
+  // A time that is not a date (an hour number, a week) is drawn in its order.
+  const parsed = indicator.series.map((point) => Date.parse(point.at));
+  const dated = parsed.every((at) => !Number.isNaN(at));
+  const points = indicator.series.map((point, i) => [dated ? parsed[i] : i, point.value]);
   if (points.length < 2) return h("p", { class: "muted" }, points.length ? "One point so far" : "No series");
   const [width, height, left, bottom] = [260, 78, 44, 16];
   const values = points.map(([, value]) => value).concat(indicator.limit ?? []);
@@ -58,7 +61,7 @@ function sparkline(indicator) {
   const [first, last] = [points[0][0], points[points.length - 1][0]];
   const x = (at) => left + ((at - first) / (last - first || 1)) * (width - left - 4);
   const y = (value) => 4 + (1 - (value - low) / (high - low)) * (height - bottom - 8);
-  const short = (at) => new Date(at).toLocaleString(undefined, { month: "short", day: "numeric", hour: "numeric" });
+  const short = (at) => (dated ? new Date(at).toLocaleString(undefined, { month: "short", day: "numeric", hour: "numeric" }) : indicator.series[at].at);
   const label = `${indicator.title} for the city from ${short(first)} to ${short(last)}: between ${figure(Math.min(...points.map((p) => p[1])), indicator.unit)} and ${figure(Math.max(...points.map((p) => p[1])), indicator.unit)}`;
   return svg(
     "svg",
@@ -82,13 +85,15 @@ function tile(indicator, rerender) {
     "article",
     { class: `tile${chosen ? " chosen" : ""}`, "aria-labelledby": `tile-${indicator.dataset_id}` },
     h("h2", { id: `tile-${indicator.dataset_id}` }, indicator.title),
-    indicator.version
+    indicator.problem
+      ? h("p", { class: "error" }, `Not shown: ${indicator.problem}`)
+      : indicator.version
       ? h("p", { class: `figure${cityPast ? " warn" : ""}` }, figure(indicator.city, indicator.unit), h("span", { class: "muted" }, ` city, ${moment(indicator.at)}`))
       : h("p", { class: "muted" }, "Not built yet: the platform builds it from its inputs within a minute"),
     indicator.limit !== null && indicator.limit !== undefined
       ? h("p", { class: past.length || cityPast ? "warn" : "muted" }, past.length ? `Past the limit of ${figure(indicator.limit, indicator.unit)} in ${past.join(", ")}` : `Within the limit of ${figure(indicator.limit, indicator.unit)}`)
       : null,
-    indicator.version ? sparkline(indicator) : null,
+    indicator.version && !indicator.problem ? sparkline(indicator) : null,
     h(
       "p",
       { class: "sources" },
@@ -103,7 +108,7 @@ function tile(indicator, rerender) {
       h("a", { href: `#/datasets/${encodeURIComponent(indicator.dataset_id)}` }, "lineage and versions"),
     ),
     Object.keys(indicator.districts).length
-      ? h("button", { type: "button", "aria-pressed": chosen ? "true" : "false", onclick: () => { state.indicator = indicator.dataset_id; rerender(); } }, chosen ? "On the map" : "Show on the map")
+      ? h("button", { type: "button", "aria-pressed": chosen ? "true" : "false", "data-indicator": indicator.dataset_id, onclick: () => { state.indicator = indicator.dataset_id; rerender(`button[data-indicator="${CSS.escape(indicator.dataset_id)}"]`); } }, "Show on the map")
       : h("p", { class: "muted" }, "City-wide: not by district"),
   );
 }
@@ -131,11 +136,11 @@ function map(picture, indicator, rerender) {
     const points = rings.flat();
     const [x, y] = place.at([points.reduce((s, p) => s + p[0], 0) / points.length, points.reduce((s, p) => s + p[1], 0) / points.length]);
     const label = `${district}: ${indicator ? figure(value, indicator.unit) : "no indicator chosen"}`;
-    const choose = () => { state.district = district; rerender(); };
+    const choose = () => { state.district = district; rerender(`path[data-district="${CSS.escape(district)}"]`); };
     return svg(
       "g",
       { class: `district${state.district === district ? " chosen" : ""}` },
-      svg("path", { d: path, fill: colour && value !== undefined ? colour.apply(value) : "#e8e8e8", tabindex: 0, role: "button", "aria-label": label, onclick: choose, onkeydown: (event) => { if (event.key === "Enter" || event.key === " ") { event.preventDefault(); choose(); } } }, svg("title", {}, label)),
+      svg("path", { "data-district": district, d: path, fill: colour && value !== undefined ? colour.apply(value) : "#e8e8e8", tabindex: 0, role: "button", "aria-label": label, onclick: choose, onkeydown: (event) => { if (event.key === "Enter" || event.key === " ") { event.preventDefault(); choose(); } } }, svg("title", {}, label)),
       svg("text", { x: x.toFixed(1), y: y.toFixed(1), "text-anchor": "middle", "aria-hidden": "true" }, district),
     );
   });
@@ -179,7 +184,8 @@ export async function city(api, main) {
   if (!byDistrict.some((i) => i.dataset_id === state.indicator)) state.indicator = byDistrict.length ? byDistrict[0].dataset_id : null;
   if (picture.boundaries && state.district && !(state.district in picture.boundaries.districts)) state.district = null;
   const holder = h("div", {});
-  const draw = () => {
+  // Redrawn whole on each choice; the focus goes back to what was pressed (a keyboard user stays put).
+  const draw = (focus) => {
     const indicator = picture.indicators.find((i) => i.dataset_id === state.indicator) || null;
     holder.replaceChildren(
       h("h1", {}, "City picture"),
@@ -191,6 +197,7 @@ export async function city(api, main) {
       h("h2", {}, "Alerts"),
       alerts(picture),
     );
+    if (focus) holder.querySelector(focus)?.focus();
   };
   draw();
   put(main, holder);

@@ -3,7 +3,7 @@
 // of exact versions, alert rules and the alerts raised over time.
 
 import { alertsTimeline, distributions, nullsAndDistinct, rowsOverVersions } from "../charts.js";
-import { field, h, put, say, table, when } from "../dom.js";
+import { field, h, paged, put, say, table, when } from "../dom.js";
 
 const CATALOG_PAGE = 50;
 
@@ -12,33 +12,21 @@ const CATALOG_PAGE = 50;
 export async function catalog(api, main) {
   const query = h("input", { type: "search", placeholder: "words in title, description or tags" });
   const results = h("div", {});
-  const pager = h("nav", { class: "pager", "aria-label": "Pages of datasets" });
-  let cursors = [undefined];
-  let index = 0;
-  const show = async () => {
-    const page = await api.get("/datasets", { q: query.value || undefined, limit: CATALOG_PAGE, cursor: cursors[index] });
-    cursors[index + 1] = page.next_cursor || undefined;
-    const first = index * CATALOG_PAGE + 1;
-    const caption = page.datasets.length
-      ? `Datasets you may see: ${first}–${first + page.datasets.length - 1}${page.next_cursor ? ", more on the next page" : ""}`
+  const pages = paged("Pages of datasets", async (cursor, page) => {
+    const answer = await api.get("/datasets", { q: query.value || undefined, limit: CATALOG_PAGE, cursor });
+    const first = page * CATALOG_PAGE + 1;
+    const caption = answer.datasets.length
+      ? `Datasets you may see: ${first}–${first + answer.datasets.length - 1}${answer.next_cursor ? ", more on the next page" : ""}`
       : "No dataset you may see matches.";
     results.replaceChildren(table(
       ["dataset", "title", "owner", "classification", "tags"],
-      page.datasets.map((d) => [h("a", { href: `#/datasets/${d.dataset_id}` }, d.dataset_id), d.title, d.owner, d.classification, d.tags.join(", ")]),
+      answer.datasets.map((d) => [h("a", { href: `#/datasets/${d.dataset_id}` }, d.dataset_id), d.title, d.owner, d.classification, d.tags.join(", ")]),
       caption,
     ));
-    pager.replaceChildren(
-      index ? h("button", { type: "button", onclick: () => { index -= 1; show(); } }, "Previous page") : null,
-      page.next_cursor ? h("button", { type: "button", onclick: () => { index += 1; show(); } }, "Next page") : null,
-    );
-  };
-  const search = async (event) => {
-    event?.preventDefault();
-    cursors = [undefined];
-    index = 0;
-    await show();
-  };
-  put(main, h("h1", {}, "Datasets"), h("form", { role: "search", onsubmit: search }, field("Search", query), h("button", { type: "submit" }, "Search")), results, pager);
+    return answer.next_cursor;
+  });
+  const search = (event) => { event?.preventDefault(); return pages.first(); };
+  put(main, h("h1", {}, "Datasets"), h("form", { role: "search", onsubmit: (event) => search(event).catch((error) => say(`Not shown: ${error.message}`, "error")) }, field("Search", query), h("button", { type: "submit" }, "Search")), results, pages.nav);
   await search();
 }
 

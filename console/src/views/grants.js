@@ -77,6 +77,7 @@ export async function grants(api, main) {
       put(main, h("h2", {}, title), h("p", {}, `Not shown: ${error.message}`));
       continue;
     }
+    const over = (g) => g.status !== "active" || (g.terms.expires_at && Date.parse(g.terms.expires_at) < Date.now());
     const row = (grant) => [
       grant.grant_id,
       grant.dataset_id ? h("a", { href: `#/datasets/${encodeURIComponent(grant.dataset_id)}` }, grant.dataset_id) : `tags: ${grant.tags.join(", ")}`,
@@ -85,10 +86,9 @@ export async function grants(api, main) {
       terms(grant),
       expiry(grant),
       privacy(grant),
-      direction === "given" && grant.status === "active" ? revokeButton(api, grant) : grant.status === "active" ? "expired" : grant.status,
+      direction === "given" && !over(grant) ? revokeButton(api, grant) : grant.status === "active" ? (over(grant) ? "expired" : "active") : grant.status,
     ];
     const headers = ["grant", "on", direction === "given" ? "to" : "from", "purpose", "terms", "expires", "privacy", ""];
-    const over = (g) => g.status !== "active" || (g.terms.expires_at && Date.parse(g.terms.expires_at) < Date.now());
     const live = list.filter((g) => !over(g));
     const ended = list.filter(over);
     put(main, h("h2", {}, `${title}: ${live.length} active`), live.length ? table(headers, live.map(row)) : h("p", {}, "None active."));

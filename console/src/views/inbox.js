@@ -1,7 +1,7 @@
 // Pending access requests to the steward's department: approve as asked, narrow, or deny — decided
 // once, by the same API call the CLI makes.
 
-import { field, h, put, say, when } from "../dom.js";
+import { field, h, paged, put, say, when } from "../dom.js";
 
 const OPERATORS = ["eq", "ne", "lt", "le", "gt", "ge"];
 const MEASURES = ["count", "sum", "mean", "min", "max", "p10", "p25", "median", "p75", "p90"];
@@ -83,16 +83,15 @@ const schemas = new Map(); // a dataset's schema, fetched when a request on it i
 // One page of pending requests at a time (one API call per page), each card titled with its
 // dataset; a decision removes its card and updates the count where it was taken, without reloading.
 export async function inbox(api, main) {
-  const cursors = [undefined]; // the cursor of each page seen, to go back
-  let index = 0;
   const heading = h("h1", {}, "Pending access requests");
   const summary = h("p", { class: "muted", "aria-live": "polite" });
   const cards = h("div", {});
-  const pager = h("nav", { class: "pager", "aria-label": "Pages of requests" });
   let waiting = 0;
-
+  let shownPage = 0;
   const counted = () => {
-    summary.textContent = waiting ? `${waiting} request${waiting === 1 ? "" : "s"} wait for a decision${cursors.length > 1 || index ? ` — page ${index + 1}` : ""}.` : "Nothing waits for a decision.";
+    summary.textContent = waiting
+      ? `${waiting} request${waiting === 1 ? "" : "s"} wait for a decision${shownPage ? ` (page ${shownPage + 1})` : ""}.`
+      : "Nothing waits for a decision.";
   };
   const decided = (card, message) => {
     say(message, "ok");
@@ -102,19 +101,16 @@ export async function inbox(api, main) {
     counted();
     (next?.querySelector("button") || heading).focus();
   };
-  const show = async () => {
-    const page = await api.get("/access-requests", { limit: PAGE_SIZE, cursor: cursors[index] });
-    waiting = page.pending ?? page.requests.length;
-    cursors[index + 1] = page.next_cursor || undefined;
-    cards.replaceChildren(...page.requests.map((request) => card(api, request, page.titles[request.dataset_id], decided)));
-    pager.replaceChildren(
-      index ? h("button", { type: "button", onclick: () => { index -= 1; show(); } }, "Previous page") : null,
-      page.next_cursor ? h("button", { type: "button", onclick: () => { index += 1; show(); } }, "Next page") : null,
-    );
+  const pages = paged("Pages of requests", async (cursor, page) => {
+    const answer = await api.get("/access-requests", { limit: PAGE_SIZE, cursor });
+    waiting = answer.pending ?? answer.requests.length;
+    shownPage = page;
+    cards.replaceChildren(...answer.requests.map((request) => card(api, request, answer.titles[request.dataset_id], decided)));
     counted();
-  };
-  put(main, heading, summary, cards, pager);
-  await show();
+    return answer.next_cursor;
+  });
+  put(main, heading, summary, cards, pages.nav);
+  await pages.first();
 }
 
 function card(api, request, title, decided) {
