@@ -112,6 +112,7 @@ bench: $(DEV) bench-layers  ## print the benchmarks' figures
 	$(BIN)/python -m benchmarks.triggers
 	$(BIN)/python -m benchmarks.delta_sharing
 	$(BIN)/python -m benchmarks.local_state
+	$(BIN)/python -m benchmarks.console
 
 # The Lambda layers for arm64, from wheels only: no Docker, no compiler. "data" drops pyarrow's C++
 # headers, Cython sources, tests and the Arrow modules CityShare never loads (Flight, Substrait,
