@@ -150,17 +150,22 @@ def _coverage(subject: str, dataset: Dataset, profile: DatasetProfile | None) ->
         ]
     latitude = next((n for n in dataset.table_schema.properties if _LATITUDE.match(n) and n in columns), None)
     longitude = next((n for n in dataset.table_schema.properties if _LONGITUDE.match(n) and n in columns), None)
-    if latitude and longitude:
+    # Geometry columns' boxes first (the shapes' extent); else latitude and longitude's bounds.
+    boxes = [box for n in dataset.table_schema.geometry_columns() if n in columns and (box := columns[n].bbox)]
+    bounds: list[Any] = []
+    if boxes:
+        bounds = [min(b[1] for b in boxes), max(b[3] for b in boxes), min(b[0] for b in boxes), max(b[2] for b in boxes)]
+    elif latitude and longitude:
         bounds = [columns[latitude].min, columns[latitude].max, columns[longitude].min, columns[longitude].max]
-        if all(isinstance(b, int | float) for b in bounds):
-            south, north, west, east = (float(b) for b in bounds)
-            polygon = f"POLYGON(({west} {south}, {east} {south}, {east} {north}, {west} {north}, {west} {south}))"
-            place = f"{subject}#area"
-            out += [
-                (subject, "dct:spatial", Iri(place)),
-                (place, "rdf:type", Iri(_expand("dct:Location"))),
-                (place, "dcat:bbox", Text(polygon, GEOSPARQL_WKT, None)),
-            ]
+    if bounds and all(isinstance(b, int | float) for b in bounds):
+        south, north, west, east = (float(b) for b in bounds)
+        polygon = f"POLYGON(({west} {south}, {east} {south}, {east} {north}, {west} {north}, {west} {south}))"
+        place = f"{subject}#area"
+        out += [
+            (subject, "dct:spatial", Iri(place)),
+            (place, "rdf:type", Iri(_expand("dct:Location"))),
+            (place, "dcat:bbox", Text(polygon, GEOSPARQL_WKT, None)),
+        ]
     return out
 
 

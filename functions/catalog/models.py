@@ -61,6 +61,32 @@ class PersonalData(JsonSchemaModel):
     granularity: str | None = Field(default=None, max_length=16)
 
 
+GeometryType = Literal["Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon"]
+WORLD = (-180.0, -90.0, 180.0, 90.0)
+
+
+class GeometrySpec(JsonSchemaModel):
+    """`x-geometry`: a text column of GeoJSON geometries ([longitude, latitude], WGS 84), of the
+    listed types, within `bounds` (west, south, east, north). Checked on ingest: valid GeoJSON of
+    those types, a valid shape (no self-crossing ring), inside the bounds."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    types: list[GeometryType] = Field(min_length=1, max_length=6)
+    bounds: list[float] | None = Field(default=None, min_length=4, max_length=4, description="Default: the whole earth")
+
+    def box(self) -> tuple[float, float, float, float]:
+        west, south, east, north = self.bounds or WORLD
+        return west, south, east, north
+
+    @model_validator(mode="after")
+    def _bounds_are_a_box_on_earth(self) -> GeometrySpec:
+        west, south, east, north = self.box()
+        if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
+            raise ValueError("x-geometry bounds are [west, south, east, north] in degrees, west < east, south < north")
+        return self
+
+
 class ColumnSchema(JsonSchemaModel):
     """One column: a JSON Schema property with CityShare's `x-unit` and `x-personal` keywords."""
 
@@ -77,11 +103,14 @@ class ColumnSchema(JsonSchemaModel):
     pattern: str | None = Field(default=None, max_length=512)
     unit: str | None = Field(default=None, alias="x-unit", max_length=32)
     personal: PersonalData | None = Field(default=None, alias="x-personal")
+    geometry: GeometrySpec | None = Field(default=None, alias="x-geometry")
 
     @model_validator(mode="after")
     def _protection_fits_the_type(self) -> ColumnSchema:
         if self.personal is not None and self.personal.protection == "generalise":
             self.check_granularity(self.personal.granularity)
+        if self.geometry is not None and self.kinds() != ["string"]:
+            raise ValueError("x-geometry applies to a string column (GeoJSON text)")
         return self
 
     def kinds(self) -> list[str]:
@@ -173,6 +202,9 @@ class TableSchema(JsonSchemaModel):
     def is_personal(self) -> bool:
         """Whether the rows are about people (some column is personal data)."""
         return bool(self.personal_columns())
+
+    def geometry_columns(self) -> dict[str, GeometrySpec]:
+        return {name: col.geometry for name, col in self.properties.items() if col.geometry is not None}
 
     def personal_columns(self) -> dict[str, PersonalData]:
         return {name: col.personal for name, col in self.properties.items() if col.personal is not None}

@@ -25,6 +25,8 @@ class ColumnProfile(Model):
     distinct_estimate: int
     # Numbers and date-times of columns that hold no personal data only.
     histogram: Histogram | None = None
+    # Geometry columns (x-geometry): [west, south, east, north] of their shapes.
+    bbox: list[float] | None = None
 
 
 class DatasetProfile(Model):

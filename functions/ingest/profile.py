@@ -193,6 +193,20 @@ class _Sample:
         return np.concatenate(self.parts) if self.parts else np.zeros(0)
 
 
+def _bounding_box(values: pa.Array) -> list[float] | None:
+    if not len(values):
+        return None
+    from functions.ingest.geometry import bounding_box  # shapely, only for a geometry column
+
+    return bounding_box(values)
+
+
+def _union(one: list[float] | None, other: list[float] | None) -> list[float] | None:
+    if one is None or other is None:
+        return one or other
+    return [min(one[0], other[0]), min(one[1], other[1]), max(one[2], other[2]), max(one[3], other[3])]
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime | date | time):
         return value.isoformat()
@@ -202,9 +216,18 @@ def _plain(value: Any) -> Any:
 class ProfileBuilder:
     """`opaque`: columns holding tokens or ciphertexts, whose order means nothing: no min or max."""
 
-    def __init__(self, schema: pa.Schema, opaque: frozenset[str] = frozenset(), personal: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        schema: pa.Schema,
+        opaque: frozenset[str] = frozenset(),
+        personal: frozenset[str] = frozenset(),
+        geometry: frozenset[str] = frozenset(),
+    ) -> None:
         self._schema = schema
         self._opaque = opaque
+        # GeoJSON text: its order means nothing either; its extent is its bounding box.
+        self._geometry = geometry
+        self._bbox: dict[str, list[float] | None] = dict.fromkeys(geometry)
         self.rows = 0
         self._nulls = dict.fromkeys(schema.names, 0)
         self._min: dict[str, Any] = dict.fromkeys(schema.names)
@@ -233,6 +256,10 @@ class ProfileBuilder:
             # City data repeats a lot: each distinct value of a batch is compared and hashed once. A
             # column whose first batch is mostly distinct (times to the second, ids) is taken whole:
             # finding its distinct values would cost more than it saves.
+            if name in self._geometry:
+                self._distinct[name].add(_hashes(pc.unique(present)))
+                self._bbox[name] = _union(self._bbox[name], _bounding_box(present))
+                continue
             whole = self._mostly_distinct.get(name, False) and not pa.types.is_string(values.type)
             considered = present if whole else pc.unique(present)
             if name not in self._mostly_distinct:
@@ -278,6 +305,7 @@ class ProfileBuilder:
                     max=_plain(self._max[name]),
                     distinct_estimate=min(self._distinct[name].estimate(), self.rows - self._nulls[name]),
                     histogram=self._histogram(name),
+                    bbox=self._bbox.get(name),
                 )
                 for name in self._schema.names
             },

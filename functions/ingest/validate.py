@@ -153,6 +153,10 @@ class BatchValidator:
                     problems.append(("min_length", truth_mask(pc.less(lengths, column.minLength))))
             if column.pattern is not None:
                 problems.append(("pattern", truth_mask(pc.and_(present, pc.invert(self._matches(name, typed, column.pattern))))))
+            if column.geometry is not None:
+                from functions.ingest.geometry import geometry_problems  # shapely, only for a geometry column
+
+                problems.extend(geometry_problems(typed, column.geometry))
         return typed, problems
 
 
@@ -189,4 +193,8 @@ _MESSAGES = {
     "max_length": "is longer than allowed",
     "min_length": "is shorter than allowed",
     "pattern": "does not match the pattern",
+    "not_geojson": "is not a GeoJSON geometry",
+    "geometry_type": "is not one of the column's geometry types",
+    "invalid_geometry": "is not a valid shape (a ring crossing itself, a polygon not closed)",
+    "out_of_bounds": "lies outside the column's declared bounds",
 }

@@ -181,3 +181,20 @@ def test_coverage_never_comes_from_a_personal_column() -> None:
         "lon": {"protection": "generalise", "granularity": "0.01"},
     }
     assert coverage(generalised) == (False, False)
+
+
+def test_a_geometry_columns_box_is_the_datasets_spatial_coverage() -> None:
+    """The districts' outlines (x-geometry): their profiled box is the catalog's dcat:bbox."""
+    profile = DatasetProfile(
+        rows=8,
+        columns={"geometry": ColumnProfile(nulls=0, distinct_estimate=8, bbox=[-2.65, 51.40, -2.51, 51.50])},
+    )
+    entry = CatalogEntry(
+        dataset("district-boundaries", schema=city_schema("district-boundaries"), owner="city-management"), "City", profile
+    )
+    graph = Graph().parse(data=to_json_ld(statements(BASE, "Example City", [entry])), format="json-ld")
+    found = graph.query(
+        PREFIXES + f"SELECT ?box WHERE {{ <{BASE}/datasets/district-boundaries> dct:spatial ?p . ?p dcat:bbox ?box }}"
+    )
+    (box,) = [str(row[0]) for row in found]  # type: ignore[index]
+    assert box == "POLYGON((-2.65 51.4, -2.51 51.4, -2.51 51.5, -2.65 51.5, -2.65 51.4))"

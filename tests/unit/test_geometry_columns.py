@@ -1,0 +1,66 @@
+"""Geometry columns (`x-geometry`, issue: Analytics that look ahead and in space): GeoJSON text
+checked on ingest (GeoJSON, the declared types, a valid shape, inside the declared bounds), the
+shapes' bounding box in the profile and in the open-data catalog's DCAT."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cityshare.generators import generate
+from functions.catalog.models import IngestPolicy, TableSchema
+from tests.unit.ingest_helpers import city_schema, ingest
+
+SQUARE = {"type": "Polygon", "coordinates": [[[-2.6, 51.4], [-2.5, 51.4], [-2.5, 51.5], [-2.6, 51.5], [-2.6, 51.4]]]}
+BOW_TIE = {"type": "Polygon", "coordinates": [[[-2.6, 51.4], [-2.5, 51.5], [-2.5, 51.4], [-2.6, 51.5], [-2.6, 51.4]]]}
+
+
+def lines(*rows: dict[str, object]) -> bytes:
+    return "".join(json.dumps(row) + "\n" for row in rows).encode()
+
+
+def test_the_demo_city_districts_are_valid_polygons_and_profiled_by_their_box(tmp_path: Path) -> None:
+    source = generate("district-boundaries", 8, tmp_path / "districts.jsonl")
+    outcome, rows, _ = ingest(source.read_bytes(), city_schema("district-boundaries"), "jsonl")
+    assert outcome.accepted and outcome.report.rows_rejected == 0 and len(rows) == 8
+    assert outcome.profile is not None
+    west, south, east, north = outcome.profile.columns["geometry"].bbox or []
+    assert -2.66 < west < -2.6 < -2.56 < east < -2.48 and 51.39 < south < 51.45 < north < 51.5
+    assert outcome.profile.columns["geometry"].min is None  # GeoJSON text has no meaningful order
+
+
+@pytest.mark.parametrize(
+    ("geometry", "rule"),
+    [
+        ("not json at all", "not_geojson"),
+        (json.dumps({"type": "Polygon", "coordinates": "nowhere"}), "not_geojson"),
+        (json.dumps({"type": "Point", "coordinates": [-2.58, 51.45]}), "geometry_type"),
+        (json.dumps(BOW_TIE), "invalid_geometry"),
+        (json.dumps({"type": "Polygon", "coordinates": [[[10, 51.4], [10.1, 51.4], [10.1, 51.5], [10, 51.4]]]}), "out_of_bounds"),
+    ],
+)
+def test_a_geometry_that_is_not_what_the_column_declares_is_rejected_with_its_rule(geometry: str, rule: str) -> None:
+    schema = city_schema("district-boundaries").model_dump(by_alias=True)
+    schema["properties"]["geometry"]["x-geometry"]["bounds"] = [-3.0, 51.0, -2.0, 52.0]  # the city's region
+    data = lines({"district": "Good", "geometry": json.dumps(SQUARE)}, {"district": "Bad", "geometry": geometry})
+    policy = IngestPolicy(on_invalid_rows="accept_valid", max_invalid_share=0.5)
+    outcome, rows, _ = ingest(data, TableSchema.model_validate(schema), "jsonl", policy)
+    assert [r["district"] for r in rows] == ["Good"] and outcome.report.rows_rejected == 1
+    (issue,) = [i for i in outcome.report.issues if i.column == "geometry"]
+    assert issue.rule == rule and issue.row == 2
+
+
+def test_a_geometry_keyword_on_a_number_column_is_refused() -> None:
+    with pytest.raises(ValueError, match="x-geometry applies to a string column"):
+        TableSchema.model_validate(
+            {"type": "object", "properties": {"shape": {"type": "number", "x-geometry": {"types": ["Point"]}}}}
+        )
+    with pytest.raises(ValueError, match="west < east"):
+        TableSchema.model_validate(
+            {
+                "type": "object",
+                "properties": {"shape": {"type": "string", "x-geometry": {"types": ["Point"], "bounds": [5, 0, 1, 1]}}},
+            }
+        )
