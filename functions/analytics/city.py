@@ -308,11 +308,11 @@ class CityService:
         return sources
 
     def _readable_map(self, caller: Caller, maps: list[Dataset], candidates: dict[str, list[Any]]) -> Dataset | None:
-        """The first dataset tagged `boundaries` the department may read whole: its own, public, or
+        """The first dataset tagged `boundaries` (its own first) the department may read whole: its own, public, or
         granted with its `district` and `geometry` columns, every row and no coarsening (the outlines
         are then the same for every reader, and kept once read). Decided here, not audited: the
         caller authorises (and audits) the read of the one chosen."""
-        for dataset in maps:
+        for dataset in sorted(maps, key=lambda d: d.owner != caller.department_id):  # its own map first
             if not dataset.latest_version:
                 continue
             decision, grant = self._catalog.decide(caller, "ReadData", dataset, candidates[dataset.dataset_id], audit=False)

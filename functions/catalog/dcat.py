@@ -151,7 +151,9 @@ def _coverage(subject: str, dataset: Dataset, profile: DatasetProfile | None) ->
     latitude = next((n for n in dataset.table_schema.properties if _LATITUDE.match(n) and n in columns), None)
     longitude = next((n for n in dataset.table_schema.properties if _LONGITUDE.match(n) and n in columns), None)
     # Geometry columns' boxes first (the shapes' extent); else latitude and longitude's bounds.
-    boxes = [box for n in dataset.table_schema.geometry_columns() if n in columns and (box := columns[n].bbox)]
+    # Not of a dataset about people: a box's corners are its outermost shapes, which may be someone's.
+    shapes = {} if dataset.table_schema.is_personal() else dataset.table_schema.geometry_columns()
+    boxes = [box for n in shapes if n in columns and (box := columns[n].bbox)]
     bounds: list[Any] = []
     if boxes:
         bounds = [min(b[1] for b in boxes), max(b[3] for b in boxes), min(b[0] for b in boxes), max(b[2] for b in boxes)]

@@ -111,6 +111,8 @@ class ColumnSchema(JsonSchemaModel):
             self.check_granularity(self.personal.granularity)
         if self.geometry is not None and self.kinds() != ["string"]:
             raise ValueError("x-geometry applies to a string column (GeoJSON text)")
+        if self.geometry is not None and self.maxLength is None:
+            raise ValueError("a geometry column declares its maxLength (each value is parsed on ingest)")
         return self
 
     def kinds(self) -> list[str]:

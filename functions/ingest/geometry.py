@@ -10,15 +10,23 @@ import pyarrow as pa
 
 from functions.catalog.models import GeometrySpec
 
+_FEATURE = r'"type"\s*:\s*"Feature'
+
 # shapely's type ids, by GeoJSON type name.
 _TYPE_IDS = {"Point": 0, "LineString": 1, "Polygon": 3, "MultiPoint": 4, "MultiLineString": 5, "MultiPolygon": 6}
 
 
 def geometries(values: pa.Array) -> Any:
-    """The column's values as shapely geometries (None where a value is null or not GeoJSON)."""
+    """The column's values as shapely geometries (None where a value is null or not a GeoJSON
+    geometry: a Feature, whose properties would travel unchecked, is not one)."""
+    import pyarrow.compute as pc
     import shapely
 
+    features = np.asarray(
+        pc.fill_null(pc.match_substring_regex(values, _FEATURE), False).to_numpy(zero_copy_only=False), dtype=bool
+    )
     texts = np.asarray(values.to_numpy(zero_copy_only=False), dtype=object)
+    texts[features] = None
     return shapely.from_geojson(texts, on_invalid="ignore")
 
 
@@ -29,7 +37,7 @@ def geometry_problems(values: pa.Array, spec: GeometrySpec) -> list[tuple[str, n
 
     shapes = geometries(values)
     given = np.asarray(values.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-    parsed = ~shapely.is_missing(shapes)
+    parsed = ~shapely.is_missing(shapes) & ~shapely.is_empty(shapes)  # an empty shape has no place
     kinds = shapely.get_type_id(shapes)
     wrong_kind = parsed & ~np.isin(kinds, [_TYPE_IDS[t] for t in spec.types])
     checked = parsed & ~wrong_kind
@@ -53,4 +61,5 @@ def bounding_box(values: pa.Array) -> list[float] | None:
     shapes = geometries(values)
     if not (~shapely.is_missing(shapes)).any():
         return None
-    return [float(b) for b in shapely.total_bounds(shapes)]
+    box = [float(b) for b in shapely.total_bounds(shapes)]
+    return box if all(np.isfinite(box)) else None

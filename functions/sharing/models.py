@@ -88,7 +88,7 @@ class RowFilter(Model):
 AggregateFunction = Literal["count", "sum", "mean", "min", "max", "p10", "p25", "median", "p75", "p90"]
 # Quantile measures and their alpha: of data about people they are released with OpenDP's private
 # quantile (instead of min and max, which are one person's values); of other data, estimated
-# (t-digest in views, the engine's percentile in rules and derived datasets).
+# (interpolated as DuckDB's quantile_cont in views and rules; Athena's approx_percentile estimates them).
 QUANTILES = {"p10": 0.1, "p25": 0.25, "median": 0.5, "p75": 0.75, "p90": 0.9}
 # Candidates a private quantile chooses among, evenly spaced over the column's declared bounds.
 QUANTILE_CANDIDATES = 101

@@ -326,8 +326,9 @@ def _slot_histograms(
     numbers = np.asarray(pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False), dtype=float)[valid]
     low, high = bounds
     scaled = (numbers - low) / ((high - low) / (QUANTILE_CANDIDATES - 1)) if high > low else np.zeros(len(numbers))
+    scaled = np.where(np.abs(scaled - np.rint(scaled)) < 1e-9, np.rint(scaled), scaled)  # on a candidate, exactly
     below = np.clip(np.floor(scaled), 0, QUANTILE_CANDIDATES - 1).astype(np.int64)
-    slots = 2 * below + (scaled > below)
+    slots = np.minimum(2 * below + (scaled > below), 2 * (QUANTILE_CANDIDATES - 1))
     order = np.argsort(positions)
     group_at = order[np.searchsorted(positions[order], np.asarray(rows.column(_GROUP).to_numpy(), dtype=np.int64)[valid])]
     width = 2 * QUANTILE_CANDIDATES

@@ -34,15 +34,26 @@ written_items = WrittenItems()
 def make_conditional_writes_atomic() -> None:
     """DynamoDB evaluates a write's condition and applies it atomically; moto's backend takes no
     lock, so two threads can both pass `attribute_not_exists` and the second overwrites the first.
-    The nonce store and the audit chain depend on that atomicity, so serialise moto's writes (and
-    note which items each one wrote). Transactions undo their own items when cancelled rather than
+    The nonce store and the audit chain depend on that atomicity, so serialise moto's requests (and
+    note which items each write wrote). Transactions undo their own items when cancelled rather than
     copying whole tables first (see `_undo_by_item`)."""
     global _patched
     if _patched:
         return
     from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.responses import DynamoHandler
 
     _undo_by_item(DynamoDBBackend)
+    # A read turns the stored item into its answer after the backend returned it, iterating the
+    # item's attributes while a write on another thread may be changing them ("dictionary changed
+    # size during iteration"): each request, its answer included, runs whole under the same lock.
+    handle = DynamoHandler.call_action
+
+    def one_at_a_time(self: Any) -> Any:
+        with _lock:
+            return handle(self)
+
+    DynamoHandler.call_action = one_at_a_time  # type: ignore[method-assign]
 
     for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
         original = getattr(DynamoDBBackend, name)

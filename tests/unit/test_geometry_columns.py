@@ -38,6 +38,9 @@ def test_the_demo_city_districts_are_valid_polygons_and_profiled_by_their_box(tm
         (json.dumps({"type": "Polygon", "coordinates": "nowhere"}), "not_geojson"),
         (json.dumps({"type": "Point", "coordinates": [-2.58, 51.45]}), "geometry_type"),
         (json.dumps(BOW_TIE), "invalid_geometry"),
+        (json.dumps({"type": "Polygon", "coordinates": []}), "not_geojson"),  # empty: no place at all
+        (json.dumps({"type": "Feature", "properties": {"owner": "A. Person"}, "geometry": SQUARE}), "not_geojson"),
+        (json.dumps({"type": "Polygon", "coordinates": [[[-2.6, 51.4], [-2.5, 51.4], [-2.5, 51.5]]]}), "not_geojson"),
         (json.dumps({"type": "Polygon", "coordinates": [[[10, 51.4], [10.1, 51.4], [10.1, 51.5], [10, 51.4]]]}), "out_of_bounds"),
     ],
 )
@@ -55,7 +58,7 @@ def test_a_geometry_that_is_not_what_the_column_declares_is_rejected_with_its_ru
 def test_a_geometry_keyword_on_a_number_column_is_refused() -> None:
     with pytest.raises(ValueError, match="x-geometry applies to a string column"):
         TableSchema.model_validate(
-            {"type": "object", "properties": {"shape": {"type": "number", "x-geometry": {"types": ["Point"]}}}}
+            {"type": "object", "properties": {"shape": {"type": "number", "maxLength": 100, "x-geometry": {"types": ["Point"]}}}}
         )
     with pytest.raises(ValueError, match="west < east"):
         TableSchema.model_validate(

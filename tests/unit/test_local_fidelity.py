@@ -79,3 +79,48 @@ def test_a_transaction_that_holds_is_written_whole() -> None:
             TransactItems=[_put("b", str(n), "w") for n in range(99)] + [_put("a", "0", "x", "attribute_not_exists(pk)")]
         )
     assert len(_items(dynamodb)) == 100 and _items(dynamodb)[("a", "0")] == "v0"
+
+
+@mock_aws
+def test_a_read_while_another_thread_writes_the_same_item_is_answered() -> None:
+    """A read's answer is made from the stored item after moto's backend returned it: without the
+    lock around the whole request, a write adding attributes meanwhile broke it ("dictionary changed
+    size during iteration")."""
+    import threading
+
+    dynamodb = _client()
+    key = {"pk": {"S": "upload"}, "sk": {"S": "u1"}}
+    dynamodb.put_item(TableName="t", Item=key | {"v": {"S": "0"}})
+    errors: list[Exception] = []
+
+    def write() -> None:
+        for n in range(60):
+            names = ", ".join(f"a{n}_{i} = :v" for i in range(40))
+            dropped = ", ".join(f"a{n - 1}_{i}" for i in range(40))
+            dynamodb.update_item(
+                TableName="t",
+                Key=key,
+                UpdateExpression=f"SET {names} REMOVE {dropped}" if n else f"SET {names}",
+                ExpressionAttributeValues={":v": {"S": str(n)}},
+            )
+
+    def read() -> None:
+        try:
+            for _ in range(60):
+                dynamodb.get_item(TableName="t", Key=key)
+        except Exception as error:  # the race's symptom, collected to be asserted on
+            errors.append(error)
+
+    import sys
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: the race shows within a run
+    try:
+        threads = [threading.Thread(target=write), threading.Thread(target=read), threading.Thread(target=read)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
