@@ -9,19 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cityshare.demo_city import AIR_BY_DISTRICT_RULE
 from cityshare.generators import generate
 from tests.conftest import Member, RunningStack, onboard, unique
 from tests.datasets import city_schema
 
 AIR_BY_DISTRICT = "SELECT district, date_trunc('hour', measured_at) AS hour, avg(pm25) AS mean_pm25 FROM {table} GROUP BY ALL"
-RULE = {
-    "name": "PM2.5 above 50 at a station of a district in an hour",
-    "measure": {"aggregate": "max", "column": "pm25"},
-    "group_by": ["district"],
-    "window": {"column": "measured_at", "minutes": 60},
-    "comparison": "gt",
-    "threshold": 50,
-}
+RULE = AIR_BY_DISTRICT_RULE  # the demo's: PM2.5 above 50 at a station of a district in an hour
 
 
 @dataclass

@@ -147,6 +147,8 @@ def test_a_steward_narrows_approves_revokes_and_verifies_in_the_browser(
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Revoke").first.click()
     page.get_by_role("status").filter(has_text="Revoked").wait_for()
+    page.get_by_role("heading", name="Given by your department: 0 active").wait_for()  # redrawn: ended, folded apart
+    page.get_by_text("1 ended (revoked or expired)").click()
     shoot(page, "grants")
     with pytest.raises(Exception, match=r"403|404"):
         consumer.client.read_table(dataset_id)
