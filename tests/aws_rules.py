@@ -16,6 +16,9 @@ IAM (CreateRole): the trust policy's principals exist (an account, a role that e
 S3 (PutObject) into a bucket created with Object Lock: the request carries Content-MD5 or a
 checksum (S3 refuses it otherwise: "Content-MD5 OR x-amz-checksum- HTTP header is required for Put
 Object requests with Object Lock parameters"). KMS (Sign): a RAW message is at most 4,096 bytes.
+
+DynamoDB: a BatchGetItem asks for at most 100 keys, a TransactWriteItems holds at most 100 actions.
+Lambda (Invoke, synchronous): the request payload is at most 6 MB.
 """
 
 from __future__ import annotations
@@ -165,6 +168,16 @@ class AwsRules:
             if params.get("MessageType", "RAW") == "RAW" and len(params.get("Message", b"")) > 4096:
                 raise refuse(operation, "ValidationException", "a RAW message to sign is at most 4096 bytes")
             self.checked.append("kms.Sign")
+        # Limits on every call of their kind (not listed in `checked`: they are not policy documents).
+        if service == "dynamodb" and operation == "BatchGetItem":
+            keys = sum(len(wanted.get("Keys", [])) for wanted in params.get("RequestItems", {}).values())
+            if keys > 100:
+                raise refuse(operation, "ValidationException", "Too many items requested for the BatchGetItem call (at most 100)")
+        if service == "dynamodb" and operation == "TransactWriteItems" and len(params.get("TransactItems", [])) > 100:
+            raise refuse(operation, "ValidationException", "a transaction holds at most 100 actions")
+        synchronous = params.get("InvocationType", "RequestResponse") == "RequestResponse"
+        if service == "lambda" and operation == "Invoke" and synchronous and len(params.get("Payload", b"")) > 6 * 1024 * 1024:
+            raise refuse(operation, "RequestEntityTooLargeException", "a synchronous request payload is at most 6 MB")
         if service == "iam" and operation == "CreateRole":
             trust = json.loads(params["AssumeRolePolicyDocument"])
             for statement in _listed(trust.get("Statement", [])):

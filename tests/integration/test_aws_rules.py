@@ -79,3 +79,26 @@ def test_the_sealers_calls_pass_the_rules_s3_and_kms_apply(moto_aws: Aws, settin
         with pytest.raises(PolicyRefused, match="Content-MD5"):
             moto_aws.client("s3").put_object(Bucket=moto_aws.names[("bucket", "audit-archive")], Key="audit/x", Body=b"x")
     assert rules.checked.count("s3.PutObject(object lock)") == 3 and "kms.Sign" in rules.checked
+
+
+def test_many_datasets_and_many_audit_entries_are_read_and_written_within_dynamodbs_limits(moto_aws: Aws) -> None:
+    """The city picture reads up to 120 datasets in one call and records its reads in one write:
+    batches of at most 100 keys, transactions of at most 100 actions (moto does not refuse more)."""
+    from functions.audit.chain import AuditEvent, AuditLog
+    from functions.catalog.repository import CatalogRepository
+
+    client = moto_aws.client("dynamodb")
+    rules = AwsRules(role_exists=lambda _: True)
+    with rules.active():
+        with pytest.raises(PolicyRefused, match="at most 100"):
+            client.batch_get_item(
+                RequestItems={
+                    moto_aws.table("catalog"): {"Keys": [{"pk": {"S": f"D#{n}"}, "sk": {"S": "DATASET"}} for n in range(101)]}
+                }
+            )
+        assert CatalogRepository(moto_aws.table("catalog"), client).get_many([f"ds-{n:03d}" for n in range(150)]) == {}
+        event = AuditEvent(
+            actor_department="city", actor_principal="p", action="ReadData", resource="Dataset::x", decision="allow"
+        )
+        written = AuditLog(moto_aws.table("audit"), client).append_many("city", [event] * 150)
+    assert [e.seq for e in written] == list(range(1, 151))
