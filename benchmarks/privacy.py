@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from benchmarks.views import RUNS, curated_of, described, median_seconds
+from benchmarks.views import RUNS, curated_of, described, median_seconds, paired_medians
 from functions.catalog.models import Dataset
 from functions.privacy.release import ReleaseRequest, ReleaseResult, packed, release
 from functions.sharing.models import Grant, GrantTerms
@@ -81,8 +81,7 @@ def private_groups(folder: Path) -> None:
 
     secrets = ViewSecrets(release=release)
     release(_warm_up())  # OpenDP's first call loads the library: the function's cold start, not a view's cost
-    bare_s, _ = median_seconds(bare_duckdb)
-    view_s, _ = median_seconds(lambda: view_bytes([curated], requests, hourly, secrets))
+    bare_s, view_s = paired_medians(bare_duckdb, lambda: view_bytes([curated], requests, hourly, secrets))
     groups = pq.read_table(io.BytesIO(view_bytes([curated], requests, hourly, secrets)))
     print(f"{ROWS:,} service requests, subject citizen_id: hourly groups by district and category, k = 5, epsilon 1")
     print(f"  bare DuckDB GROUP BY ... HAVING count(*) >= 5 to Parquet: {bare_s * 1000:.0f} ms")
@@ -255,8 +254,7 @@ def per_grant_tokens(folder: Path) -> None:
         return sink.getvalue()
 
     secrets = ViewSecrets(mask_key=lambda: b"m" * 32)
-    bare_s, _ = median_seconds(bare)
-    view_s, _ = median_seconds(lambda: view_bytes([curated], reads, plain, secrets))
+    bare_s, view_s = paired_medians(bare, lambda: view_bytes([curated], reads, plain, secrets), runs=3 * RUNS)
     print(f"{ROWS:,} plate reads, a plain grant (lane in {LANES}):")
     print(f"  bare pyarrow read + filter + write: {bare_s * 1000:.0f} ms")
     print(f"  view with plates re-keyed per grant: {view_s * 1000:.0f} ms -> ratio {view_s / bare_s:.2f} (target <= 1.2)")

@@ -70,6 +70,18 @@ def median_seconds(action: Callable[[], bytes]) -> tuple[float, int]:
     return statistics.median(times), size
 
 
+def paired_medians(*actions: Callable[[], bytes], runs: int = RUNS) -> list[float]:
+    """Median seconds of each action, run in turn within each round: the machine's drift between
+    rounds (other processes, memory) falls on every action alike, not on whichever ran last."""
+    times: list[list[float]] = [[] for _ in actions]
+    for _ in range(runs):
+        for measured, action in zip(times, actions, strict=True):
+            start = time.perf_counter()
+            action()
+            measured.append(time.perf_counter() - start)
+    return [statistics.median(measured) for measured in times]
+
+
 def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="cityshare-views-"))
     csv = generate("traffic-flow", ROWS, folder / "flow.csv")

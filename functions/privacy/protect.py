@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import binascii
+import itertools
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -153,11 +154,15 @@ def short_values(tokens: pa.Array, key: bytes) -> pa.Array:
     """The values behind short-value tokens under `key` (null for anything else, such as a long
     value's token, which the vault answers for). The one inverse the linkage path needs."""
     count = len(tokens)
-    blank = "0" * 2 * TOKEN_BYTES
-    well_formed = pc.fill_null(pc.match_substring_regex(tokens, f"^[0-9a-f]{{{2 * TOKEN_BYTES}}}$"), False)
-    text = pc.if_else(well_formed, tokens, blank)
-    digits = bytes(np.frombuffer(text.buffers()[2], dtype=np.uint8)[: count * 2 * TOKEN_BYTES])
-    blocks = np.frombuffer(TokenKey(key).open_blocks(bytes.fromhex(digits.decode())), dtype=np.uint8).reshape(count, 16)
+    dense = pc.fill_null(tokens, _BLANK_TOKEN) if tokens.null_count else tokens
+    parsed = _token_bytes(dense)
+    if parsed is None:  # some values are not tokens: find which, and read blanks in their place
+        well_formed = pc.fill_null(pc.match_substring_regex(tokens, f"^[0-9a-fA-F]{{{2 * TOKEN_BYTES}}}$"), False)
+        parsed = _token_bytes(pc.if_else(well_formed, tokens, _BLANK_TOKEN))
+    else:
+        well_formed = tokens.is_valid()
+    assert parsed is not None  # every value is now a token or the blank one
+    blocks = np.frombuffer(TokenKey(key).open_blocks(parsed), dtype=np.uint8).reshape(count, 16)
     # The padding: the last non-zero byte is 0x80; what comes before it is the value.
     nonzero = blocks != 0
     last = 15 - np.argmax(nonzero[:, ::-1], axis=1)
@@ -250,27 +255,50 @@ def sealed_context(dataset_id: str, column: str) -> bytes:
     return f"{dataset_id}/{column}".encode()
 
 
-def keyed_tokens(values: pa.Array | pa.ChunkedArray, key: bytes) -> pa.Array:
+def keyed_tokens(values: pa.Array | pa.ChunkedArray, key: bytes) -> pa.Array | pa.ChunkedArray:
     """Tokens of the values under `key` (each distinct value computed once; nulls stay null).
     Tokens of another space (32 lowercase hex digits: the owner's pseudonyms a grant re-keys) are
-    16 bytes each, one AES block under `key`: every row in one call, not a MAC per distinct value."""
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
+    16 bytes each, one AES block under `key`: every row in one call, not a MAC per distinct value.
+    Which of the two applies is decided for the whole column, so one value has one token."""
+    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
     if pa.types.is_string(values.type) and len(values) > values.null_count:
-        well_formed = pc.match_substring_regex(values, f"^[0-9a-f]{{{2 * TOKEN_BYTES}}}$")
-        if pc.all(well_formed).as_py():
-            return _block_tokens(values, key)
-    return TokenSpace(key).tokens(values, remember=False)
+        parsed = [_token_bytes(pc.fill_null(chunk, _BLANK_TOKEN) if chunk.null_count else chunk) for chunk in chunks]
+        if all(tokens is not None for tokens in parsed):
+            # One AES call and one hexlify over the whole column (the chunks' bytes joined, not
+            # the chunks as strings), then the result cut back into the chunks it was read in.
+            digits = binascii.hexlify(TokenKey(key).blocks(b"".join(t or b"" for t in parsed)))
+            rekeyed = _fixed_width_strings(np.frombuffer(digits, dtype=np.uint8).reshape(len(values), 2 * TOKEN_BYTES))
+            if values.null_count:
+                rekeyed = pc.if_else(_valid(values), rekeyed, pa.scalar(None, pa.string()))
+            if not isinstance(values, pa.ChunkedArray):
+                return rekeyed
+            bounds = np.cumsum([0, *(len(chunk) for chunk in chunks)])
+            return pa.chunked_array([rekeyed.slice(a, b - a) for a, b in itertools.pairwise(bounds)], type=pa.string())
+    whole = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    return TokenSpace(key).tokens(whole, remember=False)
 
 
-def _block_tokens(tokens: pa.Array, key: bytes) -> pa.Array:
-    width, count = 2 * TOKEN_BYTES, len(tokens)
-    dense = pc.fill_null(tokens, "0" * width) if tokens.null_count else tokens
-    start = int(np.frombuffer(dense.buffers()[1], dtype=np.int32, count=1, offset=dense.offset * 4)[0])
-    digits = bytes(np.frombuffer(dense.buffers()[2], dtype=np.uint8)[start : start + count * width])
-    sealed = TokenKey(key).blocks(bytes.fromhex(digits.decode()))
-    rekeyed = _fixed_width_strings(np.frombuffer(binascii.hexlify(sealed), dtype=np.uint8).reshape(count, width))
-    return pc.if_else(tokens.is_valid(), rekeyed, pa.scalar(None, pa.string())) if tokens.null_count else rekeyed
+def _valid(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    valid = values.is_valid()
+    return valid.combine_chunks() if isinstance(valid, pa.ChunkedArray) else valid
+
+
+_BLANK_TOKEN = "0" * 2 * TOKEN_BYTES
+
+
+def _token_bytes(text: pa.Array) -> bytes | None:
+    """The 16 bytes of each value when every value is a token (32 hex digits), else None: a length
+    check and one unhexlify over the array's data, instead of a regex per row."""
+    count, width = len(text), 2 * TOKEN_BYTES
+    if not count:
+        return b""
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32, count=count + 1, offset=text.offset * 4)
+    if int(offsets[-1] - offsets[0]) != count * width or not bool(np.all(np.diff(offsets) == width)):
+        return None
+    try:
+        return binascii.unhexlify(memoryview(text.buffers()[2])[int(offsets[0]) : int(offsets[-1])])
+    except binascii.Error:  # a character that is not a hex digit
+        return None
 
 
 def decrypt_value(data_key: bytes, dataset_id: str, column: str, sealed: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import gzip
 import io
+import itertools
 import json
 from pathlib import Path
 
@@ -185,3 +186,26 @@ def test_tokens_of_many_values_at_once_are_the_tokens_of_each(values: list[str |
     many = keyed_tokens(pa.array(values, pa.string()), PSEUDONYM_KEY).to_pylist()
     assert many == [None if v is None else token(v) for v in values]
     assert all(t is None or len(t) == 32 for t in many)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.one_of(st.none(), st.text(min_size=1, max_size=20)), min_size=1, max_size=40),
+    st.lists(st.integers(min_value=0, max_value=40), max_size=4),
+)
+def test_re_keying_a_column_of_tokens_gives_one_token_per_token_however_it_is_chunked(
+    plates: list[str | None], cuts: list[int]
+) -> None:
+    # A grant's view re-keys the owner's tokens chunk by chunk, as read: the grant's token of a
+    # token must not depend on the chunk it arrives in, nor on a slice's offset.
+    owner_tokens = keyed_tokens(pa.array(plates, pa.string()), PSEUDONYM_KEY)
+    whole = keyed_tokens(owner_tokens, DATA_KEY).to_pylist()
+    bounds = sorted({0, len(plates), *(c for c in cuts if c <= len(plates))})
+    chunked = pa.chunked_array([owner_tokens.slice(a, b - a) for a, b in itertools.pairwise(bounds)], type=pa.string())
+    assert keyed_tokens(chunked, DATA_KEY).to_pylist() == whole
+    assert keyed_tokens(owner_tokens.slice(1), DATA_KEY).to_pylist() == whole[1:]
+    assert short_values(owner_tokens.slice(1), PSEUDONYM_KEY).to_pylist() == [
+        p if p is None or len(p.encode()) <= 15 else None for p in plates[1:]
+    ]
+    grant_tokens = {t for t in whole if t is not None}
+    assert not grant_tokens & {t for t in owner_tokens.to_pylist() if t is not None}
