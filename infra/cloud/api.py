@@ -32,6 +32,7 @@ from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from infra.cloud.config import LOG_RETENTION_NAMES, DeploymentConfig
+from infra.request_models import BODY_REFUSED, MODEL_NAME, json_body_routes
 from infra.spec import (
     AUTHORIZER_CACHE_SECONDS,
     DEPARTMENT_HEADER,
@@ -55,7 +56,9 @@ _GATEWAY_PROBLEMS = (
     # The department's API key is made when it is provisioned, seconds after it is registered.
     (apigw.ResponseType.INVALID_API_KEY, 409, "department_not_ready", "The department is still being set up; try again shortly"),
     (apigw.ResponseType.REQUEST_TOO_LARGE, 413, "payload_too_large", "The request body is too large"),
-    (apigw.ResponseType.BAD_REQUEST_BODY, 400, "invalid_request", "The request is not valid"),
+    # A fixed text: gateway response templates are plain substitution, and the validator's own words
+    # ($context.error.validationErrorString) carry unescaped quotes that would break the JSON.
+    (apigw.ResponseType.BAD_REQUEST_BODY, 400, "invalid_request", BODY_REFUSED),
     (apigw.ResponseType.DEFAULT_4_XX, None, "invalid_request", "The request was refused"),
     (apigw.ResponseType.DEFAULT_5_XX, None, "internal_error", "Internal error"),
 )
@@ -196,11 +199,24 @@ class Api(Construct):
         validator = self.rest_api.add_request_validator("Validator", validate_request_body=True, validate_request_parameters=True)
         integrations: dict[str, apigw.Integration] = {}
         owners: dict[str, RouteSpec] = {}
+        body_model = self.rest_api.add_model(
+            "BodyModel",
+            content_type="application/json",
+            model_name=MODEL_NAME,
+            schema=apigw.JsonSchema(schema=apigw.JsonSchemaVersion.DRAFT4, title=MODEL_NAME, type=apigw.JsonSchemaType.OBJECT),
+        )
+        with_body = json_body_routes()
         for route in routes:
             if route.function not in integrations:
                 integrations[route.function] = self._proxy(functions[route.function], route.function)
             resource = self.rest_api.root.resource_for_path(route.path)
-            resource.add_method(route.method, integrations[route.function], request_validator=validator, **self._guard(route))
+            resource.add_method(
+                route.method,
+                integrations[route.function],
+                request_validator=validator,
+                request_models={"application/json": body_model} if (route.method, route.path) in with_body else None,
+                **self._guard(route),
+            )
             owners[route.path] = route
         for path, route in owners.items():
             # Any other method on a known path reaches its function (after the authorizer), which

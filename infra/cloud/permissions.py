@@ -321,22 +321,11 @@ def data_bucket_statements(bucket: s3.IBucket, query_role_arn: str) -> list[iam.
     objects under a department root are reached only by sessions tagged with that department (the
     query role through Athena reads curated/), and no one deletes an object's versions. (Which
     department's roots a tagged session reaches is the data role's policy; that another department's
-    objects stay unreadable to it is also each department key's policy, and this bucket's policy
-    says it a third time: a session tagged with a department reaches no object of this bucket
-    outside that department's own roots, whatever its role's policy allows.)"""
+    objects stay unreadable to it is also each department key's policy.)"""
     object_actions = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:GetObjectVersion"]
     roots = [bucket.arn_for_objects(f"{root}/*") for root in DEPARTMENT_ROOTS]
     untagged = {"Null": {f"aws:PrincipalTag/{DEPARTMENT_TAG}": "true"}}
-    own_roots = [bucket.arn_for_objects(f"{root}/{_TAGGED}/*") for root in DEPARTMENT_ROOTS]
     return [
-        iam.PolicyStatement(
-            sid="TaggedSessionsOnlyInTheirOwnDepartmentsRoots",
-            effect=iam.Effect.DENY,
-            principals=[iam.AnyPrincipal()],
-            actions=sorted({*DATA_OBJECT_ACTIONS, *object_actions}),
-            not_resources=own_roots,
-            conditions={"Null": {f"aws:PrincipalTag/{DEPARTMENT_TAG}": "false"}},
-        ),
         _deny_everyone(
             "DepartmentRootsOnlyForTaggedSessionsOrAthena",
             object_actions,

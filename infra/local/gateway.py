@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from infra.local.console import ConsoleFiles
 from infra.local.lambdas import LocalLambdas
+from infra.request_models import BODY_REFUSED, body_refused
 from infra.spec import (
     AUTHORIZER_CACHE_SECONDS,
     CONSOLE_PATH,
@@ -265,6 +266,9 @@ class Gateway:
             return self._problem(401, "unauthenticated", "The caller could not be authenticated", "Unauthorized")
         if not self._limiter.allow(str(authorization["context"]["department_id"])):
             return self._throttled()
+        # As API Gateway's request validator, after the authorizer: the route's body model.
+        if body_refused(request.command, route.path, raw_body):
+            return self._problem(400, "invalid_request", BODY_REFUSED, BODY_REFUSED)
         event["requestContext"]["authorizer"] = dict(authorization["context"], principalId=authorization["principalId"])
         return self._respond(self._lambdas.invoke(route.function, event))
 

@@ -9,6 +9,7 @@ import requests
 
 from cityshare import CityShareError
 from cityshare.signing import request_target
+from infra.request_models import BODY_REFUSED
 from tests.conftest import Member, RunningStack, onboard, unique
 from tests.datasets import SMALL_SCHEMA, city_schema
 
@@ -148,7 +149,8 @@ def _raw(member: Member, method: str, path: str, body: bytes) -> requests.Respon
 
 def test_malformed_json_and_oversized_bodies_are_4xx_problems(transport: Member) -> None:
     malformed = _raw(transport, "POST", "/datasets", b'{"dataset_id": ')
-    assert (malformed.status_code, malformed.json()["code"]) == (400, "malformed_json")
+    assert (malformed.status_code, malformed.json()["code"]) == (400, "invalid_request")  # the edge's body model
+    assert malformed.json()["detail"] == BODY_REFUSED
     assert malformed.headers["Content-Type"].startswith("application/problem+json")
     huge = _raw(transport, "POST", "/datasets", json.dumps({"title": "x" * 1_100_000}).encode())
     assert (huge.status_code, huge.json()["code"]) == (413, "payload_too_large")

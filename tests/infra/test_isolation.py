@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 
 from functions.identity.provisioning import department_key_policy
-from infra.cloud.permissions import DATA_OBJECT_ACTIONS
 from infra.spec import DEPARTMENT_ROOTS, DEPARTMENT_TAG, SPEC
 from tests.infra.conftest import ROOT, Synthesised, of_type
-from tests.infra.iam import Resources, Statement, render, role_statements, role_table
+from tests.infra.iam import Resources, Statement, role_statements, role_table
 
 FUNCTION_ROLES = {f"role:{f.name}" for f in SPEC.functions}
 
@@ -142,14 +141,6 @@ def test_the_bucket_policy_keeps_versions_and_departments_roots(resources: Resou
     assert len(untagged["Resource"]) == len(DEPARTMENT_ROOTS)
     athena = by_sid["AthenaReadsForTheQueryRoleOnly"]
     assert "cityshare-prod-query" in json.dumps(athena["Condition"]["ArnNotEquals"])
-    # Each prefix is bound to its own department's tag by the bucket itself: a tagged session
-    # reaches nothing outside <root>/<its tag>/ (every object action the data role holds).
-    bound = by_sid["TaggedSessionsOnlyInTheirOwnDepartmentsRoots"]
-    assert bound["Effect"] == "Deny" and bound["Principal"] == {"AWS": "*"} and "Resource" not in bound
-    assert bound["Condition"] == {"Null": {f"aws:PrincipalTag/{DEPARTMENT_TAG}": "false"}}
-    assert set(DATA_OBJECT_ACTIONS) <= set(bound["Action"])
-    own = sorted(render(r) for r in bound["NotResource"])
-    assert own == sorted(f"<bucket:data>/{root}/${{aws:PrincipalTag/{DEPARTMENT_TAG}}}/*" for root in DEPARTMENT_ROOTS)
 
 
 def test_the_audit_archive_and_the_seal_key_are_the_sealers_alone(

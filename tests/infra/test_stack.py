@@ -15,6 +15,7 @@ from aws_cdk.assertions import Match, Template
 from app import NAG_PACKS
 from functions.core.events import EVENT_TYPES
 from functions.core.settings import required_environment_names
+from infra.request_models import BODY_MODEL, MODEL_NAME, json_body_routes
 from infra.spec import AUTHORIZER_CACHE_SECONDS, PUBLIC, SPEC
 from tests.infra.conftest import Synthesised, of_type
 
@@ -283,3 +284,23 @@ def test_cfn_lint_finds_no_error_in_the_template(synthesised: Synthesised) -> No
     assert result.returncode == 0, result.stdout[-3000:]
     # Only CDK's redundant DependsOn warnings remain (W3005), nothing else.
     assert set(re.findall(r"^([EW]\d{4})", result.stdout, re.MULTILINE)) <= {"W3005"}, result.stdout[-3000:]
+
+
+def test_every_json_body_must_be_a_json_object_at_the_edge(resources: Resources) -> None:
+    """API Gateway's validator holds every JSON body route to the body model (a JSON object), before
+    any function runs; the functions answer the rest precisely (infra/request_models.py says why)."""
+    from jsonschema import Draft4Validator
+
+    bodies = json_body_routes()
+    assert len(bodies) >= 19 and bodies <= {(r.method, r.path) for r in SPEC.routes}
+    ((model_id, resource),) = of_type(resources, "AWS::ApiGateway::Model").items()
+    model = resource["Properties"]
+    assert model["Name"] == MODEL_NAME and model["ContentType"] == "application/json"
+    assert model["Schema"] == BODY_MODEL
+    Draft4Validator.check_schema(model["Schema"])
+    methods = of_type(resources, "AWS::ApiGateway::Method").values()
+    with_model = [m["Properties"] for m in methods if "RequestModels" in m["Properties"]]
+    assert len(with_model) == len(bodies)  # the route's own method: ANY on its path reaches the 405
+    assert all(m["RequestModels"] == {"application/json": {"Ref": model_id}} for m in with_model)
+    validators = of_type(resources, "AWS::ApiGateway::RequestValidator").values()
+    assert [v["Properties"]["ValidateRequestBody"] for v in validators] == [True]

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cityshare.keys import generate_key, load_private_key
 from cityshare.signing import DEPARTMENT_HEADER, TOKEN_TYPE, body_sha256, request_target
 from functions.identity.binding import DEPARTMENT_HEADER as FIREWALL_HEADER
+from infra.request_models import BODY_REFUSED
 from tests.conftest import Member, RunningStack, onboard, unique
 from tests.datasets import SMALL_SCHEMA
 
@@ -246,3 +247,36 @@ def test_a_department_cannot_edit_another_departments_dataset(stack: RunningStac
     denials = [e for e in steward.client.iter_audit() if e["action"] == "UpdateDataset" and e["decision"] == "deny"]
     assert denials[-1]["actor_department"] == environment.profile.department
     assert denials[-1]["resource"] == f"Dataset::{dataset_id}"
+
+
+@pytest.mark.parametrize("body", [b'[{"a": 1}]', b'"records"', b"42", b'{"records": ', b"\xa2"])
+def test_a_body_that_is_not_a_json_object_is_refused_at_the_edge(stack: RunningStack, transport: Member, body: bytes) -> None:
+    # As API Gateway's request validator does in AWS (the same body model), before any function.
+    token = sign(transport, claims_for(transport, "POST", "/datasets/no-such-dataset/records", body))
+    refused = send(stack, "POST", "/datasets/no-such-dataset/records", token, body)
+    assert refused.status_code == 400 and refused.headers["Content-Type"].startswith("application/problem+json")
+    assert refused.json()["code"] == "invalid_request" and refused.json()["detail"] == BODY_REFUSED
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"records": "not a list"},
+        {"records": []},
+        {"records": [{"a": 1}] * 1001},
+        {"record": [{"a": 1}]},
+        {"records": [{"a": 1}]},
+    ],
+    ids=["wrong-type", "too-few", "too-many", "misspelt-member", "well-formed"],
+)
+def test_any_json_object_reaches_the_function_which_says_precisely_what_is_wrong(
+    stack: RunningStack, transport: Member, body: Any
+) -> None:
+    # The edge leaves members, types, values and bounds to the function, whose problem names them.
+    data = json.dumps(body).encode()
+    token = sign(transport, claims_for(transport, "POST", "/datasets/no-such-dataset/records", data))
+    answer = send(stack, "POST", "/datasets/no-such-dataset/records", token, data).json()
+    if body == {"records": [{"a": 1}]}:
+        assert answer["code"] == "dataset_not_found"
+    else:
+        assert answer["code"] == "validation_failed" and answer["errors"], answer
