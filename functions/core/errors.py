@@ -105,6 +105,12 @@ class PayloadTooLarge(CityShareError):
     status, code, title = 413, "payload_too_large", "The request body is too large"
 
 
+class ViewTooLarge(CityShareError):
+    """A private view whose groups are more than the privacy function can be handed in one call."""
+
+    status, code, title = 422, "view_too_large", "The grant's view has too many groups to release"
+
+
 class PrivacyBudgetExhausted(Conflict):
     """A differentially private release would spend more than the grantee may spend on the dataset."""
 

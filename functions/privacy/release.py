@@ -37,6 +37,7 @@ from typing import Any
 from pydantic import ConfigDict, Field
 
 from functions.core import aws
+from functions.core.errors import ViewTooLarge
 from functions.core.model import Model
 
 MAX_THRESHOLD = 1 << 40
@@ -180,22 +181,42 @@ def unpacked(payload: dict[str, Any]) -> Any:
     return payload
 
 
+# A synchronous Lambda call carries at most 6 MB each way.
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+
+
 class Releases:
     """Computes releases where OpenDP is: in this process (the embedded stack, tests), or the privacy
     function (AWS, `PRIVACY_FUNCTION`), whose layer holds OpenDP beside nothing else."""
 
     lambdas = aws.LazyClient("lambda")
 
-    def __init__(self, function_name: str = "", lambdas: Any = None) -> None:
+    def __init__(self, function_name: str = "", lambdas: Any = None, max_payload_bytes: int = MAX_PAYLOAD_BYTES) -> None:
         self._function = function_name
         self._lambdas = lambdas
+        self._max_payload_bytes = max_payload_bytes
 
     def __call__(self, request: ReleaseRequest) -> ReleaseResult:
+        # Packed and measured in both stacks: a view too large for the function is refused alike
+        # in AWS and in the embedded stack, which releases in this process.
+        body = json.dumps(packed(request.model_dump_json())).encode()
+        if len(body) > self._max_payload_bytes:
+            raise _too_large(len(request.counts), len(body), self._max_payload_bytes)
         if not self._function:
             return release(request)
-        body = json.dumps(packed(request.model_dump_json())).encode()
         response = self.lambdas.invoke(FunctionName=self._function, Payload=body)
         payload = json.loads(response["Payload"].read())
         if response.get("FunctionError"):
+            if "ResponseSizeTooLarge" in str(payload.get("errorType", "")):
+                raise _too_large(len(request.counts), len(body), self._max_payload_bytes)
             raise RuntimeError(f"the privacy function failed: {str(payload.get('errorMessage', ''))[:200]}")
         return ReleaseResult.model_validate(unpacked(payload))
+
+
+def _too_large(groups: int, packed_bytes: int, limit: int) -> ViewTooLarge:
+    return ViewTooLarge(
+        f"The view's {groups:,} candidate groups make a release request of {packed_bytes / 1024 / 1024:.1f} MB "
+        f"compressed; the privacy function takes at most {limit / 1024 / 1024:.1f} MB in one call. "
+        "The owner's steward can coarsen the grant (fewer group-by columns, a coarser time or place) "
+        "so that fewer groups are released."
+    )

@@ -374,6 +374,27 @@ def test_the_privacy_function_is_called_with_compressed_payloads() -> None:
     assert calls[0] * 2 < len(request.model_dump_json())  # compressed on the way
 
 
+def test_a_view_too_large_for_the_privacy_function_is_a_named_problem_in_both_stacks() -> None:
+    """Over Lambda's 6 MB, the call would fail with a 500; it is refused before, with what to do,
+    alike where the function is called (AWS) and where the release runs in process (embedded)."""
+    from functions.core.errors import ViewTooLarge
+    from functions.privacy.release import MAX_PAYLOAD_BYTES, Releases
+
+    class Unreachable:
+        def invoke(self, **_: Any) -> dict[str, Any]:
+            raise AssertionError("a request over the limit is never sent")
+
+    counts = {f"{n:08x}{n * 7919 % 99991:05d}": 10_000 + n for n in range(20_000)}
+    request = ReleaseRequest(epsilon=1.0, delta=1e-6, k=5, max_groups=1, max_rows=1, counts=counts)
+    for releases in (Releases("cityshare-dev-privacy", Unreachable(), max_payload_bytes=64_000), Releases("", None, 64_000)):
+        with pytest.raises(ViewTooLarge) as refused:
+            releases(request)
+        assert refused.value.status == 422 and refused.value.code == "view_too_large"
+        assert "20,000 candidate groups" in refused.value.detail and "coarsen" in refused.value.detail
+    assert MAX_PAYLOAD_BYTES == 6 * 1024 * 1024
+    assert Releases("", None, 64_000)(request.model_copy(update={"counts": dict(list(counts.items())[:100])})).epsilon > 0
+
+
 class LambdaContextStub:
     function_name = "cityshare-dev-privacy"
     memory_limit_in_mb = 1024
