@@ -28,7 +28,7 @@ from functions.analytics.repository import AnalyticsRepository
 from functions.analytics.scope import scope_for
 from functions.catalog.models import Dataset
 from functions.catalog.repository import CatalogQuery
-from functions.catalog.service import CatalogService
+from functions.catalog.service import CatalogService, CoveringGrants
 from functions.core.clock import utc_now
 from functions.core.errors import Forbidden, InvalidRequest, NotFound
 from functions.core.model import Model
@@ -176,7 +176,8 @@ class CityService:
         rules_future = {i: pool.submit(self._repository.rules_of, i) for i in input_ids}
         inputs = {i: found[i] for i in input_ids if i in found}
         grants = grants_future.result()
-        candidates = {d.dataset_id: _candidates(d, grants) for d in [*inputs.values(), *maps_future.result()]}
+        covering = CoveringGrants(grants)
+        candidates = {d.dataset_id: covering.of(d) for d in [*inputs.values(), *maps_future.result()]}
 
         # Decisions, each data read audited: the department's own datasets (its indicators, and the
         # map when it is its own) in one write to its chain, the others each in its owner's chain.
@@ -352,16 +353,6 @@ def _remembered(key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
 def _readers() -> ThreadPoolExecutor:
     """The threads that read in parallel, made once per process (a warm Lambda keeps them)."""
     return ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="city-reader")
-
-
-def _candidates(dataset: Dataset, grants: Sequence[Any]) -> list[Any]:
-    """The grants to the department that could cover `dataset`: on it, or on tags of its owner."""
-    found = []
-    for grant in grants:
-        facts = grant.facts()
-        if facts.owner == dataset.owner and (facts.dataset_id == dataset.dataset_id or not facts.dataset_id):
-            found.append(grant)
-    return found
 
 
 def _rule_alerts(dataset: Dataset, rules: list[AlertRule], raised: list[Alert]) -> list[RuleAlerts]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Generic, Protocol
 
 from functions.catalog.models import (
     Classification,
@@ -57,6 +57,25 @@ def choose(permitted: Sequence[G], grant_id: str | None) -> G | None:
         return next((g for g in permitted if g.facts().grant_id == grant_id), None)
     ordered = sorted(permitted, key=lambda g: (not g.facts().restricted, g.facts().created_at), reverse=True)
     return ordered[0] if ordered else None
+
+
+class CoveringGrants(Generic[G]):
+    """One department's grants, by what each could cover: a dataset (a grant on it) or its owner's
+    datasets (a tag grant, which the policies match on the dataset's tags). The candidates a
+    decision on a dataset weighs; the policies decide which, if any, allows."""
+
+    def __init__(self, grants: Iterable[G]) -> None:
+        self._by_dataset: dict[str, list[G]] = {}
+        self._by_owner: dict[str, list[G]] = {}  # tag grants, by the department that gave them
+        for grant in grants:
+            facts = grant.facts()
+            if facts.dataset_id:
+                self._by_dataset.setdefault(facts.dataset_id, []).append(grant)
+            else:
+                self._by_owner.setdefault(facts.owner, []).append(grant)
+
+    def of(self, dataset: Dataset) -> list[G]:
+        return [*self._by_dataset.get(dataset.dataset_id, []), *self._by_owner.get(dataset.owner, [])]
 
 
 class CatalogService:
@@ -218,18 +237,12 @@ class CatalogService:
             raise Forbidden("The caller may not list the catalog")
         visible: list[DatasetEntry] = []
         next_cursor: str | None = None
-        by_dataset: dict[str, list[HasFacts]] = {}
-        by_owner: dict[str, list[HasFacts]] = {}  # tag grants, by the department that gave them
-        for grant in self._grants.grants_to(caller.department_id) if self._grants else []:
-            facts = grant.facts()
-            (by_dataset.setdefault(facts.dataset_id, []) if facts.dataset_id else by_owner.setdefault(facts.owner, [])).append(
-                grant
-            )
+        covering = CoveringGrants(self._grants.grants_to(caller.department_id) if self._grants else [])
         budget = _MAX_PAGES_READ * limit
         for dataset, resume_after in self._repository.scan_pages(query, page_size=limit, cursor=cursor):
             budget -= 1
             # Listing filters by the same policies as a get, so it never reveals what a get would hide.
-            candidates = [*by_dataset.get(dataset.dataset_id, []), *by_owner.get(dataset.owner, [])]
+            candidates = covering.of(dataset)
             if self.decide(caller, "ViewDataset", dataset, candidates, audit=False)[0].allowed:
                 visible.append(self.entry(caller, dataset, candidates))
             if len(visible) == limit or budget == 0:
