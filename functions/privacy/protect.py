@@ -157,7 +157,7 @@ def short_values(tokens: pa.Array, key: bytes) -> pa.Array:
     dense = pc.fill_null(tokens, _BLANK_TOKEN) if tokens.null_count else tokens
     parsed = _token_bytes(dense)
     if parsed is None:  # some values are not tokens: find which, and read blanks in their place
-        well_formed = pc.fill_null(pc.match_substring_regex(tokens, f"^[0-9a-fA-F]{{{2 * TOKEN_BYTES}}}$"), False)
+        well_formed = pc.fill_null(pc.match_substring_regex(tokens, f"^[0-9a-f]{{{2 * TOKEN_BYTES}}}$"), False)
         parsed = _token_bytes(pc.if_else(well_formed, tokens, _BLANK_TOKEN))
     else:
         well_formed = tokens.is_valid()
@@ -255,27 +255,32 @@ def sealed_context(dataset_id: str, column: str) -> bytes:
     return f"{dataset_id}/{column}".encode()
 
 
-def keyed_tokens(values: pa.Array | pa.ChunkedArray, key: bytes) -> pa.Array | pa.ChunkedArray:
-    """Tokens of the values under `key` (each distinct value computed once; nulls stay null).
-    Tokens of another space (32 lowercase hex digits: the owner's pseudonyms a grant re-keys) are
-    16 bytes each, one AES block under `key`: every row in one call, not a MAC per distinct value.
-    Which of the two applies is decided for the whole column, so one value has one token."""
-    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
-    if pa.types.is_string(values.type) and len(values) > values.null_count:
-        parsed = [_token_bytes(pc.fill_null(chunk, _BLANK_TOKEN) if chunk.null_count else chunk) for chunk in chunks]
-        if all(tokens is not None for tokens in parsed):
-            # One AES call and one hexlify over the whole column (the chunks' bytes joined, not
-            # the chunks as strings), then the result cut back into the chunks it was read in.
-            digits = binascii.hexlify(TokenKey(key).blocks(b"".join(t or b"" for t in parsed)))
-            rekeyed = _fixed_width_strings(np.frombuffer(digits, dtype=np.uint8).reshape(len(values), 2 * TOKEN_BYTES))
-            if values.null_count:
-                rekeyed = pc.if_else(_valid(values), rekeyed, pa.scalar(None, pa.string()))
-            if not isinstance(values, pa.ChunkedArray):
-                return rekeyed
-            bounds = np.cumsum([0, *(len(chunk) for chunk in chunks)])
-            return pa.chunked_array([rekeyed.slice(a, b - a) for a, b in itertools.pairwise(bounds)], type=pa.string())
+def keyed_tokens(values: pa.Array | pa.ChunkedArray, key: bytes) -> pa.Array:
+    """Tokens of clear values under `key` (each distinct value computed once; nulls stay null): a
+    masked column's values, a linked identifier. Whatever the values look like, one value has one
+    token (hex-looking values included: they are values here, never re-keyed as tokens)."""
     whole = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
     return TokenSpace(key).tokens(whole, remember=False)
+
+
+def rekeyed_tokens(tokens: pa.Array | pa.ChunkedArray, key: bytes) -> pa.Array | pa.ChunkedArray:
+    """A pseudonymised column's tokens (32 lowercase hex digits, as ingest writes them) re-keyed into
+    the space of `key`: 16 bytes each, one AES block, every row in one call, chunk by chunk as read.
+    Anything else in the column is refused, never tokenised another way: one token, one token."""
+    chunks = tokens.chunks if isinstance(tokens, pa.ChunkedArray) else [tokens]
+    parsed = [_token_bytes(pc.fill_null(chunk, _BLANK_TOKEN) if chunk.null_count else chunk) for chunk in chunks]
+    if not pa.types.is_string(tokens.type) or any(token_bytes is None for token_bytes in parsed):
+        raise ValueError("a pseudonymised column holds values that are not tokens")
+    # One AES call and one hexlify over the whole column (the chunks' bytes joined, not the chunks
+    # as strings), then the result cut back into the chunks it was read in.
+    digits = binascii.hexlify(TokenKey(key).blocks(b"".join(t or b"" for t in parsed)))
+    rekeyed = _fixed_width_strings(np.frombuffer(digits, dtype=np.uint8).reshape(len(tokens), 2 * TOKEN_BYTES))
+    if tokens.null_count:
+        rekeyed = pc.if_else(_valid(tokens), rekeyed, pa.scalar(None, pa.string()))
+    if not isinstance(tokens, pa.ChunkedArray):
+        return rekeyed
+    bounds = np.cumsum([0, *(len(chunk) for chunk in chunks)])
+    return pa.chunked_array([rekeyed.slice(a, b - a) for a, b in itertools.pairwise(bounds)], type=pa.string())
 
 
 def _valid(values: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -284,21 +289,29 @@ def _valid(values: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 
 _BLANK_TOKEN = "0" * 2 * TOKEN_BYTES
+_LOWER = np.uint64(0x2020202020202020)
 
 
 def _token_bytes(text: pa.Array) -> bytes | None:
-    """The 16 bytes of each value when every value is a token (32 hex digits), else None: a length
-    check and one unhexlify over the array's data, instead of a regex per row."""
+    """The 16 bytes of each value when every value is a token (32 lowercase hex digits), else None:
+    a length check and one unhexlify over the array's data, instead of a regex per row."""
     count, width = len(text), 2 * TOKEN_BYTES
     if not count:
         return b""
     offsets = np.frombuffer(text.buffers()[1], dtype=np.int32, count=count + 1, offset=text.offset * 4)
     if int(offsets[-1] - offsets[0]) != count * width or not bool(np.all(np.diff(offsets) == width)):
         return None
+    digits = memoryview(text.buffers()[2])[int(offsets[0]) : int(offsets[-1])]
     try:
-        return binascii.unhexlify(memoryview(text.buffers()[2])[int(offsets[0]) : int(offsets[-1])])
+        parsed = binascii.unhexlify(digits)
     except binascii.Error:  # a character that is not a hex digit
         return None
+    # unhexlify also takes A-F; tokens are lower case. Among hex digits, only A-F lack bit 0x20:
+    # eight bytes at a time.
+    words = np.frombuffer(digits, dtype=np.uint64)
+    if not bool(np.all(words & _LOWER == _LOWER)):
+        return None
+    return parsed
 
 
 def decrypt_value(data_key: bytes, dataset_id: str, column: str, sealed: str) -> str:

@@ -28,7 +28,7 @@ from functions.core.scoped import DepartmentScopes, sse_kms
 from functions.core.settings import Settings
 from functions.identity.directory import DepartmentKeys
 from functions.privacy.keys import KeyService
-from functions.privacy.protect import decrypt_value, generalise, keyed_tokens, short_values
+from functions.privacy.protect import decrypt_value, generalise, keyed_tokens, rekeyed_tokens, short_values
 from functions.privacy.release import QuantileInput, ReleaseRequest, ReleaseResult, Releases
 from functions.privacy.sealing import open_stream
 from functions.sharing.models import QUANTILE_CANDIDATES, QUANTILES, AggregateTerms, Grant, RowFilter, linked_own_columns
@@ -107,11 +107,14 @@ def restrict(table: pa.Table, dataset: Dataset, grant: Grant, secrets: ViewSecre
             table = table.set_column(columns.index(name), name, generalise(table.column(name), granularity))
     # A grant's pseudonyms are its own: the owner's tokens never leave the owner, so two grantees
     # cannot join their views, nor a grantee line up a view with another grant's.
-    for name in [*terms.masked_columns, *grant.rekeyed(dataset)]:
+    pseudonymised = {n for n, p in dataset.table_schema.personal_columns().items() if p.protection == "pseudonymise"}
+    for name in dict.fromkeys([*terms.masked_columns, *grant.rekeyed(dataset)]):
         if name in columns:
             # A per-grant token: stable within the grant (counts and joins inside it work), useless
             # outside it, and keyed by a platform secret so the grantee cannot recompute it from guesses.
-            table = table.set_column(columns.index(name), name, keyed_tokens(table.column(name), secrets.mask_key()))
+            # The owner's tokens are re-keyed as tokens; clear values are tokenised as values.
+            tokens = rekeyed_tokens if name in pseudonymised else keyed_tokens
+            table = table.set_column(columns.index(name), name, tokens(table.column(name), secrets.mask_key()))
     for name in terms.linked_columns:
         if name in columns and secrets.linked is not None:
             table = table.set_column(columns.index(name), name, secrets.linked(name, table.column(name).combine_chunks()))

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from functions.catalog.models import IngestPolicy
 from functions.ingest.models import UploadRequest
 from functions.ingest.pipeline import run_pipeline
-from functions.privacy.protect import Protector, keyed_tokens, short_values
+from functions.privacy.protect import Protector, keyed_tokens, rekeyed_tokens, short_values
 from functions.privacy.sealing import ValueSealer, open_stream, padded_length, seal_stream, token_function
 from functions.sharing.models import GrantTerms
 from tests.unit.ingest_helpers import DATA_KEY, PSEUDONYM_KEY, QUARANTINED, city_schema, ingest
@@ -199,13 +199,30 @@ def test_re_keying_a_column_of_tokens_gives_one_token_per_token_however_it_is_ch
     # A grant's view re-keys the owner's tokens chunk by chunk, as read: the grant's token of a
     # token must not depend on the chunk it arrives in, nor on a slice's offset.
     owner_tokens = keyed_tokens(pa.array(plates, pa.string()), PSEUDONYM_KEY)
-    whole = keyed_tokens(owner_tokens, DATA_KEY).to_pylist()
+    whole = rekeyed_tokens(owner_tokens, DATA_KEY).to_pylist()
     bounds = sorted({0, len(plates), *(c for c in cuts if c <= len(plates))})
     chunked = pa.chunked_array([owner_tokens.slice(a, b - a) for a, b in itertools.pairwise(bounds)], type=pa.string())
-    assert keyed_tokens(chunked, DATA_KEY).to_pylist() == whole
-    assert keyed_tokens(owner_tokens.slice(1), DATA_KEY).to_pylist() == whole[1:]
+    assert rekeyed_tokens(chunked, DATA_KEY).to_pylist() == whole
+    assert rekeyed_tokens(owner_tokens.slice(1), DATA_KEY).to_pylist() == whole[1:]
     assert short_values(owner_tokens.slice(1), PSEUDONYM_KEY).to_pylist() == [
         p if p is None or len(p.encode()) <= 15 else None for p in plates[1:]
     ]
     grant_tokens = {t for t in whole if t is not None}
     assert not grant_tokens & {t for t in owner_tokens.to_pylist() if t is not None}
+
+
+def test_only_tokens_are_re_keyed_as_tokens_and_values_are_always_tokenised_as_values() -> None:
+    # A value's token never depends on its neighbours: a hex-looking clear value (a hash, a device
+    # id) is tokenised as a value whether or not the rest of its column looks like tokens.
+    hexlike = "ab" * 16
+    assert (
+        keyed_tokens(pa.array([hexlike]), DATA_KEY).to_pylist()
+        == keyed_tokens(pa.array([hexlike, "x"]), DATA_KEY).to_pylist()[:1]
+    )
+    # Tokens are lower case, as ingest writes them: an upper-case twin is not the same token.
+    with pytest.raises(ValueError, match="not tokens"):
+        rekeyed_tokens(pa.array([hexlike.upper()]), DATA_KEY)
+    with pytest.raises(ValueError, match="not tokens"):
+        rekeyed_tokens(pa.array([hexlike, "not a token"]), DATA_KEY)
+    assert rekeyed_tokens(pa.array([hexlike, None]), DATA_KEY).to_pylist()[1] is None
+    assert short_values(pa.array([hexlike.upper()]), PSEUDONYM_KEY).to_pylist() == [None]

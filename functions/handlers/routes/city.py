@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
-from functions.analytics.city import CityPicture
+from functions.analytics.picture import CityPicture
 from functions.handlers.routes.context import caller, documented, request_id
 from functions.handlers.services import city
 
