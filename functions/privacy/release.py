@@ -31,6 +31,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -196,19 +197,25 @@ class Releases:
         self._lambdas = lambdas
         self._max_payload_bytes = max_payload_bytes
 
-    def __call__(self, request: ReleaseRequest) -> ReleaseResult:
+    def __call__(self, request: ReleaseRequest, spend: Callable[[], None] = lambda: None) -> ReleaseResult:
+        """The release of `request`; `spend` (the grantee's budget) is called once the request is
+        known to fit, just before the release: a view refused as too large spends nothing."""
         # Packed and measured in both stacks: a view too large for the function is refused alike
         # in AWS and in the embedded stack, which releases in this process.
         body = json.dumps(packed(request.model_dump_json())).encode()
         if len(body) > self._max_payload_bytes:
             raise _too_large(len(request.counts), len(body), self._max_payload_bytes)
+        spend()
         if not self._function:
             return release(request)
         response = self.lambdas.invoke(FunctionName=self._function, Payload=body)
         payload = json.loads(response["Payload"].read())
         if response.get("FunctionError"):
             if "ResponseSizeTooLarge" in str(payload.get("errorType", "")):
-                raise _too_large(len(request.counts), len(body), self._max_payload_bytes)
+                raise ViewTooLarge(
+                    f"The release of the view's {len(request.counts):,} candidate groups is larger than the "
+                    f"{MAX_PAYLOAD_BYTES / 1024 / 1024:.0f} MB a Lambda call returns; the owner's steward can coarsen the grant."
+                )
             raise RuntimeError(f"the privacy function failed: {str(payload.get('errorMessage', ''))[:200]}")
         return ReleaseResult.model_validate(unpacked(payload))
 

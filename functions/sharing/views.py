@@ -438,7 +438,7 @@ class ViewBuilder:
         self._keys = keys
         self._scopes = scopes
         self._department_keys = department_keys
-        self._budget = budget  # spends a private release's epsilon before it is built (once per view)
+        self._budget = budget  # spends a private release's epsilon, once its request is known to fit
         self._releases = Releases(settings.privacy_function)
 
     def __call__(
@@ -454,14 +454,13 @@ class ViewBuilder:
                 return BuiltView(key, int(head["ContentLength"]), _suppressed(head.get("Metadata") or {}))
         except s3.exceptions.ClientError:
             pass  # not built yet
-        if not linked_dataset:
-            self._budget(dataset, grant, version)
         sources = [io.BytesIO(s3.get_object(Bucket=bucket, Key=f)["Body"].read()) for f in files]
         secrets = ViewSecrets(
             data_key=lambda: self._keys.dataset_key(dataset.dataset_id, dataset.owner),
             mask_key=lambda: self._keys.mask_key(grant.grant_id),
             linked=lambda column, tokens: self._linked(dataset, files, grant, column, tokens),
-            release=self._releases,
+            # The budget is spent once the release is known to fit (a view too large spends nothing).
+            release=lambda request: self._releases(request, spend=lambda: self._budget(dataset, grant, version)),
         )
         if linked_dataset:
             body = linked_view_bytes(sources, dataset, grant.linkage_kinds, secrets)

@@ -392,7 +392,13 @@ def test_a_view_too_large_for_the_privacy_function_is_a_named_problem_in_both_st
         assert refused.value.status == 422 and refused.value.code == "view_too_large"
         assert "20,000 candidate groups" in refused.value.detail and "coarsen" in refused.value.detail
     assert MAX_PAYLOAD_BYTES == 6 * 1024 * 1024
-    assert Releases("", None, 64_000)(request.model_copy(update={"counts": dict(list(counts.items())[:100])})).epsilon > 0
+    # The grantee's budget is spent only for a release that fits: a refused view spends nothing.
+    spent: list[int] = []
+    with pytest.raises(ViewTooLarge):
+        Releases("", None, 64_000)(request, spend=lambda: spent.append(1))
+    small = request.model_copy(update={"counts": dict(list(counts.items())[:100])})
+    assert Releases("", None, 64_000)(small, spend=lambda: spent.append(1)).epsilon > 0
+    assert spent == [1]
 
 
 class LambdaContextStub:
