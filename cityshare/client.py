@@ -22,7 +22,7 @@ import requests
 from cityshare.audit import ChainReport, verify_chain
 from cityshare.keys import load_private_key
 from cityshare.profile import Profile
-from cityshare.signing import DEPARTMENT_HEADER, RequestSigner, request_target
+from cityshare.signing import RequestSigner, request_target
 
 
 class CityShareError(Exception):
@@ -105,10 +105,7 @@ class CityShareClient:
         data = b"" if body is None else json.dumps(body).encode()
         key = (idempotency_key or str(uuid.uuid4())) if method.upper() in _MUTATING else None
         for attempt in range(self.retries + 1):
-            headers = {
-                "Authorization": f"Bearer {self.signer.token(method, request_target(path_and_query), data)}",
-                DEPARTMENT_HEADER: self.signer.department,
-            }
+            headers = {"Authorization": f"Bearer {self.signer.token(method, request_target(path_and_query), data)}"}
             if body is not None:
                 headers["Content-Type"] = "application/json"
             if key is not None:

@@ -18,10 +18,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 TOKEN_TYPE = "cityshare-request+jwt"
 TOKEN_LIFETIME_SECONDS = 60
-# Names the signing department in the clear, for the firewall's per-department rate in AWS (a WAF
-# rule cannot read a token's claims); the authorizer refuses a request whose header and verified
-# department differ, so it only ever counts a department's own requests against its rate.
-DEPARTMENT_HEADER = "X-CityShare-Department"
 
 
 def request_target(url_path_and_query: str) -> str:
@@ -80,5 +76,4 @@ class SignedRequestAuth(requests.auth.AuthBase):
         data = body.encode() if isinstance(body, str) else bytes(body)
         target = request_target(path + (f"?{parts.query}" if parts.query else ""))
         request.headers["Authorization"] = f"Bearer {self._signer.token(request.method or 'GET', target, data)}"
-        request.headers[DEPARTMENT_HEADER] = self._signer.department
         return request

@@ -37,12 +37,15 @@ def json_body_routes() -> frozenset[tuple[str, str]]:
     )
 
 
-def body_refused(method: str, path: str, body: bytes) -> bool:
-    """Whether API Gateway's validator would refuse `body` on this route (the embedded gateway asks)."""
-    if (method, path) not in json_body_routes():
+def body_refused(method: str, path: str, content_type: str | None, body: bytes) -> bool:
+    """Whether API Gateway's validator would refuse `body` on this route (the embedded gateway asks).
+    As API Gateway does, the model applies to a body declared `application/json` (or not declared,
+    which API Gateway takes for it); any other type goes to the function, which answers 415."""
+    media_type = (content_type or "application/json").split(";", 1)[0].strip().lower()
+    if (method, path) not in json_body_routes() or media_type != "application/json":
         return False
     try:
-        document = json.loads(body)
+        document = json.loads(body.decode("utf-8"))
     except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested deeper than a parser goes
         return True
     return not isinstance(document, dict)

@@ -643,7 +643,7 @@ def preflight_headers(origin: str, methods: set[str]) -> dict[str, str]:
     return {
         **browser_error_headers(origin),
         "Access-Control-Allow-Methods": ",".join(sorted(methods)),
-        "Access-Control-Allow-Headers": f"Authorization,Content-Type,Idempotency-Key,{DEPARTMENT_HEADER}",
+        "Access-Control-Allow-Headers": "Authorization,Content-Type,Idempotency-Key",
         "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE_SECONDS),
     }
 
@@ -669,8 +669,6 @@ CONSOLE_HEADERS = {
 # root (functions/core/layout.py lays keys out so): the data role reaches `<root>/<its department>/*`.
 DEPARTMENT_ROOTS = ("landing", "curated", "vault", "quarantine", "views/shared", "views/grant", "views/clear", "views/linked")
 DEPARTMENT_TAG = "cityshare:department"
-# The header naming the signing department, which the firewall rates by (functions/identity/binding.py).
-DEPARTMENT_HEADER = "X-CityShare-Department"
 
 
 def stalled_after_seconds(queue: QueueSpec) -> int:

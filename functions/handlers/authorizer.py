@@ -19,7 +19,7 @@ from functions.core.errors import Unauthenticated
 from functions.core.observability import logger
 from functions.core.settings import get_settings
 from functions.handlers.wiring import audit_log, directory
-from functions.identity.binding import DEPARTMENT_HEADER, canonical_target
+from functions.identity.binding import canonical_target
 from functions.identity.context import authorizer_context
 from functions.identity.models import PLATFORM_DEPARTMENT, Caller
 from functions.identity.nonces import NonceStore
@@ -34,10 +34,6 @@ def verifier() -> TokenVerifier:
     return TokenVerifier(settings, directory(), NonceStore(settings.nonces_table))
 
 
-def _header(event: APIGatewayAuthorizerRequestEvent, name: str) -> str | None:
-    return next((value for key, value in (event.headers or {}).items() if key.lower() == name), None)
-
-
 def authenticate(event: APIGatewayAuthorizerRequestEvent) -> Caller:
     """Verify the request's token; audit and re-raise any failure."""
     header = event.headers.get("authorization") or event.headers.get("Authorization") or ""
@@ -46,13 +42,7 @@ def authenticate(event: APIGatewayAuthorizerRequestEvent) -> Caller:
     try:
         if not token:
             raise Unauthenticated("missing_token")
-        caller = verifier().verify(token, event.http_method, target)
-        named = _header(event, DEPARTMENT_HEADER)
-        if named is not None and named != caller.department_id:
-            # The firewall counts requests per this header: one naming another department would
-            # spend that department's rate. Refused, so the header can only be the caller's own.
-            raise Unauthenticated("department_header_mismatch")
-        return caller
+        return verifier().verify(token, event.http_method, target)
     except Unauthenticated as failure:
         department, principal = claimed_identity(token)
         logger.info("request refused", extra={"reason": failure.reason, "claimed": f"{department}/{principal}"})

@@ -13,8 +13,6 @@ from urllib.parse import quote, unquote, urlencode
 
 TOKEN_TYPE = "cityshare-request+jwt"
 BINDING_CLAIMS = ("htm", "htu", "bsh")
-# The signing department in the clear (cityshare/signing.py): the firewall rates requests by it.
-DEPARTMENT_HEADER = "x-cityshare-department"
 
 
 def canonical_target(path: str, query: Mapping[str, Sequence[str]] | None = None) -> str:

@@ -35,7 +35,6 @@ from infra.cloud.config import LOG_RETENTION_NAMES, DeploymentConfig
 from infra.request_models import BODY_REFUSED, MODEL_NAME, json_body_routes
 from infra.spec import (
     AUTHORIZER_CACHE_SECONDS,
-    DEPARTMENT_HEADER,
     PUBLIC,
     LimitsSpec,
     RouteSpec,
@@ -97,13 +96,6 @@ def waf_rate_per_ip(limits: LimitsSpec) -> int:
     departments usually share one egress address, so each department's own rate (its usage plan)
     is API Gateway's to enforce, per API key; the WAF only stops one address flooding beyond that."""
     return int(limits.stage_rate_per_second * 300)
-
-
-def waf_rate_per_department(limits: LimitsSpec) -> int:
-    """Requests one department may send from one address in WAF's 5-minute window: its usage plan's
-    rate with a fifth more, so the plan (API Gateway's 429) speaks first and WAF only stops a
-    department flooding beyond it before its requests reach the shared authorizer."""
-    return int(limits.rate_per_second * 300 * 1.2)
 
 
 class Api(Construct):
@@ -337,30 +329,6 @@ class Api(Construct):
             ),
             visibility_config=visibility("RequestsPerClientIp"),
         )
-        # Departments behind one egress address each get their own rate: the key is the address and
-        # the department the request names (the authorizer refuses a name that is not the caller's).
-        rate_per_department = wafv2.CfnWebACL.RuleProperty(
-            name="RequestsPerDepartment",
-            priority=4,
-            action=wafv2.CfnWebACL.RuleActionProperty(block={}),
-            statement=wafv2.CfnWebACL.StatementProperty(
-                rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
-                    limit=waf_rate_per_department(limits),
-                    aggregate_key_type="CUSTOM_KEYS",
-                    custom_keys=[
-                        wafv2.CfnWebACL.RateBasedStatementCustomKeyProperty(
-                            header=wafv2.CfnWebACL.RateLimitHeaderProperty(
-                                name=DEPARTMENT_HEADER,
-                                text_transformations=[wafv2.CfnWebACL.TextTransformationProperty(priority=0, type="LOWERCASE")],
-                            )
-                        ),
-                        wafv2.CfnWebACL.RateBasedStatementCustomKeyProperty(ip={}),
-                    ],
-                    evaluation_window_sec=300,
-                )
-            ),
-            visibility_config=visibility("RequestsPerDepartment"),
-        )
         web_acl = wafv2.CfnWebACL(
             self,
             "Firewall",
@@ -375,7 +343,6 @@ class Api(Construct):
                 # the common set's 8 KB body-size rule would block them, so it only counts.
                 managed(2, "AWSManagedRulesCommonRuleSet", overrides=("SizeRestrictions_BODY",)),
                 managed(3, "AWSManagedRulesKnownBadInputsRuleSet"),
-                rate_per_department,
             ],
         )
         wafv2.CfnWebACLAssociation(

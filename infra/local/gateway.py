@@ -267,7 +267,7 @@ class Gateway:
         if not self._limiter.allow(str(authorization["context"]["department_id"])):
             return self._throttled()
         # As API Gateway's request validator, after the authorizer: the route's body model.
-        if body_refused(request.command, route.path, raw_body):
+        if body_refused(request.command, route.path, request.headers.get("Content-Type"), raw_body):
             return self._problem(400, "invalid_request", BODY_REFUSED, BODY_REFUSED)
         event["requestContext"]["authorizer"] = dict(authorization["context"], principalId=authorization["principalId"])
         return self._respond(self._lambdas.invoke(route.function, event))

@@ -160,7 +160,7 @@ def test_the_api_answers_preflights_for_the_console_origin_alone(resources: Reso
         (answer,) = preflight["Integration"]["IntegrationResponses"]
         headers = {k.rsplit(".", 1)[1]: joined(v) for k, v in answer["ResponseParameters"].items()}
         assert headers["Access-Control-Allow-Origin"] == console_origin
-        assert headers["Access-Control-Allow-Headers"] == "'Authorization,Content-Type,Idempotency-Key,X-CityShare-Department'"
+        assert headers["Access-Control-Allow-Headers"] == "'Authorization,Content-Type,Idempotency-Key'"
         assert "*" not in headers["Access-Control-Allow-Methods"]
     # Delta Sharing recipients' tools and the public catalog are not browsers of the console.
     others = {route.path for route in SPEC.routes if route.authorizer is not None}

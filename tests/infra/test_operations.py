@@ -8,9 +8,9 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from infra.cloud.api import waf_rate_per_department, waf_rate_per_ip
+from infra.cloud.api import waf_rate_per_ip
 from infra.cloud.config import DeploymentConfig
-from infra.spec import DEPARTMENT_HEADER, SPEC
+from infra.spec import SPEC
 from tests.infra.conftest import Synthesised, of_type
 from tests.infra.iam import Resources
 
@@ -109,17 +109,6 @@ def test_a_waf_acl_with_managed_rules_and_a_rate_rule_guards_the_stage(synthesis
     # Departments behind one city egress address share it: the address may send what the stage accepts.
     assert rate["Limit"] == waf_rate_per_ip(SPEC.limits) == SPEC.limits.stage_rate_per_second * 300
     assert rate["Limit"] >= SPEC.limits.rate_per_second * 300 * 6  # six departments at their full rate
-    # ...and each department its own rate from that address (the header the SDK sends and the
-    # authorizer checks), a little above its usage plan so the plan's 429 speaks first.
-    per_department = rules["RequestsPerDepartment"]["Statement"]["RateBasedStatement"]
-    assert per_department["AggregateKeyType"] == "CUSTOM_KEYS"
-    assert per_department["CustomKeys"] == [
-        {"Header": {"Name": DEPARTMENT_HEADER, "TextTransformations": [{"Priority": 0, "Type": "LOWERCASE"}]}},
-        {"IP": {}},
-    ]
-    assert SPEC.limits.rate_per_second * 300 < per_department["Limit"] == waf_rate_per_department(SPEC.limits)
-    assert per_department["Limit"] < rate["Limit"]
-    assert rules["RequestsPerDepartment"]["Action"] == {"Block": {}}
     (association,) = of_type(resources, "AWS::WAFv2::WebACLAssociation").values()
     assert "restapis" in json.dumps(association["Properties"]["ResourceArn"])
     (logging,) = of_type(resources, "AWS::WAFv2::LoggingConfiguration").values()

@@ -50,6 +50,8 @@ def problem(response: requests.Response, status: int) -> dict[str, Any]:
         # Not JSON, or not an object: refused at the edge by the body model (API Gateway's validator in AWS).
         (b"\xa2", "application/json", 400, "invalid_request"),
         (b'{"title": "x"}', "text/plain", 415, "unsupported_media_type"),
+        # The body model applies to application/json alone (as API Gateway's): anything else is the function's.
+        (b"\xa2", "text/plain", 415, "unsupported_media_type"),
         (b'{"title": "x"}', "application/xml", 415, "unsupported_media_type"),
         (b'{"title": "x"}', "multipart/form-data", 415, "unsupported_media_type"),
         (b'{"title": "x"}', "", 415, "unsupported_media_type"),

@@ -19,8 +19,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 
 from cityshare.keys import generate_key, load_private_key
-from cityshare.signing import DEPARTMENT_HEADER, TOKEN_TYPE, body_sha256, request_target
-from functions.identity.binding import DEPARTMENT_HEADER as FIREWALL_HEADER
+from cityshare.signing import TOKEN_TYPE, body_sha256, request_target
 from infra.request_models import BODY_REFUSED
 from tests.conftest import Member, RunningStack, onboard, unique
 from tests.datasets import SMALL_SCHEMA
@@ -53,8 +52,8 @@ def sign(member: Member, claims: dict[str, Any], **header: Any) -> str:
     return jwt.encode(claims, load_private_key(member.key_file), algorithm="ES256", headers=headers)
 
 
-def send(stack: RunningStack, method: str, target: str, token: str, body: bytes = b"", **extra: str) -> requests.Response:
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json", **extra}
+def send(stack: RunningStack, method: str, target: str, token: str, body: bytes = b"") -> requests.Response:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     return requests.request(method, stack.admin_profile.endpoint + target, headers=headers, data=body or None, timeout=10)
 
 
@@ -156,28 +155,6 @@ def test_issuer_of_another_department_is_refused(stack: RunningStack, transport:
 def test_missing_binding_claim_is_refused(stack: RunningStack, transport: Member) -> None:
     token = sign(transport, claims_for(transport, "GET", "/me", bsh=None))
     assert refusal_reason(stack, send(stack, "GET", "/me", token)) == "missing_claim"
-
-
-@pytest.mark.parametrize("spelling", [DEPARTMENT_HEADER, DEPARTMENT_HEADER.lower()])
-def test_a_request_naming_another_department_for_the_firewalls_rate_is_refused(
-    stack: RunningStack, transport: Member, spelling: str
-) -> None:
-    # The firewall rates requests by this header: one naming another department must not pass,
-    # or a department could spend another's rate (or escape its own) and still be served.
-    own = sign(transport, claims_for(transport, "GET", "/me"))
-    assert send(stack, "GET", "/me", own, **{spelling: transport.profile.department}).status_code == 200
-    other = sign(transport, claims_for(transport, "GET", "/me"))
-    refused = send(stack, "GET", "/me", other, **{spelling: "environment"})
-    assert refusal_reason(stack, refused) == "department_header_mismatch"
-
-
-def test_the_sdk_names_its_department_for_the_firewall(stack: RunningStack, transport: Member) -> None:
-    seen: list[requests.PreparedRequest] = []
-    client = transport.client
-    client._http.hooks["response"].append(lambda response, *_, **__: seen.append(response.request))
-    client.whoami()
-    assert seen[-1].headers[DEPARTMENT_HEADER] == transport.profile.department
-    assert DEPARTMENT_HEADER.lower() == FIREWALL_HEADER
 
 
 def test_replayed_token_is_refused(stack: RunningStack, transport: Member) -> None:
