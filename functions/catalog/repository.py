@@ -64,13 +64,9 @@ class CatalogRepository(DynamoTable):
         return self.from_stored(response["Item"]) if "Item" in response else None
 
     def get_many(self, dataset_ids: list[str]) -> dict[str, Dataset]:
-        """The datasets that exist of `dataset_ids`, in BatchGetItems of 100 keys (DynamoDB's most)."""
-        wanted = list(dict.fromkeys(dataset_ids))
-        datasets: dict[str, Dataset] = {}
-        for start in range(0, len(wanted), 100):
-            found = batch_get(self.client, {self._table: [self.key(d) for d in wanted[start : start + 100]]})
-            datasets.update((d.dataset_id, d) for d in (self.from_stored(item) for item in found[self._table]))
-        return datasets
+        """The datasets that exist of `dataset_ids` (BatchGetItems of 100 keys: core.dynamo.batch_get)."""
+        found = batch_get(self.client, {self._table: [self.key(d) for d in dict.fromkeys(dataset_ids)]})
+        return {dataset.dataset_id: dataset for dataset in (self.from_stored(item) for item in found[self._table])}
 
     def update_metadata(self, dataset: Dataset, changed: list[str], expected_revision: int) -> None:
         """Write the changed metadata fields of `dataset` if the stored revision is still

@@ -56,14 +56,29 @@ def is_conditional_failure(error: Exception) -> bool:
     return code in {"ConditionalCheckFailedException", "TransactionCanceledException"}
 
 
+BATCH_GET_MAX_KEYS = 100  # DynamoDB's most in one BatchGetItem, across its tables
+
+
 def batch_get(client: Any, keys: dict[str, list[dict[str, Any]]], attempts: int = 5) -> dict[str, list[dict[str, Any]]]:
-    """Items of several tables in one BatchGetItem (strongly consistent, as DynamoDB returns them),
-    asking again for any key DynamoDB left unprocessed."""
+    """Items of several tables (strongly consistent, as DynamoDB returns them): one BatchGetItem for
+    up to 100 keys, one per 100 beyond, each asking again for any key DynamoDB left unprocessed."""
     found: dict[str, list[dict[str, Any]]] = {table: [] for table in keys}
+    pending = [(table, key) for table, table_keys in keys.items() for key in table_keys]
+    for start in range(0, len(pending), BATCH_GET_MAX_KEYS):
+        batch: dict[str, list[dict[str, Any]]] = {}
+        for table, key in pending[start : start + BATCH_GET_MAX_KEYS]:
+            batch.setdefault(table, []).append(key)
+        _batch_get_once(client, batch, found, attempts)
+    return found
+
+
+def _batch_get_once(
+    client: Any, keys: dict[str, list[dict[str, Any]]], found: dict[str, list[dict[str, Any]]], attempts: int
+) -> None:
     wanted = {table: {"Keys": table_keys, "ConsistentRead": True} for table, table_keys in keys.items() if table_keys}
     for attempt in range(attempts):
         if not wanted:
-            return found
+            return
         if attempt:  # DynamoDB leaves keys unprocessed when throttled: back off before asking again
             time.sleep(random.uniform(0, 0.05 * 2**attempt))
         response = client.batch_get_item(RequestItems=wanted)

@@ -257,8 +257,9 @@ class ProfileBuilder:
             # column whose first batch is mostly distinct (times to the second, ids) is taken whole:
             # finding its distinct values would cost more than it saves.
             if name in self._geometry:
-                self._distinct[name].add(_hashes(pc.unique(present)))
-                self._bbox[name] = _union(self._bbox[name], _bounding_box(pc.unique(present)))
+                shapes = pc.unique(present)
+                self._distinct[name].add(_hashes(shapes))
+                self._bbox[name] = _union(self._bbox[name], _bounding_box(shapes))
                 continue
             whole = self._mostly_distinct.get(name, False) and not pa.types.is_string(values.type)
             considered = present if whole else pc.unique(present)

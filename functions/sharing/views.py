@@ -107,7 +107,7 @@ def restrict(table: pa.Table, dataset: Dataset, grant: Grant, secrets: ViewSecre
             table = table.set_column(columns.index(name), name, generalise(table.column(name), granularity))
     # A grant's pseudonyms are its own: the owner's tokens never leave the owner, so two grantees
     # cannot join their views, nor a grantee line up a view with another grant's.
-    pseudonymised = {n for n, p in dataset.table_schema.personal_columns().items() if p.protection == "pseudonymise"}
+    pseudonymised = set(dataset.table_schema.pseudonymised_columns())
     for name in dict.fromkeys([*terms.masked_columns, *grant.rekeyed(dataset)]):
         if name in columns:
             # A per-grant token: stable within the grant (counts and joins inside it work), useless
