@@ -823,7 +823,9 @@ def analytics_derive(
     ] = None,
     definition: Annotated[
         Path | None,
-        typer.Option(help="JSON file with the whole definition (dataset_id, title, inputs, sql, indicator, ...)", exists=True),
+        typer.Option(
+            help="JSON file with the whole definition (dataset_id, title, inputs, sql, indicator, places, ...)", exists=True
+        ),
     ] = None,
 ) -> None:
     """Define a derived dataset, rebuilt whenever an input gets a new version."""

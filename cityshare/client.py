@@ -482,11 +482,14 @@ class CityShareClient:
         engine: str = "duckdb",
         result_columns: dict[str, str] | None = None,
         indicator: dict[str, Any] | None = None,
+        places: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """A dataset computed by `sql` over `inputs` (named in the SQL with `_` for `-`), rebuilt when they
         change. `engine="athena"` (AWS only) runs Athena SQL and needs `result_columns` {name: type}.
         `indicator` ({"title", "unit", "value", "district", "time", "combine", "limit", "better"}) shows it
-        in the department's city picture (`city_picture()`)."""
+        in the department's city picture (`city_picture()`). `places` ([{"table", "points", "longitude",
+        "latitude" (or "point"), "areas", "geometry", "area_columns"}]) joins points to the areas holding
+        them, as tables the SQL reads."""
         body: dict[str, Any] = {
             "dataset_id": dataset_id,
             "title": title,
@@ -500,6 +503,8 @@ class CityShareClient:
             body["result_columns"] = result_columns
         if indicator:
             body["indicator"] = indicator
+        if places:
+            body["places"] = places
         return dict(self.request("POST", "/derived-datasets", body=body))
 
     def lineage(self, dataset_id: str) -> dict[str, Any]:

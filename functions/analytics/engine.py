@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +18,8 @@ from typing import Any
 
 import duckdb
 
-from functions.analytics.models import AlertRule
+from functions.analytics.models import AlertRule, PlaceJoin
+from functions.analytics.places import place_sql
 from functions.analytics.scope import ReadScope, filter_sql, quoted
 from functions.core.errors import InvalidRequest
 
@@ -92,8 +93,9 @@ def connect() -> duckdb.DuckDBPyConnection:
 
 
 @contextmanager
-def sandbox(inputs: list[Input]) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A DuckDB connection holding `inputs` as tables (empty when an input has no files), then sealed."""
+def sandbox(inputs: list[Input], places: Sequence[PlaceJoin] = ()) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A DuckDB connection holding `inputs` as tables (empty when an input has no files), and the
+    tables of the place joins over them, then sealed."""
     connection = connect()
     try:
         connection.execute("SET TimeZone = 'UTC'")
@@ -106,6 +108,8 @@ def sandbox(inputs: list[Input]) -> Iterator[duckdb.DuckDBPyConnection]:
             else:
                 definition = ", ".join(f"{quoted(c)} {source.scope.column_types.get(c, 'VARCHAR')}" for c in source.scope.columns)
                 connection.execute(f"CREATE TABLE {quoted(source.name)} ({definition})")
+        for place in places:
+            connection.execute(f"CREATE TABLE {quoted(place.table)} AS {place_sql(place)}")
         connection.execute("SET enable_external_access = false")
         connection.execute("SET lock_configuration = true")
         yield connection

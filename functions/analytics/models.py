@@ -156,6 +156,33 @@ class Indicator(Model):
         return [c for c in (self.value, self.district, self.time) if c]
 
 
+class PlaceJoin(Model):
+    """Places each row of one input (points) in the areas of another (polygons) that hold it, e.g.
+    vehicles' positions in the city's districts: a table the query reads, holding the points' columns
+    and the named columns of the area each point lies in. A point in no area is left out; a point in
+    two overlapping areas appears once for each."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    table: ColumnName = Field(description="The table the query reads, e.g. positions_in_districts")
+    points: DatasetId = Field(description="An input whose rows are points")
+    longitude: ColumnName | None = Field(default=None, description="The points' longitude column (degrees)")
+    latitude: ColumnName | None = Field(default=None, description="The points' latitude column (degrees)")
+    point: ColumnName | None = Field(default=None, description="Or: the points' x-geometry column of GeoJSON Points")
+    areas: DatasetId = Field(description="An input whose x-geometry column holds Polygons or MultiPolygons")
+    geometry: ColumnName = Field(default="geometry", description="The areas' geometry column")
+    area_columns: list[ColumnName] = Field(min_length=1, max_length=10, description="The areas' columns each row gains")
+
+    @model_validator(mode="after")
+    def _one_way_to_place(self) -> PlaceJoin:
+        coordinates = self.longitude is not None and self.latitude is not None
+        if coordinates == (self.point is not None) or (self.longitude is None) != (self.latitude is None):
+            raise ValueError("give the points as longitude and latitude columns, or as a point column")
+        if self.geometry in self.area_columns:
+            raise ValueError("area_columns name what each row gains; the area's geometry is not one of them")
+        return self
+
+
 class DerivedDatasetCreate(Model):
     """A dataset computed by a SQL query over datasets the definer may read; rebuilt when an input
     gets a new version. Inputs appear in the query as tables named like the dataset with `_` for `-`."""
@@ -176,11 +203,23 @@ class DerivedDatasetCreate(Model):
         default=None, description="athena only: the result's columns and types (DuckDB infers them itself)"
     )
     indicator: Indicator | None = Field(default=None, description="Show the result in the department's city picture")
+    places: list[PlaceJoin] = Field(
+        default_factory=list, max_length=3, description="duckdb only: point-in-polygon joins of inputs, as tables the query reads"
+    )
 
     @model_validator(mode="after")
     def _athena_declares_columns(self) -> DerivedDatasetCreate:
         if self.engine == "athena" and not self.result_columns:
             raise ValueError("an athena derived dataset declares its result_columns")
+        if self.engine == "athena" and self.places:
+            raise ValueError("places are joined on the duckdb engine; in Athena SQL use ST_Contains and from_geojson_geometry")
+        for place in self.places:
+            outside = sorted({place.points, place.areas} - set(self.inputs))
+            if outside:
+                raise ValueError(f"a place join reads inputs only: {', '.join(outside)} is not among them")
+        tables = [place.table for place in self.places]
+        if len(set(tables)) != len(tables) or set(tables) & {i.replace("-", "_") for i in self.inputs}:
+            raise ValueError("each place join names a table of its own, not an input's")
         return self
 
 

@@ -18,6 +18,7 @@ from functions.analytics.models import (
     Indicator,
     Lineage,
     LineageEdge,
+    PlaceJoin,
     Subscription,
     SubscriptionCreate,
 )
@@ -35,6 +36,7 @@ from functions.sharing.repository import SharingRepository
 
 MAX_DERIVED_DEPTH = 10
 _JSON_TO_DUCKDB = {"string": "VARCHAR", "integer": "BIGINT", "number": "DOUBLE", "boolean": "BOOLEAN"}
+_NUMERIC_TYPES = {"DOUBLE", "FLOAT", "REAL", "BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT"}
 _TEMPORAL = {"date-time": "TIMESTAMP WITH TIME ZONE", "date": "DATE", "time": "TIME"}
 _RESULT_TYPES = {
     "string": "VARCHAR",
@@ -179,8 +181,9 @@ class AnalyticsService:
         for source in request.inputs:
             dataset, scope = self.readable(caller, source, "derived-dataset", request_id)
             readable.append((dataset, self._typed(dataset, scope)))
+        check_places(request.places, {d.dataset_id: (d, scope) for d, scope in readable})
         # The query may read its inputs only (and only what the grants allow of them, below).
-        guard_tables(request.sql, {table_name(d.dataset_id) for d, _ in readable})
+        guard_tables(request.sql, {table_name(d.dataset_id) for d, _ in readable} | {p.table for p in request.places})
         if request.engine == "athena":
             columns = {name: _RESULT_TYPES[kind] for name, kind in (request.result_columns or {}).items()}
             with sandbox([Input(table_name(d.dataset_id), scope, []) for d, scope in readable]) as connection:
@@ -192,7 +195,7 @@ class AnalyticsService:
                         raise
         else:
             # Checked against empty tables shaped like what the caller may read: nothing outside is reachable.
-            with sandbox([Input(table_name(d.dataset_id), scope, []) for d, scope in readable]) as connection:
+            with sandbox([Input(table_name(d.dataset_id), scope, []) for d, scope in readable], request.places) as connection:
                 columns = result_columns(connection, request.sql)
         invalid = [c for c in columns if not _column_name(c)]
         if invalid:
@@ -277,6 +280,39 @@ def check_indicator(indicator: Indicator, columns: dict[str, str]) -> None:
         raise InvalidRequest(f"The indicator names columns the query does not return: {', '.join(missing)}")
     if not columns[indicator.value].upper().startswith(_NUMERIC):
         raise InvalidRequest(f"The indicator's value must be a number, not {columns[indicator.value]}")
+
+
+def check_places(places: list[PlaceJoin], readable: dict[str, tuple[Dataset, ReadScope]]) -> None:
+    """Each place join reads columns its definer may read: numbers or GeoJSON points for the points,
+    polygons for the areas, and names no column twice."""
+    for place in places:
+        points, point_scope = readable[place.points]
+        areas, area_scope = readable[place.areas]
+        point_columns = [c for c in (place.longitude, place.latitude, place.point) if c]
+        outside = [f"{place.points}.{c}" for c in point_columns if c not in point_scope.columns]
+        outside += [f"{place.areas}.{c}" for c in [place.geometry, *place.area_columns] if c not in area_scope.columns]
+        if outside:
+            raise InvalidRequest(
+                f"The place join {place.table} reads columns you may not read, or that do not exist: {', '.join(outside)}"
+            )
+        for column in (place.longitude, place.latitude):
+            if column and point_scope.column_types.get(column) not in _NUMERIC_TYPES:
+                raise InvalidRequest(f"{place.points}.{column} is not a number column: it cannot be a longitude or latitude")
+        if place.point and _geometry_types(points, place.point) != {"Point"}:
+            raise InvalidRequest(f"{place.points}.{place.point} is not an x-geometry column of Points")
+        shapes = _geometry_types(areas, place.geometry)
+        if not shapes or not shapes <= {"Polygon", "MultiPolygon"}:
+            raise InvalidRequest(f"{place.areas}.{place.geometry} is not an x-geometry column of Polygons or MultiPolygons")
+        twice = sorted(set(place.area_columns) & set(point_scope.columns))
+        if twice:
+            raise InvalidRequest(
+                f"The points of {place.table} already have a column named {', '.join(twice)}: leave it out of area_columns"
+            )
+
+
+def _geometry_types(dataset: Dataset, column: str) -> set[str]:
+    schema = dataset.table_schema.properties.get(column)
+    return set(schema.geometry.types) if schema is not None and schema.geometry is not None else set()
 
 
 def check_rule(rule: AlertRuleCreate, dataset: Dataset, scope: ReadScope) -> None:

@@ -392,7 +392,7 @@ class TriggerService:
                 Input(table_name(source.dataset_id), scope, stack.enter_context(self._local_files(source.latest_files)))
                 for source, scope in scopes
             ]
-            with sandbox(tables) as connection:
+            with sandbox(tables, definition.places) as connection:
                 return derived_rows(connection, definition.sql, definition.columns)
 
     def _run_on_athena(self, definition: DerivedDataset, scopes: list[tuple[Dataset, ReadScope]]) -> list[tuple[Any, ...]]:
