@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+from duckdb.func import SPECIAL
 
 from functions.analytics.models import AlertRule, PlaceJoin
 from functions.analytics.places import place_sql
 from functions.analytics.scope import ReadScope, filter_sql, quoted
+from functions.columnar.cells import h3_cell
 from functions.core.errors import InvalidRequest
 
 QUERY_SECONDS = 60
@@ -87,9 +89,14 @@ def json_schema_type(duck_type: str) -> dict[str, Any]:
 def connect() -> duckdb.DuckDBPyConnection:
     """A DuckDB connection that never fetches or loads an extension on its own: a query naming
     `s3_secret_access_key` or `read_parquet('s3://...')` would otherwise try to download httpfs."""
-    return duckdb.connect(
+    connection = duckdb.connect(
         config={"threads": 2, "memory_limit": "1GB", "autoinstall_known_extensions": False, "autoload_known_extensions": False}
     )
+    # h3_cell(latitude, longitude, resolution): the H3 cell's hex id, as a grant's cells and views
+    # compute it (DuckDB's h3 extension would be downloaded at run time).
+    double, integer, text = (duckdb.sqltype(t) for t in ("DOUBLE", "INTEGER", "VARCHAR"))
+    connection.create_function("h3_cell", h3_cell, [double, double, integer], text, null_handling=SPECIAL)
+    return connection
 
 
 @contextmanager

@@ -66,6 +66,13 @@ class ReadScope:
         return replace(self, column_types=types)
 
     def _expression(self, column: str, dialect: str) -> str:
+        cells = self.aggregate.cells if self.aggregate is not None else None
+        if cells is not None and column == cells.column:
+            if dialect != "duckdb":
+                raise InvalidRequest("a grant's H3 cells are read with the duckdb engine (Athena's SQL has no h3 here)")
+            # The cell of the coordinates as the grant coarsens them (functions.columnar.cells, as views do).
+            latitude, longitude = (self._expression(c, dialect) for c in (cells.latitude, cells.longitude))
+            return f"h3_cell(CAST({latitude} AS DOUBLE), CAST({longitude} AS DOUBLE), {int(cells.resolution)})"
         return coarsened(quoted(column), *self.generalised[column], dialect) if column in self.generalised else quoted(column)
 
 

@@ -123,6 +123,19 @@ class PrivacyTerms(Model):
         return self
 
 
+class H3Cells(Model):
+    """Locations coarsened to H3 cells: each row's (latitude, longitude) becomes the hex id of the
+    cell holding it at `resolution` (0: continents, 7: about 5 km², 8: 0.7 km², 9: 0.1 km²), a
+    column of its own to group by. The coordinates themselves are never in the view."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    column: ColumnName = Field(default="cell", description="The view's column holding the cell, e.g. cell")
+    latitude: ColumnName
+    longitude: ColumnName
+    resolution: int = Field(ge=0, le=15)
+
+
 class AggregateTerms(Model):
     """Share groups, not rows: rows grouped by `group_by` (after the grant's row filter and its
     generalisation, so a time bucket or a spatial grid is a generalised column), each group with
@@ -143,13 +156,27 @@ class AggregateTerms(Model):
         description="k: distinct subjects a group needs (at least 2; the platform's floor for personal data)",
     )
     privacy: PrivacyTerms | None = Field(default=None, description="Differential privacy: required for personal data")
+    cells: H3Cells | None = Field(default=None, description="Group locations by H3 cell: `cells.column` is then one of group_by")
+
+    @model_validator(mode="after")
+    def _cells_are_grouped(self) -> AggregateTerms:
+        if self.cells is None:
+            return self
+        if self.cells.column not in self.group_by:
+            raise ValueError(f"the cells' column {self.cells.column} must be one of group_by")
+        exact = sorted({self.cells.latitude, self.cells.longitude} & ({*self.group_by} | {m.column for m in self.measures}))
+        if exact:
+            raise ValueError(f"locations grouped by cell cannot also be grouped or measured: {', '.join(exact)}")
+        return self
 
     def columns(self) -> list[str]:
         """The view's columns, in order."""
         return [*self.group_by, "group_size", *(m.output() for m in self.measures)]
 
     def inputs(self) -> set[str]:
-        return set(self.group_by) | {m.column for m in self.measures}
+        """The stored columns the groups are made from."""
+        located = {self.cells.latitude, self.cells.longitude} if self.cells else set()
+        return (set(self.group_by) - {self.cells.column if self.cells else ""}) | located | {m.column for m in self.measures}
 
 
 class GrantTerms(Model):
@@ -255,6 +282,13 @@ class GrantTerms(Model):
             raise ValueError(f"aggregate names columns not in the dataset's stored data: {', '.join(unknown)}")
         if self.columns and not aggregate.inputs() <= set(self.columns):
             raise ValueError("an aggregated grant's columns must include its group_by and measure columns")
+        if aggregate.cells is not None:
+            cells = aggregate.cells
+            if cells.column in names:
+                raise ValueError(f"the cells' column {cells.column} is a column of the dataset already: name it otherwise")
+            for coordinate in (cells.latitude, cells.longitude):
+                if not {"number", "integer"} & set(schema.properties[coordinate].kinds()):
+                    raise ValueError(f"cells are made of numeric coordinates, not {coordinate}")
         identifying = sorted(c for c in aggregate.inputs() if c in personal and personal[c].protection != "generalise")
         if identifying:
             raise ValueError(f"pseudonymised or encrypted columns cannot be grouped or measured: {', '.join(identifying)}")

@@ -153,6 +153,12 @@ def aggregated(
     for name, granularity in generalised.items():
         if name in needed:
             frame = frame.set_column(needed.index(name), name, generalise(frame.column(name), granularity))
+    if terms.cells is not None:
+        from functions.columnar.cells import h3_cells
+
+        cells = terms.cells
+        located = h3_cells(frame.column(cells.latitude), frame.column(cells.longitude), cells.resolution)
+        frame = frame.drop_columns([cells.latitude, cells.longitude]).append_column(cells.column, located)
     per_subject = frame.group_by([*terms.group_by, _SUBJECT], use_threads=True).aggregate([([], "count_all")])
     subjects = per_subject.group_by(terms.group_by, use_threads=True).aggregate([([], "count_all")])
     if not schema.is_personal():

@@ -1,14 +1,19 @@
-"""Point-in-polygon joins over HTTP: transport derives its vans' speed by district from their GPS
-positions and the city's public district boundaries; the result is checked against GEOS (shapely)
-on the data as stored, and a join over what the definer may not read is refused."""
+"""Analytics in space over HTTP: transport derives its vans' speed by district from their GPS
+positions and the city's public district boundaries (a place join, checked against GEOS on the data
+as stored; a join over what the definer may not read is refused); environment shares its sensors'
+readings as H3 cells of at least k sensors, which transport reads as a view and in a derived
+dataset, and groups its own positions by cell with `h3_cell`."""
 
 from __future__ import annotations
 
+import json
+import random
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import h3
 import pytest
 import shapely
 
@@ -96,3 +101,93 @@ def test_vans_speed_by_district_from_positions_and_boundaries(stack: RunningStac
     )
     upstream = {edge["dataset_id"] for edge in transport.client.lineage(output)["upstream"]}
     assert upstream == {gps, districts}
+
+
+SENSORS: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "sensor_id": {"type": "string", "maxLength": 16},
+        "latitude": {"type": "number", "minimum": -90, "maximum": 90},
+        "longitude": {"type": "number", "minimum": -180, "maximum": 180},
+        "db": {"type": "number", "minimum": 0, "maximum": 200, "x-unit": "dB"},
+    },
+    "required": ["sensor_id", "latitude", "longitude", "db"],
+    "x-subject": {"columns": ["sensor_id"]},
+}
+
+
+def built(member: Any, dataset_id: str, timeout: float = 90) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while not member.client.get_dataset(dataset_id).get("latest_version") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return list(member.client.read_table(dataset_id).to_pylist())
+
+
+def test_sensors_shared_as_h3_cells_of_at_least_k_sensors(stack: RunningStack, tmp_path: Path) -> None:
+    environment = onboard(stack, unique("environment"), "analyst", ["member", "steward"])
+    transport = onboard(stack, unique("transport"), "analyst", ["member", "steward"])
+    sensors = unique("noise")
+    environment.client.create_dataset(sensors, "Noise sensors", "internal", SENSORS)
+    rng = random.Random(11)
+    rows = []
+    for n in range(90):
+        lat, lon = 51.45 + rng.uniform(-0.02, 0.02), -2.58 + rng.uniform(-0.03, 0.03)
+        rows += [
+            {"sensor_id": f"N{n}", "latitude": round(lat, 6), "longitude": round(lon, 6), "db": round(rng.uniform(40, 80), 1)}
+        ]
+    rows += [{"sensor_id": "LONE", "latitude": 51.7, "longitude": -2.2, "db": 95.0} for _ in range(8)]
+    source = tmp_path / "noise.jsonl"
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    done = environment.client.wait_for_upload(sensors, environment.client.upload_file(sensors, source)["upload_id"], 120)
+    assert done["status"] == "published", done
+    cells = {"column": "cell", "latitude": "latitude", "longitude": "longitude", "resolution": 7}
+    terms = {
+        "aggregate": {
+            "group_by": ["cell"],
+            "measures": [{"aggregate": "mean", "column": "db"}],
+            "min_group_size": 5,
+            "cells": cells,
+        }
+    }
+    with pytest.raises(CityShareError) as grouped_twice:
+        environment.client.grant(
+            sensors,
+            transport.profile.department,
+            "Noise by area for planning",
+            "planning",
+            terms={"aggregate": {**terms["aggregate"], "group_by": ["cell", "latitude"]}},
+        )
+    assert grouped_twice.value.status == 422 and "cannot also be grouped" in str(grouped_twice.value)
+    environment.client.grant(sensors, transport.profile.department, "Noise by area for planning", "planning", terms=terms)
+
+    view = transport.client.read_table(sensors).to_pylist()
+    assert view and set(view[0]) == {"cell", "group_size", "mean_db"}
+    members: dict[str, set[str]] = {}
+    for row in rows:
+        members.setdefault(h3.latlng_to_cell(row["latitude"], row["longitude"], 7), set()).add(row["sensor_id"])
+    assert {r["cell"]: r["group_size"] for r in view} == {
+        cell: sum(1 for row in rows if h3.latlng_to_cell(row["latitude"], row["longitude"], 7) == cell)
+        for cell, who in members.items()
+        if len(who) >= 5
+    }
+    assert h3.latlng_to_cell(51.7, -2.2, 7) not in {r["cell"] for r in view}  # one sensor's eight readings
+
+    # The grantee's derived dataset reads the same cells; its own data it may group by h3_cell.
+    table = sensors.replace("-", "_")
+    noisy = unique("noisy-cells")
+    transport.client.define_derived_dataset(
+        noisy, "Noisy cells", [sensors], f"SELECT cell, mean_db FROM {table} WHERE mean_db > 0"
+    )
+    assert {r["cell"] for r in built(transport, noisy)} == {r["cell"] for r in view}
+    with pytest.raises(CityShareError) as raw:
+        transport.client.define_derived_dataset(unique("raw"), "Raw", [sensors], f"SELECT latitude FROM {table}")
+    assert raw.value.status == 400 and "latitude" in raw.value.detail
+    own = unique("own-cells")
+    environment.client.define_derived_dataset(
+        own,
+        "Readings by cell",
+        [sensors],
+        f"SELECT h3_cell(latitude, longitude, 8) AS cell, count(*) AS readings FROM {table} GROUP BY ALL",
+    )
+    counted = {r["cell"]: r["readings"] for r in built(environment, own)}
+    assert sum(counted.values()) == len(rows) and all(h3.get_resolution(c) == 8 for c in counted)
