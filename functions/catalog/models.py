@@ -57,8 +57,15 @@ class PersonalData(JsonSchemaModel):
 
     protection: Protection
     category: str = Field(default="", max_length=64, description="e.g. vehicle-plate, phone, address, location")
-    # For `generalise`: a grid in decimal degrees, a time interval ("15m", "1h"), or a bucket width.
+    # For `generalise`: a grid in decimal degrees, a time interval ("15m", "1h"), a bucket width, or
+    # an H3 cell ("h3:9"): a location pair stored as the centre of the cell holding it.
     granularity: str | None = Field(default=None, max_length=16)
+    axis: Literal["latitude", "longitude"] | None = Field(default=None, description="For h3 cells: which coordinate")
+
+    def h3_resolution(self) -> int | None:
+        """The H3 resolution a location is generalised to on ingest, if it is one."""
+        found = re.fullmatch(r"h3:([0-9]{1,2})", self.granularity or "")
+        return int(found.group(1)) if found and self.protection == "generalise" else None
 
 
 GeometryType = Literal["Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon"]
@@ -107,7 +114,14 @@ class ColumnSchema(JsonSchemaModel):
 
     @model_validator(mode="after")
     def _protection_fits_the_type(self) -> ColumnSchema:
-        if self.personal is not None and self.personal.protection == "generalise":
+        if self.personal is not None and (self.personal.granularity or "").startswith("h3:"):
+            resolution = self.personal.h3_resolution()
+            if resolution is None or resolution > 15 or self.personal.axis is None or "number" not in self.kinds():
+                raise ValueError(
+                    'an H3 generalisation is "h3:<resolution 0-15>" of a number column '
+                    "that names its axis (latitude or longitude)"
+                )
+        elif self.personal is not None and self.personal.protection == "generalise":
             self.check_granularity(self.personal.granularity)
         if self.geometry is not None and self.kinds() != ["string"]:
             raise ValueError("x-geometry applies to a string column (GeoJSON text)")
@@ -129,6 +143,8 @@ class ColumnSchema(JsonSchemaModel):
             raise ValueError("generalise needs a granularity (a grid like 0.01, a bucket width, or an interval like 15m)")
         if temporal and not re.fullmatch(r"[1-9][0-9]{0,3}[smhd]", granularity):
             raise ValueError("a date-time granularity looks like 30s, 15m, 1h or 1d")
+        if granularity.startswith("h3:"):
+            raise ValueError("H3 cells are declared on ingest (x-personal) or by an aggregated grant's cells, not as a grid")
         if not temporal and not re.fullmatch(r"[0-9]*\.?[0-9]+", granularity):
             raise ValueError("a numeric granularity is a positive number such as 0.01 or 10")
         if not temporal and float(granularity) <= 0:
@@ -195,7 +211,23 @@ class TableSchema(JsonSchemaModel):
             missing = sorted(set(self.subject.columns) - set(self.stored_columns()))
             if missing:
                 raise ValueError(f"x-subject names columns that are not stored: {', '.join(missing)}")
+        cells = {name: p for name, p in self.personal_columns().items() if p.h3_resolution() is not None}
+        if cells and (
+            sorted(p.axis or "" for p in cells.values()) != ["latitude", "longitude"]
+            or len({p.granularity for p in cells.values()}) != 1
+        ):
+            raise ValueError("H3 cells generalise a pair: one latitude and one longitude column, at the same resolution")
         return self
+
+    def h3_pair(self) -> tuple[str, str, int] | None:
+        """(latitude column, longitude column, resolution) of a location generalised to H3 cells on ingest."""
+        cells = {
+            p.axis: (name, p.h3_resolution()) for name, p in self.personal_columns().items() if p.h3_resolution() is not None
+        }
+        if not cells:
+            return None
+        (latitude, resolution), (longitude, _) = cells["latitude"], cells["longitude"]
+        return latitude, longitude, int(resolution or 0)
 
     def subjects(self) -> SubjectDeclaration:
         """Whom the rows are about (undeclared: each row is its own subject)."""

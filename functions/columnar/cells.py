@@ -45,3 +45,18 @@ def h3_cells(latitudes: Any, longitudes: Any, resolution: int) -> Any:
         pairs = zip(latitudes.to_pylist(), longitudes.to_pylist(), strict=True)
         cells = [h3_cell(a, b, resolution) for a, b in pairs]
     return pa.array(cells, pa.string())
+
+
+def h3_centres(latitudes: Any, longitudes: Any, resolution: int) -> tuple[Any, Any]:
+    """Each location as the centre of the cell holding it (a location generalised on ingest): two
+    pyarrow columns of degrees (null where the location is incomplete or not on the earth)."""
+    import h3
+    import pyarrow as pa
+
+    centres = [
+        None if cell is None else h3.cell_to_latlng(cell) for cell in h3_cells(latitudes, longitudes, resolution).to_pylist()
+    ]
+    return (
+        pa.array([None if c is None else c[0] for c in centres], pa.float64()),
+        pa.array([None if c is None else c[1] for c in centres], pa.float64()),
+    )

@@ -198,9 +198,21 @@ class Protector:
             name for name, personal in schema.personal_columns().items() if personal.protection in ("pseudonymise", "encrypt")
         )
 
+    def _located(self, column: Callable[[str], pa.Array]) -> dict[str, pa.Array]:
+        """A location generalised to H3 cells: its two columns as the centre of each row's cell."""
+        pair = self._schema.h3_pair()
+        if pair is None:
+            return {}
+        from functions.columnar.cells import h3_centres
+
+        latitude, longitude, resolution = pair
+        centres = h3_centres(column(latitude), column(longitude), resolution)
+        return {latitude: centres[0], longitude: centres[1]}
+
     def protect(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """Valid rows, typed as declared, to their curated form."""
         columns = []
+        located = self._located(batch.column)
         for name, column in self._schema.properties.items():
             values = batch.column(name)
             personal = column.personal
@@ -211,7 +223,7 @@ class Protector:
             elif personal.protection == "encrypt":
                 columns.append(self._encrypt(name, values))
             elif personal.protection == "generalise":
-                columns.append(generalise(values, personal.granularity or ""))
+                columns.append(located[name] if name in located else generalise(values, personal.granularity or ""))
         return pa.RecordBatch.from_arrays(columns, schema=self.output_schema)
 
     def protect_rejected(self, raw: pa.RecordBatch) -> pa.RecordBatch:
@@ -219,6 +231,13 @@ class Protector:
         be: dropped columns absent, pseudonyms and ciphertexts of the text as sent, generalised values
         where the text converts (null where it does not). Other columns stay as sent, for the fix."""
         names, columns = [], []
+
+        def typed_column(name: str) -> pa.Array:
+            values = raw.column(name)
+            text = values if pa.types.is_string(values.type) else pc.cast(values, pa.string())
+            return convert(text, arrow_type(self._schema.properties[name]))[0]
+
+        located = self._located(typed_column)
         for name, column in self._schema.properties.items():
             values = raw.column(name)
             personal = column.personal
@@ -230,6 +249,8 @@ class Protector:
                     values = self._spaces[name].tokens(text, remember=False)
                 elif personal.protection == "encrypt":
                     values = self._encrypt(name, text)
+                elif name in located:
+                    values = located[name]
                 else:
                     typed, _ = convert(text, arrow_type(column))
                     values = generalise(typed, personal.granularity or "")

@@ -3,7 +3,10 @@ alike, with the same subject and k rules as any group), and `h3_cell` in a deriv
 
 from __future__ import annotations
 
+import csv
+import json
 import random
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -13,12 +16,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from cityshare.generators import generate
 from functions.analytics.engine import Input, connect, run, sandbox
 from functions.analytics.scope import scope_for
+from functions.catalog.models import TableSchema
 from functions.columnar.cells import h3_cell, h3_cells
 from functions.core.errors import InvalidRequest
 from functions.sharing.models import GrantTerms
 from functions.sharing.views import SUPPRESSED_GROUPS, ViewSecrets, restrict
+from tests.datasets import city_schema
+from tests.unit.ingest_helpers import ingest
 from tests.unit.test_aggregated_views import PRIVATE, REQUESTS, SECRETS, dataset, grant
 from tests.unit.test_aggregated_views import curated as curated
 
@@ -172,3 +179,48 @@ def test_h3_cell_in_sql_is_h3s_cell() -> None:
     assert column.to_pylist() == [h3.latlng_to_cell(51.45, -2.58, 9), None, None]
     with pytest.raises(ValueError, match="resolution"):
         h3_cell(51.45, -2.58, 16)
+
+
+def _gps_in_cells(resolution: str = "h3:9", **changes: Any) -> dict[str, Any]:
+    schema = json.loads(json.dumps(city_schema("delivery-gps")))
+    for axis in ("latitude", "longitude"):
+        schema["properties"][axis]["x-personal"] = {
+            "protection": "generalise",
+            "category": "location",
+            "granularity": resolution,
+            "axis": axis,
+        }
+    for path, value in changes.items():
+        column, key = path.split(".")
+        schema["properties"][column]["x-personal"][key] = value
+    return schema
+
+
+def test_locations_generalised_on_ingest_are_stored_as_their_cells_centres(tmp_path: Path) -> None:
+    source = generate("delivery-gps", 2_000, tmp_path / "gps.csv")
+    outcome, curated_rows, _ = ingest(source.read_bytes(), TableSchema.model_validate(_gps_in_cells()), dataset_id="vans")
+    assert outcome.accepted
+    sent = list(csv.DictReader(source.open()))
+    cells = [h3.latlng_to_cell(float(r["latitude"]), float(r["longitude"]), 9) for r in sent]
+    assert [(r["latitude"], r["longitude"]) for r in curated_rows] == [h3.cell_to_latlng(c) for c in cells]
+    assert len({(r["latitude"], r["longitude"]) for r in curated_rows}) == len(set(cells)) < len(sent)
+
+
+@pytest.mark.parametrize(
+    ("schema", "message"),
+    [
+        (_gps_in_cells("h3:16"), "h3:<resolution 0-15>"),
+        (_gps_in_cells(**{"latitude.axis": None}), "names its axis"),
+        (_gps_in_cells(**{"longitude.axis": "latitude"}), "one latitude and one longitude"),
+        (_gps_in_cells(**{"longitude.granularity": "h3:8"}), "same resolution"),
+        (_gps_in_cells(**{"longitude.granularity": "0.01"}), "one latitude and one longitude"),
+    ],
+)
+def test_cells_on_ingest_are_a_pair_at_one_resolution(schema: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        TableSchema.model_validate(schema)
+
+
+def test_a_grant_coarsens_to_cells_by_its_aggregate_not_as_a_grid() -> None:
+    with pytest.raises(ValueError, match="aggregated grant's cells"):
+        GrantTerms.model_validate({"generalised": {"latitude": "h3:8"}}).check_against(SENSORS.table_schema)
