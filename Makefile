@@ -111,6 +111,7 @@ bench: $(DEV) bench-layers  ## print the benchmarks' figures
 	$(BIN)/python -m benchmarks.privacy
 	$(BIN)/python -m benchmarks.triggers
 	$(BIN)/python -m benchmarks.spatial
+	$(BIN)/python -m benchmarks.forecast
 	$(BIN)/python -m benchmarks.delta_sharing
 	$(BIN)/python -m benchmarks.local_state
 	$(BIN)/python -m benchmarks.console

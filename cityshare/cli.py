@@ -560,7 +560,11 @@ def version_show(dataset: str, number: int) -> None:
 @app.command("demo-data")
 def demo_data(
     name: Annotated[
-        str, typer.Argument(help="traffic-flow, plate-reads, air-quality, hospital-beds, service-requests, delivery-gps")
+        str,
+        typer.Argument(
+            help="traffic-flow, plate-reads, air-quality, air-quality-history (weeks of hourly air-quality readings), "
+            "hospital-beds, service-requests, delivery-gps, parking-fines, district-boundaries, building-energy, waste-collection"
+        ),
     ],
     out: Annotated[Path, typer.Option(help="File to write (.csv or .jsonl)")],
     rows: Annotated[int, typer.Option()] = 1000,
@@ -725,8 +729,36 @@ def access_revoke(
 
 @analytics_app.command("rule")
 def analytics_rule(dataset_id: str, rule: Annotated[Path, typer.Argument(help="JSON alert rule", exists=True)]) -> None:
-    """Define an alert rule on a dataset you may read (see README: Analytics triggers)."""
-    show(client().define_alert_rule(dataset_id, read_json(rule)), "Rule {rule_id} on {dataset_id}: {name}")
+    """Define an alert rule on a dataset you may read (see README: Analytics triggers). A forecast
+    rule is backtested on the dataset's history first: its hits, misses, false alarms and lead."""
+    defined = client().define_alert_rule(dataset_id, read_json(rule))
+    show(defined, "Rule {rule_id} on {dataset_id}: {name}")
+    if defined.get("backtest") and not _output["json"]:
+        print_backtest(defined["backtest"])
+
+
+def forecast_text(forecast: dict[str, Any] | None) -> str:
+    """A forecast alert's interval and lead, e.g. "72-100, 4 h ahead of 03:00"; "-" for other alerts."""
+    if not forecast:
+        return "-"
+    observed = str(forecast["last_observed"])[11:16]
+    return f"{forecast['lower']:.4g}-{forecast['upper']:.4g}, {forecast['lead_minutes'] / 60:g} h ahead of {observed}"
+
+
+def print_backtest(backtest: dict[str, Any]) -> None:
+    """A forecast rule's backtest in a line or two (the CLI's and the demo's)."""
+
+    def share(value: float | None) -> str:
+        return "-" if value is None else f"{value:.0%}"
+
+    lead = backtest.get("mean_lead_minutes")
+    console.print(
+        f"  backtest on v{backtest.get('history_version')}: {backtest['events']} crossings, {backtest['hits']} forecast ahead "
+        f"({share(backtest.get('hit_rate'))}, mean lead {'-' if lead is None else f'{lead / 60:.1f} h'}), "
+        f"{backtest['misses']} missed; {backtest['alarms']} alarms, {backtest['false_alarms']} false "
+        f"({share(backtest.get('false_alarm_ratio'))}); MASE {backtest.get('mase')} "
+        "(below 1: better than the seasonal-naive forecast)"
+    )
 
 
 @analytics_app.command("rules")
@@ -737,6 +769,8 @@ def analytics_rules(dataset_id: str) -> None:
         return
     for rule in rules:
         console.print(f"{printable(rule['rule_id'])}  {printable(rule['name'])}  ({printable(rule['owner'])})")
+        if rule.get("backtest"):
+            print_backtest(rule["backtest"])
 
 
 @analytics_app.command("alerts")
@@ -745,7 +779,7 @@ def analytics_alerts(
     wait: Annotated[int, typer.Option(help="Seconds to wait for a first alert (rules run just after a version lands)")] = 0,
 ) -> None:
     """Alerts your rules raised on a dataset."""
-    table = DataTable("version", "window", "group", "value", "threshold", "rule")
+    table = DataTable("version", "window", "group", "value", "threshold", "forecast", "rule")
     sdk = client()
     alerts = sdk.alerts(dataset_id)
     deadline = time.monotonic() + wait
@@ -763,6 +797,7 @@ def analytics_alerts(
             group,
             f"{alert['value']:g}",
             f"{alert['threshold']:g}",
+            forecast_text(alert.get("forecast")),
             alert["rule_id"],
         )
     console.print(table)

@@ -15,6 +15,7 @@ from rich.table import Table
 from cityshare.admin import enrol
 from cityshare.client import CityShareClient, CityShareError
 from cityshare.delta import SharedTables
+from cityshare.demo_ahead import look_ahead
 from cityshare.demo_city import city_picture
 from cityshare.demo_personal import personal_data
 from cityshare.examples import PM25_HOURLY_RULE
@@ -133,6 +134,7 @@ def run_scenario(admin_profile_path: Path, console: Console) -> dict[str, Any]:
     outcome["refusals_audited"] = sorted({e["reason"] for e in admin.iter_audit("platform") if e["decision"] == "deny"})
     outcome["chains_intact"] = all(r.intact for r in reports)
     outcome["city"] = city_picture(people, admin_profile_path.parent / "data", console)
+    outcome["ahead"] = look_ahead(people, admin_profile_path.parent / "data", console)
     return outcome
 
 

@@ -83,6 +83,48 @@ def air_quality(rng: random.Random, rows: int, spike: bool = False) -> Iterator[
         }
 
 
+def air_quality_history(rng: random.Random, rows: int, spike: bool = False) -> Iterator[Row]:
+    """Weeks of hourly readings (air-quality's schema) with the cycles of a city's air: rush hours
+    on working days, quieter weekends and nights, weather that lingers (an AR(1) drift) and now and
+    then an episode of a few days. Station AQ-001 stands by a busy road: its weekday mornings pass
+    75 µg/m³. Stations: rows // 840 (5 weeks each), at most 50; the hours run from Monday 06:00, so
+    862 hours end at 03:00 on a Monday, a few hours before its rush. `spike`: a far worse morning."""
+    stations = max(1, min(50, rows // 840))
+    hours = rows // stations
+    drift = [0.0] * stations
+    episode = [0] * stations
+    for hour in range(hours):
+        moment = START + timedelta(hours=hour)
+        working = moment.weekday() < 5
+        for station in range(stations):
+            busy = station == 0
+            rush = (
+                (58.0 if busy else 16.0)
+                if moment.hour in (7, 8)
+                else (30.0 if busy else 10.0)
+                if moment.hour in (17, 18)
+                else 0.0
+            )
+            night = -5.0 if moment.hour < 5 else 0.0
+            if episode[station] == 0 and rng.random() < 1 / 500:
+                episode[station] = rng.randint(24, 72)
+            lingering = 15.0 if episode[station] else 0.0
+            episode[station] = max(0, episode[station] - 1)
+            drift[station] = 0.8 * drift[station] + rng.gauss(0, 3)
+            surge = 40.0 if spike and busy and hour >= hours - 24 and moment.hour in (7, 8, 9) else 0.0
+            base = 14.0 + 2 * (station % 5) + (6.0 if working else -4.0) + night
+            pm25 = base + (rush if working else rush / 4) + lingering + drift[station] + surge
+            yield {
+                "station_id": f"AQ-{station + 1:03d}",
+                "district": DISTRICTS[station % len(DISTRICTS)],
+                "measured_at": _iso(moment),
+                "pm25": round(max(1.0, pm25), 1),
+                "pm10": round(max(2.0, pm25 * 1.6 + rng.gauss(0, 4)), 1),
+                "no2": round(max(1.0, 20 + rush * 0.8 + rng.gauss(0, 6)), 1),
+                "o3": round(max(1.0, rng.gauss(55, 15)), 1),
+            }
+
+
 def hospital_beds(rng: random.Random, rows: int, spike: bool = False) -> Iterator[Row]:
     wards = ["icu", "general", "paediatric", "maternity", "emergency"]
     capacity = {"icu": 24, "general": 320, "paediatric": 60, "maternity": 48, "emergency": 40}
@@ -133,8 +175,13 @@ def delivery_gps(rng: random.Random, rows: int, spike: bool = False) -> Iterator
             "recorded_at": _iso(START + timedelta(seconds=30 * (index // len(vehicles)))),
             "latitude": round(lat, 6),
             "longitude": round(lon, 6),
-            "speed_kmh": round(max(0.0, rng.gauss(22, 9)), 1),
+            # Slower in the centre's traffic than on the outskirts.
+            "speed_kmh": round(max(0.0, rng.gauss(10 + 5 * _km_from_centre(lat, lon), 6)), 1),
         }
+
+
+def _km_from_centre(lat: float, lon: float) -> float:
+    return math.hypot((lat - CITY_CENTRE[0]) * KM_PER_DEGREE_LAT, (lon - CITY_CENTRE[1]) * KM_PER_DEGREE_LON)
 
 
 def parking_fines(rng: random.Random, rows: int, spike: bool = False) -> Iterator[Row]:
@@ -230,6 +277,7 @@ GENERATORS: dict[str, Callable[[random.Random, int, bool], Iterator[Row]]] = {
     "traffic-flow": traffic_flow,
     "plate-reads": plate_reads,
     "air-quality": air_quality,
+    "air-quality-history": air_quality_history,
     "hospital-beds": hospital_beds,
     "service-requests": service_requests,
     "delivery-gps": delivery_gps,

@@ -19,11 +19,12 @@ from typing import Any
 import duckdb
 from duckdb.func import SPECIAL
 
-from functions.analytics.models import AlertRule, PlaceJoin
+from functions.analytics.models import AlertRule, Backtest, PlaceJoin
 from functions.analytics.places import place_sql
 from functions.analytics.scope import ReadScope, filter_sql, quoted
 from functions.columnar.cells import h3_cell
 from functions.core.errors import InvalidRequest
+from functions.core.events import Forecasted
 
 QUERY_SECONDS = 60
 _AGGREGATES = {"mean": "avg", "sum": "sum", "count": "count", "min": "min", "max": "max"}
@@ -124,9 +125,11 @@ def sandbox(inputs: list[Input], places: Sequence[PlaceJoin] = ()) -> Iterator[d
         connection.close()
 
 
-def run(connection: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+def run(
+    connection: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None, seconds: float = QUERY_SECONDS
+) -> list[tuple[Any, ...]]:
     """Run one query with a time limit (DuckDB has none of its own)."""
-    timer = threading.Timer(QUERY_SECONDS, connection.interrupt)
+    timer = threading.Timer(seconds, connection.interrupt)
     timer.start()
     try:
         return connection.execute(sql, params or []).fetchall()
@@ -294,6 +297,7 @@ class Firing:
     window_start: str | None
     value: float
     threshold: float
+    forecast: Forecasted | None = None
 
 
 def source_cte(source: Input) -> tuple[str, list[Any]]:
@@ -317,13 +321,50 @@ def evaluate_files(rule: AlertRule, source: Input) -> list[Firing]:
 def evaluate(
     connection: duckdb.DuckDBPyConnection, rule: AlertRule, table: str = "data", source: tuple[str, list[Any]] | None = None
 ) -> list[Firing]:
-    sql, params = rule_sql(rule, table, source)
+    if rule.forecast is not None:
+        from functions.analytics.forecast import firing_sql
+
+        sql, params = firing_sql(rule, table, source)
+    else:
+        sql, params = rule_sql(rule, table, source)
+    seconds = rule.forecast.max_seconds if rule.forecast is not None else QUERY_SECONDS
+    try:
+        rows = run(connection, sql, params, seconds)
+    except duckdb.InterruptException:
+        raise TimeoutError(f"rule {rule.rule_id} took more than its {seconds} seconds") from None
     firings = []
-    for row in run(connection, sql, params):
+    for row in rows:
         group = {name: None if value is None else json.loads(value) for name, value in zip(rule.group_by, row, strict=False)}
-        window_start, value, threshold = row[len(rule.group_by) :]
-        firings.append(Firing(group, window_start, float(value), float(threshold)))
+        window_start, value, threshold, *predicted = row[len(rule.group_by) :]
+        forecast = None
+        if predicted:
+            lower, upper, lead, last_observed = predicted
+            forecast = Forecasted(
+                lower=float(lower), upper=float(upper), lead_minutes=int(lead), last_observed=str(last_observed)
+            )
+        firings.append(Firing(group, window_start, float(value), float(threshold), forecast))
     return firings
+
+
+def backtest_files(rule: AlertRule, source: Input) -> Backtest:
+    """A forecast rule's backtest over a version's files, within the reader's scope."""
+    from functions.analytics.forecast import backtest_of, backtest_sql
+
+    connection = connect()
+    try:
+        connection.execute("SET TimeZone = 'UTC'")
+        sql, params = backtest_sql(rule, source.name, source_cte(source))
+        seconds = rule.forecast.max_seconds if rule.forecast else QUERY_SECONDS
+        try:
+            rows = run(connection, sql, params, seconds)
+        except duckdb.InterruptException:
+            raise InvalidRequest(
+                f"The forecast's backtest did not finish within its {seconds} seconds (max_seconds): "
+                "fewer groups, a longer window or a shorter history would fit"
+            ) from None
+    finally:
+        connection.close()
+    return backtest_of(rows[0], rule).model_copy(update={"history_version": source.version or None})
 
 
 def alert_id(rule_id: str, dataset_id: str, version: int, firing: Firing) -> str:

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, HttpUrl, model_validator
 
 from functions.catalog.models import ColumnName, Tag
+from functions.core.events import Forecasted
 from functions.core.model import Model
 
 DatasetId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{2,62}$")]
@@ -48,6 +49,25 @@ class Baseline(Model):
     factor: float = Field(gt=0, le=1000)
 
 
+class ForecastTerms(Model):
+    """Fire on a forecast: each group's windows forecast `horizon` windows ahead (a seasonal profile
+    of the last `history` seasons, corrected by how far the latest window is from it), firing when a
+    forecast window crosses the threshold (or, with trigger `interval`, the interval's far bound)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    horizon: int = Field(ge=1, le=168, description="Windows ahead, e.g. 6 hourly windows for the next 6 hours")
+    season: Literal["day", "week"] = Field(default="week", description="The cycle the profile follows")
+    history: int = Field(default=4, ge=1, le=52, description="Seasons of history the profile and the fit use")
+    level: float = Field(default=0.95, ge=0.5, le=0.999, description="The prediction interval's coverage")
+    trigger: Literal["forecast", "interval"] = Field(
+        default="forecast", description="What must cross: the forecast, or its interval's far bound"
+    )
+    max_seconds: int = Field(
+        default=20, ge=1, le=25, description="The time budget of a fit (each new version) and of the backtest"
+    )
+
+
 class AlertRuleCreate(Model):
     """E.g. hourly mean of pm25 per station_id above 75; 5-minute mean speed per segment below 10 for 3
     windows in a row; daily count per district above 2x its 28-day median."""
@@ -62,6 +82,7 @@ class AlertRuleCreate(Model):
     threshold: float | None = None
     baseline: Baseline | None = None
     consecutive: int = Field(default=1, ge=1, le=100, description="Windows in a row that must all cross")
+    forecast: ForecastTerms | None = Field(default=None, description="Fire when a forecast crosses the threshold, ahead of time")
 
     @model_validator(mode="after")
     def _consistent(self) -> AlertRuleCreate:
@@ -69,11 +90,36 @@ class AlertRuleCreate(Model):
             raise ValueError("give exactly one of threshold and baseline")
         if (self.consecutive > 1 or self.baseline is not None) and self.window is None:
             raise ValueError("consecutive windows and baselines need a window")
+        if self.forecast is not None:
+            if self.window is None or self.threshold is None or self.baseline is not None or self.consecutive != 1:
+                raise ValueError("a forecast rule has a window and a threshold (no baseline, no consecutive windows)")
+            season = {"day": 1440, "week": 10080}[self.forecast.season]
+            if season % self.window.minutes:
+                raise ValueError(f"a forecast's window divides its season ({season} minutes): {self.window.minutes} does not")
+            if self.forecast.horizon > season // self.window.minutes:
+                raise ValueError("a forecast looks at most one season ahead")
         return self
 
     def columns(self) -> set[str]:
         used = set(self.group_by) | ({self.measure.column} if self.measure.column else set())
         return used | ({self.window.column} if self.window else set())
+
+
+class Backtest(Model):
+    """A forecast rule run at every window of the history, scored against what then happened."""
+
+    origins: int = Field(description="Windows (per group) the rule was run at")
+    alarms: int = Field(description="Of those, the ones at which it would have fired")
+    false_alarms: int = Field(description="Alarms after which no window of the horizon crossed")
+    events: int = Field(description="Windows that crossed after one that did not, while forecasts were made")
+    hits: int = Field(description="Events forecast to cross from a window of the horizon before them")
+    misses: int
+    hit_rate: float | None = None
+    false_alarm_ratio: float | None = Field(default=None, description="false_alarms / alarms")
+    mean_lead_minutes: float | None = Field(default=None, description="How long before a hit event it was first forecast")
+    mase: float | None = Field(default=None, description="Mean absolute error over the seasonal-naive forecast's (< 1: better)")
+    forecasts_scored: int = 0
+    history_version: int | None = Field(default=None, description="The version whose history was backtested")
 
 
 class AlertRule(AlertRuleCreate):
@@ -83,6 +129,7 @@ class AlertRule(AlertRuleCreate):
     created_by: str
     created_at: str
     grant_id: str | None = Field(default=None, description="The grant the rule reads under (none for the dataset's owner)")
+    backtest: Backtest | None = Field(default=None, description="A forecast rule's backtest on the history, run when defined")
 
 
 class RuleList(Model):
@@ -99,6 +146,7 @@ class Alert(Model):
     window_end: str | None = None
     value: float
     threshold: float
+    forecast: Forecasted | None = Field(default=None, description="A forecast rule's: the interval and how far ahead")
 
 
 class SubscriptionCreate(Model):

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
 
 from functions.analytics.destinations import UnsafeDestination, check_destination
 from functions.analytics.models import (
     Alert,
     AlertRule,
     AlertRuleCreate,
+    Backtest,
     CreatedSubscription,
     DerivedDataset,
     DerivedDatasetCreate,
@@ -59,8 +62,10 @@ class AnalyticsService:
         allow_http_webhooks: bool = False,
         athena_available: bool = False,
         clock: Callable[[], str] = utc_now,
+        history: Callable[[list[str]], AbstractContextManager[list[Path]]] | None = None,
     ) -> None:
         self._athena = athena_available
+        self._history = history  # the curated files of a version, as local copies (a forecast's backtest)
         self._catalog = catalog
         self._repository = repository
         self._versions = versions
@@ -109,8 +114,20 @@ class AnalyticsService:
             created_at=self._clock(),
             grant_id=scope.grant_id,
         )
+        if rule.forecast is not None:
+            rule = rule.model_copy(update={"backtest": self._backtest(rule, dataset, scope)})
         self._repository.put_rule(rule)
         return rule
+
+    def _backtest(self, rule: AlertRule, dataset: Dataset, scope: ReadScope) -> Backtest | None:
+        """A forecast rule run over the latest version's history as its definer may read it (None
+        before the dataset's first version)."""
+        if not dataset.latest_version or not dataset.latest_files or self._history is None:
+            return None
+        from functions.analytics.engine import Input, backtest_files  # DuckDB only where a rule is defined
+
+        with self._history(dataset.latest_files) as files:
+            return backtest_files(rule, Input("data", scope, files, dataset.latest_version))
 
     def rules(self, caller: Caller, dataset_id: str, request_id: str = "") -> list[AlertRule]:
         """The caller department's rules on the dataset; the owner's stewards see every rule on it."""

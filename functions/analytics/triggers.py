@@ -19,13 +19,14 @@ import hashlib
 import io
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from functions.analytics.athena import AthenaRunner, QueryInput, input_cte, wrapped
+from functions.analytics.files import local_copies
 from functions.analytics.models import Alert, AlertRule, DerivedDataset, Subscription
 from functions.analytics.repository import AnalyticsRepository
 from functions.analytics.scope import ReadScope, scope_for, table_name
@@ -258,7 +259,12 @@ class TriggerService:
                 if scope is None or not rule.columns() <= set(scope.columns):
                     logger.warning("rule skipped: its grant ended or narrowed", extra={"rule": rule.rule_id})
                     continue
-                firings = evaluate_files(rule, Input("data", scope, files))
+                try:
+                    firings = evaluate_files(rule, Input("data", scope, files))
+                except TimeoutError:
+                    # A forecast over its time budget: the other rules still run; nothing half-raised.
+                    logger.warning("rule skipped: over its time budget", extra={"rule": rule.rule_id})
+                    continue
                 alerts = [
                     Alert(
                         alert_id=alert_id(rule.rule_id, event.dataset_id, event.version, firing),
@@ -270,6 +276,7 @@ class TriggerService:
                         window_end=_window_end(firing.window_start, rule),
                         value=firing.value,
                         threshold=firing.threshold,
+                        forecast=firing.forecast,
                     )
                     for firing in firings
                 ]
@@ -418,19 +425,10 @@ class TriggerService:
             return False
         return True
 
-    @contextmanager
-    def _local_files(self, keys: list[str]) -> Iterator[list[Path]]:
-        """The objects downloaded to the event's temporary folder (DuckDB reads them there, not from
-        S3), each once per event, through a session acting for the department it belongs to."""
-        with ExitStack() as stack:
-            folder = self._folder or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cityshare-trigger-")))
-            downloads = self._downloads if self._folder else {}
-            for key in keys:
-                if key not in downloads or not downloads[key].exists():
-                    path = folder / f"{len(downloads):05d}-{Path(key).name}"
-                    self._scopes.s3(owner_of(key) or "").download_file(self._settings.data_bucket, key, str(path))
-                    downloads[key] = path
-            yield [downloads[key] for key in keys]
+    def _local_files(self, keys: list[str]) -> AbstractContextManager[list[Path]]:
+        """The objects in the event's temporary folder, each downloaded once per event."""
+        cache = self._downloads if self._folder else None
+        return local_copies(self._scopes, self._settings.data_bucket, keys, self._folder, cache)
 
 
 def _csv(columns: list[str], rows: list[tuple[Any, ...]]) -> bytes:
@@ -468,6 +466,7 @@ def _alert_raised(alerts: list[Alert], rule: AlertRule, owner: str, now: str) ->
                 window_end=a.window_end,
                 value=a.value,
                 threshold=a.threshold,
+                forecast=a.forecast,
             )
             for a in ordered[:FIRINGS_PER_EVENT]
         ],

@@ -86,8 +86,21 @@ class AccessRequestChanged(EventDetail):
         return f"request:{self.access_request_id}:{self.change}"
 
 
+class Forecasted(Model):
+    """A forecast rule's firing: `value` is the forecast for the window, within [lower, upper] at
+    the rule's level; the window starts `lead_minutes` after the last window observed (`last_observed`)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    lower: float
+    upper: float
+    lead_minutes: int
+    last_observed: str
+
+
 class Firing(Model):
-    """One window (or group) in which an alert rule's measure crossed its threshold."""
+    """One window (or group) in which an alert rule's measure crossed its threshold (or, for a
+    forecast rule, is forecast to)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
@@ -97,6 +110,7 @@ class Firing(Model):
     window_end: str | None = None
     value: float
     threshold: float
+    forecast: Forecasted | None = None
 
 
 # An event holds at most this many firings (EventBridge takes 256 KB per event); every firing is

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, partial
 from typing import TYPE_CHECKING, Any
 
 from functions.core.settings import get_settings
@@ -140,6 +140,7 @@ def inbox() -> InboxService:
 
 @cache
 def analytics() -> AnalyticsService:
+    from functions.analytics.files import local_copies
     from functions.analytics.repository import AnalyticsRepository
     from functions.analytics.service import AnalyticsService
     from functions.ingest.repository import IngestRepository
@@ -153,6 +154,7 @@ def analytics() -> AnalyticsService:
         sharing_repository(),
         settings.allow_http_webhooks,
         athena_available=bool(settings.query_workgroup and settings.query_catalog),
+        history=partial(local_copies, scopes(), settings.data_bucket),
     )
 
 

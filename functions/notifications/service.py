@@ -130,6 +130,13 @@ class NotificationService:
         if isinstance(event, AlertRaised):
             first = event.alerts[0]
             text = f"{event.rule_name}: {first.value:g} vs {first.threshold:g} on {event.dataset_id} v{event.version}"
+            if first.forecast is not None:
+                ahead = first.forecast
+                text = (
+                    f"{event.rule_name}: forecast {first.value:.4g} ({ahead.lower:.4g}-{ahead.upper:.4g}) vs {first.threshold:g} "
+                    f"at {first.window_start}, {ahead.lead_minutes} min after {ahead.last_observed}, "
+                    f"on {event.dataset_id} v{event.version}"
+                )
             if event.firings > 1:
                 text += f" (and {event.firings - 1} more in this version: see its alerts)"
             recipients = {event.rule_owner, *self._alert_subscribers(event)}

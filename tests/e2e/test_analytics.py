@@ -209,3 +209,47 @@ def test_subscriptions_and_rules_reveal_nothing_to_other_departments(city: dict[
     with pytest.raises(CityShareError) as unknown:
         health.client.unsubscribe("s" + "0" * 24)
     assert unknown.value.status == 404
+
+
+FORECAST_RULE: dict[str, Any] = {
+    "name": "PM2.5 forecast above 75 within 6 hours",
+    "measure": {"aggregate": "mean", "column": "pm25"},
+    "group_by": ["station_id"],
+    "window": {"column": "measured_at", "minutes": 60},
+    "comparison": "gt",
+    "threshold": 75,
+    "forecast": {"horizon": 6},
+}
+
+
+def test_a_forecast_rule_is_backtested_when_defined_and_warns_ahead_of_the_crossing(city: dict[str, Any], tmp_path: Path) -> None:
+    environment, health = city["people"]["environment"], city["people"]["health"]
+    air = unique("air-history")
+    environment.client.create_dataset(air, "Air quality, hourly history", "internal", city_schema("air-quality"))
+    # Five weeks of four stations, to 03:00 on a working day: AQ-001's mornings pass 75.
+    first = generate("air-quality-history", 4 * 862, tmp_path / "history.csv")
+    done = environment.client.wait_for_upload(air, environment.client.upload_file(air, first)["upload_id"], 120)
+    assert done["status"] == "published"
+    environment.client.grant(air, health.profile.department, "Health warns of pollution ahead of it", "public-health")
+    with pytest.raises(CityShareError) as refused:
+        health.client.define_alert_rule(air, {**FORECAST_RULE, "forecast": {"horizon": 30, "season": "day"}})
+    assert refused.value.status == 422 and "one season ahead" in str(refused.value)
+
+    rule = health.client.define_alert_rule(air, FORECAST_RULE)
+    backtest = rule["backtest"]
+    assert backtest["history_version"] == done["version"]
+    assert backtest["hits"] + backtest["misses"] == backtest["events"] > 10 and backtest["hit_rate"] > 0.8
+    assert backtest["mase"] < 1 and backtest["false_alarms"] < backtest["alarms"]
+    assert health.client.alert_rules(air)[0]["backtest"] == backtest  # kept with the rule
+
+    # A new version (the same hours, a far worse morning to come): the rule warns health before it.
+    second = generate("air-quality-history", 4 * 862, tmp_path / "next.csv", spike=True, seed=8)
+    version = environment.client.wait_for_upload(air, environment.client.upload_file(air, second)["upload_id"], 120)["version"]
+    raised = wait_for(health, "alert.raised", dataset_id=air, version=version, timeout=60)
+    [firing] = raised["subject"]["alerts"]
+    assert firing["group"] == {"station_id": "AQ-001"} and firing["window_start"].endswith("T07:00:00Z")
+    assert firing["forecast"]["lead_minutes"] == 240 and firing["forecast"]["last_observed"].endswith("T03:00:00Z")
+    assert firing["forecast"]["lower"] < firing["value"] < firing["forecast"]["upper"] and firing["value"] > 75
+    assert "forecast" in raised["message"] and "240 min" in raised["message"]
+    stored = health.client.alerts(air)
+    assert [a["forecast"]["lead_minutes"] for a in stored] == [240]

@@ -129,12 +129,19 @@ def test_a_steward_narrows_approves_revokes_and_verifies_in_the_browser(
         "threshold": 5,
     }
     city.owner.client.define_alert_rule(dataset_id, rule)
+    ahead = {**rule, "name": "Slow traffic ahead", "forecast": {"horizon": 2, "season": "day", "history": 1}}
+    backtest = city.owner.client.define_alert_rule(dataset_id, ahead)["backtest"]
     auditor = onboard(stack, transport, "auditor", ["member", "steward"], register=False).client  # reads the chain
     reads_before = sum(1 for e in auditor.iter_audit() if e["action"] == "ReadData")
     page.goto(console_url(stack) + "#/datasets/" + dataset_id)
     page.get_by_role("heading", name="Traffic flow").wait_for()
     page.get_by_role("heading", name="Profile of v1").wait_for()
     page.get_by_role("button", name="Show the alerts raised").wait_for()
+    # A forecast rule shows its backtest beside it: what a steward weighs before trusting it.
+    forecast_row = page.get_by_role("row").filter(has_text="Slow traffic ahead")
+    expected = f"v1: {backtest['hits']} of {backtest['events']} crossings forecast ahead"
+    assert expected in forecast_row.inner_text() and "MASE" in forecast_row.inner_text()
+    assert "—" in page.get_by_role("row").filter(has_text="Slow traffic").filter(has_not_text="ahead").inner_text()
     # Opening the page reads no data: the alerts (values of the data) are read when asked for.
     assert sum(1 for e in auditor.iter_audit() if e["action"] == "ReadData") == reads_before
     page.get_by_role("button", name="Show the alerts raised").click()

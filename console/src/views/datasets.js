@@ -102,7 +102,9 @@ export async function datasetPage(api, main, datasetId, versionNumber) {
   }
   try {
     const rules = (await api.get(`/datasets/${datasetId}/alert-rules`)).rules;
-    put(main, h("h2", {}, "Alert rules"), rules.length ? table(["rule", "name", "by"], rules.map((r) => [r.rule_id, r.name, r.owner])) : h("p", {}, "None."));
+    put(main, h("h2", {}, "Alert rules"), rules.length
+      ? table(["rule", "name", "by", "backtest (forecast rules)"], rules.map((r) => [r.rule_id, r.name, r.owner, backtestText(r.backtest)]))
+      : h("p", {}, "None."));
     if (rules.length) {
       // Alerts carry values of the data, so reading them is audited as a read: fetched when asked
       // for, not each time the page opens (which made stewards readers of their own data).
@@ -122,4 +124,15 @@ export async function datasetPage(api, main, datasetId, versionNumber) {
   } catch (error) {
     say(`Alert rules not shown: ${error.message}`, "info");
   }
+}
+
+// A forecast rule's backtest on the history, in words: what a steward weighs before trusting it.
+function backtestText(backtest) {
+  if (!backtest) return "—";
+  const share = (value) => (value === null || value === undefined ? "—" : `${Math.round(value * 100)}%`);
+  const lead = backtest.mean_lead_minutes === null || backtest.mean_lead_minutes === undefined
+    ? "—" : `${(backtest.mean_lead_minutes / 60).toFixed(1)} h`;
+  return `v${backtest.history_version}: ${backtest.hits} of ${backtest.events} crossings forecast ahead (${share(backtest.hit_rate)}, `
+    + `mean lead ${lead}); ${backtest.false_alarms} of ${backtest.alarms} alarms false (${share(backtest.false_alarm_ratio)}); `
+    + `MASE ${backtest.mase ?? "—"}`;
 }
