@@ -42,7 +42,7 @@ def rule(column: str, group_by: list[str], threshold: float, season: str) -> Ale
             "window": {"column": "measured_at", "minutes": 60},
             "comparison": "gt",
             "threshold": threshold,
-            "forecast": {"horizon": 6, "season": season, "max_seconds": 25},
+            "forecast": {"horizon": 6, "season": season, "max_seconds": 20},
         }
     )
     return AlertRule(**created.model_dump(), rule_id="x" * 25, dataset_id="d", owner="o", created_by="p", created_at="t")

@@ -422,6 +422,8 @@ SPEC = PlatformSpec(
                 "analytics": (*WRITE, *DELETE),
                 "idempotency": (*WRITE, *DELETE),
             },
+            acts_for_departments=True,  # a forecast rule's backtest reads the latest version, as its definer may
+            ephemeral_storage_mb=4096,  # the version's files, copied for DuckDB
             layers=("core", "analytics"),  # DuckDB checks a derived dataset's query before it is accepted
         ),
         # Delta Sharing: recipients' bearer tokens, then the protocol's endpoints (functions/sharing/delta.py).

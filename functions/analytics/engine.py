@@ -23,7 +23,7 @@ from functions.analytics.models import AlertRule, Backtest, PlaceJoin
 from functions.analytics.places import place_sql
 from functions.analytics.scope import ReadScope, filter_sql, quoted
 from functions.columnar.cells import h3_cell
-from functions.core.errors import InvalidRequest
+from functions.core.errors import InvalidRequest, QueryFailed
 from functions.core.events import Forecasted
 
 QUERY_SECONDS = 60
@@ -117,7 +117,7 @@ def sandbox(inputs: list[Input], places: Sequence[PlaceJoin] = ()) -> Iterator[d
                 definition = ", ".join(f"{quoted(c)} {source.scope.column_types.get(c, 'VARCHAR')}" for c in source.scope.columns)
                 connection.execute(f"CREATE TABLE {quoted(source.name)} ({definition})")
         for place in places:
-            connection.execute(f"CREATE TABLE {quoted(place.table)} AS {place_sql(place)}")
+            run(connection, f"CREATE TABLE {quoted(place.table)} AS {place_sql(place)}")
         connection.execute("SET enable_external_access = false")
         connection.execute("SET lock_configuration = true")
         yield connection
@@ -133,6 +133,10 @@ def run(
     timer.start()
     try:
         return connection.execute(sql, params or []).fetchall()
+    except duckdb.InterruptException:
+        raise TimeoutError(f"the query took more than {seconds:g} seconds") from None
+    except duckdb.Error as error:
+        raise QueryFailed(str(error).splitlines()[0]) from None
     finally:
         timer.cancel()
 
@@ -327,11 +331,7 @@ def evaluate(
         sql, params = firing_sql(rule, table, source)
     else:
         sql, params = rule_sql(rule, table, source)
-    seconds = rule.forecast.max_seconds if rule.forecast is not None else QUERY_SECONDS
-    try:
-        rows = run(connection, sql, params, seconds)
-    except duckdb.InterruptException:
-        raise TimeoutError(f"rule {rule.rule_id} took more than its {seconds} seconds") from None
+    rows = run(connection, sql, params, rule.forecast.max_seconds if rule.forecast is not None else QUERY_SECONDS)
     firings = []
     for row in rows:
         group = {name: None if value is None else json.loads(value) for name, value in zip(rule.group_by, row, strict=False)}
@@ -357,11 +357,13 @@ def backtest_files(rule: AlertRule, source: Input) -> Backtest:
         seconds = rule.forecast.max_seconds if rule.forecast else QUERY_SECONDS
         try:
             rows = run(connection, sql, params, seconds)
-        except duckdb.InterruptException:
+        except TimeoutError:
             raise InvalidRequest(
                 f"The forecast's backtest did not finish within its {seconds} seconds (max_seconds): "
                 "fewer groups, a longer window or a shorter history would fit"
             ) from None
+        except QueryFailed as failed:
+            raise InvalidRequest(f"The forecast's backtest failed on the history: {failed}") from None
     finally:
         connection.close()
     return backtest_of(rows[0], rule).model_copy(update={"history_version": source.version or None})

@@ -26,6 +26,7 @@ from functions.analytics.scope import quoted
 _ISO = "%Y-%m-%dT%H:%M:%SZ"
 _COMPARISONS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 SEASON_MINUTES = {"day": 1440, "week": 10080}
+MAX_WINDOWS = 10_000
 PHI_LIMIT = 0.98
 
 
@@ -49,16 +50,19 @@ def _fitted(
     by_phase = f'PARTITION BY "cs:id", "cs:n" % {season}'
     width = int(minutes) * 60
     latest = ' AND "cs:n" = "cs:last"' if latest_only else ""
-    # Built from validated, quoted names and integers; the window's size is a parameter as in rules.
+    # At most this many of a group's windows, the latest (a stray reading from 1970 does not make a
+    # grid of decades): the whole history the fit needs, eight times over, or 10,000 windows.
+    most = max(8 * (int(terms.history) + 1) * season, MAX_WINDOWS)
+    # Built from validated, quoted names and integers. Windows are counted from the epoch: the n-th
+    # window starts at n x width seconds, the same for every group, version and engine.
     sql = f"""
-WITH {leading}"cs:windows" AS (
-  SELECT {group_select}time_bucket(to_minutes(CAST(? AS BIGINT)), {quoted(rule.window.column)}) AS "cs:start",
+WITH {leading}"cs:series" AS (
+  SELECT {group_select}CAST(floor(epoch({quoted(rule.window.column)}) / {width}) AS BIGINT) AS "cs:n",
          CAST({measure} AS DOUBLE) AS "cs:value"
   FROM {quoted(table)} WHERE {quoted(rule.window.column)} IS NOT NULL GROUP BY ALL
-), "cs:series" AS (
-  SELECT *, CAST(floor(epoch("cs:start") / {width}) AS BIGINT) AS "cs:n" FROM "cs:windows"
 ), "cs:span" AS (
-  SELECT {group_select}min("cs:n") AS "cs:first", max("cs:n") AS "cs:last", row_number() OVER () AS "cs:id"
+  SELECT {group_select}greatest(min("cs:n"), max("cs:n") - {most}) AS "cs:first", max("cs:n") AS "cs:last",
+         row_number() OVER () AS "cs:id"
   FROM "cs:series" GROUP BY ALL
 ), "cs:grid" AS (
   SELECT {span_groups}s."cs:id", g."cs:n", s."cs:last", v."cs:value"
@@ -95,7 +99,6 @@ WITH {leading}"cs:windows" AS (
   FROM "cs:origins" AS o JOIN "cs:fitted" AS t ON t."cs:id" = o."cs:id" AND t."cs:n" = o."cs:target"
   WHERE t."cs:profile" IS NOT NULL
 )"""
-    params.append(minutes)
     return sql, params
 
 
@@ -129,7 +132,10 @@ def firing_sql(rule: AlertRule, table: str, source: tuple[str, list[Any]] | None
     z = _z(rule)
     sql = f"""{fitted}, "cs:now" AS (
   SELECT *, row_number() OVER (PARTITION BY "cs:id" ORDER BY "cs:k") AS "cs:first"
-  FROM "cs:forecasts" WHERE "cs:origin" = "cs:last" AND {_crosses(rule, '"cs:forecast"')}
+  FROM "cs:forecasts"
+  WHERE "cs:origin" = "cs:last" AND {_crosses(rule, '"cs:forecast"')}
+    -- a group that stopped reporting forecasts nothing already past: only windows after the data's last
+    AND "cs:origin" + "cs:k" > (SELECT max("cs:last") FROM "cs:span")
 )
 SELECT {group_output}strftime(to_timestamp(("cs:origin" + "cs:k") * {minutes * 60}), '{_ISO}'), "cs:forecast",
        CAST(? AS DOUBLE), "cs:forecast" - {z!r} * "cs:sd", "cs:forecast" + {z!r} * "cs:sd", "cs:k" * {minutes},
@@ -158,7 +164,8 @@ def backtest_sql(rule: AlertRule, table: str, source: tuple[str, list[Any]] | No
     sql = f"""{fitted}, "cs:alarms" AS (
   SELECT "cs:id", "cs:origin", bool_or({_crosses(rule, '"cs:forecast"')}) AS "cs:fired",
          bool_or(coalesce({crossed}, false)) AS "cs:came"
-  FROM "cs:forecasts" GROUP BY ALL
+  FROM "cs:forecasts" WHERE "cs:origin" + {int(rule.forecast.horizon)} <= "cs:last"  -- what came can be told
+  GROUP BY ALL
 ), "cs:observed" AS (
   SELECT "cs:id", "cs:n", "cs:value",
          lag("cs:value") OVER (PARTITION BY "cs:id" ORDER BY "cs:n") AS "cs:before",

@@ -64,7 +64,10 @@ class ForecastTerms(Model):
         default="forecast", description="What must cross: the forecast, or its interval's far bound"
     )
     max_seconds: int = Field(
-        default=20, ge=1, le=25, description="The time budget of a fit (each new version) and of the backtest"
+        default=15,
+        ge=1,
+        le=20,
+        description="The time budget of a fit (each new version) and of the backtest (within the API's 29 s)",
     )
 
 

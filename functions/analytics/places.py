@@ -20,6 +20,7 @@ from functions.analytics.scope import quoted, table_name
 # cells and bands stay small (an area's box over every cell is 4,096 rows).
 GRID_CELLS = 64
 MAX_BANDS = 65_536
+BAND_ROWS_PER_EDGE = 8
 
 
 def place_sql(place: PlaceJoin) -> str:
@@ -48,10 +49,16 @@ WITH "cs:rings" AS (
     SELECT "cs:area", "cs:ring"[i][1] AS x1, "cs:ring"[i][2] AS y1, "cs:ring"[i + 1][1] AS x2, "cs:ring"[i + 1][2] AS y2
     FROM "cs:rings", generate_series(1, len("cs:ring") - 1) AS steps(i)
   ) WHERE x1 IS NOT NULL AND y1 IS NOT NULL AND x2 IS NOT NULL AND y2 IS NOT NULL
-), "cs:frame" AS (
+), "cs:extent" AS (
   SELECT min(least(x1, x2)) AS x0, greatest(max(greatest(x1, x2)) - min(least(x1, x2)), 1e-9) AS width,
-         min(lo) AS y0, greatest(max(hi) - min(lo), 1e-9) AS height, least({MAX_BANDS}, 4 * count(*)) AS bands
+         min(lo) AS y0, greatest(max(hi) - min(lo), 1e-9) AS height, count(*) AS edges, sum(hi - lo) AS spanned
   FROM "cs:edges"
+), "cs:frame" AS (
+  -- As many bands as keep an edge in a few of them: about {BAND_ROWS_PER_EDGE} rows per edge in all, so
+  -- a ring that zigzags across the whole city makes few bands, not edges x bands rows.
+  SELECT *, CAST(greatest(1, least({MAX_BANDS}, 4 * edges,
+                                   floor({BAND_ROWS_PER_EDGE} * edges * height / greatest(spanned, 1e-12)))) AS BIGINT) AS bands
+  FROM "cs:extent"
 ), "cs:bands" AS (
   -- edges that a ray to the east can cross (a level edge never is), once per band they span, each
   -- from its lower end, so a border two areas share is the same edge, to the bit, in both

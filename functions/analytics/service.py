@@ -31,7 +31,7 @@ from functions.catalog.models import Dataset, DatasetCreate
 from functions.catalog.service import CatalogService
 from functions.core.classification import CLASSIFICATION_RANK
 from functions.core.clock import utc_now
-from functions.core.errors import Forbidden, InvalidRequest, NotFound
+from functions.core.errors import Forbidden, InvalidRequest, NotFound, QueryFailed
 from functions.identity.models import Caller
 from functions.ingest.repository import IngestRepository
 from functions.policy.access import AccessControl
@@ -202,6 +202,9 @@ class AnalyticsService:
         # The query may read its inputs only (and only what the grants allow of them, below).
         guard_tables(request.sql, {table_name(d.dataset_id) for d, _ in readable} | {p.table for p in request.places})
         if request.engine == "athena":
+            celled = [d.dataset_id for d, scope in readable if scope.aggregate is not None and scope.aggregate.cells is not None]
+            if celled:
+                raise InvalidRequest(f"{', '.join(celled)} is read as H3 cells, which the duckdb engine computes (not Athena)")
             columns = {name: _RESULT_TYPES[kind] for name, kind in (request.result_columns or {}).items()}
             with sandbox([Input(table_name(d.dataset_id), scope, []) for d, scope in readable]) as connection:
                 try:
@@ -212,8 +215,11 @@ class AnalyticsService:
                         raise
         else:
             # Checked against empty tables shaped like what the caller may read: nothing outside is reachable.
-            with sandbox([Input(table_name(d.dataset_id), scope, []) for d, scope in readable], request.places) as connection:
-                columns = result_columns(connection, request.sql)
+            try:
+                with sandbox([Input(table_name(d.dataset_id), scope, []) for d, scope in readable], request.places) as connection:
+                    columns = result_columns(connection, request.sql)
+            except QueryFailed as failed:
+                raise InvalidRequest(f"The place joins cannot be made of these inputs: {failed}") from None
         invalid = [c for c in columns if not _column_name(c)]
         if invalid:
             raise InvalidRequest(f"Name every result column with an alias of [a-z][a-z0-9_]*: {', '.join(invalid)}")
@@ -338,11 +344,14 @@ def check_rule(rule: AlertRuleCreate, dataset: Dataset, scope: ReadScope) -> Non
     if outside:
         raise Forbidden(f"The rule uses columns you may not read on {dataset.dataset_id}: {', '.join(outside)}")
     properties = dataset.table_schema.properties
-    # An aggregated grant's own columns (group_size, mean_x, ...) are numbers.
-    numeric = {c for c in scope.columns if c not in properties}
+    # An aggregated grant's own columns (group_size, mean_x, ...) are numbers; its cells are text.
+    cells = {scope.aggregate.cells.column} if scope.aggregate is not None and scope.aggregate.cells is not None else set()
+    numeric = {c for c in scope.columns if c not in properties} - cells
     if rule.measure.column is not None and rule.measure.column not in numeric:
-        kinds = properties[rule.measure.column].kinds()
-        if not {"number", "integer"} & set(kinds):
+        measured = properties.get(rule.measure.column)
+        if measured is None or not {"number", "integer"} & set(measured.kinds()):
             raise InvalidRequest(f"{rule.measure.column} is not numeric; use count, or a numeric column")
-    if rule.window is not None and (rule.window.column in numeric or properties[rule.window.column].format != "date-time"):
-        raise InvalidRequest(f"The window column {rule.window.column} must be a date-time column")
+    if rule.window is not None:
+        windowed = properties.get(rule.window.column)
+        if rule.window.column in numeric or windowed is None or windowed.format != "date-time":
+            raise InvalidRequest(f"The window column {rule.window.column} must be a date-time column")

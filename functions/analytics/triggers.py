@@ -35,7 +35,7 @@ from functions.catalog.models import Dataset
 from functions.catalog.repository import CatalogRepository
 from functions.catalog.service import CatalogService
 from functions.core.clock import utc_now
-from functions.core.errors import NotFound
+from functions.core.errors import InvalidRequest, NotFound, QueryFailed
 from functions.core.events import (
     FIRINGS_PER_EVENT,
     AccessRequestChanged,
@@ -261,9 +261,10 @@ class TriggerService:
                     continue
                 try:
                     firings = evaluate_files(rule, Input("data", scope, files))
-                except TimeoutError:
-                    # A forecast over its time budget: the other rules still run; nothing half-raised.
-                    logger.warning("rule skipped: over its time budget", extra={"rule": rule.rule_id})
+                except (TimeoutError, QueryFailed) as failed:
+                    # Over its time budget, or failing on this version's data: the same on every
+                    # retry, so the other rules still run and nothing is half-raised.
+                    logger.warning("rule skipped on this version", extra={"rule": rule.rule_id, "why": str(failed)})
                     continue
                 alerts = [
                     Alert(
@@ -361,9 +362,21 @@ class TriggerService:
                 logger.warning("derived dataset not rebuilt: an input is no longer readable", extra={"input": source.dataset_id})
                 return False
             scopes.append((source, scope))
-        rows = (
-            self._run_on_athena(definition, scopes) if definition.engine == "athena" else self._run_on_duckdb(definition, scopes)
-        )
+        try:
+            rows = (
+                self._run_on_athena(definition, scopes)
+                if definition.engine == "athena"
+                else self._run_on_duckdb(definition, scopes)
+            )
+        except (QueryFailed, InvalidRequest, TimeoutError) as failed:
+            if isinstance(failed, TimeoutError) and definition.engine == "athena":
+                raise  # Athena's wait may be its own: the queue retries it
+            # DuckDB failing on these inputs fails the same way on every retry: logged, and the
+            # other derived datasets fed by the input are still built (AWS's errors are retried).
+            logger.warning(
+                "derived dataset not rebuilt: its query failed", extra={"dataset": definition.dataset_id, "why": str(failed)}
+            )
+            return False
         if not rows:
             return False
         body = _csv(list(definition.columns), rows)

@@ -115,3 +115,8 @@ class PrivacyBudgetExhausted(Conflict):
     """A differentially private release would spend more than the grantee may spend on the dataset."""
 
     code, title = "privacy_budget_exhausted", "The privacy budget for this dataset is spent"
+
+
+class QueryFailed(RuntimeError):
+    """A query over data failed (out of memory, a value it cannot convert): the data's or the
+    definition's doing, the same on every retry. Over its time limit it is a TimeoutError."""

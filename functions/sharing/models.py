@@ -162,6 +162,8 @@ class AggregateTerms(Model):
     def _cells_are_grouped(self) -> AggregateTerms:
         if self.cells is None:
             return self
+        if self.cells.column.startswith("__"):
+            raise ValueError("a cells' column name does not start with __ (the view's own working columns do)")
         if self.cells.column not in self.group_by:
             raise ValueError(f"the cells' column {self.cells.column} must be one of group_by")
         exact = sorted({self.cells.latitude, self.cells.longitude} & ({*self.group_by} | {m.column for m in self.measures}))

@@ -224,3 +224,27 @@ def test_cells_on_ingest_are_a_pair_at_one_resolution(schema: dict[str, Any], me
 def test_a_grant_coarsens_to_cells_by_its_aggregate_not_as_a_grid() -> None:
     with pytest.raises(ValueError, match="aggregated grant's cells"):
         GrantTerms.model_validate({"generalised": {"latitude": "h3:8"}}).check_against(SENSORS.table_schema)
+
+
+def test_a_rule_on_a_cells_grant_treats_the_cell_as_text_not_a_number() -> None:
+    from functions.analytics.models import AlertRuleCreate
+    from functions.analytics.service import check_rule
+
+    scope = scope_for(SENSORS, grant(BY_CELL))
+    base = {"name": "Noisy cells", "group_by": ["cell"], "comparison": "gt", "threshold": 3}
+    check_rule(AlertRuleCreate.model_validate({**base, "measure": {"aggregate": "max", "column": "group_size"}}), SENSORS, scope)
+    for aggregate in ("mean", "max"):
+        with pytest.raises(InvalidRequest, match="cell is not numeric"):
+            rule = AlertRuleCreate.model_validate({**base, "measure": {"aggregate": aggregate, "column": "cell"}})
+            check_rule(rule, SENSORS, scope)
+    with pytest.raises(InvalidRequest, match="must be a date-time column"):
+        rule = AlertRuleCreate.model_validate(
+            {**base, "measure": {"aggregate": "count"}, "window": {"column": "cell", "minutes": 60}}
+        )
+        check_rule(rule, SENSORS, scope)
+
+
+def test_a_cells_column_is_not_one_of_the_views_working_columns() -> None:
+    cells = {"column": "__subject", "latitude": "latitude", "longitude": "longitude", "resolution": 8}
+    with pytest.raises(ValueError, match="does not start with __"):
+        GrantTerms.model_validate({"aggregate": {"group_by": ["__subject"], "cells": cells}})
