@@ -147,6 +147,30 @@ def test_a_redelivered_version_event_raises_each_alert_once(moto_aws: Aws, setti
     assert_matches_published_schema(raised[0])
 
 
+def test_a_rule_that_fails_on_a_version_skips_only_itself(
+    moto_aws: Aws, settings: Settings, service: TriggerService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A query that fails on the data (out of memory, over its time) fails the same on every retry:
+    the other rules on the version still raise their alerts, and the event is not failed for it."""
+    from functions.analytics import engine
+    from functions.core.errors import QueryFailed
+
+    repository = AnalyticsRepository(settings.analytics_table)
+    repository.put_rule(rule("environment"))
+    failing = rule("environment").model_copy(update={"rule_id": "x" + "2" * 24, "name": "Fails on this data"})
+    repository.put_rule(failing)
+    evaluate = engine.evaluate
+
+    def evaluate_or_fail(connection: Any, the_rule: AlertRule, *args: Any, **kwargs: Any) -> Any:
+        if the_rule.rule_id == failing.rule_id:
+            raise QueryFailed("Out of Memory Error: could not allocate block of size 256.0 KiB")
+        return evaluate(connection, the_rule, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "evaluate", evaluate_or_fail)
+    raised = service.evaluate_rules(publish(moto_aws, settings, "air", "environment", 1, readings(90.0)))
+    assert [a.rule_id for a in raised] == [rule("environment").rule_id]
+
+
 def test_a_late_event_for_an_older_version_is_judged_on_that_version(
     moto_aws: Aws, settings: Settings, service: TriggerService
 ) -> None:
