@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cityshare.client import CityShareClient
+from cityshare.examples import PM25_FORECAST_RULE
 from cityshare.generators import generate
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas" / "datasets"
@@ -36,7 +37,7 @@ def look_ahead(people: Departments, folder: Path, console: Console) -> dict[str,
     people["environment"]["steward"].grant(
         "air-quality-hourly", "health", "Warn the health service of polluted hours ahead of them", "public-health"
     )
-    rule = health.define_alert_rule("air-quality-hourly", json.loads((EXAMPLES / "pm25-forecast-rule.json").read_text()))
+    rule = health.define_alert_rule("air-quality-hourly", PM25_FORECAST_RULE)
     console.print(f"  health defines the forecast rule '{rule['name']}', backtested on the history first:")
     print_backtest(rule["backtest"])
 

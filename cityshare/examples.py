@@ -11,6 +11,10 @@ from typing import Any
 PM25_HOURLY_RULE: dict[str, Any] = json.loads(
     (Path(__file__).resolve().parents[1] / "schemas" / "examples" / "pm25-rule.json").read_text()
 )
+# The demo's forecast rule: PM2.5 at a station forecast above 75 within the next 6 hours.
+PM25_FORECAST_RULE: dict[str, Any] = json.loads(
+    (Path(__file__).resolve().parents[1] / "schemas" / "examples" / "pm25-forecast-rule.json").read_text()
+)
 
 # The city picture of the demo's city management: one derived dataset per indicator (a file each, as
 # `cityshare analytics derive --definition` takes it), over what each department shares with it.

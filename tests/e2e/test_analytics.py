@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from cityshare import CityShareError
-from cityshare.examples import PM25_HOURLY_RULE
+from cityshare.examples import PM25_FORECAST_RULE, PM25_HOURLY_RULE
 from cityshare.generators import generate
 from tests.conftest import Member, RunningStack, onboard, unique
 from tests.datasets import city_schema
@@ -211,15 +211,7 @@ def test_subscriptions_and_rules_reveal_nothing_to_other_departments(city: dict[
     assert unknown.value.status == 404
 
 
-FORECAST_RULE: dict[str, Any] = {
-    "name": "PM2.5 forecast above 75 within 6 hours",
-    "measure": {"aggregate": "mean", "column": "pm25"},
-    "group_by": ["station_id"],
-    "window": {"column": "measured_at", "minutes": 60},
-    "comparison": "gt",
-    "threshold": 75,
-    "forecast": {"horizon": 6},
-}
+FORECAST_RULE = PM25_FORECAST_RULE
 
 
 def test_a_forecast_rule_is_backtested_when_defined_and_warns_ahead_of_the_crossing(city: dict[str, Any], tmp_path: Path) -> None:
