@@ -67,3 +67,30 @@ def test_a_geometry_keyword_on_a_number_column_is_refused() -> None:
                 "properties": {"shape": {"type": "string", "x-geometry": {"types": ["Point"], "bounds": [5, 0, 1, 1]}}},
             }
         )
+
+
+def test_geometries_given_as_wkb_in_parquet_are_read_as_the_geojson_they_stand_for() -> None:
+    """GeoParquet writes geometries as WKB: such a column is read as GeoJSON and checked alike."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import shapely
+
+    shapes = [shapely.from_geojson(json.dumps(SQUARE)), shapely.from_geojson(json.dumps(BOW_TIE))]
+    table = pa.table(
+        {
+            "district": ["Square", "Bow tie", "Garbage", "Nothing"],
+            "geometry": pa.array([*shapely.to_wkb(shapes).tolist(), b"\x01\x02\x03", None], pa.binary()),
+            "area_km2": [1.0, 1.0, 1.0, 1.0],
+        }
+    )
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    policy = IngestPolicy(on_invalid_rows="accept_valid", max_invalid_share=0.9)
+    outcome, rows, _ = ingest(sink.getvalue(), city_schema("district-boundaries"), "parquet", policy)
+    assert [r["district"] for r in rows] == ["Square"]
+    assert shapely.equals(shapely.from_geojson(rows[0]["geometry"]), shapes[0])
+    rules = {i.row: i.rule for i in outcome.report.issues if i.column == "geometry"}
+    assert rules == {2: "invalid_geometry", 3: "not_geojson", 4: "required"}
+    assert outcome.profile is not None and outcome.profile.columns["geometry"].bbox == [-2.6, 51.4, -2.5, 51.5]
