@@ -154,11 +154,11 @@ def backtest_sql(rule: AlertRule, table: str, source: tuple[str, list[Any]] | No
       (its previous window had a forecast); a hit, an event that some origin in the horizon before
       it predicted for that window (lead: from the earliest such origin); else a miss;
     - MASE: the mean absolute error of every forecast, over that of the seasonal-naive forecast
-      (the value a day earlier, or a season earlier when the window does not divide a day)."""
+      (the value a season earlier: a week for the week season)."""
     assert rule.window is not None and rule.forecast is not None
     fitted, params = _fitted(rule, table, source)
     minutes = int(rule.window.minutes)
-    naive_lag = 1440 // minutes if 1440 % minutes == 0 else SEASON_MINUTES[rule.forecast.season] // minutes
+    naive_lag = SEASON_MINUTES[rule.forecast.season] // minutes  # the seasonal-naive forecast: a season earlier
     crossed = f'"cs:actual" {_COMPARISONS[rule.comparison]} CAST(? AS DOUBLE)'
     beyond = f"{_COMPARISONS[rule.comparison]} CAST(? AS DOUBLE)"
     sql = f"""{fitted}, "cs:alarms" AS (
