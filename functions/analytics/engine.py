@@ -21,15 +21,12 @@ from duckdb.func import SPECIAL
 
 from functions.analytics.models import AlertRule, Backtest, PlaceJoin
 from functions.analytics.places import place_sql
-from functions.analytics.scope import ReadScope, filter_sql, quoted
+from functions.analytics.scope import ISO_FORMAT, SQL_AGGREGATES, SQL_COMPARISONS, ReadScope, filter_sql, quoted
 from functions.columnar.cells import h3_cell
 from functions.core.errors import InvalidRequest, QueryFailed
 from functions.core.events import Forecasted
 
 QUERY_SECONDS = 60
-_AGGREGATES = {"mean": "avg", "sum": "sum", "count": "count", "min": "min", "max": "max"}
-_COMPARISONS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
-_ISO = "%Y-%m-%dT%H:%M:%SZ"
 # DuckDB result types -> the JSON Schema of a derived dataset's column.
 _JSON_TYPES: dict[str, dict[str, Any]] = {
     "VARCHAR": {"type": ["string", "null"]},
@@ -136,7 +133,7 @@ def run(
     except duckdb.InterruptException:
         raise TimeoutError(f"the query took more than {seconds:g} seconds") from None
     except duckdb.Error as error:
-        raise QueryFailed(str(error).splitlines()[0]) from None
+        raise QueryFailed(str(error).splitlines()[0], type(error).__name__) from None
     finally:
         timer.cancel()
 
@@ -218,7 +215,8 @@ def result_columns(connection: duckdb.DuckDBPyConnection, sql: str) -> dict[str,
 def derived_rows(connection: duckdb.DuckDBPyConnection, sql: str, columns: dict[str, str]) -> list[tuple[Any, ...]]:
     """Run a derived dataset's query; date-times come back as ISO text (ready for CSV)."""
     selected = ", ".join(
-        f"strftime({quoted(c)}, '{_ISO}') AS {quoted(c)}" if t.startswith("TIMESTAMP") else quoted(c) for c, t in columns.items()
+        f"strftime({quoted(c)}, '{ISO_FORMAT}') AS {quoted(c)}" if t.startswith("TIMESTAMP") else quoted(c)
+        for c, t in columns.items()
     )
     # The department's SQL runs in the sealed sandbox: it can read only the tables loaded for it.
     return run(connection, f"SELECT {selected} FROM ({single_select(sql)}) AS result")
@@ -231,7 +229,7 @@ def rule_sql(rule: AlertRule, table: str = "data", source: tuple[str, list[Any]]
     `windows` cannot be mistaken for them."""
     groups = [quoted(c) for c in rule.group_by]
     measure = (
-        "count(*)" if rule.measure.column is None else f"{_AGGREGATES[rule.measure.aggregate]}({quoted(rule.measure.column)})"
+        "count(*)" if rule.measure.column is None else f"{SQL_AGGREGATES[rule.measure.aggregate]}({quoted(rule.measure.column)})"
     )
     start, value, threshold_name, hit = '"cs:start"', '"cs:value"', '"cs:threshold"', '"cs:hit"'
     windows, judged, flagged, runs = '"cs:windows"', '"cs:judged"', '"cs:flagged"', '"cs:runs"'
@@ -272,21 +270,21 @@ WITH {leading}{windows} AS (
     if rule.baseline is None and streak == 1:
         # The common case needs no window functions: one aggregate, one comparison.
         sql = f"""{with_windows}
-SELECT {group_output}strftime({start}, '{_ISO}'), {value}, {threshold} FROM {windows}
-WHERE {value} {_COMPARISONS[rule.comparison]} {threshold}
+SELECT {group_output}strftime({start}, '{ISO_FORMAT}'), {value}, {threshold} FROM {windows}
+WHERE {value} {SQL_COMPARISONS[rule.comparison]} {threshold}
 {order}
 """
         return sql, [*params, rule.threshold]
     sql = f"""{with_windows}, {judged} AS (
   SELECT *, {threshold} AS {threshold_name} FROM {windows}
 ), {flagged} AS (
-  SELECT *, coalesce({value} {_COMPARISONS[rule.comparison]} {threshold_name}, false) AS {hit} FROM {judged}
+  SELECT *, coalesce({value} {SQL_COMPARISONS[rule.comparison]} {threshold_name}, false) AS {hit} FROM {judged}
 ), {runs} AS (
   SELECT *, sum(CAST({hit} AS INTEGER)) OVER {span} AS "cs:hits", count(*) OVER {span} AS "cs:n",
          min({start}) OVER {span} AS "cs:first"
   FROM {flagged}
 )
-SELECT {group_output}strftime({start}, '{_ISO}'), {value}, {threshold_name} FROM {runs}
+SELECT {group_output}strftime({start}, '{ISO_FORMAT}'), {value}, {threshold_name} FROM {runs}
 WHERE {hit} AND "cs:hits" = {streak} AND "cs:n" = {streak} AND {consecutive_in_time}
 {order}
 """
@@ -366,7 +364,7 @@ def backtest_files(rule: AlertRule, source: Input) -> Backtest:
             raise InvalidRequest(f"The forecast's backtest failed on the history: {failed}") from None
     finally:
         connection.close()
-    return backtest_of(rows[0], rule).model_copy(update={"history_version": source.version or None})
+    return backtest_of(rows[0]).model_copy(update={"history_version": source.version or None})
 
 
 def alert_id(rule_id: str, dataset_id: str, version: int, firing: Firing) -> str:

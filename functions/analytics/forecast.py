@@ -20,12 +20,9 @@ from __future__ import annotations
 from statistics import NormalDist
 from typing import Any
 
-from functions.analytics.models import AlertRule, Backtest
-from functions.analytics.scope import quoted
+from functions.analytics.models import SEASON_MINUTES, AlertRule, Backtest
+from functions.analytics.scope import ISO_FORMAT, SQL_AGGREGATES, SQL_COMPARISONS, quoted
 
-_ISO = "%Y-%m-%dT%H:%M:%SZ"
-_COMPARISONS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
-SEASON_MINUTES = {"day": 1440, "week": 10080}
 MAX_WINDOWS = 10_000
 PHI_LIMIT = 0.98
 
@@ -40,7 +37,7 @@ def _fitted(
     season = SEASON_MINUTES[terms.season] // minutes
     groups = [quoted(c) for c in rule.group_by]
     measure = (
-        "count(*)" if rule.measure.column is None else f"{_AGGREGATE[rule.measure.aggregate]}({quoted(rule.measure.column)})"
+        "count(*)" if rule.measure.column is None else f"{SQL_AGGREGATES[rule.measure.aggregate]}({quoted(rule.measure.column)})"
     )
     params: list[Any] = list(source[1]) if source else []
     leading = f"{source[0]}, " if source else ""
@@ -102,9 +99,6 @@ WITH {leading}"cs:series" AS (
     return sql, params
 
 
-_AGGREGATE = {"mean": "avg", "sum": "sum", "count": "count", "min": "min", "max": "max"}
-
-
 def _z(rule: AlertRule) -> float:
     assert rule.forecast is not None
     return NormalDist().inv_cdf((1 + rule.forecast.level) / 2)
@@ -117,7 +111,7 @@ def _crosses(rule: AlertRule, forecast: str) -> str:
     if rule.forecast.trigger == "interval":
         toward = "+" if rule.comparison in ("gt", "ge") else "-"
         compared = f'({forecast} {toward} {_z(rule)!r} * "cs:sd")'
-    return f"{compared} {_COMPARISONS[rule.comparison]} CAST(? AS DOUBLE)"
+    return f"{compared} {SQL_COMPARISONS[rule.comparison]} CAST(? AS DOUBLE)"
 
 
 def firing_sql(rule: AlertRule, table: str, source: tuple[str, list[Any]] | None) -> tuple[str, list[Any]]:
@@ -137,9 +131,9 @@ def firing_sql(rule: AlertRule, table: str, source: tuple[str, list[Any]] | None
     -- a group that stopped reporting forecasts nothing already past: only windows after the data's last
     AND "cs:origin" + "cs:k" > (SELECT max("cs:last") FROM "cs:span")
 )
-SELECT {group_output}strftime(to_timestamp(("cs:origin" + "cs:k") * {minutes * 60}), '{_ISO}'), "cs:forecast",
+SELECT {group_output}strftime(to_timestamp(("cs:origin" + "cs:k") * {minutes * 60}), '{ISO_FORMAT}'), "cs:forecast",
        CAST(? AS DOUBLE), "cs:forecast" - {z!r} * "cs:sd", "cs:forecast" + {z!r} * "cs:sd", "cs:k" * {minutes},
-       strftime(to_timestamp("cs:origin" * {minutes * 60}), '{_ISO}')
+       strftime(to_timestamp("cs:origin" * {minutes * 60}), '{ISO_FORMAT}')
 FROM "cs:now" WHERE "cs:first" = 1
 ORDER BY 1{"".join(f", {i + 2}" for i in range(len(groups)))}
 """
@@ -159,8 +153,8 @@ def backtest_sql(rule: AlertRule, table: str, source: tuple[str, list[Any]] | No
     fitted, params = _fitted(rule, table, source)
     minutes = int(rule.window.minutes)
     naive_lag = SEASON_MINUTES[rule.forecast.season] // minutes  # the seasonal-naive forecast: a season earlier
-    crossed = f'"cs:actual" {_COMPARISONS[rule.comparison]} CAST(? AS DOUBLE)'
-    beyond = f"{_COMPARISONS[rule.comparison]} CAST(? AS DOUBLE)"
+    crossed = f'"cs:actual" {SQL_COMPARISONS[rule.comparison]} CAST(? AS DOUBLE)'
+    beyond = f"{SQL_COMPARISONS[rule.comparison]} CAST(? AS DOUBLE)"
     sql = f"""{fitted}, "cs:alarms" AS (
   SELECT "cs:id", "cs:origin", bool_or({_crosses(rule, '"cs:forecast"')}) AS "cs:fired",
          bool_or(coalesce({crossed}, false)) AS "cs:came"
@@ -197,7 +191,7 @@ SELECT
     return sql, [*params, *[rule.threshold] * 5]
 
 
-def backtest_of(row: tuple[Any, ...], rule: AlertRule) -> Backtest:
+def backtest_of(row: tuple[Any, ...]) -> Backtest:
     events, hits, lead, alarms, false_alarms, origins, mase, scored = row
     return Backtest(
         events=int(events),

@@ -14,6 +14,8 @@ DatasetId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{2,62}$")]
 Aggregate = Literal["mean", "sum", "count", "min", "max"]
 Comparison = Literal["gt", "ge", "lt", "le"]
 SubscriptionKind = Literal["versions", "alerts"]
+# A forecast season in minutes (the window divides it).
+SEASON_MINUTES = {"day": 1440, "week": 10080}
 ResultType = Literal["string", "integer", "number", "boolean", "date-time", "date"]
 
 
@@ -96,7 +98,7 @@ class AlertRuleCreate(Model):
         if self.forecast is not None:
             if self.window is None or self.threshold is None or self.baseline is not None or self.consecutive != 1:
                 raise ValueError("a forecast rule has a window and a threshold (no baseline, no consecutive windows)")
-            season = {"day": 1440, "week": 10080}[self.forecast.season]
+            season = SEASON_MINUTES[self.forecast.season]
             if season % self.window.minutes:
                 raise ValueError(f"a forecast's window divides its season ({season} minutes): {self.window.minutes} does not")
             if self.forecast.horizon > season // self.window.minutes:

@@ -76,7 +76,10 @@ class ReadScope:
         return coarsened(quoted(column), *self.generalised[column], dialect) if column in self.generalised else quoted(column)
 
 
-_SQL_AGGREGATES = {"count": "count", "sum": "sum", "mean": "avg", "min": "min", "max": "max"}
+# The SQL of rules, forecasts and scopes alike: aggregates, comparisons, and date-times written as text.
+SQL_AGGREGATES = {"count": "count", "sum": "sum", "mean": "avg", "min": "min", "max": "max"}
+SQL_COMPARISONS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def _measure(aggregate: str, column: str, dialect: str) -> str:
@@ -84,7 +87,7 @@ def _measure(aggregate: str, column: str, dialect: str) -> str:
     if aggregate in QUANTILES:
         function = "approx_percentile" if dialect == "athena" else "quantile_cont"
         return f"{function}(CAST({column} AS DOUBLE), {QUANTILES[aggregate]})"
-    return f"{_SQL_AGGREGATES[aggregate]}({column})"
+    return f"{SQL_AGGREGATES[aggregate]}({column})"
 
 
 def scope_for(dataset: Dataset, grant: Grant | None) -> ReadScope:

@@ -264,7 +264,7 @@ class TriggerService:
                 except (TimeoutError, QueryFailed) as failed:
                     # Over its time budget, or failing on this version's data: the same on every
                     # retry, so the other rules still run and nothing is half-raised.
-                    logger.warning("rule skipped on this version", extra={"rule": rule.rule_id, "why": str(failed)})
+                    logger.warning("rule skipped on this version", extra={"rule": rule.rule_id, "why": _failure(failed)})
                     continue
                 alerts = [
                     Alert(
@@ -374,7 +374,7 @@ class TriggerService:
             # DuckDB failing on these inputs fails the same way on every retry: logged, and the
             # other derived datasets fed by the input are still built (AWS's errors are retried).
             logger.warning(
-                "derived dataset not rebuilt: its query failed", extra={"dataset": definition.dataset_id, "why": str(failed)}
+                "derived dataset not rebuilt: its query failed", extra={"dataset": definition.dataset_id, "why": _failure(failed)}
             )
             return False
         if not rows:
@@ -450,6 +450,11 @@ def _csv(columns: list[str], rows: list[tuple[Any, ...]]) -> bytes:
     writer.writerow(columns)
     writer.writerows(rows)
     return text.getvalue().encode()
+
+
+def _failure(failed: Exception) -> str:
+    """What failed, for the log: never the message, which may quote a value of the data."""
+    return failed.kind if isinstance(failed, QueryFailed) else type(failed).__name__
 
 
 def _window_end(start: str | None, rule: AlertRule) -> str | None:

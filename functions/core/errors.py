@@ -119,4 +119,10 @@ class PrivacyBudgetExhausted(Conflict):
 
 class QueryFailed(RuntimeError):
     """A query over data failed (out of memory, a value it cannot convert): the data's or the
-    definition's doing, the same on every retry. Over its time limit it is a TimeoutError."""
+    definition's doing, the same on every retry. Over its time limit it is a TimeoutError. Its
+    message may quote a value of the data (for the definer, who may read it); `kind` says what
+    failed without one, for logs."""
+
+    def __init__(self, message: str, kind: str = "QueryFailed") -> None:
+        super().__init__(message)
+        self.kind = kind

@@ -109,7 +109,7 @@ def test_people_located_in_cells_are_released_with_differential_privacy(
         "aggregate": {
             "group_by": ["cell", "category"],
             "privacy": PRIVATE,
-            "cells": {"column": "cell", "latitude": "latitude", "longitude": "longitude", "resolution": 7},
+            "cells": {"column": "cell", "latitude": "latitude", "longitude": "longitude", "resolution": 5},
         }
     }
     the_grant = grant(terms)
@@ -117,7 +117,7 @@ def test_people_located_in_cells_are_released_with_differential_privacy(
     view = restrict(table, REQUESTS, the_grant, SECRETS)
     assert view.column_names == ["cell", "category", "group_size"]
     located = table.select(["latitude", "longitude"]).to_pylist()
-    true_cells = {h3.latlng_to_cell(r["latitude"], r["longitude"], 7) for r in located if r["latitude"] is not None}
+    true_cells = {h3.latlng_to_cell(r["latitude"], r["longitude"], 5) for r in located if r["latitude"] is not None}
     assert view.num_rows and set(view.column("cell").to_pylist()) <= true_cells
     with pytest.raises(InvalidRequest, match="differential privacy"):
         scope_for(REQUESTS, the_grant)  # a private grant is read through its views only
