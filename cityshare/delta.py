@@ -4,13 +4,13 @@ read one as a pyarrow table, over the same protocol any connector speaks."""
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Any
 
 import requests
 
+from cityshare.client import parquet_table
 from cityshare.keys import write_secret
 
 # The keys of a Delta Sharing profile file (shareCredentialsVersion 1).
@@ -40,14 +40,13 @@ class SharedTables:
     def read(self, table: str, version: int | None = None) -> Any:
         """The table (a version of it) as a pyarrow Table, from the files the query answers."""
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         share, schema, name = table.split(".")
         body = {"version": version} if version is not None else {}
         answer = self._call("POST", f"/shares/{share}/schemas/{schema}/tables/{name}/query", body)
         lines = [json.loads(line) for line in answer.text.splitlines() if line.strip()]
         files = [line["file"]["url"] for line in lines if "file" in line]
-        parts = [pq.read_table(io.BytesIO(requests.get(url, timeout=self._timeout).content)) for url in files]
+        parts = [parquet_table(requests.get(url, timeout=self._timeout).content) for url in files]
         if parts:
             return pa.concat_tables(parts)
         fields = json.loads(next(line["metaData"]["schemaString"] for line in lines if "metaData" in line))["fields"]

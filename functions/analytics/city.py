@@ -72,12 +72,11 @@ class CuratedFiles:
         import io
 
         import pyarrow as pa  # only where a picture is drawn
-        import pyarrow.parquet as pq
+
+        from functions.columnar.types import read_parquet
 
         s3 = self._scopes.s3(owner)
-        tables = [
-            pq.read_table(io.BytesIO(s3.get_object(Bucket=self._bucket, Key=f)["Body"].read()), columns=columns) for f in files
-        ]
+        tables = [read_parquet(io.BytesIO(s3.get_object(Bucket=self._bucket, Key=f)["Body"].read()), columns) for f in files]
         return pa.concat_tables(tables) if tables else pa.table({c: [] for c in columns})
 
 

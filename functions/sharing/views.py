@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from functions.catalog.models import Dataset, SubjectDeclaration, TableSchema
-from functions.columnar.types import convert
+from functions.columnar.types import convert, read_parquet
 from functions.core.layout import vault_key
 from functions.core.scoped import DepartmentScopes, sse_kms
 from functions.core.settings import Settings
@@ -400,13 +400,13 @@ def view_bytes(sources: list[Any], dataset: Dataset, grant: Grant, secrets: View
     # groups much faster than plain strings.
     filtered = {c.column for c in grant.terms.row_filter.conditions()} if grant.terms.row_filter else set()
     text = [c for c in columns if grant.terms.aggregate and c in grant.terms.aggregate.group_by and c not in filtered]
-    table = pa.concat_tables(pq.read_table(source, columns=columns, read_dictionary=text) for source in sources)
+    table = pa.concat_tables(read_parquet(source, columns, text) for source in sources)
     return _parquet(restrict(table.unify_dictionaries() if text else table, dataset, grant, secrets))
 
 
 def linked_view_bytes(sources: list[Any], dataset: Dataset, kinds: list[str], secrets: ViewSecrets) -> bytes:
     """A grantee's own dataset with the columns of the linked kinds re-keyed into the linkage space."""
-    table = pa.concat_tables(pq.read_table(source) for source in sources)
+    table = pa.concat_tables(read_parquet(source) for source in sources)
     for name in linked_own_columns(dataset, kinds):
         if name in table.column_names and secrets.linked is not None:
             index = table.column_names.index(name)
@@ -495,7 +495,7 @@ class ViewBuilder:
             except s3.exceptions.NoSuchKey:
                 continue  # no long value in that version: every token opens with the key
             data_key = self._keys.dataset_key(dataset.dataset_id, dataset.owner)
-            vaults.append(pq.read_table(io.BytesIO(open_stream(body.iter_chunks(1024 * 1024), data_key, sealed_key.encode()))))
+            vaults.append(read_parquet(io.BytesIO(open_stream(body.iter_chunks(1024 * 1024), data_key, sealed_key.encode()))))
         return rekeyed(
             tokens,
             self._keys.pseudonymisation_key(dataset.owner),

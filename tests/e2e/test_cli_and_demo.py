@@ -19,15 +19,12 @@ def cityshare(
     env = dict(os.environ, COLUMNS="200")
     if profile:
         env["CITYSHARE_PROFILE"] = str(profile)
-    return subprocess.run(
-        [sys.executable, "-m", "cityshare", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=check,
-        timeout=timeout,
+    done = subprocess.run(
+        [sys.executable, "-m", "cityshare", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
     )
+    # What the CLI said goes with a failure: an exit code alone (a signal, once) tells nothing.
+    assert not check or done.returncode == 0, f"cityshare {' '.join(args)}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    return done
 
 
 def test_cli_publishes_lists_and_verifies(stack: RunningStack, tmp_path: Path) -> None:
