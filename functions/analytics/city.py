@@ -210,7 +210,8 @@ class CityService:
 
     def _outlines(self, dataset: Dataset) -> dict[str, list[list[list[float]]]]:
         def compute() -> dict[str, list[list[list[float]]]]:
-            return outlines(self._read_files(dataset.owner, dataset.latest_files, ["district", "geometry"]).to_pylist())
+            table = self._read_files(dataset.owner, dataset.latest_files, ["district", "geometry"])
+            return outlines(table.set_column(1, "geometry", geojson_texts(table.column("geometry"))).to_pylist())
 
         return cast(
             dict[str, list[list[list[float]]]],
@@ -363,6 +364,17 @@ def figures(table: Any, indicator: Indicator) -> dict[str, Any]:
 
 def _moment(value: Any) -> str:
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def geojson_texts(values: Any) -> Any:
+    """A geometry column as GeoJSON text: stored as WKB (older versions hold the text itself)."""
+    import pyarrow as pa
+
+    if not pa.types.is_binary(values.type):
+        return values
+    from functions.columnar.geometry import geojson_of_wkb  # shapely: the API's layer carries it
+
+    return geojson_of_wkb(values.combine_chunks())
 
 
 def outlines(rows: list[dict[str, Any]]) -> dict[str, list[list[list[float]]]]:

@@ -29,11 +29,14 @@ class ReadScope:
     aggregate: AggregateTerms | None = None
     # The columns naming whom rows are about (none: each row is its own subject).
     subjects: list[str] = field(default_factory=list)
+    # Geometry columns: stored as WKB, read as GeoJSON text (what rules, place joins and SQL see).
+    geometry: frozenset[str] = frozenset()
 
     def select_list(self, dialect: str = "duckdb") -> str:
         """The scope's columns as a SELECT list, coarsened where the grant says so."""
         return ", ".join(
-            f"{self._expression(c, dialect)} AS {quoted(c)}" if c in self.generalised else quoted(c) for c in self.columns
+            f"{self._expression(c, dialect)} AS {quoted(c)}" if c in self.generalised or c in self.geometry else quoted(c)
+            for c in self.columns
         )
 
     def query(self, source: str, where: str, dialect: str = "duckdb") -> str:
@@ -57,7 +60,7 @@ class ReadScope:
 
     def typed(self, stored_types: dict[str, str]) -> ReadScope:
         """The scope with DuckDB types for its columns, given those of the dataset's stored columns."""
-        types = {c: stored_types.get(c, "VARCHAR") for c in self.columns}
+        types = {c: "VARCHAR" if c in self.geometry else stored_types.get(c, "VARCHAR") for c in self.columns}
         if self.aggregate is not None:
             types["group_size"] = "BIGINT"
             for measure in self.aggregate.measures:
@@ -73,7 +76,18 @@ class ReadScope:
             # The cell of the coordinates as the grant coarsens them (functions.columnar.cells, as views do).
             latitude, longitude = (self._expression(c, dialect) for c in (cells.latitude, cells.longitude))
             return f"h3_cell(CAST({latitude} AS DOUBLE), CAST({longitude} AS DOUBLE), {int(cells.resolution)})"
+        if column in self.geometry:
+            return geojson_text(quoted(column), dialect)
         return coarsened(quoted(column), *self.generalised[column], dialect) if column in self.generalised else quoted(column)
+
+
+def geojson_text(column: str, dialect: str) -> str:
+    """A geometry column as GeoJSON text. DuckDB reads GeoParquet's WKB as GEOMETRY; a version
+    written before geometries were stored as WKB holds the text itself, which the cast leaves as is.
+    Athena (Trino) has no GEOMETRY column type: its WKB is varbinary."""
+    if dialect == "athena":
+        return f"to_geojson_geometry(to_spherical_geography(ST_GeomFromBinary({column})))"
+    return f"CAST(coalesce(ST_AsGeoJSON(TRY_CAST({column} AS GEOMETRY)), CAST({column} AS VARCHAR)) AS VARCHAR)"
 
 
 # The SQL of rules, forecasts and scopes alike: aggregates, comparisons, and date-times written as text.
@@ -97,8 +111,9 @@ def scope_for(dataset: Dataset, grant: Grant | None) -> ReadScope:
     masked or linked — rules and derived datasets could single people out, so personal data reaches
     them only as groups of at least k subjects (an exact aggregated grant), and tokens only through views."""
     stored = dataset.table_schema.stored_columns()
+    shapes = frozenset(dataset.table_schema.wkb_columns())
     if grant is None:
-        return ReadScope(dataset.dataset_id, stored)
+        return ReadScope(dataset.dataset_id, stored, geometry=shapes)
     terms = grant.terms
     properties = dataset.table_schema.properties
     used = terms.aggregate.inputs() if terms.aggregate else set(terms.columns or stored)
@@ -122,6 +137,7 @@ def scope_for(dataset: Dataset, grant: Grant | None) -> ReadScope:
             generalised,
             terms.aggregate,
             [] if subject.each_row else list(subject.columns),
+            shapes,
         )
     hidden = set(terms.masked_columns) | set(terms.linked_columns) | set(dataset.table_schema.personal_columns())
     return ReadScope(
@@ -131,6 +147,7 @@ def scope_for(dataset: Dataset, grant: Grant | None) -> ReadScope:
         grant.grant_id,
         {},
         generalised,
+        geometry=shapes,
     )
 
 

@@ -75,7 +75,7 @@ WORLD = (-180.0, -90.0, 180.0, 90.0)
 class GeometrySpec(JsonSchemaModel):
     """`x-geometry`: a text column of GeoJSON geometries ([longitude, latitude], WGS 84), of the
     listed types, within `bounds` (west, south, east, north). Checked on ingest: valid GeoJSON of
-    those types, a valid shape (no self-crossing ring), inside the bounds."""
+    those types, a valid shape (no self-crossing ring), inside the bounds. Stored as WKB, in GeoParquet."""
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
@@ -239,6 +239,11 @@ class TableSchema(JsonSchemaModel):
 
     def geometry_columns(self) -> dict[str, GeometrySpec]:
         return {name: col.geometry for name, col in self.properties.items() if col.geometry is not None}
+
+    def wkb_columns(self) -> dict[str, GeometrySpec]:
+        """The geometry columns curated data holds as WKB (GeoParquet): those not protected at ingest
+        (a pseudonymised or encrypted one holds tokens or ciphertexts of the text, a dropped one nothing)."""
+        return {name: spec for name, spec in self.geometry_columns().items() if self.properties[name].personal is None}
 
     def personal_columns(self) -> dict[str, PersonalData]:
         return {name: col.personal for name, col in self.properties.items() if col.personal is not None}

@@ -227,26 +227,11 @@ def _declared(batch: pa.RecordBatch, schema: TableSchema) -> pa.RecordBatch:
         index = batch.schema.get_field_index(name)
         column = batch.column(index) if index >= 0 else pa.nulls(batch.num_rows, pa.string())
         if name in shapes and (pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type)):
-            column = _geojson_of_wkb(column)
+            from functions.columnar.geometry import geojson_of_wkb  # shapely, only for a geometry column
+
+            column = geojson_of_wkb(column)
         columns.append(column)
     return pa.RecordBatch.from_arrays(columns, names=list(schema.properties))
-
-
-def _geojson_of_wkb(values: pa.Array) -> pa.Array:
-    """WKB geometries as GeoJSON text; a value that is not WKB becomes a text that says so, which the
-    geometry check then reports (`not_geojson`) with the row, never a silent null."""
-    import shapely
-
-    given = values.to_pylist()
-    shapes = shapely.from_wkb(given, on_invalid="ignore")
-    texts = shapely.to_geojson(shapes)
-    return pa.array(
-        [
-            None if raw is None else (text if text is not None else f"not WKB ({len(raw)} bytes)")
-            for raw, text in zip(given, texts.tolist(), strict=True)
-        ],
-        pa.string(),
-    )
 
 
 def csv_batches(stream: BinaryIO, schema: TableSchema, dialect: CsvDialect) -> Iterator[ReadResult]:

@@ -21,6 +21,7 @@ _HIVE = {
     "float": "float",
     "double": "double",
     "date32[day]": "date",
+    "binary": "binary",  # a geometry's WKB (Athena: ST_GeomFromBinary)
 }
 
 

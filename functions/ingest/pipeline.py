@@ -176,10 +176,11 @@ def run_pipeline(
     counts: Counter[str] = Counter()
     parquet_path, quarantine_path = workdir / "part-00000.parquet", workdir / "rejected.jsonl"
     validator = BatchValidator(schema)
-    geometry = frozenset(schema.geometry_columns()) & frozenset(protector.output_schema.names)
+    geometry = frozenset(schema.wkb_columns())
     profile = ProfileBuilder(protector.output_schema, protector.opaque_columns, protector.personal_columns, geometry)
-    # Statistics (min/max per row group) only where order means something: not on tokens or ciphertexts.
-    statistics = [n for n in protector.output_schema.names if n not in protector.opaque_columns]
+    # Statistics (min/max per row group) only where order means something: not on tokens,
+    # ciphertexts or WKB.
+    statistics = [n for n in protector.output_schema.names if n not in protector.opaque_columns | geometry]
 
     def open_writer(first: pa.RecordBatch) -> pq.ParquetWriter:
         return pq.ParquetWriter(

@@ -79,8 +79,8 @@ def _hashes(present: pa.Array) -> np.ndarray:
     if not len(present):
         return np.zeros(0, dtype=np.uint64)
     kind = present.type
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        return _string_hashes(present)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind):
+        return _string_hashes(present)  # bytes alike (a geometry's WKB)
     if pa.types.is_boolean(kind):
         return _mix(np.asarray(present.to_numpy(zero_copy_only=False), dtype=np.uint64))
     if pa.types.is_date32(kind):
@@ -196,7 +196,7 @@ class _Sample:
 def _bounding_box(values: pa.Array) -> list[float] | None:
     if not len(values):
         return None
-    from functions.ingest.geometry import bounding_box  # shapely, only for a geometry column
+    from functions.columnar.geometry import bounding_box  # shapely, only for a geometry column
 
     return bounding_box(values)
 
@@ -225,7 +225,7 @@ class ProfileBuilder:
     ) -> None:
         self._schema = schema
         self._opaque = opaque
-        # GeoJSON text: its order means nothing either; its extent is its bounding box.
+        # Geometries (WKB): their order means nothing either; their extent is their bounding box.
         self._geometry = geometry
         self._bbox: dict[str, list[float] | None] = dict.fromkeys(geometry)
         self.rows = 0

@@ -154,7 +154,7 @@ class BatchValidator:
             if column.pattern is not None:
                 problems.append(("pattern", truth_mask(pc.and_(present, pc.invert(self._matches(name, typed, column.pattern))))))
             if column.geometry is not None:
-                from functions.ingest.geometry import geometry_problems  # shapely, only for a geometry column
+                from functions.columnar.geometry import geometry_problems  # shapely, only for a geometry column
 
                 problems.extend(geometry_problems(typed, column.geometry))
         return typed, problems

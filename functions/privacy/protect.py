@@ -47,12 +47,22 @@ def output_type(personal: PersonalData | None, declared: pa.DataType) -> pa.Data
 
 
 def output_schema(schema: TableSchema) -> pa.Schema:
+    """The curated Parquet's schema: GeoParquet when a geometry column is stored (as WKB)."""
     fields = []
+    shapes = schema.wkb_columns()
     for name, column in schema.properties.items():
-        kind = output_type(column.personal, arrow_type(column))
+        kind = pa.binary() if name in shapes else output_type(column.personal, arrow_type(column))
         if kind is not None:
             fields.append(pa.field(name, kind))
-    return pa.schema(fields)
+    if not shapes:
+        return pa.schema(fields)
+    from functions.columnar.geometry import geoparquet_metadata  # shapely, only for a geometry column
+
+    return pa.schema(fields, metadata=geoparquet_metadata(shapes))
+
+
+def _as_text(values: pa.Array) -> pa.Array:
+    return values.view(pa.string()) if pa.types.is_binary(values.type) else pc.cast(values, pa.string())
 
 
 def vault_file(column: str) -> str:
@@ -74,7 +84,8 @@ class TokenSpace:
     def tokens(self, values: pa.Array | pa.ChunkedArray, remember: bool = True) -> pa.Array:
         if isinstance(values, pa.ChunkedArray):
             values = values.combine_chunks()
-        text = values if pa.types.is_string(values.type) else pc.cast(values, pa.string())
+        # Bytes (a WKB geometry) are tokenised as they are: a cast to text would refuse them.
+        text = values if pa.types.is_string(values.type) else _as_text(values)
         if len(text) and (pc.max(pc.binary_length(text)).as_py() or 0) <= SHORT_VALUE_BYTES:
             # Only short values: a token per row costs less than finding the distinct ones first.
             tokens = self._distinct_tokens(pc.fill_null(text, ""), None)
@@ -193,6 +204,7 @@ class Protector:
             if personal.protection == "pseudonymise"
         }
         self.output_schema = output_schema(schema)
+        self._shapes = frozenset(schema.wkb_columns())
         self.personal_columns = frozenset(schema.personal_columns())
         self.opaque_columns = frozenset(
             name for name, personal in schema.personal_columns().items() if personal.protection in ("pseudonymise", "encrypt")
@@ -216,7 +228,11 @@ class Protector:
         for name, column in self._schema.properties.items():
             values = batch.column(name)
             personal = column.personal
-            if personal is None:
+            if personal is None and name in self._shapes:
+                from functions.columnar.geometry import wkb_of  # shapely, only for a geometry column
+
+                columns.append(wkb_of(values))
+            elif personal is None:
                 columns.append(values)
             elif personal.protection == "pseudonymise":
                 columns.append(self._spaces[name].tokens(values))

@@ -273,6 +273,12 @@ class GrantTerms(Model):
                     f"the row filter compares {condition.column}, which is protected at ingest ({protection}): "
                     "its stored values are not comparable with clear values; filter on another column or use not_null"
                 )
+            if condition.column in schema.wkb_columns() and condition.op != "not_null":
+                # Stored as WKB: text compared with it would match nothing. Places are a place join's.
+                raise ValueError(
+                    f"the row filter compares {condition.column}, a geometry: filter on another column, "
+                    "use not_null, or place rows in areas with a derived dataset's place join"
+                )
             comparable_value(schema.properties[condition.column], condition.op, condition.value)
 
     def _check_aggregate(self, aggregate: AggregateTerms, schema: TableSchema) -> None:

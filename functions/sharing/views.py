@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from functions.catalog.models import Dataset, SubjectDeclaration, TableSchema
+from functions.columnar.geometry import with_geoparquet_metadata
 from functions.columnar.types import convert, read_parquet
 from functions.core.layout import vault_key
 from functions.core.scoped import DepartmentScopes, sse_kms
@@ -416,7 +417,7 @@ def linked_view_bytes(sources: list[Any], dataset: Dataset, kinds: list[str], se
 
 def _parquet(table: pa.Table) -> bytes:
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
+    pq.write_table(with_geoparquet_metadata(table), sink, compression="zstd")
     return sink.getvalue()
 
 

@@ -324,3 +324,43 @@ def test_several_grants_on_one_dataset_are_several_tables_each_its_grants_view(s
         url = next(line["file"]["url"] for line in lines(answer) if "file" in line)
         assert pq.read_table(io.BytesIO(requests.get(url, timeout=30).content)).column_names == columns
     assert recipient.post(f"{share}/{dataset_id}__g{'0' * 24}/query", {}).status_code == 404
+
+
+def test_geometries_are_served_as_wkb_in_geoparquet(stack: RunningStack, tmp_path: Path) -> None:
+    """A geometry column is stored as WKB with GeoParquet's metadata and served so: a grant's view
+    names only the geometry columns it still has (none, when the grant leaves it out or masks it)."""
+    import shapely
+
+    environment = unique("environment")
+    owner = onboard(stack, environment, "gis", ["member", "steward"])
+    consumer = onboard(stack, unique("logistics"), "planner", ["member"])
+    dataset_id = unique("districts")
+    owner.client.create_dataset(dataset_id, "Districts", "internal", city_schema("district-boundaries"), tags=["boundaries"])
+    source = generate("district-boundaries", 8, tmp_path / "districts.jsonl")
+    given = {row["district"]: shapely.from_geojson(row["geometry"]) for row in map(json.loads, source.read_text().splitlines())}
+    upload = owner.client.upload_file(dataset_id, source)
+    assert owner.client.wait_for_upload(dataset_id, upload["upload_id"], 60)["status"] == "published"
+    department = consumer.profile.department
+    shapes = owner.client.grant(dataset_id, department, "Delivery zones", "planning", terms={"columns": ["district", "geometry"]})
+    hidden = {"columns": ["district", "geometry"], "masked_columns": ["geometry"]}
+    masked = owner.client.grant(dataset_id, department, "Zones, shapes masked", "planning", terms=hidden)
+    recipient = Recipient(owner.client.issue_share_profile(department, 30, "zones"))
+    share = f"/shares/{environment}/schemas/boundaries/tables"
+    metadata_lines = lines(recipient.get(f"{share}/{dataset_id}__{shapes['grant_id']}/metadata"))
+    fields = json.loads(metadata_lines[1]["metaData"]["schemaString"])
+    assert {f["name"]: f["type"] for f in fields["fields"]} == {"district": "string", "geometry": "binary"}
+    for grant, geoparquet in ((shapes, True), (masked, False)):
+        answer = recipient.post(f"{share}/{dataset_id}__{grant['grant_id']}/query", {})
+        assert answer.status_code == 200, answer.text
+        url = next(line["file"]["url"] for line in lines(answer) if "file" in line)
+        table = pq.read_table(io.BytesIO(requests.get(url, timeout=30).content))
+        metadata = table.schema.metadata or {}
+        assert (b"geo" in metadata) is geoparquet
+        if geoparquet:
+            geo = json.loads(metadata[b"geo"])
+            assert geo["primary_column"] == "geometry" and geo["columns"]["geometry"]["encoding"] == "WKB"
+            wkb = shapely.from_wkb(table.column("geometry").to_pylist())
+            served = dict(zip(table.column("district").to_pylist(), wkb, strict=True))
+            assert served.keys() == given.keys() and all(shapely.equals(served[d], given[d]) for d in given)
+        else:
+            assert all(len(token) == 32 for token in table.column("geometry").to_pylist())

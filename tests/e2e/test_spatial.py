@@ -80,7 +80,7 @@ def test_vans_speed_by_district_from_positions_and_boundaries(stack: RunningStac
     # one: between `within` and `covers`, and every covered point counted once.
     stored = transport.client.read_table(gps).to_pylist()
     outlines = environment.client.read_table(districts).to_pylist()
-    shapes = shapely.from_geojson([row["geometry"] for row in outlines])
+    shapes = shapely.from_wkb([row["geometry"] for row in outlines])  # GeoParquet: WKB
     inside: dict[str, list[float]] = defaultdict(list)
     covered: dict[str, int] = defaultdict(int)
     anywhere = 0

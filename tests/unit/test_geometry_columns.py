@@ -1,6 +1,6 @@
-"""Geometry columns (`x-geometry`, issue: Analytics that look ahead and in space): GeoJSON text
-checked on ingest (GeoJSON, the declared types, a valid shape, inside the declared bounds), the
-shapes' bounding box in the profile and in the open-data catalog's DCAT."""
+"""Geometry columns (`x-geometry`, issue: Analytics that look ahead and in space): GeoJSON text (or
+WKB) checked on ingest (GeoJSON, the declared types, a valid shape, inside the declared bounds),
+stored as WKB in GeoParquet, the shapes' bounding box in the profile and in the open-data catalog's DCAT."""
 
 from __future__ import annotations
 
@@ -28,7 +28,25 @@ def test_the_demo_city_districts_are_valid_polygons_and_profiled_by_their_box(tm
     assert outcome.profile is not None
     west, south, east, north = outcome.profile.columns["geometry"].bbox or []
     assert -2.66 < west < -2.6 < -2.56 < east < -2.48 and 51.39 < south < 51.45 < north < 51.5
-    assert outcome.profile.columns["geometry"].min is None  # GeoJSON text has no meaningful order
+    assert outcome.profile.columns["geometry"].min is None  # a shape has no meaningful order
+
+
+def test_curated_geometries_are_wkb_in_geoparquet_that_duckdb_reads_as_geometry(tmp_path: Path) -> None:
+    import duckdb
+    import pyarrow.parquet as pq
+    import shapely
+
+    source = generate("district-boundaries", 8, tmp_path / "districts.jsonl")
+    given = [json.loads(json.loads(line)["geometry"]) for line in source.read_text().splitlines()]
+    _, rows, curated = ingest(source.read_bytes(), city_schema("district-boundaries"), "jsonl")
+    stored = shapely.from_wkb([r["geometry"] for r in rows])
+    assert all(shapely.equals(shape, shapely.from_geojson(json.dumps(g))) for shape, g in zip(stored, given, strict=True))
+    (tmp_path / "curated.parquet").write_bytes(curated)
+    geo = json.loads(pq.read_schema(tmp_path / "curated.parquet").metadata[b"geo"])
+    assert geo["version"] == "1.1.0" and geo["primary_column"] == "geometry"
+    assert geo["columns"] == {"geometry": {"encoding": "WKB", "geometry_types": ["Polygon", "MultiPolygon"]}}
+    described = duckdb.sql(f"DESCRIBE SELECT geometry FROM read_parquet('{tmp_path / 'curated.parquet'}')").fetchall()
+    assert described[0][1].startswith("GEOMETRY")
 
 
 @pytest.mark.parametrize(
@@ -90,7 +108,36 @@ def test_geometries_given_as_wkb_in_parquet_are_read_as_the_geojson_they_stand_f
     policy = IngestPolicy(on_invalid_rows="accept_valid", max_invalid_share=0.9)
     outcome, rows, _ = ingest(sink.getvalue(), city_schema("district-boundaries"), "parquet", policy)
     assert [r["district"] for r in rows] == ["Square"]
-    assert shapely.equals(shapely.from_geojson(rows[0]["geometry"]), shapes[0])
+    assert shapely.equals(shapely.from_wkb(rows[0]["geometry"]), shapes[0])
     rules = {i.row: i.rule for i in outcome.report.issues if i.column == "geometry"}
     assert rules == {2: "invalid_geometry", 3: "not_geojson", 4: "required"}
     assert outcome.profile is not None and outcome.profile.columns["geometry"].bbox == [-2.6, 51.4, -2.5, 51.5]
+
+
+def test_rules_and_sql_read_a_geometry_as_geojson_text_whether_stored_as_wkb_or_as_earlier_text(tmp_path: Path) -> None:
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from functions.analytics.scope import ReadScope
+
+    scope = ReadScope("districts", ["district", "geometry"], geometry=frozenset({"geometry"}))
+    source = generate("district-boundaries", 3, tmp_path / "districts.jsonl")
+    _, rows, curated = ingest(source.read_bytes(), city_schema("district-boundaries"), "jsonl")
+    (tmp_path / "wkb.parquet").write_bytes(curated)
+    texts = [json.loads(line)["geometry"] for line in source.read_text().splitlines()]
+    pq.write_table(pa.table({"district": [r["district"] for r in rows], "geometry": texts}), tmp_path / "text.parquet")
+    for stored in ("wkb", "text"):
+        read = duckdb.sql(scope.query(f"read_parquet('{tmp_path / stored}.parquet')", "true")).fetchall()
+        assert [json.loads(geometry) for _, geometry in read] == [json.loads(text) for text in texts], stored
+    assert scope.typed({"geometry": "BLOB"}).column_types["geometry"] == "VARCHAR"
+
+
+def test_a_row_filter_may_not_compare_a_geometry() -> None:
+    from functions.sharing.models import GrantTerms
+
+    schema = city_schema("district-boundaries")
+    compared = {"condition": {"column": "geometry", "op": "eq", "value": json.dumps(SQUARE)}}
+    with pytest.raises(ValueError, match="a geometry"):
+        GrantTerms.model_validate({"row_filter": compared}).check_against(schema)
+    GrantTerms.model_validate({"row_filter": {"condition": {"column": "geometry", "op": "not_null"}}}).check_against(schema)
