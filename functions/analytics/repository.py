@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from functions.analytics.models import Alert, AlertRule, DerivedDataset, Subscription
+from functions.core import idempotency
 from functions.core.dynamo import DynamoTable, from_item, is_conditional_failure, to_item
 from functions.core.errors import NotFound
 
@@ -33,7 +34,7 @@ class AnalyticsRepository(DynamoTable):
         record = dict(rule.model_dump(exclude_none=True, mode="json"), pk=f"DATASET#{rule.dataset_id}", sk=f"RULE#{rule.rule_id}")
         record["department"] = rule.owner
         record["definition"] = rule.model_dump_json()
-        self.client.put_item(TableName=self._table, Item=to_item(_slim(record)), ConditionExpression="attribute_not_exists(pk)")
+        self._put_new(_slim(record), rule.model_dump_json())
 
     def rules_of(self, dataset_id: str) -> list[AlertRule]:
         return [AlertRule.model_validate_json(r["definition"]) for r in self._query(f"DATASET#{dataset_id}", "RULE#")]
@@ -44,7 +45,8 @@ class AnalyticsRepository(DynamoTable):
         )
 
     # -- subscriptions
-    def put_subscription(self, subscription: Subscription, secret: str | None) -> None:
+    def put_subscription(self, subscription: Subscription, secret: str | None, answer: str = "") -> None:
+        """`answer`: what the call answers with, recorded under its idempotency key with the write."""
         subject = f"DATASET#{subscription.dataset_id}" if subscription.dataset_id else f"TAG#{subscription.tag}"
         record = {
             "pk": subject,
@@ -53,7 +55,24 @@ class AnalyticsRepository(DynamoTable):
             "definition": subscription.model_dump_json(),
             "webhook_secret": secret,
         }
-        self.client.put_item(TableName=self._table, Item=to_item(record), ConditionExpression="attribute_not_exists(pk)")
+        self._put_new(record, answer or subscription.model_dump_json())
+
+    def _put_new(self, record: dict[str, Any], answer: str) -> None:
+        """Write a new item; under an idempotency key, in one transaction with the answer, so a call
+        retried after its answer was lost (or its function died) finds it committed
+        (AlreadyCommitted) instead of writing a second rule or subscription."""
+        keyed = idempotency.current.get()
+        if keyed is None:
+            self.client.put_item(TableName=self._table, Item=to_item(record), ConditionExpression="attribute_not_exists(pk)")
+            return
+        put = {"Put": {"TableName": self._table, "Item": to_item(record), "ConditionExpression": "attribute_not_exists(pk)"}}
+        try:
+            self.client.transact_write_items(TransactItems=[put, keyed.commit_item(answer)])
+        except Exception as error:
+            committed = keyed.committed() if is_conditional_failure(error) else None
+            if committed is not None:
+                raise idempotency.AlreadyCommitted(committed) from None
+            raise
 
     def subscriptions_to(self, dataset_id: str, tags: list[str]) -> list[tuple[Subscription, str | None]]:
         """Subscriptions to the dataset and to any of its tags, with their webhook secrets."""

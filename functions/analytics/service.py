@@ -32,6 +32,7 @@ from functions.catalog.service import CatalogService
 from functions.core.classification import CLASSIFICATION_RANK
 from functions.core.clock import utc_now
 from functions.core.errors import Forbidden, InvalidRequest, NotFound, QueryFailed
+from functions.core.idempotency import AlreadyCommitted
 from functions.identity.models import Caller
 from functions.ingest.repository import IngestRepository
 from functions.policy.access import AccessControl
@@ -116,7 +117,10 @@ class AnalyticsService:
         )
         if rule.forecast is not None:
             rule = rule.model_copy(update={"backtest": self._backtest(rule, dataset, scope)})
-        self._repository.put_rule(rule)
+        try:
+            self._repository.put_rule(rule)
+        except AlreadyCommitted as earlier:  # a retried call: the rule its first call defined
+            return AlertRule.model_validate_json(earlier.result)
         return rule
 
     def _backtest(self, rule: AlertRule, dataset: Dataset, scope: ReadScope) -> Backtest | None:
@@ -172,8 +176,12 @@ class AnalyticsService:
             created_by=caller.principal_id,
             created_at=self._clock(),
         )
-        self._repository.put_subscription(subscription, secret)
-        return CreatedSubscription(**subscription.model_dump(), webhook_secret=secret)
+        created = CreatedSubscription(**subscription.model_dump(), webhook_secret=secret)
+        try:
+            self._repository.put_subscription(subscription, secret, created.model_dump_json())
+        except AlreadyCommitted as earlier:  # a retried call: the subscription (and secret) its first call made
+            return CreatedSubscription.model_validate_json(earlier.result)
+        return created
 
     def subscriptions(self, caller: Caller) -> list[Subscription]:
         self._access.require_own_inbox(caller)

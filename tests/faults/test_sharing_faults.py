@@ -6,6 +6,7 @@ retry answered with the first call's result."""
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import uuid
 from collections.abc import Callable
@@ -40,7 +41,8 @@ class Clock:
 class ApiClient:
     """Calls the API function as API Gateway would after the authorizer, and retries as the SDK does."""
 
-    def __init__(self, moto_aws: Aws, settings: Settings, clock: Clock, injector: FaultInjector) -> None:
+    def __init__(self, moto_aws: Aws, settings: Settings, clock: Clock, injector: FaultInjector, function: str = "api") -> None:
+        self.function = function  # the module in functions.handlers serving the calls
         self.settings = settings
         self.clock = clock
         self.injector = injector
@@ -50,8 +52,7 @@ class ApiClient:
         self, caller: tuple[str, str, str], method: str, path: str, body: dict[str, Any], fault: tuple[int, str] | None
     ) -> Any:
         """Send until answered with a 2xx (at most MAX_DELIVERIES times), the first send under `fault`."""
-        from functions.handlers import api
-
+        handler = importlib.import_module(f"functions.handlers.{self.function}").handler
         key = str(uuid.uuid4())
         raw = json.dumps(body).encode()
         answers = []
@@ -59,7 +60,9 @@ class ApiClient:
             if attempt == 0 and fault is not None:
                 self.injector.arm(*fault)
             try:
-                response = api.handler(self._event(caller, method, path, raw, key), LocalContext("api", 1024, timeout_seconds=29))
+                response = handler(
+                    self._event(caller, method, path, raw, key), LocalContext(self.function, 1024, timeout_seconds=29)
+                )
             except (FunctionStopped, Exception):
                 response = {"statusCode": 502, "body": "{}"}  # API Gateway's answer when the function dies or fails
             finally:
