@@ -1038,8 +1038,21 @@ def read(
         return
     preview = DataTable(*table.column_names, title=f"{dataset_id}: {table.num_rows} rows (first 10)")
     for row in table.slice(0, 10).to_pylist():
-        preview.add_row(*(str(v) for v in row.values()))
+        preview.add_row(*(_shown(v) for v in row.values()))
     console.print(preview)
+
+
+def _shown(value: Any) -> str:
+    """A value as the preview prints it: a geometry (WKB, as GeoParquet stores it) as WKT, shortened."""
+    if not isinstance(value, bytes):
+        return str(value)
+    try:
+        import shapely
+
+        text = str(shapely.from_wkb(value).wkt)
+    except Exception:  # no shapely here, or bytes that are not WKB
+        return f"<{len(value)} bytes>"
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 # -- audit

@@ -53,7 +53,9 @@ class ReadScope:
         # whose subject is null stands for itself, as in the grant's view.
         counted = "count(*)"
         if self.subjects:
-            subject = " || chr(31) || ".join(f"CAST({quoted(c)} AS VARCHAR)" for c in self.subjects)
+            subject = " || chr(31) || ".join(
+                self._expression(c, dialect) if c in self.geometry else f"CAST({quoted(c)} AS VARCHAR)" for c in self.subjects
+            )
             counted = f"(count(DISTINCT {subject}) + sum(CASE WHEN {subject} IS NULL THEN 1 ELSE 0 END))"
         having = f"{counted} >= {int(self.aggregate.min_group_size)}"
         return f"SELECT {', '.join(selected)} FROM {source} WHERE {where} GROUP BY {', '.join(keys)} HAVING {having}"

@@ -84,11 +84,20 @@ def geojson_of_wkb(values: pa.Array) -> pa.Array:
     import shapely
 
     given = values.to_pylist()
-    texts = shapely.to_geojson(shapely.from_wkb(given, on_invalid="ignore"))
+    shapes = shapely.from_wkb(given, on_invalid="ignore")
+    # EWKB may name its reference system: only WGS 84 longitude/latitude (4326, or none) is read as such.
+    srids = shapely.get_srid(shapes)
+    texts = shapely.to_geojson(shapes)
     return pa.array(
         [
-            None if raw is None else (text if text is not None else f"not WKB ({len(raw)} bytes)")
-            for raw, text in zip(given, texts.tolist(), strict=True)
+            None
+            if raw is None
+            else f"not WKB ({len(raw)} bytes)"
+            if text is None
+            else f"WKB in SRID {srid}, not WGS 84 longitude/latitude"
+            if srid not in (0, 4326)
+            else text
+            for raw, text, srid in zip(given, texts.tolist(), srids.tolist(), strict=True)
         ],
         pa.string(),
     )
@@ -98,25 +107,24 @@ def geoparquet_metadata(columns: dict[str, GeometrySpec]) -> dict[bytes, bytes]:
     """The file metadata that makes Parquet GeoParquet (1.1.0): which columns are geometries, their
     encoding and types. No `crs`: its default, OGC:CRS84 (longitude, latitude on WGS 84), is what
     x-geometry declares."""
-    described = {name: {"encoding": "WKB", "geometry_types": list(spec.types)} for name, spec in columns.items()}
+    # Coordinates may carry a height (GeoJSON's third number): GeoParquet names those types "<type> Z".
+    described = {
+        name: {"encoding": "WKB", "geometry_types": [*spec.types, *(f"{kind} Z" for kind in spec.types)]}
+        for name, spec in columns.items()
+    }
     geo = {"version": "1.1.0", "primary_column": next(iter(columns)), "columns": described}
     return {b"geo": json.dumps(geo, separators=(",", ":")).encode()}
 
 
-def with_geoparquet_metadata(table: pa.Table) -> pa.Table:
-    """The table with its `geo` metadata naming only the WKB columns it still has: a view may leave
-    a geometry out or mask it (tokens are not WKB); a file naming a column it lacks is not GeoParquet."""
-    metadata = dict(table.schema.metadata or {})
-    if b"geo" not in metadata:
-        return table
-    geo = json.loads(metadata.pop(b"geo"))
-    names = set(table.column_names)
-    kept = {
-        name: described
-        for name, described in geo.get("columns", {}).items()
-        if name in names and pa.types.is_binary(table.schema.field(name).type)
+def with_geoparquet_metadata(table: pa.Table, declared: dict[str, GeometrySpec]) -> pa.Table:
+    """The table with `geo` metadata naming the declared geometry columns it holds as WKB: a view may
+    leave a geometry out, mask it (tokens are not WKB) or group by it (an aggregate's new table)."""
+    metadata = {k: v for k, v in (table.schema.metadata or {}).items() if k != b"geo"}
+    held = {
+        name: spec
+        for name, spec in declared.items()
+        if name in table.column_names and pa.types.is_binary(table.schema.field(name).type)
     }
-    if kept:
-        primary = geo.get("primary_column") if geo.get("primary_column") in kept else next(iter(kept))
-        metadata[b"geo"] = json.dumps(dict(geo, primary_column=primary, columns=kept), separators=(",", ":")).encode()
-    return table.replace_schema_metadata(metadata)
+    if held:
+        metadata.update(geoparquet_metadata(held))
+    return table.replace_schema_metadata(metadata or None)

@@ -26,6 +26,14 @@ def read_parquet(source: Any, columns: list[str] | None = None, read_dictionary:
     return pq.ParquetFile(source, read_dictionary=read_dictionary).read(columns=columns)
 
 
+def as_text(values: pa.Array) -> pa.Array:
+    """Values as text for keys and tokens: bytes (a geometry's WKB) as they are, since a cast to
+    text refuses bytes that are not UTF-8; other types cast."""
+    if pa.types.is_string(values.type):
+        return values
+    return values.view(pa.string()) if pa.types.is_binary(values.type) else pc.cast(values, pa.string())
+
+
 def declared_types(column: ColumnSchema) -> tuple[str, bool]:
     """(the JSON type, whether null is allowed by the type)."""
     types = column.type if isinstance(column.type, list) else [column.type]

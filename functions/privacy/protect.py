@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from functions.catalog.models import GRID_TOLERANCE, PersonalData, TableSchema, grid
-from functions.columnar.types import arrow_type, convert
+from functions.columnar.types import arrow_type, as_text, convert
 from functions.privacy.sealing import SHORT_VALUE_BYTES, TOKEN_BYTES, TokenKey, ValueSealer
 
 _INTERVAL = re.compile(r"^([1-9][0-9]{0,3})(s|m|h|d)$")
@@ -61,10 +61,6 @@ def output_schema(schema: TableSchema) -> pa.Schema:
     return pa.schema(fields, metadata=geoparquet_metadata(shapes))
 
 
-def _as_text(values: pa.Array) -> pa.Array:
-    return values.view(pa.string()) if pa.types.is_binary(values.type) else pc.cast(values, pa.string())
-
-
 def vault_file(column: str) -> str:
     return f"{column}.vault"
 
@@ -85,7 +81,7 @@ class TokenSpace:
         if isinstance(values, pa.ChunkedArray):
             values = values.combine_chunks()
         # Bytes (a WKB geometry) are tokenised as they are: a cast to text would refuse them.
-        text = values if pa.types.is_string(values.type) else _as_text(values)
+        text = as_text(values)
         if len(text) and (pc.max(pc.binary_length(text)).as_py() or 0) <= SHORT_VALUE_BYTES:
             # Only short values: a token per row costs less than finding the distinct ones first.
             tokens = self._distinct_tokens(pc.fill_null(text, ""), None)
@@ -162,8 +158,10 @@ def _fixed_width_strings(rows: np.ndarray) -> pa.Array:
 
 
 def short_values(tokens: pa.Array, key: bytes) -> pa.Array:
-    """The values behind short-value tokens under `key` (null for anything else, such as a long
-    value's token, which the vault answers for). The one inverse the linkage path needs."""
+    """The values behind short-value tokens under `key`; null for anything else, such as a long
+    value's token, except about one in 256 of those, whose opened block happens to look padded (a
+    MAC is no block of ours): the vault, which holds every long value, answers for them first
+    (`rekeyed`). The one inverse the linkage path needs."""
     count = len(tokens)
     dense = pc.fill_null(tokens, _BLANK_TOKEN) if tokens.null_count else tokens
     parsed = _token_bytes(dense)

@@ -304,6 +304,9 @@ class GrantTerms(Model):
             column = schema.properties[measure.column]
             if measure.aggregate in ("sum", "mean", *QUANTILES) and not {"number", "integer"} & set(column.kinds()):
                 raise ValueError(f"{measure.aggregate} needs a numeric column, not {measure.column}")
+            if measure.aggregate != "count" and column.geometry is not None:
+                # WKB's byte order is no order of shapes: a "least" shape means nothing.
+                raise ValueError(f"a geometry is counted, not {measure.aggregate}: {measure.column}")
         if schema.is_personal():
             if aggregate.privacy is None:
                 raise ValueError(

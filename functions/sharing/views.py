@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from functions.catalog.models import Dataset, SubjectDeclaration, TableSchema
 from functions.columnar.geometry import with_geoparquet_metadata
-from functions.columnar.types import convert, read_parquet
+from functions.columnar.types import as_text, convert, read_parquet
 from functions.core.layout import vault_key
 from functions.core.scoped import DepartmentScopes, sse_kms
 from functions.core.settings import Settings
@@ -177,7 +177,7 @@ def subject_keys(table: pa.Table, subject: SubjectDeclaration) -> pa.Array:
     row_ids = pc.binary_join_element_wise("\x00row:", pc.cast(pa.array(np.arange(table.num_rows)), pa.string()), "")
     if subject.each_row:
         return row_ids
-    parts = [pc.cast(table.column(c).combine_chunks(), pa.string()) for c in subject.columns]
+    parts = [as_text(table.column(c).combine_chunks()) for c in subject.columns]
     joined = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "\x1f")
     return pc.coalesce(joined, row_ids)
 
@@ -402,7 +402,7 @@ def view_bytes(sources: list[Any], dataset: Dataset, grant: Grant, secrets: View
     filtered = {c.column for c in grant.terms.row_filter.conditions()} if grant.terms.row_filter else set()
     text = [c for c in columns if grant.terms.aggregate and c in grant.terms.aggregate.group_by and c not in filtered]
     table = pa.concat_tables(read_parquet(source, columns, text) for source in sources)
-    return _parquet(restrict(table.unify_dictionaries() if text else table, dataset, grant, secrets))
+    return _parquet(restrict(table.unify_dictionaries() if text else table, dataset, grant, secrets), dataset)
 
 
 def linked_view_bytes(sources: list[Any], dataset: Dataset, kinds: list[str], secrets: ViewSecrets) -> bytes:
@@ -412,12 +412,12 @@ def linked_view_bytes(sources: list[Any], dataset: Dataset, kinds: list[str], se
         if name in table.column_names and secrets.linked is not None:
             index = table.column_names.index(name)
             table = table.set_column(index, name, secrets.linked(name, table.column(name).combine_chunks()))
-    return _parquet(table)
+    return _parquet(table, dataset)
 
 
-def _parquet(table: pa.Table) -> bytes:
+def _parquet(table: pa.Table, dataset: Dataset) -> bytes:
     sink = io.BytesIO()
-    pq.write_table(with_geoparquet_metadata(table), sink, compression="zstd")
+    pq.write_table(with_geoparquet_metadata(table, dataset.table_schema.wkb_columns()), sink, compression="zstd")
     return sink.getvalue()
 
 

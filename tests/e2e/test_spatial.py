@@ -191,3 +191,45 @@ def test_sensors_shared_as_h3_cells_of_at_least_k_sensors(stack: RunningStack, t
     )
     counted = {r["cell"]: r["readings"] for r in built(environment, own)}
     assert sum(counted.values()) == len(rows) and all(h3.get_resolution(c) == 8 for c in counted)
+
+
+def test_groups_of_rows_whose_subject_is_a_geometry_are_shared(stack: RunningStack, tmp_path: Path) -> None:
+    """x-subject may name a geometry (rows about places): an aggregated grant counts each place once,
+    its WKB told apart as bytes, in the view and in the grantee's SQL alike."""
+    owner = onboard(stack, unique("environment"), "gis", ["member", "steward"])
+    grantee = onboard(stack, unique("transport"), "analyst", ["member"])
+    dataset_id = unique("noise-complaints")
+    schema = {
+        "type": "object",
+        "properties": {
+            "home": {"type": "string", "maxLength": 200, "x-geometry": {"types": ["Point"]}},
+            "kind": {"type": "string", "maxLength": 16},
+            "decibels": {"type": "number", "minimum": 0, "maximum": 200},
+        },
+        "required": ["home", "kind"],
+        "x-subject": {"columns": ["home"]},
+    }
+    owner.client.create_dataset(dataset_id, "Noise complaints", "internal", schema)
+    # Three homes complain about traffic (one of them four times), one home about a bar.
+    homes = [[-2.58, 51.45], [-2.59, 51.46], [-2.6, 51.47], [-2.61, 51.48]]
+    rows = [(0, "traffic"), (0, "traffic"), (0, "traffic"), (0, "traffic"), (1, "traffic"), (2, "traffic"), (3, "bar")]
+    records = [
+        {"home": json.dumps({"type": "Point", "coordinates": homes[h]}), "kind": kind, "decibels": 60.0 + n}
+        for n, (h, kind) in enumerate(rows)
+    ]
+    upload = owner.client.push_records(dataset_id, records)
+    assert owner.client.wait_for_upload(dataset_id, upload["upload_id"], 60)["status"] == "published"
+    terms = {"aggregate": {"group_by": ["kind"], "measures": [{"aggregate": "mean", "column": "decibels"}], "min_group_size": 3}}
+    grant = owner.client.grant(dataset_id, grantee.profile.department, "Noise by cause", "planning", terms=terms)
+    view = grantee.client.read_table(dataset_id, grant_id=grant["grant_id"]).to_pylist()
+    assert [(g["kind"], g["group_size"]) for g in view] == [("traffic", 6)]  # three homes; the bar's one home is held back
+    table = dataset_id.replace("-", "_")
+    output = unique("noise-by-cause")
+    derived = grantee.client.define_derived_dataset(
+        output, "Noise by cause", [dataset_id], f"SELECT kind, group_size FROM {table}"
+    )
+    assert derived["columns"] == {"kind": "VARCHAR", "group_size": "BIGINT"}
+    deadline = time.monotonic() + 60
+    while not grantee.client.get_dataset(output).get("latest_version") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert grantee.client.read_table(output).to_pylist() == [{"kind": "traffic", "group_size": 6}]

@@ -44,7 +44,8 @@ def test_curated_geometries_are_wkb_in_geoparquet_that_duckdb_reads_as_geometry(
     (tmp_path / "curated.parquet").write_bytes(curated)
     geo = json.loads(pq.read_schema(tmp_path / "curated.parquet").metadata[b"geo"])
     assert geo["version"] == "1.1.0" and geo["primary_column"] == "geometry"
-    assert geo["columns"] == {"geometry": {"encoding": "WKB", "geometry_types": ["Polygon", "MultiPolygon"]}}
+    kinds = ["Polygon", "MultiPolygon", "Polygon Z", "MultiPolygon Z"]  # a height may come as GeoJSON's third number
+    assert geo["columns"] == {"geometry": {"encoding": "WKB", "geometry_types": kinds}}
     described = duckdb.sql(f"DESCRIBE SELECT geometry FROM read_parquet('{tmp_path / 'curated.parquet'}')").fetchall()
     assert described[0][1].startswith("GEOMETRY")
 
@@ -141,3 +142,58 @@ def test_a_row_filter_may_not_compare_a_geometry() -> None:
     with pytest.raises(ValueError, match="a geometry"):
         GrantTerms.model_validate({"row_filter": compared}).check_against(schema)
     GrantTerms.model_validate({"row_filter": {"condition": {"column": "geometry", "op": "not_null"}}}).check_against(schema)
+
+
+def test_a_grant_counts_a_geometry_and_may_not_take_its_least_or_greatest() -> None:
+    from functions.sharing.models import GrantTerms
+
+    schema = city_schema("district-boundaries")
+    for aggregate in ("min", "max"):
+        terms = {"aggregate": {"group_by": ["district"], "measures": [{"aggregate": aggregate, "column": "geometry"}]}}
+        with pytest.raises(ValueError, match="a geometry is counted"):
+            GrantTerms.model_validate(terms).check_against(schema)
+    counted = {"aggregate": {"group_by": ["district"], "measures": [{"aggregate": "count", "column": "geometry"}]}}
+    GrantTerms.model_validate(counted).check_against(schema)
+
+
+def test_rows_whose_subject_is_a_geometry_are_told_apart_by_its_bytes() -> None:
+    """x-subject may name a geometry (a parcel, a home): its WKB is not text, and keys it as it is."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import shapely
+
+    from functions.catalog.models import SubjectDeclaration
+    from functions.sharing.views import subject_keys
+
+    points = shapely.to_wkb([shapely.Point(-2.58, 51.45), shapely.Point(-2.58, 51.45), shapely.Point(-2.5, 51.4), None])
+    table = pa.table({"parcel": pa.array(points.tolist(), pa.binary())})
+    keys = subject_keys(table, SubjectDeclaration(columns=["parcel"]))
+    assert pc.count_distinct(keys).as_py() == 3  # two rows about one parcel; a null subject stands for itself
+
+
+def test_a_view_that_groups_by_a_geometry_is_geoparquet_and_one_without_it_is_not() -> None:
+    import pyarrow as pa
+
+    from functions.columnar.geometry import with_geoparquet_metadata
+
+    declared = city_schema("district-boundaries").wkb_columns()
+    grouped = pa.table({"geometry": pa.array([b"\x01"], pa.binary()), "group_size": [5]})
+    grouped = grouped.replace_schema_metadata({b"cityshare.suppressed_groups": b"0"})
+    kept = with_geoparquet_metadata(grouped, declared).schema.metadata
+    assert kept[b"cityshare.suppressed_groups"] == b"0" and json.loads(kept[b"geo"])["primary_column"] == "geometry"
+    masked = pa.table({"district": ["A"], "geometry": ["0" * 32]})
+    assert b"geo" not in (with_geoparquet_metadata(masked, declared).schema.metadata or {})
+
+
+def test_ewkb_in_another_reference_system_is_refused_not_read_as_longitude_latitude() -> None:
+    import pyarrow as pa
+    import shapely
+
+    from functions.columnar.geometry import geojson_of_wkb
+
+    british = shapely.set_srid(shapely.Point(358000, 173000), 27700)
+    wgs84 = shapely.set_srid(shapely.Point(-2.58, 51.45), 4326)
+    given = pa.array([shapely.to_wkb(british, include_srid=True), shapely.to_wkb(wgs84, include_srid=True)], pa.binary())
+    refused, read = geojson_of_wkb(given).to_pylist()
+    assert refused == "WKB in SRID 27700, not WGS 84 longitude/latitude"
+    assert json.loads(read) == {"type": "Point", "coordinates": [-2.58, 51.45]}

@@ -204,9 +204,12 @@ def test_re_keying_a_column_of_tokens_gives_one_token_per_token_however_it_is_ch
     chunked = pa.chunked_array([owner_tokens.slice(a, b - a) for a, b in itertools.pairwise(bounds)], type=pa.string())
     assert rekeyed_tokens(chunked, DATA_KEY).to_pylist() == whole
     assert rekeyed_tokens(owner_tokens.slice(1), DATA_KEY).to_pylist() == whole[1:]
-    assert short_values(owner_tokens.slice(1), PSEUDONYM_KEY).to_pylist() == [
-        p if p is None or len(p.encode()) <= 15 else None for p in plates[1:]
-    ]
+    # A short value's token opens to it. A long one's (a MAC) opens to nothing, but for about one
+    # in 256 whose last byte happens to look like padding: the vault answers for those (below).
+    opened = short_values(owner_tokens.slice(1), PSEUDONYM_KEY).view(pa.binary()).to_pylist()
+    for plate, value in zip(plates[1:], opened, strict=True):
+        if plate is None or len(plate.encode()) <= 15:
+            assert value == (None if plate is None else plate.encode())
     grant_tokens = {t for t in whole if t is not None}
     assert not grant_tokens & {t for t in owner_tokens.to_pylist() if t is not None}
 
@@ -226,3 +229,19 @@ def test_only_tokens_are_re_keyed_as_tokens_and_values_are_always_tokenised_as_v
         rekeyed_tokens(pa.array([hexlike, "not a token"]), DATA_KEY)
     assert rekeyed_tokens(pa.array([hexlike, None]), DATA_KEY).to_pylist()[1] is None
     assert short_values(pa.array([hexlike.upper()]), PSEUDONYM_KEY).to_pylist() == [None]
+
+
+def test_a_long_values_token_that_opens_by_chance_is_re_keyed_from_the_vault() -> None:
+    """A long value's token is a MAC; opened as a block, about one in 256 looks padded and reads as
+    some short "value". The vault, which holds every long value, answers for it first."""
+    from functions.sharing.views import rekeyed
+
+    for n in range(5000):
+        value = f"a long value of more than fifteen bytes, number {n}"
+        token = keyed_tokens(pa.array([value]), PSEUDONYM_KEY)
+        if short_values(token, PSEUDONYM_KEY).null_count == 0:
+            break
+    else:
+        pytest.fail("no long value's token opened in 5,000")
+    vault = pa.table({"token": token, "value": [value]})
+    assert rekeyed(token, PSEUDONYM_KEY, vault, DATA_KEY).to_pylist() == keyed_tokens(pa.array([value]), DATA_KEY).to_pylist()
