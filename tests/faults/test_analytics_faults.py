@@ -14,11 +14,11 @@ import pytest
 
 from functions.analytics.repository import AnalyticsRepository
 from functions.core.settings import Settings
-from functions.handlers import http, services, wiring
+from functions.handlers import services, wiring
 from tests.faults.conftest import RENEW_EVERY
 from tests.faults.harness import REFUSED_ALIKE, FaultInjector, plan
 from tests.faults.scenario import NUMBERS, record
-from tests.faults.test_sharing_faults import ApiClient, Clock
+from tests.faults.test_sharing_faults import ApiRun
 from tests.integration.conftest import Aws
 from tests.integration.test_analytics_triggers import publish
 
@@ -49,17 +49,11 @@ def hours() -> list[dict[str, Any]]:
     ]
 
 
-class RulesRun:
-    def __init__(self, moto_aws: Aws, settings: Settings, injector: FaultInjector, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.aws = moto_aws
-        self.clock = Clock()
-        self.injector = injector
-        monkeypatch.setattr(http, "idempotency_store", lambda: self.client.store)
-        self.renew(settings)
+class RulesRun(ApiRun):
+    function = "analytics"
 
     def renew(self, settings: Settings) -> None:
-        self.settings = settings
-        self.client = ApiClient(self.aws, settings, self.clock, self.injector, function="analytics")
+        super().renew(settings)
         self.rules = AnalyticsRepository(settings.analytics_table, self.aws.client("dynamodb"))
 
     def fresh(self) -> str:

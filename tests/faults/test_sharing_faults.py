@@ -152,7 +152,11 @@ def steps(dataset_id: str) -> list[tuple[str, Any]]:
 NEEDS = {"file": (), "approve": ("file",), "grant": (), "revoke": ("grant",)}
 
 
-class SharingRun:
+class ApiRun:
+    """Runs of one API function's calls, each retried as the SDK does, against renewable tables."""
+
+    function = "api"
+
     def __init__(self, moto_aws: Aws, settings: Settings, injector: FaultInjector, monkeypatch: pytest.MonkeyPatch) -> None:
         self.aws = moto_aws
         self.clock = Clock()
@@ -162,7 +166,12 @@ class SharingRun:
 
     def renew(self, settings: Settings) -> None:
         self.settings = settings
-        self.client = ApiClient(self.aws, settings, self.clock, self.injector)
+        self.client = ApiClient(self.aws, settings, self.clock, self.injector, self.function)
+
+
+class SharingRun(ApiRun):
+    def renew(self, settings: Settings) -> None:
+        super().renew(settings)
         self.sharing = SharingRepository(settings.sharing_table, self.aws.client("dynamodb"))
 
     def fresh(self) -> str:
