@@ -8,7 +8,8 @@
    the vega_datasets wheel: nothing is downloaded): MASE, and the hit rate and false-alarm ratio
    of "above 75 °F within the next 6 hours";
 3. one fit of the year's 50 stations as a rule evaluates a new version (the forecasts from the last
-   window).
+   window), and, for a rule whose windows Athena reduces (engine athena), the backtest's time on
+   those windows as Athena answers them (a CSV of text), which must give the same backtest.
 The backtest runs each rule at every window of the history (see functions/analytics/forecast.py).
 """
 
@@ -21,12 +22,14 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from cityshare.generators import generate
-from functions.analytics.engine import Input, backtest_files, evaluate_files
+from functions.analytics.engine import Input, backtest_files, backtest_series, evaluate_files
+from functions.analytics.forecast import series_sql
 from functions.analytics.models import AlertRule, AlertRuleCreate, Backtest
 from functions.analytics.scope import ReadScope
 
@@ -105,6 +108,18 @@ def main() -> None:
     print(
         f"  one fit of every station from its last window (a new version): {time.perf_counter() - start:.2f} s, "
         f"{len(firings)} firing(s)"
+    )
+    # engine athena: Athena reduces the rows to windows (not run here); the function fits on the
+    # windows it answers, a CSV of text, as written here by the same reduction.
+    windows = folder / "windows.csv"
+    reduction = series_sql(pm25, "data").replace('FROM "data"', f"FROM read_parquet('{air}')")
+    duckdb.sql(f"COPY ({reduction}) TO '{windows}' (HEADER, FORCE_QUOTE *)")
+    start = time.perf_counter()
+    reduced = backtest_series(pm25, windows, {"station_id": "VARCHAR"}, 1)
+    print(
+        f"  engine athena, the fit's share: backtest on Athena's windows "
+        f"({windows.stat().st_size / 1e6:.1f} MB CSV) {time.perf_counter() - start:.2f} s, "
+        f"the same backtest: {reduced == backtest}"
     )
 
     temps = seattle(folder)

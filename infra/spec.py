@@ -119,7 +119,7 @@ class FunctionSpec:
     layers: tuple[str, ...] = ("core",)  # dependency layers (functions/requirements-<layer>.txt)
     topics: tuple[str, ...] = ()  # SNS topics it publishes to
     query_catalog: Literal["read", "write"] | None = None  # the Glue database of curated versions
-    runs_queries: bool = False  # starts Athena queries in the derived workgroup, as the query role (one function)
+    runs_queries: bool = False  # starts Athena queries in the derived workgroup, as the query role
     dead_letters: tuple[str, ...] = ()  # queues whose dead-letter queue it sends to (failures no retry can mend)
     provisions_departments: bool = False  # creates departments' KMS keys and API keys
     # Signs audit seals with the seal key and writes the audit archive (functions/audit/sealing.py).
@@ -425,6 +425,7 @@ SPEC = PlatformSpec(
             acts_for_departments=True,  # a forecast rule's backtest reads the latest version, as its definer may
             ephemeral_storage_mb=4096,  # the version's files, copied for DuckDB
             layers=("core", "analytics"),  # DuckDB checks a derived dataset's query before it is accepted
+            runs_queries=True,  # a forecast's backtest on Athena's windows (engine athena), as the query role
         ),
         # Delta Sharing: recipients' bearer tokens, then the protocol's endpoints (functions/sharing/delta.py).
         FunctionSpec(

@@ -9,15 +9,20 @@ AWS enforces. Without a role (tests against moto) the process's own client runs 
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from functions.analytics.models import AlertRule
 from functions.analytics.scope import ReadScope, filter_sql, quoted
+from functions.catalog.models import Dataset
 from functions.core import aws
 from functions.core.scoped import DEPARTMENT_TAG
+from functions.ingest.glue import version_table
 
 POLL_SECONDS = 1.0
 TIMEOUT_SECONDS = 240
@@ -37,6 +42,36 @@ def input_cte(name: str, database: str, table: str, scope: ReadScope, temporal: 
     if scope.row_filter is not None:
         where, _ = filter_sql(scope.row_filter, lambda column, value: literal(value, column in temporal))
     return f"{quoted(name)} AS ({scope.query(f'{quoted(database)}.{quoted(table)}', where, 'athena')})"
+
+
+def version_input(
+    name: str, database: str, dataset: Dataset, scope: ReadScope, version: int, files: Sequence[str]
+) -> tuple[str, QueryInput]:
+    """A version of `dataset` as a query's input `name`: its CTE (what the scope allows of its Glue
+    table) and what the query's session may read for it (the table, its files' folders, the owner's key)."""
+    temporal = {n for n, c in dataset.table_schema.properties.items() if c.format in ("date-time", "date")}
+    table = version_table(dataset.dataset_id, version)
+    folders = tuple(sorted({file.rsplit("/", 1)[0] for file in files}))
+    return input_cte(name, database, table, scope, temporal), QueryInput(dataset.owner, table, folders)
+
+
+def forecast_windows(
+    runner: AthenaRunner,
+    rule: AlertRule,
+    database: str,
+    dataset: Dataset,
+    scope: ReadScope,
+    version: int,
+    files: Sequence[str],
+    path: Path,
+    timeout: float,
+) -> Path:
+    """A forecast rule's windows of a version, reduced by Athena from the rows the scope allows, as
+    a CSV file for the fit (functions/analytics/forecast.py series_sql)."""
+    from functions.analytics.forecast import series_sql
+
+    cte, query_input = version_input("data", database, dataset, scope, version, files)
+    return runner.run_to_csv(wrapped(series_sql(rule, "data", "athena"), [cte]), [query_input], path, timeout)
 
 
 def wrapped(sql: str, ctes: list[str]) -> str:
@@ -119,6 +154,7 @@ def packed(policy: dict[str, Any]) -> str:
 class AthenaRunner:
     athena = aws.LazyClient("athena")
     sts = aws.LazyClient("sts")
+    s3 = aws.LazyClient("s3")
 
     def __init__(
         self,
@@ -138,10 +174,11 @@ class AthenaRunner:
         self._athena = athena
         self._sts = sts
 
-    def _client_for(self, inputs: Sequence[QueryInput]) -> Any:
-        """Athena as the query role, in a session limited to `inputs` (the process's client without a role)."""
+    def _client_for(self, inputs: Sequence[QueryInput], service: str = "athena") -> Any:
+        """Athena (or S3, for its results) as the query role, in a session limited to `inputs` (the
+        process's client without a role)."""
         if not self._role_arn:
-            return self.athena
+            return self.s3 if service == "s3" else self.athena
         partition = self._role_arn.split(":")[1]
         exact = packed(session_policy(self._bucket, self._database, inputs, self._platform_key, True, partition))
         coarse = packed(session_policy(self._bucket, self._database, inputs, self._platform_key, False, partition))
@@ -164,28 +201,48 @@ class AthenaRunner:
             aws_secret_access_key=credentials["SecretAccessKey"],
             aws_session_token=credentials["SessionToken"],
         )
-        return aws.client_of(session, "athena")
+        return aws.client_of(session, service)
 
     def run(self, query: str, inputs: Sequence[QueryInput] = ()) -> tuple[list[str], list[list[str | None]]]:
         """The query's header and rows (Athena returns text), after it succeeded."""
         athena = self._client_for(inputs)
+        started, _ = self._finished(athena, query, TIMEOUT_SECONDS)
+        rows = list(self._rows(athena, started))
+        header = [str(v) for v in rows[0]] if rows else []
+        return header, rows[1:]
+
+    def run_to_csv(self, query: str, inputs: Sequence[QueryInput], path: Path, timeout: float = TIMEOUT_SECONDS) -> Path:
+        """The query's result as a CSV file at `path` (a header, then text): the file Athena wrote,
+        fetched whole (many rows: paging them through the API would take a call per 1,000)."""
+        athena = self._client_for(inputs)
+        started, location = self._finished(athena, query, timeout)
+        if location.startswith("s3://"):
+            bucket, key = location.removeprefix("s3://").split("/", 1)
+            self._client_for(inputs, "s3").download_file(bucket, key, str(path))
+            return path
+        with path.open("w", newline="", encoding="utf-8") as out:  # no result file (moto): the rows, paged
+            writer = csv.writer(out, quoting=csv.QUOTE_NONNUMERIC)
+            for row in self._rows(athena, started):
+                writer.writerow(["" if value is None else value for value in row])
+        return path
+
+    def _finished(self, athena: Any, query: str, timeout: float) -> tuple[str, str]:
+        """Start the query and wait for it: (its id, where its result file is, if Athena says)."""
         started = athena.start_query_execution(
             QueryString=query, WorkGroup=self._workgroup, QueryExecutionContext={"Database": self._database}
         )["QueryExecutionId"]
-        deadline = time.monotonic() + TIMEOUT_SECONDS
+        deadline = time.monotonic() + timeout
         while True:
-            status = athena.get_query_execution(QueryExecutionId=started)["QueryExecution"]["Status"]
+            execution = athena.get_query_execution(QueryExecutionId=started)["QueryExecution"]
+            status = execution["Status"]
             if status["State"] == "SUCCEEDED":
-                break
+                return started, str(execution.get("ResultConfiguration", {}).get("OutputLocation", ""))
             if status["State"] in ("FAILED", "CANCELLED"):
                 raise RuntimeError(f"Athena query {started} {status['State']}: {status.get('StateChangeReason', '')[:500]}")
             if time.monotonic() > deadline:
                 athena.stop_query_execution(QueryExecutionId=started)
-                raise TimeoutError(f"Athena query {started} did not finish in {TIMEOUT_SECONDS} s")
+                raise TimeoutError(f"Athena query {started} did not finish in {timeout} s")
             time.sleep(POLL_SECONDS)
-        rows = list(self._rows(athena, started))
-        header = [str(v) for v in rows[0]] if rows else []
-        return header, rows[1:]
 
     @staticmethod
     def _rows(athena: Any, execution: str) -> Iterator[list[str | None]]:

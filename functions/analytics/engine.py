@@ -22,6 +22,7 @@ from duckdb.func import SPECIAL
 from functions.analytics.models import AlertRule, Backtest, PlaceJoin
 from functions.analytics.places import place_sql
 from functions.analytics.scope import ISO_FORMAT, SQL_AGGREGATES, SQL_COMPARISONS, ReadScope, filter_sql, quoted
+from functions.catalog.models import ColumnSchema
 from functions.columnar.cells import h3_cell
 from functions.core.errors import InvalidRequest, QueryFailed
 from functions.core.events import Forecasted
@@ -321,12 +322,17 @@ def evaluate_files(rule: AlertRule, source: Input) -> list[Firing]:
 
 
 def evaluate(
-    connection: duckdb.DuckDBPyConnection, rule: AlertRule, table: str = "data", source: tuple[str, list[Any]] | None = None
+    connection: duckdb.DuckDBPyConnection,
+    rule: AlertRule,
+    table: str = "data",
+    source: tuple[str, list[Any]] | None = None,
+    reduced: bool = False,
 ) -> list[Firing]:
+    """`reduced`: `table` holds a forecast rule's windows already (reduced_series)."""
     if rule.forecast is not None:
         from functions.analytics.forecast import firing_sql
 
-        sql, params = firing_sql(rule, table, source)
+        sql, params = firing_sql(rule, table, source, reduced)
     else:
         sql, params = rule_sql(rule, table, source)
     rows = run(connection, sql, params, rule.forecast.max_seconds if rule.forecast is not None else QUERY_SECONDS)
@@ -346,25 +352,79 @@ def evaluate(
 
 def backtest_files(rule: AlertRule, source: Input) -> Backtest:
     """A forecast rule's backtest over a version's files, within the reader's scope."""
-    from functions.analytics.forecast import backtest_of, backtest_sql
-
     connection = connect()
     try:
         connection.execute("SET TimeZone = 'UTC'")
-        sql, params = backtest_sql(rule, source.name, source_cte(source))
-        seconds = rule.forecast.max_seconds if rule.forecast else QUERY_SECONDS
-        try:
-            rows = run(connection, sql, params, seconds)
-        except TimeoutError:
-            raise InvalidRequest(
-                f"The forecast's backtest did not finish within its {seconds} seconds (max_seconds): "
-                "fewer groups, a longer window or a shorter history would fit"
-            ) from None
-        except QueryFailed as failed:
-            raise InvalidRequest(f"The forecast's backtest failed on the history: {failed}") from None
+        return _backtest(connection, rule, source.name, source_cte(source), source.version)
     finally:
         connection.close()
-    return backtest_of(rows[0]).model_copy(update={"history_version": source.version or None})
+
+
+REDUCED = "cs:reduced"
+
+
+@contextmanager
+def reduced_series(rule: AlertRule, windows: Path, types: dict[str, str]) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection holding a forecast rule's windows as Athena reduced them (its result CSV, text),
+    typed as the rows were (`types`: DuckDB types of the group columns, CityShare's own names)."""
+    groups = "".join(f"CAST({quoted(g)} AS {types.get(g, 'VARCHAR')}) AS {quoted(g)}, " for g in rule.group_by)
+    connection = connect()
+    try:
+        connection.execute("SET TimeZone = 'UTC'")
+        connection.execute(
+            f'CREATE TEMP TABLE {quoted(REDUCED)} AS SELECT {groups}CAST("cs:n" AS BIGINT) AS "cs:n", '
+            'CAST("cs:value" AS DOUBLE) AS "cs:value" FROM read_csv(?, header = true, all_varchar = true)',
+            [str(windows)],
+        )
+        yield connection
+    finally:
+        connection.close()
+
+
+def evaluate_series(rule: AlertRule, windows: Path, types: dict[str, str]) -> list[Firing]:
+    """A forecast rule's firings, fitted on the windows Athena reduced."""
+    with reduced_series(rule, windows, types) as connection:
+        return evaluate(connection, rule, REDUCED, reduced=True)
+
+
+def backtest_series(rule: AlertRule, windows: Path, types: dict[str, str], version: int) -> Backtest:
+    """A forecast rule's backtest, fitted on the windows Athena reduced."""
+    with reduced_series(rule, windows, types) as connection:
+        return _backtest(connection, rule, REDUCED, None, version, reduced=True)
+
+
+def _backtest(
+    connection: duckdb.DuckDBPyConnection,
+    rule: AlertRule,
+    table: str,
+    source: tuple[str, list[Any]] | None,
+    version: int,
+    reduced: bool = False,
+) -> Backtest:
+    from functions.analytics.forecast import backtest_of, backtest_sql
+
+    sql, params = backtest_sql(rule, table, source, reduced)
+    seconds = rule.forecast.max_seconds if rule.forecast else QUERY_SECONDS
+    try:
+        rows = run(connection, sql, params, seconds)
+    except TimeoutError:
+        raise InvalidRequest(
+            f"The forecast's backtest did not finish within its {seconds} seconds (max_seconds): "
+            "fewer groups, a longer window or a shorter history would fit"
+        ) from None
+    except QueryFailed as failed:
+        raise InvalidRequest(f"The forecast's backtest failed on the history: {failed}") from None
+    return backtest_of(rows[0]).model_copy(update={"history_version": version or None})
+
+
+_JSON_TO_DUCKDB = {"string": "VARCHAR", "integer": "BIGINT", "number": "DOUBLE", "boolean": "BOOLEAN"}
+_TEMPORAL = {"date-time": "TIMESTAMP WITH TIME ZONE", "date": "DATE", "time": "TIME"}
+
+
+def declared_type(column: ColumnSchema) -> str:
+    """The DuckDB type of a column as its schema declares it."""
+    kinds = column.kinds()
+    return _TEMPORAL.get(column.format or "", _JSON_TO_DUCKDB.get(kinds[0] if kinds else "string", "VARCHAR"))
 
 
 def alert_id(rule_id: str, dataset_id: str, version: int, firing: Firing) -> str:

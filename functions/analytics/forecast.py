@@ -27,36 +27,49 @@ MAX_WINDOWS = 10_000
 PHI_LIMIT = 0.98
 
 
-def _fitted(
-    rule: AlertRule, table: str, source: tuple[str, list[Any]] | None, latest_only: bool = False
-) -> tuple[str, list[Any]]:
-    """CTEs up to "cs:fitted": every window of each series on a regular grid (its horizon after its
-    last window included), with the profile, the residual, phi and the innovations' variance."""
-    assert rule.forecast is not None and rule.window is not None
-    terms, minutes = rule.forecast, rule.window.minutes
-    season = SEASON_MINUTES[terms.season] // minutes
+def series_sql(rule: AlertRule, table: str, dialect: str = "duckdb") -> str:
+    """Each group's windows, reduced from the rows: the groups, "cs:n" (the window's number, counted
+    from the epoch: the n-th window starts at n x width seconds, the same for every group, version
+    and engine) and "cs:value" (the rule's measure). The one step that reads every row: on Athena for
+    a rule whose forecast's `engine` is athena (the rows never reach the function, the windows do)."""
+    assert rule.window is not None
     groups = [quoted(c) for c in rule.group_by]
     measure = (
         "count(*)" if rule.measure.column is None else f"{SQL_AGGREGATES[rule.measure.aggregate]}({quoted(rule.measure.column)})"
     )
+    seconds = "to_unixtime" if dialect == "athena" else "epoch"
+    window = f"CAST(floor({seconds}({quoted(rule.window.column)}) / {int(rule.window.minutes) * 60}) AS BIGINT)"
+    return (
+        f'SELECT {"".join(f"{g}, " for g in groups)}{window} AS "cs:n", CAST({measure} AS DOUBLE) AS "cs:value"\n'
+        f"FROM {quoted(table)} WHERE {quoted(rule.window.column)} IS NOT NULL GROUP BY {', '.join([*groups, window])}"
+    )
+
+
+def _fitted(
+    rule: AlertRule, table: str, source: tuple[str, list[Any]] | None, latest_only: bool = False, reduced: bool = False
+) -> tuple[str, list[Any]]:
+    """CTEs up to "cs:fitted": every window of each series on a regular grid (its horizon after its
+    last window included), with the profile, the residual, phi and the innovations' variance.
+    `reduced`: `table` holds the series already (series_sql's columns, as Athena computed them)."""
+    assert rule.forecast is not None and rule.window is not None
+    terms, minutes = rule.forecast, rule.window.minutes
+    season = SEASON_MINUTES[terms.season] // minutes
+    groups = [quoted(c) for c in rule.group_by]
     params: list[Any] = list(source[1]) if source else []
     leading = f"{source[0]}, " if source else ""
     group_select = "".join(f"{g}, " for g in groups)
     span_groups = "".join(f"s.{g}, " for g in groups)
     same_series = " AND ".join([*(f"v.{g} IS NOT DISTINCT FROM s.{g}" for g in groups), 'v."cs:n" = g."cs:n"'])
     by_phase = f'PARTITION BY "cs:id", "cs:n" % {season}'
-    width = int(minutes) * 60
     latest = ' AND "cs:n" = "cs:last"' if latest_only else ""
     # At most this many of a group's windows, the latest (a stray reading from 1970 does not make a
     # grid of decades): the whole history the fit needs, eight times over, or 10,000 windows.
     most = max(8 * (int(terms.history) + 1) * season, MAX_WINDOWS)
-    # Built from validated, quoted names and integers. Windows are counted from the epoch: the n-th
-    # window starts at n x width seconds, the same for every group, version and engine.
+    # Built from validated, quoted names and integers.
+    series = f"SELECT * FROM {quoted(table)}" if reduced else series_sql(rule, table)
     sql = f"""
 WITH {leading}"cs:series" AS (
-  SELECT {group_select}CAST(floor(epoch({quoted(rule.window.column)}) / {width}) AS BIGINT) AS "cs:n",
-         CAST({measure} AS DOUBLE) AS "cs:value"
-  FROM {quoted(table)} WHERE {quoted(rule.window.column)} IS NOT NULL GROUP BY ALL
+  {series}
 ), "cs:span" AS (
   SELECT {group_select}greatest(min("cs:n"), max("cs:n") - {most}) AS "cs:first", max("cs:n") AS "cs:last",
          row_number() OVER () AS "cs:id"
@@ -114,12 +127,12 @@ def _crosses(rule: AlertRule, forecast: str) -> str:
     return f"{compared} {SQL_COMPARISONS[rule.comparison]} CAST(? AS DOUBLE)"
 
 
-def firing_sql(rule: AlertRule, table: str, source: tuple[str, list[Any]] | None) -> tuple[str, list[Any]]:
+def firing_sql(rule: AlertRule, table: str, source: tuple[str, list[Any]] | None, reduced: bool = False) -> tuple[str, list[Any]]:
     """The rule's firings now: per series, the first window of the horizon after the last observed
     window that is predicted to cross. Columns: the groups as JSON text, then the window's start,
     the forecast, the threshold, the interval, the lead in windows and the last observed window."""
     assert rule.window is not None
-    fitted, params = _fitted(rule, table, source, latest_only=True)
+    fitted, params = _fitted(rule, table, source, latest_only=True, reduced=reduced)
     groups = [quoted(c) for c in rule.group_by]
     group_output = "".join(f"CAST(to_json({g}) AS VARCHAR), " for g in groups)
     minutes = int(rule.window.minutes)
@@ -140,7 +153,9 @@ ORDER BY 1{"".join(f", {i + 2}" for i in range(len(groups)))}
     return sql, [*params, rule.threshold, rule.threshold]
 
 
-def backtest_sql(rule: AlertRule, table: str, source: tuple[str, list[Any]] | None) -> tuple[str, list[Any]]:
+def backtest_sql(
+    rule: AlertRule, table: str, source: tuple[str, list[Any]] | None, reduced: bool = False
+) -> tuple[str, list[Any]]:
     """The rule run at every origin of the history, scored against what then happened:
     - an alarm is an origin (per series) at which the rule would have fired; a false alarm, one
       after which no window of the horizon crossed;
@@ -150,7 +165,7 @@ def backtest_sql(rule: AlertRule, table: str, source: tuple[str, list[Any]] | No
     - MASE: the mean absolute error of every forecast, over that of the seasonal-naive forecast
       (the value a season earlier: a week for the week season)."""
     assert rule.window is not None and rule.forecast is not None
-    fitted, params = _fitted(rule, table, source)
+    fitted, params = _fitted(rule, table, source, reduced=reduced)
     minutes = int(rule.window.minutes)
     naive_lag = SEASON_MINUTES[rule.forecast.season] // minutes  # the seasonal-naive forecast: a season earlier
     crossed = f'"cs:actual" {SQL_COMPARISONS[rule.comparison]} CAST(? AS DOUBLE)'

@@ -71,6 +71,11 @@ class ForecastTerms(Model):
         le=20,
         description="The time budget of a fit (each new version) and of the backtest (within the API's 29 s)",
     )
+    engine: Literal["duckdb", "athena"] = Field(
+        default="duckdb",
+        description="Where the rows are reduced to each group's windows: duckdb (in the function, from the "
+        "version's files) or athena (AWS only: a dataset too large for the function; the fit runs on the windows)",
+    )
 
 
 class AlertRuleCreate(Model):

@@ -5,10 +5,12 @@ and again each time it runs."""
 from __future__ import annotations
 
 import secrets
+import tempfile
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
+from functions.analytics.athena import AthenaRunner, forecast_windows
 from functions.analytics.destinations import UnsafeDestination, check_destination
 from functions.analytics.models import (
     Alert,
@@ -39,9 +41,8 @@ from functions.policy.access import AccessControl
 from functions.sharing.repository import SharingRepository
 
 MAX_DERIVED_DEPTH = 10
-_JSON_TO_DUCKDB = {"string": "VARCHAR", "integer": "BIGINT", "number": "DOUBLE", "boolean": "BOOLEAN"}
+NO_ATHENA = "Athena is not available in this deployment (the embedded stack runs DuckDB only)"
 _NUMERIC_TYPES = {"DOUBLE", "FLOAT", "REAL", "BIGINT", "INTEGER", "SMALLINT", "TINYINT", "HUGEINT"}
-_TEMPORAL = {"date-time": "TIMESTAMP WITH TIME ZONE", "date": "DATE", "time": "TIME"}
 _RESULT_TYPES = {
     "string": "VARCHAR",
     "integer": "BIGINT",
@@ -61,11 +62,13 @@ class AnalyticsService:
         access: AccessControl,
         grants: SharingRepository,
         allow_http_webhooks: bool = False,
-        athena_available: bool = False,
+        athena: AthenaRunner | None = None,
         clock: Callable[[], str] = utc_now,
         history: Callable[[list[str]], AbstractContextManager[list[Path]]] | None = None,
+        query_catalog: str = "",
     ) -> None:
-        self._athena = athena_available
+        self._athena = athena  # None: no Athena here (the embedded stack)
+        self._query_catalog = query_catalog
         self._history = history  # the curated files of a version, as local copies (a forecast's backtest)
         self._catalog = catalog
         self._repository = repository
@@ -87,7 +90,7 @@ class AnalyticsService:
 
     def _typed(self, dataset: Dataset, scope: ReadScope) -> ReadScope:
         """The scope with DuckDB column types: from the latest version's Parquet, else from the schema."""
-        from functions.analytics.engine import duckdb_type  # DuckDB only where a query is checked
+        from functions.analytics.engine import declared_type, duckdb_type  # DuckDB only where a query is checked
 
         stored: dict[str, str] = {}
         if dataset.latest_version:
@@ -97,9 +100,7 @@ class AnalyticsService:
             if name in stored:
                 types[name] = duckdb_type(stored[name])
                 continue
-            column = dataset.table_schema.properties[name]
-            kinds = [t for t in (column.type if isinstance(column.type, list) else [column.type]) if t != "null"]
-            types[name] = _TEMPORAL.get(column.format or "", _JSON_TO_DUCKDB.get(kinds[0] if kinds else "string", "VARCHAR"))
+            types[name] = declared_type(dataset.table_schema.properties[name])
         return scope.typed(types)
 
     # -- alert rules
@@ -125,11 +126,38 @@ class AnalyticsService:
 
     def _backtest(self, rule: AlertRule, dataset: Dataset, scope: ReadScope) -> Backtest | None:
         """A forecast rule run over the latest version's history as its definer may read it (None
-        before the dataset's first version)."""
-        if not dataset.latest_version or not dataset.latest_files or self._history is None:
+        before the dataset's first version): its windows reduced by Athena for engine athena."""
+        assert rule.forecast is not None
+        if rule.forecast.engine == "athena" and self._athena is None:
+            raise InvalidRequest(NO_ATHENA)
+        if not dataset.latest_version or not dataset.latest_files:
             return None
-        from functions.analytics.engine import Input, backtest_files  # DuckDB only where a rule is defined
+        # DuckDB only where a rule is defined
+        from functions.analytics.engine import Input, backtest_files, backtest_series, declared_type
 
+        if self._athena is not None and rule.forecast.engine == "athena":
+            types = {g: scope.column_types.get(g) or declared_type(dataset.table_schema.properties[g]) for g in rule.group_by}
+            with tempfile.TemporaryDirectory(prefix="cityshare-windows-") as folder:
+                try:
+                    windows = forecast_windows(
+                        self._athena,
+                        rule,
+                        self._query_catalog,
+                        dataset,
+                        scope,
+                        dataset.latest_version,
+                        dataset.latest_files,
+                        Path(folder) / "windows.csv",
+                        rule.forecast.max_seconds,
+                    )
+                except TimeoutError:
+                    raise InvalidRequest(
+                        f"Athena did not reduce the history to windows within the rule's {rule.forecast.max_seconds} seconds "
+                        "(max_seconds)"
+                    ) from None
+                return backtest_series(rule, windows, types, dataset.latest_version)
+        if self._history is None:
+            return None
         with self._history(dataset.latest_files) as files:
             return backtest_files(rule, Input("data", scope, files, dataset.latest_version))
 
@@ -200,8 +228,8 @@ class AnalyticsService:
         for source in request.inputs:
             if request.dataset_id in self._upstream(source, MAX_DERIVED_DEPTH):
                 raise InvalidRequest(f"{source} is itself derived from {request.dataset_id}: that would loop")
-        if request.engine == "athena" and not self._athena:
-            raise InvalidRequest("Athena is not available in this deployment (the embedded stack runs DuckDB only)")
+        if request.engine == "athena" and self._athena is None:
+            raise InvalidRequest(NO_ATHENA)
         readable = []
         for source in request.inputs:
             dataset, scope = self.readable(caller, source, "derived-dataset", request_id)

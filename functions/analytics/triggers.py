@@ -20,12 +20,12 @@ import io
 import tempfile
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, ExitStack
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from functions.analytics.athena import AthenaRunner, QueryInput, input_cte, wrapped
+from functions.analytics.athena import TIMEOUT_SECONDS, AthenaRunner, forecast_windows, version_input, wrapped
 from functions.analytics.files import local_copies
 from functions.analytics.models import Alert, AlertRule, DerivedDataset, Subscription
 from functions.analytics.repository import AnalyticsRepository
@@ -51,7 +51,6 @@ from functions.core.observability import logger
 from functions.core.scoped import DepartmentScopes, sse_kms
 from functions.core.settings import Settings
 from functions.identity.directory import DepartmentKeys
-from functions.ingest.glue import version_table
 from functions.ingest.models import Upload, UploadRequest
 from functions.ingest.repository import IngestRepository
 from functions.notifications.service import NotificationService
@@ -59,6 +58,9 @@ from functions.policy.actors import Actors
 from functions.policy.engine import Decision
 from functions.sharing.models import Grant
 from functions.sharing.repository import SharingRepository
+
+if TYPE_CHECKING:
+    from functions.analytics import engine  # DuckDB, imported where a rule runs
 
 # Alerts marked this long ago and still unannounced were left by a function that died.
 ANNOUNCE_AFTER_SECONDS = 60
@@ -253,14 +255,19 @@ class TriggerService:
         from functions.analytics.engine import Input, alert_id, evaluate_files
 
         raised: list[Alert] = []
-        with self._local_files(event.files) as files:
+        # A forecast reduced by Athena never needs the version's files here: copied only for the others.
+        on_files = any(rule.forecast is None or rule.forecast.engine == "duckdb" for rule in rules)
+        with self._local_files(event.files) if on_files else nullcontext([]) as files:
             for rule in rules:
                 scope = self._scope(dataset, rule.owner, rule.created_by, rule.grant_id, f"rule/{rule.rule_id}", event.version)
                 if scope is None or not rule.columns() <= set(scope.columns):
                     logger.warning("rule skipped: its grant ended or narrowed", extra={"rule": rule.rule_id})
                     continue
                 try:
-                    firings = evaluate_files(rule, Input("data", scope, files))
+                    if rule.forecast is not None and rule.forecast.engine == "athena":
+                        firings = self._forecast_on_athena(rule, dataset, scope, event.version, event.files)
+                    else:
+                        firings = evaluate_files(rule, Input("data", scope, files))
                 except (TimeoutError, QueryFailed) as failed:
                     # Over its time budget, or failing on this version's data: the same on every
                     # retry, so the other rules still run and nothing is half-raised.
@@ -415,16 +422,46 @@ class TriggerService:
             with sandbox(tables, definition.places) as connection:
                 return derived_rows(connection, definition.sql, definition.columns)
 
+    def _forecast_on_athena(
+        self, rule: AlertRule, dataset: Dataset, scope: ReadScope, version: int, files: list[str]
+    ) -> list[engine.Firing]:
+        """A forecast rule's windows reduced by Athena (as the rule's reader may read them), fitted here."""
+        from functions.analytics.engine import declared_type, evaluate_series
+
+        if self._athena is None:
+            raise RuntimeError(f"rule {rule.rule_id} reduces its windows on Athena, which this deployment does not have")
+        assert rule.forecast is not None
+        properties = dataset.table_schema.properties
+        types = {g: declared_type(properties[g]) for g in rule.group_by if g in properties}
+        with tempfile.TemporaryDirectory(prefix="cityshare-windows-") as folder:
+            windows = forecast_windows(
+                self._athena,
+                rule,
+                self._settings.query_catalog,
+                dataset,
+                scope,
+                version,
+                files,
+                Path(folder) / "windows.csv",
+                TIMEOUT_SECONDS,
+            )
+            return evaluate_series(rule, windows, types)
+
     def _run_on_athena(self, definition: DerivedDataset, scopes: list[tuple[Dataset, ReadScope]]) -> list[tuple[Any, ...]]:
         if self._athena is None:
             raise RuntimeError(f"{definition.dataset_id} runs on Athena, which this deployment does not have")
         ctes, inputs = [], []
         for source, scope in scopes:
-            temporal = {n for n, c in source.table_schema.properties.items() if c.format in ("date-time", "date")}
-            table = version_table(source.dataset_id, source.latest_version)
-            ctes.append(input_cte(table_name(source.dataset_id), self._settings.query_catalog, table, scope, temporal))
-            folders = tuple(sorted({file.rsplit("/", 1)[0] for file in source.latest_files}))
-            inputs.append(QueryInput(source.owner, table, folders))
+            cte, query_input = version_input(
+                table_name(source.dataset_id),
+                self._settings.query_catalog,
+                source,
+                scope,
+                source.latest_version or 0,
+                source.latest_files,
+            )
+            ctes.append(cte)
+            inputs.append(query_input)
         header, rows = self._athena.run(wrapped(definition.sql, ctes), inputs)
         if header != list(definition.columns):
             raise RuntimeError(f"Athena returned columns {header}, the definition declares {list(definition.columns)}")

@@ -6,7 +6,16 @@ from functools import cache, partial
 from typing import TYPE_CHECKING, Any
 
 from functions.core.settings import get_settings
-from functions.handlers.wiring import access_control, audit_log, audit_seals, department_keys, directory, key_service, scopes
+from functions.handlers.wiring import (
+    access_control,
+    athena,
+    audit_log,
+    audit_seals,
+    department_keys,
+    directory,
+    key_service,
+    scopes,
+)
 
 # Each service's module is imported where the service is first built: a function imports only
 # what the routes it serves use (the analytics function never loads ingestion or recipients).
@@ -153,8 +162,9 @@ def analytics() -> AnalyticsService:
         access_control(),
         sharing_repository(),
         settings.allow_http_webhooks,
-        athena_available=bool(settings.query_workgroup and settings.query_catalog),
+        athena=athena(),
         history=partial(local_copies, scopes(), settings.data_bucket),
+        query_catalog=settings.query_catalog,
     )
 
 

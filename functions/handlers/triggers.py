@@ -17,7 +17,6 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.analytics.athena import AthenaRunner
 from functions.analytics.repository import AnalyticsRepository
 from functions.analytics.triggers import TriggerService
 from functions.analytics.webhooks import WebhookSender
@@ -27,7 +26,7 @@ from functions.core import aws
 from functions.core.events import EventPublisher, parse_event
 from functions.core.observability import logger
 from functions.core.settings import get_settings
-from functions.handlers.wiring import access_control, audit_log, department_keys, directory, scopes
+from functions.handlers.wiring import access_control, athena, audit_log, department_keys, directory, scopes
 from functions.ingest.repository import IngestRepository
 from functions.notifications.repository import NotificationRepository
 from functions.notifications.service import NotificationService
@@ -60,13 +59,7 @@ def triggers() -> TriggerService:
             CatalogRepository(settings.catalog_table), access_control(), grants=SharingRepository(settings.sharing_table)
         ),
         Actors(directory()),
-        (
-            AthenaRunner(
-                settings.query_workgroup, settings.query_catalog, settings.data_bucket, settings.query_role, settings.platform_key
-            )
-            if settings.query_workgroup
-            else None
-        ),
+        athena(),
         scopes(),
         department_keys(),
     )

@@ -13,6 +13,7 @@ from functions.audit.chain import AuditLog
 from functions.core.idempotency import IdempotencyStore
 
 if TYPE_CHECKING:
+    from functions.analytics.athena import AthenaRunner
     from functions.audit.sealing import AuditArchive, SealKey
     from functions.policy.access import AccessControl
 from functions.core.scoped import DepartmentScopes
@@ -37,6 +38,19 @@ def audit_seals() -> tuple[AuditArchive, SealKey]:
 
     settings = get_settings()
     return AuditArchive(settings.audit_archive_bucket), SealKey(settings.audit_seal_key)
+
+
+@cache
+def athena() -> AthenaRunner | None:
+    """Athena as the query role (None where there is none: the embedded stack)."""
+    settings = get_settings()
+    if not (settings.query_workgroup and settings.query_catalog):
+        return None
+    from functions.analytics.athena import AthenaRunner
+
+    return AthenaRunner(
+        settings.query_workgroup, settings.query_catalog, settings.data_bucket, settings.query_role, settings.platform_key
+    )
 
 
 @cache

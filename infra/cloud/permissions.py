@@ -14,6 +14,7 @@ reviewer would have to read around; here each action is named and each key use i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from aws_cdk import Stack
@@ -230,22 +231,29 @@ def query_role_name(stage: str) -> str:
 
 
 class QueryRole(Construct):
-    """The role Athena queries run as. Only the triggers function's role may assume it, and it does
-    so per query with a session policy naming the query's inputs (functions/analytics/athena.py):
+    """The role Athena queries run as. Only the roles of the functions that run queries (triggers:
+    derived datasets and forecast rules' windows; analytics: a forecast rule's backtest) may assume
+    it, and they do so per query with a session policy naming the query's inputs (functions/analytics/athena.py):
     the role may read curated objects through Athena, the session only the input versions' folders,
     their Glue tables and their owners' keys, so a query reads what its definer's grants cover
     because AWS says so, not only because the SQL wrapper does."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, stage: str, bucket: s3.IBucket, platform_key: kms.IKey, trusted: iam.IRole
+        self,
+        scope: Construct,
+        construct_id: str,
+        stage: str,
+        bucket: s3.IBucket,
+        platform_key: kms.IKey,
+        trusted: Sequence[iam.IRole],
     ) -> None:
         super().__init__(scope, construct_id)
         self.role = iam.Role(
             self,
             "Role",
             role_name=query_role_name(stage),
-            assumed_by=iam.ArnPrincipal(trusted.role_arn),
-            description="CityShare: Athena queries of derived datasets, each session limited to its inputs",
+            assumed_by=iam.CompositePrincipal(*(iam.ArnPrincipal(role.role_arn) for role in trusted)),
+            description="CityShare: Athena queries of derived datasets and forecasts, each session limited to its inputs",
         )
         for statement in query_role_statements(bucket, platform_key, stage):
             self.role.add_to_policy(statement)
@@ -264,9 +272,10 @@ class QueryRole(Construct):
                 conditions={"StringLike": {"s3:prefix": "athena-results/*"}},
             )
         )
-        trusted.add_to_principal_policy(
-            iam.PolicyStatement(sid="RunQueriesAsTheQueryRole", actions=["sts:AssumeRole"], resources=[self.role.role_arn])
-        )
+        for role in trusted:
+            role.add_to_principal_policy(
+                iam.PolicyStatement(sid="RunQueriesAsTheQueryRole", actions=["sts:AssumeRole"], resources=[self.role.role_arn])
+            )
 
 
 def provisioner_statements(scope: Construct, stage: str, usage_plan_id: str) -> list[iam.PolicyStatement]:

@@ -168,10 +168,10 @@ class CityShareStack(Stack):
             data_bucket,
             [functions.roles[f.name] for f in spec.functions if f.acts_for_departments],
         )
-        # The function that runs Athena queries, as the query role (which departments' key policies
+        # The functions that run Athena queries, as the query role (which departments' key policies
         # name), one session per query limited to its inputs.
-        (query_function,) = [f.name for f in spec.functions if f.runs_queries]
-        query_role = QueryRole(self, "QueryRole", stage, data_bucket, keys.platform, functions.roles[query_function])
+        query_functions = [functions.roles[f.name] for f in spec.functions if f.runs_queries]
+        query_role = QueryRole(self, "QueryRole", stage, data_bucket, keys.platform, query_functions)
         queries.grant_query(query_role.role)
         for schedule in spec.schedules:
             events.Rule(

@@ -226,6 +226,9 @@ def test_a_forecast_rule_is_backtested_when_defined_and_warns_ahead_of_the_cross
     with pytest.raises(CityShareError) as refused:
         health.client.define_alert_rule(air, {**FORECAST_RULE, "forecast": {"horizon": 30, "season": "day"}})
     assert refused.value.status == 422 and "one season ahead" in str(refused.value)
+    with pytest.raises(CityShareError) as no_athena:  # windows reduced by Athena: AWS only
+        health.client.define_alert_rule(air, {**FORECAST_RULE, "forecast": {**FORECAST_RULE["forecast"], "engine": "athena"}})
+    assert no_athena.value.status == 400 and "embedded stack" in no_athena.value.detail
 
     rule = health.client.define_alert_rule(air, FORECAST_RULE)
     backtest = rule["backtest"]

@@ -229,7 +229,7 @@ def test_every_role_of_the_functions_is_named_for_its_stage(resources: Resources
     assert Path(synthesised.outdir).is_dir()
 
 
-def test_athena_queries_run_as_the_query_role_which_only_the_triggers_role_assumes(
+def test_athena_queries_run_as_the_query_role_which_only_the_query_running_roles_assume(
     statements: list[Statement], resources: Resources
 ) -> None:
     """The query role alone reads curated objects through Athena; only the function that runs
@@ -238,8 +238,9 @@ def test_athena_queries_run_as_the_query_role_which_only_the_triggers_role_assum
         r for r in of_type(resources, "AWS::IAM::Role").values() if r["Properties"].get("RoleName") == "cityshare-prod-query"
     ]
     (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
-    assert trust["Action"] == "sts:AssumeRole" and "FunctionsRoletriggers" in json.dumps(trust["Principal"])
+    trusted = json.dumps(trust["Principal"])
+    assert trust["Action"] == "sts:AssumeRole" and "FunctionsRoletriggers" in trusted and "FunctionsRoleanalytics" in trusted
     assumes = [s for s in statements if s.sid == "RunQueriesAsTheQueryRole"]
-    assert [s.role for s in assumes] == ["role:triggers"]
+    assert sorted(s.role for s in assumes) == ["role:analytics", "role:triggers"]
     assert holders(statements, "athena:StartQueryExecution") == {"query"}
     assert holders(statements, "s3:GetObject", "/curated/") == {"query", "data"}

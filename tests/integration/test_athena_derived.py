@@ -5,28 +5,36 @@ come from moto's queue of prepared results."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import math
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 from moto.athena.models import QueryResults, athena_backends
 from moto.core import DEFAULT_ACCOUNT_ID
 
-from functions.analytics.models import DerivedDataset
+from functions.analytics.engine import Input, backtest_files, evaluate_files
+from functions.analytics.forecast import series_sql
+from functions.analytics.models import AlertRule, AlertRuleCreate, DerivedDataset
 from functions.analytics.repository import AnalyticsRepository
+from functions.analytics.scope import ReadScope
 from functions.analytics.triggers import TriggerService
 from functions.catalog.models import Dataset
 from functions.catalog.repository import CatalogRepository
 from functions.core.settings import Settings, get_settings
-from functions.handlers import triggers
+from functions.handlers import services, triggers, wiring
 from functions.ingest.glue import GlueTables
 from functions.ingest.models import DatasetVersion
 from functions.sharing.models import Grant
 from functions.sharing.repository import SharingRepository
 from infra.local.provision import REGION
 from tests.datasets import city_schema
-from tests.integration.conftest import Aws
+from tests.integration.conftest import Aws, member
+from tests.integration.test_analytics_triggers import publish
 
 
 @pytest.fixture
@@ -46,8 +54,10 @@ def athena_settings(moto_aws: Aws, settings: Settings, monkeypatch: pytest.Monke
     monkeypatch.setenv("QUERY_ROLE_ARN", role)
     get_settings.cache_clear()
     triggers.triggers.cache_clear()
+    wiring.athena.cache_clear()
     yield get_settings()
     triggers.triggers.cache_clear()
+    wiring.athena.cache_clear()
 
 
 def version(dataset_id: str, number: int, owner: str) -> DatasetVersion:
@@ -214,3 +224,77 @@ class AssumedRoles:
     def assume_role(self, **request: Any) -> Any:
         self.assumed.append(request)
         return self._sts.assume_role(**request)
+
+
+def test_a_forecast_rule_on_athena_is_fitted_on_the_windows_athena_reduced(
+    moto_aws: Aws, athena_settings: Settings, tmp_path: Path
+) -> None:
+    """engine athena: the rows never reach a function; Athena reduces them to each group's windows
+    (as the rule's reader may read them), and the backtest and each new version's fit run on those.
+    Fitted on what Athena answers, the backtest and the alerts are what the rows give in DuckDB."""
+    settings = athena_settings
+    event = publish(moto_aws, settings, "air", "environment", 1, mornings(), tags=[])
+    local = tmp_path / "part-00000.parquet"
+    moto_aws.client("s3").download_file(settings.data_bucket, event.files[0], str(local))
+    body = {**FORECAST, "forecast": {**FORECAST["forecast"], "engine": "athena"}}
+    defined = AlertRuleCreate.model_validate(body)
+    on_rows = AlertRule.model_validate({**FORECAST, **IDENTITY})
+    scope = ReadScope("air", ["station_id", "district", "measured_at", "pm25"])
+    # What Athena answers (moto runs no SQL): the same reduction, done here by DuckDB, as text.
+    windows = duckdb.sql(series_sql(on_rows, "data").replace('FROM "data"', f"FROM read_parquet('{local}')")).fetchall()
+    backend = athena_backends[DEFAULT_ACCOUNT_ID][REGION]
+    for _ in range(2):  # the backtest's query, then the new version's
+        cells = [["station_id", "cs:n", "cs:value"], *([str(v) for v in row] for row in windows)]
+        backend.query_results_queue.append(
+            QueryResults(rows=[{"Data": [{"VarCharValue": v} for v in row]} for row in cells], column_info=[])
+        )
+    sessions = AssumedRoles(moto_aws.client("sts"))
+    services.analytics.cache_clear()
+    analytics = services.analytics()
+    assert analytics._athena is not None
+    analytics._athena._sts = sessions
+    rule = analytics.define_rule(member("environment", "p"), "air", defined)  # "p": a principal with a key
+
+    expected = backtest_files(on_rows, Input("data", scope, [local], 1))
+    assert rule.backtest == expected and expected.alarms > 0
+    (execution,) = backend.executions.values()
+    assert 'to_unixtime("measured_at")' in execution.query and f'"{settings.query_catalog}"."air__v1"' in execution.query
+    assert "epoch(" not in execution.query and "GROUP BY ALL" not in execution.query  # DuckDB's, not Athena's
+
+    triggers.triggers.cache_clear()
+    fired = triggers.triggers()
+    assert fired._athena is not None
+    fired._athena._sts = sessions
+    alerts = fired.evaluate_rules(event)
+    on_duckdb = evaluate_files(on_rows, Input("data", scope, [local]))
+    assert [(a.group, a.window_start, a.value) for a in alerts] == [(f.group, f.window_start, f.value) for f in on_duckdb]
+    assert alerts and all(a.forecast is not None for a in alerts)
+    assert [a["RoleArn"] for a in sessions.assumed] == [settings.query_role] * 2  # each query in a session of its inputs
+    services.analytics.cache_clear()
+
+
+FORECAST: dict[str, Any] = {
+    "name": "PM2.5 forecast above 60 within 12 hours",
+    "measure": {"aggregate": "mean", "column": "pm25"},
+    "group_by": ["station_id"],
+    "window": {"column": "measured_at", "minutes": 60},
+    "comparison": "gt",
+    "threshold": 60,
+    "forecast": {"horizon": 12, "season": "day", "history": 3},
+}
+IDENTITY = {"rule_id": "x" + "2" * 24, "dataset_id": "air", "owner": "environment", "created_by": "p", "created_at": "t"}
+
+
+def mornings() -> list[dict[str, Any]]:
+    """Two stations, ten days of hourly readings peaking each noon."""
+    start = dt.datetime(2026, 10, 5, tzinfo=dt.UTC)
+    return [
+        {
+            "station_id": station,
+            "district": "Centre",
+            "measured_at": start + dt.timedelta(hours=h),
+            "pm25": 40 + 30 * math.sin(math.pi * (h % 24) / 24) ** 8 + offset,
+        }
+        for station, offset in (("AQ-1", 0.0), ("AQ-2", 5.0))
+        for h in range(240)
+    ]
