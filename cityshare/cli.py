@@ -572,13 +572,13 @@ def demo_data(
     spike: Annotated[bool, typer.Option(help="Include an incident (pollution spike, congestion)")] = False,
 ) -> None:
     """Generate realistic, seeded city data matching schemas/datasets/NAME.json."""
-    from cityshare.generators import GENERATORS, generate
+    from cityshare.generators import GENERATORS, written
 
     if name not in GENERATORS:
         console.print(f"[red]unknown dataset {name}[/red]; one of {', '.join(GENERATORS)}")
         raise typer.Exit(2)
-    generate(name, rows, out, seed, spike)
-    console.print(f"{rows} rows of {name} written to {out}")
+    count = written(name, rows, out, seed, spike)
+    console.print(f"{count} rows of {name} written to {out}")
 
 
 # -- sharing
@@ -742,7 +742,8 @@ def forecast_text(forecast: dict[str, Any] | None) -> str:
     if not forecast:
         return "-"
     observed = str(forecast["last_observed"])[11:16]
-    return f"{forecast['lower']:.4g}-{forecast['upper']:.4g}, {forecast['lead_minutes'] / 60:g} h ahead of {observed}"
+    # One decimal, as the inbox says it.
+    return f"{forecast['lower']:.1f}-{forecast['upper']:.1f}, {forecast['lead_minutes'] / 60:g} h ahead of {observed}"
 
 
 def print_backtest(backtest: dict[str, Any]) -> None:
@@ -756,9 +757,16 @@ def print_backtest(backtest: dict[str, Any]) -> None:
         f"  backtest on v{backtest.get('history_version')}: {backtest['events']} crossings, {backtest['hits']} forecast ahead "
         f"({share(backtest.get('hit_rate'))}, mean lead {'-' if lead is None else f'{lead / 60:.1f} h'}), "
         f"{backtest['misses']} missed; {backtest['alarms']} alarms, {backtest['false_alarms']} false "
-        f"({share(backtest.get('false_alarm_ratio'))}); MASE {backtest.get('mase')} "
-        "(below 1: better than the seasonal-naive forecast)"
+        f"({share(backtest.get('false_alarm_ratio'))}); MASE {mase_text(backtest.get('mase'))}"
     )
+
+
+def mase_text(mase: float | None) -> str:
+    if mase is None:
+        return "- (too little history to score)"
+    if mase < 1:
+        return f"{mase} (below 1: better than the seasonal-naive forecast)"
+    return f"{mase} (not below 1: no better than the value a season earlier, on this history)"
 
 
 @analytics_app.command("rules")
@@ -795,7 +803,7 @@ def analytics_alerts(
             str(alert["version"]),
             alert.get("window_start") or "-",
             group,
-            f"{alert['value']:g}",
+            f"{alert['value']:.1f}" if alert.get("forecast") else f"{alert['value']:g}",
             f"{alert['threshold']:g}",
             forecast_text(alert.get("forecast")),
             alert["rule_id"],

@@ -278,12 +278,16 @@ def analytics(people: dict[str, dict[str, CityShareClient]], folder: Path, conso
         PM25_HOURLY_RULE,
     )
     console.print(f"  environment defines the rule '{rule['name']}' (hourly windows per station)")
-    transport_steward.grant(
+    congestion = transport_steward.grant(
         "traffic-flow",
         "environment",
         "Hourly congestion index per district against air quality",
         "environment-monitoring",
         terms={"columns": ["district", "measured_at", "avg_speed_kmh", "vehicle_count"]},
+    )
+    console.print(
+        f"  transport's steward grants environment a new grant ({congestion['grant_id']}) on traffic-flow for its "
+        f"congestion index: columns {congestion['terms']['columns']}"
     )
     derived = environment.define_derived_dataset(
         "congestion-air-by-district",

@@ -45,7 +45,7 @@ def look_ahead(people: Departments, folder: Path, console: Console) -> dict[str,
     warning = _forecast_alert(health, "air-quality-hourly", night)
     console.print(
         f"  [yellow]warning[/yellow] to health after the night's readings (v{night}): {warning['group']['station_id']} "
-        f"PM2.5 forecast {warning['value']:.0f} > {warning['threshold']:g} at {warning['window_start']} "
+        f"PM2.5 forecast {warning['value']:.1f} > {warning['threshold']:g} at {warning['window_start']} "
         f"({forecast_text(warning['forecast'])})"
     )
     notice = _notice(health, "air-quality-hourly", night)

@@ -289,12 +289,30 @@ GENERATORS: dict[str, Callable[[random.Random, int, bool], Iterator[Row]]] = {
 
 
 def generate(name: str, rows: int, out: Path, seed: int = 7, spike: bool = False) -> Path:
-    """Write `rows` rows of dataset `name` to `out` (.csv or .jsonl, by its suffix)."""
+    """Write `rows` rows of dataset `name` to `out` (.csv or .jsonl, by its suffix); fewer where the
+    dataset has fewer (a city's eight districts)."""
+    written(name, rows, out, seed, spike)
+    return out
+
+
+def written(name: str, rows: int, out: Path, seed: int = 7, spike: bool = False) -> int:
+    """`generate`, answering how many rows it wrote."""
     rng = random.Random(f"{name}:{seed}")
-    records = GENERATORS[name](rng, rows, spike)
+    records = _counted(GENERATORS[name](rng, rows, spike))
     with out.open("w", encoding="utf-8", newline="") as handle:
         _write_jsonl(handle, records) if out.suffix == ".jsonl" else _write_csv(handle, records)
-    return out
+    return records.count
+
+
+class _counted(Iterator[Row]):  # noqa: N801 - reads as what it wraps
+    def __init__(self, records: Iterator[Row]) -> None:
+        self._records = records
+        self.count = 0
+
+    def __next__(self) -> Row:
+        record = next(self._records)
+        self.count += 1
+        return record
 
 
 def _write_csv(handle: TextIO, records: Iterator[Row]) -> None:

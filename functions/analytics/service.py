@@ -376,10 +376,15 @@ def _geometry_types(dataset: Dataset, column: str) -> set[str]:
 
 def check_rule(rule: AlertRuleCreate, dataset: Dataset, scope: ReadScope) -> None:
     """A rule may use only columns its reader may read, each fit for its role."""
+    properties = dataset.table_schema.properties
+    unknown = sorted(rule.columns() - set(scope.columns) - set(properties))
+    if unknown:  # a typo, not a refusal: say what there is to read
+        raise InvalidRequest(
+            f"{dataset.dataset_id} has no column {', '.join(unknown)}; the columns you may read: {', '.join(scope.columns)}"
+        )
     outside = sorted(rule.columns() - set(scope.columns))
     if outside:
         raise Forbidden(f"The rule uses columns you may not read on {dataset.dataset_id}: {', '.join(outside)}")
-    properties = dataset.table_schema.properties
     # An aggregated grant's own columns (group_size, mean_x, ...) are numbers; its cells are text.
     cells = {scope.aggregate.cells.column} if scope.aggregate is not None and scope.aggregate.cells is not None else set()
     numeric = {c for c in scope.columns if c not in properties} - cells

@@ -133,7 +133,7 @@ class NotificationService:
             if first.forecast is not None:
                 ahead = first.forecast
                 text = (
-                    f"{event.rule_name}: forecast {first.value:.4g} ({ahead.lower:.4g}-{ahead.upper:.4g}) vs {first.threshold:g} "
+                    f"{event.rule_name}: forecast {first.value:.1f} ({ahead.lower:.1f}-{ahead.upper:.1f}) vs {first.threshold:g} "
                     f"at {first.window_start}, {ahead.lead_minutes} min after {ahead.last_observed}, "
                     f"on {event.dataset_id} v{event.version}"
                 )

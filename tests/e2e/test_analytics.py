@@ -229,6 +229,9 @@ def test_a_forecast_rule_is_backtested_when_defined_and_warns_ahead_of_the_cross
     with pytest.raises(CityShareError) as no_athena:  # windows reduced by Athena: AWS only
         health.client.define_alert_rule(air, {**FORECAST_RULE, "forecast": {**FORECAST_RULE["forecast"], "engine": "athena"}})
     assert no_athena.value.status == 400 and "embedded stack" in no_athena.value.detail
+    with pytest.raises(CityShareError) as typo:  # a misspelt column is a typo to correct, not a refusal
+        health.client.define_alert_rule(air, {**FORECAST_RULE, "measure": {"aggregate": "mean", "column": "pm2_5"}})
+    assert typo.value.status == 400 and "no column pm2_5" in typo.value.detail and "pm25" in typo.value.detail
 
     rule = health.client.define_alert_rule(air, FORECAST_RULE)
     backtest = rule["backtest"]

@@ -152,8 +152,8 @@ def test_demo_tells_the_story(tmp_path: Path) -> None:
     # Looking ahead: the forecast rule's backtest, the warning hours before the crossing, the morning.
     backtest = re.search(r"backtest on v1: (\d+) crossings, (\d+) forecast ahead .*?MASE\s+(\S+)", out, re.S)
     assert backtest and int(backtest.group(2)) >= int(backtest.group(1)) * 0.8 and float(backtest.group(3)) < 1
-    warned = re.search(r"warning to health after the night's readings \(v2\): AQ-001 PM2.5 forecast (\d+) > 75 at (\S+)", out)
-    assert warned and int(warned.group(1)) > 75 and warned.group(2).endswith("T07:00:00Z") and "4 h ahead of 03:00" in out
+    warned = re.search(r"warning to health after the night's readings \(v2\): AQ-001 PM2.5 forecast (\d+\.\d) > 75 at (\S+)", out)
+    assert warned and float(warned.group(1)) > 75 and warned.group(2).endswith("T07:00:00Z") and "4 h ahead of 03:00" in out
     assert "health inbox alert.raised: PM2.5 forecast above 75 within 6 hours: forecast" in out
     measured = re.search(r"AQ-001 measured (\d+) at (\S+), 4 hours after the warning", out)
     assert measured and int(measured.group(1)) > 75 and measured.group(2) == warned.group(2)
