@@ -5,8 +5,6 @@ with its Idempotency-Key, as the SDK does, until answered; whatever failed where
 
 from __future__ import annotations
 
-import datetime as dt
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -19,34 +17,12 @@ from tests.faults.conftest import RENEW_EVERY
 from tests.faults.harness import REFUSED_ALIKE, FaultInjector, plan
 from tests.faults.scenario import NUMBERS, record
 from tests.faults.test_sharing_faults import ApiRun
+from tests.forecast_data import daily_peaks, forecast_rule
 from tests.integration.conftest import Aws
 from tests.integration.test_analytics_triggers import publish
 
 OWNER = ("environment", "analyst", "member")
-START = dt.datetime(2026, 10, 5, tzinfo=dt.UTC)  # a Monday
-RULE = {
-    "name": "PM2.5 forecast above 60 within 6 hours",
-    "measure": {"aggregate": "mean", "column": "pm25"},
-    "group_by": ["station_id"],
-    "window": {"column": "measured_at", "minutes": 60},
-    "comparison": "gt",
-    "threshold": 60,
-    "forecast": {"horizon": 6, "season": "day", "history": 3},
-}
-
-
-def hours() -> list[dict[str, Any]]:
-    """Two stations, ten days of hourly readings peaking each morning."""
-    return [
-        {
-            "station_id": station,
-            "district": "Centre",
-            "measured_at": START + dt.timedelta(hours=h),
-            "pm25": 40 + 30 * math.sin(math.pi * (h % 24) / 24) ** 8 + (5 if station == "AQ-2" else 0),
-        }
-        for station in ("AQ-1", "AQ-2")
-        for h in range(240)
-    ]
+RULE = forecast_rule(6)
 
 
 class RulesRun(ApiRun):
@@ -64,7 +40,7 @@ class RulesRun(ApiRun):
         for made in (wiring.audit_log, wiring.scopes):
             made.cache_clear()
         dataset_id = f"air-{next(NUMBERS):04d}"
-        publish(self.aws, self.settings, dataset_id, "environment", 1, hours(), tags=[])
+        publish(self.aws, self.settings, dataset_id, "environment", 1, daily_peaks(), tags=[])
         return dataset_id
 
     def define(self, dataset_id: str, fault: tuple[int, str] | None) -> tuple[Any, list[int]]:

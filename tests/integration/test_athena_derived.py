@@ -5,9 +5,7 @@ come from moto's queue of prepared results."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from functions.sharing.models import Grant
 from functions.sharing.repository import SharingRepository
 from infra.local.provision import REGION
 from tests.datasets import city_schema
+from tests.forecast_data import daily_peaks, forecast_rule
 from tests.integration.conftest import Aws, member
 from tests.integration.test_analytics_triggers import publish
 
@@ -233,7 +232,7 @@ def test_a_forecast_rule_on_athena_is_fitted_on_the_windows_athena_reduced(
     (as the rule's reader may read them), and the backtest and each new version's fit run on those.
     Fitted on what Athena answers, the backtest and the alerts are what the rows give in DuckDB."""
     settings = athena_settings
-    event = publish(moto_aws, settings, "air", "environment", 1, mornings(), tags=[])
+    event = publish(moto_aws, settings, "air", "environment", 1, daily_peaks(), tags=[])
     local = tmp_path / "part-00000.parquet"
     moto_aws.client("s3").download_file(settings.data_bucket, event.files[0], str(local))
     body = {**FORECAST, "forecast": {**FORECAST["forecast"], "engine": "athena"}}
@@ -273,28 +272,5 @@ def test_a_forecast_rule_on_athena_is_fitted_on_the_windows_athena_reduced(
     services.analytics.cache_clear()
 
 
-FORECAST: dict[str, Any] = {
-    "name": "PM2.5 forecast above 60 within 12 hours",
-    "measure": {"aggregate": "mean", "column": "pm25"},
-    "group_by": ["station_id"],
-    "window": {"column": "measured_at", "minutes": 60},
-    "comparison": "gt",
-    "threshold": 60,
-    "forecast": {"horizon": 12, "season": "day", "history": 3},
-}
+FORECAST = forecast_rule(12)
 IDENTITY = {"rule_id": "x" + "2" * 24, "dataset_id": "air", "owner": "environment", "created_by": "p", "created_at": "t"}
-
-
-def mornings() -> list[dict[str, Any]]:
-    """Two stations, ten days of hourly readings peaking each noon."""
-    start = dt.datetime(2026, 10, 5, tzinfo=dt.UTC)
-    return [
-        {
-            "station_id": station,
-            "district": "Centre",
-            "measured_at": start + dt.timedelta(hours=h),
-            "pm25": 40 + 30 * math.sin(math.pi * (h % 24) / 24) ** 8 + offset,
-        }
-        for station, offset in (("AQ-1", 0.0), ("AQ-2", 5.0))
-        for h in range(240)
-    ]
