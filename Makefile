@@ -59,7 +59,7 @@ chromium:
 		echo "Chromium is not installed: the console's browser tests will be skipped (apt-get install -y chromium)"
 
 test: $(DEV) $(PYCANON) $(DELTA_SHARING) $(CONSOLE) chromium lint typecheck  ## ruff, mypy and every test suite
-	$(BIN)/pytest -n 2 --dist loadfile
+	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 lint: $(DEV)
 	$(BIN)/ruff check .

@@ -1011,15 +1011,14 @@ def download(
 ) -> None:
     """Save a version you may read (whole, or your grant's view) as Parquet files, with a progress bar."""
     with transfer_progress() as progress:
-        task = progress.add_task(f"downloading {dataset_id}", total=None)
-        files = client().download(
-            dataset_id,
-            out,
-            version,
-            grant,
-            progress=lambda done, total: progress.update(task, completed=done, total=total),
-            linkage=linkage,
-        )
+        tasks: list[Any] = []  # the bar appears with the first bytes, not before an answer that refuses
+
+        def advanced(done: int, total: int) -> None:
+            if not tasks:
+                tasks.append(progress.add_task(f"downloading {dataset_id}", total=total))
+            progress.update(tasks[0], completed=done, total=total)
+
+        files = client().download(dataset_id, out, version, grant, progress=advanced, linkage=linkage)
     for path in files:
         console.print(f"saved {path} ({path.stat().st_size} bytes)")
 
@@ -1038,13 +1037,16 @@ def read(
 ) -> None:
     """Read a version you may read (whole, or your grant's view)."""
     table = client().read_table(dataset_id, version, grant, linkage, decrypt)
+    read = table.schema.metadata or {}
+    under = read.get(b"cityshare.grant_id", b"").decode()
+    what = f"v{read.get(b'cityshare.version', b'?').decode()}, " + (f"under grant {under}" if under else "whole")
     if out:
         import pyarrow.parquet as pq
 
         pq.write_table(table, out)
-        console.print(f"{table.num_rows} rows, columns {table.column_names}, saved to {out}")
+        console.print(f"{table.num_rows} rows ({what}), columns {table.column_names}, saved to {out}")
         return
-    preview = DataTable(*table.column_names, title=f"{dataset_id}: {table.num_rows} rows (first 10)")
+    preview = DataTable(*table.column_names, title=f"{dataset_id} {what}: {table.num_rows} rows (first 10)")
     for row in table.slice(0, 10).to_pylist():
         preview.add_row(*(_shown(v) for v in row.values()))
     console.print(preview)

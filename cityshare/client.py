@@ -590,7 +590,13 @@ class CityShareClient:
             if response.status_code != 200:
                 raise CityShareError(response.status_code, "download_failed", response.text[:300])
             tables.append(parquet_table(response.content))
-        return pa.concat_tables(tables)
+        table = pa.concat_tables(tables)
+        # What was read, and under which grant (none: your own or public data), kept with the table.
+        read = {
+            b"cityshare.version": str(access["version"]).encode(),
+            b"cityshare.grant_id": (access.get("grant_id") or "").encode(),
+        }
+        return table.replace_schema_metadata({**(table.schema.metadata or {}), **read})
 
     def download(
         self,
