@@ -314,7 +314,7 @@ SPEC = PlatformSpec(
                 ExpirySpec(
                     "athena-results/",
                     7,
-                    "Athena's result files (the triggers function reads them once, through Athena)",
+                    "Athena's result files (read once: by the triggers function through Athena, or as a forecast's windows)",
                     noncurrent_days=1,
                 ),
                 ExpirySpec(

@@ -9,7 +9,6 @@ AWS enforces. Without a role (tests against moto) the process's own client runs 
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from collections.abc import Iterator, Sequence
@@ -21,6 +20,7 @@ from functions.analytics.models import AlertRule
 from functions.analytics.scope import ReadScope, filter_sql, quoted
 from functions.catalog.models import Dataset
 from functions.core import aws
+from functions.core.errors import QueryFailed
 from functions.core.scoped import DEPARTMENT_TAG
 from functions.ingest.glue import version_table
 
@@ -147,6 +147,12 @@ def session_policy(
     }
 
 
+def _athena_csv(value: str | None) -> str:
+    """A field as Athena writes its result files: text quoted, NULL an empty field without quotes
+    (so an empty text and a NULL stay apart)."""
+    return "" if value is None else '"' + value.replace('"', '""') + '"'
+
+
 def packed(policy: dict[str, Any]) -> str:
     return json.dumps(policy, separators=(",", ":"))
 
@@ -174,11 +180,14 @@ class AthenaRunner:
         self._athena = athena
         self._sts = sts
 
-    def _client_for(self, inputs: Sequence[QueryInput], service: str = "athena") -> Any:
-        """Athena (or S3, for its results) as the query role, in a session limited to `inputs` (the
-        process's client without a role)."""
+    def _client_for(self, inputs: Sequence[QueryInput]) -> Any:
+        """Athena as the query role, in a session limited to `inputs` (the process's client without a role)."""
+        return self._clients_for(inputs, ("athena",))[0]
+
+    def _clients_for(self, inputs: Sequence[QueryInput], services: Sequence[str]) -> list[Any]:
+        """Clients of `services` in one session of the query role limited to `inputs`."""
         if not self._role_arn:
-            return self.s3 if service == "s3" else self.athena
+            return [self.s3 if service == "s3" else self.athena for service in services]
         partition = self._role_arn.split(":")[1]
         exact = packed(session_policy(self._bucket, self._database, inputs, self._platform_key, True, partition))
         coarse = packed(session_policy(self._bucket, self._database, inputs, self._platform_key, False, partition))
@@ -201,7 +210,7 @@ class AthenaRunner:
             aws_secret_access_key=credentials["SecretAccessKey"],
             aws_session_token=credentials["SessionToken"],
         )
-        return aws.client_of(session, service)
+        return [aws.client_of(session, service) for service in services]
 
     def run(self, query: str, inputs: Sequence[QueryInput] = ()) -> tuple[list[str], list[list[str | None]]]:
         """The query's header and rows (Athena returns text), after it succeeded."""
@@ -214,16 +223,15 @@ class AthenaRunner:
     def run_to_csv(self, query: str, inputs: Sequence[QueryInput], path: Path, timeout: float = TIMEOUT_SECONDS) -> Path:
         """The query's result as a CSV file at `path` (a header, then text): the file Athena wrote,
         fetched whole (many rows: paging them through the API would take a call per 1,000)."""
-        athena = self._client_for(inputs)
+        athena, s3 = self._clients_for(inputs, ("athena", "s3"))
         started, location = self._finished(athena, query, timeout)
         if location.startswith("s3://"):
             bucket, key = location.removeprefix("s3://").split("/", 1)
-            self._client_for(inputs, "s3").download_file(bucket, key, str(path))
+            s3.download_file(bucket, key, str(path))
             return path
-        with path.open("w", newline="", encoding="utf-8") as out:  # no result file (moto): the rows, paged
-            writer = csv.writer(out, quoting=csv.QUOTE_NONNUMERIC)
+        with path.open("w", encoding="utf-8") as out:  # no result file (moto): the rows, paged
             for row in self._rows(athena, started):
-                writer.writerow(["" if value is None else value for value in row])
+                out.write(",".join(_athena_csv(value) for value in row) + "\n")
         return path
 
     def _finished(self, athena: Any, query: str, timeout: float) -> tuple[str, str]:
@@ -238,11 +246,14 @@ class AthenaRunner:
             if status["State"] == "SUCCEEDED":
                 return started, str(execution.get("ResultConfiguration", {}).get("OutputLocation", ""))
             if status["State"] in ("FAILED", "CANCELLED"):
-                raise RuntimeError(f"Athena query {started} {status['State']}: {status.get('StateChangeReason', '')[:500]}")
+                # The data's or the definition's doing (a value Athena cannot read, its scan limit): the
+                # same on every retry, so it is skipped like any failing query, never retried.
+                reason = f"Athena query {started} {status['State']}: {status.get('StateChangeReason', '')[:500]}"
+                raise QueryFailed(reason, f"Athena {status['State']}")
             if time.monotonic() > deadline:
                 athena.stop_query_execution(QueryExecutionId=started)
                 raise TimeoutError(f"Athena query {started} did not finish in {timeout} s")
-            time.sleep(POLL_SECONDS)
+            time.sleep(min(POLL_SECONDS, max(deadline - time.monotonic(), 0.05)))
 
     @staticmethod
     def _rows(athena: Any, execution: str) -> Iterator[list[str | None]]:

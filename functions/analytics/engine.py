@@ -22,7 +22,7 @@ from duckdb.func import SPECIAL
 from functions.analytics.models import AlertRule, Backtest, PlaceJoin
 from functions.analytics.places import place_sql
 from functions.analytics.scope import ISO_FORMAT, SQL_AGGREGATES, SQL_COMPARISONS, ReadScope, filter_sql, quoted
-from functions.catalog.models import ColumnSchema
+from functions.catalog.models import ColumnSchema, Dataset
 from functions.columnar.cells import h3_cell
 from functions.core.errors import InvalidRequest, QueryFailed
 from functions.core.events import Forecasted
@@ -371,14 +371,27 @@ def reduced_series(rule: AlertRule, windows: Path, types: dict[str, str]) -> Ite
     connection = connect()
     try:
         connection.execute("SET TimeZone = 'UTC'")
-        connection.execute(
-            f'CREATE TEMP TABLE {quoted(REDUCED)} AS SELECT {groups}CAST("cs:n" AS BIGINT) AS "cs:n", '
-            'CAST("cs:value" AS DOUBLE) AS "cs:value" FROM read_csv(?, header = true, all_varchar = true)',
-            [str(windows)],
-        )
+        try:
+            # A quoted empty field is an empty text, not NULL: Athena writes NULL unquoted.
+            connection.execute(
+                f'CREATE TEMP TABLE {quoted(REDUCED)} AS SELECT {groups}CAST("cs:n" AS BIGINT) AS "cs:n", '
+                'CAST("cs:value" AS DOUBLE) AS "cs:value" '
+                "FROM read_csv(?, header = true, all_varchar = true, allow_quoted_nulls = false)",
+                [str(windows)],
+            )
+        except duckdb.Error as failed:
+            raise QueryFailed(f"Athena's windows could not be read: {failed}", type(failed).__name__) from None
         yield connection
     finally:
         connection.close()
+
+
+def group_types(rule: AlertRule, dataset: Dataset, scope: ReadScope) -> dict[str, str]:
+    """The DuckDB types of a rule's group columns as its scope reads them (an aggregated grant's
+    group_size is a number, its cells text), for the windows Athena answers as text."""
+    declared = {name: declared_type(column) for name, column in dataset.table_schema.properties.items()}
+    typed = scope.typed(declared).column_types
+    return {g: typed.get(g, "VARCHAR") for g in rule.group_by}
 
 
 def evaluate_series(rule: AlertRule, windows: Path, types: dict[str, str]) -> list[Firing]:
@@ -387,10 +400,13 @@ def evaluate_series(rule: AlertRule, windows: Path, types: dict[str, str]) -> li
         return evaluate(connection, rule, REDUCED, reduced=True)
 
 
-def backtest_series(rule: AlertRule, windows: Path, types: dict[str, str], version: int) -> Backtest:
-    """A forecast rule's backtest, fitted on the windows Athena reduced."""
+def backtest_series(
+    rule: AlertRule, windows: Path, types: dict[str, str], version: int, seconds: float | None = None
+) -> Backtest:
+    """A forecast rule's backtest, fitted on the windows Athena reduced, within `seconds` (what is
+    left of the rule's budget once Athena answered)."""
     with reduced_series(rule, windows, types) as connection:
-        return _backtest(connection, rule, REDUCED, None, version, reduced=True)
+        return _backtest(connection, rule, REDUCED, None, version, reduced=True, seconds=seconds)
 
 
 def _backtest(
@@ -400,16 +416,18 @@ def _backtest(
     source: tuple[str, list[Any]] | None,
     version: int,
     reduced: bool = False,
+    seconds: float | None = None,
 ) -> Backtest:
     from functions.analytics.forecast import backtest_of, backtest_sql
 
     sql, params = backtest_sql(rule, table, source, reduced)
-    seconds = rule.forecast.max_seconds if rule.forecast else QUERY_SECONDS
+    budget = rule.forecast.max_seconds if rule.forecast else QUERY_SECONDS
+    seconds = budget if seconds is None else seconds
     try:
         rows = run(connection, sql, params, seconds)
     except TimeoutError:
         raise InvalidRequest(
-            f"The forecast's backtest did not finish within its {seconds} seconds (max_seconds): "
+            f"The forecast's backtest did not finish within its {budget} seconds (max_seconds): "
             "fewer groups, a longer window or a shorter history would fit"
         ) from None
     except QueryFailed as failed:

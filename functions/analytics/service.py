@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 import tempfile
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -133,10 +134,11 @@ class AnalyticsService:
         if not dataset.latest_version or not dataset.latest_files:
             return None
         # DuckDB only where a rule is defined
-        from functions.analytics.engine import Input, backtest_files, backtest_series, declared_type
+        from functions.analytics.engine import Input, backtest_files, backtest_series, group_types
 
         if self._athena is not None and rule.forecast.engine == "athena":
-            types = {g: scope.column_types.get(g) or declared_type(dataset.table_schema.properties[g]) for g in rule.group_by}
+            # One budget for Athena's reduction and the fit: the backtest answers within the API's 29 s.
+            deadline = time.monotonic() + rule.forecast.max_seconds
             with tempfile.TemporaryDirectory(prefix="cityshare-windows-") as folder:
                 try:
                     windows = forecast_windows(
@@ -150,12 +152,15 @@ class AnalyticsService:
                         Path(folder) / "windows.csv",
                         rule.forecast.max_seconds,
                     )
+                    left = max(deadline - time.monotonic(), 0.5)
+                    return backtest_series(rule, windows, group_types(rule, dataset, scope), dataset.latest_version, left)
                 except TimeoutError:
                     raise InvalidRequest(
                         f"Athena did not reduce the history to windows within the rule's {rule.forecast.max_seconds} seconds "
                         "(max_seconds)"
                     ) from None
-                return backtest_series(rule, windows, types, dataset.latest_version)
+                except QueryFailed as failed:
+                    raise InvalidRequest(f"The forecast's backtest failed on the history: {failed}") from None
         if self._history is None:
             return None
         with self._history(dataset.latest_files) as files:

@@ -426,13 +426,11 @@ class TriggerService:
         self, rule: AlertRule, dataset: Dataset, scope: ReadScope, version: int, files: list[str]
     ) -> list[engine.Firing]:
         """A forecast rule's windows reduced by Athena (as the rule's reader may read them), fitted here."""
-        from functions.analytics.engine import declared_type, evaluate_series
+        from functions.analytics.engine import evaluate_series, group_types
 
         if self._athena is None:
             raise RuntimeError(f"rule {rule.rule_id} reduces its windows on Athena, which this deployment does not have")
-        assert rule.forecast is not None
-        properties = dataset.table_schema.properties
-        types = {g: declared_type(properties[g]) for g in rule.group_by if g in properties}
+        types = group_types(rule, dataset, scope)
         with tempfile.TemporaryDirectory(prefix="cityshare-windows-") as folder:
             windows = forecast_windows(
                 self._athena,

@@ -198,3 +198,40 @@ def test_forecast_terms_are_checked(changes: dict[str, Any], message: str) -> No
     }
     with pytest.raises(ValidationError, match=message):
         AlertRuleCreate.model_validate(body)
+
+
+def test_athenas_windows_give_what_the_rows_give_with_empty_and_null_groups_apart(tmp_path: Path) -> None:
+    """engine athena: the fit on Athena's result file (text; NULL an unquoted empty field, an empty
+    text a quoted one) equals the fit on the rows, a group named "" and a group without a name kept apart."""
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from functions.analytics.athena import _athena_csv
+    from functions.analytics.engine import Input, backtest_files, backtest_series, evaluate_files, evaluate_series
+    from functions.analytics.forecast import series_sql
+    from functions.analytics.models import AlertRule
+    from functions.analytics.scope import ReadScope
+    from tests.forecast_data import daily_peaks, forecast_rule
+
+    readings = [
+        dict(row, station_id={"AQ-1": "", "AQ-2": None}[row["station_id"]], pm25=row["pm25"] + 5 * (row["station_id"] == "AQ-1"))
+        for row in daily_peaks()
+    ] + [dict(row, station_id="AQ-3") for row in daily_peaks() if row["station_id"] == "AQ-1"]
+    rows = tmp_path / "rows.parquet"
+    pq.write_table(pa.Table.from_pylist(readings), rows)
+    rule = AlertRule.model_validate(
+        {**forecast_rule(12), "rule_id": "x" * 25, "dataset_id": "d", "owner": "o", "created_by": "p", "created_at": "t"}
+    )
+    source = Input("data", ReadScope("d", ["station_id", "district", "measured_at", "pm25"]), [rows], 1)
+    reduction = series_sql(rule, "data").replace('FROM "data"', f"FROM read_parquet('{rows}')")
+    windows = tmp_path / "windows.csv"
+    with windows.open("w") as out:  # as Athena writes its result file
+        out.write('"station_id","cs:n","cs:value"\n')
+        for station, n, value in duckdb.sql(reduction).fetchall():
+            out.write(",".join(_athena_csv(None if v is None else str(v)) for v in (station, n, value)) + "\n")
+    types = {"station_id": "VARCHAR"}
+    assert backtest_series(rule, windows, types, 1) == backtest_files(rule, source)
+    on_rows = [(f.group, f.window_start, f.value) for f in evaluate_files(rule, source)]
+    assert [(f.group, f.window_start, f.value) for f in evaluate_series(rule, windows, types)] == on_rows
+    assert {f[0]["station_id"] for f in on_rows} == {"", None, "AQ-3"}
