@@ -95,6 +95,7 @@ def connect() -> duckdb.DuckDBPyConnection:
     # compute it (DuckDB's h3 extension would be downloaded at run time).
     double, integer, text = (duckdb.sqltype(t) for t in ("DOUBLE", "INTEGER", "VARCHAR"))
     connection.create_function("h3_cell", h3_cell, [double, double, integer], text, null_handling=SPECIAL)
+    connection.execute("SET TimeZone = 'UTC'")  # windows and times are UTC's, whatever the host's zone
     return connection
 
 
@@ -104,7 +105,6 @@ def sandbox(inputs: list[Input], places: Sequence[PlaceJoin] = ()) -> Iterator[d
     tables of the place joins over them, then sealed."""
     connection = connect()
     try:
-        connection.execute("SET TimeZone = 'UTC'")
         for source in inputs:
             if source.files:
                 definition, params = source_cte(source)
@@ -315,7 +315,6 @@ def evaluate_files(rule: AlertRule, source: Input) -> list[Firing]:
     and none is paid for: DuckDB scans only the columns and row groups the query needs."""
     connection = connect()
     try:
-        connection.execute("SET TimeZone = 'UTC'")
         return evaluate(connection, rule, source.name, source_cte(source))
     finally:
         connection.close()
@@ -354,7 +353,6 @@ def backtest_files(rule: AlertRule, source: Input) -> Backtest:
     """A forecast rule's backtest over a version's files, within the reader's scope."""
     connection = connect()
     try:
-        connection.execute("SET TimeZone = 'UTC'")
         return _backtest(connection, rule, source.name, source_cte(source), source.version)
     finally:
         connection.close()
@@ -370,7 +368,6 @@ def reduced_series(rule: AlertRule, windows: Path, types: dict[str, str]) -> Ite
     groups = "".join(f"CAST({quoted(g)} AS {types.get(g, 'VARCHAR')}) AS {quoted(g)}, " for g in rule.group_by)
     connection = connect()
     try:
-        connection.execute("SET TimeZone = 'UTC'")
         try:
             # A quoted empty field is an empty text, not NULL: Athena writes NULL unquoted.
             connection.execute(
