@@ -384,11 +384,11 @@ SPEC = PlatformSpec(
                 "analytics": READ,  # the city picture: indicators' definitions, rules and alerts
             },
             publishes_events=True,
-            acts_for_departments=True,
             platform_secret=True,  # masking and linkage keys for views
             keeps_secrets=True,
             reads_audit_seals=True,
             layers=("core", "data"),  # pyarrow is imported only to build a restricted view
+            invokes=("sessions",),  # data sessions for the request it serves (it may not assume the data role)
         ),
         FunctionSpec(
             "triggers",
@@ -422,10 +422,28 @@ SPEC = PlatformSpec(
                 "analytics": (*WRITE, *DELETE),
                 "idempotency": (*WRITE, *DELETE),
             },
-            acts_for_departments=True,  # a forecast rule's backtest reads the latest version, as its definer may
             ephemeral_storage_mb=4096,  # the version's files, copied for DuckDB
             layers=("core", "analytics"),  # DuckDB checks a derived dataset's query before it is accepted
             runs_queries=True,  # a forecast's backtest on Athena's windows (engine athena), as the query role
+            # A forecast rule's backtest reads the latest version, as its definer may: through a session
+            # the broker vends for the request (it may not assume the data role).
+            invokes=("sessions",),
+        ),
+        # The session broker (functions/sharing/sessions.py): the one request-path role that may assume the
+        # data role, for a request the authorizer verified (its token in the nonces table) or a live Delta
+        # Sharing recipient's token, and, for another department, only for a dataset the caller may read.
+        FunctionSpec(
+            "sessions",
+            "functions.handlers.sessions.handler",
+            memory_mb=512,
+            timeout_seconds=10,
+            tables={
+                "nonces": ("GetItem",),
+                "catalog": ("GetItem",),
+                "sharing": READ,  # the caller's candidate grants; a recipient's token record
+                "directory": ("GetItem", "BatchGetItem"),  # the caller's principal as the policies see it
+            },
+            acts_for_departments=True,
         ),
         # Delta Sharing: recipients' bearer tokens, then the protocol's endpoints (functions/sharing/delta.py).
         FunctionSpec(
@@ -446,11 +464,12 @@ SPEC = PlatformSpec(
                 "directory": ("GetItem", "BatchGetItem"),
                 "audit": APPEND,
             },
-            acts_for_departments=True,  # presigns the owner's files, builds the grant's view
             platform_secret=True,  # masking and linkage keys of views
             keeps_secrets=True,
             layers=("core", "data"),
-            invokes=("privacy",),
+            # Presigns the owner's files and builds the grant's view through sessions the broker vends for
+            # the recipient's token (it may not assume the data role).
+            invokes=("privacy", "sessions"),
         ),
         # Differentially private releases (OpenDP, in a layer of its own: it does not fit beside
         # pyarrow): exact, bounded aggregates in, noisy groups out. No table, bucket or key.
@@ -580,6 +599,7 @@ RESOURCE_ENVIRONMENT: dict[str, tuple[str, str]] = {
     "QUERY_ROLE_ARN": ("role", "queries"),
     "USAGE_PLAN_ID": ("usage-plan", "departments"),
     "PRIVACY_FUNCTION": ("function", "privacy"),
+    "SESSIONS_FUNCTION": ("function", "sessions"),
     "AUDIT_ARCHIVE_BUCKET": ("bucket", "audit-archive"),
     "AUDIT_SEAL_KEY": ("key", "audit-seal"),
 }

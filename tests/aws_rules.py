@@ -17,6 +17,10 @@ S3 (PutObject) into a bucket created with Object Lock: the request carries Conte
 checksum (S3 refuses it otherwise: "Content-MD5 OR x-amz-checksum- HTTP header is required for Put
 Object requests with Object Lock parameters"). KMS (Sign): a RAW message is at most 4,096 bytes.
 
+STS (AssumeRole; STS API reference): a session policy is at most 2,048 characters of plain text, the
+duration 900 to 3,600 seconds (a role assumed by a role's session: role chaining), the session name
+2 to 64 letters, digits or `_+=,.@-`, each tag's value at most 256 characters.
+
 DynamoDB: a BatchGetItem asks for at most 100 keys, a TransactWriteItems holds at most 100 actions.
 Lambda (Invoke, synchronous): the request payload is at most 6 MB.
 """
@@ -40,6 +44,7 @@ _OPERATORS = re.compile(
     r"|Date(?:Not)?Equals|Date(?:Less|Greater)Than(?:Equals)?|Bool|BinaryEquals|(?:Not)?IpAddress|Arn(?:Not)?(?:Equals|Like)|Null)"
     r"(?:IfExists)?$"
 )
+_SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
 MAX_KEY_POLICY_BYTES = 32_768
 
 
@@ -178,6 +183,16 @@ class AwsRules:
         synchronous = params.get("InvocationType", "RequestResponse") == "RequestResponse"
         if service == "lambda" and operation == "Invoke" and synchronous and len(params.get("Payload", b"")) > 6 * 1024 * 1024:
             raise refuse(operation, "RequestEntityTooLargeException", "a synchronous request payload is at most 6 MB")
+        if service == "sts" and operation == "AssumeRole":
+            if len(params.get("Policy", "")) > 2048:
+                raise refuse(operation, "ValidationError", "a session policy is at most 2048 characters")
+            if not 900 <= int(params.get("DurationSeconds", 3600)) <= 3600:
+                raise refuse(operation, "ValidationError", "a chained role session lasts 900 to 3600 seconds")
+            if not _SESSION_NAME.match(str(params.get("RoleSessionName", ""))):
+                raise refuse(operation, "ValidationError", "RoleSessionName must be 2 to 64 of [\\w+=,.@-]")
+            if any(len(str(tag.get("Value", ""))) > 256 for tag in params.get("Tags", [])):
+                raise refuse(operation, "ValidationError", "a session tag's value is at most 256 characters")
+            self.checked.append("sts.AssumeRole")
         if service == "iam" and operation == "CreateRole":
             trust = json.loads(params["AssumeRolePolicyDocument"])
             for statement in _listed(trust.get("Statement", [])):

@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextvars import copy_context
 from functools import cache
 from itertools import islice
 from threading import Lock
@@ -48,9 +49,9 @@ SCAN_PAGE = 100  # a tag is a filter: few datasets match in many read
 class ReadFiles(Protocol):
     """Reads the named columns of a version's curated files, through a session acting for their owner."""
 
-    def prepare(self, owner: str) -> None: ...
+    def prepare(self, dataset: Dataset) -> None: ...
 
-    def __call__(self, owner: str, files: list[str], columns: list[str]) -> Any: ...
+    def __call__(self, dataset: Dataset, files: list[str], columns: list[str]) -> Any: ...
 
 
 class GrantsTo(Protocol):
@@ -65,17 +66,17 @@ class CuratedFiles:
         self._scopes = scopes
         self._bucket = bucket
 
-    def prepare(self, owner: str) -> None:
-        self._scopes.s3(owner)
+    def prepare(self, dataset: Dataset) -> None:
+        self._scopes.s3(dataset.owner, dataset.dataset_id)
 
-    def __call__(self, owner: str, files: list[str], columns: list[str]) -> Any:
+    def __call__(self, dataset: Dataset, files: list[str], columns: list[str]) -> Any:
         import io
 
         import pyarrow as pa  # only where a picture is drawn
 
         from functions.columnar.types import read_parquet
 
-        s3 = self._scopes.s3(owner)
+        s3 = self._scopes.s3(dataset.owner, dataset.dataset_id)
         tables = [read_parquet(io.BytesIO(s3.get_object(Bucket=self._bucket, Key=f)["Body"].read()), columns) for f in files]
         return pa.concat_tables(tables) if tables else pa.table({c: [] for c in columns})
 
@@ -146,15 +147,15 @@ class CityService:
 
         # The reads, in parallel: each indicator's figures and the versions it was built from, the
         # alerts, the map. A version never changes: what was computed of it is kept (per process).
-        for owner in {d.owner for d, _ in indicators} | ({boundaries.owner} if boundaries else set()):
-            self._read_files.prepare(owner)  # a department's session, made once before the threads share it
+        for read in [d for d, _ in indicators] + ([boundaries] if boundaries else []):
+            self._read_files.prepare(read)  # its session, made once before the threads share it
         computed = {
-            d.dataset_id: pool.submit(self._computed, d, definition.indicator)
+            d.dataset_id: _submit(pool, self._computed, d, definition.indicator)
             for d, definition in indicators
             if d.latest_version and definition.indicator is not None
         }
         raised = {i: pool.submit(self._repository.alerts_of, i) for i in watched}
-        outline = pool.submit(self._outlines, boundaries) if boundaries else None
+        outline = _submit(pool, self._outlines, boundaries) if boundaries else None
 
         shown = []
         for dataset, definition in indicators:
@@ -202,7 +203,7 @@ class CityService:
         """An indicator version's figures and the input versions it was built from (kept once computed)."""
 
         def compute() -> tuple[dict[str, Any], list[str]]:
-            table = self._read_files(dataset.owner, dataset.latest_files, indicator.columns())
+            table = self._read_files(dataset, dataset.latest_files, indicator.columns())
             return figures(table, indicator), self._versions.get_version(dataset.dataset_id, dataset.latest_version).inputs
 
         key = ("indicator", dataset.dataset_id, dataset.created_at, dataset.latest_version, indicator.model_dump_json())
@@ -210,7 +211,7 @@ class CityService:
 
     def _outlines(self, dataset: Dataset) -> dict[str, list[list[list[float]]]]:
         def compute() -> dict[str, list[list[list[float]]]]:
-            table = self._read_files(dataset.owner, dataset.latest_files, ["district", "geometry"])
+            table = self._read_files(dataset, dataset.latest_files, ["district", "geometry"])
             return outlines(table.set_column(1, "geometry", geojson_texts(table.column("geometry"))).to_pylist())
 
         return cast(
@@ -290,6 +291,12 @@ def _remembered(key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
         while len(_kept) > MAX_KEPT:
             _kept.popitem(last=False)
     return value
+
+
+def _submit(pool: ThreadPoolExecutor, work: Callable[..., Any], *args: Any) -> Future[Any]:
+    """Run `work` on a reader thread within this request's context: its data sessions are the request's
+    (functions/core/scoped.py `serving`)."""
+    return pool.submit(copy_context().run, work, *args)
 
 
 @cache

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from functions.core.layout import owner_of
+from functions.core.layout import dataset_of, owner_of
 from functions.core.scoped import DepartmentScopes
 
 
@@ -24,6 +24,6 @@ def local_copies(
         for key in keys:
             if key not in copies or not copies[key].exists():
                 path = where / f"{len(copies):05d}-{Path(key).name}"
-                scopes.s3(owner_of(key) or "").download_file(bucket, key, str(path))
+                scopes.s3(owner_of(key) or "", dataset_of(key)).download_file(bucket, key, str(path))
                 copies[key] = path
         yield [copies[key] for key in keys]

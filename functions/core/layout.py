@@ -62,6 +62,15 @@ def attempt_of(key: str) -> tuple[str, str, str, str] | None:
     return None
 
 
+def dataset_of(key: str) -> str | None:
+    """The dataset a data object is of, where its key says (versions' files and shared views)."""
+    for root in ("landing", "curated", "vault", "quarantine", "views/shared"):
+        if key.startswith(root + "/"):
+            rest = key[len(root) + 1 :].split("/", 2)
+            return rest[1] if len(rest) == 3 and rest[1] else None
+    return None
+
+
 def owner_of(key: str) -> str | None:
     """The department a data object belongs to, from its key (None for anything else)."""
     for root in DEPARTMENT_ROOTS:

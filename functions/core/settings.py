@@ -55,6 +55,8 @@ class Settings(BaseModel):
     # AWS only: the function that computes differentially private releases (its layer holds OpenDP);
     # "" on the embedded stack, where the API function computes them itself.
     privacy_function: str = Field(default="", alias="PRIVACY_FUNCTION")
+    # The sessions function (functions/sharing/sessions.py); empty: the broker runs in this process.
+    session_broker: str = Field(default="", alias="SESSIONS_FUNCTION")
     # The least k (distinct subjects per group) an aggregated grant on data about people may set.
     min_group_size_floor: int = Field(default=5, ge=2, alias="MIN_GROUP_SIZE_FLOOR")
     # Signed-request limits (DESIGN.md, Trust and security).

@@ -16,14 +16,15 @@ from pydantic import ValidationError
 from functions.catalog.repository import CatalogRepository
 from functions.core.errors import CityShareError, InvalidRequest, Unauthenticated, delta_sharing_error_code
 from functions.core.observability import logger, record_metric
+from functions.core.scoped import serving
 from functions.core.settings import get_settings
 from functions.handlers.gate import body_bytes, check_json_body
 from functions.handlers.recipient_authorizer import audit_refusal, bearer_token
 from functions.handlers.services import catalog, sharing
 from functions.handlers.wiring import directory
 from functions.ingest.repository import IngestRepository
-from functions.sharing.delta import DeltaSharingService, QueryRequest, RecipientLookup, ShareReader, page
-from functions.sharing.recipients import RecipientRepository, token_digest
+from functions.sharing.delta import DeltaSharingService, QueryRequest, RecipientLookup, page
+from functions.sharing.recipients import RecipientRepository, ShareReader, token_digest
 from functions.sharing.repository import SharingRepository
 
 PREFIX = "/delta-sharing"
@@ -198,8 +199,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if "recipient_id" not in authorizer:
         # Only reachable if the function is invoked without the recipient authorizer in front of it.
         return _raw(401, "No verified recipient")
+    token = bearer_token({str(k): str(v) for k, v in (event.get("headers") or {}).items()})
     try:
-        return dict(app.resolve(event, context))
+        # Data sessions while serving are vended for this recipient's token only (functions/core/scoped.py).
+        with serving(str(authorizer.get("department_id", "")), token, kind="recipient"):
+            return dict(app.resolve(event, context))
     except Exception:
         logger.exception("delta sharing request failed")
         return _raw(500, "Internal error")

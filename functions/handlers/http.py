@@ -18,6 +18,7 @@ from functions.audit.chain import AuditEvent
 from functions.core import idempotency
 from functions.core.errors import CityShareError, PayloadTooLarge, Unauthenticated
 from functions.core.observability import logger, record_metric
+from functions.core.scoped import serving
 from functions.core.settings import get_settings
 from functions.handlers.gate import Route, body_bytes, check_request
 from functions.handlers.wiring import audit_log
@@ -118,7 +119,9 @@ def make_handler(app: APIGatewayRestResolver) -> Handler:
             headers = {"Allow": str(error.extra["allow"])} if "allow" in error.extra else {}
             return as_proxy(problem(error.status, error.code, error.title, error.detail), headers)
         app.append_context(caller=caller)
-        response = resolve_once(app, event, context, caller)
+        # Data sessions while serving are vended for this verified request only (functions/core/scoped.py).
+        with serving(caller.department_id, caller.jti):
+            response = resolve_once(app, event, context, caller)
         record_metric("Requests", caller.department_id)
         if response.get("statusCode") == 403:
             record_metric("Refusals", caller.department_id)

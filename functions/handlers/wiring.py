@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from functions.analytics.athena import AthenaRunner
     from functions.audit.sealing import AuditArchive, SealKey
     from functions.policy.access import AccessControl
-from functions.core.scoped import DepartmentScopes
+    from functions.sharing.sessions import SessionBroker
+from functions.core.scoped import Broker, Credentials, DepartmentScopes, Serving
 from functions.core.settings import get_settings
 from functions.identity.directory import DepartmentKeys, DirectoryRepository
 from functions.privacy.keys import KeyService
@@ -54,10 +55,54 @@ def athena() -> AthenaRunner | None:
 
 
 @cache
-def scopes() -> DepartmentScopes:
-    """Sessions acting for one department's data (functions.core.scoped)."""
+def data_sessions() -> DepartmentScopes:
+    """Sessions of the data role this function's own role assumes (background work; the broker's)."""
     settings = get_settings()
     return DepartmentScopes(settings.data_role, settings.stage)
+
+
+@cache
+def session_broker() -> SessionBroker:
+    """The broker deciding which data sessions a verified request may have (functions/sharing/sessions.py)."""
+    from functions.catalog.repository import CatalogRepository
+    from functions.catalog.service import CatalogService
+    from functions.identity.nonces import NonceStore
+    from functions.policy.actors import Actors
+    from functions.sharing.recipients import RecipientRepository
+    from functions.sharing.repository import SharingRepository
+    from functions.sharing.sessions import SessionBroker
+
+    settings = get_settings()
+    catalog = CatalogRepository(settings.catalog_table)
+    policies = CatalogService(catalog, access_control(), grants=SharingRepository(settings.sharing_table))
+    return SessionBroker(
+        NonceStore(settings.nonces_table),
+        catalog,
+        policies,
+        Actors(directory()),
+        RecipientRepository(settings.sharing_table),
+        directory(),
+        data_sessions().credentials,
+    )
+
+
+@cache
+def scopes() -> DepartmentScopes:
+    """Sessions acting for one department's data (functions.core.scoped): while serving a request, the
+    broker's (the sessions function in AWS, in this process on the embedded stack); otherwise the
+    function's own assumption of the data role."""
+    settings = get_settings()
+    broker: Broker
+    if settings.session_broker:
+        from functions.sharing.sessions import BrokerFunction
+
+        broker = BrokerFunction(settings.session_broker)
+    else:
+
+        def broker(request: Serving, department: str, dataset: str | None) -> Credentials | None:
+            return session_broker().vend(request, department, dataset)
+
+    return DepartmentScopes(settings.data_role, settings.stage, broker=broker)
 
 
 @cache

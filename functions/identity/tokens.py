@@ -75,7 +75,7 @@ class TokenVerifier:
         if not (isinstance(jti, str) and 16 <= len(jti) <= 128) or not (isinstance(body_sha256, str) and len(body_sha256) == 43):
             raise Unauthenticated("malformed_token")
         # Last: only a token that is otherwise valid may consume its jti.
-        if not self._nonces.use_once(f"{issuer}#{jti}", int(claims["exp"]), int(self._clock())):
+        if not self._nonces.use_once(f"{issuer}#{jti}", int(claims["exp"]), int(self._clock()), signer.principal.principal_id):
             raise Unauthenticated("replayed_token")
         return Caller(
             department_id=signer.department.department_id,

@@ -44,16 +44,19 @@ class KeyService(DynamoTable):
         self._kms = kms
         self._cache: dict[str, bytes] = {}
 
-    def pseudonymisation_key(self, department: str) -> bytes:
-        """The department's own token space, decrypted only by a session acting for that department."""
+    def pseudonymisation_key(self, department: str, dataset_id: str | None = None) -> bytes:
+        """The department's own token space, decrypted only by a session acting for that department
+        (serving another department's request: one for `dataset_id`, which it may read)."""
         key = {"pk": "SECRET", "sk": f"PSEUDONYMISATION#{department}"}
         context = {"purpose": "pseudonymisation", "department": department}
-        return self._stored_key(f"pseudonyms:{department}", key, department, context)
+        return self._stored_key(f"pseudonyms:{department}", key, department, context, dataset_id)
 
     def dataset_key(self, dataset_id: str, department: str) -> bytes:
         """A dataset's data key, under its owner's KMS key, bound to the dataset and the owner."""
         key = {"pk": f"DATASET#{dataset_id}", "sk": "DATA_KEY"}
-        return self._stored_key(f"dataset:{dataset_id}", key, department, {"dataset": dataset_id, "department": department})
+        return self._stored_key(
+            f"dataset:{dataset_id}", key, department, {"dataset": dataset_id, "department": department}, dataset_id
+        )
 
     def mask_key(self, grant_id: str) -> bytes:
         """One grant's own token space (masked columns, and every pseudonymised column it serves):
@@ -68,12 +71,14 @@ class KeyService(DynamoTable):
     def _platform_secret(self) -> bytes:
         return self._stored_key("platform", _PLATFORM_SECRET, None, {"purpose": "platform-derivation"})
 
-    def _stored_key(self, name: str, item_key: dict[str, str], department: str | None, context: dict[str, str]) -> bytes:
+    def _stored_key(
+        self, name: str, item_key: dict[str, str], department: str | None, context: dict[str, str], dataset_id: str | None = None
+    ) -> bytes:
         """A data key stored as KMS ciphertext: under `department`'s key, used by a session acting for
         it (None: under the platform key, by the function's own role)."""
         if name in self._cache:
             return self._cache[name]
-        kms = self.kms if department is None else self._scopes.kms(department)
+        kms = self.kms if department is None else self._scopes.kms(department, dataset_id)
         kms_key = self._platform_key if department is None else self._department_keys.key_of(department)
         response = self.client.get_item(TableName=self._table, Key=to_item(item_key), ConsistentRead=True)
         if "Item" not in response:

@@ -39,10 +39,9 @@ from functions.core.dynamo import batch_get
 from functions.core.errors import InvalidRequest, NotFound, Unauthenticated
 from functions.core.model import Model
 from functions.identity.directory import DirectoryRepository
-from functions.identity.models import Caller
 from functions.ingest.repository import IngestRepository
 from functions.sharing.models import DataAccess, Grant
-from functions.sharing.recipients import RecipientRepository, live_recipient
+from functions.sharing.recipients import RecipientRepository, ShareReader, live_recipient, recipient_caller
 from functions.sharing.repository import SharingRepository
 from functions.sharing.service import SharingService
 
@@ -95,20 +94,6 @@ class SharedTable:
 
     def listing(self) -> dict[str, str]:
         return {"name": self.name, "schema": self.schema, "share": self.share, "shareId": self.share, "id": self.name}
-
-
-@dataclass(frozen=True)
-class ShareReader:
-    """Who reads, as the recipient authorizer verified it: one recipient department, one owner's
-    share, and the SHA-256 of the token presented with this request. API Gateway caches the
-    authorizer's answer, so each request confirms the token and its department again
-    (`RecipientLookup`) before anything is read; `department_status` is then the directory's now."""
-
-    recipient_id: str
-    owner: str
-    department: str
-    token_sha256: str = ""
-    department_status: str = "active"
 
 
 @dataclass(frozen=True)
@@ -166,18 +151,6 @@ class RecipientLookup:
 
 def schema_of(dataset: Dataset) -> str:
     return dataset.tags[0] if dataset.tags else DEFAULT_SCHEMA
-
-
-def recipient_caller(recipient: ShareReader) -> Caller:
-    """The recipient department as a caller: a member, with nothing a person's roles would add."""
-    return Caller(
-        department_id=recipient.department,
-        principal_id=f"recipient-{recipient.recipient_id}",
-        roles=("member",),
-        department_status=recipient.department_status,
-        jti=recipient.recipient_id.ljust(16, "0"),
-        body_sha256="-" * 43,
-    )
 
 
 def page(items: list[dict[str, Any]], max_results: int | None, page_token: str | None) -> dict[str, Any]:

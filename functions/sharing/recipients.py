@@ -15,6 +15,7 @@ import hmac
 import re
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -140,6 +141,32 @@ class RecipientRepository(DynamoTable):
             if is_conditional_failure(error):
                 raise Conflict(f"Recipient {recipient.recipient_id} is already revoked") from None
             raise
+
+
+@dataclass(frozen=True)
+class ShareReader:
+    """Who reads, as the recipient authorizer verified it: one recipient department, one owner's
+    share, and the SHA-256 of the token presented with this request. API Gateway caches the
+    authorizer's answer, so each request confirms the token and its department again
+    (`RecipientLookup`) before anything is read; `department_status` is then the directory's now."""
+
+    recipient_id: str
+    owner: str
+    department: str
+    token_sha256: str = ""
+    department_status: str = "active"
+
+
+def recipient_caller(recipient: ShareReader) -> Caller:
+    """The recipient department as a caller: a member, with nothing a person's roles would add."""
+    return Caller(
+        department_id=recipient.department,
+        principal_id=f"recipient-{recipient.recipient_id}",
+        roles=("member",),
+        department_status=recipient.department_status,
+        jti=recipient.recipient_id.ljust(16, "0"),
+        body_sha256="-" * 43,
+    )
 
 
 def authenticate(repository: RecipientRepository, token: str, now: str) -> ShareRecipient:

@@ -331,7 +331,7 @@ class SharingService:
             grant_id=grant.grant_id if grant else None,
             restricted=restricted,
             columns=grant.terms.aggregate.columns() if grant and grant.terms.aggregate else columns,
-            files=self._presigned(files, dataset.owner),
+            files=self._presigned(files, dataset),
             audit=details,
             suppressed=suppressed,
         )
@@ -392,7 +392,7 @@ class SharingService:
             grant_id=grant.grant_id,
             restricted=True,
             columns=dataset.table_schema.stored_columns(),
-            files=self._presigned(files, dataset.owner),
+            files=self._presigned(files, dataset),
             audit=details,
         )
 
@@ -446,9 +446,9 @@ class SharingService:
         published = self._versions.get_version(dataset.dataset_id, number)
         return published.files, published.bytes
 
-    def _presigned(self, files: list[tuple[str, int]], owner: str) -> list[PresignedFile]:
+    def _presigned(self, files: list[tuple[str, int]], dataset: Dataset) -> list[PresignedFile]:
         """URLs signed by a session acting for the data's owner: they reach its objects and no other."""
-        s3 = self._scopes.s3(owner)
+        s3 = self._scopes.s3(dataset.owner, dataset.dataset_id)
         expires = (datetime.now(UTC) + timedelta(seconds=URL_LIFETIME_SECONDS)).isoformat(timespec="seconds")
         return [
             PresignedFile(

@@ -453,7 +453,7 @@ class ViewBuilder:
     ) -> BuiltView:
         key = view_key(dataset.dataset_id, version, grant, linked_dataset, per_grant=bool(grant.rekeyed(dataset)))
         bucket = self._settings.data_bucket
-        s3 = self._scopes.s3(dataset.owner)
+        s3 = self._scopes.s3(dataset.owner, dataset.dataset_id)
         try:
             head = s3.head_object(Bucket=bucket, Key=key)
             fresh = not is_clear(key) or head["LastModified"] > datetime.now(UTC) - timedelta(hours=CLEAR_VIEW_REUSE_HOURS)
@@ -487,7 +487,7 @@ class ViewBuilder:
         """Re-key a column of `dataset` (the grant's dataset, or the grantee's own) into the linkage
         space of the grant's two departments for the column's identifier kind."""
         personal = dataset.table_schema.personal_columns()[column]
-        s3 = self._scopes.s3(dataset.owner)
+        s3 = self._scopes.s3(dataset.owner, dataset.dataset_id)
         vaults = []
         for file in files:
             sealed_key = vault_key(file, column)
@@ -499,7 +499,7 @@ class ViewBuilder:
             vaults.append(read_parquet(io.BytesIO(open_stream(body.iter_chunks(1024 * 1024), data_key, sealed_key.encode()))))
         return rekeyed(
             tokens,
-            self._keys.pseudonymisation_key(dataset.owner),
+            self._keys.pseudonymisation_key(dataset.owner, dataset.dataset_id),
             pa.concat_tables(vaults) if vaults else None,
             self._keys.linkage_key(grant.grant_id, personal.category),
         )

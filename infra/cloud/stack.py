@@ -125,6 +125,7 @@ class CityShareStack(Stack):
                 ("role", "data"): role_arn[data_role_name(stage)],
                 ("role", "queries"): query_role_arn,
                 ("function", "privacy"): invoked_function_name(stage, "privacy"),
+                ("function", "sessions"): invoked_function_name(stage, "sessions"),
                 # Only the provisioner needs it (set below, once the API exists).
                 ("usage-plan", "departments"): "",
             }

@@ -37,6 +37,7 @@ def physical_names(prefix: str, spec: PlatformSpec = SPEC) -> dict[tuple[str, st
     names[("usage-plan", "departments")] = ""
     names[("role", "queries")] = ""  # no Athena locally
     names[("function", "privacy")] = ""  # the API function computes private releases in its own process
+    names[("function", "sessions")] = ""  # the broker decides in the serving function's process
     return names
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,7 @@ from functions.core.idempotency import IdempotencyStore
 from functions.core.settings import Settings
 from functions.handlers import http, services, wiring
 from functions.identity.binding import body_digest
+from functions.identity.nonces import NonceStore
 from functions.sharing.outbox import OutboxSweeper
 from functions.sharing.repository import SharingRepository
 from infra.local.lambdas import LocalContext
@@ -47,6 +49,7 @@ class ApiClient:
         self.clock = clock
         self.injector = injector
         self.store = IdempotencyStore(settings.idempotency_table, moto_aws.client("dynamodb"), clock=clock)
+        self.nonces = NonceStore(settings.nonces_table, moto_aws.client("dynamodb"))
 
     def call(
         self, caller: tuple[str, str, str], method: str, path: str, body: dict[str, Any], fault: tuple[int, str] | None
@@ -55,6 +58,9 @@ class ApiClient:
         handler = importlib.import_module(f"functions.handlers.{self.function}").handler
         key = str(uuid.uuid4())
         raw = json.dumps(body).encode()
+        # What the authorizer records of the verified token, against which the broker vends data sessions.
+        now = int(time.time())
+        self.nonces.use_once(f"{caller[0]}#{_token_id(key)}", now + 300, now, caller[1])
         answers = []
         for attempt in range(MAX_DELIVERIES):
             if attempt == 0 and fault is not None:
@@ -96,13 +102,17 @@ class ApiClient:
                     "principal_id": principal,
                     "roles": roles,
                     "department_status": "active",
-                    "jti": hashlib.sha256(key.encode()).hexdigest()[:32],
+                    "jti": _token_id(key),
                     "body_sha256": body_digest(raw),
                 },
             },
             "body": raw.decode(),
             "isBase64Encoded": False,
         }
+
+
+def _token_id(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 ANALYST = ("environment", "analyst", "member")

@@ -113,7 +113,22 @@ def test_the_data_role_reaches_only_the_tagged_departments_prefixes_and_key(
             "StringLike": {f"aws:RequestTag/{DEPARTMENT_TAG}": "?*"},
             "ForAllValues:StringEquals": {"aws:TagKeys": [DEPARTMENT_TAG]},
         }
-    assert holders(statements, "sts:AssumeRole") == acting
+    assert holders(statements, "sts:AssumeRole", "-data") == acting
+
+
+def test_request_paths_get_data_sessions_only_from_the_broker_against_tokens_only_the_authorizer_records(
+    statements: list[Statement],
+) -> None:
+    """The functions serving requests cannot assume the data role: they ask the sessions function,
+    which vends a session only against a token the authorizer recorded in the nonces table, and only
+    the authorizer may write that table (functions/sharing/sessions.py)."""
+    acting = {f.name for f in SPEC.functions if f.acts_for_departments}
+    assert {"api", "analytics", "delta-sharing"}.isdisjoint(acting)
+    assert acting == {"sessions", "ingest", "triggers"}  # the broker, and background work
+    assert holders(statements, "lambda:InvokeFunction", "sessions") == {"api", "analytics", "delta-sharing"}
+    assert holders(statements, "dynamodb:PutItem", "<table:nonces>") == {"authorizer"}
+    assert holders(statements, "dynamodb:UpdateItem", "<table:nonces>") == set()
+    assert holders(statements, "dynamodb:GetItem", "<table:nonces>") == {"sessions"}
 
 
 def test_the_audit_trail_is_append_only_for_every_principal(statements: list[Statement], resources: Resources) -> None:

@@ -23,9 +23,8 @@ from functions.core.settings import Settings
 from functions.handlers import delta_sharing, services, triggers, wiring
 from functions.identity.directory import DirectoryRepository
 from functions.policy.actors import Actors
-from functions.sharing.delta import ShareReader
 from functions.sharing.models import Grant, GrantTerms
-from functions.sharing.recipients import RecipientRepository, ShareRecipient, token_digest
+from functions.sharing.recipients import RecipientRepository, ShareReader, ShareRecipient, token_digest
 from functions.sharing.repository import SharingRepository
 from tests.integration.conftest import Aws
 from tests.integration.test_analytics_triggers import START, publish

@@ -11,8 +11,8 @@ from functions.catalog.repository import CatalogRepository
 from functions.core.errors import Unauthenticated
 from functions.core.settings import Settings
 from functions.identity.directory import DirectoryRepository
-from functions.sharing.delta import RecipientLookup, ShareReader
-from functions.sharing.recipients import RecipientRepository, ShareRecipient, authenticate, token_digest
+from functions.sharing.delta import RecipientLookup
+from functions.sharing.recipients import RecipientRepository, ShareReader, ShareRecipient, authenticate, token_digest
 from functions.sharing.repository import SharingRepository
 from tests.integration.conftest import Aws
 from tests.integration.test_grants_index import grant

@@ -1,0 +1,175 @@
+"""The session broker: the one place a request-serving function gets a department's data session.
+
+The api, analytics and Delta Sharing functions' roles may not assume the data role (infra/spec.py); while serving
+a request they ask the broker (the `sessions` function in AWS, this class in the embedded stack)
+with the request's token id. The broker vends a session only:
+
+- for the caller's own department, when the authorizer recorded that token for that department
+  (the nonces table, which only the authorizer's role may write: functions/identity/nonces.py), or
+- for a Delta Sharing recipient (whose bearer token the Delta Sharing function passes on), for the
+  owner of its share, on a dataset a grant to its whole department covers, or
+- for another department, narrowed by a session policy to one dataset's objects (its versions,
+  vault and shared views, and the per-grant views of the caller's department), when that
+  department owns the dataset and the policies let the token's principal read it (the same
+  ReadData decision every read takes: one rule, one place).
+
+So a function that is made to misbehave can act only for departments whose verified requests it is
+serving, and for others only on what those callers may read: AWS enforces it, since the session
+is what reaches S3 and KMS. The read itself is still decided, and audited, by the function.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from functions.catalog.models import Dataset
+from functions.core import aws
+from functions.core.clock import utc_now
+from functions.core.errors import Unauthenticated
+from functions.core.scoped import Credentials, Serving, SessionRefused
+from functions.identity.models import Caller, Department
+from functions.identity.nonces import NonceStore
+from functions.sharing.recipients import RecipientRepository, ShareReader, authenticate, recipient_caller
+
+# A token is honoured this long past its expiry: the request it carried may still be running (the
+# API's longest is 29 s).
+_REQUEST_GRACE_SECONDS = 60
+
+
+class Datasets(Protocol):
+    def get(self, dataset_id: str) -> Dataset | None: ...
+
+
+class Policies(Protocol):
+    def readable_under(self, caller: Caller, dataset: Dataset) -> tuple[bool, Any]: ...
+
+    def candidates(self, caller: Caller, dataset: Dataset) -> Sequence[Any]: ...
+
+    def permitted(
+        self, caller: Caller, action: str, dataset: Dataset, candidates: Sequence[Any], purpose: str = ""
+    ) -> list[Any]: ...
+
+
+class Members(Protocol):
+    def of(self, department_id: str, principal_id: str) -> Caller: ...
+
+
+class Departments(Protocol):
+    def get_department(self, department_id: str) -> Department | None: ...
+
+
+def dataset_session_policy(owner: str, dataset_id: str, reader: str) -> str:
+    """What a session acting for `owner` may do while serving `reader`'s read of `dataset_id`. Any
+    bucket: the data role's own policy holds it to the data bucket (and the whole policy to the 2,048
+    characters AWS takes)."""
+    reads = [f"{root}/{owner}/{dataset_id}/" for root in ("curated", "vault")]
+    views = [f"views/shared/{owner}/{dataset_id}/", *(f"views/{kind}/{owner}/{reader}/" for kind in ("grant", "clear"))]
+    statements = [
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": [f"arn:aws:s3:::*/{p}*" for p in reads]},
+        {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": [f"arn:aws:s3:::*/{p}*" for p in views]},
+        # Without it, a missing object would answer AccessDenied rather than NoSuchKey.
+        {
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": "arn:aws:s3:::*",
+            "Condition": {"StringLike": {"s3:prefix": [f"{p}*" for p in reads + views]}},
+        },
+        # The data role's own policy holds this to the owner's key.
+        {"Effect": "Allow", "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"], "Resource": "*"},
+    ]
+    return json.dumps({"Version": "2012-10-17", "Statement": statements}, separators=(",", ":"))
+
+
+class SessionBroker:
+    def __init__(
+        self,
+        nonces: NonceStore,
+        datasets: Datasets,
+        policies: Policies,
+        members: Members,
+        recipients: RecipientRepository,
+        departments: Departments,
+        assume: Callable[[str, str | None], Credentials | None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._nonces = nonces
+        self._datasets = datasets
+        self._policies = policies
+        self._members = members
+        self._recipients = recipients
+        self._departments = departments
+        self._assume = assume
+        self._clock = clock
+
+    def vend(self, request: Serving, department: str, dataset_id: str | None) -> Credentials | None:
+        if request.kind == "recipient":
+            return self._for_recipient(request, department, dataset_id)
+        principal = self._nonces.holder(f"{request.department}#{request.token_id}", int(self._clock()) - _REQUEST_GRACE_SECONDS)
+        if principal is None:
+            raise SessionRefused(f"No verified request of {request.department} holds that token")
+        if department == request.department:
+            return self._assume(department, None)
+        dataset = self._owned(department, dataset_id)
+        readable, _ = self._policies.readable_under(self._members.of(request.department, principal), dataset)
+        if not readable:
+            raise SessionRefused(f"{request.department}/{principal} may not read {dataset_id}")
+        return self._assume(department, dataset_session_policy(department, dataset.dataset_id, request.department))
+
+    def _for_recipient(self, request: Serving, department: str, dataset_id: str | None) -> Credentials | None:
+        """A Delta Sharing recipient reads one owner's share: a session of that owner, for a dataset a
+        grant to the recipient's whole department lets it read (as functions/sharing/delta.py decides)."""
+        try:
+            recipient = authenticate(self._recipients, request.token_id, utc_now())
+        except Unauthenticated:
+            raise SessionRefused("No live recipient holds that token") from None
+        if recipient.department != request.department or recipient.owner != department:
+            raise SessionRefused(f"That recipient reads {recipient.owner}'s share for {recipient.department}")
+        dataset = self._owned(department, dataset_id)
+        found = self._departments.get_department(recipient.department)
+        reader = recipient_caller(
+            ShareReader(recipient.recipient_id, recipient.owner, recipient.department, "", found.status if found else "suspended")
+        )
+        candidates = [g for g in self._policies.candidates(reader, dataset) if g.facts().grantee_principal is None]
+        if not self._policies.permitted(reader, "ReadData", dataset, candidates):
+            raise SessionRefused(f"That recipient may not read {dataset_id}")
+        return self._assume(department, dataset_session_policy(department, dataset.dataset_id, recipient.department))
+
+    def _owned(self, department: str, dataset_id: str | None) -> Dataset:
+        dataset = self._datasets.get(dataset_id) if dataset_id else None
+        if dataset is None or dataset.owner != department:
+            raise SessionRefused(f"{department} owns no dataset {dataset_id}")
+        return dataset
+
+
+class BrokerFunction:
+    """The broker as the request-serving functions reach it in AWS: the `sessions` function."""
+
+    lambdas = aws.LazyClient("lambda")
+
+    def __init__(self, function_name: str, lambdas: Any = None) -> None:
+        self._function = function_name
+        self._lambdas = lambdas
+
+    def __call__(self, request: Serving, department: str, dataset_id: str | None) -> Credentials | None:
+        asked = {"department": request.department, "token_id": request.token_id, "acting_for": department, "dataset": dataset_id}
+        response = self.lambdas.invoke(FunctionName=self._function, Payload=json.dumps(asked).encode())
+        answer = json.loads(response["Payload"].read())
+        if response.get("FunctionError"):
+            raise RuntimeError(f"the sessions function failed: {str(answer.get('errorMessage', ''))[:200]}")
+        if "refused" in answer:
+            raise SessionRefused(str(answer["refused"]))
+        credentials = answer.get("credentials")
+        return {k: str(v) for k, v in credentials.items()} if credentials else None
+
+
+def vend_event(broker: SessionBroker, event: dict[str, Any]) -> dict[str, Any]:
+    """The sessions function's answer to one ask (BrokerFunction's payload)."""
+    request = Serving(str(event["department"]), str(event["token_id"]))
+    dataset = event.get("dataset")
+    try:
+        return {"credentials": broker.vend(request, str(event["acting_for"]), str(dataset) if dataset else None)}
+    except SessionRefused as refused:
+        return {"refused": refused.detail}
