@@ -177,8 +177,8 @@ def test_one_invoke_permission_per_function_scoped_to_this_api_and_room_to_grow(
     for permission in from_api:
         source = json.dumps(permission["SourceArn"])
         assert source.startswith('{"Fn::Join": ["", ["arn:aws:execute-api:eu-west-1:"') and '"Ref": "Api' in source
-    # CloudFormation allows 500 resources per stack: keep room for the routes to come.
-    assert len(resources) <= 400, len(resources)
+    # CloudFormation allows 500 resources per stack: keep room (75) for the routes to come.
+    assert len(resources) <= 425, len(resources)
 
 
 def test_gateway_errors_are_problem_json_and_delta_sharing_errors(resources: Resources) -> None:
