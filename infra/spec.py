@@ -441,7 +441,7 @@ SPEC = PlatformSpec(
                 "nonces": ("GetItem",),
                 "catalog": ("GetItem",),
                 "sharing": READ,  # the caller's candidate grants; a recipient's token record
-                "directory": ("GetItem", "BatchGetItem"),  # the caller's principal as the policies see it
+                "directory": READ,  # the caller's principal as the policies see it
             },
             acts_for_departments=True,
         ),

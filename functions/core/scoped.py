@@ -15,7 +15,7 @@ Two ways to get such a session:
   request's session acts for is then chosen by the code that verified the caller, not by the function.
 
 Sessions are cached until shortly before they expire: background ones per department, requests'
-per (kind of caller, caller's department, department, dataset). With no data role configured (unit and moto
+per (kind of caller, caller's department and principal, department, dataset). With no data role configured (unit and moto
 tests), the process's own clients are used, after the broker has decided.
 """
 
@@ -33,8 +33,8 @@ from functions.core import aws
 from functions.core.errors import Forbidden
 
 DEPARTMENT_TAG = "cityshare:department"
-_SESSION_SECONDS = 3600
-# Renewed while it still outlives any presigned URL made with it (uploads: 15 minutes).
+SESSION_SECONDS = 3600
+# Renewed while it still outlives any presigned URL made with it (uploads: 15 minutes; reads: 5).
 _RENEW_BEFORE_SECONDS = 1200
 
 
@@ -51,6 +51,7 @@ class Serving:
     department: str
     token_id: str = field(repr=False)
     kind: Literal["signed", "recipient"] = "signed"
+    principal: str = ""  # who the function serves (the broker checks its own record): sessions are kept per principal
 
 
 Credentials = dict[str, str]
@@ -61,10 +62,12 @@ _serving: ContextVar[Serving | None] = ContextVar("cityshare_serving", default=N
 
 
 @contextlib.contextmanager
-def serving(department: str, token_id: str, kind: Literal["signed", "recipient"] = "signed") -> Iterator[None]:
+def serving(
+    department: str, token_id: str, kind: Literal["signed", "recipient"] = "signed", principal: str = ""
+) -> Iterator[None]:
     """Within this block, data sessions are the broker's, for the request of `department` whose token
     is `token_id` (a context variable: threads started inside must carry the context, `copy_context`)."""
-    token = _serving.set(Serving(department, token_id, kind))
+    token = _serving.set(Serving(department, token_id, kind, principal))
     try:
         yield
     finally:
@@ -95,19 +98,23 @@ class DepartmentScopes:
     def kms(self, department: str, dataset: str | None = None) -> Any:
         return self._client(department, "kms", dataset)
 
-    def credentials(self, department: str, policy: str | None = None) -> Credentials | None:
-        """A fresh data-role session for `department`, limited further by `policy` (None: no data role)."""
+    def credentials(
+        self, department: str, policy: str | None = None, name: str | None = None, seconds: int = SESSION_SECONDS
+    ) -> Credentials | None:
+        """A fresh data-role session for `department`, limited further by `policy`, named `name` in
+        CloudTrail (None: no data role here)."""
         if not self._role_arn:
             return None
         extra = {"Policy": policy} if policy else {}
-        found: Credentials = self.sts.assume_role(
+        found = self.sts.assume_role(
             RoleArn=self._role_arn,
-            RoleSessionName=f"{self._function}-{department}"[:64],
-            DurationSeconds=_SESSION_SECONDS,
+            RoleSessionName=(name or f"{self._function}-{department}")[:64],
+            DurationSeconds=seconds,
             Tags=[{"Key": DEPARTMENT_TAG, "Value": department}],
             **extra,
         )["Credentials"]
-        return {k: str(found[k]) for k in ("AccessKeyId", "SecretAccessKey", "SessionToken")}
+        credentials = {k: str(found[k]) for k in ("AccessKeyId", "SecretAccessKey", "SessionToken")}
+        return credentials | {"Expires": str(int(time.time()) + seconds)}
 
     def _client(self, department: str, service: str, dataset: str | None) -> Any:
         request = current_request() if self._broker is not None else None
@@ -117,10 +124,10 @@ class DepartmentScopes:
             raise SessionRefused(f"A request of {request.department} acts for {department} only for a dataset it reads")
         elif request is None:
             dataset = None
-        scope = (f"{request.kind}:{request.department}" if request else None, department, dataset)
+        scope = (f"{request.kind}:{request.department}:{request.principal}" if request else None, department, dataset)
         with self._lock:
-            session, expires = self._sessions.get(scope, (None, 0.0))
-            if session is None or time.time() > expires - _RENEW_BEFORE_SECONDS:
+            session, renew_at = self._sessions.get(scope, (None, 0.0))
+            if session is None or time.time() > renew_at:
                 if self._broker is not None and request is not None:
                     credentials = self._broker(request, department, dataset)
                 else:
@@ -134,12 +141,19 @@ class DepartmentScopes:
                     if credentials
                     else False
                 )
-                expires = time.time() + _SESSION_SECONDS
-                self._sessions[scope] = (session, expires)
+                self._sessions[scope] = (session, _renewal(credentials))
                 self._clients = {k: v for k, v in self._clients.items() if k[:3] != scope}
             if (*scope, service) not in self._clients:
                 self._clients[(*scope, service)] = aws.client_of(session, service) if session else aws.client(service)
             return self._clients[(*scope, service)]
+
+
+def _renewal(credentials: Credentials | None) -> float:
+    """When to ask for a new session: while this one still outlives what is made with it (an hour's
+    session 20 minutes before its end; a short one, vended for another department's dataset, half way)."""
+    now = time.time()
+    expires = float((credentials or {}).get("Expires", now + SESSION_SECONDS))
+    return expires - min(_RENEW_BEFORE_SECONDS, (expires - now) / 2)
 
 
 def sse_kms(key_arn: str) -> dict[str, str]:

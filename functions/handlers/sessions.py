@@ -1,6 +1,6 @@
-"""The sessions function: vends department data sessions to the api and analytics functions, only for
-requests the authorizer verified (functions/sharing/sessions.py). The only request-path role that may
-assume the data role."""
+"""The sessions function: vends department data sessions to the api, analytics and delta-sharing
+functions, only for requests the authorizer verified or a live recipient's token
+(functions/sharing/sessions.py). The only request-path role that may assume the data role."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         "data session",
         extra={
             "department": event.get("department"),
+            "kind": event.get("kind"),
             "acting_for": event.get("acting_for"),
             "dataset": event.get("dataset"),
             "refused": answer.get("refused"),

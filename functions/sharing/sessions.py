@@ -21,9 +21,10 @@ is what reaches S3 and KMS. The read itself is still decided, and audited, by th
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from functions.catalog.models import Dataset
 from functions.core import aws
@@ -34,6 +35,9 @@ from functions.identity.models import Caller, Department
 from functions.identity.nonces import NonceStore
 from functions.sharing.recipients import RecipientRepository, ShareReader, authenticate, recipient_caller
 
+# Sessions of another department's dataset last the shortest STS allows: reused for at most half of
+# it, they outlive a read's presigned URLs (5 minutes) and not much more.
+NARROWED_SESSION_SECONDS = 900
 # A token is honoured this long past its expiry: the request it carried may still be running (the
 # API's longest is 29 s).
 _REQUEST_GRACE_SECONDS = 60
@@ -62,23 +66,41 @@ class Departments(Protocol):
 
 
 def dataset_session_policy(owner: str, dataset_id: str, reader: str) -> str:
-    """What a session acting for `owner` may do while serving `reader`'s read of `dataset_id`. Any
-    bucket: the data role's own policy holds it to the data bucket (and the whole policy to the 2,048
-    characters AWS takes)."""
+    """What a session acting for `owner` may do while serving `reader`'s read of `dataset_id`: its
+    versions and vault, its shared views and the reader's per-grant views of it (read and write), and
+    the owner's key (the data role's own policy) through S3 for those objects, for the dataset's data
+    key and for the owner's pseudonymisation key (linkage re-keys with it). Any bucket: the data role's
+    policy holds it to the data bucket (and the whole to the 2,048 characters AWS takes)."""
     reads = [f"{root}/{owner}/{dataset_id}/" for root in ("curated", "vault")]
-    views = [f"views/shared/{owner}/{dataset_id}/", *(f"views/{kind}/{owner}/{reader}/" for kind in ("grant", "clear"))]
+    views = [
+        f"views/shared/{owner}/{dataset_id}/",
+        *(f"views/{kind}/{owner}/{reader}/*/{dataset_id}/" for kind in ("grant", "clear")),
+    ]
+    key_use = ["kms:Decrypt", "kms:GenerateDataKey"]
     statements = [
         {"Effect": "Allow", "Action": "s3:GetObject", "Resource": [f"arn:aws:s3:::*/{p}*" for p in reads]},
         {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": [f"arn:aws:s3:::*/{p}*" for p in views]},
-        # Without it, a missing object would answer AccessDenied rather than NoSuchKey.
+        # Listing is how a missing vault is told (functions/sharing/views.py): S3 answers a missing
+        # object AccessDenied to a session whose listing is held to prefixes.
         {
             "Effect": "Allow",
             "Action": "s3:ListBucket",
             "Resource": "arn:aws:s3:::*",
-            "Condition": {"StringLike": {"s3:prefix": [f"{p}*" for p in reads + views]}},
+            "Condition": {"StringLike": {"s3:prefix": f"vault/{owner}/{dataset_id}/*"}},
         },
-        # The data role's own policy holds this to the owner's key.
-        {"Effect": "Allow", "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"], "Resource": "*"},
+        {"Effect": "Allow", "Action": key_use, "Resource": "*", "Condition": {"StringLike": {"kms:ViaService": "s3.*"}}},
+        {
+            "Effect": "Allow",
+            "Action": key_use,
+            "Resource": "*",
+            "Condition": {"StringEquals": {"kms:EncryptionContext:dataset": dataset_id}},
+        },
+        {
+            "Effect": "Allow",
+            "Action": key_use,
+            "Resource": "*",
+            "Condition": {"StringEquals": {"kms:EncryptionContext:purpose": "pseudonymisation"}},
+        },
     ]
     return json.dumps({"Version": "2012-10-17", "Statement": statements}, separators=(",", ":"))
 
@@ -92,7 +114,7 @@ class SessionBroker:
         members: Members,
         recipients: RecipientRepository,
         departments: Departments,
-        assume: Callable[[str, str | None], Credentials | None],
+        assume: Callable[..., Credentials | None],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._nonces = nonces
@@ -110,13 +132,16 @@ class SessionBroker:
         principal = self._nonces.holder(f"{request.department}#{request.token_id}", int(self._clock()) - _REQUEST_GRACE_SECONDS)
         if principal is None:
             raise SessionRefused(f"No verified request of {request.department} holds that token")
+        caller = self._members.of(request.department, principal)
+        if "suspended" in (caller.department_status, caller.principal_status):
+            raise SessionRefused(f"{request.department}/{principal} is suspended")
         if department == request.department:
-            return self._assume(department, None)
+            return self._assume(department, None, _name(request.department, principal))
         dataset = self._owned(department, dataset_id)
-        readable, _ = self._policies.readable_under(self._members.of(request.department, principal), dataset)
+        readable, _ = self._policies.readable_under(caller, dataset)
         if not readable:
             raise SessionRefused(f"{request.department}/{principal} may not read {dataset_id}")
-        return self._assume(department, dataset_session_policy(department, dataset.dataset_id, request.department))
+        return self._narrowed(department, dataset, request.department, principal)
 
     def _for_recipient(self, request: Serving, department: str, dataset_id: str | None) -> Credentials | None:
         """A Delta Sharing recipient reads one owner's share: a session of that owner, for a dataset a
@@ -135,13 +160,22 @@ class SessionBroker:
         candidates = [g for g in self._policies.candidates(reader, dataset) if g.facts().grantee_principal is None]
         if not self._policies.permitted(reader, "ReadData", dataset, candidates):
             raise SessionRefused(f"That recipient may not read {dataset_id}")
-        return self._assume(department, dataset_session_policy(department, dataset.dataset_id, recipient.department))
+        return self._narrowed(department, dataset, recipient.department, reader.principal_id)
+
+    def _narrowed(self, department: str, dataset: Dataset, reader: str, principal: str) -> Credentials | None:
+        policy = dataset_session_policy(department, dataset.dataset_id, reader)
+        return self._assume(department, policy, _name(reader, principal), NARROWED_SESSION_SECONDS)
 
     def _owned(self, department: str, dataset_id: str | None) -> Dataset:
         dataset = self._datasets.get(dataset_id) if dataset_id else None
         if dataset is None or dataset.owner != department:
             raise SessionRefused(f"{department} owns no dataset {dataset_id}")
         return dataset
+
+
+def _name(department: str, principal: str) -> str:
+    """The session's name, which CloudTrail records beside the department it acts for (its tag)."""
+    return re.sub(r"[^\w+=,.@-]", "-", f"{department}.{principal}")[:64]
 
 
 class BrokerFunction:
@@ -154,7 +188,14 @@ class BrokerFunction:
         self._lambdas = lambdas
 
     def __call__(self, request: Serving, department: str, dataset_id: str | None) -> Credentials | None:
-        asked = {"department": request.department, "token_id": request.token_id, "acting_for": department, "dataset": dataset_id}
+        asked = {
+            "department": request.department,
+            "token_id": request.token_id,
+            "kind": request.kind,
+            "principal": request.principal,
+            "acting_for": department,
+            "dataset": dataset_id,
+        }
         response = self.lambdas.invoke(FunctionName=self._function, Payload=json.dumps(asked).encode())
         answer = json.loads(response["Payload"].read())
         if response.get("FunctionError"):
@@ -167,7 +208,8 @@ class BrokerFunction:
 
 def vend_event(broker: SessionBroker, event: dict[str, Any]) -> dict[str, Any]:
     """The sessions function's answer to one ask (BrokerFunction's payload)."""
-    request = Serving(str(event["department"]), str(event["token_id"]))
+    kind: Literal["signed", "recipient"] = "recipient" if event.get("kind") == "recipient" else "signed"
+    request = Serving(str(event["department"]), str(event["token_id"]), kind, str(event.get("principal") or ""))
     dataset = event.get("dataset")
     try:
         return {"credentials": broker.vend(request, str(event["acting_for"]), str(dataset) if dataset else None)}
