@@ -29,7 +29,7 @@ from tests.datasets import city_schema
 from tests.faults.conftest import RENEW_EVERY
 from tests.faults.harness import REFUSED_ALIKE, Call, FaultInjector, FunctionStopped, plan
 from tests.faults.scenario import MAX_DELIVERIES, NUMBERS, record
-from tests.integration.conftest import Aws
+from tests.integration.conftest import Aws, register_principal
 
 
 class Clock:
@@ -50,6 +50,7 @@ class ApiClient:
         self.injector = injector
         self.store = IdempotencyStore(settings.idempotency_table, moto_aws.client("dynamodb"), clock=clock)
         self.nonces = NonceStore(settings.nonces_table, moto_aws.client("dynamodb"))
+        self.registered: set[tuple[str, tuple[str, str, str]]] = set()
 
     def call(
         self, caller: tuple[str, str, str], method: str, path: str, body: dict[str, Any], fault: tuple[int, str] | None
@@ -58,7 +59,11 @@ class ApiClient:
         handler = importlib.import_module(f"functions.handlers.{self.function}").handler
         key = str(uuid.uuid4())
         raw = json.dumps(body).encode()
-        # What the authorizer records of the verified token, against which the broker vends data sessions.
+        # What the authorizer checked (the caller is in the directory) and recorded of the verified token,
+        # against which the broker vends data sessions.
+        if (self.settings.directory_table, caller) not in self.registered:
+            register_principal(caller[0], caller[1], *caller[2].split(","))
+            self.registered.add((self.settings.directory_table, caller))
         now = int(time.time())
         self.nonces.use_once(f"{caller[0]}#{_token_id(key)}", now + 300, now, caller[1])
         answers = []

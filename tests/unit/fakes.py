@@ -26,7 +26,7 @@ class MemoryNonces:
     def __init__(self) -> None:
         self.seen: dict[str, int] = {}
 
-    def use_once(self, nonce: str, expires_at: int, now: int) -> bool:
+    def use_once(self, nonce: str, expires_at: int, now: int, principal: str = "") -> bool:
         if nonce in self.seen and self.seen[nonce] >= now:
             return False
         self.seen[nonce] = expires_at
