@@ -15,7 +15,7 @@ Two ways to get such a session:
   request's session acts for is then chosen by the code that verified the caller, not by the function.
 
 Sessions are cached until shortly before they expire: background ones per department, requests'
-per (kind of caller, caller's department and principal, department, dataset). With no data role configured (unit and moto
+per (kind of caller, caller's department, department, dataset). With no data role configured (unit and moto
 tests), the process's own clients are used, after the broker has decided.
 """
 
@@ -51,7 +51,6 @@ class Serving:
     department: str
     token_id: str = field(repr=False)
     kind: Literal["signed", "recipient"] = "signed"
-    principal: str = ""  # who the function serves (the broker checks its own record): sessions are kept per principal
 
 
 Credentials = dict[str, str]
@@ -62,12 +61,10 @@ _serving: ContextVar[Serving | None] = ContextVar("cityshare_serving", default=N
 
 
 @contextlib.contextmanager
-def serving(
-    department: str, token_id: str, kind: Literal["signed", "recipient"] = "signed", principal: str = ""
-) -> Iterator[None]:
+def serving(department: str, token_id: str, kind: Literal["signed", "recipient"] = "signed") -> Iterator[None]:
     """Within this block, data sessions are the broker's, for the request of `department` whose token
     is `token_id` (a context variable: threads started inside must carry the context, `copy_context`)."""
-    token = _serving.set(Serving(department, token_id, kind, principal))
+    token = _serving.set(Serving(department, token_id, kind))
     try:
         yield
     finally:
@@ -124,7 +121,9 @@ class DepartmentScopes:
             raise SessionRefused(f"A request of {request.department} acts for {department} only for a dataset it reads")
         elif request is None:
             dataset = None
-        scope = (f"{request.kind}:{request.department}:{request.principal}" if request else None, department, dataset)
+        # Kept per department, not per principal: AWS's bound is between departments (a principal's own
+        # grants are the function's decision), and a session costs ~0.1 s to make.
+        scope = (f"{request.kind}:{request.department}" if request else None, department, dataset)
         with self._lock:
             session, renew_at = self._sessions.get(scope, (None, 0.0))
             if session is None or time.time() > renew_at:

@@ -202,7 +202,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     token = bearer_token({str(k): str(v) for k, v in (event.get("headers") or {}).items()})
     try:
         # Data sessions while serving are vended for this recipient's token only (functions/core/scoped.py).
-        with serving(str(authorizer.get("department_id", "")), token, "recipient", str(authorizer.get("principal_id", ""))):
+        with serving(str(authorizer.get("department_id", "")), token, "recipient"):
             return dict(app.resolve(event, context))
     except Exception:
         logger.exception("delta sharing request failed")

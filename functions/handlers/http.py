@@ -120,7 +120,7 @@ def make_handler(app: APIGatewayRestResolver) -> Handler:
             return as_proxy(problem(error.status, error.code, error.title, error.detail), headers)
         app.append_context(caller=caller)
         # Data sessions while serving are vended for this verified request only (functions/core/scoped.py).
-        with serving(caller.department_id, caller.jti, principal=caller.principal_id):
+        with serving(caller.department_id, caller.jti):
             response = resolve_once(app, event, context, caller)
         record_metric("Requests", caller.department_id)
         if response.get("statusCode") == 403:

@@ -21,7 +21,6 @@ is what reaches S3 and KMS. The read itself is still decided, and audited, by th
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol
@@ -136,12 +135,12 @@ class SessionBroker:
         if "suspended" in (caller.department_status, caller.principal_status):
             raise SessionRefused(f"{request.department}/{principal} is suspended")
         if department == request.department:
-            return self._assume(department, None, _name(request.department, principal))
+            return self._assume(department, None, _name(request))
         dataset = self._owned(department, dataset_id)
         readable, _ = self._policies.readable_under(caller, dataset)
         if not readable:
             raise SessionRefused(f"{request.department}/{principal} may not read {dataset_id}")
-        return self._narrowed(department, dataset, request.department, principal)
+        return self._narrowed(department, dataset, request)
 
     def _for_recipient(self, request: Serving, department: str, dataset_id: str | None) -> Credentials | None:
         """A Delta Sharing recipient reads one owner's share: a session of that owner, for a dataset a
@@ -160,11 +159,11 @@ class SessionBroker:
         candidates = [g for g in self._policies.candidates(reader, dataset) if g.facts().grantee_principal is None]
         if not self._policies.permitted(reader, "ReadData", dataset, candidates):
             raise SessionRefused(f"That recipient may not read {dataset_id}")
-        return self._narrowed(department, dataset, recipient.department, reader.principal_id)
+        return self._narrowed(department, dataset, request)
 
-    def _narrowed(self, department: str, dataset: Dataset, reader: str, principal: str) -> Credentials | None:
-        policy = dataset_session_policy(department, dataset.dataset_id, reader)
-        return self._assume(department, policy, _name(reader, principal), NARROWED_SESSION_SECONDS)
+    def _narrowed(self, department: str, dataset: Dataset, request: Serving) -> Credentials | None:
+        policy = dataset_session_policy(department, dataset.dataset_id, request.department)
+        return self._assume(department, policy, _name(request), NARROWED_SESSION_SECONDS)
 
     def _owned(self, department: str, dataset_id: str | None) -> Dataset:
         dataset = self._datasets.get(dataset_id) if dataset_id else None
@@ -173,9 +172,10 @@ class SessionBroker:
         return dataset
 
 
-def _name(department: str, principal: str) -> str:
-    """The session's name, which CloudTrail records beside the department it acts for (its tag)."""
-    return re.sub(r"[^\w+=,.@-]", "-", f"{department}.{principal}")[:64]
+def _name(request: Serving) -> str:
+    """The session's name, which CloudTrail records beside the department it acts for (its tag): whose
+    requests it serves (a serving function keeps it for its department's later requests)."""
+    return f"{request.department}.{'recipients' if request.kind == 'recipient' else 'requests'}"
 
 
 class BrokerFunction:
@@ -192,7 +192,6 @@ class BrokerFunction:
             "department": request.department,
             "token_id": request.token_id,
             "kind": request.kind,
-            "principal": request.principal,
             "acting_for": department,
             "dataset": dataset_id,
         }
@@ -209,7 +208,7 @@ class BrokerFunction:
 def vend_event(broker: SessionBroker, event: dict[str, Any]) -> dict[str, Any]:
     """The sessions function's answer to one ask (BrokerFunction's payload)."""
     kind: Literal["signed", "recipient"] = "recipient" if event.get("kind") == "recipient" else "signed"
-    request = Serving(str(event["department"]), str(event["token_id"]), kind, str(event.get("principal") or ""))
+    request = Serving(str(event["department"]), str(event["token_id"]), kind)
     dataset = event.get("dataset")
     try:
         return {"credentials": broker.vend(request, str(event["acting_for"]), str(dataset) if dataset else None)}

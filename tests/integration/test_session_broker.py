@@ -66,7 +66,7 @@ def test_a_verified_request_gets_its_own_department_whole(asked: list[tuple[str,
     credentials = broker().vend(Serving("health", TOKEN), "health", None)
     assert credentials and credentials["SessionToken"]
     assert asked == [("health", None)]
-    assert names[-1] == ("health.analyst", 3600)
+    assert names[-1] == ("health.requests", 3600)
 
 
 def test_another_department_only_for_a_dataset_the_caller_may_read_and_only_that_dataset(
@@ -76,7 +76,7 @@ def test_another_department_only_for_a_dataset_the_caller_may_read_and_only_that
     broker().vend(Serving("health", TOKEN), "transport", "traffic-flow")  # under the live grant g1
     assert [department for department, _ in asked] == ["environment", "transport"]
     assert asked[0][1] == dataset_session_policy("environment", "air-quality", "health")
-    assert names[-1] == ("health.analyst", 900)  # the shortest session STS gives
+    assert names[-1] == ("health.requests", 900)  # the shortest session STS gives
     policy = json.loads(asked[1][1] or "")
     resources = [r for s in policy["Statement"] for r in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])]
     objects = [r for r in resources if r.startswith("arn:aws:s3:::*/")]
@@ -208,7 +208,7 @@ def test_the_sessions_function_answers_over_lambdas_json_as_in_process(
 ) -> None:
     """What the api and delta-sharing functions ask in AWS, through the function's own payload."""
     remote = BrokerFunction("cityshare-it-sessions", lambdas=InvokesTheSessionsFunction())
-    assert remote(Serving("health", TOKEN, principal="analyst"), "environment", "air-quality")
+    assert remote(Serving("health", TOKEN), "environment", "air-quality")
     _a_recipient(settings)
     assert remote(Serving("health", RECIPIENT_TOKEN, "recipient"), "transport", "traffic-flow")
     with pytest.raises(SessionRefused, match="may not read noise-complaints"):
