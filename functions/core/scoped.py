@@ -71,10 +71,6 @@ def serving(department: str, token_id: str, kind: Literal["signed", "recipient"]
         _serving.reset(token)
 
 
-def current_request() -> Serving | None:
-    return _serving.get()
-
-
 class DepartmentScopes:
     sts = aws.LazyClient("sts")
 
@@ -114,7 +110,7 @@ class DepartmentScopes:
         return credentials | {"Expires": str(int(time.time()) + seconds)}
 
     def _client(self, department: str, service: str, dataset: str | None) -> Any:
-        request = current_request() if self._broker is not None else None
+        request = _serving.get() if self._broker is not None else None
         if request is not None and department == request.department:
             dataset = None  # its own department: the whole of it
         elif request is not None and dataset is None:
